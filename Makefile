@@ -1,0 +1,44 @@
+# The DVR's entry points. `make help` lists them.
+#
+# Builds go to a cache outside the clone so repeated runs (and CI on the same
+# machine) reuse them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/dvr/target
+BIN := $(CARGO_TARGET_DIR)/release/dvr
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+.PHONY: help run build test test-deps unit lint fmt fuzz-check bench clips
+
+help: ## List the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+
+build: ## Build the dvr binary (release)
+	$(CARGO) build --release --locked -p dvr
+
+run: build ## Run the product on embedded defaults
+	$(BIN) inspect testdata/h264_aac_720p.ts
+
+test-deps: ## Install what the tests need (idempotent; apt-get, pip)
+	scripts/install-test-deps.sh
+
+test: test-deps ## Install test dependencies if missing, then run every test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) build --release --locked -p dvr
+	DVR_BIN=$(BIN) $(CARGO) test --locked --workspace --all-targets
+
+unit: ## Only the fast in-process tests
+	$(CARGO) test --workspace --lib
+
+lint: ## Clippy with warnings as errors
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clips: ## Regenerate the committed test clips with ffmpeg
+	scripts/make-clips.sh testdata
+
+bench: build ## Measure the segmenter against ffmpeg (see bench/README.md)
+	bench/segmenter.sh

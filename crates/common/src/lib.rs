@@ -1,0 +1,14 @@
+//! Shared vocabulary of the DVR: the two clocks of the time model (wall clock
+//! in milliseconds, media time in 90 kHz ticks), the [`Clock`] trait that lets
+//! tests run faster than real time, and the error-kind convention that maps
+//! every library error onto one HTTP status in one place.
+//!
+//! Nothing here does I/O; everything here is cheap to copy.
+
+pub mod clock;
+pub mod error;
+pub mod time;
+
+pub use clock::{Clock, SimulatedClock, SystemClock};
+pub use error::ErrorKind;
+pub use time::{CivilTime, DurationParseError, Ticks, UtcMs, TICKS_PER_MS, TICKS_PER_SEC};

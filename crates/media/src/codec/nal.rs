@@ -1,0 +1,236 @@
+//! Annex B NAL unit scanning shared by H.264 and H.265.
+//!
+//! The segmenter must decide whether a video PES starts with a random-access
+//! point while looking at as few bytes as possible: it scans only until the
+//! first slice (VCL NAL unit) of the access unit, which is usually within the
+//! first TS packet and, behind large SEI messages, within the first few.
+
+/// An iterator over the NAL units of an Annex B byte stream. Each item is the
+/// NAL unit without its start code; trailing zero bytes belong to the next
+/// start code and are trimmed. The last unit may be incomplete when the input
+/// is a prefix of an access unit.
+#[derive(Debug, Clone)]
+pub struct NalUnits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> NalUnits<'a> {
+    /// Scans `data` for NAL units; bytes before the first start code are skipped.
+    pub fn new(data: &'a [u8]) -> Self {
+        let pos = find_start_code(data, 0).map_or(data.len(), |(_, payload)| payload);
+        Self { data, pos }
+    }
+}
+
+impl<'a> Iterator for NalUnits<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.pos >= self.data.len() {
+            return None;
+        }
+        let start = self.pos;
+        let (end, next) = match find_start_code(self.data, start) {
+            Some((code_at, payload_at)) => (code_at, payload_at),
+            None => (self.data.len(), self.data.len()),
+        };
+        self.pos = next;
+        let mut unit = &self.data[start..end];
+        while let [rest @ .., 0] = unit {
+            unit = rest;
+        }
+        Some(unit)
+    }
+}
+
+/// Finds the next `00 00 01` at or after `from`; returns where the start code
+/// begins and where the NAL unit after it begins.
+fn find_start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i + 3 <= data.len() {
+        // Skip ahead fast: a start code needs data[i + 2] == 1 and data[i + 1] == 0.
+        match data[i + 2] {
+            1 if data[i] == 0 && data[i + 1] == 0 => return Some((i, i + 3)),
+            0 => i += 1,
+            _ => i += 3,
+        }
+    }
+    None
+}
+
+/// What the first bytes of an access unit say about random access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RandomAccess {
+    /// The access unit is a random-access point (IDR, or IRAP for H.265, or
+    /// an I slice behind a recovery-point SEI for open-GOP H.264).
+    Yes,
+    /// The first slice is not a random-access point.
+    No,
+    /// No slice header yet; more bytes are needed.
+    Undecided,
+}
+
+/// Scans the start of an H.264 access unit.
+pub fn h264_random_access(es: &[u8]) -> RandomAccess {
+    let mut recovery_point = false;
+    for nal in NalUnits::new(es) {
+        let Some(&header) = nal.first() else { continue };
+        match header & 0x1f {
+            5 => return RandomAccess::Yes,
+            1 => {
+                // A non-IDR slice: random access only for an I slice that a
+                // recovery-point SEI announces (open GOP, common in broadcast).
+                if !recovery_point {
+                    return RandomAccess::No;
+                }
+                return match h264_slice_is_intra(&nal[1..]) {
+                    Some(true) => RandomAccess::Yes,
+                    Some(false) => RandomAccess::No,
+                    None => RandomAccess::Undecided,
+                };
+            }
+            2..=4 => return RandomAccess::No,
+            6 if nal.get(1) == Some(&6) => recovery_point = true,
+            _ => {}
+        }
+    }
+    RandomAccess::Undecided
+}
+
+/// Reads `first_mb_in_slice` and `slice_type` from a slice header; `None` if
+/// the bytes end first. Emulation prevention bytes cannot occur this early in
+/// a header in practice (they need two zero bytes), so none are removed.
+fn h264_slice_is_intra(rbsp: &[u8]) -> Option<bool> {
+    let mut bits = BitReader::new(rbsp);
+    bits.read_ue()?;
+    let slice_type = bits.read_ue()?;
+    Some(matches!(slice_type % 5, 2 | 4))
+}
+
+/// Scans the start of an H.265 access unit: IRAP pictures (BLA, IDR, CRA,
+/// NAL unit types 16 to 23) are random-access points.
+pub fn h265_random_access(es: &[u8]) -> RandomAccess {
+    for nal in NalUnits::new(es) {
+        let Some(&header) = nal.first() else { continue };
+        let nal_type = (header >> 1) & 0x3f;
+        match nal_type {
+            16..=23 => return RandomAccess::Yes,
+            0..=15 => return RandomAccess::No,
+            _ => {}
+        }
+    }
+    RandomAccess::Undecided
+}
+
+/// A reader of big-endian bit fields and Exp-Golomb codes.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    bit: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// Reads from the first bit of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { data, bit: 0 }
+    }
+
+    /// One bit, or `None` past the end.
+    pub fn read_bit(&mut self) -> Option<u32> {
+        let byte = *self.data.get(self.bit / 8)?;
+        let value = (byte >> (7 - self.bit % 8)) & 1;
+        self.bit += 1;
+        Some(u32::from(value))
+    }
+
+    /// `n` bits (at most 32) as an unsigned integer.
+    pub fn read_bits(&mut self, n: u32) -> Option<u32> {
+        let mut value = 0u32;
+        for _ in 0..n {
+            value = (value << 1) | self.read_bit()?;
+        }
+        Some(value)
+    }
+
+    /// Skips `n` bits.
+    pub fn skip(&mut self, n: usize) -> Option<()> {
+        self.bit += n;
+        (self.bit <= self.data.len() * 8).then_some(())
+    }
+
+    /// An unsigned Exp-Golomb code, `ue(v)`.
+    pub fn read_ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.read_bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        let rest = self.read_bits(zeros)?;
+        Some(((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()?)
+    }
+
+    /// A signed Exp-Golomb code, `se(v)`.
+    pub fn read_se(&mut self) -> Option<i32> {
+        let k = i64::from(self.read_ue()?);
+        let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
+        i32::try_from(v).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_units_with_three_and_four_byte_start_codes() {
+        let data = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x65, 9];
+        let units: Vec<&[u8]> = NalUnits::new(&data).collect();
+        assert_eq!(units, vec![&[0x09, 0xf0][..], &[0x67, 1, 2][..], &[0x65, 9][..]]);
+    }
+
+    #[test]
+    fn h264_idr_behind_aud_sps_pps_sei_is_random_access() {
+        let data = [0, 0, 1, 0x09, 0x10, 0, 0, 1, 0x67, 0x64, 0, 0, 1, 0x68, 0xee, 0, 0, 1, 0x06,
+            0x05, 0x01, 0, 0, 1, 0x65, 0x88];
+        assert_eq!(h264_random_access(&data), RandomAccess::Yes);
+        assert_eq!(h264_random_access(&data[..20]), RandomAccess::Undecided);
+    }
+
+    #[test]
+    fn h264_p_slice_is_not_random_access_and_open_gop_i_slice_is() {
+        // first_mb_in_slice = 0 ("1"), slice_type = 0 (P, "1") -> 0b11.......
+        assert_eq!(h264_random_access(&[0, 0, 1, 0x41, 0b1100_0000]), RandomAccess::No);
+        // A recovery-point SEI (payload type 6), then slice_type 7 (I): ue(7) = 0001000.
+        let open_gop = [0, 0, 1, 0x06, 0x06, 0x01, 0x80, 0, 0, 1, 0x41, 0b1000_1000, 0];
+        assert_eq!(h264_random_access(&open_gop), RandomAccess::Yes);
+        // The same I slice without the SEI is not a random-access point.
+        assert_eq!(h264_random_access(&open_gop[7..]), RandomAccess::No);
+    }
+
+    #[test]
+    fn h265_irap_types() {
+        let vps_idr = [0, 0, 1, 0x40, 0x01, 0, 0, 1, 0x26, 0x01]; // VPS, IDR_W_RADL (19)
+        assert_eq!(h265_random_access(&vps_idr), RandomAccess::Yes);
+        let cra = [0, 0, 1, 0x2a, 0x01]; // type 21
+        assert_eq!(h265_random_access(&cra), RandomAccess::Yes);
+        let trail = [0, 0, 1, 0x02, 0x01]; // TRAIL_R (1)
+        assert_eq!(h265_random_access(&trail), RandomAccess::No);
+        assert_eq!(h265_random_access(&[0, 0, 1, 0x40, 0x01]), RandomAccess::Undecided);
+    }
+
+    #[test]
+    fn exp_golomb() {
+        // 1 | 010 | 011 | 00100 -> 0, 1, 2, 3
+        let mut r = BitReader::new(&[0b1010_0110, 0b0100_0000]);
+        assert_eq!(r.read_ue(), Some(0));
+        assert_eq!(r.read_ue(), Some(1));
+        assert_eq!(r.read_ue(), Some(2));
+        assert_eq!(r.read_ue(), Some(3));
+        let mut r = BitReader::new(&[0b0100_1100]);
+        assert_eq!(r.read_se(), Some(1));
+        assert_eq!(r.read_se(), Some(-1));
+    }
+}

@@ -1,0 +1,52 @@
+//! The unit everything downstream stores and serves.
+//!
+//! A [`Segment`] is a self-contained slice of MPEG-TS: it starts with PAT and
+//! PMT, then (when `independent`) a random-access point, so a player can start
+//! decoding at its first byte. Segments are never re-cut after ingest, so the
+//! same bytes serve live, archive and restreaming (ARCHITECTURE section 4).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dvr_common::{Ticks, UtcMs};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::CodecSummary;
+
+/// Properties of a segment that players must be told about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SegmentFlags {
+    /// The timeline does not continue from the previous segment: a PTS jump,
+    /// a source restart, signal loss or a changed program. Playlists put
+    /// `#EXT-X-DISCONTINUITY` before it.
+    pub discontinuity: bool,
+    /// The segment starts with a random-access point and decodes alone. False
+    /// only when the source sent no keyframe within the maximum duration.
+    pub independent: bool,
+}
+
+/// A keyframe-aligned slice of a stream's transport stream, with its metadata.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    /// Position on the stream's tape; only grows, kept across restarts.
+    pub seq: u64,
+    /// Unwrapped presentation time of the first access unit that starts it.
+    pub pts_start: Ticks,
+    /// Presentation duration.
+    pub duration: Ticks,
+    /// Wall-clock time of `pts_start`.
+    pub utc_start: UtcMs,
+    /// Discontinuity and independence.
+    pub flags: SegmentFlags,
+    /// The tracks in the segment; shared by consecutive segments that agree.
+    pub codecs: Arc<CodecSummary>,
+    /// The transport-stream bytes: a whole number of 188-byte packets.
+    pub payload: Bytes,
+}
+
+impl Segment {
+    /// Wall-clock end of the segment (exclusive).
+    pub fn utc_end(&self) -> UtcMs {
+        self.utc_start.plus_ticks(self.duration)
+    }
+}
