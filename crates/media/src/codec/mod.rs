@@ -195,3 +195,13 @@ impl CodecSummary {
         out.join(",")
     }
 }
+
+/// Video parameters from bytes at the start of an access unit.
+pub fn probe_video(_codec: Codec, _es: &[u8]) -> Option<VideoParams> {
+    None
+}
+
+/// Audio parameters from the start of a PES payload.
+pub fn probe_audio(_codec: Codec, _es: &[u8]) -> Option<AudioParams> {
+    None
+}
