@@ -17,10 +17,14 @@
 
 pub mod codec;
 pub mod demux;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod psi;
 pub mod segment;
 pub mod segmenter;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod synth;
 pub mod timestamp;
 pub mod ts;
 pub mod wallclock;

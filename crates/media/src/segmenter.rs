@@ -162,6 +162,8 @@ pub struct Segmenter {
     primary: Option<usize>,
     tracks: Vec<TrackInfo>,
     summary: Arc<CodecSummary>,
+    /// The open segment's tracks when the program changed inside it.
+    summary_before_change: Option<Arc<CodecSummary>>,
     /// The next segment starts a new timeline.
     pending_discontinuity: bool,
     /// Cut at the next keyframe even before the target (the program changed).
@@ -204,6 +206,7 @@ impl Segmenter {
             primary: None,
             tracks: Vec::new(),
             summary: Arc::default(),
+            summary_before_change: None,
             pending_discontinuity: resume.discontinuity,
             cut_at_next_keyframe: false,
             last_data_at: now,
@@ -415,6 +418,10 @@ impl Segmenter {
             self.timing = Timing::default();
         }
         if changed_streams {
+            if self.open.is_some() {
+                self.summary_before_change
+                    .get_or_insert_with(|| Arc::clone(&self.summary));
+            }
             self.pending_discontinuity = true;
             self.cut_at_next_keyframe = true;
         }
@@ -630,7 +637,10 @@ impl Segmenter {
             duration,
             utc_start: open.utc_start,
             flags: open.flags,
-            codecs: Arc::clone(&self.summary),
+            codecs: self
+                .summary_before_change
+                .take()
+                .unwrap_or_else(|| Arc::clone(&self.summary)),
             payload,
         };
         self.wall.stamped_until(segment.utc_end());
@@ -660,5 +670,328 @@ fn needs_probe(track: &TrackInfo) -> bool {
         TrackKind::Audio => track.audio.is_none(),
         TrackKind::Video => track.video.is_none(),
         TrackKind::Subtitle | TrackKind::Data => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dvr_common::SimulatedClock;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::synth::{av_stream, h264_access_unit, TsBuilder};
+
+    const T0: UtcMs = UtcMs(1_795_000_000_000);
+
+    fn segmenter(clock: &SimulatedClock) -> Segmenter {
+        Segmenter::new(SegmenterConfig::default(), Arc::new(clock.clone()))
+    }
+
+    fn run_all(seg: &mut Segmenter, data: &[u8]) -> Vec<Segment> {
+        let mut out = seg.push(data);
+        out.extend(seg.finish());
+        out
+    }
+
+    /// The PIDs of a segment's packets, in order.
+    fn pids(segment: &Segment) -> Vec<u16> {
+        segment.payload.chunks(PACKET_SIZE).map(ts::pid).collect()
+    }
+
+    #[test]
+    fn cuts_at_the_first_keyframe_after_the_target() {
+        let clock = SimulatedClock::new(T0);
+        // 10 s at 25 fps, IDR every 1.2 s (30 frames): cuts at 2.4, 4.8, 7.2, 9.6 s.
+        let segments = run_all(&mut segmenter(&clock), &av_stream(900_000, 250, 30));
+        let durations: Vec<i64> = segments.iter().map(|s| s.duration.as_ms()).collect();
+        assert_eq!(durations, vec![2400, 2400, 2400, 2400, 400]);
+        let total: i64 = segments.iter().map(|s| s.duration.0).sum();
+        assert_eq!(total, 250 * 3600, "durations tile the stream exactly");
+        for (i, s) in segments.iter().enumerate() {
+            assert_eq!(s.seq, i as u64);
+            assert!(s.flags.independent && !s.flags.discontinuity);
+            assert_eq!(
+                &pids(s)[..3],
+                &[0, 0x1000, 0x100],
+                "PAT, PMT, then the keyframe"
+            );
+            assert!(ts::payload_unit_start(&s.payload[2 * PACKET_SIZE..]));
+            assert_eq!(s.payload.len() % PACKET_SIZE, 0);
+            assert_eq!(
+                s.utc_start,
+                T0.plus_ticks(s.pts_start - segments[0].pts_start)
+            );
+        }
+        assert_eq!(segments[0].pts_start, Ticks(900_000 + 3600));
+    }
+
+    #[test]
+    fn concatenated_segments_have_continuous_counters() {
+        let clock = SimulatedClock::new(T0);
+        let segments = run_all(&mut segmenter(&clock), &av_stream(0, 200, 25));
+        let mut cc = ContinuityTracker::default();
+        let errors = segments
+            .iter()
+            .flat_map(|s| s.payload.chunks(PACKET_SIZE).collect::<Vec<_>>())
+            .filter(|p| !cc.check(p))
+            .count();
+        assert_eq!(errors, 0);
+    }
+
+    #[test]
+    fn drops_what_precedes_the_first_keyframe() {
+        let clock = SimulatedClock::new(T0);
+        let mut b = TsBuilder::default();
+        b.pat(1, 0x1000);
+        b.pmt(1, 0x1000, &[(0x1b, 0x100)]);
+        for i in 0..100u64 {
+            b.pes(
+                0x100,
+                0xe0,
+                i * 3600,
+                None,
+                &h264_access_unit(i % 50 == 20, 400),
+            );
+        }
+        let mut seg = segmenter(&clock);
+        let segments = run_all(&mut seg, &b.out);
+        assert_eq!(segments[0].pts_start, Ticks(20 * 3600));
+        assert!(seg.stats().dropped_before_keyframe > 0);
+    }
+
+    #[test]
+    fn forces_a_cut_at_the_maximum_without_keyframes() {
+        let clock = SimulatedClock::new(T0);
+        // Only the first frame is a keyframe; 30 s of video.
+        let segments = run_all(&mut segmenter(&clock), &av_stream(0, 750, 100_000));
+        assert_eq!(segments[0].duration, Ticks::from_secs(10));
+        assert!(segments[0].flags.independent);
+        assert!(!segments[1].flags.independent, "cut without a keyframe");
+        assert_eq!(segments.len(), 3);
+    }
+
+    #[test]
+    fn crosses_the_pts_wrap_without_a_discontinuity() {
+        let clock = SimulatedClock::new(T0);
+        let start = (1u64 << 33) - 90_000 * 3;
+        let segments = run_all(&mut segmenter(&clock), &av_stream(start, 250, 50));
+        assert!(segments.iter().all(|s| !s.flags.discontinuity));
+        let durations: Vec<i64> = segments.iter().map(|s| s.duration.as_ms()).collect();
+        assert_eq!(durations, vec![2000; 5]);
+        assert!(segments[4].pts_start.0 > 1 << 33, "unwrapped past 2^33");
+    }
+
+    #[test]
+    fn a_timestamp_jump_is_a_discontinuity_and_the_tape_stays_contiguous() {
+        let clock = SimulatedClock::new(T0);
+        let mut data = av_stream(0, 125, 25);
+        data.extend(av_stream(90_000 * 600, 125, 25));
+        let segments = run_all(&mut segmenter(&clock), &data);
+        let flagged: Vec<u64> = segments
+            .iter()
+            .filter(|s| s.flags.discontinuity)
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(flagged, vec![3]);
+        // Segment 2 ends where the first run ends, and the clock did not move,
+        // so the new run starts right where the tape ended.
+        assert_eq!(segments[2].duration.as_ms(), 1000);
+        assert_eq!(segments[3].utc_start, segments[2].utc_end());
+        assert_eq!(
+            segments.iter().map(|s| s.duration.as_ms()).sum::<i64>(),
+            10_000
+        );
+    }
+
+    #[test]
+    fn a_backward_step_is_a_discontinuity() {
+        let clock = SimulatedClock::new(T0);
+        let mut data = av_stream(90_000 * 100, 100, 25);
+        data.extend(av_stream(0, 100, 25));
+        let segments = run_all(&mut segmenter(&clock), &data);
+        assert_eq!(segments.iter().filter(|s| s.flags.discontinuity).count(), 1);
+        assert!(segments
+            .windows(2)
+            .all(|w| w[1].utc_start >= w[0].utc_end()));
+    }
+
+    #[test]
+    fn signal_loss_ends_the_segment_and_the_next_run_is_anchored_anew() {
+        let clock = SimulatedClock::new(T0);
+        let mut seg = segmenter(&clock);
+        let first = seg.push(&av_stream(0, 75, 25)); // 3 s
+        assert_eq!(first.len(), 1);
+        clock.advance_ms(3_000);
+        assert!(
+            seg.check_signal().is_none(),
+            "3 s of silence is within 2 x 2 s... of data time"
+        );
+        clock.advance_ms(2_000);
+        let ended = seg
+            .check_signal()
+            .expect("the open segment ends on signal loss");
+        assert_eq!(ended.seq, 1);
+        assert_eq!(ended.duration.as_ms(), 1000);
+        // The source comes back 10 s later with timestamps that just continue.
+        clock.advance_ms(10_000);
+        let now = clock.now();
+        let mut after = seg.push(&av_stream(75 * 3600, 100, 25));
+        after.extend(seg.finish());
+        assert!(after[0].flags.discontinuity);
+        assert_eq!(after[0].seq, 2);
+        assert_eq!(after[0].utc_start, now, "re-anchored at the arrival time");
+        assert!(!after[1].flags.discontinuity);
+    }
+
+    #[test]
+    fn resume_continues_seq_and_never_goes_before_the_tape_end() {
+        let clock = SimulatedClock::new(T0);
+        let resume = Resume {
+            next_seq: 42,
+            tape_end: Some(T0.saturating_add_ms(500)),
+            discontinuity: true,
+        };
+        let mut seg =
+            Segmenter::resume(SegmenterConfig::default(), Arc::new(clock.clone()), resume);
+        let segments = run_all(&mut seg, &av_stream(0, 100, 25));
+        assert_eq!(segments[0].seq, 42);
+        assert!(segments[0].flags.discontinuity);
+        assert_eq!(segments[0].utc_start, T0.saturating_add_ms(500));
+        assert!(!segments[1].flags.discontinuity);
+    }
+
+    #[test]
+    fn audio_only_streams_cut_on_frames() {
+        let clock = SimulatedClock::new(T0);
+        let mut b = TsBuilder::default();
+        b.pat(1, 0x1000);
+        b.pmt(1, 0x1000, &[(0x0f, 0x101)]);
+        // A PES every 64 ms (3 AAC frames at 48 kHz) for 10 s.
+        for i in 0..157u64 {
+            b.pes(
+                0x101,
+                0xc0,
+                i * 5760,
+                None,
+                &[0xff, 0xf1, 0x4c, 0x80, 0x02, 0x1f, 0xfc],
+            );
+        }
+        let segments = run_all(&mut segmenter(&clock), &b.out);
+        // 2 s is not a multiple of 64 ms: cut at the first frame at or after it.
+        assert_eq!(segments[0].duration.as_ms(), 2048);
+        assert!(segments.iter().all(|s| s.flags.independent));
+        assert_eq!(
+            segments.iter().map(|s| s.duration.0).sum::<i64>(),
+            157 * 5760
+        );
+    }
+
+    #[test]
+    fn a_changed_program_is_a_discontinuity_at_the_next_keyframe() {
+        let clock = SimulatedClock::new(T0);
+        let mut data = av_stream(0, 60, 25);
+        let mut b = TsBuilder::default();
+        for i in 60..160u64 {
+            if i % 10 == 0 {
+                b.pat(1, 0x1000);
+                b.pmt(1, 0x1000, &[(0x1b, 0x100), (0x0f, 0x102)]);
+            }
+            b.pes(
+                0x100,
+                0xe0,
+                i * 3600,
+                None,
+                &h264_access_unit(i % 25 == 0, 500),
+            );
+        }
+        data.extend(b.out);
+        let mut seg = segmenter(&clock);
+        let segments = run_all(&mut seg, &data);
+        let changed = segments
+            .iter()
+            .find(|s| s.codecs.tracks[1].pid == 0x102)
+            .unwrap();
+        assert!(changed.flags.discontinuity);
+        assert_eq!(
+            changed.pts_start,
+            Ticks(75 * 3600),
+            "the first keyframe after the change"
+        );
+        assert_eq!(seg.stats().pmt_changes, 1);
+    }
+
+    #[test]
+    fn garbage_and_lost_packets_are_counted_and_survived() {
+        let clock = SimulatedClock::new(T0);
+        let mut data = av_stream(0, 100, 25);
+        data.drain(20_000..20_100); // loses sync and part of a packet
+        let at = 40_000 - 40_000 % PACKET_SIZE;
+        data.drain(at..at + PACKET_SIZE); // a whole lost packet: cc error
+        data.splice(60_000..60_000, [0x47u8; 500]); // junk that looks like sync
+        let mut seg = segmenter(&clock);
+        let segments = run_all(&mut seg, &data);
+        let stats = seg.stats();
+        assert!(stats.sync_losses >= 2, "{stats:?}");
+        assert!(stats.cc_errors >= 1, "{stats:?}");
+        assert_eq!(segments.len(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_the_input_gives_the_same_segments(cuts in proptest::collection::vec(1usize..5000, 1..40)) {
+            let data = av_stream(0, 120, 25);
+            let clock = SimulatedClock::new(T0);
+            let whole = run_all(&mut segmenter(&clock), &data);
+            let mut seg = segmenter(&clock);
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for cut in cuts.iter().cycle() {
+                if at >= data.len() { break; }
+                let end = (at + cut).min(data.len());
+                pieces.extend(seg.push(&data[at..end]));
+                at = end;
+            }
+            pieces.extend(seg.finish());
+            prop_assert_eq!(whole.len(), pieces.len());
+            for (a, b) in whole.iter().zip(&pieces) {
+                prop_assert_eq!(&a.payload, &b.payload);
+                prop_assert_eq!(a.duration, b.duration);
+            }
+        }
+
+        #[test]
+        fn corrupted_input_never_panics_and_stays_bounded(
+            flips in proptest::collection::vec((0usize..60_000, any::<u8>()), 0..200),
+            chunk in 1usize..3000,
+        ) {
+            let mut data = av_stream(0, 200, 50);
+            for (at, byte) in flips {
+                let at = at % data.len();
+                data[at] = byte;
+            }
+            let clock = SimulatedClock::new(T0);
+            let mut seg = segmenter(&clock);
+            let mut seqs = Vec::new();
+            for piece in data.chunks(chunk) {
+                for s in seg.push(piece) {
+                    prop_assert_eq!(s.payload.len() % PACKET_SIZE, 0);
+                    seqs.push(s.seq);
+                }
+                prop_assert!(seg.buf.len() <= 2 * seg.config.max_segment_bytes);
+            }
+            seqs.extend(seg.finish().map(|s| s.seq));
+            prop_assert!(seqs.windows(2).all(|w| w[1] > w[0]));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..20_000)) {
+            let clock = SimulatedClock::new(T0);
+            let mut seg = segmenter(&clock);
+            let _ = seg.push(&data);
+            let _ = seg.finish();
+            let mut demux = crate::demux::Demuxer::new(None);
+            demux.push(&data, |_| {});
+            demux.finish(|_| {});
+        }
     }
 }

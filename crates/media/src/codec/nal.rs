@@ -182,7 +182,7 @@ impl<'a> BitReader<'a> {
             }
         }
         let rest = self.read_bits(zeros)?;
-        Some(((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()?)
+        ((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()
     }
 
     /// A signed Exp-Golomb code, `se(v)`.
