@@ -30,6 +30,6 @@ pub mod ts;
 pub mod wallclock;
 
 pub use codec::{CodecSummary, TrackInfo};
-pub use segment::{Segment, SegmentFlags};
+pub use segment::{Segment, SegmentFlags, SegmentMeta};
 pub use segmenter::{Resume, Segmenter, SegmenterConfig};
 pub use stats::DemuxStats;
