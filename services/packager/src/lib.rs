@@ -4,6 +4,15 @@
 //!
 //! - [`url`]: the Flussonic-compatible URL grammar.
 //! - [`playlist`]: HLS media playlists over stored segments.
+//! - [`tape`]: a stream's archived and live segments, joined.
+//! - [`service`]: the HTTP handler.
 
+pub mod error;
 pub mod playlist;
+pub mod service;
+pub mod tape;
 pub mod url;
+
+pub use error::PackagerError;
+pub use service::{Packager, PackagerConfig};
+pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};
