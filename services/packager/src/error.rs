@@ -33,10 +33,16 @@ impl HasErrorKind for PackagerError {
     fn error_kind(&self) -> ErrorKind {
         match self {
             PackagerError::BadRequest(_) => ErrorKind::BadRequest,
-            PackagerError::UnknownStream(_) | PackagerError::NothingRecorded(_) => ErrorKind::NotFound,
+            PackagerError::UnknownStream(_) | PackagerError::NothingRecorded(_) => {
+                ErrorKind::NotFound
+            }
             PackagerError::NotSupported(_) => ErrorKind::NotFound,
-            PackagerError::Storage { transient: true, .. } => ErrorKind::Unavailable,
-            PackagerError::Storage { transient: false, .. } => ErrorKind::Internal,
+            PackagerError::Storage {
+                transient: true, ..
+            } => ErrorKind::Unavailable,
+            PackagerError::Storage {
+                transient: false, ..
+            } => ErrorKind::Internal,
         }
     }
 }

@@ -37,7 +37,10 @@ pub struct PackagerConfig {
 
 impl Default for PackagerConfig {
     fn default() -> Self {
-        Self { live_window: 6, max_range_secs: 24 * 3600 }
+        Self {
+            live_window: 6,
+            max_range_secs: 24 * 3600,
+        }
     }
 }
 
@@ -78,7 +81,9 @@ impl Query {
     /// The part of the query that must follow the player to segment URLs.
     fn carried(&self) -> Option<String> {
         self.token.as_ref().map(|t| {
-            form_urlencoded::Serializer::new(String::new()).append_pair("token", t).finish()
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", t)
+                .finish()
         })
     }
 }
@@ -86,7 +91,11 @@ impl Query {
 impl Packager {
     /// A packager with no streams yet.
     pub fn new(config: PackagerConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { streams: RwLock::default(), clock, config }
+        Self {
+            streams: RwLock::default(),
+            clock,
+            config,
+        }
     }
 
     /// Starts serving a stream's tape (replacing one of the same name).
@@ -105,11 +114,17 @@ impl Packager {
     }
 
     fn streams_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, StreamTape>> {
-        self.streams.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.streams
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn tape(&self, name: &str) -> Option<StreamTape> {
-        self.streams.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+        self.streams
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     async fn answer(&self, path: &str, raw_query: Option<&str>) -> Result<Response, PackagerError> {
@@ -124,11 +139,21 @@ impl Packager {
         let now = self.clock.now();
         match playback.form {
             Form::LivePlaylist(_) => {
-                let segments: Vec<_> = tape.newest(self.config.live_window).into_iter().map(|s| s.meta).collect();
+                let segments: Vec<_> = tape
+                    .newest(self.config.live_window)
+                    .into_iter()
+                    .map(|s| s.meta)
+                    .collect();
                 if segments.is_empty() {
-                    return Err(PackagerError::NothingRecorded(format!("stream {} has no segments yet", tape.name())));
+                    return Err(PackagerError::NothingRecorded(format!(
+                        "stream {} has no segments yet",
+                        tape.name()
+                    )));
                 }
-                Ok(playlist_response(media_playlist(PlaylistKind::Live, &segments, query.carried().as_deref()), "no-cache"))
+                Ok(playlist_response(
+                    media_playlist(PlaylistKind::Live, &segments, query.carried().as_deref()),
+                    "no-cache",
+                ))
             }
             Form::RangePlaylist { from, end, .. } => {
                 let (from, to) = self.range(from, end, now)?;
@@ -140,25 +165,44 @@ impl Packager {
                     RangeEnd::Duration(_) if !complete && query.event => PlaylistKind::Event,
                     RangeEnd::Duration(_) => PlaylistKind::Vod,
                 };
-                let cache = if kind == PlaylistKind::Vod && complete { "max-age=60" } else { "no-cache" };
-                Ok(playlist_response(media_playlist(kind, &metas, query.carried().as_deref()), cache))
+                let cache = if kind == PlaylistKind::Vod && complete {
+                    "max-age=60"
+                } else {
+                    "no-cache"
+                };
+                Ok(playlist_response(
+                    media_playlist(kind, &metas, query.carried().as_deref()),
+                    cache,
+                ))
             }
             Form::RangeMpegts { from, duration } => {
                 let (from, to) = self.range(from, RangeEnd::Duration(duration), now)?;
                 let segments = self.recorded(&tape, from, to).await?;
                 Ok(mpegts_download(tape, segments))
             }
-            Form::Segment { start_second, duration_ms } => {
+            Form::Segment {
+                start_second,
+                duration_ms,
+            } => {
                 let start = UtcMs::from_secs(start_second);
-                let candidates = tape.segments_between(start, start.saturating_add_ms(1000)).await?;
+                let candidates = tape
+                    .segments_between(start, start.saturating_add_ms(1000))
+                    .await?;
                 let segment = candidates
                     .into_iter()
-                    .find(|s| s.meta.utc_start.as_secs() == start_second && s.meta.duration.as_ms() == i64::from(duration_ms))
+                    .find(|s| {
+                        s.meta.utc_start.as_secs() == start_second
+                            && s.meta.duration.as_ms() == i64::from(duration_ms)
+                    })
                     .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {path}")))?;
                 let bytes = tape.read(&segment).await?;
                 let mut response = Response::new(Body::from(bytes));
                 set(&mut response, header::CONTENT_TYPE, MPEGTS);
-                set(&mut response, header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+                set(
+                    &mut response,
+                    header::CACHE_CONTROL,
+                    "public, max-age=31536000, immutable",
+                );
                 Ok(response)
             }
             Form::RecordingStatus => self.recording_status(&tape, &query, now).await,
@@ -170,7 +214,10 @@ impl Packager {
     fn range(&self, from: i64, end: RangeEnd, now: UtcMs) -> Result<(UtcMs, UtcMs), PackagerError> {
         let from_ms = UtcMs::from_secs(from);
         if from_ms > now {
-            return Err(PackagerError::BadRequest(format!("range starts at {from}, which is in the future (now is {})", now.as_secs())));
+            return Err(PackagerError::BadRequest(format!(
+                "range starts at {from}, which is in the future (now is {})",
+                now.as_secs()
+            )));
         }
         let to = match end {
             RangeEnd::Duration(d) if d > self.config.max_range_secs => {
@@ -185,7 +232,12 @@ impl Packager {
         Ok((from_ms, to))
     }
 
-    async fn recorded(&self, tape: &StreamTape, from: UtcMs, to: UtcMs) -> Result<Vec<TapeSegment>, PackagerError> {
+    async fn recorded(
+        &self,
+        tape: &StreamTape,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<TapeSegment>, PackagerError> {
         let segments = tape.segments_between(from, to).await?;
         if segments.is_empty() {
             return Err(PackagerError::NothingRecorded(format!(
@@ -198,7 +250,12 @@ impl Packager {
         Ok(segments)
     }
 
-    async fn recording_status(&self, tape: &StreamTape, query: &Query, now: UtcMs) -> Result<Response, PackagerError> {
+    async fn recording_status(
+        &self,
+        tape: &StreamTape,
+        query: &Query,
+        now: UtcMs,
+    ) -> Result<Response, PackagerError> {
         let name = tape.name().to_owned();
         if query.request.is_empty() && query.from.is_none() {
             let body = match tape.extent().await? {
@@ -215,19 +272,27 @@ impl Packager {
                     .ok()
                     .filter(|t| *t >= 0)
                     .map(UtcMs::from_secs)
-                    .ok_or_else(|| PackagerError::BadRequest(format!("bad time {s:?} in recording_status request"))),
+                    .ok_or_else(|| {
+                        PackagerError::BadRequest(format!(
+                            "bad time {s:?} in recording_status request"
+                        ))
+                    }),
             }
         };
         let from = bound(&query.from, UtcMs(0))?;
         let to = bound(&query.to, now)?;
         if to < from {
-            return Err(PackagerError::BadRequest("recording_status: to is before from".into()));
+            return Err(PackagerError::BadRequest(
+                "recording_status: to is before from".into(),
+            ));
         }
         let segments = tape.segments_between(from, to).await?;
         let mut ranges: Vec<(UtcMs, UtcMs)> = Vec::new();
         for s in &segments {
             match ranges.last_mut() {
-                Some((_, end)) if s.meta.utc_start.0 - end.0 <= GAP_TOLERANCE_MS => *end = s.meta.utc_end(),
+                Some((_, end)) if s.meta.utc_start.0 - end.0 <= GAP_TOLERANCE_MS => {
+                    *end = s.meta.utc_end()
+                }
                 _ => ranges.push((s.meta.utc_start, s.meta.utc_end())),
             }
         }
@@ -252,7 +317,8 @@ async fn handle(State(packager): State<Arc<Packager>>, method: Method, uri: Uri)
     match packager.answer(uri.path(), uri.query()).await {
         Ok(response) => response,
         Err(err) => {
-            let status = StatusCode::from_u16(err.error_kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = StatusCode::from_u16(err.error_kind().http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if status.is_server_error() {
                 tracing::warn!(path = uri.path(), error = %err, "playback request failed");
             }
@@ -264,11 +330,14 @@ async fn handle(State(packager): State<Arc<Packager>>, method: Method, uri: Uri)
 /// Streams the segments' bytes one after the other.
 fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>) -> Response {
     let length: u64 = segments.iter().map(|s| s.meta.bytes).sum();
-    let body = stream::unfold((tape, segments.into_iter()), |(tape, mut rest)| async move {
-        let segment = rest.next()?;
-        let chunk = tape.read(&segment).await.map_err(std::io::Error::other);
-        Some((chunk, (tape, rest)))
-    });
+    let body = stream::unfold(
+        (tape, segments.into_iter()),
+        |(tape, mut rest)| async move {
+            let segment = rest.next()?;
+            let chunk = tape.read(&segment).await.map_err(std::io::Error::other);
+            Some((chunk, (tape, rest)))
+        },
+    );
     let mut response = Response::new(Body::from_stream(body));
     set(&mut response, header::CONTENT_TYPE, MPEGTS);
     if let Ok(v) = HeaderValue::from_str(&length.to_string()) {
@@ -292,7 +361,9 @@ fn json_response(value: &serde_json::Value) -> Response {
 }
 
 fn set(response: &mut Response, name: header::HeaderName, value: &'static str) {
-    response.headers_mut().insert(name, HeaderValue::from_static(value));
+    response
+        .headers_mut()
+        .insert(name, HeaderValue::from_static(value));
 }
 
 fn form_name(form: Form) -> &'static str {

@@ -39,7 +39,11 @@ pub struct TapeSegment {
 #[async_trait]
 pub trait ArchivedTape: Send + Sync + Debug {
     /// Archived segments overlapping `[from, to)`, oldest first.
-    async fn segments_between(&self, from: UtcMs, to: UtcMs) -> Result<Vec<TapeSegment>, PackagerError>;
+    async fn segments_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<TapeSegment>, PackagerError>;
     /// The bytes of an archived segment.
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
     /// Start and end of everything archived.
@@ -56,8 +60,16 @@ pub struct StreamTape {
 
 impl StreamTape {
     /// The tape of stream `name`.
-    pub fn new(name: impl Into<String>, live: Arc<SegmentLog>, archive: Option<Arc<dyn ArchivedTape>>) -> Self {
-        Self { name: name.into(), live, archive }
+    pub fn new(
+        name: impl Into<String>,
+        live: Arc<SegmentLog>,
+        archive: Option<Arc<dyn ArchivedTape>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            live,
+            archive,
+        }
     }
 
     /// The stream's name.
@@ -72,7 +84,11 @@ impl StreamTape {
 
     /// Segments overlapping `[from, to)`, oldest first: archived ones, then
     /// those only in the live log.
-    pub async fn segments_between(&self, from: UtcMs, to: UtcMs) -> Result<Vec<TapeSegment>, PackagerError> {
+    pub async fn segments_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<TapeSegment>, PackagerError> {
         let mut out = match &self.archive {
             Some(archive) => archive.segments_between(from, to).await?,
             None => Vec::new(),
@@ -83,7 +99,10 @@ impl StreamTape {
                 .segments_between(from, to)
                 .into_iter()
                 .filter(|m| archived_until.is_none_or(|last| m.seq > last))
-                .map(|meta| TapeSegment { meta, location: Location::LiveLog }),
+                .map(|meta| TapeSegment {
+                    meta,
+                    location: Location::LiveLog,
+                }),
         );
         Ok(out)
     }
@@ -93,7 +112,10 @@ impl StreamTape {
         self.live
             .last(n)
             .into_iter()
-            .map(|meta| TapeSegment { meta, location: Location::LiveLog })
+            .map(|meta| TapeSegment {
+                meta,
+                location: Location::LiveLog,
+            })
             .collect()
     }
 
@@ -139,7 +161,11 @@ impl StreamTape {
             Some(a) => a.extent().await?,
             None => None,
         };
-        let live = self.live.oldest().zip(self.live.newest()).map(|(o, n)| (o.utc_start, n.utc_end()));
+        let live = self
+            .live
+            .oldest()
+            .zip(self.live.newest())
+            .map(|(o, n)| (o.utc_start, n.utc_end()));
         Ok(match (archived, live) {
             (Some((a0, a1)), Some((l0, l1))) => Some((a0.min(l0), a1.max(l1))),
             (a, l) => a.or(l),

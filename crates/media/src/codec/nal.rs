@@ -136,6 +136,30 @@ pub fn mpeg2_random_access(es: &[u8]) -> RandomAccess {
     RandomAccess::Undecided
 }
 
+/// The RBSP of a NAL unit: the payload after its `header_len`-byte header
+/// (1 for H.264, 2 for H.265) with emulation prevention bytes (`00 00 03`)
+/// removed, so that [`BitReader`] sees the syntax elements as written.
+/// At most `limit` bytes are returned: callers read parameter sets, which are
+/// short, and must stay cheap on a large unit. `None` if the unit is shorter
+/// than its header or contains a forbidden `00 00 0x` (x < 3) sequence.
+///
+/// This wraps h264-reader's RBSP decoder, which both codecs share (H.265
+/// uses the same escaping with a two-byte header), rather than a second copy.
+pub fn rbsp(nal: &[u8], header_len: usize, limit: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let skip = std::num::NonZeroUsize::new(header_len)?;
+    if nal.len() < header_len {
+        return None;
+    }
+    let reader = h264_reader::rbsp::ByteReader::skipping_bytes(nal, skip);
+    let mut out = Vec::with_capacity(nal.len().min(limit));
+    reader
+        .take(u64::try_from(limit).ok()?)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
 /// A reader of big-endian bit fields and Exp-Golomb codes.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
@@ -272,5 +296,15 @@ mod tests {
         let mut r = BitReader::new(&[0b0100_1100]);
         assert_eq!(r.read_se(), Some(1));
         assert_eq!(r.read_se(), Some(-1));
+    }
+
+    #[test]
+    fn rbsp_removes_emulation_prevention_bytes() {
+        let nal = [0x42, 0x01, 0x12, 0, 0, 3, 0, 0x86, 0, 0, 3, 1];
+        assert_eq!(rbsp(&nal, 2, 64), Some(vec![0x12, 0, 0, 0, 0x86, 0, 0, 1]));
+        assert_eq!(rbsp(&nal, 2, 3), Some(vec![0x12, 0, 0]));
+        assert_eq!(rbsp(&[0x67, 0, 0, 1], 1, 64), None);
+        assert_eq!(rbsp(&[0x42], 2, 64), None);
+        assert_eq!(rbsp(&[0x42, 0x01], 2, 64), Some(vec![]));
     }
 }
