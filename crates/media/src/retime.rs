@@ -42,7 +42,10 @@ fn pes_timestamp_offsets(packet: &[u8]) -> (Option<usize>, Option<usize>) {
     }
     // Stream ids without the optional PES header (program stream map,
     // padding, private stream 2, ECM, EMM, DSM-CC, H.222.1 type E, directory).
-    if matches!(pes[3], 0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff) {
+    if matches!(
+        pes[3],
+        0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff
+    ) {
         return (None, None);
     }
     if pes[6] & 0xc0 != 0x80 {
@@ -256,24 +259,33 @@ impl Retimer {
     }
 }
 
-/// Per-PID presentation end, to learn where a pass ends.
+/// Per-PID presentation span, to learn where a pass ends.
 #[derive(Clone, Copy, Debug)]
 struct PidSpan {
     pid: u16,
+    /// Whether the PES stream id says video (0xe0 to 0xef).
+    video: bool,
     /// Unwrapped decode time of the last PES.
     last_decode: Ticks,
     /// Last positive step of the decode time: the frame duration.
     frame: Ticks,
-    /// Largest presentation time seen.
+    /// Smallest and largest presentation times seen.
+    min_pts: Ticks,
     max_pts: Ticks,
 }
 
-/// Measures one pass of a file: from its first timestamp to the end of its
-/// last frame, over every PID (the longest track decides).
+/// Measures one pass of a file: from its first presentation time to the end
+/// of its last frame.
+///
+/// The video tracks decide when there are any: their frames have a known,
+/// fixed duration, so the next pass follows the last frame exactly and the
+/// segmenter's durations add up to whole passes. Audio PES often carry
+/// several frames, whose length can only be guessed, and a track that ends a
+/// few milliseconds later than the video just overlaps that much at the loop
+/// point, which decoders absorb. Without video, the longest track decides.
 #[derive(Debug, Default)]
 pub struct PassSpan {
     unwrapper: Unwrapper,
-    first: Option<Ticks>,
     pids: Vec<PidSpan>,
 }
 
@@ -292,31 +304,38 @@ impl PassSpan {
             let mut near = self.unwrapper;
             near.unwrap(raw)
         });
-        self.first = Some(self.first.map_or(decode, |f| f.min(decode)));
         let pid = ts::pid(packet);
+        // The stream id sits three bytes before the PES header's flags.
+        let video = packet
+            .get(pts_at - 6)
+            .is_some_and(|id| (0xe0..=0xef).contains(id));
         match self.pids.iter_mut().find(|s| s.pid == pid) {
             Some(span) => {
                 if decode > span.last_decode {
                     span.frame = decode - span.last_decode;
                 }
                 span.last_decode = decode;
+                span.min_pts = span.min_pts.min(pts);
                 span.max_pts = span.max_pts.max(pts);
             }
             None => self.pids.push(PidSpan {
                 pid,
+                video,
                 last_decode: decode,
                 frame: Ticks::ZERO,
+                min_pts: pts,
                 max_pts: pts,
             }),
         }
     }
 
-    /// The length of the pass: where the next pass's first timestamp must go
-    /// so it follows the last frame of every track. `None` before any
-    /// timestamp was seen.
+    /// The length of the pass: how far the next pass's timestamps must be
+    /// shifted so it follows this one. `None` before any timestamp was seen.
     pub fn duration(&self) -> Option<Ticks> {
-        let first = self.first?;
-        let end = self.pids.iter().map(|s| s.max_pts + s.frame).max()?;
+        let any_video = self.pids.iter().any(|s| s.video);
+        let deciding = || self.pids.iter().filter(move |s| s.video || !any_video);
+        let first = deciding().map(|s| s.min_pts).min()?;
+        let end = deciding().map(|s| s.max_pts + s.frame).max()?;
         Some((end - first).max(Ticks::ZERO))
     }
 }
@@ -330,6 +349,17 @@ mod tests {
 
     /// A video packet starting a PES with PTS and DTS, and a PCR.
     fn pes_packet(pid: u16, cc: u8, pcr: Option<u64>, pts: u64, dts: Option<u64>) -> Vec<u8> {
+        pes_packet_of(0xe0, pid, cc, pcr, pts, dts)
+    }
+
+    fn pes_packet_of(
+        stream_id: u8,
+        pid: u16,
+        cc: u8,
+        pcr: Option<u64>,
+        pts: u64,
+        dts: Option<u64>,
+    ) -> Vec<u8> {
         let mut p = vec![SYNC_BYTE, 0x40 | (pid >> 8) as u8, pid as u8, 0x10 | cc];
         if let Some(pcr) = pcr {
             p[3] |= 0x20;
@@ -344,7 +374,7 @@ mod tests {
         };
         let flags = if dts.is_some() { 0xc0 } else { 0x80 };
         let hlen = if dts.is_some() { 10 } else { 5 };
-        p.extend_from_slice(&[0, 0, 1, 0xe0, 0, 0, 0x80, flags, hlen]);
+        p.extend_from_slice(&[0, 0, 1, stream_id, 0, 0, 0x80, flags, hlen]);
         p.extend_from_slice(&enc(if dts.is_some() { 3 } else { 2 }, pts));
         if let Some(dts) = dts {
             p.extend_from_slice(&enc(1, dts));
@@ -417,18 +447,29 @@ mod tests {
     }
 
     #[test]
-    fn pass_span_is_last_frame_end_minus_first_timestamp() {
+    fn pass_span_follows_video_and_falls_back_to_the_longest_track() {
         let mut span = PassSpan::default();
         assert_eq!(span.duration(), None);
-        // Video: 25 fps from 126000, 50 frames; audio: 1920-tick frames.
+        // Audio: PES of 4 AAC frames (4 × 1920 ticks) from 124080, ending
+        // after the video.
+        for i in 0..25u64 {
+            span.observe(&pes_packet_of(
+                0xc0,
+                0x101,
+                0,
+                None,
+                124_080 + i * 7680,
+                None,
+            ));
+        }
+        assert_eq!(span.duration(), Some(Ticks(25 * 7680)), "audio only");
+        // Video: 25 fps from 126000 with B-frames (DTS one frame behind), 50
+        // frames: 2 s.
         for i in 0..50u64 {
-            span.observe(&pes_packet(0x100, 0, None, 126_000 + i * 3600, None));
+            let pts = 126_000 + i * 3600;
+            span.observe(&pes_packet(0x100, 0, None, pts, Some(pts - 3600)));
         }
-        for i in 0..95u64 {
-            span.observe(&pes_packet(0x101, 0, None, 126_000 + i * 1920, None));
-        }
-        // Audio ends last: 126000 + 95 * 1920.
-        assert_eq!(span.duration(), Some(Ticks(95 * 1920)));
+        assert_eq!(span.duration(), Some(Ticks::from_secs(2)));
     }
 
     proptest! {

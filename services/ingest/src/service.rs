@@ -144,8 +144,10 @@ impl<S: SegmentSink> Stream<'_, S> {
             Action::None => {}
             Action::Push(chunk) => self.push(&chunk).await?,
             Action::Switch { from, to, replay } => {
-                self.end_run().await?;
+                // From no input (start, or after every input was lost) the
+                // run has already ended; from a playing one, end it now.
                 if from.is_some() {
+                    self.end_run().await?;
                     self.counters.switches += 1;
                 }
                 info!(

@@ -38,14 +38,16 @@ const MAX_STEP: Ticks = Ticks::from_secs(10);
 pub struct FileTarget {
     /// The file (relative paths are relative to the working directory).
     pub path: PathBuf,
-    /// `loop=true`: start again at the end, timestamps continuing.
-    pub looping: bool,
+    /// How many passes to play: `loop=false` (the default) is one,
+    /// `loop=true` is `None`, for ever, `loop=N` is N. Timestamps continue
+    /// from pass to pass.
+    pub passes: Option<u64>,
     /// `pace=false` turns real-time pacing off (tests, batch imports).
     pub paced: bool,
 }
 
 impl FileTarget {
-    /// Parses `PATH[?loop=true][&pace=false]` (the part after `file://`).
+    /// Parses `PATH[?loop=true|false|N][&pace=false]` (the part after `file://`).
     pub(crate) fn parse(rest: &str) -> Result<Self, String> {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         // `file://localhost/x` is `/x`.
@@ -58,13 +60,19 @@ impl FileTarget {
         }
         let mut target = FileTarget {
             path: PathBuf::from(path),
-            looping: false,
+            passes: Some(1),
             paced: true,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
             match key {
-                "loop" => target.looping = parse_bool(key, value)?,
+                "loop" => {
+                    target.passes = match value.parse::<u64>() {
+                        Ok(0) => return Err("loop=0: play at least one pass".into()),
+                        Ok(n) => Some(n),
+                        Err(_) => (!parse_bool(key, value)?).then_some(1),
+                    }
+                }
                 "pace" => target.paced = parse_bool(key, value)?,
                 _ => return Err(format!("unknown option {key:?} (known: loop, pace)")),
             }
@@ -219,7 +227,7 @@ impl FileSource {
     async fn end_of_pass(&mut self) -> Result<(), IngestError> {
         self.passes += 1;
         self.sync.reset();
-        if !self.target.looping {
+        if self.target.passes.is_some_and(|n| self.passes >= n) {
             self.ended = true;
             return Ok(());
         }

@@ -10,11 +10,11 @@ mod file;
 mod http;
 mod udp;
 
+use bytes::Bytes;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
-use bytes::Bytes;
 
 pub use file::{FileSource, FileTarget};
 pub use http::{HttpOptions, HttpSource};
@@ -43,7 +43,7 @@ pub enum InputKind {
     Udp(UdpTarget),
     /// `http://`, `https://` or `tshttp://`: a streaming GET of MPEG-TS.
     Http(String),
-    /// `file://PATH?loop=true`: a TS file played in real time.
+    /// `file://PATH?loop=true`: a TS file played in real time, optionally looped.
     File(FileTarget),
 }
 
@@ -254,7 +254,7 @@ mod tests {
             parse("file:///tmp/clip.ts?loop=true").kind(),
             &InputKind::File(FileTarget {
                 path: "/tmp/clip.ts".into(),
-                looping: true,
+                passes: None,
                 paced: true
             })
         );
@@ -262,18 +262,26 @@ mod tests {
             parse("file://clip.ts?pace=false").kind(),
             &InputKind::File(FileTarget {
                 path: "clip.ts".into(),
-                looping: false,
+                passes: Some(1),
                 paced: false
             })
         );
+        let InputKind::File(t) = parse("file://localhost/x.ts?loop=3").kind().clone() else {
+            panic!("not a file")
+        };
+        assert_eq!((t.path.to_str(), t.passes), (Some("/x.ts"), Some(3)));
         assert!("file:///x.ts?loop=maybe".parse::<InputUrl>().is_err());
+        assert!("file:///x.ts?loop=0".parse::<InputUrl>().is_err());
         assert!("file:///x.ts?speed=2".parse::<InputUrl>().is_err());
         assert!("file://".parse::<InputUrl>().is_err());
     }
 
     #[test]
     fn masks_only_what_is_secret() {
-        assert_eq!(mask_credentials("udp://eth1@239.0.0.1:1"), "udp://eth1@239.0.0.1:1");
+        assert_eq!(
+            mask_credentials("udp://eth1@239.0.0.1:1"),
+            "udp://eth1@239.0.0.1:1"
+        );
         assert_eq!(mask_credentials("not a url"), "not a url");
         assert_eq!(
             mask_credentials("http://u:p@h/a@b?Key=1"),

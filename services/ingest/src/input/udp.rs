@@ -120,7 +120,9 @@ impl UdpSource {
         if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER) {
             tracing::warn!(input = %url, error = %e, "cannot enlarge the receive buffer");
         }
-        socket.set_nonblocking(true).map_err(io("set non-blocking"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(io("set non-blocking"))?;
         socket.bind(&bind_addr.into()).map_err(io("bind"))?;
         if let Some(group) = group {
             let interface = match &target.iface {
