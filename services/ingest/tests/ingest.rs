@@ -468,3 +468,31 @@ async fn backup_takes_over_and_primary_returns_with_small_gaps() {
     }
     eprintln!("failover tape:\n{listing}");
 }
+
+#[tokio::test]
+async fn http_errors_name_the_input_with_credentials_masked() {
+    use dvr_common::error::{ErrorKind, HasErrorKind};
+
+    // A port with nothing listening.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let input = url(&format!(
+        "tshttp://bob:s3cret@127.0.0.1:{port}/x.ts?token=t0ps3cret"
+    ));
+    let mut source = input
+        .open(&dvr_ingest::input::HttpOptions::default())
+        .await
+        .expect("http sources connect lazily");
+    let err = source.next_chunk().await.expect_err("nothing listens");
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("t0ps3cret"),
+        "{text}"
+    );
+    assert!(text.contains("bob:***@"), "{text}");
+    assert_eq!(err.error_kind(), ErrorKind::Unavailable);
+    assert!(err.error_kind().is_transient());
+}
