@@ -213,6 +213,7 @@ mod tests {
         };
         assert_eq!(t.iface.as_deref(), Some("eth1"));
         assert_eq!(t.multicast_group(), Some(Ipv4Addr::new(239, 0, 0, 2)));
+        assert!(matches!(parse("udp://[::1]:9").kind(), InputKind::Udp(t) if t.host == "::1"));
         assert_eq!(
             parse("udp://127.0.0.1:9").kind(),
             &InputKind::Udp(UdpTarget {
@@ -226,6 +227,7 @@ mod tests {
             "udp://239.0.0.1:99999",
             "udp://:1234",
             "udp://../x@239.0.0.1:1",
+            "udp://[ff02::1]:1234",
         ] {
             assert!(bad.parse::<InputUrl>().is_err(), "{bad}");
         }

@@ -61,6 +61,12 @@ impl UdpTarget {
         let port = port
             .parse::<u16>()
             .map_err(|_| format!("invalid port {port:?}"))?;
+        if host
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|a| a.is_multicast())
+        {
+            return Err("IPv6 multicast is not supported yet".into());
+        }
         Ok(UdpTarget {
             iface,
             host: host.to_owned(),
