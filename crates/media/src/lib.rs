@@ -11,6 +11,8 @@
 //!   and RFC 6381 strings.
 //! - [`demux`]: elementary streams reassembled into access units, for the
 //!   stages that need whole frames (probing, fMP4, export).
+//! - [`retime`]: shifting timestamps and renumbering continuity counters in
+//!   place, so a looped file is one continuous stream.
 //! - [`wallclock`]: media time to UTC.
 //! - [`segmenter`]: the keyframe segmenter the recorder stands on.
 //! - [`segment`]: the segment value every later stage stores and serves.
@@ -20,6 +22,7 @@ pub mod demux;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod psi;
+pub mod retime;
 pub mod segment;
 pub mod segmenter;
 pub mod stats;

@@ -20,5 +20,7 @@ fn fuzz_corpus_replays_cleanly() {
     for path in entries {
         let data = std::fs::read(&path).expect("read corpus file");
         dvr_media::fuzzing::exercise(&data);
+        // The same bytes as packets of a looped file.
+        dvr_media::fuzzing::exercise_retime(&data);
     }
 }
