@@ -165,6 +165,39 @@ ffmpeg "${common[@]}" $(picture 320x240 6) \
   -f mpegts "$out/h264_ac3_mp2.ts"
 say h264_ac3_mp2.ts "H.264 320x240 + AC-3 5.1 48 kHz (DVB signalling) + MP2 mono 48 kHz, 6 s"
 
+# 9. Broadcast-style interleaving. ffmpeg's muxer writes each PES in one burst,
+# so a cut at a video keyframe never splits an audio PES. Broadcast
+# multiplexers spread every PES over time, packet by packet; then an audio PES
+# is open when the keyframe's PES starts, and a segment cut there ends with an
+# incomplete audio PES and the next begins with its tail. ffmpeg cannot mux
+# that way, so the packets of one ffmpeg clip are reordered: each PID keeps its
+# own packet order (and continuity counters), the audio packets are spread
+# evenly between the others. Timestamps and payloads are untouched.
+# shellcheck disable=SC2046
+ffmpeg "${common[@]}" $(picture 640x360 8) $(tone 440 8) \
+  -map 0:v -map 1:a $(x264 100k) $(aac 48k) "${stereo[@]}" \
+  -f mpegts "$work/bursty.ts"
+python3 - "$work/bursty.ts" "$out/interleaved.ts" <<'PY'
+import sys
+
+AUDIO_PID = 0x101
+data = open(sys.argv[1], "rb").read()
+packets = [data[i:i + 188] for i in range(0, len(data), 188)]
+pid = lambda p: (p[1] & 0x1F) << 8 | p[2]
+audio = [p for p in packets if pid(p) == AUDIO_PID]
+rest = [p for p in packets if pid(p) != AUDIO_PID]
+out, next_audio = [], 0
+for i, packet in enumerate(rest):
+    out.append(packet)
+    # Audio packet j goes after the rest's packet j * len(rest) / len(audio).
+    while next_audio < len(audio) and next_audio * len(rest) // len(audio) <= i:
+        out.append(audio[next_audio])
+        next_audio += 1
+out.extend(audio[next_audio:])
+open(sys.argv[2], "wb").write(b"".join(out))
+PY
+say interleaved.ts "H.264 640x360 + AAC, 8 s; audio packets interleaved with video, PES straddle keyframes"
+
 total=$(du -cb "$out"/*.ts | tail -1 | cut -f1)
 echo "total $total bytes"
 if [ "$total" -ge 3000000 ]; then

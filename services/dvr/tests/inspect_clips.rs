@@ -184,6 +184,35 @@ fn h264_ac3_mp2() {
     assert_eq!(codecs, ["h264", "ac3", "mpeg_audio"]);
 }
 
+#[test]
+fn interleaved_audio_pes_straddling_keyframes() {
+    // Broadcast multiplexers spread each PES over time, so an audio PES is
+    // open when a keyframe's PES starts. A segment cut there must still decode
+    // alone at both ends: check_clip decodes every segment. First make sure
+    // the clip really poses the problem, or the test would prove nothing.
+    const VIDEO: u16 = 0x100;
+    const AUDIO: u16 = 0x101;
+    let clip = std::fs::read(testdata("interleaved.ts")).expect("read clip");
+    let packets = ts_packets(&clip);
+    let straddled = (0..packets.len())
+        .filter(|&k| packets[k].pid == VIDEO && packets[k].pusi)
+        .filter(|&k| {
+            let is_idr =
+                nal_types(&first_pes(&packets[k..], VIDEO).payload, h264_nal_type).contains(&5);
+            let audio_before = packets[..k].iter().any(|p| p.pid == AUDIO);
+            let next_audio = packets[k..].iter().find(|p| p.pid == AUDIO);
+            is_idr && audio_before && next_audio.is_some_and(|p| !p.pusi)
+        })
+        .count();
+    assert!(
+        straddled >= 3,
+        "interleaved.ts has an audio PES open across only {straddled} keyframes"
+    );
+
+    let report = check_clip("interleaved.ts", None);
+    assert_no_discontinuity(&report);
+}
+
 // ---------------------------------------------------------------------------
 // Bad input: exit cleanly, never panic
 
