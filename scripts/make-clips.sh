@@ -5,7 +5,8 @@
 #   scripts/make-clips.sh OUTDIR
 #
 # The clips are generated from lavfi sources only (testsrc2, sine, aevalsrc),
-# so they carry no third-party content and can be remade anywhere. The output is
+# so they carry no third-party content and can be remade anywhere (python3
+# reorders the packets of one clip; see interleaved.ts). The output is
 # byte-identical from run to run with the same ffmpeg/x264/x265 build: bitexact
 # flags keep version strings out of the streams, encoders run single-threaded
 # (threads split frames differently run to run) and the sources are synthetic.
@@ -23,7 +24,9 @@ if [ $# -ne 1 ]; then
 fi
 out=$1
 mkdir -p "$out"
-command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: run 'make test-deps'" >&2; exit 1; }
+for tool in ffmpeg python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: run 'make test-deps'" >&2; exit 1; }
+done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
