@@ -3,12 +3,33 @@
 //! Bytes go in, [`Segment`]s come out; nothing here does I/O, so it is fast
 //! to test and safe to fuzz. The pieces, bottom up:
 //!
+//! - [`ts`]: finding 188-byte packets in a byte stream, reading headers,
+//!   continuity counters.
+//! - [`psi`]: PAT/PMT tracking, program choice, PAT/PMT re-insertion.
+//! - [`timestamp`]: PES headers and 33-bit timestamp unwrapping.
 //! - [`codec`]: codec identification, random-access detection, parameters
 //!   and RFC 6381 strings.
+//! - [`demux`]: elementary streams reassembled into access units, for the
+//!   stages that need whole frames (probing, fMP4, export).
+//! - [`wallclock`]: media time to UTC.
+//! - [`segmenter`]: the keyframe segmenter the recorder stands on.
 //! - [`segment`]: the segment value every later stage stores and serves.
 
 pub mod codec;
+pub mod demux;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod psi;
 pub mod segment;
+pub mod segmenter;
+pub mod stats;
+#[cfg(test)]
+pub(crate) mod synth;
+pub mod timestamp;
+pub mod ts;
+pub mod wallclock;
 
 pub use codec::{CodecSummary, TrackInfo};
-pub use segment::{Segment, SegmentFlags};
+pub use segment::{Segment, SegmentFlags, SegmentMeta};
+pub use segmenter::{Resume, Segmenter, SegmenterConfig};
+pub use stats::DemuxStats;

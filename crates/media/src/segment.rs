@@ -49,4 +49,41 @@ impl Segment {
     pub fn utc_end(&self) -> UtcMs {
         self.utc_start.plus_ticks(self.duration)
     }
+
+    /// Everything about the segment but its bytes.
+    pub fn meta(&self) -> SegmentMeta {
+        SegmentMeta {
+            seq: self.seq,
+            utc_start: self.utc_start,
+            duration: self.duration,
+            pts_start: self.pts_start,
+            bytes: self.payload.len() as u64,
+            flags: self.flags,
+        }
+    }
+}
+
+/// A segment's metadata without its bytes or codecs: what logs, indexes and
+/// playlists are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Position on the tape.
+    pub seq: u64,
+    /// Wall-clock start.
+    pub utc_start: UtcMs,
+    /// Presentation duration in 90 kHz ticks.
+    pub duration: Ticks,
+    /// Unwrapped PTS of the first access unit.
+    pub pts_start: Ticks,
+    /// Payload length in bytes.
+    pub bytes: u64,
+    /// Discontinuity and independence.
+    pub flags: SegmentFlags,
+}
+
+impl SegmentMeta {
+    /// Wall-clock end (exclusive).
+    pub fn utc_end(&self) -> UtcMs {
+        self.utc_start.plus_ticks(self.duration)
+    }
 }

@@ -1,5 +1,7 @@
 //! `dvr`: one binary for every service and tool of the DVR.
 
+mod inspect;
+
 use clap::{Parser, Subcommand};
 
 /// Network DVR and catch-up TV: records live channels to object storage and
@@ -12,9 +14,29 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Cut a transport-stream file into segments as the recorder would and
+    /// report them: use it to check a source before recording it.
+    Inspect(inspect::InspectArgs),
+}
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("dvr: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -7,6 +7,11 @@
 //! codec strings (`avc1.64001f`, `hvc1.1.6.L93.B0`, `mp4a.40.2`) that master
 //! playlists and DASH manifests carry.
 
+pub mod aac;
+pub mod ac3;
+pub mod h264;
+pub mod h265;
+pub mod mpa;
 pub mod nal;
 
 use serde::{Deserialize, Serialize};
@@ -128,6 +133,55 @@ pub struct FrameRate {
     pub den: u32,
 }
 
+impl FrameRate {
+    /// `num / den` in lowest terms; `None` if either is zero or the reduced
+    /// fraction does not fit in `u32`. Takes `u64` because SPS timing fields
+    /// are 32-bit and the formulas double them.
+    pub(crate) fn reduced(num: u64, den: u64) -> Option<FrameRate> {
+        if num == 0 || den == 0 {
+            return None;
+        }
+        let (mut a, mut b) = (num, den);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        Some(FrameRate {
+            num: u32::try_from(num / a).ok()?,
+            den: u32::try_from(den / a).ok()?,
+        })
+    }
+}
+
+/// How far into a PES payload [`probe_audio`] looks for a frame header. The
+/// payload normally starts with one; a few stray bytes are tolerated, but a
+/// long search would only find false sync words in garbage.
+const AUDIO_SYNC_SEARCH: usize = 64;
+
+/// Video parameters from bytes at the start of an access unit (Annex B, typically AUD, SPS, PPS, ... ). None if no parseable SPS is present.
+pub fn probe_video(codec: Codec, es: &[u8]) -> Option<VideoParams> {
+    match codec {
+        Codec::H264 => h264::probe(es),
+        Codec::H265 => h265::probe(es),
+        _ => None,
+    }
+}
+
+/// Audio parameters from the start of a PES payload. Searches the first bytes for a sync word (the payload normally starts at one, but be tolerant of a few leading bytes). None if nothing parseable.
+///
+/// AC-3 and E-AC-3 share a sync word and are told apart by `bsid`, so either
+/// codec accepts either kind of frame and the codec string follows the
+/// bitstream: a PMT that mislabels E-AC-3 as AC-3 still yields `ec-3`.
+pub fn probe_audio(codec: Codec, es: &[u8]) -> Option<AudioParams> {
+    let parse: fn(&[u8]) -> Option<AudioParams> = match codec {
+        Codec::Aac => aac::parse_adts_header,
+        Codec::MpegAudio => mpa::parse_frame_header,
+        Codec::Ac3 | Codec::Eac3 => ac3::parse_sync_frame,
+        _ => return None,
+    };
+    let search = es.len().min(AUDIO_SYNC_SEARCH);
+    (0..search).find_map(|at| es.get(at..).and_then(parse))
+}
+
 /// Parameters of an audio track, from a frame header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudioParams {
@@ -193,5 +247,100 @@ impl CodecSummary {
             }
         }
         out.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Every codec, including those without a probe.
+    const ALL: [Codec; 13] = [
+        Codec::H264,
+        Codec::H265,
+        Codec::Aac,
+        Codec::AacLatm,
+        Codec::MpegAudio,
+        Codec::Ac3,
+        Codec::Eac3,
+        Codec::Mpeg2Video,
+        Codec::Teletext,
+        Codec::DvbSubtitle,
+        Codec::Scte35,
+        Codec::Id3,
+        Codec::Other(0x06),
+    ];
+
+    fn probe_all(bytes: &[u8]) {
+        for codec in ALL {
+            let _ = probe_video(codec, bytes);
+            let _ = probe_audio(codec, bytes);
+        }
+    }
+
+    #[test]
+    fn frame_rate_is_reduced() {
+        assert_eq!(
+            FrameRate::reduced(50, 2),
+            Some(FrameRate { num: 25, den: 1 })
+        );
+        assert_eq!(
+            FrameRate::reduced(60000, 2002),
+            Some(FrameRate {
+                num: 30000,
+                den: 1001
+            })
+        );
+        assert_eq!(FrameRate::reduced(0, 2), None);
+        assert_eq!(FrameRate::reduced(25, 0), None);
+        assert_eq!(FrameRate::reduced(u64::from(u32::MAX) + 2, 3), None);
+    }
+
+    #[test]
+    fn codecs_without_a_probe_give_none() {
+        let adts = [0xff, 0xf1, 0x50, 0x40, 0x21, 0x3f, 0xfc];
+        assert_eq!(probe_audio(Codec::AacLatm, &adts), None);
+        assert_eq!(probe_audio(Codec::H264, &adts), None);
+        assert_eq!(probe_video(Codec::Mpeg2Video, &[0, 0, 1, 0xb3, 0x14]), None);
+        assert_eq!(probe_video(Codec::Aac, &[0, 0, 1, 0x67, 0x64]), None);
+    }
+
+    #[test]
+    fn audio_sync_is_searched_only_near_the_start() {
+        let adts = [0xff, 0xf1, 0x50, 0x40, 0x21, 0x3f, 0xfc];
+        let mut late = vec![0u8; AUDIO_SYNC_SEARCH];
+        late.extend_from_slice(&adts);
+        assert_eq!(probe_audio(Codec::Aac, &late), None);
+        assert!(probe_audio(Codec::Aac, &late[1..]).is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn probes_never_panic_on_arbitrary_bytes(bytes in vec(any::<u8>(), 0..600)) {
+            probe_all(&bytes);
+        }
+
+        /// Arbitrary bytes behind a real NAL header or sync word, so the
+        /// parsers get past their first check and into the variable-length
+        /// fields.
+        #[test]
+        fn probes_never_panic_behind_a_valid_prefix(
+            prefix in prop::sample::select(vec![
+                &[0u8, 0, 1, 0x67][..],
+                &[0, 0, 1, 0x67, 0x64, 0x00, 0x1f][..],
+                &[0, 0, 1, 0x42, 0x01][..],
+                &[0, 0, 1, 0x42, 0x01, 0x01, 0x01, 0x60][..],
+                &[0xff, 0xf1][..],
+                &[0xff, 0xfb][..],
+                &[0x0b, 0x77][..],
+            ]),
+            tail in vec(any::<u8>(), 0..400),
+        ) {
+            let mut bytes = prefix.to_vec();
+            bytes.extend_from_slice(&tail);
+            probe_all(&bytes);
+        }
     }
 }

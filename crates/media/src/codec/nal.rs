@@ -123,6 +123,43 @@ pub fn h265_random_access(es: &[u8]) -> RandomAccess {
     RandomAccess::Undecided
 }
 
+/// Scans the start of an MPEG-2 video access unit: a sequence header before
+/// the first picture makes it a random-access point.
+pub fn mpeg2_random_access(es: &[u8]) -> RandomAccess {
+    for unit in NalUnits::new(es) {
+        match unit.first() {
+            Some(0xb3) => return RandomAccess::Yes,
+            Some(0x00) => return RandomAccess::No,
+            _ => {}
+        }
+    }
+    RandomAccess::Undecided
+}
+
+/// The RBSP of a NAL unit: the payload after its `header_len`-byte header
+/// (1 for H.264, 2 for H.265) with emulation prevention bytes (`00 00 03`)
+/// removed, so that [`BitReader`] sees the syntax elements as written.
+/// At most `limit` bytes are returned: callers read parameter sets, which are
+/// short, and must stay cheap on a large unit. `None` if the unit is shorter
+/// than its header or contains a forbidden `00 00 0x` (x < 3) sequence.
+///
+/// This wraps h264-reader's RBSP decoder, which both codecs share (H.265
+/// uses the same escaping with a two-byte header), rather than a second copy.
+pub fn rbsp(nal: &[u8], header_len: usize, limit: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let skip = std::num::NonZeroUsize::new(header_len)?;
+    if nal.len() < header_len {
+        return None;
+    }
+    let reader = h264_reader::rbsp::ByteReader::skipping_bytes(nal, skip);
+    let mut out = Vec::with_capacity(nal.len().min(limit));
+    reader
+        .take(u64::try_from(limit).ok()?)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
 /// A reader of big-endian bit fields and Exp-Golomb codes.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
@@ -169,7 +206,7 @@ impl<'a> BitReader<'a> {
             }
         }
         let rest = self.read_bits(zeros)?;
-        Some(((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()?)
+        ((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()
     }
 
     /// A signed Exp-Golomb code, `se(v)`.
@@ -186,15 +223,22 @@ mod tests {
 
     #[test]
     fn splits_units_with_three_and_four_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x65, 9];
+        let data = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x65, 9,
+        ];
         let units: Vec<&[u8]> = NalUnits::new(&data).collect();
-        assert_eq!(units, vec![&[0x09, 0xf0][..], &[0x67, 1, 2][..], &[0x65, 9][..]]);
+        assert_eq!(
+            units,
+            vec![&[0x09, 0xf0][..], &[0x67, 1, 2][..], &[0x65, 9][..]]
+        );
     }
 
     #[test]
     fn h264_idr_behind_aud_sps_pps_sei_is_random_access() {
-        let data = [0, 0, 1, 0x09, 0x10, 0, 0, 1, 0x67, 0x64, 0, 0, 1, 0x68, 0xee, 0, 0, 1, 0x06,
-            0x05, 0x01, 0, 0, 1, 0x65, 0x88];
+        let data = [
+            0, 0, 1, 0x09, 0x10, 0, 0, 1, 0x67, 0x64, 0, 0, 1, 0x68, 0xee, 0, 0, 1, 0x06, 0x05,
+            0x01, 0, 0, 1, 0x65, 0x88,
+        ];
         assert_eq!(h264_random_access(&data), RandomAccess::Yes);
         assert_eq!(h264_random_access(&data[..20]), RandomAccess::Undecided);
     }
@@ -202,9 +246,26 @@ mod tests {
     #[test]
     fn h264_p_slice_is_not_random_access_and_open_gop_i_slice_is() {
         // first_mb_in_slice = 0 ("1"), slice_type = 0 (P, "1") -> 0b11.......
-        assert_eq!(h264_random_access(&[0, 0, 1, 0x41, 0b1100_0000]), RandomAccess::No);
+        assert_eq!(
+            h264_random_access(&[0, 0, 1, 0x41, 0b1100_0000]),
+            RandomAccess::No
+        );
         // A recovery-point SEI (payload type 6), then slice_type 7 (I): ue(7) = 0001000.
-        let open_gop = [0, 0, 1, 0x06, 0x06, 0x01, 0x80, 0, 0, 1, 0x41, 0b1000_1000, 0];
+        let open_gop = [
+            0,
+            0,
+            1,
+            0x06,
+            0x06,
+            0x01,
+            0x80,
+            0,
+            0,
+            1,
+            0x41,
+            0b1000_1000,
+            0,
+        ];
         assert_eq!(h264_random_access(&open_gop), RandomAccess::Yes);
         // The same I slice without the SEI is not a random-access point.
         assert_eq!(h264_random_access(&open_gop[7..]), RandomAccess::No);
@@ -218,7 +279,10 @@ mod tests {
         assert_eq!(h265_random_access(&cra), RandomAccess::Yes);
         let trail = [0, 0, 1, 0x02, 0x01]; // TRAIL_R (1)
         assert_eq!(h265_random_access(&trail), RandomAccess::No);
-        assert_eq!(h265_random_access(&[0, 0, 1, 0x40, 0x01]), RandomAccess::Undecided);
+        assert_eq!(
+            h265_random_access(&[0, 0, 1, 0x40, 0x01]),
+            RandomAccess::Undecided
+        );
     }
 
     #[test]
@@ -232,5 +296,15 @@ mod tests {
         let mut r = BitReader::new(&[0b0100_1100]);
         assert_eq!(r.read_se(), Some(1));
         assert_eq!(r.read_se(), Some(-1));
+    }
+
+    #[test]
+    fn rbsp_removes_emulation_prevention_bytes() {
+        let nal = [0x42, 0x01, 0x12, 0, 0, 3, 0, 0x86, 0, 0, 3, 1];
+        assert_eq!(rbsp(&nal, 2, 64), Some(vec![0x12, 0, 0, 0, 0x86, 0, 0, 1]));
+        assert_eq!(rbsp(&nal, 2, 3), Some(vec![0x12, 0, 0]));
+        assert_eq!(rbsp(&[0x67, 0, 0, 1], 1, 64), None);
+        assert_eq!(rbsp(&[0x42], 2, 64), None);
+        assert_eq!(rbsp(&[0x42, 0x01], 2, 64), Some(vec![]));
     }
 }

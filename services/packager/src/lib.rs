@@ -1,0 +1,18 @@
+//! The packager: stateless, it answers any playback URL from the catalog,
+//! the archive and, for the part not yet archived, the live log
+//! (ARCHITECTURE sections 2 and 7).
+//!
+//! - [`url`]: the Flussonic-compatible URL grammar.
+//! - [`playlist`]: HLS media playlists over stored segments.
+//! - [`tape`]: a stream's archived and live segments, joined.
+//! - [`service`]: the HTTP handler.
+
+pub mod error;
+pub mod playlist;
+pub mod service;
+pub mod tape;
+pub mod url;
+
+pub use error::PackagerError;
+pub use service::{Packager, PackagerConfig};
+pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};

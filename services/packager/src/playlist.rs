@@ -1,0 +1,162 @@
+//! HLS media playlists (RFC 8216) over a run of stored segments.
+//!
+//! Segments are named by the time they start and how long they last
+//! (`2026/11/21/14/05/32-02000.ts`), relative to the playlist, so a segment
+//! URL means the same bytes forever and any packager replica resolves it. A
+//! new `#EXT-X-PROGRAM-DATE-TIME` opens the playlist and follows every
+//! discontinuity, which is also marked wherever the tape has a gap.
+
+use std::fmt::Write;
+
+use dvr_common::{Ticks, UtcMs};
+use dvr_media::SegmentMeta;
+
+/// A gap on the tape longer than this between two segments is a discontinuity.
+pub const GAP_TOLERANCE_MS: i64 = 500;
+
+/// How the playlist behaves as the tape grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaylistKind {
+    /// A sliding window over live: no type, no end.
+    Live,
+    /// Grows with live from a fixed start: `EVENT`, no end.
+    Event,
+    /// A closed range: `VOD` with `#EXT-X-ENDLIST`.
+    Vod,
+}
+
+/// The path of a segment relative to its stream's playlists.
+pub fn segment_path(meta: &SegmentMeta) -> String {
+    let c = meta.utc_start.civil();
+    format!(
+        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        meta.duration.as_ms()
+    )
+}
+
+/// Whether `next` does not continue `previous` on the tape.
+pub fn starts_new_run(previous: &SegmentMeta, next: &SegmentMeta) -> bool {
+    next.flags.discontinuity || next.utc_start.0 - previous.utc_end().0 > GAP_TOLERANCE_MS
+}
+
+/// Renders a media playlist. `query` (e.g. `token=abc`) is appended to every
+/// segment URI so authorization follows the player.
+pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], query: Option<&str>) -> String {
+    let mut out = String::with_capacity(128 + segments.len() * 96);
+    let target = segments
+        .iter()
+        .map(|s| s.duration)
+        .max()
+        .unwrap_or(Ticks::from_secs(2));
+    // TARGETDURATION is the longest EXTINF rounded up to whole seconds.
+    let target_secs = (target.0 + 89_999) / 90_000;
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", target_secs.max(1));
+    let _ = writeln!(
+        out,
+        "#EXT-X-MEDIA-SEQUENCE:{}",
+        segments.first().map_or(0, |s| s.seq)
+    );
+    match kind {
+        PlaylistKind::Live => {}
+        PlaylistKind::Event => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
+        PlaylistKind::Vod => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
+    }
+    if segments.iter().all(|s| s.flags.independent) {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let mut previous: Option<&SegmentMeta> = None;
+    for segment in segments {
+        let new_run = previous.is_none_or(|p| starts_new_run(p, segment));
+        if previous.is_some() && new_run {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if new_run {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", segment.utc_start);
+        }
+        let _ = writeln!(out, "#EXTINF:{},", segment.duration.display_secs());
+        out.push_str(&segment_path(segment));
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out.push('\n');
+        previous = Some(segment);
+    }
+    if kind == PlaylistKind::Vod {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// The UTC instant at the end of the last segment, if any.
+pub fn end_of(segments: &[SegmentMeta]) -> Option<UtcMs> {
+    segments.last().map(SegmentMeta::utc_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use dvr_media::SegmentFlags;
+
+    use super::*;
+
+    fn meta(seq: u64, start_ms: i64, dur_ms: i64, discontinuity: bool) -> SegmentMeta {
+        SegmentMeta {
+            seq,
+            utc_start: UtcMs(start_ms),
+            duration: Ticks::from_ms(dur_ms),
+            pts_start: Ticks(0),
+            bytes: 188,
+            flags: SegmentFlags {
+                discontinuity,
+                independent: true,
+            },
+        }
+    }
+
+    #[test]
+    fn vod_playlist_with_a_gap() {
+        let t = 1_795_356_332_040;
+        let segments = [
+            meta(7, t, 2000, false),
+            meta(8, t + 2000, 2000, false),
+            // 10 s of nothing, then the source came back.
+            meta(9, t + 14_000, 1960, true),
+        ];
+        let text = media_playlist(PlaylistKind::Vod, &segments, Some("token=abc"));
+        let expected = "#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:7
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T14:05:32.040Z
+#EXTINF:2.000,
+2026/11/22/14/05/32-02000.ts?token=abc
+#EXTINF:2.000,
+2026/11/22/14/05/34-02000.ts?token=abc
+#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T14:05:46.040Z
+#EXTINF:1.960,
+2026/11/22/14/05/46-01960.ts?token=abc
+#EXT-X-ENDLIST
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_time_gap_without_a_flag_is_still_a_discontinuity() {
+        let segments = [meta(1, 0, 2000, false), meta(2, 3000, 2000, false)];
+        let text = media_playlist(PlaylistKind::Event, &segments, None);
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
+        assert!(!text.contains("ENDLIST"));
+        assert_eq!(end_of(&segments), Some(UtcMs(5000)));
+    }
+}

@@ -1,0 +1,174 @@
+//! One stream's tape as the packager sees it: the archived part and, after
+//! it, the part still only in the live log, joined seamlessly by `seq`.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dvr_bus::SegmentLog;
+use dvr_common::UtcMs;
+use dvr_media::SegmentMeta;
+
+use crate::error::PackagerError;
+
+/// Where a segment's bytes are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// In the stream's live log, by `seq`.
+    LiveLog,
+    /// In an archive chunk object: one ranged read.
+    Archive {
+        /// The chunk's object key.
+        key: String,
+        /// Offset of the segment in the chunk.
+        offset: u64,
+    },
+}
+
+/// A segment of the tape and where to read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapeSegment {
+    /// Its metadata.
+    pub meta: SegmentMeta,
+    /// Where its bytes are.
+    pub location: Location,
+}
+
+/// The archived part of one stream's tape.
+#[async_trait]
+pub trait ArchivedTape: Send + Sync + Debug {
+    /// Archived segments overlapping `[from, to)`, oldest first.
+    async fn segments_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<TapeSegment>, PackagerError>;
+    /// The bytes of an archived segment.
+    async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
+    /// Start and end of everything archived.
+    async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError>;
+}
+
+/// A stream's whole tape.
+#[derive(Debug, Clone)]
+pub struct StreamTape {
+    name: String,
+    live: Arc<SegmentLog>,
+    archive: Option<Arc<dyn ArchivedTape>>,
+}
+
+impl StreamTape {
+    /// The tape of stream `name`.
+    pub fn new(
+        name: impl Into<String>,
+        live: Arc<SegmentLog>,
+        archive: Option<Arc<dyn ArchivedTape>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            live,
+            archive,
+        }
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The live log.
+    pub fn live(&self) -> &Arc<SegmentLog> {
+        &self.live
+    }
+
+    /// Segments overlapping `[from, to)`, oldest first: archived ones, then
+    /// those only in the live log.
+    pub async fn segments_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<TapeSegment>, PackagerError> {
+        let mut out = match &self.archive {
+            Some(archive) => archive.segments_between(from, to).await?,
+            None => Vec::new(),
+        };
+        let archived_until = out.last().map(|s| s.meta.seq);
+        out.extend(
+            self.live
+                .segments_between(from, to)
+                .into_iter()
+                .filter(|m| archived_until.is_none_or(|last| m.seq > last))
+                .map(|meta| TapeSegment {
+                    meta,
+                    location: Location::LiveLog,
+                }),
+        );
+        Ok(out)
+    }
+
+    /// The newest `n` segments (live).
+    pub fn newest(&self, n: usize) -> Vec<TapeSegment> {
+        self.live
+            .last(n)
+            .into_iter()
+            .map(|meta| TapeSegment {
+                meta,
+                location: Location::LiveLog,
+            })
+            .collect()
+    }
+
+    /// The bytes of a segment.
+    pub async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError> {
+        match &segment.location {
+            Location::LiveLog => {
+                let live = Arc::clone(&self.live);
+                let seq = segment.meta.seq;
+                let read = tokio::task::spawn_blocking(move || live.get(seq)).await;
+                match read {
+                    Ok(Ok(Some(s))) => Ok(s.payload),
+                    Ok(Ok(None)) => Err(PackagerError::NothingRecorded(format!(
+                        "segment {seq} of {} is no longer in the live log",
+                        self.name
+                    ))),
+                    Ok(Err(e)) => Err(PackagerError::Storage {
+                        stream: self.name.clone(),
+                        reason: e.to_string(),
+                        transient: true,
+                    }),
+                    Err(e) => Err(PackagerError::Storage {
+                        stream: self.name.clone(),
+                        reason: e.to_string(),
+                        transient: false,
+                    }),
+                }
+            }
+            Location::Archive { .. } => match &self.archive {
+                Some(archive) => archive.read(segment).await,
+                None => Err(PackagerError::Storage {
+                    stream: self.name.clone(),
+                    reason: "no archive configured".into(),
+                    transient: false,
+                }),
+            },
+        }
+    }
+
+    /// Start and end of the whole tape.
+    pub async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError> {
+        let archived = match &self.archive {
+            Some(a) => a.extent().await?,
+            None => None,
+        };
+        let live = self
+            .live
+            .oldest()
+            .zip(self.live.newest())
+            .map(|(o, n)| (o.utc_start, n.utc_end()));
+        Ok(match (archived, live) {
+            (Some((a0, a1)), Some((l0, l1))) => Some((a0.min(l0), a1.max(l1))),
+            (a, l) => a.or(l),
+        })
+    }
+}

@@ -1,0 +1,484 @@
+//! The playback URL grammar: every Flussonic-style form a player or IPTV
+//! middleware generates (ARCHITECTURE section 7), parsed into one enum.
+//!
+//! Stream names may contain `/` (`live/ort`), so a path is read from the
+//! right: the trailing components name the form and whatever precedes them
+//! is the stream. Parsing is pure and total: every path is either a
+//! [`Playback`] or a [`UrlError`] that says, in one line, what is wrong.
+
+use std::fmt;
+
+/// Which tracks a playlist carries and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// `index`: a master playlist over the tracks (one variant when there is
+    /// one video and one audio).
+    Index,
+    /// `archive`: the same as `index`, the name middleware uses for ranges.
+    Archive,
+    /// `mono`: every track in one transport stream (the set-top-box form).
+    Mono,
+    /// `video`: video variants only.
+    Video,
+}
+
+impl Flavor {
+    fn parse(s: &str) -> Option<Flavor> {
+        match s {
+            "index" => Some(Flavor::Index),
+            "archive" => Some(Flavor::Archive),
+            "mono" => Some(Flavor::Mono),
+            "video" => Some(Flavor::Video),
+            _ => None,
+        }
+    }
+}
+
+/// The end of a requested range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RangeEnd {
+    /// `DUR` seconds after `FROM`.
+    Duration(u32),
+    /// `now`: the range grows with live (start-over).
+    Now,
+}
+
+/// What a playback URL asks for. Times are UTC epoch seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// `index.m3u8`, `mono.m3u8`, `video.m3u8`: live.
+    LivePlaylist(Flavor),
+    /// `mpegts`: live as one endless transport stream.
+    LiveMpegts,
+    /// `index.mpd`: live DASH.
+    LiveDash,
+    /// `rewind-N.m3u8`: live with an N-second window.
+    Rewind { flavor: Flavor, window: u32 },
+    /// `{flavor}-FROM-DUR.m3u8` and `{flavor}-FROM-now.m3u8`.
+    RangePlaylist {
+        flavor: Flavor,
+        from: i64,
+        end: RangeEnd,
+    },
+    /// `archive-FROM-DUR.ts` and `archive/FROM/DUR/mpegts`.
+    RangeMpegts { from: i64, duration: u32 },
+    /// `archive-FROM-DUR.mpd` and `archive-FROM-now.mpd`.
+    RangeDash { from: i64, end: RangeEnd },
+    /// `archive-FROM-DUR.mp4`.
+    RangeMp4 { from: i64, duration: u32 },
+    /// `timeshift_abs-T.m3u8` (and `mono-`, `video-`, `_mono` spellings).
+    TimeshiftAbsPlaylist { flavor: Flavor, at: i64 },
+    /// `timeshift_abs-T.ts` and `timeshift_abs/T`.
+    TimeshiftAbsMpegts { at: i64 },
+    /// `timeshift_rel-N.m3u8`.
+    TimeshiftRelPlaylist { flavor: Flavor, behind: u32 },
+    /// `timeshift_rel/N`.
+    TimeshiftRelMpegts { behind: u32 },
+    /// `recording_status.json`.
+    RecordingStatus,
+    /// `YYYY/MM/DD/HH/MM/SS-DDDDD.ts`: one stored segment, by the UTC second
+    /// it starts in and its duration in milliseconds.
+    Segment { start_second: i64, duration_ms: u32 },
+    /// `embed.html`: the player page.
+    Embed,
+}
+
+/// A parsed playback path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Playback<'a> {
+    /// The stream name as written (validated by the caller).
+    pub stream: &'a str,
+    /// What is asked for.
+    pub form: Form,
+}
+
+/// Why a path is not a playback URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UrlError {
+    /// No form matches the path at all.
+    Unknown,
+    /// A form matched but a field is wrong.
+    Invalid(String),
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::Unknown => f.write_str("not a playback URL"),
+            UrlError::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// Parses a request path (without query string), e.g. `/ort/index-1700000000-3600.m3u8`.
+pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let parts: Vec<&str> = path.split('/').collect();
+    let n = parts.len();
+    let stream_of = |trailing: usize| -> Result<&str, UrlError> {
+        if n <= trailing {
+            return Err(UrlError::Invalid("no stream name in the URL".into()));
+        }
+        let end = parts[..n - trailing]
+            .iter()
+            .map(|p| p.len() + 1)
+            .sum::<usize>()
+            - 1;
+        Ok(&path[..end])
+    };
+    // Six trailing components: a segment.
+    if n > 6 && parts[n - 1].ends_with(".ts") {
+        if let Some(form) = segment_form(&parts[n - 6..])? {
+            return Ok(Playback {
+                stream: stream_of(6)?,
+                form,
+            });
+        }
+    }
+    // archive/FROM/DUR/mpegts
+    if n > 4 && parts[n - 4] == "archive" && parts[n - 1] == "mpegts" {
+        let from = epoch(parts[n - 3])?;
+        let duration = seconds(parts[n - 2])?;
+        return Ok(Playback {
+            stream: stream_of(4)?,
+            form: Form::RangeMpegts { from, duration },
+        });
+    }
+    // timeshift_abs/T and timeshift_rel/N
+    if n > 2 {
+        let form = match parts[n - 2] {
+            "timeshift_abs" => Some(Form::TimeshiftAbsMpegts {
+                at: epoch(parts[n - 1])?,
+            }),
+            "timeshift_rel" => Some(Form::TimeshiftRelMpegts {
+                behind: seconds(parts[n - 1])?,
+            }),
+            _ => None,
+        };
+        if let Some(form) = form {
+            return Ok(Playback {
+                stream: stream_of(2)?,
+                form,
+            });
+        }
+    }
+    let last = parts[n - 1];
+    let form = last_component_form(last)?.ok_or(UrlError::Unknown)?;
+    Ok(Playback {
+        stream: stream_of(1)?,
+        form,
+    })
+}
+
+fn segment_form(p: &[&str]) -> Result<Option<Form>, UrlError> {
+    let Some((seconds_part, duration_part)) =
+        p[5].strip_suffix(".ts").and_then(|s| s.split_once('-'))
+    else {
+        return Ok(None);
+    };
+    let fields = [p[0], p[1], p[2], p[3], p[4], seconds_part];
+    if !fields
+        .iter()
+        .all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Ok(None);
+    }
+    let num = |s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| UrlError::Invalid(format!("bad number {s:?} in segment URL")))
+    };
+    let civil = dvr_common::CivilTime {
+        year: i64::from(num(p[0])?),
+        month: num(p[1])?,
+        day: num(p[2])?,
+        hour: num(p[3])?,
+        minute: num(p[4])?,
+        second: num(seconds_part)?,
+        millis: 0,
+    };
+    let start = civil.to_utc().ok_or_else(|| {
+        UrlError::Invalid(format!(
+            "segment URL names an impossible time {}",
+            p.join("/")
+        ))
+    })?;
+    let duration_ms = duration_part
+        .parse::<u32>()
+        .ok()
+        .filter(|d| *d > 0)
+        .ok_or_else(|| UrlError::Invalid(format!("bad segment duration {duration_part:?}")))?;
+    Ok(Some(Form::Segment {
+        start_second: start.as_secs(),
+        duration_ms,
+    }))
+}
+
+fn last_component_form(last: &str) -> Result<Option<Form>, UrlError> {
+    match last {
+        "index.m3u8" => return Ok(Some(Form::LivePlaylist(Flavor::Index))),
+        "mono.m3u8" => return Ok(Some(Form::LivePlaylist(Flavor::Mono))),
+        "video.m3u8" => return Ok(Some(Form::LivePlaylist(Flavor::Video))),
+        "mpegts" => return Ok(Some(Form::LiveMpegts)),
+        "index.mpd" => return Ok(Some(Form::LiveDash)),
+        "recording_status.json" => return Ok(Some(Form::RecordingStatus)),
+        "embed.html" => return Ok(Some(Form::Embed)),
+        _ => {}
+    }
+    let Some((stem, ext)) = last.rsplit_once('.') else {
+        return Ok(None);
+    };
+    let fields: Vec<&str> = stem.split('-').collect();
+    let known = Flavor::parse(fields[0]).is_some()
+        || fields[0].starts_with("timeshift_")
+        || fields[0] == "rewind";
+    if known && fields.iter().any(|f| f.is_empty()) {
+        return Err(UrlError::Invalid(format!(
+            "{last:?}: a time or duration is negative or empty"
+        )));
+    }
+    // Flavor prefix: `mono-timeshift_abs-T`, `video-rewind-N`, ...
+    let (flavor, rest) = match Flavor::parse(fields[0]) {
+        Some(f)
+            if fields.len() > 1
+                && (fields[1].starts_with("timeshift_") || fields[1] == "rewind") =>
+        {
+            (Some(f), &fields[1..])
+        }
+        _ => (None, &fields[..]),
+    };
+    let form = match (rest, ext) {
+        ([kind, t], "m3u8") if kind.starts_with("timeshift_abs") => Form::TimeshiftAbsPlaylist {
+            flavor: suffix_flavor(kind, "timeshift_abs", flavor)?,
+            at: epoch(t)?,
+        },
+        ([kind, n], "m3u8") if kind.starts_with("timeshift_rel") => Form::TimeshiftRelPlaylist {
+            flavor: suffix_flavor(kind, "timeshift_rel", flavor)?,
+            behind: seconds(n)?,
+        },
+        (["timeshift_abs", t], "ts") => Form::TimeshiftAbsMpegts { at: epoch(t)? },
+        (["rewind", n], "m3u8") => Form::Rewind {
+            flavor: flavor.unwrap_or(Flavor::Index),
+            window: seconds(n)?,
+        },
+        ([name, from, end], ext) if flavor.is_none() => {
+            let Some(flavor) = Flavor::parse(name) else {
+                return Ok(None);
+            };
+            let from = epoch(from)?;
+            let end = range_end(end)?;
+            match (ext, end) {
+                ("m3u8", end) => Form::RangePlaylist { flavor, from, end },
+                ("mpd", end) if flavor == Flavor::Archive || flavor == Flavor::Index => {
+                    Form::RangeDash { from, end }
+                }
+                ("ts", RangeEnd::Duration(duration)) if flavor == Flavor::Archive => {
+                    Form::RangeMpegts { from, duration }
+                }
+                ("mp4", RangeEnd::Duration(duration)) if flavor == Flavor::Archive => {
+                    Form::RangeMp4 { from, duration }
+                }
+                ("ts" | "mp4", RangeEnd::Now) => {
+                    return Err(UrlError::Invalid(format!(
+                        "a .{ext} download needs a duration, not \"now\""
+                    )))
+                }
+                _ => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(form))
+}
+
+/// `timeshift_abs_mono` is the same as `mono-timeshift_abs`.
+fn suffix_flavor(kind: &str, base: &str, prefix: Option<Flavor>) -> Result<Flavor, UrlError> {
+    match kind.strip_prefix(base) {
+        Some("") => Ok(prefix.unwrap_or(Flavor::Index)),
+        Some(suffix) => suffix
+            .strip_prefix('_')
+            .and_then(Flavor::parse)
+            .filter(|_| prefix.is_none())
+            .ok_or_else(|| UrlError::Invalid(format!("unknown form {kind:?}"))),
+        None => Err(UrlError::Unknown),
+    }
+}
+
+/// A UTC epoch second: digits only, so a negative or fractional time is a 400.
+fn epoch(s: &str) -> Result<i64, UrlError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UrlError::Invalid(format!(
+            "time {s:?} is not a UTC epoch second"
+        )));
+    }
+    s.parse()
+        .map_err(|_| UrlError::Invalid(format!("time {s:?} is out of range")))
+}
+
+/// A positive number of seconds.
+fn seconds(s: &str) -> Result<u32, UrlError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UrlError::Invalid(format!(
+            "duration {s:?} is not a whole number of seconds"
+        )));
+    }
+    match s.parse::<u32>() {
+        Ok(0) => Err(UrlError::Invalid("duration must be positive".into())),
+        Ok(n) => Ok(n),
+        Err(_) => Err(UrlError::Invalid(format!("duration {s:?} is out of range"))),
+    }
+}
+
+fn range_end(s: &str) -> Result<RangeEnd, UrlError> {
+    if s == "now" {
+        Ok(RangeEnd::Now)
+    } else {
+        seconds(s).map(RangeEnd::Duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(path: &str) -> Form {
+        parse(path).unwrap_or_else(|e| panic!("{path}: {e}")).form
+    }
+
+    #[test]
+    fn live_and_range_forms() {
+        assert_eq!(form("/ort/index.m3u8"), Form::LivePlaylist(Flavor::Index));
+        assert_eq!(form("/ort/mpegts"), Form::LiveMpegts);
+        assert_eq!(
+            form("/ort/archive-1700000000-3600.m3u8"),
+            Form::RangePlaylist {
+                flavor: Flavor::Archive,
+                from: 1_700_000_000,
+                end: RangeEnd::Duration(3600)
+            }
+        );
+        assert_eq!(
+            form("/ort/index-1700000000-now.m3u8"),
+            Form::RangePlaylist {
+                flavor: Flavor::Index,
+                from: 1_700_000_000,
+                end: RangeEnd::Now
+            }
+        );
+        assert_eq!(
+            form("/ort/archive-1700000000-60.ts"),
+            Form::RangeMpegts {
+                from: 1_700_000_000,
+                duration: 60
+            }
+        );
+        assert_eq!(
+            form("/ort/archive/1700000000/60/mpegts"),
+            Form::RangeMpegts {
+                from: 1_700_000_000,
+                duration: 60
+            }
+        );
+        assert_eq!(
+            form("/ort/archive-1700000000-60.mp4"),
+            Form::RangeMp4 {
+                from: 1_700_000_000,
+                duration: 60
+            }
+        );
+        assert_eq!(
+            form("/ort/archive-1700000000-now.mpd"),
+            Form::RangeDash {
+                from: 1_700_000_000,
+                end: RangeEnd::Now
+            }
+        );
+        assert_eq!(form("/ort/recording_status.json"), Form::RecordingStatus);
+        assert_eq!(
+            form("/ort/rewind-7200.m3u8"),
+            Form::Rewind {
+                flavor: Flavor::Index,
+                window: 7200
+            }
+        );
+    }
+
+    #[test]
+    fn timeshift_spellings() {
+        let abs = Form::TimeshiftAbsPlaylist {
+            flavor: Flavor::Mono,
+            at: 1_508_403_742,
+        };
+        assert_eq!(form("/ort/mono-timeshift_abs-1508403742.m3u8"), abs);
+        assert_eq!(form("/ort/timeshift_abs_mono-1508403742.m3u8"), abs);
+        assert_eq!(
+            form("/ort/timeshift_abs-1508403742.ts"),
+            Form::TimeshiftAbsMpegts { at: 1_508_403_742 }
+        );
+        assert_eq!(
+            form("/ort/timeshift_abs/1508403742"),
+            Form::TimeshiftAbsMpegts { at: 1_508_403_742 }
+        );
+        assert_eq!(
+            form("/ort/timeshift_rel/3600"),
+            Form::TimeshiftRelMpegts { behind: 3600 }
+        );
+        assert_eq!(
+            form("/ort/video-timeshift_rel-360.m3u8"),
+            Form::TimeshiftRelPlaylist {
+                flavor: Flavor::Video,
+                behind: 360
+            }
+        );
+    }
+
+    #[test]
+    fn stream_names_with_slashes_and_segments() {
+        let p = parse("/live/ort/2026/11/21/14/05/32-02000.ts").unwrap();
+        assert_eq!(p.stream, "live/ort");
+        let start = dvr_common::CivilTime {
+            year: 2026,
+            month: 11,
+            day: 21,
+            hour: 14,
+            minute: 5,
+            second: 32,
+            millis: 0,
+        };
+        assert_eq!(
+            p.form,
+            Form::Segment {
+                start_second: start.to_utc().unwrap().as_secs(),
+                duration_ms: 2000
+            }
+        );
+        assert_eq!(parse("/live/ort/index.m3u8").unwrap().stream, "live/ort");
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        assert_eq!(parse("/ort/favicon.ico"), Err(UrlError::Unknown));
+        assert!(matches!(parse("/index.m3u8"), Err(UrlError::Invalid(_))));
+        assert_eq!(
+            parse("/ort/archive-1700000000-0.m3u8"),
+            Err(UrlError::Invalid("duration must be positive".into()))
+        );
+        assert!(matches!(
+            parse("/ort/archive--5-60.m3u8"),
+            Err(UrlError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("/ort/archive-17x-60.m3u8"),
+            Err(UrlError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("/ort/2026/02/30/14/05/32-02000.ts"),
+            Err(UrlError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("/ort/archive-1700000000-now.ts"),
+            Err(UrlError::Invalid(_))
+        ));
+    }
+}

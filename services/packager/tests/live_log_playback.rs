@@ -1,0 +1,210 @@
+//! The packager over a live log only (nothing archived yet): live, range and
+//! start-over playlists, segments by URL, downloads, status and errors.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::http::{Request, StatusCode};
+use bytes::Bytes;
+use dvr_bus::{SegmentLog, SegmentLogOptions};
+use dvr_common::{SimulatedClock, Ticks, UtcMs};
+use dvr_media::{CodecSummary, Segment, SegmentFlags};
+use dvr_packager::{Packager, PackagerConfig, StreamTape};
+use tower::ServiceExt;
+
+/// 2026-11-21T14:00:00Z
+const T0: i64 = 1_795_269_600;
+
+fn segment(seq: u64, start_ms: i64, discontinuity: bool) -> Segment {
+    Segment {
+        seq,
+        pts_start: Ticks(seq as i64 * 180_000),
+        duration: Ticks::from_secs(2),
+        utc_start: UtcMs(start_ms),
+        flags: SegmentFlags {
+            discontinuity,
+            independent: true,
+        },
+        codecs: Arc::new(CodecSummary::default()),
+        payload: Bytes::from(vec![0x47; 188 * (seq as usize + 1)]),
+    }
+}
+
+struct Fixture {
+    router: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+/// Ten 2 s segments from T0, a 10 s gap, then five more; now is 1 s after the end.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let log =
+        Arc::new(SegmentLog::open(dir.path().join("ort"), SegmentLogOptions::default()).unwrap());
+    for seq in 0..10 {
+        log.append(&segment(seq, T0 * 1000 + seq as i64 * 2000, seq == 0))
+            .unwrap();
+    }
+    for seq in 10..15 {
+        log.append(&segment(
+            seq,
+            T0 * 1000 + 30_000 + (seq as i64 - 10) * 2000,
+            seq == 10,
+        ))
+        .unwrap();
+    }
+    let clock = SimulatedClock::new(UtcMs(T0 * 1000 + 41_000));
+    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::new(clock)));
+    packager.add_stream(StreamTape::new("ort", log, None));
+    Fixture {
+        router: packager.router(),
+        _dir: dir,
+    }
+}
+
+async fn get(f: &Fixture, uri: &str) -> (StatusCode, String, Vec<u8>) {
+    let response = f
+        .router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let ctype = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = to_bytes(response.into_body(), 1 << 30)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, ctype, body)
+}
+
+#[tokio::test]
+async fn live_playlist_is_a_window_of_the_newest_segments() {
+    let f = fixture();
+    let (status, ctype, body) = get(&f, "/ort/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "application/vnd.apple.mpegurl");
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:9\n"), "{text}");
+    assert_eq!(text.matches("#EXTINF:2.000,").count(), 6);
+    assert!(!text.contains("ENDLIST"));
+}
+
+#[tokio::test]
+async fn range_playlist_crosses_the_gap_with_a_discontinuity() {
+    let f = fixture();
+    let (status, _, body) = get(
+        &f,
+        &format!("/ort/archive-{}-40.m3u8?token=s3cr%20t", T0 + 3),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    // The segment containing T0+3 starts at T0+2.
+    assert!(
+        text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-21T14:00:02.000Z\n"),
+        "{text}"
+    );
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n") && text.ends_with("#EXT-X-ENDLIST\n"));
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-21T14:00:30.000Z\n"));
+    assert!(
+        text.contains("2026/11/21/14/00/02-02000.ts?token=s3cr+t\n"),
+        "token kept: {text}"
+    );
+    assert_eq!(text.matches("#EXTINF").count(), 14);
+}
+
+#[tokio::test]
+async fn start_over_is_an_event_playlist() {
+    let f = fixture();
+    let (_, _, body) = get(&f, &format!("/ort/index-{}-now.m3u8", T0 + 20)).await;
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n") && !text.contains("ENDLIST"));
+    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:10\n"), "{text}");
+}
+
+#[tokio::test]
+async fn segments_and_downloads_serve_the_stored_bytes() {
+    let f = fixture();
+    let (status, ctype, body) = get(&f, "/ort/2026/11/21/14/00/04-02000.ts").await;
+    assert_eq!((status, ctype.as_str()), (StatusCode::OK, "video/mp2t"));
+    assert_eq!(body.len(), 188 * 3, "segment 2");
+    let (status, _, body) = get(&f, &format!("/ort/archive-{T0}-6.ts")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 188 * (1 + 2 + 3));
+    let (status, _, same) = get(&f, &format!("/ort/archive/{T0}/6/mpegts")).await;
+    assert_eq!((status, same), (StatusCode::OK, body));
+}
+
+#[tokio::test]
+async fn recording_status_brief_and_ranges() {
+    let f = fixture();
+    let (_, _, body) = get(&f, "/ort/recording_status.json").await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["ort"]["from"], T0);
+    assert_eq!(v["ort"]["to"], T0 + 40);
+    let (_, _, body) = get(
+        &f,
+        &format!("/ort/recording_status.json?from={T0}&to=now&request=ranges"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v[0]["stream"], "ort");
+    assert_eq!(
+        v[0]["ranges"],
+        serde_json::json!([{"from": T0, "duration": 20}, {"from": T0 + 30, "duration": 10}])
+    );
+}
+
+#[tokio::test]
+async fn errors_have_fitting_statuses_and_one_line_reasons() {
+    let f = fixture();
+    let cases = [
+        (
+            "/nope/index.m3u8",
+            StatusCode::NOT_FOUND,
+            "unknown stream nope\n".to_owned(),
+        ),
+        (
+            "/ort/archive-1700000000-0.m3u8",
+            StatusCode::BAD_REQUEST,
+            "duration must be positive\n".into(),
+        ),
+        (
+            &*format!("/ort/archive-{}-60.m3u8", T0 + 3600),
+            StatusCode::BAD_REQUEST,
+            format!(
+                "range starts at {}, which is in the future (now is {})\n",
+                T0 + 3600,
+                T0 + 41
+            ),
+        ),
+        (
+            "/ort/archive-1000-60.m3u8",
+            StatusCode::NOT_FOUND,
+            "nothing recorded on ort between 1000 and 1060\n".into(),
+        ),
+        (
+            "/ort/archive-1000-999999.m3u8",
+            StatusCode::BAD_REQUEST,
+            "range of 999999 s is longer than the limit of 86400 s\n".into(),
+        ),
+        (
+            "/ort/2026/11/21/14/00/05-02000.ts",
+            StatusCode::NOT_FOUND,
+            "no segment /ort/2026/11/21/14/00/05-02000.ts\n".into(),
+        ),
+    ];
+    for (uri, status, reason) in cases {
+        let (got, _, body) = get(&f, uri).await;
+        assert_eq!(
+            (got, String::from_utf8(body).unwrap()),
+            (status, reason),
+            "{uri}"
+        );
+    }
+}
