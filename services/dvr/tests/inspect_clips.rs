@@ -272,8 +272,9 @@ fn truncated_clip_gives_the_segments_it_could_cut() {
     let report: InspectJson =
         serde_json::from_slice(&output.stdout).expect("inspect --json prints JSON");
     assert!(
-        !report.segments.is_empty(),
-        "60 % of a 10 s clip holds whole segments"
+        report.segments.len() >= 2,
+        "60 % of a 10 s clip holds whole 2 s segments, got {}",
+        report.segments.len()
     );
     let files = segment_files(&out, &report.segments);
     let full_duration = expected_duration(&testdata(name), report.primary_pid());
@@ -288,7 +289,11 @@ fn truncated_clip_gives_the_segments_it_could_cut() {
         written <= cut + 2 * TS_PACKET * files.len(),
         "segments hold no bytes beyond the input"
     );
-    for file in &files {
+    // The last segment ends where the input does, inside a PES: its final
+    // frame is incomplete and a decoder says so. Every segment before it was
+    // closed by a keyframe and must decode cleanly.
+    let (_, closed) = files.split_last().expect("at least one segment");
+    for file in closed {
         assert_decodes_alone(&file.path);
     }
 }
