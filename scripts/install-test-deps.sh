@@ -6,6 +6,10 @@ set -euo pipefail
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+# `make bench`: python3 runs bench/measure.py, GNU time measures peak memory
+# (the shell keyword `time` cannot, hence the path).
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+[ -x /usr/bin/time ] || need_apt+=(time)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
