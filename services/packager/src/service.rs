@@ -291,7 +291,7 @@ impl Packager {
         for s in &segments {
             match ranges.last_mut() {
                 Some((_, end)) if s.meta.utc_start.0 - end.0 <= GAP_TOLERANCE_MS => {
-                    *end = s.meta.utc_end()
+                    *end = s.meta.utc_end();
                 }
                 _ => ranges.push((s.meta.utc_start, s.meta.utc_end())),
             }
