@@ -17,7 +17,7 @@ use dvr_common::{StreamName, UtcMs};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
-use crate::index::ChunkIndex;
+use crate::index::{ChunkIndex, IndexRecord};
 use crate::key::{ChunkKey, ObjectKind};
 
 /// Largest hole, in milliseconds, that still counts as contiguous tape.
@@ -78,7 +78,7 @@ impl ChunkEntry {
         let utc_end = index
             .records
             .iter()
-            .map(|r| r.utc_end())
+            .map(IndexRecord::utc_end)
             .max()
             .unwrap_or(first.utc_start);
         Ok(ChunkEntry {
@@ -308,8 +308,7 @@ pub fn plan_rebuild<'a>(listing: impl IntoIterator<Item = (&'a str, u64)>) -> Li
             .filter(|(k, _)| !both.contains(k))
             .map(|(_, n)| n.clone()),
     );
-    plan.complete
-        .sort_by(|a, b| (a.0.hour, a.0.first_seq).cmp(&(b.0.hour, b.0.first_seq)));
+    plan.complete.sort_by_key(|(k, _)| (k.hour, k.first_seq));
     plan
 }
 

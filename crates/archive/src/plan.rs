@@ -114,7 +114,7 @@ pub fn plan_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<Pl
     match cursor {
         None => out.push(PlanItem::Gap { from, to }),
         Some(end) if to.0 > end.0 + CONTIGUITY_TOLERANCE_MS => {
-            out.push(PlanItem::Gap { from: end, to })
+            out.push(PlanItem::Gap { from: end, to });
         }
         Some(_) => {}
     }

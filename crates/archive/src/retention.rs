@@ -96,32 +96,32 @@ pub fn plan_retention(
     };
     if let Some(depth) = policy.depth_ms {
         let cutoff = UtcMs(now.0.saturating_sub(depth));
-        for i in 0..order.len() {
-            if order[i].utc_end < cutoff {
+        for (i, e) in order.iter().enumerate() {
+            if e.utc_end < cutoff {
                 st.take(i, Reason::Depth);
             }
         }
     }
     if let Some(max) = policy.max_size_bytes {
         let mut total: u64 = order.iter().map(|e| e.bytes).sum::<u64>() - st.plan.freed_bytes;
-        for i in 0..order.len() {
+        for (i, e) in order.iter().enumerate() {
             if total <= max {
                 break;
             }
             if st.take(i, Reason::Size) {
-                total -= order[i].bytes;
+                total -= e.bytes;
             }
         }
     }
     if let (Some(pct), Some(disk)) = (policy.max_disk_usage_percent, disk) {
         let limit = u128::from(disk.total_bytes) * u128::from(pct) / 100;
         let mut used = u128::from(disk.used_bytes.saturating_sub(st.plan.freed_bytes));
-        for i in 0..order.len() {
+        for (i, e) in order.iter().enumerate() {
             if used <= limit {
                 break;
             }
             if st.take(i, Reason::Disk) {
-                used = used.saturating_sub(u128::from(order[i].bytes));
+                used = used.saturating_sub(u128::from(e.bytes));
             }
         }
     }
