@@ -11,7 +11,7 @@
 //! least a couple of seconds (twice the segment target) of nothing, so one
 //! second separates rounding noise from real gaps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dvr_common::{StreamName, UtcMs};
 use serde::{Deserialize, Serialize};
@@ -127,10 +127,26 @@ pub struct HourBitmap {
     pub bits: String,
 }
 
+/// Longest `[from, to)` an hour bitmap covers (about 11 years), so a
+/// request for "everything" cannot allocate without bound.
+pub const MAX_BITMAP_HOURS: i64 = 100_000;
+
 /// The in-memory catalog of every stream's chunks.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    streams: BTreeMap<StreamName, BTreeMap<(UtcMs, u64), ChunkEntry>>,
+    streams: BTreeMap<StreamName, StreamChunks>,
+}
+
+/// One stream's chunks, by time, with an index by identity so inserting a
+/// replayed chunk or removing one is logarithmic, not a scan.
+#[derive(Clone, Debug, Default)]
+struct StreamChunks {
+    by_time: BTreeMap<(UtcMs, u64), ChunkEntry>,
+    /// `(hour, first_seq)` → key in `by_time`.
+    slots: HashMap<(UtcMs, u64), (UtcMs, u64)>,
+    /// Longest `utc_end - utc_start` seen; bounds how far before `from` a
+    /// chunk reaching into `from` can start.
+    max_span_ms: i64,
 }
 
 impl Catalog {
@@ -139,29 +155,31 @@ impl Catalog {
         Catalog::default()
     }
 
-    /// Adds a chunk, replacing one with the same start and seq (a replayed
-    /// interval rewrites the same chunk).
+    /// Adds a chunk, replacing one with the same key (a replayed interval
+    /// rewrites the same chunk).
     pub fn insert(&mut self, entry: ChunkEntry) {
         let stream = self.streams.entry(entry.key.stream.clone()).or_default();
-        stream.retain(|_, e| e.key != entry.key);
-        stream.insert((entry.utc_start, entry.first_seq), entry);
+        let id = (entry.key.hour, entry.key.first_seq);
+        let slot = (entry.utc_start, entry.first_seq);
+        if let Some(old) = stream.slots.insert(id, slot) {
+            stream.by_time.remove(&old);
+        }
+        stream.max_span_ms = stream.max_span_ms.max(entry.utc_end.0 - entry.utc_start.0);
+        stream.by_time.insert(slot, entry);
     }
 
     /// Removes a chunk; returns it if it was there.
     pub fn remove(&mut self, key: &ChunkKey) -> Option<ChunkEntry> {
         let stream = self.streams.get_mut(&key.stream)?;
-        let slot = stream
-            .iter()
-            .find(|(_, e)| &e.key == key)
-            .map(|(k, _)| *k)?;
-        stream.remove(&slot)
+        let slot = stream.slots.remove(&(key.hour, key.first_seq))?;
+        stream.by_time.remove(&slot)
     }
 
     /// The streams with at least one chunk.
     pub fn streams(&self) -> impl Iterator<Item = &StreamName> {
         self.streams
             .iter()
-            .filter(|(_, c)| !c.is_empty())
+            .filter(|(_, c)| !c.by_time.is_empty())
             .map(|(s, _)| s)
     }
 
@@ -170,7 +188,7 @@ impl Catalog {
         self.streams
             .get(stream)
             .into_iter()
-            .flat_map(|c| c.values())
+            .flat_map(|c| c.by_time.values())
     }
 
     /// The chunks holding any time of `[from, to)`, oldest first.
@@ -180,13 +198,13 @@ impl Catalog {
         from: UtcMs,
         to: UtcMs,
     ) -> Vec<&ChunkEntry> {
-        // Chunks never exceed an hour plus one segment, so starting the scan
-        // two hours early finds every chunk that reaches into `from`.
-        let scan_from = (UtcMs(from.0.saturating_sub(2 * 3_600_000)), 0);
-        self.streams
-            .get(stream)
-            .into_iter()
-            .flat_map(|c| c.range(scan_from..))
+        let Some(chunks) = self.streams.get(stream) else {
+            return Vec::new();
+        };
+        let scan_from = (UtcMs(from.0.saturating_sub(chunks.max_span_ms)), 0);
+        chunks
+            .by_time
+            .range(scan_from..)
             .map(|(_, e)| e)
             .take_while(|e| e.utc_start < to)
             .filter(|e| e.overlaps(from, to))
@@ -196,7 +214,7 @@ impl Catalog {
     /// The whole recorded span of a stream, first start to last end: the
     /// `{"S": {"from", "to"}}` answer.
     pub fn recorded_span(&self, stream: &StreamName) -> Option<TimeRange> {
-        let chunks = self.streams.get(stream)?;
+        let chunks = &self.streams.get(stream)?.by_time;
         let from = chunks.values().next()?.utc_start;
         let to = chunks.values().map(|e| e.utc_end).max()?;
         Some(TimeRange { from, to })
@@ -215,14 +233,16 @@ impl Catalog {
         )
     }
 
-    /// One flag per hour of `[from, to)` (widened to whole hours).
+    /// One flag per hour of `[from, to)` (widened to whole hours, at most
+    /// [`MAX_BITMAP_HOURS`]).
     pub fn hour_bitmap(&self, stream: &StreamName, from: UtcMs, to: UtcMs) -> HourBitmap {
         let start = from.floor_hour();
         let end = if to.floor_hour() == to {
             to
         } else {
-            UtcMs(to.floor_hour().0 + 3_600_000)
+            to.floor_hour().saturating_add_ms(3_600_000)
         };
+        let end = end.min(start.saturating_add_ms(MAX_BITMAP_HOURS * 3_600_000));
         let hours = usize::try_from((end.0 - start.0).max(0) / 3_600_000).unwrap_or(0);
         let mut bits = vec![b'0'; hours];
         for e in self.chunks_overlapping(stream, start, end) {
@@ -460,6 +480,20 @@ mod tests {
         assert_eq!(b.bits, "10110");
         let b = c.hour_bitmap(&s(), UtcMs(H0), UtcMs(H0 + 3_600_000 + 1));
         assert_eq!(b.bits, "10");
+        let everything = c.hour_bitmap(&s(), UtcMs(0), UtcMs(i64::MAX));
+        assert_eq!(everything.bits.len() as i64, MAX_BITMAP_HOURS);
+    }
+
+    #[test]
+    fn long_chunks_are_found_from_inside() {
+        let mut c = Catalog::new();
+        c.insert(entry(0, H0, 5400)); // three hours of 2 s segments
+        let inside = UtcMs(H0 + 3 * 3_600_000 - 1);
+        assert_eq!(
+            c.chunks_overlapping(&s(), inside, UtcMs(inside.0 + 1))
+                .len(),
+            1
+        );
     }
 
     #[test]

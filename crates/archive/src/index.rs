@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Flags: bit 0 discontinuity, bit 1 independent; other bits must be zero
-//! (a new meaning gets a new version). Decoding checks that seqs increase,
+//! (a new meaning gets a new version). `utc_start` must lie in years
+//! 1970..10000 and `duration` in 0..=1 h, so arithmetic on decoded values
+//! cannot overflow. Decoding checks that seqs increase,
 //! that records tile the chunk (offset 0, each next offset = previous offset
 //! + length) and that the lengths sum to `chunk_length`.
 
@@ -30,6 +32,11 @@ const MAGIC: [u8; 4] = *b"DVRI";
 const HEADER_LEN: usize = 4 + 2 + 2 + 4 + 8 + 4;
 /// Size of one encoded record.
 pub const RECORD_LEN: usize = 48;
+/// Latest `utc_start` accepted: year 10000, where four-digit key years end.
+pub const MAX_UTC_START: UtcMs = UtcMs(253_402_300_800_000);
+/// Longest segment accepted: one hour (the segmenter cuts at 10 s; this
+/// only keeps arithmetic on decoded values from overflowing).
+pub const MAX_SEGMENT_DURATION: Ticks = Ticks::from_secs(3600);
 const FLAG_DISCONTINUITY: u32 = 1;
 const FLAG_INDEPENDENT: u32 = 2;
 
@@ -399,8 +406,8 @@ mod tests {
 
     fn arb_index() -> impl Strategy<Value = ChunkIndex> {
         let rec = (
-            any::<i64>(),
-            0i64..i64::MAX,
+            0..MAX_UTC_START.0,
+            0..=MAX_SEGMENT_DURATION.0,
             any::<i64>(),
             any::<u32>(),
             any::<bool>(),
@@ -439,6 +446,23 @@ mod tests {
 
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = ChunkIndex::decode(&bytes);
+        }
+
+        /// Corruption that passes the checksum (a writer bug, not a disk
+        /// error) must still decode to an error or a value, never a panic.
+        #[test]
+        fn decode_never_panics_behind_a_valid_checksum(
+            idx in arb_index(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let mut bytes = idx.encode();
+            let body = bytes.len() - 4;
+            for (pos, value) in edits {
+                bytes[pos.index(body)] = value;
+            }
+            let crc = crc32(&bytes[..body]);
+            bytes[body..].copy_from_slice(&crc.to_le_bytes());
             let _ = ChunkIndex::decode(&bytes);
         }
 

@@ -260,6 +260,11 @@ mod tests {
         }
 
         #[test]
+        fn parse_never_panics(key in "[a-z0-9/._]{0,60}") {
+            let _ = ChunkKey::parse(&key);
+        }
+
+        #[test]
         fn window_holds_t_and_stays_in_its_hour(ms in -10_000_000_000i64..10_000_000_000, i in 1i64..=60) {
             let interval = i * 60_000;
             let t = UtcMs(ms);

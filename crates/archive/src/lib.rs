@@ -14,6 +14,7 @@
 //! - [`plan`]: the segments (and gaps) that serve a time range.
 //! - [`lock`]: protected ranges and `locks.json`.
 //! - [`retention`]: which chunks to delete by depth, size and disk usage.
+//! - [`status`]: the JSON shapes of `recording_status.json`.
 
 pub mod catalog;
 pub mod error;
@@ -22,11 +23,14 @@ pub mod key;
 pub mod lock;
 pub mod plan;
 pub mod retention;
+pub mod status;
 
-pub use catalog::{Catalog, ChunkEntry, HourBitmap, TimeRange, CONTIGUITY_TOLERANCE_MS};
+pub use catalog::{
+    plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange, CONTIGUITY_TOLERANCE_MS,
+};
 pub use error::ArchiveError;
 pub use index::{ChunkIndex, IndexRecord, INDEX_VERSION};
 pub use key::{ChunkKey, ObjectKind};
 pub use lock::{Lock, LocksFile};
-pub use plan::{PlanItem, PlannedSegment};
-pub use retention::{DiskUsage, RetentionPlan, RetentionPolicy};
+pub use plan::{plan_range, ChunkRecords, PlanItem, PlannedSegment};
+pub use retention::{plan_retention, DiskUsage, RetentionPlan, RetentionPolicy};
