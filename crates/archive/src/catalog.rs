@@ -23,8 +23,9 @@ use crate::key::{ChunkKey, ObjectKind};
 /// Largest hole, in milliseconds, that still counts as contiguous tape.
 pub const CONTIGUITY_TOLERANCE_MS: i64 = 1_000;
 
-/// What the catalog knows of one chunk.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the catalog knows of one chunk; serializable so the distributed
+/// catalog can keep it in a KV bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkEntry {
     /// Its identity and object keys.
     pub key: ChunkKey,
@@ -394,6 +395,8 @@ mod tests {
     #[test]
     fn entries_come_from_indexes() {
         let e = entry(10, H0, 1800);
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<ChunkEntry>(&json).unwrap(), e);
         assert_eq!(
             (e.first_seq, e.last_seq, e.segments, e.bytes),
             (10, 1809, 1800, 1_800_000)

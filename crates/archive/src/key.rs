@@ -15,6 +15,7 @@
 use std::fmt;
 
 use dvr_common::{CivilTime, StreamName, UtcMs};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
 
@@ -30,7 +31,7 @@ pub enum ObjectKind {
 }
 
 /// The identity of a chunk: everything its object keys are made of.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ChunkKey {
     /// The stream.
     pub stream: StreamName,

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeSet;
 
+use dvr_common::config::DvrConfig;
 use dvr_common::UtcMs;
 
 use crate::catalog::ChunkEntry;
@@ -32,6 +33,16 @@ pub struct RetentionPolicy {
     pub max_size_bytes: Option<u64>,
     /// Keep the disk at most this full (1 to 100).
     pub max_disk_usage_percent: Option<u8>,
+}
+
+impl From<&DvrConfig> for RetentionPolicy {
+    fn from(d: &DvrConfig) -> RetentionPolicy {
+        RetentionPolicy {
+            depth_ms: d.depth_ms,
+            max_size_bytes: d.max_size_bytes,
+            max_disk_usage_percent: d.max_disk_usage_percent,
+        }
+    }
 }
 
 /// The disk the chunks are on, as the caller measured it.
@@ -78,14 +89,14 @@ impl RetentionPlan {
 }
 
 /// Plans retention; see the module doc.
-pub fn plan_retention(
-    chunks: &[ChunkEntry],
+pub fn plan_retention<'a>(
+    chunks: impl IntoIterator<Item = &'a ChunkEntry>,
     locks: &[Lock],
     policy: &RetentionPolicy,
     now: UtcMs,
     disk: Option<DiskUsage>,
 ) -> RetentionPlan {
-    let mut order: Vec<&ChunkEntry> = chunks.iter().collect();
+    let mut order: Vec<&ChunkEntry> = chunks.into_iter().collect();
     order.sort_by_key(|e| (e.utc_start, e.first_seq));
     let mut st = State {
         order: &order,
