@@ -18,6 +18,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod fuzzing;
 pub mod index;
 pub mod key;
 pub mod lock;
