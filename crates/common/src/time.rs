@@ -243,6 +243,18 @@ pub struct DurationParseError {
     reason: &'static str,
 }
 
+impl DurationParseError {
+    /// The rejected input, as given.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// What is wrong with it, in a few words (`unknown unit`, `no number`).
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 /// Parses a duration written as the seeds do (`500ms`, `2s`, `10m`, `1h`,
 /// `7d`, `2w`; a bare number is seconds) into milliseconds.
 pub fn parse_duration_ms(input: &str) -> Result<i64, DurationParseError> {

@@ -1,0 +1,37 @@
+//! The archive as a tape addressed by UTC time, without touching storage.
+//!
+//! The recorder, the packager and `dvr reindex` all need the same answers
+//! about the archive: what an object is called, what a chunk index says,
+//! which time ranges are recorded, which bytes serve a range, what may be
+//! deleted. This crate computes them from values passed in (listings,
+//! decoded indexes, `now`), so it is fast to test and safe to fuzz; the
+//! storage crate moves the bytes. The pieces:
+//!
+//! - [`key`]: object keys (`{stream}/{YYYY}/{MM}/{DD}/{HH}/{first_seq:020}.ts`)
+//!   and where chunks are cut.
+//! - [`index`]: the binary chunk index, one fixed record per segment.
+//! - [`catalog`]: which chunks exist; recorded ranges and the hour bitmap.
+//! - [`plan`]: the segments (and gaps) that serve a time range.
+//! - [`lock`]: protected ranges and `locks.json`.
+//! - [`retention`]: which chunks to delete by depth, size and disk usage.
+//! - [`status`]: the JSON shapes of `recording_status.json`.
+
+pub mod catalog;
+pub mod error;
+pub mod fuzzing;
+pub mod index;
+pub mod key;
+pub mod lock;
+pub mod plan;
+pub mod retention;
+pub mod status;
+
+pub use catalog::{
+    plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange, CONTIGUITY_TOLERANCE_MS,
+};
+pub use error::ArchiveError;
+pub use index::{ChunkIndex, IndexRecord, INDEX_VERSION};
+pub use key::{ChunkKey, ObjectKind};
+pub use lock::{Lock, LocksFile};
+pub use plan::{plan_range, ChunkRecords, PlanItem, PlannedSegment};
+pub use retention::{plan_retention, DiskUsage, RetentionPlan, RetentionPolicy};

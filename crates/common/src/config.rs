@@ -1,0 +1,440 @@
+//! The YAML configuration file (`dvr run --config FILE`).
+//!
+//! Reading is two steps. serde-saphyr turns the text into the raw shape
+//! (`config/raw.rs`) with `deny_unknown_fields` everywhere and source
+//! locations kept; then [`Config::from_yaml_str`] validates every value and
+//! applies defaults, so an error always says which file, which line, which
+//! field (`streams.ort.dvr.depth`) and what is wrong with it, e.g.
+//! `config.yaml line 7: streams.ort.dvr.depth: invalid duration "7x": unknown unit`.
+//!
+//! ```yaml
+//! version: 1
+//! http: { listen: "0.0.0.0:8080" }
+//! archive: file:///var/lib/dvr
+//! streams:
+//!   ort:
+//!     inputs: [ "udp://239.0.0.1:1234" ]
+//!     dvr: { depth: 7d, segment_duration: 2s, copy_interval: 1h }
+//!   news:
+//!     inputs: [ "udp://eth1@239.0.0.2:1234" ]
+//!     dvr: "/var/lib/dvr 3d 10G"
+//! ```
+
+mod dvr;
+mod input;
+mod raw;
+mod schedule;
+mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde_saphyr::{MessageFormatter, Spanned};
+
+pub use dvr::{
+    check_copy_interval, check_depth, check_segment_duration, default_copy_interval_ms,
+    default_segment_duration_ms, root_uri, DvrConfig, MAX_COPY_INTERVAL_MS,
+    MAX_SEGMENT_DURATION_MS, MIN_COPY_INTERVAL_MS, MIN_SEGMENT_DURATION_MS,
+};
+pub use input::{InputUrl, InputUrlError};
+pub use schedule::Schedule;
+pub use units::{parse_percent, parse_size_bytes};
+
+use crate::error::{ErrorKind, HasErrorKind};
+use crate::stream_name::StreamName;
+use crate::time::parse_duration_ms;
+use raw::{RawConfig, RawDvr, RawDvrMap, Scalar};
+
+/// The only config format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Format version; always [`CONFIG_VERSION`].
+    pub version: u32,
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// Default archive root URI for every stream's `dvr` (`file:///var/lib/dvr`,
+    /// `s3://bucket/prefix`, `swift://container/prefix`).
+    pub archive: Option<String>,
+    /// The streams, by name.
+    pub streams: BTreeMap<StreamName, StreamConfig>,
+}
+
+/// The HTTP server's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address and port to listen on; default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+}
+
+/// Default HTTP listen address, `0.0.0.0:8080`.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// One stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Sources in priority order: the first that works is used, the next
+    /// takes over on loss, the first returns when it is back. Never empty.
+    pub inputs: Vec<InputUrl>,
+    /// Recording settings; `None` means the stream is live only.
+    pub dvr: Option<DvrConfig>,
+}
+
+/// A configuration that cannot be used: where and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file name the text came from, as given by the caller.
+    pub source_name: String,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// Dotted path of the field, e.g. `streams.ort.dvr.depth`; empty for the
+    /// document itself.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source_name)?;
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        f.write_str(": ")?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl HasErrorKind for ConfigError {
+    fn error_kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
+    }
+}
+
+impl Config {
+    /// Parses and validates a YAML configuration. `source_name` is the file
+    /// name errors start with.
+    pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).filter(|&l| l > 0);
+            let message = serde_saphyr::DefaultMessageFormatter
+                .format_message(e.without_snippet())
+                .into_owned();
+            let mut path = line.map(|l| yaml_path_at_line(text, l)).unwrap_or_default();
+            // These point at a key (unknown) or at the map (missing): the
+            // field is named in the message, the path is the map holding it.
+            // On a flow map's line the heuristic already stops at the map.
+            let field = message.split('`').nth(1).unwrap_or_default();
+            let unknown_here =
+                message.starts_with("unknown field") && path.rsplit('.').next() == Some(field);
+            if unknown_here || message.starts_with("missing field") {
+                path.truncate(path.rfind('.').unwrap_or(0));
+            }
+            ConfigError {
+                source_name: source_name.to_owned(),
+                line,
+                path,
+                message,
+            }
+        })?;
+        Validator { source_name }.config(raw)
+    }
+
+    /// The streams that record, with their settings.
+    pub fn recorded_streams(&self) -> impl Iterator<Item = (&StreamName, &DvrConfig)> {
+        self.streams
+            .iter()
+            .filter_map(|(n, s)| s.dvr.as_ref().map(|d| (n, d)))
+    }
+}
+
+struct Validator<'a> {
+    source_name: &'a str,
+}
+
+impl Validator<'_> {
+    fn err<T>(
+        &self,
+        at: Option<u64>,
+        path: &str,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            source_name: self.source_name.to_owned(),
+            line: at.filter(|&l| l > 0),
+            path: path.to_owned(),
+            message: message.into(),
+        })
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        if raw.version.value != CONFIG_VERSION {
+            return self.err(
+                line(&raw.version),
+                "version",
+                format!(
+                    "unsupported version {} (this build reads version 1)",
+                    raw.version.value
+                ),
+            );
+        }
+        let mut http = HttpConfig::default();
+        if let Some(listen) = raw.http.and_then(|h| h.listen) {
+            http.listen = match listen.value.parse() {
+                Ok(addr) => addr,
+                Err(_) => {
+                    return self.err(
+                        line(&listen),
+                        "http.listen",
+                        format!("invalid address {:?}: expected IP:PORT", listen.value),
+                    )
+                }
+            };
+        }
+        let archive = match raw.archive {
+            Some(a) => Some(root_uri(&a.value).or_else(|m| self.err(line(&a), "archive", m))?),
+            None => None,
+        };
+        let mut streams = BTreeMap::new();
+        for (name, stream) in raw.streams.0 {
+            let path = format!("streams.{}", name.value);
+            let stream_name = match StreamName::new(&name.value) {
+                Ok(n) => n,
+                Err(e) => return self.err(line(&name), &path, e.to_string()),
+            };
+            if streams.contains_key(&stream_name) {
+                return self.err(line(&name), &path, "duplicate stream");
+            }
+            let config = self.stream(&path, stream, archive.as_deref())?;
+            streams.insert(stream_name, (line(&name), config));
+        }
+        // Delayed channels read another stream's tape: it must exist and record.
+        for (name, (at, stream)) in &streams {
+            for (i, input) in stream.inputs.iter().enumerate() {
+                if let InputUrl::Timeshift { source, .. } = input {
+                    let records = streams.get(source).is_some_and(|(_, s)| s.dvr.is_some());
+                    if !records {
+                        return self.err(
+                            *at,
+                            &format!("streams.{name}.inputs[{i}]"),
+                            format!(
+                                "timeshift source \"{source}\" is not a configured stream with dvr"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let streams = streams.into_iter().map(|(n, (_, s))| (n, s)).collect();
+        Ok(Config {
+            version: CONFIG_VERSION,
+            http,
+            archive,
+            streams,
+        })
+    }
+
+    fn stream(
+        &self,
+        path: &str,
+        raw: raw::RawStream,
+        archive: Option<&str>,
+    ) -> Result<StreamConfig, ConfigError> {
+        if raw.inputs.value.is_empty() {
+            return self.err(
+                line(&raw.inputs),
+                &format!("{path}.inputs"),
+                "at least one input is needed",
+            );
+        }
+        let mut inputs = Vec::with_capacity(raw.inputs.value.len());
+        for (i, input) in raw.inputs.value.iter().enumerate() {
+            match input.value.parse::<InputUrl>() {
+                Ok(url) => inputs.push(url),
+                Err(e) => {
+                    return self.err(line(input), &format!("{path}.inputs[{i}]"), e.to_string())
+                }
+            }
+        }
+        let dvr = match raw.dvr {
+            Some(d) => Some(self.dvr(&format!("{path}.dvr"), d, archive)?),
+            None => None,
+        };
+        Ok(StreamConfig { inputs, dvr })
+    }
+
+    fn dvr(
+        &self,
+        path: &str,
+        raw: Spanned<RawDvr>,
+        archive: Option<&str>,
+    ) -> Result<DvrConfig, ConfigError> {
+        let at = line(&raw);
+        let parts = match raw.value {
+            RawDvr::Line(text) => dvr::parse_dvr_line(&text).or_else(|m| self.err(at, path, m))?,
+            RawDvr::Map(map) => self.dvr_map(path, &map)?,
+        };
+        let root = match parts.root.as_deref().or(archive) {
+            Some(r) => r.to_owned(),
+            None => {
+                return self.err(
+                    at,
+                    path,
+                    "no archive root: set `root` here or `archive` at the top",
+                )
+            }
+        };
+        let segment_duration_ms = parts
+            .segment_duration_ms
+            .unwrap_or_else(default_segment_duration_ms);
+        let copy_interval_ms = parts
+            .copy_interval_ms
+            .unwrap_or_else(default_copy_interval_ms);
+        // The map form was checked field by field with its own lines; this
+        // catches the one-line form's key=value tokens.
+        check_segment_duration(segment_duration_ms)
+            .or_else(|m| self.err(at, &format!("{path}.segment_duration"), m))?;
+        check_copy_interval(copy_interval_ms)
+            .or_else(|m| self.err(at, &format!("{path}.copy_interval"), m))?;
+        if let Some(depth) = parts.depth_ms {
+            check_depth(depth).or_else(|m| self.err(at, &format!("{path}.depth"), m))?;
+        }
+        Ok(DvrConfig {
+            root,
+            depth_ms: parts.depth_ms,
+            segment_duration_ms,
+            copy_interval_ms,
+            max_size_bytes: parts.max_size_bytes,
+            max_disk_usage_percent: parts.max_disk_usage_percent,
+            schedule: parts.schedule,
+            spool: parts.spool,
+        })
+    }
+
+    fn dvr_map(&self, path: &str, map: &RawDvrMap) -> Result<dvr::DvrLine, ConfigError> {
+        let duration =
+            |field: &str, v: &Option<Spanned<Scalar>>, check: fn(i64) -> Result<(), String>| {
+                let Some(v) = v else { return Ok(None) };
+                let p = format!("{path}.{field}");
+                let ms = parse_duration_ms(&v.value.0).or_else(|e| {
+                    self.err(
+                        line(v),
+                        &p,
+                        format!("invalid duration {:?}: {}", e.input(), e.reason()),
+                    )
+                })?;
+                check(ms).or_else(|m| self.err(line(v), &p, m))?;
+                Ok(Some(ms))
+            };
+        let root = match &map.root {
+            Some(r) => Some(
+                root_uri(&r.value).or_else(|m| self.err(line(r), &format!("{path}.root"), m))?,
+            ),
+            None => None,
+        };
+        let max_size_bytes = match &map.max_size {
+            Some(v) => Some(parse_size_bytes(&v.value.0).or_else(|m| {
+                self.err(
+                    line(v),
+                    &format!("{path}.max_size"),
+                    format!("invalid size {:?}: {m}", v.value.0),
+                )
+            })?),
+            None => None,
+        };
+        let max_disk_usage_percent = match &map.max_disk_usage {
+            Some(v) => Some(parse_percent(&v.value.0).or_else(|m| {
+                self.err(
+                    line(v),
+                    &format!("{path}.max_disk_usage"),
+                    format!("invalid percentage {:?}: {m}", v.value.0),
+                )
+            })?),
+            None => None,
+        };
+        let schedule = match &map.schedule {
+            Some(s) => Some(
+                Schedule::parse(&s.value)
+                    .or_else(|m| self.err(line(s), &format!("{path}.schedule"), m))?,
+            ),
+            None => None,
+        };
+        Ok(dvr::DvrLine {
+            root,
+            depth_ms: duration("depth", &map.depth, check_depth)?,
+            segment_duration_ms: duration(
+                "segment_duration",
+                &map.segment_duration,
+                check_segment_duration,
+            )?,
+            copy_interval_ms: duration("copy_interval", &map.copy_interval, check_copy_interval)?,
+            max_size_bytes,
+            max_disk_usage_percent,
+            schedule,
+            spool: None,
+        })
+    }
+}
+
+fn line<T>(s: &Spanned<T>) -> Option<u64> {
+    Some(s.referenced.line()).filter(|&l| l > 0)
+}
+
+/// Best-effort dotted path of the key on `line` (1-based) of block-style
+/// YAML, from indentation: serde-saphyr gives the line of a shape error but
+/// not the path, and "which stream" is what an operator needs first. Flow
+/// maps (`{ depth: 7d }`) resolve to the key that holds them.
+fn yaml_path_at_line(text: &str, line: u64) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(idx) = usize::try_from(line).ok().and_then(|l| l.checked_sub(1)) else {
+        return String::new();
+    };
+    let key_of = |l: &str| -> Option<(usize, String)> {
+        let indent = l.len() - l.trim_start().len();
+        let body = l.trim_start().trim_start_matches("- ");
+        if body.starts_with('#') || body.is_empty() {
+            return None;
+        }
+        let (key, _) = body.split_once(':')?;
+        let key = key.trim().trim_matches(['"', '\'']);
+        (!key.is_empty() && !key.contains([' ', '{', '[', ','])).then(|| (indent, key.to_owned()))
+    };
+    let mut path = Vec::new();
+    let mut limit = usize::MAX;
+    for l in lines
+        .iter()
+        .take(idx.saturating_add(1).min(lines.len()))
+        .rev()
+    {
+        if let Some((indent, key)) = key_of(l) {
+            if indent < limit {
+                path.push(key);
+                limit = indent;
+                if indent == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    path.reverse();
+    path.join(".")
+}
+
+#[cfg(test)]
+mod tests;

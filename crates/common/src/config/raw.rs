@@ -1,0 +1,138 @@
+//! The YAML as written, with source locations, before validation.
+//!
+//! serde-saphyr reports the line of syntax and shape errors (unknown keys,
+//! wrong types) by itself; values that need checking beyond their type
+//! (durations, sizes, URLs, names) are read as [`Spanned`] text here so the
+//! validation in `config.rs` can name the line too.
+
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub version: Spanned<u32>,
+    #[serde(default)]
+    pub http: Option<RawHttp>,
+    #[serde(default)]
+    pub archive: Option<Spanned<String>>,
+    #[serde(default)]
+    pub streams: RawStreams,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStream {
+    pub inputs: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub dvr: Option<Spanned<RawDvr>>,
+}
+
+/// The `streams` map in document order, keys with their locations.
+#[derive(Debug, Default)]
+pub(crate) struct RawStreams(pub Vec<(Spanned<String>, RawStream)>);
+
+impl<'de> Deserialize<'de> for RawStreams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawStreams;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of stream name to stream settings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStreams, A::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    out.push((key, map.next_value()?));
+                }
+                Ok(RawStreams(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawStreams, E> {
+                Ok(RawStreams::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `dvr:` is either the one-line string or the map.
+#[derive(Debug)]
+pub(crate) enum RawDvr {
+    Line(String),
+    Map(Box<RawDvrMap>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDvrMap {
+    #[serde(default)]
+    pub root: Option<Spanned<String>>,
+    #[serde(default)]
+    pub depth: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub segment_duration: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub copy_interval: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub max_size: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub max_disk_usage: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawDvr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDvr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a dvr line such as \"/var/lib/dvr 3d 10G\" or a map")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDvr, E> {
+                Ok(RawDvr::Line(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawDvr, A::Error> {
+                RawDvrMap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|m| RawDvr::Map(Box::new(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A scalar that may be written as a number or as text (`2`, `2s`, `10G`).
+#[derive(Debug)]
+pub(crate) struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,168 @@
+//! Fixture-driven tests: every error names file, line, field and reason.
+
+use super::*;
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn load(name: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml_str(&fixture(name), "config.yaml")
+}
+
+fn error_of(text: &str) -> String {
+    match Config::from_yaml_str(text, "config.yaml") {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn name(s: &str) -> StreamName {
+    StreamName::new(s).unwrap()
+}
+
+#[test]
+fn the_issue_example_reads_as_written() {
+    let c = load("issue_example.yaml").unwrap();
+    assert_eq!(c.http.listen, default_listen());
+    assert_eq!(c.archive.as_deref(), Some("file:///var/lib/dvr"));
+    let ort = &c.streams[&name("ort")];
+    assert_eq!(ort.inputs.len(), 2);
+    let dvr = ort.dvr.as_ref().unwrap();
+    assert_eq!(dvr.root, "file:///var/lib/dvr");
+    assert_eq!(dvr.depth_ms, Some(7 * 86_400_000));
+    assert_eq!(dvr.segment_duration_ms, 2_000);
+    assert_eq!(dvr.copy_interval_ms, 3_600_000);
+    let news = c.streams[&name("news")].dvr.as_ref().unwrap();
+    assert_eq!(news.depth_ms, Some(3 * 86_400_000));
+    assert_eq!(news.max_size_bytes, Some(10 << 30));
+    assert_eq!(c.recorded_streams().count(), 2);
+}
+
+#[test]
+fn the_full_config_reads_every_field() {
+    let c = load("full.yaml").unwrap();
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:9090");
+    let ort = c.streams[&name("ort")].dvr.clone().unwrap();
+    assert_eq!(
+        ort,
+        DvrConfig {
+            root: "swift://archive/tv".into(),
+            depth_ms: Some(7 * 86_400_000),
+            segment_duration_ms: 4_000,
+            copy_interval_ms: 600_000,
+            max_size_bytes: Some(500 << 30),
+            max_disk_usage_percent: Some(90),
+            schedule: Some(Schedule {
+                intervals: vec![(480, 960), (1320, 90)]
+            }),
+            spool: None,
+        }
+    );
+    let news = c.streams[&name("news/hd")].dvr.clone().unwrap();
+    assert_eq!(news.root, "file:///storage");
+    assert_eq!(news.max_disk_usage_percent, Some(90));
+    assert!(c.streams[&name("ort-1h")].dvr.is_none());
+    let demo = &c.streams[&name("demo")];
+    assert_eq!(demo.dvr.as_ref().unwrap().root, "s3://tv-archive/dvr");
+    assert!(matches!(
+        demo.inputs[0],
+        InputUrl::File { looped: true, .. }
+    ));
+}
+
+#[test]
+fn a_wrong_key_names_line_stream_and_key() {
+    let e = load("wrong_key.yaml").unwrap_err();
+    assert_eq!(e.line, Some(7));
+    assert_eq!(
+        e.to_string(),
+        "config.yaml line 7: streams.ort.dvr: unknown field `dpeth`, expected one of root, depth, segment_duration, copy_interval, max_size, max_disk_usage, schedule"
+    );
+}
+
+#[test]
+fn a_bad_duration_names_line_field_and_reason() {
+    let e = load("bad_duration.yaml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"config.yaml line 7: streams.ort.dvr.depth: invalid duration "7x": unknown unit"#
+    );
+}
+
+#[test]
+fn a_bad_stream_name_is_refused() {
+    let e = load("bad_stream_name.yaml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"config.yaml line 6: streams.../etc: invalid stream name "../etc": '.' and '..' are not allowed as components"#
+    );
+}
+
+#[test]
+fn semantic_errors() {
+    let base =
+        "version: 1\narchive: file:///a\nstreams:\n  s:\n    inputs: [\"udp://1.2.3.4:5\"]\n";
+    assert_eq!(
+        error_of(&format!("{base}    dvr: {{ copy_interval: 7m }}\n")),
+        "config.yaml line 6: streams.s.dvr.copy_interval: 420000 ms does not divide the hour evenly (use 1m, 2m, 5m, 10m, 15m, 20m, 30m, 1h…)"
+    );
+    assert_eq!(
+        error_of(&format!("{base}    dvr: {{ segment_duration: 20s }}\n")),
+        "config.yaml line 6: streams.s.dvr.segment_duration: 20000 ms is outside 500ms..10s"
+    );
+    assert_eq!(
+        error_of(&format!("{base}    dvr: \"/storage 3d replicate\"\n")),
+        r#"config.yaml line 6: streams.s.dvr: unknown dvr token "replicate""#
+    );
+    assert_eq!(
+        error_of(&format!("{base}    dvr: {{ max_size: 10X }}\n")),
+        r#"config.yaml line 6: streams.s.dvr.max_size: invalid size "10X": unknown unit (use K, M, G or T)"#
+    );
+    assert_eq!(
+        error_of("version: 2\n"),
+        "config.yaml line 1: version: unsupported version 2 (this build reads version 1)"
+    );
+    assert_eq!(
+        error_of("version: 1\nstreams:\n  s:\n    inputs: []\n"),
+        "config.yaml line 4: streams.s.inputs: at least one input is needed"
+    );
+    assert_eq!(
+        error_of("version: 1\nstreams:\n  s:\n    inputs: [\"rtmp://x/y\"]\n"),
+        r#"config.yaml line 4: streams.s.inputs[0]: invalid input URL "rtmp://x/y": unsupported scheme "rtmp" (use udp, http, https, tshttp, file or timeshift)"#
+    );
+    assert_eq!(
+        error_of("version: 1\nstreams:\n  s:\n    inputs: [\"udp://1.2.3.4:5\"]\n    dvr: 3d\n"),
+        r#"config.yaml line 5: streams.s.dvr: archive root "3d" is neither an absolute path nor a file://, s3://, swift:// or memory:// URI"#
+    );
+    assert_eq!(
+        error_of("version: 1\nstreams:\n  s:\n    inputs: [\"udp://1.2.3.4:5\"]\n    dvr: { depth: 1d }\n"),
+        "config.yaml line 5: streams.s.dvr: no archive root: set `root` here or `archive` at the top"
+    );
+    assert_eq!(
+        error_of("version: 1\nstreams:\n  d:\n    inputs: [\"timeshift://s/60\"]\n"),
+        r#"config.yaml line 3: streams.d.inputs[0]: timeshift source "s" is not a configured stream with dvr"#
+    );
+}
+
+#[test]
+fn shape_errors_carry_the_line() {
+    let e = Config::from_yaml_str("streams: {}\n", "c.yaml").unwrap_err();
+    assert_eq!(e.to_string(), "c.yaml line 1: missing field `version`");
+    let e =
+        Config::from_yaml_str("version: 1\nhttp: { listen: 5, port: 1 }\n", "c.yaml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c.yaml line 2: http: unknown field `port`, expected one of listen"
+    );
+}
+
+#[test]
+fn yaml_path_heuristic() {
+    let text = "a:\n  b:\n    c: 1\n    d: { e: 1 }\n  f: 2\n";
+    assert_eq!(yaml_path_at_line(text, 3), "a.b.c");
+    assert_eq!(yaml_path_at_line(text, 4), "a.b.d");
+    assert_eq!(yaml_path_at_line(text, 5), "a.f");
+    assert_eq!(yaml_path_at_line(text, 99), "a.f");
+}
