@@ -34,11 +34,11 @@ pub fn exercise(data: &[u8]) {
             check(segment.seq, segment.payload.len());
         }
         clock.advance_ms(i64::from(shape & 0x0f) * 100);
-        if let Some(segment) = segmenter.check_signal() {
+        for segment in segmenter.check_signal() {
             check(segment.seq, segment.payload.len());
         }
     }
-    if let Some(segment) = segmenter.finish() {
+    for segment in segmenter.finish() {
         check(segment.seq, segment.payload.len());
     }
     let mut demuxer = Demuxer::new(None);

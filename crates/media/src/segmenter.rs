@@ -133,6 +133,74 @@ impl Timing {
     }
 }
 
+/// Whether an audio or subtitle stream is inside a PES packet.
+#[derive(Clone, Copy, Debug, Default)]
+struct SideStream {
+    /// Audio and subtitle PES must not be split across segments.
+    kept_whole: bool,
+    /// A PES has started and has not been seen to end.
+    open: bool,
+    /// Bytes still due of the open PES, when its header declared a length.
+    remaining: Option<usize>,
+}
+
+/// A segment cut at a keyframe while audio PES packets that began before the
+/// keyframe were still arriving: it keeps their remaining packets, so no
+/// segment ends in half an audio frame, and is emitted once they are in.
+#[derive(Debug)]
+struct Holdover {
+    segment: Segment,
+    bytes: BytesMut,
+    /// Streams whose PES is still open.
+    waiting: Vec<usize>,
+    /// Primary PTS at the cut; the holdover ends a second later at most.
+    cut_pts: Ticks,
+}
+
+/// Counts the ADTS frames of one PES as its packets go by, to know the
+/// PES's duration (the last one of a stream has no successor to tell it).
+#[derive(Clone, Debug, Default)]
+struct AdtsCounter {
+    skip: usize,
+    header: [u8; 7],
+    have: usize,
+    frames: u32,
+    broken: bool,
+}
+
+impl AdtsCounter {
+    fn start(&mut self, es: &[u8]) {
+        *self = AdtsCounter::default();
+        self.feed(es);
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.broken {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (self.header.len() - self.have).min(data.len());
+            self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
+            self.have += n;
+            data = &data[n..];
+            if self.have < self.header.len() {
+                return;
+            }
+            self.have = 0;
+            match codec::aac::adts_frame_length(&self.header) {
+                Some(len) => {
+                    self.frames += 1;
+                    self.skip = len - self.header.len();
+                }
+                None => self.broken = true,
+            }
+        }
+    }
+}
+
 /// Cuts one input's transport stream into segments.
 #[derive(Debug)]
 pub struct Segmenter {
@@ -169,6 +237,14 @@ pub struct Segmenter {
     /// Cut at the next keyframe even before the target (the program changed).
     cut_at_next_keyframe: bool,
     last_data_at: UtcMs,
+    /// PES state of the audio and subtitle streams, by stream index.
+    side: Vec<SideStream>,
+    /// A cut segment still taking the tails of audio PES begun before its cut.
+    holdover: Option<Holdover>,
+    /// ADTS frames of the primary stream's current PES, when it is AAC.
+    adts: Option<AdtsCounter>,
+    /// PTS of the primary stream's current PES.
+    last_pes_pts: Option<Ticks>,
     /// `clock.now()` of the current push.
     now: UtcMs,
     expected_len: usize,
@@ -210,6 +286,10 @@ impl Segmenter {
             pending_discontinuity: resume.discontinuity,
             cut_at_next_keyframe: false,
             last_data_at: now,
+            side: Vec::new(),
+            holdover: None,
+            adts: None,
+            last_pes_pts: None,
             now,
             expected_len: 256 * 1024,
             out: Vec::new(),
@@ -249,45 +329,55 @@ impl Segmenter {
     /// Ends the open segment if no data has arrived for the signal-loss time;
     /// the next segment will be a discontinuity. Call it periodically when
     /// reading a live source.
-    pub fn check_signal(&mut self) -> Option<Segment> {
+    pub fn check_signal(&mut self) -> Vec<Segment> {
         self.now = self.clock.now();
         if self.now.0 - self.last_data_at.0 <= self.config.signal_loss_after_ms {
-            return None;
+            return Vec::new();
         }
-        let segment = self.end_of_run();
-        if segment.is_some() {
+        let segments = self.end_of_run();
+        if !segments.is_empty() {
             self.stats.discontinuities += 1;
         }
-        segment
+        segments
     }
 
-    /// Ends the input: returns the last, partial segment. More data may follow
-    /// (a new run, flagged discontinuity).
-    pub fn finish(&mut self) -> Option<Segment> {
+    /// Ends the input: returns the last segments (the partial one, and one
+    /// held over for audio if any). More data may follow (a new run,
+    /// flagged discontinuity).
+    pub fn finish(&mut self) -> Vec<Segment> {
         self.now = self.clock.now();
         self.end_of_run()
     }
 
     /// Closes the open segment at the end of what was received and resets the
     /// stream state so the next data starts a new run.
-    fn end_of_run(&mut self) -> Option<Segment> {
+    fn end_of_run(&mut self) -> Vec<Segment> {
         self.candidate = None;
         self.scanning = false;
-        let end = self.timing.end;
-        let segment = if self.open.is_some() {
-            let len = self.buf.len();
-            self.close_segment(len, end);
-            self.out.pop()
-        } else {
-            None
+        let end = match (&self.adts, self.last_pes_pts, self.primary_sample_rate()) {
+            (Some(adts), Some(pts), Some(rate)) if !adts.broken && adts.frames > 0 => {
+                Some(pts + Ticks(i64::from(adts.frames) * 1024 * 90_000 / i64::from(rate)))
+            }
+            _ => self.timing.end,
         };
+        if self.open.is_some() {
+            let len = self.buf.len();
+            self.close_segment(len, end, false);
+        }
+        self.release_holdover();
+        let segments = std::mem::take(&mut self.out);
         self.buf.clear();
         self.sync.reset();
         self.continuity.reset();
         self.timing = Timing::default();
         self.waiting_since = None;
         self.pending_discontinuity = true;
-        segment
+        self.last_pes_pts = None;
+        for side in &mut self.side {
+            side.open = false;
+            side.remaining = None;
+        }
+        segments
     }
 
     fn process_run(&mut self, run: &[u8]) {
@@ -311,9 +401,22 @@ impl Segmenter {
                             self.copy_run(&run[copied..at]);
                             copied = at + PACKET_SIZE;
                             self.on_primary_packet(packet, pusi);
+                        } else if let (Some(adts), Some(payload)) =
+                            (&mut self.adts, ts::payload(packet))
+                        {
+                            adts.feed(payload);
                         }
-                    } else if pusi && self.tracks.get(index).is_some_and(needs_probe) {
-                        self.probe_track(index, packet);
+                    } else {
+                        if self.side.get(index).is_some_and(|s| s.kept_whole)
+                            && self.track_side_packet(index, packet, pusi)
+                        {
+                            self.copy_run(&run[copied..at]);
+                            copied = at + PACKET_SIZE;
+                            self.hold_over(packet);
+                        }
+                        if pusi && self.tracks.get(index).is_some_and(needs_probe) {
+                            self.probe_track(index, packet);
+                        }
                     }
                 }
                 PidRole::Pcr => {
@@ -425,6 +528,19 @@ impl Segmenter {
             self.pending_discontinuity = true;
             self.cut_at_next_keyframe = true;
         }
+        self.side = program
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SideStream {
+                kept_whole: Some(i) != primary
+                    && matches!(s.codec.kind(), TrackKind::Audio | TrackKind::Subtitle),
+                ..SideStream::default()
+            })
+            .collect();
+        self.adts = primary
+            .filter(|&i| program.streams[i].codec == Codec::Aac)
+            .map(|_| AdtsCounter::default());
         self.tracks = tracks;
         self.primary = primary;
         self.program = Some(program);
@@ -500,6 +616,14 @@ impl Segmenter {
             self.timing = Timing::default();
         }
         self.timing.observe(pts, decode);
+        self.last_pes_pts = Some(pts);
+        if let Some(adts) = &mut self.adts {
+            adts.start(pes.get(header.payload_offset..).unwrap_or_default());
+        }
+        let overdue = |h: &Holdover| pts - h.cut_pts > Ticks::from_secs(1);
+        if discontinuity || self.holdover.as_ref().is_some_and(overdue) {
+            self.release_holdover();
+        }
         self.candidate = Some(Candidate {
             offset: self.buf.len(),
             pts,
@@ -575,8 +699,7 @@ impl Segmenter {
         let cut = c.discontinuity
             || (random_access
                 && (elapsed >= self.config.target_duration || self.cut_at_next_keyframe))
-            || elapsed >= self.config.max_duration
-            || elapsed < Ticks::ZERO;
+            || elapsed >= self.config.max_duration;
         if cut {
             if !random_access {
                 self.stats.forced_cuts += 1;
@@ -586,7 +709,7 @@ impl Segmenter {
             } else {
                 Some(c.pts)
             };
-            self.close_segment(c.offset, end);
+            self.close_segment(c.offset, end, !c.discontinuity);
             // What remains in the buffer starts at the candidate.
             self.start_segment(Candidate { offset: 0, ..c }, random_access);
         } else {
@@ -624,13 +747,15 @@ impl Segmenter {
         self.cut_at_next_keyframe = false;
     }
 
-    /// Ends the open segment with the first `len` bytes of the buffer.
-    fn close_segment(&mut self, len: usize, end: Option<Ticks>) {
+    /// Ends the open segment with the first `len` bytes of the buffer. With
+    /// `hold_over`, audio PES packets open at the cut keep flowing into it.
+    fn close_segment(&mut self, len: usize, end: Option<Ticks>, hold_over: bool) {
         let Some(open) = self.open.take() else { return };
-        let payload = self.buf.split_to(len.min(self.buf.len())).freeze();
+        self.release_holdover();
+        let mut bytes = self.buf.split_to(len.min(self.buf.len()));
         let duration = end.map_or(Ticks::ZERO, |end| (end - open.pts_start).max(Ticks::ZERO));
         self.expected_len =
-            (payload.len() + payload.len() / 8 + 64 * PACKET_SIZE).next_multiple_of(4096);
+            (bytes.len() + bytes.len() / 8 + 64 * PACKET_SIZE).next_multiple_of(4096);
         let segment = Segment {
             seq: open.seq,
             pts_start: open.pts_start,
@@ -641,10 +766,128 @@ impl Segmenter {
                 .summary_before_change
                 .take()
                 .unwrap_or_else(|| Arc::clone(&self.summary)),
-            payload,
+            payload: bytes::Bytes::new(),
         };
         self.wall.stamped_until(segment.utc_end());
-        self.out.push(segment);
+        let waiting = if hold_over {
+            self.split_open_pes(&mut bytes)
+        } else {
+            Vec::new()
+        };
+        if waiting.is_empty() {
+            self.out.push(Segment {
+                payload: bytes.freeze(),
+                ..segment
+            });
+        } else {
+            let cut_pts = end.unwrap_or(open.pts_start);
+            self.holdover = Some(Holdover {
+                segment,
+                bytes,
+                waiting,
+                cut_pts,
+            });
+        }
+    }
+
+    /// At a cut: moves the packets between the cut and the decision that
+    /// continue audio PES begun before the cut from the new segment's buffer
+    /// to `closing`, and returns the streams whose PES is still open.
+    fn split_open_pes(&mut self, closing: &mut BytesMut) -> Vec<usize> {
+        let mut restarted = Vec::new();
+        let mut moved = false;
+        let mut kept = BytesMut::new();
+        for packet in self.buf.chunks(PACKET_SIZE) {
+            let whole = match self.psi.role(ts::pid(packet)) {
+                PidRole::Stream(i)
+                    if self.side.get(usize::from(i)).is_some_and(|s| s.kept_whole) =>
+                {
+                    Some(usize::from(i))
+                }
+                _ => None,
+            };
+            match whole {
+                Some(i) if ts::payload_unit_start(packet) => {
+                    restarted.push(i);
+                    kept.extend_from_slice(packet);
+                }
+                Some(i) if !restarted.contains(&i) => {
+                    closing.extend_from_slice(packet);
+                    moved = true;
+                }
+                _ => kept.extend_from_slice(packet),
+            }
+        }
+        if moved {
+            self.buf = kept;
+        }
+        self.side
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.kept_whole && s.open && !restarted.contains(i))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Follows the PES of an audio or subtitle stream; returns whether this
+    /// packet belongs to the held-over segment.
+    fn track_side_packet(&mut self, index: usize, packet: &[u8], pusi: bool) -> bool {
+        let payload = ts::payload(packet).unwrap_or_default();
+        let side = &mut self.side[index];
+        if pusi {
+            let declared = payload
+                .get(4..6)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            side.remaining = declared
+                .filter(|&d| d > 0)
+                .map(|d| (d + 6).saturating_sub(payload.len()));
+        } else if let Some(remaining) = &mut side.remaining {
+            *remaining = remaining.saturating_sub(payload.len());
+        }
+        side.open = side.remaining != Some(0);
+        let ended = !side.open;
+        let Some(holdover) = &mut self.holdover else {
+            return false;
+        };
+        let Some(at) = holdover.waiting.iter().position(|&w| w == index) else {
+            return false;
+        };
+        if pusi || ended {
+            holdover.waiting.swap_remove(at);
+        }
+        // A new PES goes to the new segment; a continuation to the old one.
+        if pusi && holdover.waiting.is_empty() {
+            self.release_holdover();
+        }
+        !pusi
+    }
+
+    /// Adds a packet to the held-over segment and releases it when complete.
+    fn hold_over(&mut self, packet: &[u8]) {
+        if let Some(holdover) = &mut self.holdover {
+            holdover.bytes.extend_from_slice(packet);
+            if holdover.waiting.is_empty() {
+                self.release_holdover();
+            }
+        }
+    }
+
+    /// Emits the held-over segment as it is.
+    fn release_holdover(&mut self) {
+        if let Some(h) = self.holdover.take() {
+            self.out.push(Segment {
+                payload: h.bytes.freeze(),
+                ..h.segment
+            });
+        }
+    }
+
+    fn primary_sample_rate(&self) -> Option<u32> {
+        self.tracks
+            .get(self.primary?)?
+            .audio
+            .as_ref()
+            .map(|a| a.sample_rate)
     }
 
     /// The segment reached the size limit without a cut point: close it here
@@ -653,7 +896,7 @@ impl Segmenter {
         self.stats.forced_cuts += 1;
         let end = self.timing.end;
         let len = self.buf.len();
-        self.close_segment(len, end);
+        self.close_segment(len, end, false);
         let pts = end.unwrap_or_default();
         let c = Candidate {
             offset: 0,
@@ -823,13 +1066,13 @@ mod tests {
         assert_eq!(first.len(), 1);
         clock.advance_ms(3_000);
         assert!(
-            seg.check_signal().is_none(),
+            seg.check_signal().is_empty(),
             "3 s of silence is within 2 x 2 s... of data time"
         );
         clock.advance_ms(2_000);
-        let ended = seg
-            .check_signal()
-            .expect("the open segment ends on signal loss");
+        let ended = seg.check_signal();
+        assert_eq!(ended.len(), 1, "the open segment ends on signal loss");
+        let ended = &ended[0];
         assert_eq!(ended.seq, 1);
         assert_eq!(ended.duration.as_ms(), 1000);
         // The source comes back 10 s later with timestamps that just continue.
@@ -868,13 +1111,9 @@ mod tests {
         b.pmt(1, 0x1000, &[(0x0f, 0x101)]);
         // A PES every 64 ms (3 AAC frames at 48 kHz) for 10 s.
         for i in 0..157u64 {
-            b.pes(
-                0x101,
-                0xc0,
-                i * 5760,
-                None,
-                &[0xff, 0xf1, 0x4c, 0x80, 0x02, 0x1f, 0xfc],
-            );
+            // Three empty 7-byte ADTS frames (48 kHz stereo).
+            let frame = [0xff, 0xf1, 0x4c, 0x80, 0x00, 0xff, 0xfc];
+            b.pes(0x101, 0xc0, i * 5760, None, &frame.repeat(3));
         }
         let segments = run_all(&mut segmenter(&clock), &b.out);
         // 2 s is not a multiple of 64 ms: cut at the first frame at or after it.
@@ -936,6 +1175,68 @@ mod tests {
         assert_eq!(segments.len(), 2);
     }
 
+    #[test]
+    fn audio_pes_open_at_a_cut_stays_whole_in_the_closing_segment() {
+        // Video and audio packets interleaved one by one, as broadcast
+        // muxers send them: audio PES straddle every keyframe.
+        let clock = SimulatedClock::new(T0);
+        let mut video = TsBuilder::default();
+        let mut audio = TsBuilder::default();
+        let mut psi = TsBuilder::default();
+        psi.pat(1, 0x1000);
+        psi.pmt(1, 0x1000, &[(0x1b, 0x100), (0x0f, 0x101)]);
+        for i in 0..150u64 {
+            video.pes(
+                0x100,
+                0xe0,
+                i * 3600,
+                None,
+                &h264_access_unit(i % 25 == 0, 1500),
+            );
+        }
+        let frame = [0xff, 0xf1, 0x4c, 0x80, 0x00, 0xff, 0xfc];
+        for i in 0..75u64 {
+            // Length-declared audio PES of 4 packets, 80 ms each.
+            let mut es = frame.repeat(3);
+            es.resize(700, 0);
+            audio.pes(0x101, 0xc0, i * 7200, None, &es);
+        }
+        let mut data = psi.out.clone();
+        let (v, a) = (video.out.chunks(PACKET_SIZE), audio.out.chunks(PACKET_SIZE));
+        let mut a = a.peekable();
+        for (n, vp) in v.enumerate() {
+            data.extend_from_slice(vp);
+            if n * 2 % 9 < 2 {
+                if let Some(ap) = a.next() {
+                    data.extend_from_slice(ap);
+                }
+            }
+        }
+        let segments = run_all(&mut segmenter(&clock), &data);
+        assert!(segments.len() >= 3);
+        for s in &segments[1..] {
+            let audio: Vec<&[u8]> = s
+                .payload
+                .chunks(PACKET_SIZE)
+                .filter(|p| ts::pid(p) == 0x101)
+                .collect();
+            assert!(
+                audio.first().is_none_or(|p| ts::payload_unit_start(p)),
+                "segment {} starts mid audio PES",
+                s.seq
+            );
+        }
+        for s in &segments[..segments.len() - 1] {
+            let audio = s
+                .payload
+                .chunks(PACKET_SIZE)
+                .filter(|p| ts::pid(p) == 0x101)
+                .count();
+            assert_eq!(audio % 4, 0, "segment {} ends mid audio PES", s.seq);
+        }
+        assert!(segments.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    }
+
     proptest! {
         #[test]
         fn any_split_of_the_input_gives_the_same_segments(cuts in proptest::collection::vec(1usize..5000, 1..40)) {
@@ -979,7 +1280,7 @@ mod tests {
                 }
                 prop_assert!(seg.buf.len() <= 2 * seg.config.max_segment_bytes);
             }
-            seqs.extend(seg.finish().map(|s| s.seq));
+            seqs.extend(seg.finish().iter().map(|s| s.seq));
             prop_assert!(seqs.windows(2).all(|w| w[1] > w[0]));
         }
 

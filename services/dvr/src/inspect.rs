@@ -109,7 +109,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
             take(&segment, args, &mut reports, &mut last_codecs)?;
         }
     }
-    if let Some(segment) = segmenter.finish() {
+    for segment in segmenter.finish() {
         take(&segment, args, &mut reports, &mut last_codecs)?;
     }
     let stats = segmenter.stats();

@@ -129,8 +129,10 @@ impl<S: SegmentSink> Stream<'_, S> {
     /// Ends the current run: the open segment is closed at what was received.
     async fn end_run(&mut self) -> Result<(), IngestError> {
         self.seg_clock.set(self.clock.now());
-        let last = self.segmenter.finish();
-        self.emit(last).await
+        for segment in self.segmenter.finish() {
+            self.emit(Some(segment)).await?;
+        }
+        Ok(())
     }
 
     fn input_name(&self, index: Option<usize>) -> String {
@@ -175,9 +177,12 @@ impl<S: SegmentSink> Stream<'_, S> {
         let action = failover.on_tick(now);
         self.apply(action).await?;
         self.seg_clock.set(now);
-        if let Some(segment) = self.segmenter.check_signal() {
+        let ended = self.segmenter.check_signal();
+        if !ended.is_empty() {
             self.counters.signal_losses += 1;
             warn!(stream = %self.name, "no data: segment closed");
+        }
+        for segment in ended {
             self.emit(Some(segment)).await?;
         }
         Ok(())

@@ -53,6 +53,20 @@ pub fn parse_adts_header(data: &[u8]) -> Option<AudioParams> {
     })
 }
 
+/// The length of the ADTS frame whose header starts `data` (header
+/// included), if it is one. The segmenter walks frames with it to know how
+/// long the last audio PES of a stream lasts.
+pub fn adts_frame_length(data: &[u8]) -> Option<usize> {
+    let header: &[u8; HEADER_LEN] = data.get(..HEADER_LEN)?.try_into().ok()?;
+    if header[0] != 0xff || header[1] & 0xf6 != 0xf0 {
+        return None;
+    }
+    let length = (usize::from(header[3] & 0x03) << 11)
+        | (usize::from(header[4]) << 3)
+        | usize::from(header[5] >> 5);
+    (length >= HEADER_LEN).then_some(length)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
