@@ -39,7 +39,9 @@ pub struct SimulatedClock {
 impl SimulatedClock {
     /// A clock standing still at `start`.
     pub fn new(start: UtcMs) -> Self {
-        Self { now_ms: Arc::new(AtomicI64::new(start.0)) }
+        Self {
+            now_ms: Arc::new(AtomicI64::new(start.0)),
+        }
     }
 
     /// Moves time forward by `ms` milliseconds (backwards if negative, which

@@ -23,7 +23,9 @@ pub const TICKS_PER_SEC: i64 = 90_000;
 pub const TICKS_PER_MS: i64 = 90;
 
 /// Media time in 90 kHz ticks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Ticks(pub i64);
 
@@ -80,7 +82,9 @@ impl fmt::Display for DecimalSecs {
 }
 
 /// Wall-clock time: milliseconds since 1970-01-01T00:00:00Z.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct UtcMs(pub i64);
 
@@ -224,7 +228,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     // day is 1..=31 and month 1..=12 by construction.
-    (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
+    (
+        year,
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
 }
 
 /// Why a duration such as `2s` or `7d` did not parse.
@@ -238,7 +246,10 @@ pub struct DurationParseError {
 /// Parses a duration written as the seeds do (`500ms`, `2s`, `10m`, `1h`,
 /// `7d`, `2w`; a bare number is seconds) into milliseconds.
 pub fn parse_duration_ms(input: &str) -> Result<i64, DurationParseError> {
-    let err = |reason| DurationParseError { input: input.to_owned(), reason };
+    let err = |reason| DurationParseError {
+        input: input.to_owned(),
+        reason,
+    };
     let s = input.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
@@ -255,7 +266,9 @@ pub fn parse_duration_ms(input: &str) -> Result<i64, DurationParseError> {
         "w" => 7 * 86_400_000,
         _ => return Err(err("unknown unit")),
     };
-    value.checked_mul(unit_ms).ok_or_else(|| err("number too large"))
+    value
+        .checked_mul(unit_ms)
+        .ok_or_else(|| err("number too large"))
 }
 
 #[cfg(test)]
@@ -267,7 +280,10 @@ mod tests {
     #[test]
     fn formats_rfc3339_with_millis() {
         assert_eq!(UtcMs(0).to_string(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(UtcMs(1_795_356_332_040).to_string(), "2026-11-22T14:05:32.040Z");
+        assert_eq!(
+            UtcMs(1_795_356_332_040).to_string(),
+            "2026-11-22T14:05:32.040Z"
+        );
         assert_eq!(UtcMs(-1).to_string(), "1969-12-31T23:59:59.999Z");
     }
 

@@ -186,15 +186,22 @@ mod tests {
 
     #[test]
     fn splits_units_with_three_and_four_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x65, 9];
+        let data = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x65, 9,
+        ];
         let units: Vec<&[u8]> = NalUnits::new(&data).collect();
-        assert_eq!(units, vec![&[0x09, 0xf0][..], &[0x67, 1, 2][..], &[0x65, 9][..]]);
+        assert_eq!(
+            units,
+            vec![&[0x09, 0xf0][..], &[0x67, 1, 2][..], &[0x65, 9][..]]
+        );
     }
 
     #[test]
     fn h264_idr_behind_aud_sps_pps_sei_is_random_access() {
-        let data = [0, 0, 1, 0x09, 0x10, 0, 0, 1, 0x67, 0x64, 0, 0, 1, 0x68, 0xee, 0, 0, 1, 0x06,
-            0x05, 0x01, 0, 0, 1, 0x65, 0x88];
+        let data = [
+            0, 0, 1, 0x09, 0x10, 0, 0, 1, 0x67, 0x64, 0, 0, 1, 0x68, 0xee, 0, 0, 1, 0x06, 0x05,
+            0x01, 0, 0, 1, 0x65, 0x88,
+        ];
         assert_eq!(h264_random_access(&data), RandomAccess::Yes);
         assert_eq!(h264_random_access(&data[..20]), RandomAccess::Undecided);
     }
@@ -202,9 +209,26 @@ mod tests {
     #[test]
     fn h264_p_slice_is_not_random_access_and_open_gop_i_slice_is() {
         // first_mb_in_slice = 0 ("1"), slice_type = 0 (P, "1") -> 0b11.......
-        assert_eq!(h264_random_access(&[0, 0, 1, 0x41, 0b1100_0000]), RandomAccess::No);
+        assert_eq!(
+            h264_random_access(&[0, 0, 1, 0x41, 0b1100_0000]),
+            RandomAccess::No
+        );
         // A recovery-point SEI (payload type 6), then slice_type 7 (I): ue(7) = 0001000.
-        let open_gop = [0, 0, 1, 0x06, 0x06, 0x01, 0x80, 0, 0, 1, 0x41, 0b1000_1000, 0];
+        let open_gop = [
+            0,
+            0,
+            1,
+            0x06,
+            0x06,
+            0x01,
+            0x80,
+            0,
+            0,
+            1,
+            0x41,
+            0b1000_1000,
+            0,
+        ];
         assert_eq!(h264_random_access(&open_gop), RandomAccess::Yes);
         // The same I slice without the SEI is not a random-access point.
         assert_eq!(h264_random_access(&open_gop[7..]), RandomAccess::No);
@@ -218,7 +242,10 @@ mod tests {
         assert_eq!(h265_random_access(&cra), RandomAccess::Yes);
         let trail = [0, 0, 1, 0x02, 0x01]; // TRAIL_R (1)
         assert_eq!(h265_random_access(&trail), RandomAccess::No);
-        assert_eq!(h265_random_access(&[0, 0, 1, 0x40, 0x01]), RandomAccess::Undecided);
+        assert_eq!(
+            h265_random_access(&[0, 0, 1, 0x40, 0x01]),
+            RandomAccess::Undecided
+        );
     }
 
     #[test]
