@@ -261,6 +261,10 @@ fn map_opendal_err(
     let detail = redactor.scrub(&e.to_string());
     match e.kind() {
         OdKind::NotFound => StorageError::NotFound { op, key, uri },
+        // OpenDAL files a missing bucket under configuration errors.
+        OdKind::ConfigInvalid if detail.contains("NoSuchBucket") => {
+            StorageError::NotFound { op, key, uri }
+        }
         OdKind::RangeNotSatisfied => StorageError::InvalidRange {
             op,
             key,

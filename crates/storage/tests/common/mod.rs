@@ -15,7 +15,10 @@ pub const INSTALL_HINT: &str = "run scripts/install-storage-test-deps.sh (or `ma
 
 /// A free loopback port (bound then released; the servers bind it next).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }
 
 /// Waits until something accepts connections on `port`.
@@ -23,7 +26,10 @@ pub async fn wait_for_port(port: u16, what: &str, timeout: Duration) {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let start = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(start.elapsed() < timeout, "{what} did not listen on port {port} within {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "{what} did not listen on port {port} within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -45,7 +51,10 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}; {INSTALL_HINT}"));
-        Self { name: name.to_owned(), child: Some(child) }
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+        }
     }
 
     /// Kills the process and waits for it to exit.
@@ -96,7 +105,9 @@ pub fn find_binary(name: &str, env: &str, extra_dirs: &[PathBuf]) -> PathBuf {
 }
 
 fn tools_bin() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
     home.join(".cache/dvr/tools/bin")
 }
 
@@ -121,7 +132,13 @@ impl S3sFs {
             std::fs::create_dir_all(root.path().join(b)).expect("bucket dir");
         }
         let log = std::env::temp_dir().join(format!("s3s-fs-{}.log", std::process::id()));
-        let mut me = Self { port: free_port(), root, proc: None, log, bin };
+        let mut me = Self {
+            port: free_port(),
+            root,
+            proc: None,
+            log,
+            bin,
+        };
         me.restart().await;
         me
     }
@@ -184,15 +201,26 @@ impl SwiftNode {
             .into_iter()
             .map(|s| {
                 let name = format!("swift-{s}-server");
-                (s, find_binary(&name, "SWIFT_BIN_UNUSED", &["/usr/bin".into()]))
+                (
+                    s,
+                    find_binary(&name, "SWIFT_BIN_UNUSED", &["/usr/bin".into()]),
+                )
             })
             .collect();
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::create_dir_all(d.join("srv/d1")).expect("device dir");
-        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
-        let (memcache_port, proxy_port, account_port, container_port, object_port) =
-            (free_port(), free_port(), free_port(), free_port(), free_port());
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "root".into());
+        let (memcache_port, proxy_port, account_port, container_port, object_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
 
         std::fs::write(
             d.join("swift.conf"),
@@ -200,7 +228,11 @@ impl SwiftNode {
              [storage-policy:0]\nname = Policy-0\ndefault = yes\n",
         )
         .expect("swift.conf");
-        for (ring, port) in [("account", account_port), ("container", container_port), ("object", object_port)] {
+        for (ring, port) in [
+            ("account", account_port),
+            ("container", container_port),
+            ("object", object_port),
+        ] {
             let builder = d.join(format!("{ring}.builder"));
             let run = |args: &[&str]| {
                 let out = Command::new(&ring_builder)
@@ -219,7 +251,10 @@ impl SwiftNode {
             run(&["create", "6", "1", "0"]);
             run(&["add", &format!("r1z1-127.0.0.1:{port}/d1"), "100"]);
             run(&["rebalance"]);
-            assert!(d.join(format!("{ring}.ring.gz")).is_file(), "{ring} ring not written");
+            assert!(
+                d.join(format!("{ring}.ring.gz")).is_file(),
+                "{ring} ring not written"
+            );
         }
         let common = |port: u16| {
             format!(
@@ -229,7 +264,11 @@ impl SwiftNode {
                 dir = d.display()
             )
         };
-        for (name, port) in [("account", account_port), ("container", container_port), ("object", object_port)] {
+        for (name, port) in [
+            ("account", account_port),
+            ("container", container_port),
+            ("object", object_port),
+        ] {
             let conf = format!(
                 "{}\n[pipeline:main]\npipeline = {name}-server\n\n[app:{name}-server]\nuse = egg:swift#{name}\n\n\
                  [{name}-replicator]\n[{name}-auditor]\n[{name}-updater]\n",
@@ -260,14 +299,33 @@ impl SwiftNode {
 
         let mut procs = Vec::new();
         let mut mc = Command::new(&memcached);
-        mc.args(["-l", "127.0.0.1", "-p", &memcache_port.to_string(), "-U", "0", "-u", &user, "-m", "64"]);
+        mc.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &memcache_port.to_string(),
+            "-U",
+            "0",
+            "-u",
+            &user,
+            "-m",
+            "64",
+        ]);
         procs.push(Proc::spawn("memcached", &mut mc, &d.join("memcached.log")));
         for (name, bin) in &servers {
             let mut cmd = Command::new(bin);
             cmd.arg(d.join(format!("{name}-server.conf")));
-            procs.push(Proc::spawn(&format!("swift-{name}-server"), &mut cmd, &d.join(format!("{name}.log"))));
+            procs.push(Proc::spawn(
+                &format!("swift-{name}-server"),
+                &mut cmd,
+                &d.join(format!("{name}.log")),
+            ));
         }
-        let node = Self { proxy_port, dir, procs };
+        let node = Self {
+            proxy_port,
+            dir,
+            procs,
+        };
         for (port, what) in [
             (memcache_port, "memcached"),
             (account_port, "swift-account-server"),
@@ -293,11 +351,21 @@ impl SwiftNode {
                 .await;
             if let Ok(r) = resp {
                 if r.status().is_success() {
-                    let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let h = |n: &str| {
+                        r.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned()
+                    };
                     return (h("x-storage-url"), h("x-auth-token"));
                 }
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "tempauth never answered; logs in {:?}", self.dir.path());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tempauth never answered; logs in {:?}",
+                self.dir.path()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -308,7 +376,11 @@ impl SwiftNode {
         let http = reqwest::Client::new();
         let start = Instant::now();
         loop {
-            let r = http.put(format!("{url}/{name}")).header("X-Auth-Token", &token).send().await;
+            let r = http
+                .put(format!("{url}/{name}"))
+                .header("X-Auth-Token", &token)
+                .send()
+                .await;
             match r {
                 Ok(r) if r.status().is_success() => return,
                 other => {
