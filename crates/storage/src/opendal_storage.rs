@@ -61,7 +61,7 @@ enum Backend {
         op: Operator,
         fs_root: Option<PathBuf>,
     },
-    Swift(SwiftSession),
+    Swift(Arc<SwiftSession>),
 }
 
 impl OpendalStorage {
@@ -105,9 +105,9 @@ impl OpendalStorage {
                 op: s3_operator(uri, &config.s3).map_err(|e| cfg_err(e.to_string()))?,
                 fs_root: None,
             },
-            Protocol::Swift => Backend::Swift(
+            Protocol::Swift => Backend::Swift(Arc::new(
                 SwiftSession::new(uri, &config.swift, clock, redactor.clone()).map_err(cfg_err)?,
-            ),
+            )),
         };
         Ok(Self {
             uri: shown,
@@ -210,7 +210,21 @@ impl OpendalStorage {
             uri: self.uri.clone(),
             redactor: self.redactor.clone(),
             written: 0,
+            replaced: self.replaced_segments(key).await,
         })
+    }
+
+    /// On Swift, the segments of the object a write is about to replace:
+    /// overwriting a static large object orphans them, so they are deleted
+    /// once the new object is in place.
+    async fn replaced_segments(&self, key: &str) -> Option<(Arc<SwiftSession>, Vec<String>)> {
+        match &self.backend {
+            Backend::Swift(s) => {
+                let old = s.segments_of(key).await;
+                (!old.is_empty()).then(|| (s.clone(), old))
+            }
+            Backend::Plain { .. } => None,
+        }
     }
 
     async fn put_file_inner(&self, key: &str, path: &Path) -> StorageResult<u64> {
@@ -304,6 +318,7 @@ fn map_opendal_err(
 impl Storage for OpendalStorage {
     async fn put(&self, key: &str, data: Bytes) -> StorageResult<()> {
         ObjectKey::parse(key)?;
+        let replaced = self.replaced_segments(key).await;
         let data = &data;
         self.run(
             Op::Put,
@@ -311,6 +326,9 @@ impl Storage for OpendalStorage {
             |o| async move { o.write(key, data.clone()).await },
         )
         .await?;
+        if let Some((s, old)) = replaced {
+            s.delete_segments(&old).await;
+        }
         Ok(())
     }
 
@@ -562,6 +580,7 @@ struct OpendalWriter {
     uri: String,
     redactor: Redactor,
     written: u64,
+    replaced: Option<(Arc<SwiftSession>, Vec<String>)>,
 }
 
 impl std::fmt::Debug for OpendalWriter {
@@ -587,7 +606,12 @@ impl OpendalWriter {
 
     async fn finish_op(mut self, op: Op) -> StorageResult<u64> {
         match self.inner.close().await {
-            Ok(_) => Ok(self.written),
+            Ok(_) => {
+                if let Some((s, old)) = self.replaced.take() {
+                    s.delete_segments(&old).await;
+                }
+                Ok(self.written)
+            }
             Err(e) => {
                 let err = map_opendal_err(&self.uri, &self.redactor, op, &self.key, &e);
                 let _ = self.inner.abort().await;
@@ -745,9 +769,78 @@ impl SwiftSession {
         *self.current.lock().await = None;
     }
 
+    /// Names of the SLO segments stored for `key` (OpenDAL's layout:
+    /// `.segments/{root}{key}{upload-uuid}/{part:08}`). Best effort: a
+    /// failed listing returns nothing and at worst leaves garbage.
+    async fn segments_of(&self, key: &str) -> Vec<String> {
+        let Ok(cur) = self.current().await else {
+            return Vec::new();
+        };
+        let abs = format!("{}{}", self.root.trim_start_matches('/'), key);
+        let prefix = format!("{SWIFT_SEGMENTS_PREFIX}{abs}");
+        let url = format!(
+            "{}/{}?format=json&prefix={}",
+            cur.token.storage_url,
+            encode_path(&self.container),
+            encode_path(&prefix).replace('/', "%2F")
+        );
+        let resp = self
+            .http
+            .get(&url)
+            .header("X-Auth-Token", cur.token.token.expose())
+            .send()
+            .await;
+        let Ok(resp) = resp else {
+            return Vec::new();
+        };
+        if !resp.status().is_success() {
+            return Vec::new();
+        }
+        let Ok(listing) = resp.json_value().await else {
+            return Vec::new();
+        };
+        listing
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get("name").and_then(|n| n.as_str()))
+            .filter(|name| name.strip_prefix(&prefix).is_some_and(is_segment_suffix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Deletes segment objects by container-relative name; best effort.
+    async fn delete_segments(&self, names: &[String]) {
+        let Ok(cur) = self.current().await else {
+            return;
+        };
+        for name in names {
+            let url = format!(
+                "{}/{}/{}",
+                cur.token.storage_url,
+                encode_path(&self.container),
+                encode_path(name)
+            );
+            let res = self
+                .http
+                .delete(&url)
+                .header("X-Auth-Token", cur.token.token.expose())
+                .send()
+                .await;
+            if let Err(e) = res {
+                debug!(segment = %name, error = %e.without_url(), "could not delete a replaced segment");
+            }
+        }
+    }
+
     /// Deletes an object and, if it is a static large object, its segments.
+    ///
+    /// `multipart-manifest=delete` removes a manifest with its segments; on a
+    /// plain object Swift 2.30 answers with an inner 400 ("not an SLO
+    /// manifest"), and a plain DELETE follows.
     async fn delete(&self, key: &str, uri: &str) -> StorageResult<()> {
         let mut renewed = false;
+        let mut slo = true;
         loop {
             let cur = self.current().await.map_err(|(detail, transient)| {
                 let detail = self.redactor.scrub(&detail);
@@ -770,10 +863,15 @@ impl SwiftSession {
             })?;
             let path = format!("{}{}", self.root.trim_start_matches('/'), key);
             let url = format!(
-                "{}/{}/{}?multipart-manifest=delete",
+                "{}/{}/{}{}",
                 cur.token.storage_url,
                 encode_path(&self.container),
-                encode_path(&path)
+                encode_path(&path),
+                if slo {
+                    "?multipart-manifest=delete"
+                } else {
+                    ""
+                }
             );
             let res = self
                 .http
@@ -810,23 +908,33 @@ impl SwiftSession {
             }
             if status.is_success() || status.as_u16() == 404 {
                 // The SLO middleware answers 200 with a bulk report; a
-                // failure inside it shows as a non-2xx "Response Status".
+                // failure inside it shows as its "Response Status".
                 let body = resp.text().await.unwrap_or_default();
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                    let inner = v
-                        .get("Response Status")
-                        .and_then(|s| s.as_str())
-                        .unwrap_or("200");
-                    let code: u16 = inner
-                        .split(' ')
-                        .next()
-                        .and_then(|c| c.parse().ok())
-                        .unwrap_or(200);
-                    if !(200..300).contains(&code) && code != 404 {
-                        return Err(err(format!("swift reported {inner}"), code >= 500));
-                    }
+                let inner = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("Response Status")
+                            .and_then(|s| s.as_str())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_else(|| "200 OK".to_owned());
+                let code: u16 = inner
+                    .split(' ')
+                    .next()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(200);
+                if code == 400 && slo {
+                    slo = false;
+                    continue;
+                }
+                if !(200..300).contains(&code) && code != 404 {
+                    return Err(err(format!("swift reported {inner}"), code >= 500));
                 }
                 return Ok(());
+            }
+            if status.as_u16() == 400 && slo {
+                slo = false;
+                continue;
             }
             if status.as_u16() == 401 || status.as_u16() == 403 {
                 return Err(StorageError::Denied {
@@ -836,11 +944,32 @@ impl SwiftSession {
                     detail: format!("swift answered {status}"),
                 });
             }
-            return Err(err(
-                format!("swift answered {status}"),
-                status.is_server_error() || status.as_u16() == 429,
-            ));
+            let transient = status.is_server_error() || status.as_u16() == 429;
+            return Err(err(format!("swift answered {status}"), transient));
         }
+    }
+}
+
+/// Whether `rest` is `{uuid}/{part}`, the tail of a segment name, so the
+/// segments of `a.ts` are not confused with those of `a.ts.idx`.
+fn is_segment_suffix(rest: &str) -> bool {
+    let Some((uuid, part)) = rest.split_once('/') else {
+        return false;
+    };
+    uuid.len() == 36
+        && uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && !part.is_empty()
+        && part.chars().all(|c| c.is_ascii_digit())
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Result<serde_json::Value, ()>;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Result<serde_json::Value, ()> {
+        let bytes = self.bytes().await.map_err(|_| ())?;
+        serde_json::from_slice(&bytes).map_err(|_| ())
     }
 }
 
@@ -861,6 +990,17 @@ fn encode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_names_are_matched_exactly() {
+        assert!(is_segment_suffix(
+            "9f201046-0f40-4307-a74b-7971f733d5be/00000002"
+        ));
+        assert!(!is_segment_suffix(
+            ".idx9f201046-0f40-4307-a74b-7971f733d5be/00000002"
+        ));
+        assert!(!is_segment_suffix("9f201046-0f40-4307-a74b-7971f733d5be"));
+    }
 
     #[test]
     fn swift_paths_are_percent_encoded() {

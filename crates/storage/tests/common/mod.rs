@@ -21,15 +21,30 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// Waits until something accepts connections on `port`.
-pub async fn wait_for_port(port: u16, what: &str, timeout: Duration) {
+/// `n` distinct free loopback ports, all held until every one is picked.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// Waits until something accepts connections on `port`; fails early, with
+/// the server's log, if the process dies.
+pub async fn wait_for_port(port: u16, proc: &mut Proc, log: &Path, timeout: Duration) {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let start = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < timeout,
-            "{what} did not listen on port {port} within {timeout:?}"
-        );
+        proc.assert_running(log);
+        if start.elapsed() > timeout {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!(
+                "{} did not listen on port {port} within {timeout:?}; log:\n{text}",
+                proc.name
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -167,8 +182,7 @@ impl S3sFs {
             .arg(S3_SECRET_KEY)
             .arg(self.root.path());
         let mut p = Proc::spawn("s3s-fs", &mut cmd, &self.log);
-        wait_for_port(self.port, "s3s-fs", Duration::from_secs(20)).await;
-        p.assert_running(&self.log);
+        wait_for_port(self.port, &mut p, &self.log, Duration::from_secs(30)).await;
         self.proc = Some(p);
     }
 }
@@ -214,13 +228,9 @@ impl SwiftNode {
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "root".into());
-        let (memcache_port, proxy_port, account_port, container_port, object_port) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let ports = free_ports(5);
+        let (memcache_port, proxy_port, account_port, container_port, object_port) =
+            (ports[0], ports[1], ports[2], ports[3], ports[4]);
 
         std::fs::write(
             d.join("swift.conf"),
@@ -298,12 +308,14 @@ impl SwiftNode {
         std::fs::write(d.join("proxy-server.conf"), proxy).expect("proxy conf");
 
         let mut procs = Vec::new();
+        let mut waits = Vec::new();
         let mut mc = Command::new(&memcached);
+        let port_arg = memcache_port.to_string();
         mc.args([
             "-l",
             "127.0.0.1",
             "-p",
-            &memcache_port.to_string(),
+            &port_arg,
             "-U",
             "0",
             "-u",
@@ -312,28 +324,28 @@ impl SwiftNode {
             "64",
         ]);
         procs.push(Proc::spawn("memcached", &mut mc, &d.join("memcached.log")));
+        waits.push((memcache_port, d.join("memcached.log")));
         for (name, bin) in &servers {
             let mut cmd = Command::new(bin);
             cmd.arg(d.join(format!("{name}-server.conf")));
-            procs.push(Proc::spawn(
-                &format!("swift-{name}-server"),
-                &mut cmd,
-                &d.join(format!("{name}.log")),
-            ));
+            let log = d.join(format!("{name}.log"));
+            procs.push(Proc::spawn(&format!("swift-{name}-server"), &mut cmd, &log));
+            let port = match *name {
+                "proxy" => proxy_port,
+                "account" => account_port,
+                "container" => container_port,
+                _ => object_port,
+            };
+            waits.push((port, log));
         }
-        let node = Self {
+        let mut node = Self {
             proxy_port,
             dir,
             procs,
         };
-        for (port, what) in [
-            (memcache_port, "memcached"),
-            (account_port, "swift-account-server"),
-            (container_port, "swift-container-server"),
-            (object_port, "swift-object-server"),
-            (proxy_port, "swift-proxy-server"),
-        ] {
-            wait_for_port(port, what, Duration::from_secs(60)).await;
+        // Python servers start slowly on a loaded machine; be patient.
+        for (i, (port, log)) in waits.iter().enumerate() {
+            wait_for_port(*port, &mut node.procs[i], log, Duration::from_secs(120)).await;
         }
         node
     }
