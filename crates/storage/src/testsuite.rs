@@ -6,6 +6,10 @@
 //! one-node Swift and Swift's S3 API. Every function works under its own
 //! prefix below `base`, so a shared bucket can hold several runs.
 
+// Test code: building the failure context eagerly costs nothing that matters,
+// and `expect` prints the error next to it.
+#![allow(clippy::expect_fun_call)]
+
 use std::ops::Range;
 
 use bytes::Bytes;
