@@ -10,6 +10,9 @@ use crate::error::{StorageError, StorageResult};
 /// for the whole object name; the root prefix needs room too.
 pub const MAX_KEY_LEN: usize = 900;
 
+/// Top-level names the backends use for their own bookkeeping.
+pub const RESERVED_TOP_LEVEL: [&str; 2] = [".segments", ".dvr-tmp"];
+
 /// A validated key: non-empty, relative, without `.` or `..` components,
 /// empty components, NUL or control characters, at most [`MAX_KEY_LEN`] bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +72,13 @@ fn validate(key: &str, is_prefix: bool) -> StorageResult<()> {
     if !is_prefix && key.ends_with('/') {
         return reject("key ends with '/' (that names a directory, not an object)");
     }
+    // Backends keep their own bookkeeping under these names in the root
+    // (Swift SLO segments, the file backend's atomic-write directory) and
+    // hide them from listings; a key there would vanish from `list`.
+    let first = body.split('/').next().unwrap_or("");
+    if RESERVED_TOP_LEVEL.contains(&first) {
+        return reject("key starts with a name reserved by the storage layer");
+    }
     for component in body.split('/') {
         match component {
             "" => return reject("key has an empty path component ('//')"),
@@ -116,7 +126,19 @@ mod tests {
     fn rejects_keys_that_could_escape_or_confuse_a_store() {
         let long = "a".repeat(MAX_KEY_LEN + 1);
         for key in [
-            "", "/abs", "a/../b", "..", "./a", "a//b", "a/", "a\0b", "a\nb", "a\\b", &long,
+            "",
+            "/abs",
+            "a/../b",
+            "..",
+            "./a",
+            "a//b",
+            "a/",
+            "a\0b",
+            "a\nb",
+            "a\\b",
+            &long,
+            ".segments/x",
+            ".dvr-tmp/y",
         ] {
             let err = ObjectKey::parse(key).unwrap_err();
             assert!(
