@@ -116,6 +116,17 @@ async fn swift_natively_and_through_s3api_passes_the_conformance_suite() {
         Bytes::from_static(b"a")
     );
 
+    // A token the server no longer knows (401) is renewed and the request
+    // repeated, for reads and for the custom Swift delete alike.
+    node.revoke_tokens().await;
+    assert_eq!(
+        timed.get("renew/a").await.unwrap(),
+        Bytes::from_static(b"a")
+    );
+    node.revoke_tokens().await;
+    timed.delete("renew/a").await.unwrap();
+    assert!(timed.stat("renew/a").await.unwrap().is_none());
+
     // A rejected static token is a clear denial, not a retry loop.
     let (storage_url, _) = node.login().await;
     let mut stale = StorageConfig::default();

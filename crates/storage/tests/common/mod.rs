@@ -195,6 +195,7 @@ pub const SWIFT_KEY: &str = "testing";
 #[derive(Debug)]
 pub struct SwiftNode {
     pub proxy_port: u16,
+    pub memcache_port: u16,
     pub dir: tempfile::TempDir,
     procs: Vec<Proc>,
 }
@@ -340,6 +341,7 @@ impl SwiftNode {
         }
         let mut node = Self {
             proxy_port,
+            memcache_port,
             dir,
             procs,
         };
@@ -406,6 +408,19 @@ impl SwiftNode {
                 }
             }
         }
+    }
+
+    /// Forgets every tempauth token (they live in memcached), so the next
+    /// request with an old token gets a 401.
+    pub async fn revoke_tokens(&self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", self.memcache_port))
+            .await
+            .expect("connect memcached");
+        conn.write_all(b"flush_all\r\n").await.expect("flush_all");
+        let mut buf = [0u8; 16];
+        let n = conn.read(&mut buf).await.expect("memcached reply");
+        assert!(buf[..n].starts_with(b"OK"), "flush_all: {:?}", &buf[..n]);
     }
 
     pub fn stop(&mut self) {
