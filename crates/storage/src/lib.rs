@@ -13,6 +13,8 @@
 //! and the same conformance suite ([`testsuite`], feature `testsuite`) runs
 //! on every backend.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod key;
