@@ -134,3 +134,77 @@ impl Storage for TimeoutStorage {
         self.inner.uri()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that never answers.
+    #[derive(Debug)]
+    struct Hung;
+
+    async fn hang<T>() -> StorageResult<T> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        unreachable!("the timeout fires first")
+    }
+
+    #[async_trait]
+    impl Storage for Hung {
+        async fn put(&self, _: &str, _: Bytes) -> StorageResult<()> {
+            hang().await
+        }
+        async fn put_writer(&self, _: &str) -> StorageResult<Box<dyn ObjectWriter>> {
+            hang().await
+        }
+        async fn put_file(&self, _: &str, _: &Path) -> StorageResult<u64> {
+            hang().await
+        }
+        async fn get(&self, _: &str) -> StorageResult<Bytes> {
+            hang().await
+        }
+        async fn get_range(&self, _: &str, _: Range<u64>) -> StorageResult<Bytes> {
+            hang().await
+        }
+        async fn stat(&self, _: &str) -> StorageResult<Option<ObjectMeta>> {
+            hang().await
+        }
+        async fn list(&self, _: &str) -> StorageResult<Vec<ObjectMeta>> {
+            hang().await
+        }
+        async fn delete(&self, _: &str) -> StorageResult<()> {
+            hang().await
+        }
+        async fn delete_many(&self, _: &[String]) -> StorageResult<()> {
+            hang().await
+        }
+        async fn check(&self) -> StorageResult<()> {
+            hang().await
+        }
+        fn uri(&self) -> &str {
+            "s3://hung/prefix"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_store_times_out_with_a_transient_error_naming_the_key() {
+        let cfg = TimeoutConfig {
+            operation_ms: 20,
+            upload_ms: 40,
+        };
+        let s = TimeoutStorage::new(Arc::new(Hung), &cfg);
+        let err = s.get_range("ch1/a.ts", 0..10).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::Timeout { after, .. } if after == Duration::from_millis(20))
+        );
+        assert!(err.is_transient());
+        let line = err.to_string();
+        assert!(
+            line.contains("ch1/a.ts") && line.contains("s3://hung/prefix"),
+            "{line}"
+        );
+        let err = s.put("ch1/b.ts", Bytes::new()).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::Timeout { after, .. } if after == Duration::from_millis(40))
+        );
+    }
+}
