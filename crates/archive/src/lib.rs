@@ -25,6 +25,7 @@ pub mod lock;
 pub mod plan;
 pub mod retention;
 pub mod status;
+pub mod store;
 
 pub use catalog::{
     plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange, CONTIGUITY_TOLERANCE_MS,

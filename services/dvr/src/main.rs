@@ -1,6 +1,7 @@
 //! `dvr`: one binary for every service and tool of the DVR.
 
 mod inspect;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +16,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the DVR: record the configured streams and serve them over HTTP
+    /// (embedded mode, every service in this process).
+    Run(run::RunArgs),
     /// Cut a transport-stream file into segments as the recorder would and
     /// report them: use it to check a source before recording it.
     Inspect(inspect::InspectArgs),
@@ -25,11 +29,12 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
     };
     match result {

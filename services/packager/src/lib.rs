@@ -7,12 +7,14 @@
 //! - [`tape`]: a stream's archived and live segments, joined.
 //! - [`service`]: the HTTP handler.
 
+pub mod archived;
 pub mod error;
 pub mod playlist;
 pub mod service;
 pub mod tape;
 pub mod url;
 
+pub use archived::StoreTape;
 pub use error::PackagerError;
 pub use service::{Packager, PackagerConfig};
 pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};

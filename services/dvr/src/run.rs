@@ -1,0 +1,354 @@
+//! `dvr run`: the embedded DVR, every service in one process.
+//!
+//! Per stream it wires ingest (inputs → segmenter) to the stream's live log
+//! on local disk, a recorder copying the log to the archive once per copy
+//! interval, and the packager serving the tape over HTTP. Without a config
+//! file it runs the demo: one stream looping the bundled clip.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dvr_archive::store::ArchiveStore;
+use dvr_bus::{SegmentLog, SegmentLogOptions};
+use dvr_common::config::{Config, DvrConfig, InputUrl as ConfigInput, StreamConfig};
+use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
+use dvr_ingest::{IngestConfig, IngestTask, SegmentSink};
+use dvr_media::{Resume, Segment, SegmenterConfig};
+use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_recorder::{RecorderConfig, StreamRecorder};
+use dvr_storage::{StorageConfig, StorageUri};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Arguments of `dvr run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The YAML configuration; without it, the demo stream runs.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Local directory for live logs (and, for the demo, the archive).
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// HTTP address, overriding the config's `http.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+/// The bundled clip the demo loops.
+const DEMO_CLIP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/h264_aac_720p.ts"
+);
+
+/// How long a stream without `dvr` keeps its live log.
+const LIVE_ONLY_KEEP_MS: i64 = 5 * 60_000;
+
+/// Runs `dvr run` until SIGTERM or Ctrl-C.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
+    match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?;
+            Ok(Config::from_yaml_str(&text, &path.display().to_string())?)
+        }
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+            let data = std::fs::canonicalize(&args.data_dir)?;
+            let clip = std::env::var("DVR_DEMO_CLIP").unwrap_or_else(|_| DEMO_CLIP.to_owned());
+            let clip = std::fs::canonicalize(&clip)
+                .with_context(|| format!("the demo clip {clip} is missing"))?;
+            let yaml = format!(
+                "version: 1\nhttp: {{ listen: \"127.0.0.1:8080\" }}\narchive: file://{}/archive\n\
+                 streams:\n  demo:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
+                 dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m }}\n",
+                data.display(),
+                clip.display()
+            );
+            Ok(Config::from_yaml_str(&yaml, "the demo configuration")?)
+        }
+    }
+}
+
+/// One running stream.
+struct Running {
+    ingest: IngestTask,
+    recorder: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn serve(args: &RunArgs) -> anyhow::Result<()> {
+    let config = load_config(args)?;
+    let listen = args.listen.unwrap_or(config.http.listen);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut archives: HashMap<String, Arc<ArchiveStore>> = HashMap::new();
+    let mut running = Vec::new();
+    for (name, stream) in &config.streams {
+        let archive = match &stream.dvr {
+            Some(dvr) => Some(open_archive(&mut archives, name, dvr).await?),
+            None => None,
+        };
+        running.push(
+            start_stream(
+                name,
+                stream,
+                archive,
+                &args.data_dir,
+                &packager,
+                &clock,
+                &stop_rx,
+            )
+            .await?,
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    print_urls(
+        listener.local_addr().unwrap_or(listen),
+        &config,
+        clock.now(),
+    );
+    let server = axum::serve(listener, Arc::clone(&packager).router())
+        .with_graceful_shutdown(shutdown_signal());
+    server.await.context("HTTP server failed")?;
+
+    info!("shutting down: closing the open segments and copying them to the archive");
+    let mut recorders = Vec::new();
+    for stream in running {
+        if let Err(e) = stream.ingest.stop().await {
+            warn!(error = %e, "ingest stopped with an error");
+        }
+        recorders.extend(stream.recorder);
+    }
+    let _ = stop_tx.send(true);
+    for recorder in recorders {
+        let _ = recorder.await;
+    }
+    Ok(())
+}
+
+async fn open_archive(
+    archives: &mut HashMap<String, Arc<ArchiveStore>>,
+    name: &StreamName,
+    dvr: &DvrConfig,
+) -> anyhow::Result<Arc<ArchiveStore>> {
+    if let Some(root) = dvr.root.strip_prefix("file://") {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("stream {name}: cannot create archive root {root}"))?;
+    }
+    let store = match archives.get(&dvr.root) {
+        Some(store) => Arc::clone(store),
+        None => {
+            let uri: StorageUri = dvr
+                .root
+                .parse()
+                .with_context(|| format!("stream {name}: archive root"))?;
+            let mut storage_config = StorageConfig::default();
+            storage_config.apply_env(|key| std::env::var(key).ok());
+            let storage = dvr_storage::resolve(&uri, &storage_config)
+                .with_context(|| format!("stream {name}: archive {uri}"))?;
+            storage
+                .check()
+                .await
+                .with_context(|| format!("stream {name}: archive {uri} is not usable"))?;
+            let store = Arc::new(ArchiveStore::new(storage));
+            archives.insert(dvr.root.clone(), Arc::clone(&store));
+            store
+        }
+    };
+    let report = store
+        .load(name)
+        .await
+        .with_context(|| format!("stream {name}: cannot list its archive"))?;
+    info!(stream = %name, chunks = report.chunks, orphans = report.orphans.len(), bad = report.bad.len(), "archive loaded");
+    Ok(store)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_stream(
+    name: &StreamName,
+    stream: &StreamConfig,
+    archive: Option<Arc<ArchiveStore>>,
+    data_dir: &Path,
+    packager: &Arc<Packager>,
+    clock: &Arc<dyn Clock>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Running> {
+    let log_dir = data_dir.join("livelog").join(name.as_str());
+    let log = Arc::new(
+        SegmentLog::open(&log_dir, SegmentLogOptions::default())
+            .with_context(|| format!("stream {name}: cannot open its live log"))?,
+    );
+    let inputs = stream
+        .inputs
+        .iter()
+        .map(|input| ingest_input(name, input))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let segment_ms = stream.dvr.as_ref().map_or(2000, |d| d.segment_duration_ms);
+    let mut ingest = IngestConfig::new(name.to_string(), inputs);
+    ingest.segmenter = SegmenterConfig::with_target(Ticks::from_ms(segment_ms));
+    ingest.resume = resume_point(&log, archive.as_deref(), name);
+    let task = IngestTask::spawn(
+        ingest,
+        Arc::clone(clock),
+        LogSink {
+            log: Arc::clone(&log),
+        },
+    );
+
+    let archived = archive.as_ref().map(|store| {
+        Arc::new(StoreTape::new(name.clone(), Arc::clone(store)))
+            as Arc<dyn dvr_packager::ArchivedTape>
+    });
+    packager.add_stream(StreamTape::new(
+        name.to_string(),
+        Arc::clone(&log),
+        archived,
+    ));
+
+    let recorder = match (archive, &stream.dvr) {
+        (Some(store), Some(dvr)) => {
+            let mut config = RecorderConfig::with_copy_interval(dvr.copy_interval_ms);
+            config.retention = dvr.into();
+            let recorder = StreamRecorder::new(name.clone(), log, store, Arc::clone(clock), config);
+            Some(tokio::spawn(recorder.run(stop.clone())))
+        }
+        _ => {
+            tokio::spawn(trim_live_only(log, Arc::clone(clock), stop.clone()));
+            None
+        }
+    };
+    Ok(Running {
+        ingest: task,
+        recorder,
+    })
+}
+
+/// Maps a configured input onto ingest's.
+fn ingest_input(name: &StreamName, input: &ConfigInput) -> anyhow::Result<dvr_ingest::InputUrl> {
+    if let ConfigInput::Timeshift { .. } = input {
+        bail!(
+            "stream {name}: input {input}: delayed channels (timeshift://) are not supported yet"
+        );
+    }
+    input
+        .to_string()
+        .parse()
+        .with_context(|| format!("stream {name}: input"))
+}
+
+/// Where the tape continues: after the newest segment in the live log or
+/// the archive, as a discontinuity.
+fn resume_point(log: &SegmentLog, archive: Option<&ArchiveStore>, name: &StreamName) -> Resume {
+    let logged = log.newest();
+    let archived_seq = archive.and_then(|a| a.last_seq(name));
+    let archived_end = archive.and_then(|a| a.extent(name)).map(|r| r.to);
+    let last_seq = logged.map(|m| m.seq).max(archived_seq);
+    let tape_end = logged.map(|m| m.utc_end()).max(archived_end);
+    Resume {
+        next_seq: last_seq.map_or(0, |s| s + 1),
+        tape_end,
+        discontinuity: last_seq.is_some(),
+    }
+}
+
+/// Appends ingest's segments to the live log.
+#[derive(Debug)]
+struct LogSink {
+    log: Arc<SegmentLog>,
+}
+
+impl SegmentSink for LogSink {
+    type Error = dvr_bus::BusError;
+
+    async fn append(&mut self, segment: Segment) -> Result<(), Self::Error> {
+        let log = Arc::clone(&self.log);
+        match tokio::task::spawn_blocking(move || log.append(&segment)).await {
+            Ok(result) => result,
+            Err(e) => Err(dvr_bus::BusError::Io {
+                op: "append",
+                path: self.log.dir().to_path_buf(),
+                source: std::io::Error::other(e),
+            }),
+        }
+    }
+}
+
+/// Keeps the live log of a stream without DVR to a few minutes.
+async fn trim_live_only(
+    log: Arc<SegmentLog>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let before = UtcMs(clock.now().0 - LIVE_ONLY_KEEP_MS);
+                let log = Arc::clone(&log);
+                let _ = tokio::task::spawn_blocking(move || log.trim(before, u64::MAX)).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn print_urls(addr: SocketAddr, config: &Config, now: UtcMs) {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+    } else {
+        addr
+    };
+    let hour_ago = now.as_secs() - 3600;
+    println!("dvr is running on http://{host}/ (Ctrl-C to stop)");
+    for name in config.streams.keys() {
+        println!("  {name}:");
+        println!("    live          http://{host}/{name}/index.m3u8");
+        println!(
+            "    start-over    http://{host}/{name}/index-{}-now.m3u8",
+            now.as_secs()
+        );
+        println!("    last hour     http://{host}/{name}/archive-{hour_ago}-3600.m3u8");
+        println!("    download      http://{host}/{name}/archive-{hour_ago}-3600.ts");
+        println!("    status        http://{host}/{name}/recording_status.json?from={hour_ago}&request=ranges");
+    }
+    println!(
+        "try: ffplay http://{host}/{}/index.m3u8",
+        config
+            .streams
+            .keys()
+            .next()
+            .map_or("STREAM", StreamName::as_str)
+    );
+}

@@ -1,0 +1,37 @@
+//! How often the recorder copies and how long the archive keeps.
+
+use std::time::Duration;
+
+use dvr_archive::RetentionPolicy;
+
+/// The recorder's settings for one stream.
+#[derive(Clone, Debug)]
+pub struct RecorderConfig {
+    /// Length of a copy window (1 min to 1 h, dividing the hour).
+    pub copy_interval_ms: i64,
+    /// How long after a window ends the recorder waits for its last
+    /// segment before writing it anyway (the source may have stopped).
+    pub close_grace_ms: i64,
+    /// What the live log keeps beyond the copy interval, for hot reads.
+    pub live_log_margin_ms: i64,
+    /// What the archive keeps.
+    pub retention: RetentionPolicy,
+    /// How often the recorder looks for work.
+    pub tick: Duration,
+    /// How often retention runs.
+    pub retention_every: Duration,
+}
+
+impl RecorderConfig {
+    /// Settings for a copy interval, with the defaults around it.
+    pub fn with_copy_interval(copy_interval_ms: i64) -> Self {
+        Self {
+            copy_interval_ms,
+            close_grace_ms: 12_000,
+            live_log_margin_ms: 5 * 60_000,
+            retention: RetentionPolicy::default(),
+            tick: Duration::from_secs(1),
+            retention_every: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! One stream's recorder.
+
+use std::sync::Arc;
+
+use dvr_archive::key::copy_window;
+use dvr_archive::store::{ArchiveStore, StoreError};
+use dvr_archive::{ChunkIndex, ChunkKey};
+use dvr_bus::{BusError, SegmentLog};
+use dvr_common::error::{ErrorKind, HasErrorKind};
+use dvr_common::{Clock, StreamName, UtcMs};
+use dvr_media::{CodecSummary, SegmentMeta};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::RecorderConfig;
+
+/// Why a copy failed; the recorder retries on the next tick.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// Reading the live log failed.
+    #[error("recorder {stream}: {source}")]
+    LiveLog {
+        /// The stream.
+        stream: StreamName,
+        /// The live log's error.
+        source: BusError,
+    },
+    /// A segment vanished from the live log before it was archived.
+    #[error("recorder {stream}: segment {seq} is missing from the live log")]
+    Missing {
+        /// The stream.
+        stream: StreamName,
+        /// The segment.
+        seq: u64,
+    },
+    /// Writing to the archive failed.
+    #[error("recorder {stream}: chunk {key}: {source}")]
+    Archive {
+        /// The stream.
+        stream: StreamName,
+        /// The chunk's object key.
+        key: String,
+        /// The storage error.
+        source: StoreError,
+    },
+}
+
+impl HasErrorKind for RecorderError {
+    fn error_kind(&self) -> ErrorKind {
+        match self {
+            RecorderError::LiveLog { source, .. } => source.error_kind(),
+            RecorderError::Missing { .. } => ErrorKind::Internal,
+            RecorderError::Archive { source, .. } => source.error_kind(),
+        }
+    }
+}
+
+/// Copies one stream's live log to the archive.
+#[derive(Debug)]
+pub struct StreamRecorder {
+    stream: StreamName,
+    log: Arc<SegmentLog>,
+    archive: Arc<ArchiveStore>,
+    clock: Arc<dyn Clock>,
+    config: RecorderConfig,
+    /// The last seq known to be in the archive.
+    archived: Option<u64>,
+}
+
+impl StreamRecorder {
+    /// A recorder that continues after what the archive's catalog holds.
+    pub fn new(
+        stream: StreamName,
+        log: Arc<SegmentLog>,
+        archive: Arc<ArchiveStore>,
+        clock: Arc<dyn Clock>,
+        config: RecorderConfig,
+    ) -> Self {
+        let archived = archive.last_seq(&stream);
+        Self {
+            stream,
+            log,
+            archive,
+            clock,
+            config,
+            archived,
+        }
+    }
+
+    /// The last archived seq.
+    pub fn archived_seq(&self) -> Option<u64> {
+        self.archived
+    }
+
+    /// Writes every closed copy window still only in the live log; with
+    /// `flush`, the open window too (at shutdown). Returns the chunks written.
+    pub async fn copy(&mut self, flush: bool) -> Result<usize, RecorderError> {
+        let now = self.clock.now();
+        let pending: Vec<SegmentMeta> = self
+            .log
+            .segments()
+            .into_iter()
+            .filter(|m| self.archived.is_none_or(|a| m.seq > a))
+            .collect();
+        let groups = self.chunk_groups(&pending);
+        let mut written = 0;
+        let count = groups.len();
+        for (i, group) in groups.into_iter().enumerate() {
+            let (_, window_end) = copy_window(group[0].utc_start, self.config.copy_interval_ms);
+            let closed = i + 1 < count || now.0 >= window_end.0 + self.config.close_grace_ms;
+            if !closed && !flush {
+                break;
+            }
+            self.write_chunk(&group).await?;
+            written += 1;
+        }
+        let keep_after =
+            UtcMs(now.0 - self.config.copy_interval_ms - self.config.live_log_margin_ms);
+        let keep_seq = self.archived.map_or(0, |a| a + 1);
+        let log = Arc::clone(&self.log);
+        if let Ok(Err(source)) =
+            tokio::task::spawn_blocking(move || log.trim(keep_after, keep_seq)).await
+        {
+            return Err(RecorderError::LiveLog {
+                stream: self.stream.clone(),
+                source,
+            });
+        }
+        Ok(written)
+    }
+
+    /// Splits pending segments into chunks: one per copy window, and a new
+    /// one where the tracks change (an index describes one program).
+    fn chunk_groups(&self, pending: &[SegmentMeta]) -> Vec<Vec<SegmentMeta>> {
+        let mut groups: Vec<Vec<SegmentMeta>> = Vec::new();
+        let mut group_codecs: Option<Arc<CodecSummary>> = None;
+        for meta in pending {
+            let codecs = self.log.codecs(meta.seq);
+            let same_window = groups.last().and_then(|g| g.first()).is_some_and(|first| {
+                copy_window(first.utc_start, self.config.copy_interval_ms)
+                    == copy_window(meta.utc_start, self.config.copy_interval_ms)
+            });
+            let same_codecs = match (&group_codecs, &codecs) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                _ => true,
+            };
+            if same_window && same_codecs {
+                if let Some(g) = groups.last_mut() {
+                    g.push(*meta);
+                }
+            } else {
+                groups.push(vec![*meta]);
+                group_codecs = codecs;
+            }
+        }
+        groups
+    }
+
+    async fn write_chunk(&mut self, group: &[SegmentMeta]) -> Result<(), RecorderError> {
+        let first = group[0];
+        let key = ChunkKey::new(self.stream.clone(), first.utc_start, first.seq);
+        let ts_key = key.ts_key();
+        let archive_err = |source: StoreError| RecorderError::Archive {
+            stream: self.stream.clone(),
+            key: ts_key.clone(),
+            source,
+        };
+        let storage = Arc::clone(self.archive.storage());
+        let mut writer = storage
+            .put_writer(&ts_key)
+            .await
+            .map_err(|e| archive_err(e.into()))?;
+        let mut records = Vec::with_capacity(group.len());
+        let mut codecs = None;
+        for meta in group {
+            let log = Arc::clone(&self.log);
+            let seq = meta.seq;
+            let segment = match tokio::task::spawn_blocking(move || log.get(seq)).await {
+                Ok(Ok(Some(segment))) => segment,
+                Ok(Ok(None)) | Err(_) => {
+                    let _ = writer.abort().await;
+                    return Err(RecorderError::Missing {
+                        stream: self.stream.clone(),
+                        seq,
+                    });
+                }
+                Ok(Err(source)) => {
+                    let _ = writer.abort().await;
+                    return Err(RecorderError::LiveLog {
+                        stream: self.stream.clone(),
+                        source,
+                    });
+                }
+            };
+            codecs.get_or_insert_with(|| Arc::clone(&segment.codecs));
+            let length = u32::try_from(segment.payload.len()).unwrap_or(u32::MAX);
+            records.push((
+                seq,
+                meta.utc_start,
+                meta.duration,
+                meta.pts_start,
+                length,
+                meta.flags,
+            ));
+            if let Err(e) = writer.write(segment.payload).await {
+                let _ = writer.abort().await;
+                return Err(archive_err(e.into()));
+            }
+        }
+        writer.finish().await.map_err(|e| archive_err(e.into()))?;
+        let codecs = codecs.map(|c| (*c).clone()).unwrap_or_default();
+        let index = ChunkIndex::from_segments(codecs, records);
+        let entry = self
+            .archive
+            .commit_chunk(key, index)
+            .await
+            .map_err(archive_err)?;
+        info!(
+            stream = %self.stream,
+            key = %ts_key,
+            segments = entry.segments,
+            bytes = entry.bytes,
+            "chunk written"
+        );
+        self.archived = Some(entry.last_seq);
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true, then flushes the open window.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retention = tokio::time::interval(self.config.retention_every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = self.copy(false).await {
+                        warn!(error = %e, "copy to the archive failed; retrying");
+                    }
+                }
+                _ = retention.tick() => self.enforce_retention().await,
+                _ = shutdown.changed() => break,
+            }
+        }
+        for attempt in 1..=3 {
+            match self.copy(true).await {
+                Ok(_) => break,
+                Err(e) => warn!(attempt, error = %e, "final copy at shutdown failed"),
+            }
+        }
+    }
+
+    async fn enforce_retention(&self) {
+        let now = self.clock.now();
+        match self
+            .archive
+            .enforce_retention(&self.stream, &self.config.retention, now, None)
+            .await
+        {
+            Ok(plan) if !plan.delete.is_empty() => {
+                info!(stream = %self.stream, chunks = plan.delete.len(), bytes = plan.freed_bytes, "retention deleted chunks");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(stream = %self.stream, error = %e, "retention failed"),
+        }
+    }
+}
