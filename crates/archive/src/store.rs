@@ -218,6 +218,11 @@ impl ArchiveStore {
         Ok(self.storage.get_range(ts_key, range).await?)
     }
 
+    /// The catalogued chunks of a stream, oldest first.
+    pub fn chunks(&self, stream: &StreamName) -> Vec<ChunkEntry> {
+        self.catalog_read().chunks(stream).cloned().collect()
+    }
+
     /// The seq of the last archived segment of a stream.
     pub fn last_seq(&self, stream: &StreamName) -> Option<u64> {
         self.catalog_read().chunks(stream).map(|c| c.last_seq).max()
