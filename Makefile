@@ -16,8 +16,8 @@ help: ## List the targets
 build: ## Build the dvr binary (release)
 	$(CARGO) build --release --locked -p dvr
 
-run: build ## Run the product on embedded defaults
-	$(BIN) inspect testdata/h264_aac_720p.ts
+run: build ## Run the product on embedded defaults (a demo stream, archive in ./data)
+	$(BIN) run --data-dir data
 
 test-deps: ## Install what the tests need (idempotent; apt-get, pip)
 	scripts/install-test-deps.sh

@@ -10,6 +10,13 @@ command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
 # (the shell keyword `time` cannot, hence the path).
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 [ -x /usr/bin/time ] || need_apt+=(time)
+# The storage tests' one-node Swift and memcached (see install-storage-test-deps.sh),
+# asked for here so apt-get update runs once for everything.
+for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \
+           swift-container-server:swift-container swift-object-server:swift-object \
+           swift-ring-builder:swift memcached:memcached; do
+  command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
+done
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
@@ -21,3 +28,6 @@ fi
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required: install Rust with rustup" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+
+# s3s-fs, built once into the tools cache.
+"$(dirname "$0")/install-storage-test-deps.sh"
