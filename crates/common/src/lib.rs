@@ -11,6 +11,8 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_corpus;
 pub mod stream_name;
 pub mod time;
 
