@@ -94,7 +94,8 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     };
     let mut segmenter = Segmenter::new(config, Arc::new(SystemClock));
     let mut reports = Vec::new();
-    let mut block = vec![0u8; 1 << 20];
+    // Small enough to stay in L2 while the segmenter walks it.
+    let mut block = vec![0u8; 128 << 10];
     let mut last_codecs = None;
     loop {
         let n = match file.read(&mut block) {
