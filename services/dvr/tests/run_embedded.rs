@@ -1,0 +1,361 @@
+//! `dvr run` as a real process: ffmpeg sends a live stream over UDP on
+//! loopback, the DVR records it, ffprobe judges what it serves, and a
+//! SIGTERM restart keeps every recorded segment.
+//!
+//! ffmpeg and ffprobe are required: `make test-deps` installs them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dvr_common::CivilTime;
+
+fn dvr_bin() -> PathBuf {
+    std::env::var_os("DVR_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvr")), PathBuf::from)
+}
+
+/// Child processes killed when the test ends, however it ends.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, Vec::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw[split..].to_vec())
+}
+
+fn text(port: u16, path: &str) -> String {
+    let (status, body) = get(port, path);
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    String::from_utf8(body).unwrap()
+}
+
+/// `2026-11-21T14:05:32.040Z` to milliseconds.
+fn parse_pdt(s: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap();
+    let civil = CivilTime {
+        year: i64::from(n(0..4)),
+        month: n(5..7),
+        day: n(8..10),
+        hour: n(11..13),
+        minute: n(14..16),
+        second: n(17..19),
+        millis: n(20..23),
+    };
+    civil.to_utc().unwrap().0
+}
+
+/// A media playlist's segments: (start ms from the PDTs, duration ms, uri),
+/// and how many discontinuities it marks.
+fn segments(playlist: &str) -> (Vec<(i64, i64, String)>, usize) {
+    let mut out = Vec::new();
+    let mut next_start = None;
+    let mut duration = 0;
+    let mut discontinuities = 0;
+    for line in playlist.lines() {
+        if let Some(pdt) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            next_start = Some(parse_pdt(pdt));
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            let d = d.trim_end_matches(',');
+            let (s, ms) = d.split_once('.').unwrap();
+            duration = s.parse::<i64>().unwrap() * 1000 + ms.parse::<i64>().unwrap();
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            discontinuities += 1;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let start = next_start.expect("a PDT before the first segment");
+            out.push((start, duration, line.to_owned()));
+            next_start = Some(start + duration);
+        }
+    }
+    (out, discontinuities)
+}
+
+fn recorded_span(port: u16, stream: &str) -> Option<(i64, i64)> {
+    let (status, body) = get(port, &format!("/{stream}/recording_status.json"));
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((v[stream]["from"].as_i64()?, v[stream]["to"].as_i64()?))
+}
+
+// Polling real processes from a plain test thread: no executor to block.
+#[allow(clippy::disallowed_methods)]
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn start_dvr(config: &Path, data: &Path) -> Child {
+    Command::new(dvr_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dvr run")
+}
+
+fn ffprobe_duration(url: &str) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .expect("ffprobe: run `make test-deps`");
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn files_under(dir: &Path, ext: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                files_under(&p, ext)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == ext))
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn records_live_udp_serves_ranges_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, udp) = (free_tcp_port(), free_udp_port());
+    let config = dir.path().join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
+             streams:\n  ch1:\n    inputs: [ \"udp://127.0.0.1:{udp}\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut procs = Procs(vec![start_dvr(&config, &data)]);
+    let ffmpeg = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args([
+            "-t",
+            "60",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("udp://127.0.0.1:{udp}?pkt_size=1316"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg: run `make test-deps`");
+    procs.0.push(ffmpeg);
+
+    wait_for("18 s of recording", Duration::from_secs(40), || {
+        recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= 18)
+    });
+    let (start, end) = recorded_span(http, "ch1").unwrap();
+
+    // Live: a window of at most six segments.
+    let live = text(http, "/ch1/index.m3u8");
+    assert!(segments(&live).0.len() <= 6, "{live}");
+
+    // A 10 s range inside the recording, judged by ffprobe.
+    let from = start + 4;
+    let url = format!("http://127.0.0.1:{http}/ch1/archive-{from}-10.m3u8");
+    let duration = ffprobe_duration(&url);
+    assert!(
+        (duration - 10.0).abs() <= 2.0,
+        "ffprobe says {duration} s for a 10 s range"
+    );
+    // Its first PROGRAM-DATE-TIME is the start of the segment holding FROM.
+    let range = text(http, &format!("/ch1/archive-{from}-10.m3u8"));
+    let first_pdt = segments(&range).0[0].0;
+    let (whole, _) = segments(&text(
+        http,
+        &format!("/ch1/archive-{start}-{}.m3u8", end - start),
+    ));
+    let holder = whole
+        .iter()
+        .find(|(s, d, _)| *s <= from * 1000 && from * 1000 < s + d)
+        .expect("a segment holds FROM");
+    assert!(
+        (first_pdt - holder.0).abs() <= 100,
+        "first PDT {first_pdt} vs segment start {}",
+        holder.0
+    );
+    // The same range as one MPEG-TS download decodes cleanly.
+    let ts_url = format!("http://127.0.0.1:{http}/ch1/archive-{from}-10.ts");
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &ts_url, "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+
+    // SIGTERM: the open window goes to the archive as a chunk.
+    let before = whole.clone();
+    let sample: Vec<(String, Vec<u8>)> = [&before[1], &before[before.len() / 2]]
+        .iter()
+        .map(|(_, _, uri)| (uri.clone(), get(http, &format!("/ch1/{uri}")).1))
+        .collect();
+    let pid = procs.0[0].id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = procs.0[0].wait().unwrap();
+    assert!(status.success(), "dvr run exits 0 on SIGTERM, got {status}");
+    assert!(
+        files_under(&dir.path().join("archive/ch1"), "ts") >= 1,
+        "a chunk was written"
+    );
+    assert!(
+        files_under(&dir.path().join("archive/ch1"), "idx") >= 1,
+        "its index was written"
+    );
+
+    // Restart: every segment served before is still served, byte for byte,
+    // and a discontinuity marks the restart.
+    procs.0[0] = start_dvr(&config, &data);
+    wait_for(
+        "recording after the restart",
+        Duration::from_secs(30),
+        || recorded_span(http, "ch1").is_some_and(|(_, to)| to >= end + 6),
+    );
+    let (_, end_after) = recorded_span(http, "ch1").unwrap();
+    let after = text(
+        http,
+        &format!("/ch1/archive-{start}-{}.m3u8", end_after - start),
+    );
+    let (after_segments, discontinuities) = segments(&after);
+    let uris: Vec<&str> = after_segments.iter().map(|(_, _, u)| u.as_str()).collect();
+    for (_, _, uri) in &before {
+        assert!(
+            uris.contains(&uri.as_str()),
+            "{uri} lost after the restart:\n{after}"
+        );
+    }
+    for (uri, bytes) in &sample {
+        assert_eq!(
+            &get(http, &format!("/ch1/{uri}")).1,
+            bytes,
+            "{uri} changed after the restart"
+        );
+    }
+    assert!(
+        discontinuities >= 1,
+        "the restart is a discontinuity:\n{after}"
+    );
+    assert!(after_segments.len() > before.len());
+}
+
+#[test]
+fn a_wrong_config_key_is_one_clear_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        "version: 1\nstreams:\n  ch1:\n    inputs: [ \"udp://127.0.0.1:1234\" ]\n    dvr: { depht: 1d }\n",
+    )
+    .unwrap();
+    let out = Command::new(dvr_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("line 5") && lines[0].contains("depht"),
+        "{stderr}"
+    );
+}
