@@ -192,30 +192,39 @@ fn files_under(dir: &Path, ext: &str) -> usize {
         .sum()
 }
 
-#[test]
-fn records_live_udp_serves_ranges_and_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (http, udp) = (free_tcp_port(), free_udp_port());
-    let config = dir.path().join("dvr.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
-             streams:\n  ch1:\n    inputs: [ \"udp://127.0.0.1:{udp}\" ]\n    \
-             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let mut procs = Procs(vec![start_dvr(&config, &data)]);
-    let ffmpeg = Command::new("ffmpeg")
+/// Writes a config recording stream `ch1` from the given UDP ports (in
+/// priority order) and returns its path.
+fn write_config(dir: &Path, http: u16, udp: &[u16]) -> PathBuf {
+    let inputs: Vec<String> = udp
+        .iter()
+        .map(|p| format!("\"udp://127.0.0.1:{p}\""))
+        .collect();
+    let config = dir.join("dvr.yaml");
+    let yaml = format!(
+        "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
+         streams:\n  ch1:\n    inputs: [ {} ]\n    \
+         dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+        dir.display(),
+        inputs.join(", ")
+    );
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
+/// ffmpeg sending a live H.264 + AAC stream to a UDP port in real time.
+fn start_source(udp: u16, pattern: &str) -> Child {
+    Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("{pattern}=size=640x360:rate=25"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
         .args([
             "-t",
-            "60",
+            "90",
             "-c:v",
             "libx264",
             "-preset",
@@ -228,8 +237,158 @@ fn records_live_udp_serves_ranges_and_survives_a_restart() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("ffmpeg: run `make test-deps`");
-    procs.0.push(ffmpeg);
+        .expect("ffmpeg: run `make test-deps`")
+}
+
+/// Records, stops `dvr run` with `signal`, restarts it, and checks that every
+/// segment served before is still served, byte for byte, after a
+/// discontinuity. `check_stopped` looks at the data while it is down.
+fn restart_keeps_every_segment(signal: &str, check_stopped: impl Fn(&Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, udp) = (free_tcp_port(), free_udp_port());
+    let config = write_config(dir.path(), http, &[udp]);
+    let data = dir.path().join("data");
+    let mut procs = Procs(vec![
+        start_dvr(&config, &data),
+        start_source(udp, "testsrc2"),
+    ]);
+    wait_for("8 s of recording", Duration::from_secs(40), || {
+        recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= 8)
+    });
+    let (start, end) = recorded_span(http, "ch1").unwrap();
+    let (before, _) = segments(&text(
+        http,
+        &format!("/ch1/archive-{start}-{}.m3u8", end - start),
+    ));
+    let bytes: Vec<Vec<u8>> = before
+        .iter()
+        .map(|(_, _, uri)| get(http, &format!("/ch1/{uri}")).1)
+        .collect();
+    let pid = procs.0[0].id().to_string();
+    assert!(Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = procs.0[0].wait().unwrap();
+    if signal == "-TERM" {
+        assert!(status.success(), "dvr run exits 0 on SIGTERM, got {status}");
+    }
+    check_stopped(dir.path());
+    procs.0[0] = start_dvr(&config, &data);
+    wait_for(
+        "recording after the restart",
+        Duration::from_secs(30),
+        || recorded_span(http, "ch1").is_some_and(|(_, to)| to >= end + 6),
+    );
+    let (_, end_after) = recorded_span(http, "ch1").unwrap();
+    let after = text(
+        http,
+        &format!("/ch1/archive-{start}-{}.m3u8", end_after - start),
+    );
+    let (after_segments, discontinuities) = segments(&after);
+    for ((_, _, uri), old) in before.iter().zip(&bytes) {
+        assert!(
+            after_segments.iter().any(|(_, _, u)| u == uri),
+            "{uri} lost after {signal}:\n{after}"
+        );
+        assert_eq!(
+            &get(http, &format!("/ch1/{uri}")).1,
+            old,
+            "{uri} changed after {signal}"
+        );
+    }
+    assert!(
+        discontinuities >= 1,
+        "the restart is a discontinuity:\n{after}"
+    );
+    assert!(after_segments.len() > before.len());
+}
+
+#[test]
+fn sigterm_writes_the_open_window_and_the_restart_keeps_every_segment() {
+    restart_keeps_every_segment("-TERM", |dir| {
+        assert!(
+            files_under(&dir.join("archive/ch1"), "ts") >= 1,
+            "a chunk was written"
+        );
+        assert!(
+            files_under(&dir.join("archive/ch1"), "idx") >= 1,
+            "its index was written"
+        );
+    });
+}
+
+#[test]
+fn sigkill_loses_nothing_that_was_in_the_live_log() {
+    restart_keeps_every_segment("-KILL", |dir| {
+        assert_eq!(
+            files_under(&dir.join("archive/ch1"), "ts"),
+            0,
+            "nothing archived yet"
+        );
+    });
+}
+
+#[test]
+fn the_backup_input_fills_in_with_at_most_one_segment_of_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, primary, backup) = (free_tcp_port(), free_udp_port(), free_udp_port());
+    let config = write_config(dir.path(), http, &[primary, backup]);
+    let data = dir.path().join("data");
+    let mut procs = Procs(vec![
+        start_dvr(&config, &data),
+        start_source(primary, "testsrc2"),
+        start_source(backup, "smptebars"),
+    ]);
+    wait_for("6 s on the primary", Duration::from_secs(40), || {
+        recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= 6)
+    });
+    let _ = procs.0[1].kill();
+    let _ = procs.0[1].wait();
+    let (start, at_loss) = recorded_span(http, "ch1").unwrap();
+    wait_for("8 s on the backup", Duration::from_secs(40), || {
+        recorded_span(http, "ch1").is_some_and(|(_, to)| to >= at_loss + 8)
+    });
+    procs.0[1] = start_source(primary, "testsrc2");
+    let (_, at_return) = recorded_span(http, "ch1").unwrap();
+    wait_for(
+        "6 s after the primary returns",
+        Duration::from_secs(40),
+        || recorded_span(http, "ch1").is_some_and(|(_, to)| to >= at_return + 6),
+    );
+    let (_, end) = recorded_span(http, "ch1").unwrap();
+    let url = format!("/ch1/archive-{start}-{}.m3u8", end - start);
+    let (all, _) = segments(&text(http, &url));
+    let worst_gap = all
+        .windows(2)
+        .map(|w| w[1].0 - (w[0].0 + w[0].1))
+        .max()
+        .unwrap();
+    assert!(worst_gap <= 2_500, "a gap of {worst_gap} ms at a switch");
+    let covered: i64 = all.iter().map(|(_, d, _)| d).sum();
+    assert!(
+        covered >= (end - start - 5) * 1000,
+        "{covered} ms of {} s",
+        end - start
+    );
+    let duration = ffprobe_duration(&format!("http://127.0.0.1:{http}{url}"));
+    assert!(
+        duration >= (end - start - 5) as f64,
+        "ffprobe reads {duration} s"
+    );
+}
+
+#[test]
+fn records_live_udp_and_serves_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, udp) = (free_tcp_port(), free_udp_port());
+    let config = write_config(dir.path(), http, &[udp]);
+    let data = dir.path().join("data");
+    let _procs = Procs(vec![
+        start_dvr(&config, &data),
+        start_source(udp, "testsrc2"),
+    ]);
 
     wait_for("18 s of recording", Duration::from_secs(40), || {
         recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= 18)
@@ -275,63 +434,6 @@ fn records_live_udp_serves_ranges_and_survives_a_restart() {
         "{}",
         String::from_utf8_lossy(&decode.stderr)
     );
-
-    // SIGTERM: the open window goes to the archive as a chunk.
-    let before = whole.clone();
-    let sample: Vec<(String, Vec<u8>)> = [&before[1], &before[before.len() / 2]]
-        .iter()
-        .map(|(_, _, uri)| (uri.clone(), get(http, &format!("/ch1/{uri}")).1))
-        .collect();
-    let pid = procs.0[0].id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = procs.0[0].wait().unwrap();
-    assert!(status.success(), "dvr run exits 0 on SIGTERM, got {status}");
-    assert!(
-        files_under(&dir.path().join("archive/ch1"), "ts") >= 1,
-        "a chunk was written"
-    );
-    assert!(
-        files_under(&dir.path().join("archive/ch1"), "idx") >= 1,
-        "its index was written"
-    );
-
-    // Restart: every segment served before is still served, byte for byte,
-    // and a discontinuity marks the restart.
-    procs.0[0] = start_dvr(&config, &data);
-    wait_for(
-        "recording after the restart",
-        Duration::from_secs(30),
-        || recorded_span(http, "ch1").is_some_and(|(_, to)| to >= end + 6),
-    );
-    let (_, end_after) = recorded_span(http, "ch1").unwrap();
-    let after = text(
-        http,
-        &format!("/ch1/archive-{start}-{}.m3u8", end_after - start),
-    );
-    let (after_segments, discontinuities) = segments(&after);
-    let uris: Vec<&str> = after_segments.iter().map(|(_, _, u)| u.as_str()).collect();
-    for (_, _, uri) in &before {
-        assert!(
-            uris.contains(&uri.as_str()),
-            "{uri} lost after the restart:\n{after}"
-        );
-    }
-    for (uri, bytes) in &sample {
-        assert_eq!(
-            &get(http, &format!("/ch1/{uri}")).1,
-            bytes,
-            "{uri} changed after the restart"
-        );
-    }
-    assert!(
-        discontinuities >= 1,
-        "the restart is a discontinuity:\n{after}"
-    );
-    assert!(after_segments.len() > before.len());
 }
 
 #[test]
