@@ -7,7 +7,7 @@ BIN := $(CARGO_TARGET_DIR)/release/dvr
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test test-deps unit lint fmt fuzz-check bench clips
+.PHONY: help run build test test-deps unit lint fmt bench clips
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
