@@ -79,15 +79,6 @@ fn write_pes_ts(b: &mut [u8], v: u64) {
     b[4] = (b[4] & 0x01) | ((v << 1) as u8 & 0xfe);
 }
 
-/// Reads the 33-bit base of a 6-byte PCR or OPCR field.
-fn read_pcr_base(b: &[u8]) -> u64 {
-    u64::from(b[0]) << 25
-        | u64::from(b[1]) << 17
-        | u64::from(b[2]) << 9
-        | u64::from(b[3]) << 1
-        | u64::from(b[4]) >> 7
-}
-
 /// Writes the 33-bit base of a PCR or OPCR field; the reserved bits and the
 /// 27 MHz extension stay as they are.
 fn write_pcr_base(b: &mut [u8], v: u64) {
@@ -141,7 +132,7 @@ pub fn shift_timestamps(packet: &mut [u8], offset: i64) {
     let (pcr, opcr) = pcr_offsets(packet);
     for at in [pcr, opcr].into_iter().flatten() {
         let field = &mut packet[at..at + 6];
-        let v = add_mod33(read_pcr_base(field), offset);
+        let v = add_mod33(ts::read_pcr_base(field), offset);
         write_pcr_base(field, v);
     }
     let (pts, dts) = pes_timestamp_offsets(packet);
@@ -168,7 +159,7 @@ pub fn pacing_stamp(packet: &[u8]) -> Option<PacingStamp> {
         return None;
     }
     if let (Some(at), _) = pcr_offsets(packet) {
-        return Some(PacingStamp::Pcr(read_pcr_base(&packet[at..at + 6])));
+        return Some(PacingStamp::Pcr(ts::read_pcr_base(&packet[at..at + 6])));
     }
     let (pts, _) = pes_timestamp_offsets(packet);
     pts.map(|at| PacingStamp::Pts(read_pes_ts(&packet[at..at + 5])))

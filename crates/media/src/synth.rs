@@ -78,15 +78,7 @@ impl TsBuilder {
 
     /// A PES with the given timestamps (raw 33-bit values), packetized.
     pub fn pes(&mut self, pid: u16, stream_id: u8, pts: u64, dts: Option<u64>, es: &[u8]) {
-        let ts = |prefix: u8, v: u64| {
-            [
-                prefix << 4 | ((v >> 29) as u8 & 0x0e) | 1,
-                (v >> 22) as u8,
-                ((v >> 14) as u8 & 0xfe) | 1,
-                (v >> 7) as u8,
-                ((v << 1) as u8 & 0xfe) | 1,
-            ]
-        };
+        let ts = crate::timestamp::encode_pes_timestamp;
         let pts = pts & ((1 << 33) - 1);
         let mut pes = vec![0, 0, 1, stream_id, 0, 0, 0x80];
         match dts {

@@ -44,6 +44,19 @@ impl Unwrapper {
     }
 }
 
+/// Encodes a 33-bit timestamp as the 5-byte PES field with the given 4-bit
+/// prefix (`0b0010` PTS only, `0b0011` PTS with DTS, `0b0001` DTS) and marker
+/// bits set.
+pub fn encode_pes_timestamp(prefix: u8, v: u64) -> [u8; 5] {
+    [
+        prefix << 4 | ((v >> 29) as u8 & 0x0e) | 1,
+        (v >> 22) as u8,
+        ((v >> 14) as u8 & 0xfe) | 1,
+        (v >> 7) as u8,
+        ((v << 1) as u8 & 0xfe) | 1,
+    ]
+}
+
 /// Timestamps and payload offset of a PES packet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PesTimestamps {
@@ -108,15 +121,7 @@ mod tests {
         // header length 10, PTS = 0x1_0000_0000 (marker bits set), DTS = 90000.
         let pts: u64 = 0x1_0000_0000;
         let dts: u64 = 90_000;
-        let enc = |prefix: u8, v: u64| {
-            [
-                prefix << 4 | ((v >> 29) as u8 & 0x0e) | 1,
-                (v >> 22) as u8,
-                ((v >> 14) as u8 & 0xfe) | 1,
-                (v >> 7) as u8,
-                ((v << 1) as u8 & 0xfe) | 1,
-            ]
-        };
+        let enc = encode_pes_timestamp;
         let mut pes = vec![0, 0, 1, 0xe0, 0, 0, 0x80, 0xc0, 10];
         pes.extend_from_slice(&enc(3, pts));
         pes.extend_from_slice(&enc(1, dts));

@@ -77,14 +77,17 @@ pub fn pcr_base(packet: &[u8]) -> Option<u64> {
     if af[0] & 0x10 == 0 || af.len() < 7 {
         return None;
     }
-    let b = &af[1..6];
-    Some(
-        (u64::from(b[0]) << 25)
-            | (u64::from(b[1]) << 17)
-            | (u64::from(b[2]) << 9)
-            | (u64::from(b[3]) << 1)
-            | (u64::from(b[4]) >> 7),
-    )
+    Some(read_pcr_base(&af[1..6]))
+}
+
+/// The 33-bit base of a 6-byte PCR or OPCR field (the 27 MHz extension is
+/// ignored: the DVR keeps time in 90 kHz).
+pub fn read_pcr_base(b: &[u8]) -> u64 {
+    u64::from(b[0]) << 25
+        | u64::from(b[1]) << 17
+        | u64::from(b[2]) << 9
+        | u64::from(b[3]) << 1
+        | u64::from(b[4]) >> 7
 }
 
 /// The packet payload after the header and adaptation field, if any.
