@@ -253,6 +253,14 @@ impl SegmentLog {
         self.lock().entries.iter().map(|e| e.meta).collect()
     }
 
+    /// Metadata of the segments with `seq` greater than `after` (all of them
+    /// for `None`), oldest first.
+    pub fn segments_after(&self, after: Option<u64>) -> Vec<SegmentMeta> {
+        let inner = self.lock();
+        let start = after.map_or(0, |a| inner.entries.partition_point(|e| e.meta.seq <= a));
+        inner.entries.range(start..).map(|e| e.meta).collect()
+    }
+
     /// Metadata of the segments overlapping `[from, to)`, oldest first.
     pub fn segments_between(&self, from: UtcMs, to: UtcMs) -> Vec<SegmentMeta> {
         let inner = self.lock();

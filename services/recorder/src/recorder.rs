@@ -96,12 +96,7 @@ impl StreamRecorder {
     /// `flush`, the open window too (at shutdown). Returns the chunks written.
     pub async fn copy(&mut self, flush: bool) -> Result<usize, RecorderError> {
         let now = self.clock.now();
-        let pending: Vec<SegmentMeta> = self
-            .log
-            .segments()
-            .into_iter()
-            .filter(|m| self.archived.is_none_or(|a| m.seq > a))
-            .collect();
+        let pending = self.log.segments_after(self.archived);
         let groups = self.chunk_groups(&pending);
         let mut written = 0;
         let count = groups.len();
