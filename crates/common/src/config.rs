@@ -37,7 +37,7 @@ pub use dvr::{
     default_segment_duration_ms, root_uri, DvrConfig, MAX_COPY_INTERVAL_MS,
     MAX_SEGMENT_DURATION_MS, MIN_COPY_INTERVAL_MS, MIN_SEGMENT_DURATION_MS,
 };
-pub use input::{InputUrl, InputUrlError};
+pub use input::{mask_credentials, InputUrl, InputUrlError};
 pub use schedule::Schedule;
 pub use units::{parse_percent, parse_size_bytes};
 

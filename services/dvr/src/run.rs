@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dvr_archive::store::ArchiveStore;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::config::{Config, DvrConfig, InputUrl as ConfigInput, StreamConfig};
+use dvr_common::config::{Config, DvrConfig, InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
 use dvr_ingest::{IngestConfig, IngestTask, SegmentSink};
 use dvr_media::{Resume, Segment, SegmenterConfig};
@@ -239,17 +239,14 @@ async fn start_stream(
     })
 }
 
-/// Maps a configured input onto ingest's.
-fn ingest_input(name: &StreamName, input: &ConfigInput) -> anyhow::Result<dvr_ingest::InputUrl> {
-    if let ConfigInput::Timeshift { .. } = input {
+/// Refuses the inputs `dvr run` cannot open yet.
+fn ingest_input(name: &StreamName, input: &InputUrl) -> anyhow::Result<InputUrl> {
+    if let InputUrl::Timeshift { .. } = input {
         bail!(
             "stream {name}: input {input}: delayed channels (timeshift://) are not supported yet"
         );
     }
-    input
-        .to_string()
-        .parse()
-        .with_context(|| format!("stream {name}: input"))
+    Ok(input.clone())
 }
 
 /// Where the tape continues: after the newest segment in the live log or

@@ -22,7 +22,7 @@ pub mod stats;
 pub use clock::TokioClock;
 pub use config::IngestConfig;
 pub use error::IngestError;
-pub use input::{InputKind, InputUrl, Source};
+pub use input::{open_source, InputUrl, Source};
 pub use service::{run_stream, IngestTask};
 pub use sink::SegmentSink;
 pub use stats::IngestStats;

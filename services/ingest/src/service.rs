@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::config::IngestConfig;
 use crate::error::IngestError;
 use crate::failover::{Action, Chunk, Failover};
-use crate::input::{HttpOptions, InputUrl};
+use crate::input::{open_source, HttpOptions, InputUrl};
 use crate::sink::SegmentSink;
 use crate::stats::IngestStats;
 
@@ -47,7 +47,7 @@ async fn run_input(
     tx: mpsc::Sender<(usize, InputEvent)>,
 ) {
     let mut source = loop {
-        match url.open(&http).await {
+        match open_source(&url, &http).await {
             Ok(source) => break source,
             Err(e) => {
                 if tx.send((index, InputEvent::Error(e))).await.is_err() {

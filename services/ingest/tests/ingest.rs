@@ -500,8 +500,7 @@ async fn http_errors_name_the_input_with_credentials_masked() {
     let input = url(&format!(
         "tshttp://bob:s3cret@127.0.0.1:{port}/x.ts?token=t0ps3cret"
     ));
-    let mut source = input
-        .open(&dvr_ingest::input::HttpOptions::default())
+    let mut source = dvr_ingest::open_source(&input, &dvr_ingest::input::HttpOptions::default())
         .await
         .expect("http sources connect lazily");
     let err = source.next_chunk().await.expect_err("nothing listens");

@@ -1,8 +1,9 @@
-//! Source URLs, checked for syntax when the config is read.
+//! Source URLs: the one parser for every input a stream can have.
 //!
-//! Ingest opens these; the config only guarantees that each names a
-//! supported scheme and has the parts that scheme needs, so a typo fails at
-//! start with the stream and the field named, not at the first reconnect.
+//! The config reads them so a typo fails at start with the stream and the
+//! field named, not at the first reconnect; ingest opens exactly what was
+//! parsed here. `Display` masks credentials (the password of the user info
+//! and secret-named query values), so an input can be logged as is.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,12 +32,16 @@ pub enum InputUrl {
         /// The whole URL as written.
         url: String,
     },
-    /// `file://PATH?loop=true`: a file paced in real time.
+    /// `file://PATH?loop=true&pace=false`: a TS file, paced in real time
+    /// unless `pace=false`.
     File {
-        /// The file path.
+        /// The file path (`file://localhost/x` is `/x`).
         path: String,
-        /// Start again at the end, timestamps continuing.
-        looped: bool,
+        /// How many times to play it: `None` loops forever (`loop=true`),
+        /// `Some(n)` plays n passes (`loop=N`; without `loop`, one).
+        passes: Option<u64>,
+        /// Release bytes at the stream's own rate (the default).
+        paced: bool,
     },
     /// `timeshift://OTHER/N`: OTHER's tape, N seconds behind live.
     Timeshift {
@@ -47,7 +52,21 @@ pub enum InputUrl {
     },
 }
 
-/// Why an input URL was rejected.
+impl InputUrl {
+    /// The URL an HTTP input fetches (`tshttp://` becomes `http://`); `None`
+    /// for other inputs.
+    pub fn fetch_url(&self) -> Option<String> {
+        match self {
+            InputUrl::Http { url } => Some(url.clone()),
+            InputUrl::TsHttp { url } => url
+                .split_once("://")
+                .map(|(_, rest)| format!("http://{rest}")),
+            _ => None,
+        }
+    }
+}
+
+/// Why an input URL was rejected. The URL is shown with credentials masked.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid input URL {input:?}: {reason}")]
 pub struct InputUrlError {
@@ -60,30 +79,27 @@ impl FromStr for InputUrl {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let err = |reason: &str| InputUrlError {
-            input: input.to_owned(),
+            input: mask_credentials(input),
             reason: reason.to_owned(),
         };
         let (scheme, rest) = input.split_once("://").ok_or_else(|| {
             err("missing scheme (udp://, http://, https://, tshttp://, file://, timeshift://)")
         })?;
-        match scheme {
-            "udp" => parse_udp(rest).map_err(err),
-            "http" | "https" => {
+        match scheme.to_ascii_lowercase().as_str() {
+            "udp" => parse_udp(rest).map_err(|e| err(&e)),
+            scheme @ ("http" | "https" | "tshttp") => {
                 check_authority(rest).map_err(err)?;
-                Ok(InputUrl::Http {
-                    url: input.to_owned(),
-                })
-            }
-            "tshttp" => {
-                check_authority(rest).map_err(err)?;
-                Ok(InputUrl::TsHttp {
-                    url: input.to_owned(),
+                let url = format!("{scheme}://{rest}");
+                Ok(if scheme == "tshttp" {
+                    InputUrl::TsHttp { url }
+                } else {
+                    InputUrl::Http { url }
                 })
             }
             "file" => parse_file(rest).map_err(|e| err(&e)),
             "timeshift" => parse_timeshift(rest).map_err(|e| err(&e)),
-            other => Err(err(&format!(
-                "unsupported scheme {other:?} (use udp, http, https, tshttp, file or timeshift)"
+            _ => Err(err(&format!(
+                "unsupported scheme {scheme:?} (use udp, http, https, tshttp, file or timeshift)"
             ))),
         }
     }
@@ -113,16 +129,36 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), &'static str> {
     Ok((host.to_owned(), port))
 }
 
-fn parse_udp(rest: &str) -> Result<InputUrl, &'static str> {
+/// Whether `name` can be a network interface (Linux: under 16 bytes, no
+/// path tricks; it is looked up under `/sys/class/net`).
+fn valid_interface(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+fn parse_udp(rest: &str) -> Result<InputUrl, String> {
     if rest.contains(['/', '?']) {
-        return Err("udp takes only [iface@]host:port");
+        return Err("udp takes only [iface@]host:port".to_owned());
     }
     let (interface, hostport) = match rest.split_once('@') {
-        Some(("", _)) => return Err("empty interface before '@'"),
+        Some(("", _)) => return Err("empty interface before '@'".to_owned()),
+        Some((iface, _)) if !valid_interface(iface) => {
+            return Err(format!("invalid interface name {iface:?}"))
+        }
         Some((iface, hp)) => (Some(iface.to_owned()), hp),
         None => (None, rest),
     };
     let (host, port) = split_host_port(hostport)?;
+    if host
+        .parse::<std::net::Ipv6Addr>()
+        .is_ok_and(|a| a.is_multicast())
+    {
+        return Err("IPv6 multicast is not supported yet".to_owned());
+    }
     Ok(InputUrl::Udp {
         interface,
         host,
@@ -143,26 +179,43 @@ fn check_authority(rest: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("{key}={value}: expected true or false")),
+    }
+}
+
 fn parse_file(rest: &str) -> Result<InputUrl, String> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = match path.strip_prefix("localhost/") {
+        Some(p) => format!("/{p}"),
+        None => path.to_owned(),
+    };
     if path.is_empty() {
         return Err("missing path".to_owned());
     }
-    let mut looped = false;
-    for param in query.split('&').filter(|p| !p.is_empty()) {
-        looped = match param {
-            "loop=true" | "loop" => true,
-            "loop=false" => false,
-            other => {
-                return Err(format!(
-                    "unknown parameter {other:?} (only loop=true|false)"
-                ))
+    let mut passes = Some(1);
+    let mut paced = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        match key {
+            "loop" => {
+                passes = match value.parse::<u64>() {
+                    Ok(0) => return Err("loop=0: play at least one pass".to_owned()),
+                    Ok(n) => Some(n),
+                    Err(_) => (!parse_bool(key, value)?).then_some(1),
+                }
             }
-        };
+            "pace" => paced = parse_bool(key, value)?,
+            _ => return Err(format!("unknown option {key:?} (known: loop, pace)")),
+        }
     }
     Ok(InputUrl::File {
-        path: path.to_owned(),
-        looped,
+        path,
+        passes,
+        paced,
     })
 }
 
@@ -187,40 +240,113 @@ impl fmt::Display for InputUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InputUrl::Udp {
-                interface: Some(i),
+                interface,
                 host,
                 port,
-            } if host.contains(':') => {
-                write!(f, "udp://{i}@[{host}]:{port}")
+            } => {
+                f.write_str("udp://")?;
+                if let Some(i) = interface {
+                    write!(f, "{i}@")?;
+                }
+                if host.contains(':') {
+                    write!(f, "[{host}]:{port}")
+                } else {
+                    write!(f, "{host}:{port}")
+                }
             }
-            InputUrl::Udp {
-                interface: Some(i),
-                host,
-                port,
-            } => write!(f, "udp://{i}@{host}:{port}"),
-            InputUrl::Udp {
-                interface: None,
-                host,
-                port,
-            } if host.contains(':') => {
-                write!(f, "udp://[{host}]:{port}")
+            InputUrl::Http { url } | InputUrl::TsHttp { url } => {
+                f.write_str(&mask_credentials(url))
             }
-            InputUrl::Udp {
-                interface: None,
-                host,
-                port,
-            } => write!(f, "udp://{host}:{port}"),
-            InputUrl::Http { url } | InputUrl::TsHttp { url } => f.write_str(url),
-            InputUrl::File { path, looped: true } => write!(f, "file://{path}?loop=true"),
             InputUrl::File {
                 path,
-                looped: false,
-            } => write!(f, "file://{path}"),
+                passes,
+                paced,
+            } => {
+                write!(f, "file://{path}")?;
+                let mut sep = '?';
+                match passes {
+                    None => {
+                        write!(f, "{sep}loop=true")?;
+                        sep = '&';
+                    }
+                    Some(1) => {}
+                    Some(n) => {
+                        write!(f, "{sep}loop={n}")?;
+                        sep = '&';
+                    }
+                }
+                if !paced {
+                    write!(f, "{sep}pace=false")?;
+                }
+                Ok(())
+            }
             InputUrl::Timeshift { source, delay_ms } => {
                 write!(f, "timeshift://{source}/{}", delay_ms / 1000)
             }
         }
     }
+}
+
+/// Query keys whose values are secrets.
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "password",
+    "pass",
+    "passwd",
+    "secret",
+    "key",
+    "auth",
+    "sig",
+    "signature",
+];
+
+/// `url` with the password of its user info and the values of secret-named
+/// query parameters replaced by `***`. Works on strings that do not parse,
+/// so error messages that quote a URL can pass through it too.
+pub fn mask_credentials(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            out.push_str(scheme);
+            out.push_str("://");
+            let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    match userinfo.split_once(':') {
+                        Some((user, _password)) => {
+                            out.push_str(user);
+                            out.push_str(":***");
+                        }
+                        None => out.push_str(userinfo),
+                    }
+                    out.push('@');
+                    out.push_str(host);
+                }
+                None => out.push_str(authority),
+            }
+            out.push_str(path);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str()) => {
+                    format!("{k}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -242,10 +368,10 @@ mod tests {
             }
         );
         assert_eq!(
-            ok("udp://[ff02::1]:5000"),
+            ok("udp://[::1]:5000"),
             InputUrl::Udp {
                 interface: None,
-                host: "ff02::1".into(),
+                host: "::1".into(),
                 port: 5000
             }
         );
@@ -259,10 +385,17 @@ mod tests {
         ));
         assert!(matches!(ok("tshttp://vlc:9090/"), InputUrl::TsHttp { .. }));
         assert_eq!(
+            ok("TSHTTP://cam.example:8080/live.ts")
+                .fetch_url()
+                .as_deref(),
+            Some("http://cam.example:8080/live.ts")
+        );
+        assert_eq!(
             ok("file:///clips/a.ts?loop=true"),
             InputUrl::File {
                 path: "/clips/a.ts".into(),
-                looped: true
+                passes: None,
+                paced: true
             }
         );
         assert_eq!(
@@ -274,11 +407,46 @@ mod tests {
         );
         for s in [
             "udp://eth1@239.0.0.2:1234",
-            "udp://[ff02::1]:5000",
+            "udp://[::1]:5000",
             "file:///a?loop=true",
+            "file:///a?loop=3&pace=false",
+            "file:///a",
+            "timeshift://ort/3600",
+            "http://h.example/a.ts",
         ] {
             assert_eq!(ok(s).to_string(), s);
         }
+    }
+
+    #[test]
+    fn parses_file_options() {
+        assert_eq!(
+            ok("file://clip.ts?pace=false"),
+            InputUrl::File {
+                path: "clip.ts".into(),
+                passes: Some(1),
+                paced: false
+            }
+        );
+        assert_eq!(
+            ok("file://localhost/x.ts?loop=3"),
+            InputUrl::File {
+                path: "/x.ts".into(),
+                passes: Some(3),
+                paced: true
+            }
+        );
+        assert!(matches!(
+            ok("file:///x?loop"),
+            InputUrl::File { passes: None, .. }
+        ));
+        assert!(matches!(
+            ok("file:///x?loop=false"),
+            InputUrl::File {
+                passes: Some(1),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -290,10 +458,16 @@ mod tests {
             "udp://239.0.0.1:0",
             "udp://239.0.0.1:70000",
             "udp://@239.0.0.1:1",
+            "udp://:1234",
+            "udp://../x@239.0.0.1:1",
+            "udp://averyveryverylongname@239.0.0.1:1",
+            "udp://[ff02::1]:1234",
             "http://",
             "http://h:port/",
             "file://",
             "file:///a?lop=true",
+            "file:///x.ts?loop=maybe",
+            "file:///x.ts?loop=0",
             "timeshift://ort",
             "timeshift://../x/10",
             "timeshift://ort/-5",
@@ -306,6 +480,30 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             r#"invalid input URL "udp://239.0.0.1": missing :port"#
+        );
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        let u = ok("https://bob:hunter2@origin.example/ort.ts?token=abc&x=1");
+        assert_eq!(
+            u.to_string(),
+            "https://bob:***@origin.example/ort.ts?token=***&x=1"
+        );
+        assert_eq!(
+            u.fetch_url().as_deref(),
+            Some("https://bob:hunter2@origin.example/ort.ts?token=abc&x=1")
+        );
+        let err = "gopher://bob:hunter2@x/".parse::<InputUrl>().unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(
+            mask_credentials("udp://eth1@239.0.0.1:1"),
+            "udp://eth1@239.0.0.1:1"
+        );
+        assert_eq!(mask_credentials("not a url"), "not a url");
+        assert_eq!(
+            mask_credentials("http://u:p@h/a@b?Key=1"),
+            "http://u:***@h/a@b?Key=***"
         );
     }
 }

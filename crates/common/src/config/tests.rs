@@ -68,7 +68,7 @@ fn the_full_config_reads_every_field() {
     assert_eq!(demo.dvr.as_ref().unwrap().root, "s3://tv-archive/dvr");
     assert!(matches!(
         demo.inputs[0],
-        InputUrl::File { looped: true, .. }
+        InputUrl::File { passes: None, .. }
     ));
 }
 

@@ -22,7 +22,7 @@ use dvr_media::ts::{PacketSync, PACKET_SIZE};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::time::Instant;
 
-use super::{parse_bool, BoxFuture, InputUrl, Source};
+use super::{BoxFuture, InputUrl, Source};
 use crate::error::IngestError;
 
 /// Bytes read (and released) at a time: 56 packets, about 10 KiB.
@@ -44,41 +44,6 @@ pub struct FileTarget {
     pub passes: Option<u64>,
     /// `pace=false` turns real-time pacing off (tests, batch imports).
     pub paced: bool,
-}
-
-impl FileTarget {
-    /// Parses `PATH[?loop=true|false|N][&pace=false]` (the part after `file://`).
-    pub(crate) fn parse(rest: &str) -> Result<Self, String> {
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        // `file://localhost/x` is `/x`.
-        let path = match path.strip_prefix("localhost/") {
-            Some(p) => format!("/{p}"),
-            None => path.to_owned(),
-        };
-        if path.is_empty() {
-            return Err("no path".into());
-        }
-        let mut target = FileTarget {
-            path: PathBuf::from(path),
-            passes: Some(1),
-            paced: true,
-        };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
-            match key {
-                "loop" => {
-                    target.passes = match value.parse::<u64>() {
-                        Ok(0) => return Err("loop=0: play at least one pass".into()),
-                        Ok(n) => Some(n),
-                        Err(_) => (!parse_bool(key, value)?).then_some(1),
-                    }
-                }
-                "pace" => target.paced = parse_bool(key, value)?,
-                _ => return Err(format!("unknown option {key:?} (known: loop, pace)")),
-            }
-        }
-        Ok(target)
-    }
 }
 
 /// Real-time release of chunks by the stream's clock.

@@ -33,47 +33,6 @@ pub struct UdpTarget {
 }
 
 impl UdpTarget {
-    /// Parses `[iface@]host:port` (the part after `udp://`).
-    pub(crate) fn parse(rest: &str) -> Result<Self, String> {
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        let (iface, hostport) = match authority.split_once('@') {
-            Some((iface, hp)) => {
-                let valid = !iface.is_empty()
-                    && iface.len() < 16
-                    && iface
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-                    && !iface.contains("..");
-                if !valid {
-                    return Err(format!("invalid interface name {iface:?}"));
-                }
-                (Some(iface.to_owned()), hp)
-            }
-            None => (None, authority),
-        };
-        let (host, port) = hostport
-            .rsplit_once(':')
-            .ok_or("expected host:port after udp://")?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err("no host (use 0.0.0.0 to listen on every address)".into());
-        }
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| format!("invalid port {port:?}"))?;
-        if host
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|a| a.is_multicast())
-        {
-            return Err("IPv6 multicast is not supported yet".into());
-        }
-        Ok(UdpTarget {
-            iface,
-            host: host.to_owned(),
-            port,
-        })
-    }
-
     /// The IPv4 multicast group, if the host is one.
     pub fn multicast_group(&self) -> Option<Ipv4Addr> {
         self.host
