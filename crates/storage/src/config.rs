@@ -58,6 +58,12 @@ pub struct StorageConfig {
     /// upload is about twice this.
     #[serde(default = "default_part_size")]
     pub part_size: usize,
+    /// Largest upload of known length sent as one streamed PUT (S3, Swift),
+    /// in bytes; larger ones use parts. Default and maximum 5 GiB, the
+    /// stores' limit; 0 always uses parts. One PUT per chunk is what keeps
+    /// the request bill at two PUTs per stream-hour.
+    #[serde(default = "default_single_put_max")]
+    pub single_put_max: u64,
 }
 
 impl Default for StorageConfig {
@@ -68,8 +74,13 @@ impl Default for StorageConfig {
             retry: RetryConfig::default(),
             timeout: TimeoutConfig::default(),
             part_size: default_part_size(),
+            single_put_max: default_single_put_max(),
         }
     }
+}
+
+fn default_single_put_max() -> u64 {
+    crate::upload::MAX_SINGLE_PUT
 }
 
 fn default_part_size() -> usize {

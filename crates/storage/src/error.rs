@@ -20,6 +20,7 @@ pub enum Op {
     Put,
     /// [`Storage::put_writer`](crate::Storage::put_writer) and its writer.
     PutStream,
+    /// [`Storage::put_source`](crate::Storage::put_source) and
     /// [`Storage::put_file`](crate::Storage::put_file).
     PutFile,
     /// [`Storage::get`](crate::Storage::get).
@@ -46,7 +47,7 @@ impl Op {
         match self {
             Op::Put => "put",
             Op::PutStream => "streamed put",
-            Op::PutFile => "put from file",
+            Op::PutFile => "upload",
             Op::Get => "get",
             Op::GetRange => "ranged get",
             Op::Stat => "stat",
@@ -151,8 +152,9 @@ pub enum StorageError {
         after: Duration,
     },
 
-    /// Reading the local file of a [`put_file`](crate::Storage::put_file).
-    #[error("{op} {key:?} on {uri}: reading local file {path}: {source}")]
+    /// Reading the source of a [`put_source`](crate::Storage::put_source)
+    /// (a local file, the live log).
+    #[error("{op} {key:?} on {uri}: reading {path}: {source}")]
     LocalFile {
         /// The operation.
         op: Op,
@@ -160,7 +162,7 @@ pub enum StorageError {
         key: String,
         /// The archive root, credentials masked.
         uri: String,
-        /// The local path.
+        /// Where the bytes come from ([`UploadSource::origin`](crate::UploadSource::origin)).
         path: String,
         /// The I/O error.
         source: std::io::Error,

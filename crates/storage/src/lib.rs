@@ -25,6 +25,7 @@ pub mod retry;
 pub mod storage;
 pub mod swift_auth;
 pub mod timeout;
+pub mod upload;
 pub mod uri;
 
 #[cfg(any(test, feature = "testsuite"))]
@@ -38,6 +39,7 @@ pub use resolver::{decorate, resolve, resolve_with_clock};
 pub use retry::RetryStorage;
 pub use storage::{ObjectMeta, ObjectWriter, Storage};
 pub use timeout::TimeoutStorage;
+pub use upload::{FileUpload, UploadSource, MAX_SINGLE_PUT};
 pub use uri::{Protocol, StorageUri};
 
 /// Registers OpenDAL's services and HTTP transport, and makes rustls with

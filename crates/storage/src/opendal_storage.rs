@@ -10,17 +10,16 @@
 
 use std::future::Future;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dvr_common::error::ErrorKind;
 use dvr_common::{Clock, UtcMs};
 use futures::{StreamExt, TryStreamExt};
 use opendal::{ErrorKind as OdKind, Operator};
-use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 use tracing::debug;
 
@@ -30,6 +29,7 @@ use crate::key::{validate_prefix, ObjectKey};
 use crate::redact::Redactor;
 use crate::storage::{ObjectMeta, ObjectWriter, Storage};
 use crate::swift_auth::{refresh_at, SwiftAuth, SwiftToken};
+use crate::upload::{exact_stream, streamed_put, PutFailure, UploadSource, MAX_SINGLE_PUT};
 use crate::uri::{Protocol, StorageUri};
 
 /// Where Swift keeps the segments of large objects (OpenDAL's convention);
@@ -52,8 +52,16 @@ pub struct OpendalStorage {
     protocol: Protocol,
     backend: Backend,
     part_size: usize,
+    single_put_max: u64,
+    upload_timeout: Duration,
+    /// For single PUTs to presigned S3 URLs (Swift uses its session's).
+    http: reqwest::Client,
     redactor: Redactor,
 }
+
+/// How long a presigned upload URL stays valid: the upload must start in
+/// this time, not finish.
+const PRESIGN_VALIDITY: Duration = Duration::from_secs(900);
 
 #[derive(Debug)]
 enum Backend {
@@ -109,11 +117,18 @@ impl OpendalStorage {
                 SwiftSession::new(uri, &config.swift, clock, redactor.clone()).map_err(cfg_err)?,
             )),
         };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| cfg_err(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             uri: shown,
             protocol: uri.protocol(),
             backend,
             part_size: config.part_size,
+            single_put_max: config.single_put_max.min(MAX_SINGLE_PUT),
+            upload_timeout: config.timeout.upload(),
+            http,
             redactor,
         })
     }
@@ -226,36 +241,61 @@ impl OpendalStorage {
             Backend::Plain { .. } => None,
         }
     }
+}
 
-    async fn put_file_inner(&self, key: &str, path: &Path) -> StorageResult<u64> {
-        let local_err = |source: std::io::Error| StorageError::LocalFile {
-            op: Op::PutFile,
-            key: key.to_owned(),
-            uri: self.uri.clone(),
-            path: path.display().to_string(),
-            source,
-        };
-        let mut file = tokio::fs::File::open(path).await.map_err(local_err)?;
+impl OpendalStorage {
+    /// A streamed upload through OpenDAL's writer: multipart on S3, SLO on
+    /// Swift, a temporary file renamed into place on the file backend.
+    async fn put_in_parts(&self, key: &str, source: &dyn UploadSource) -> StorageResult<u64> {
         let mut w = self.writer(Op::PutFile, key).await?;
-        let read_size = self.part_size.min(4 * 1024 * 1024);
-        loop {
-            let mut buf = BytesMut::with_capacity(read_size);
-            let n = match file.read_buf(&mut buf).await {
-                Ok(n) => n,
+        let mut stream = exact_stream(source);
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
                 Err(e) => {
                     let _ = w.inner.abort().await;
-                    return Err(local_err(e));
+                    return Err(StorageError::LocalFile {
+                        op: Op::PutFile,
+                        key: key.to_owned(),
+                        uri: self.uri.clone(),
+                        path: source.origin(),
+                        source: e,
+                    });
                 }
             };
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = w.write_op(Op::PutFile, buf.freeze()).await {
+            if let Err(e) = w.write_op(Op::PutFile, chunk).await {
                 let _ = w.inner.abort().await;
                 return Err(e);
             }
         }
         w.finish_op(Op::PutFile).await
+    }
+
+    /// One PUT to a presigned S3 URL, the body streamed from `source`.
+    async fn s3_single_put(
+        &self,
+        op: &Operator,
+        key: &str,
+        source: &dyn UploadSource,
+    ) -> StorageResult<()> {
+        let signed = op
+            .presign_write(key, PRESIGN_VALIDITY)
+            .await
+            .map_err(|e| map_opendal_err(&self.uri, &self.redactor, Op::PutFile, key, &e))?;
+        let headers = signed.header().clone();
+        streamed_put(
+            &self.http,
+            &signed.uri().to_string(),
+            headers,
+            source,
+            self.upload_timeout,
+        )
+        .await
+        .map_err(|f| {
+            f.into_error(Op::PutFile, key, &self.uri, &source.origin(), |t| {
+                self.redactor.scrub(t)
+            })
+        })
     }
 }
 
@@ -337,9 +377,28 @@ impl Storage for OpendalStorage {
         Ok(Box::new(self.writer(Op::PutStream, key).await?))
     }
 
-    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
+    async fn put_source(&self, key: &str, source: Arc<dyn UploadSource>) -> StorageResult<u64> {
         ObjectKey::parse(key)?;
-        self.put_file_inner(key, path).await
+        let len = source.len();
+        if len > self.single_put_max {
+            return self.put_in_parts(key, source.as_ref()).await;
+        }
+        match &self.backend {
+            Backend::Plain { op, .. } if self.protocol == Protocol::S3 => {
+                self.s3_single_put(op, key, source.as_ref()).await?;
+            }
+            Backend::Swift(session) => {
+                let replaced = self.replaced_segments(key).await;
+                session
+                    .single_put(key, source.as_ref(), self.upload_timeout, &self.uri)
+                    .await?;
+                if let Some((s, old)) = replaced {
+                    s.delete_segments(&old).await;
+                }
+            }
+            Backend::Plain { .. } => return self.put_in_parts(key, source.as_ref()).await,
+        }
+        Ok(len)
     }
 
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
@@ -809,6 +868,86 @@ impl SwiftSession {
             .collect()
     }
 
+    /// The current login, or the error that says why there is none.
+    async fn logged_in(&self, op: Op, key: &str, uri: &str) -> StorageResult<SwiftCurrent> {
+        self.current().await.map_err(|(detail, transient)| {
+            let detail = self.redactor.scrub(&detail);
+            let (key, uri) = (key.to_owned(), uri.to_owned());
+            if transient {
+                StorageError::Unavailable {
+                    op,
+                    key,
+                    uri,
+                    detail,
+                }
+            } else {
+                StorageError::Denied {
+                    op,
+                    key,
+                    uri,
+                    detail,
+                }
+            }
+        })
+    }
+
+    /// The URL of `key` in the container, under the root.
+    fn object_url(&self, cur: &SwiftCurrent, key: &str) -> String {
+        let path = format!("{}{}", self.root.trim_start_matches('/'), key);
+        format!(
+            "{}/{}/{}",
+            cur.token.storage_url,
+            encode_path(&self.container),
+            encode_path(&path)
+        )
+    }
+
+    /// One PUT of the whole object, its body streamed from `source`; a
+    /// token that expired early is renewed once.
+    async fn single_put(
+        &self,
+        key: &str,
+        source: &dyn UploadSource,
+        timeout: Duration,
+        uri: &str,
+    ) -> StorageResult<()> {
+        let mut renewed = false;
+        loop {
+            let cur = self.logged_in(Op::PutFile, key, uri).await?;
+            let mut headers = reqwest::header::HeaderMap::new();
+            let token =
+                reqwest::header::HeaderValue::from_str(cur.token.token.expose()).map_err(|_| {
+                    StorageError::Denied {
+                        op: Op::PutFile,
+                        key: key.to_owned(),
+                        uri: uri.to_owned(),
+                        detail: "the Swift token is not a valid header value".to_owned(),
+                    }
+                })?;
+            headers.insert("X-Auth-Token", token);
+            match streamed_put(
+                &self.http,
+                &self.object_url(&cur, key),
+                headers,
+                source,
+                timeout,
+            )
+            .await
+            {
+                Ok(()) => return Ok(()),
+                Err(PutFailure::Status(401, _)) if !renewed && self.auth.can_refresh() => {
+                    self.invalidate().await;
+                    renewed = true;
+                }
+                Err(f) => {
+                    return Err(f.into_error(Op::PutFile, key, uri, &source.origin(), |t| {
+                        self.redactor.scrub(t)
+                    }))
+                }
+            }
+        }
+    }
+
     /// Deletes segment objects by container-relative name; best effort.
     async fn delete_segments(&self, names: &[String]) {
         let Ok(cur) = self.current().await else {
@@ -842,31 +981,10 @@ impl SwiftSession {
         let mut renewed = false;
         let mut slo = true;
         loop {
-            let cur = self.current().await.map_err(|(detail, transient)| {
-                let detail = self.redactor.scrub(&detail);
-                let (op, key, uri) = (Op::Delete, key.to_owned(), uri.to_owned());
-                if transient {
-                    StorageError::Unavailable {
-                        op,
-                        key,
-                        uri,
-                        detail,
-                    }
-                } else {
-                    StorageError::Denied {
-                        op,
-                        key,
-                        uri,
-                        detail,
-                    }
-                }
-            })?;
-            let path = format!("{}{}", self.root.trim_start_matches('/'), key);
+            let cur = self.logged_in(Op::Delete, key, uri).await?;
             let url = format!(
-                "{}/{}/{}{}",
-                cur.token.storage_url,
-                encode_path(&self.container),
-                encode_path(&path),
+                "{}{}",
+                self.object_url(&cur, key),
                 if slo {
                     "?multipart-manifest=delete"
                 } else {

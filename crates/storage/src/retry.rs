@@ -4,11 +4,10 @@
 //! a 503 under load: these pass, and the recorder must not lose an hour of
 //! TV over them. Only errors that [`StorageError::is_transient`] marks are
 //! retried; a missing object or a rejected key fails at once. A streamed
-//! writer cannot be replayed and is passed through untouched; `put_file`
-//! re-reads its file and is retried whole.
+//! writer cannot be replayed and is passed through untouched; `put_source`
+//! reads its source again from the start and is retried whole.
 
 use std::ops::Range;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use tracing::warn;
 use crate::config::RetryConfig;
 use crate::error::{StorageError, StorageResult};
 use crate::storage::{ObjectMeta, ObjectWriter, Storage};
+use crate::upload::UploadSource;
 
 /// A [`Storage`] that retries the transient failures of another.
 #[derive(Debug)]
@@ -91,9 +91,11 @@ impl Storage for RetryStorage {
             .await
     }
 
-    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
-        self.retry("put_file", || self.inner.put_file(key, path))
-            .await
+    async fn put_source(&self, key: &str, source: Arc<dyn UploadSource>) -> StorageResult<u64> {
+        self.retry("put_source", || {
+            self.inner.put_source(key, Arc::clone(&source))
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
@@ -174,7 +176,7 @@ mod tests {
         async fn put_writer(&self, _: &str) -> StorageResult<Box<dyn ObjectWriter>> {
             unreachable!()
         }
-        async fn put_file(&self, _: &str, _: &Path) -> StorageResult<u64> {
+        async fn put_source(&self, _: &str, _: Arc<dyn UploadSource>) -> StorageResult<u64> {
             unreachable!()
         }
         async fn get(&self, _: &str) -> StorageResult<Bytes> {

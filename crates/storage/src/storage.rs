@@ -9,12 +9,14 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use dvr_common::UtcMs;
 
-use crate::error::StorageResult;
+use crate::error::{Op, StorageError, StorageResult};
+use crate::upload::{FileUpload, UploadSource};
 
 /// What the store knows about one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,13 +62,30 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Starts a streamed upload to `key`. The writer is not retried as a
     /// whole by the retry decorator: a caller that can replay its input should
-    /// prefer [`Storage::put_file`].
+    /// prefer [`Storage::put_source`].
     async fn put_writer(&self, key: &str) -> StorageResult<Box<dyn ObjectWriter>>;
 
-    /// Uploads the local file at `path` to `key`, streamed in parts; returns
-    /// the number of bytes written. Safe to retry: the file is read again from
-    /// the start.
-    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64>;
+    /// Uploads `source` to `key` and returns the number of bytes written: as
+    /// one streamed PUT where the store allows objects of that size (S3 and
+    /// Swift, up to 5 GiB), else as a multipart or segmented upload. Safe to
+    /// retry: the source is read again from the start. A source that yields
+    /// a different number of bytes than it announced fails the upload.
+    async fn put_source(&self, key: &str, source: Arc<dyn UploadSource>) -> StorageResult<u64>;
+
+    /// Uploads the local file at `path` to `key` ([`Storage::put_source`]
+    /// with a [`FileUpload`]).
+    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
+        let source = FileUpload::open(path)
+            .await
+            .map_err(|source| StorageError::LocalFile {
+                op: Op::PutFile,
+                key: key.to_owned(),
+                uri: self.uri().to_owned(),
+                path: path.display().to_string(),
+                source,
+            })?;
+        self.put_source(key, Arc::new(source)).await
+    }
 
     /// Reads the whole object.
     async fn get(&self, key: &str) -> StorageResult<Bytes>;

@@ -54,6 +54,7 @@ pub async fn run_all(s: &dyn Storage, o: &SuiteOptions) {
     delete_many(s, o).await;
     streamed_put(s, o).await;
     put_file(s, o).await;
+    put_source_of_wrong_length(s, o).await;
     if o.many_keys > 0 {
         list_paginates(s, o).await;
     }
@@ -446,6 +447,46 @@ pub async fn put_file(s: &dyn Storage, o: &SuiteOptions) {
         .await
         .expect_err(&ctx(s, "missing local file"));
     assert!(matches!(err, StorageError::LocalFile { .. }), "{err}");
+}
+
+/// An upload source that yields fewer or more bytes than it announced fails
+/// the upload, and nothing appears under the key.
+pub async fn put_source_of_wrong_length(s: &dyn Storage, o: &SuiteOptions) {
+    #[derive(Debug)]
+    struct Lying {
+        data: Bytes,
+        announced: u64,
+    }
+    impl crate::UploadSource for Lying {
+        fn len(&self) -> u64 {
+            self.announced
+        }
+        fn open(&self) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+            use futures::StreamExt;
+            futures::stream::iter([Ok(self.data.clone())]).boxed()
+        }
+        fn origin(&self) -> String {
+            "a lying test source".to_owned()
+        }
+    }
+    let key = format!("{}lying.ts", o.base);
+    for announced in [1000, 3000] {
+        let source = Lying {
+            data: pattern(2000, 3),
+            announced,
+        };
+        let err = s
+            .put_source(&key, std::sync::Arc::new(source))
+            .await
+            .expect_err(&ctx(s, "a source of the wrong length"));
+        assert!(matches!(err, StorageError::LocalFile { .. }), "{err}");
+        assert!(err.to_string().contains("announced"), "{err}");
+        assert!(
+            s.stat(&key).await.expect(&ctx(s, "stat")).is_none(),
+            "{}",
+            ctx(s, "a failed upload left an object")
+        );
+    }
 }
 
 /// Listing more keys than one page of the store returns all of them.

@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::ops::Range;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use bytes::Bytes;
 use crate::config::TimeoutConfig;
 use crate::error::{Op, StorageError, StorageResult};
 use crate::storage::{ObjectMeta, ObjectWriter, Storage};
+use crate::upload::UploadSource;
 
 /// A [`Storage`] whose operations fail with [`StorageError::Timeout`] when
 /// they take too long.
@@ -74,12 +74,12 @@ impl Storage for TimeoutStorage {
         .await
     }
 
-    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
+    async fn put_source(&self, key: &str, source: Arc<dyn UploadSource>) -> StorageResult<u64> {
         self.limit(
             Op::PutFile,
             key,
             self.upload,
-            self.inner.put_file(key, path),
+            self.inner.put_source(key, source),
         )
         .await
     }
@@ -156,7 +156,7 @@ mod tests {
         async fn put_writer(&self, _: &str) -> StorageResult<Box<dyn ObjectWriter>> {
             hang().await
         }
-        async fn put_file(&self, _: &str, _: &Path) -> StorageResult<u64> {
+        async fn put_source(&self, _: &str, _: Arc<dyn UploadSource>) -> StorageResult<u64> {
             hang().await
         }
         async fn get(&self, _: &str) -> StorageResult<Bytes> {
