@@ -1,14 +1,15 @@
 //! The recorder: copies each stream's live log to the archive.
 //!
 //! At every copy-interval boundary (and at shutdown) the segments of the
-//! closed window are written as one chunk object, streamed segment by
-//! segment, then its index; only then is the window considered archived and
+//! closed window are written as one chunk object, one PUT streamed segment
+//! by segment from the live log ([`upload`]), then its index; only then is the window considered archived and
 //! the live log allowed to forget it (after a margin). Object keys are
 //! deterministic, so replaying a window after a crash rewrites the same
 //! keys: nothing is lost and nothing is duplicated.
 
 pub mod config;
 pub mod recorder;
+pub mod upload;
 
 pub use config::RecorderConfig;
 pub use recorder::{RecorderError, StreamRecorder};

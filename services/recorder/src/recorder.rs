@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::RecorderConfig;
+use crate::upload::LiveLogUpload;
 
 /// Why a copy failed; the recorder retries on the next tick.
 #[derive(Debug, thiserror::Error)]
@@ -160,50 +161,33 @@ impl StreamRecorder {
             key: ts_key.clone(),
             source,
         };
-        let storage = Arc::clone(self.archive.storage());
-        let mut writer = storage
-            .put_writer(&ts_key)
-            .await
-            .map_err(|e| archive_err(e.into()))?;
+        let codecs = self
+            .log
+            .codecs(first.seq)
+            .map(|c| (*c).clone())
+            .unwrap_or_default();
         let mut records = Vec::with_capacity(group.len());
-        let mut codecs = None;
         for meta in group {
-            let log = Arc::clone(&self.log);
-            let seq = meta.seq;
-            let segment = match tokio::task::spawn_blocking(move || log.get(seq)).await {
-                Ok(Ok(Some(segment))) => segment,
-                Ok(Ok(None)) | Err(_) => {
-                    let _ = writer.abort().await;
-                    return Err(RecorderError::Missing {
-                        stream: self.stream.clone(),
-                        seq,
-                    });
-                }
-                Ok(Err(source)) => {
-                    let _ = writer.abort().await;
-                    return Err(RecorderError::LiveLog {
-                        stream: self.stream.clone(),
-                        source,
-                    });
-                }
-            };
-            codecs.get_or_insert_with(|| Arc::clone(&segment.codecs));
-            let length = u32::try_from(segment.payload.len()).unwrap_or(u32::MAX);
+            let length = u32::try_from(meta.bytes).map_err(|_| RecorderError::Missing {
+                stream: self.stream.clone(),
+                seq: meta.seq,
+            })?;
             records.push((
-                seq,
+                meta.seq,
                 meta.utc_start,
                 meta.duration,
                 meta.pts_start,
                 length,
                 meta.flags,
             ));
-            if let Err(e) = writer.write(segment.payload).await {
-                let _ = writer.abort().await;
-                return Err(archive_err(e.into()));
-            }
         }
-        writer.finish().await.map_err(|e| archive_err(e.into()))?;
-        let codecs = codecs.map(|c| (*c).clone()).unwrap_or_default();
+        // One PUT streamed from the live log (parts only past 5 GiB).
+        let source = LiveLogUpload::new(self.stream.clone(), Arc::clone(&self.log), group);
+        self.archive
+            .storage()
+            .put_source(&ts_key, Arc::new(source))
+            .await
+            .map_err(|e| archive_err(e.into()))?;
         let index = ChunkIndex::from_segments(codecs, records);
         let entry = self
             .archive
