@@ -40,6 +40,7 @@ fmt: ## Format the code
 clips: ## Regenerate the committed test clips with ffmpeg
 	scripts/make-clips.sh testdata
 
-bench: build ## Measure segmenter, live latency and CPU per stream against ffmpeg (bench/README.md)
+bench: build ## Measure segmenter, live path and archive uploads against their peers (bench/README.md)
 	bench/segmenter.sh
 	bench/live.sh
+	bench/storage.sh
