@@ -131,28 +131,8 @@ impl Config {
     /// Parses and validates a YAML configuration. `source_name` is the file
     /// name errors start with.
     pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line()).filter(|&l| l > 0);
-            let message = serde_saphyr::DefaultMessageFormatter
-                .format_message(e.without_snippet())
-                .into_owned();
-            let mut path = line.map(|l| yaml_path_at_line(text, l)).unwrap_or_default();
-            // These point at a key (unknown) or at the map (missing): the
-            // field is named in the message, the path is the map holding it.
-            // On a flow map's line the heuristic already stops at the map.
-            let field = message.split('`').nth(1).unwrap_or_default();
-            let unknown_here =
-                message.starts_with("unknown field") && path.rsplit('.').next() == Some(field);
-            if unknown_here || message.starts_with("missing field") {
-                path.truncate(path.rfind('.').unwrap_or(0));
-            }
-            ConfigError {
-                source_name: source_name.to_owned(),
-                line,
-                path,
-                message,
-            }
-        })?;
+        let raw: RawConfig =
+            serde_saphyr::from_str(text).map_err(|e| yaml_error(text, source_name, &e))?;
         Validator { source_name }.config(raw)
     }
 
@@ -389,6 +369,45 @@ impl Validator<'_> {
             schedule,
             spool: None,
         })
+    }
+}
+
+/// Deserializes the configuration text as any `T`, with errors in the same
+/// form as [`Config::from_yaml_str`] (file, line, dotted path).
+///
+/// This is how a section that another crate defines is read: the binary
+/// reads `storage:` into the storage crate's type with a struct that holds
+/// only that field, so this crate need not depend on the storage crate, and
+/// [`Config::from_yaml_str`] accepts the section without looking inside.
+pub fn from_yaml_str_as<T: serde::de::DeserializeOwned>(
+    text: &str,
+    source_name: &str,
+) -> Result<T, ConfigError> {
+    serde_saphyr::from_str(text).map_err(|e| yaml_error(text, source_name, &e))
+}
+
+/// A serde-saphyr error as a [`ConfigError`], with the path of the key on
+/// the error's line.
+fn yaml_error(text: &str, source_name: &str, e: &serde_saphyr::Error) -> ConfigError {
+    let line = e.location().map(|l| l.line()).filter(|&l| l > 0);
+    let message = serde_saphyr::DefaultMessageFormatter
+        .format_message(e.without_snippet())
+        .into_owned();
+    let mut path = line.map(|l| yaml_path_at_line(text, l)).unwrap_or_default();
+    // These point at a key (unknown) or at the map (missing): the field is
+    // named in the message, the path is the map holding it. On a flow map's
+    // line the heuristic already stops at the map.
+    let field = message.split('`').nth(1).unwrap_or_default();
+    let unknown_here =
+        message.starts_with("unknown field") && path.rsplit('.').next() == Some(field);
+    if unknown_here || message.starts_with("missing field") {
+        path.truncate(path.rfind('.').unwrap_or(0));
+    }
+    ConfigError {
+        source_name: source_name.to_owned(),
+        line,
+        path,
+        message,
     }
 }
 

@@ -11,7 +11,8 @@
 //! The one idea to read it: keys are relative to the root and validated
 //! before anything is sent, errors name the operation, key and masked URI,
 //! and the same conformance suite ([`testsuite`], feature `testsuite`) runs
-//! on every backend.
+//! on every backend, the real servers started by `testservers` (same
+//! feature).
 
 #![warn(missing_docs)]
 
@@ -30,6 +31,9 @@ pub mod uri;
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+
+#[cfg(feature = "testsuite")]
+pub mod testservers;
 
 pub use config::{RetryConfig, S3Config, Secret, StorageConfig, SwiftConfig, TimeoutConfig};
 pub use error::{Op, StorageError, StorageResult};

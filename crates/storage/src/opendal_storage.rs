@@ -57,6 +57,9 @@ pub struct OpendalStorage {
     /// For single PUTs to presigned S3 URLs (Swift uses its session's).
     http: reqwest::Client,
     redactor: Redactor,
+    /// For S3, the endpoint as configured, so the start-up check can say
+    /// which one it could not reach (OpenDAL's text buries it in a context).
+    s3_endpoint: Option<String>,
 }
 
 /// How long a presigned upload URL stays valid: the upload must start in
@@ -130,6 +133,13 @@ impl OpendalStorage {
             upload_timeout: config.timeout.upload(),
             http,
             redactor,
+            s3_endpoint: (uri.protocol() == Protocol::S3).then(|| {
+                config
+                    .s3
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "of AWS for the region".to_owned())
+            }),
         })
     }
 
@@ -613,7 +623,18 @@ impl Storage for OpendalStorage {
                     ErrorKind::Forbidden,
                 ),
                 StorageError::Unavailable { detail, .. } => (
-                    format!("cannot reach the endpoint: check the endpoint setting ({detail})"),
+                    match &self.s3_endpoint {
+                        // OpenDAL's text is `... context: { url: ..., } =>
+                        // send http request, source: CAUSE`; the cause and
+                        // the endpoint are what an operator needs.
+                        Some(endpoint) => format!(
+                            "cannot reach the endpoint {endpoint}: check the endpoint setting ({})",
+                            detail.rsplit("source: ").next().unwrap_or(detail).trim()
+                        ),
+                        None => format!(
+                            "cannot reach the endpoint: check the endpoint setting ({detail})"
+                        ),
+                    },
                     ErrorKind::Unavailable,
                 ),
                 other => (other.to_string(), other_kind(other)),

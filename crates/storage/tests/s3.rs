@@ -2,13 +2,11 @@
 //! `s3s-fs` 0.14.1, which checks SigV4 signatures, started on a loopback
 //! port for this test binary.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
+use dvr_storage::testservers::{free_port, S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
 use dvr_storage::testsuite::{run_all, SuiteOptions};
 use dvr_storage::{resolve, Secret, Storage, StorageConfig, StorageError, StorageUri};
 
@@ -80,7 +78,7 @@ async fn check_names_a_missing_bucket_bad_credentials_and_a_dead_endpoint() {
     );
 
     let mut dead = cfg.clone();
-    dead.s3.endpoint = Some(format!("http://127.0.0.1:{}", common::free_port()));
+    dead.s3.endpoint = Some(format!("http://127.0.0.1:{}", free_port()));
     let err = storage("s3://archive/p", &dead).check().await.unwrap_err();
     let line = err.to_string();
     assert!(line.contains("cannot reach the endpoint"), "{line}");

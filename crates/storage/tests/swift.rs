@@ -3,13 +3,11 @@
 //! `s3api` middleware). One node is started for the whole binary: Swift's
 //! Python servers take seconds to start.
 
-mod common;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{SwiftNode, SWIFT_KEY, SWIFT_USER};
 use dvr_common::{SimulatedClock, UtcMs};
+use dvr_storage::testservers::{SwiftNode, SWIFT_KEY, SWIFT_USER};
 use dvr_storage::testsuite::{run_all, SuiteOptions};
 use dvr_storage::{resolve, resolve_with_clock, Secret, Storage, StorageConfig, StorageUri};
 

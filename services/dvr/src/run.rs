@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use dvr_archive::store::ArchiveStore;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
@@ -24,6 +24,8 @@ use dvr_recorder::{RecorderConfig, StreamRecorder};
 use dvr_storage::{StorageConfig, StorageUri};
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+use crate::config::RunConfig;
 
 /// Arguments of `dvr run`.
 #[derive(Debug, Args)]
@@ -57,12 +59,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
-fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
+fn load_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
+    let env = |key: &str| std::env::var(key).ok();
     match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config {}", path.display()))?;
-            Ok(Config::from_yaml_str(&text, &path.display().to_string())?)
+            Ok(RunConfig::from_yaml_str(
+                &text,
+                &path.display().to_string(),
+                env,
+            )?)
         }
         None => {
             std::fs::create_dir_all(&args.data_dir)
@@ -78,7 +85,11 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
                 data.display(),
                 clip.display()
             );
-            Ok(Config::from_yaml_str(&yaml, "the demo configuration")?)
+            Ok(RunConfig::from_yaml_str(
+                &yaml,
+                "the demo configuration",
+                env,
+            )?)
         }
     }
 }
@@ -90,7 +101,10 @@ struct Running {
 }
 
 async fn serve(args: &RunArgs) -> anyhow::Result<()> {
-    let config = load_config(args)?;
+    let RunConfig {
+        node: config,
+        storage: storage_config,
+    } = load_config(args)?;
     let listen = args.listen.unwrap_or(config.http.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
@@ -99,7 +113,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let mut running = Vec::new();
     for (name, stream) in &config.streams {
         let archive = match &stream.dvr {
-            Some(dvr) => Some(open_archive(&mut archives, name, dvr).await?),
+            Some(dvr) => Some(open_archive(&mut archives, name, dvr, &storage_config).await?),
             None => None,
         };
         running.push(
@@ -146,6 +160,7 @@ async fn open_archive(
     archives: &mut HashMap<String, Arc<ArchiveStore>>,
     name: &StreamName,
     dvr: &DvrConfig,
+    storage_config: &StorageConfig,
 ) -> anyhow::Result<Arc<ArchiveStore>> {
     if let Some(root) = dvr.root.strip_prefix("file://") {
         std::fs::create_dir_all(root)
@@ -154,18 +169,19 @@ async fn open_archive(
     let store = match archives.get(&dvr.root) {
         Some(store) => Arc::clone(store),
         None => {
+            // Storage errors name the URI (never with credentials) and say
+            // what to check; prefixing the stream makes the one line an
+            // operator needs. `{e}` is already the whole story: no chain.
             let uri: StorageUri = dvr
                 .root
                 .parse()
-                .with_context(|| format!("stream {name}: archive root"))?;
-            let mut storage_config = StorageConfig::default();
-            storage_config.apply_env(|key| std::env::var(key).ok());
-            let storage = dvr_storage::resolve(&uri, &storage_config)
-                .with_context(|| format!("stream {name}: archive {uri}"))?;
+                .map_err(|e| anyhow!("stream {name}: archive root: {e}"))?;
+            let storage = dvr_storage::resolve(&uri, storage_config)
+                .map_err(|e| anyhow!("stream {name}: {e}"))?;
             storage
                 .check()
                 .await
-                .with_context(|| format!("stream {name}: archive {uri} is not usable"))?;
+                .map_err(|e| anyhow!("stream {name}: {e}"))?;
             let store = Arc::new(ArchiveStore::new(storage));
             archives.insert(dvr.root.clone(), Arc::clone(&store));
             store
@@ -174,7 +190,7 @@ async fn open_archive(
     let report = store
         .load(name)
         .await
-        .with_context(|| format!("stream {name}: cannot list its archive"))?;
+        .map_err(|e| anyhow!("stream {name}: cannot load its archive: {e}"))?;
     info!(stream = %name, chunks = report.chunks, orphans = report.orphans.len(), bad = report.bad.len(), "archive loaded");
     Ok(store)
 }

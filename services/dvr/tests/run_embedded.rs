@@ -4,143 +4,16 @@
 //!
 //! ffmpeg and ffprobe are required: `make test-deps` installs them.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dvr_common::CivilTime;
-
-fn dvr_bin() -> PathBuf {
-    std::env::var_os("DVR_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvr")), PathBuf::from)
-}
-
-/// Child processes killed when the test ends, however it ends.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.0 GET: (status, body).
-fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, Vec::new());
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(raw.len(), |p| p + 4);
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, raw[split..].to_vec())
-}
-
-fn text(port: u16, path: &str) -> String {
-    let (status, body) = get(port, path);
-    assert_eq!(
-        status,
-        200,
-        "GET {path}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    String::from_utf8(body).unwrap()
-}
-
-/// `2026-11-21T14:05:32.040Z` to milliseconds.
-fn parse_pdt(s: &str) -> i64 {
-    let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap();
-    let civil = CivilTime {
-        year: i64::from(n(0..4)),
-        month: n(5..7),
-        day: n(8..10),
-        hour: n(11..13),
-        minute: n(14..16),
-        second: n(17..19),
-        millis: n(20..23),
-    };
-    civil.to_utc().unwrap().0
-}
-
-/// A media playlist's segments: (start ms from the PDTs, duration ms, uri),
-/// and how many discontinuities it marks.
-fn segments(playlist: &str) -> (Vec<(i64, i64, String)>, usize) {
-    let mut out = Vec::new();
-    let mut next_start = None;
-    let mut duration = 0;
-    let mut discontinuities = 0;
-    for line in playlist.lines() {
-        if let Some(pdt) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
-            next_start = Some(parse_pdt(pdt));
-        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
-            let d = d.trim_end_matches(',');
-            let (s, ms) = d.split_once('.').unwrap();
-            duration = s.parse::<i64>().unwrap() * 1000 + ms.parse::<i64>().unwrap();
-        } else if line == "#EXT-X-DISCONTINUITY" {
-            discontinuities += 1;
-        } else if !line.starts_with('#') && !line.is_empty() {
-            let start = next_start.expect("a PDT before the first segment");
-            out.push((start, duration, line.to_owned()));
-            next_start = Some(start + duration);
-        }
-    }
-    (out, discontinuities)
-}
-
-fn recorded_span(port: u16, stream: &str) -> Option<(i64, i64)> {
-    let (status, body) = get(port, &format!("/{stream}/recording_status.json"));
-    if status != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    Some((v[stream]["from"].as_i64()?, v[stream]["to"].as_i64()?))
-}
-
-// Polling real processes from a plain test thread: no executor to block.
-#[allow(clippy::disallowed_methods)]
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+use support::{
+    dvr_bin, ffprobe_duration, free_tcp_port, free_udp_port, get, recorded_span, segments,
+    start_source, text, wait_for, Procs,
+};
 
 fn start_dvr(config: &Path, data: &Path) -> Child {
     Command::new(dvr_bin())
@@ -152,27 +25,6 @@ fn start_dvr(config: &Path, data: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start dvr run")
-}
-
-fn ffprobe_duration(url: &str) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            url,
-        ])
-        .output()
-        .expect("ffprobe: run `make test-deps`");
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 fn files_under(dir: &Path, ext: &str) -> usize {
@@ -211,35 +63,6 @@ fn write_config(dir: &Path, http: u16, udp: &[u16]) -> PathBuf {
     config
 }
 
-/// ffmpeg sending a live H.264 + AAC stream to a UDP port in real time.
-fn start_source(udp: u16, pattern: &str) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("{pattern}=size=640x360:rate=25"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-        .args([
-            "-t",
-            "90",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ])
-        .args(["-c:a", "aac", "-f", "mpegts"])
-        .arg(format!("udp://127.0.0.1:{udp}?pkt_size=1316"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg: run `make test-deps`")
-}
-
 /// Records, stops `dvr run` with `signal`, restarts it, and checks that every
 /// segment served before is still served, byte for byte, after a
 /// discontinuity. `check_stopped` looks at the data while it is down.
@@ -250,7 +73,7 @@ fn restart_keeps_every_segment(signal: &str, check_stopped: impl Fn(&Path)) {
     let data = dir.path().join("data");
     let mut procs = Procs(vec![
         start_dvr(&config, &data),
-        start_source(udp, "testsrc2"),
+        start_source(udp, "testsrc2", 90),
     ]);
     wait_for("8 s of recording", Duration::from_secs(40), || {
         recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= 8)
@@ -338,8 +161,8 @@ fn the_backup_input_fills_in_with_at_most_one_segment_of_gap() {
     let data = dir.path().join("data");
     let mut procs = Procs(vec![
         start_dvr(&config, &data),
-        start_source(primary, "testsrc2"),
-        start_source(backup, "smptebars"),
+        start_source(primary, "testsrc2", 90),
+        start_source(backup, "smptebars", 90),
     ]);
     wait_for("6 s on the primary", Duration::from_secs(40), || {
         recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= 6)
@@ -350,7 +173,7 @@ fn the_backup_input_fills_in_with_at_most_one_segment_of_gap() {
     wait_for("8 s on the backup", Duration::from_secs(40), || {
         recorded_span(http, "ch1").is_some_and(|(_, to)| to >= at_loss + 8)
     });
-    procs.0[1] = start_source(primary, "testsrc2");
+    procs.0[1] = start_source(primary, "testsrc2", 90);
     let (_, at_return) = recorded_span(http, "ch1").unwrap();
     wait_for(
         "6 s after the primary returns",
@@ -387,7 +210,7 @@ fn records_live_udp_and_serves_ranges() {
     let data = dir.path().join("data");
     let _procs = Procs(vec![
         start_dvr(&config, &data),
-        start_source(udp, "testsrc2"),
+        start_source(udp, "testsrc2", 90),
     ]);
 
     wait_for("18 s of recording", Duration::from_secs(40), || {

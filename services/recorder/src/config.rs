@@ -20,6 +20,9 @@ pub struct RecorderConfig {
     pub tick: Duration,
     /// How often retention runs.
     pub retention_every: Duration,
+    /// Longest wait between two attempts while the archive is failing; the
+    /// wait starts at [`Self::tick`] and doubles per failure up to this.
+    pub retry_backoff_max: Duration,
 }
 
 impl RecorderConfig {
@@ -32,6 +35,7 @@ impl RecorderConfig {
             retention: RetentionPolicy::default(),
             tick: Duration::from_secs(1),
             retention_every: Duration::from_secs(60),
+            retry_backoff_max: Duration::from_secs(15),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One stream's recorder.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dvr_archive::key::copy_window;
 use dvr_archive::store::{ArchiveStore, StoreError};
@@ -10,7 +11,8 @@ use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_media::{CodecSummary, SegmentMeta};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use crate::config::RecorderConfig;
 use crate::upload::LiveLogUpload;
@@ -54,6 +56,22 @@ impl HasErrorKind for RecorderError {
             RecorderError::Archive { source, .. } => source.error_kind(),
         }
     }
+}
+
+/// A run of failed copies: when it began, how many attempts failed, when to
+/// try next.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    failures: u32,
+    retry_at: Instant,
+}
+
+/// The wait after the `failures`-th failure in a row: `first` doubled per
+/// failure after the first, capped at `max`.
+fn backoff(first: Duration, max: Duration, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    first.saturating_mul(factor).min(max)
 }
 
 /// Copies one stream's live log to the archive.
@@ -206,18 +224,58 @@ impl StreamRecorder {
     }
 
     /// Runs until `shutdown` turns true, then flushes the open window.
+    ///
+    /// While the archive fails (a store that is down, a network partition)
+    /// the segments stay in the live log and the copy is retried with a
+    /// capped exponential backoff rather than on every tick, with one
+    /// warning when the outage starts and one line when it ends; retention
+    /// waits for the store to come back. The backlog then goes up oldest
+    /// first under the same deterministic keys, so a window that failed
+    /// half-way is rewritten, never duplicated.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retention = tokio::time::interval(self.config.retention_every);
+        let mut outage: Option<Outage> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = self.copy(false).await {
-                        warn!(error = %e, "copy to the archive failed; retrying");
+                    if outage.as_ref().is_some_and(|o| Instant::now() < o.retry_at) {
+                        continue;
+                    }
+                    match self.copy(false).await {
+                        Ok(chunks) => {
+                            if let Some(o) = outage.take() {
+                                info!(
+                                    stream = %self.stream,
+                                    failed_attempts = o.failures,
+                                    outage_secs = o.since.elapsed().as_secs(),
+                                    chunks,
+                                    "archive reachable again; backlog uploaded"
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            let o = outage.get_or_insert_with(|| {
+                                warn!(
+                                    stream = %self.stream,
+                                    error = %e,
+                                    "cannot copy to the archive; keeping the segments in the live log and retrying with backoff"
+                                );
+                                Outage { since: Instant::now(), failures: 0, retry_at: Instant::now() }
+                            });
+                            o.failures += 1;
+                            let wait = backoff(self.config.tick, self.config.retry_backoff_max, o.failures);
+                            o.retry_at = Instant::now() + wait;
+                            debug!(stream = %self.stream, failures = o.failures, wait_ms = wait.as_millis() as u64, error = %e, "copy to the archive failed again");
+                        }
                     }
                 }
-                _ = retention.tick() => self.enforce_retention().await,
+                _ = retention.tick() => {
+                    if outage.is_none() {
+                        self.enforce_retention().await;
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
         }
@@ -242,5 +300,18 @@ impl StreamRecorder {
             Ok(_) => {}
             Err(e) => warn!(stream = %self.stream, error = %e, "retention failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_the_tick_doubles_and_is_capped() {
+        let (tick, max) = (Duration::from_secs(1), Duration::from_secs(15));
+        let waits: Vec<u64> = (1..=7).map(|n| backoff(tick, max, n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 15, 15, 15]);
+        assert_eq!(backoff(tick, max, u32::MAX), max);
     }
 }

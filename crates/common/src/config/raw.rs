@@ -21,6 +21,12 @@ pub(crate) struct RawConfig {
     pub archive: Option<Spanned<String>>,
     #[serde(default)]
     pub streams: RawStreams,
+    /// How to reach the object store: defined and read by the storage crate
+    /// (`config::from_yaml_str_as`); skipped here so `deny_unknown_fields`
+    /// still catches misspelled top-level keys.
+    #[serde(default)]
+    #[allow(dead_code, reason = "read by the binary, not here")]
+    pub storage: Option<de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]

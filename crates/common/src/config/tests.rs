@@ -166,3 +166,46 @@ fn yaml_path_heuristic() {
     assert_eq!(yaml_path_at_line(text, 5), "a.f");
     assert_eq!(yaml_path_at_line(text, 99), "a.f");
 }
+
+/// `storage:` belongs to the storage crate: this crate accepts it unread,
+/// still refuses misspelled top-level keys, and reads it on request with
+/// the same error form.
+#[test]
+fn a_section_owned_by_another_crate() {
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct S3 {
+        #[serde(default)]
+        endpoint: Option<String>,
+    }
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Storage {
+        #[serde(default)]
+        s3: S3,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    struct Sections {
+        #[serde(default)]
+        storage: Storage,
+    }
+    let text = "version: 1\nstorage:\n  s3:\n    endpoint: http://127.0.0.1:9000\nstreams: {}\n";
+    Config::from_yaml_str(text, "c.yaml").unwrap();
+    let s: Sections = from_yaml_str_as(text, "c.yaml").unwrap();
+    assert_eq!(
+        s.storage.s3.endpoint.as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
+    let s: Sections = from_yaml_str_as("version: 1\n", "c.yaml").unwrap();
+    assert!(s.storage.s3.endpoint.is_none());
+
+    let typo = "version: 1\nstorge:\n  s3: {}\n";
+    assert!(error_of(typo).starts_with("config.yaml line 2: unknown field `storge`"));
+    let wrong = "version: 1\nstorage:\n  s3:\n    endpont: http://x\n";
+    Config::from_yaml_str(wrong, "c.yaml").unwrap();
+    let e = from_yaml_str_as::<Sections>(wrong, "c.yaml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c.yaml line 4: storage.s3: unknown field `endpont`, expected one of endpoint"
+    );
+}

@@ -1,16 +1,23 @@
-//! Real servers for the integration tests, started on loopback ports the
+//! Real servers for integration tests, started on loopback ports the
 //! harness picks and stopped when dropped: `s3s-fs` for S3 and a one-node
 //! Swift (proxy with tempauth and s3api, account, container and object
-//! servers, memcached). A missing server binary fails the test with the
-//! command that installs it; nothing is skipped silently.
-
-#![allow(dead_code)] // each test binary uses a part of the harness
+//! servers, memcached).
+//!
+//! It lives in the library (feature `testsuite`) rather than in one crate's
+//! `tests/` so that every crate's tests (the storage conformance suite, the
+//! `dvr run` end-to-end tests) start the servers the same way. A missing
+//! server binary fails the test with the command that installs it; nothing
+//! is skipped silently. Everything here panics on failure: it is test code.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::config::MIN_PART_SIZE;
+use crate::{Secret, StorageConfig};
+
+/// What to run when a server binary is missing.
 pub const INSTALL_HINT: &str = "run scripts/install-storage-test-deps.sh (or `make test-deps`)";
 
 /// A free loopback port (bound then released; the servers bind it next).
@@ -52,11 +59,13 @@ pub async fn wait_for_port(port: u16, proc: &mut Proc, log: &Path, timeout: Dura
 /// A child process killed when dropped.
 #[derive(Debug)]
 pub struct Proc {
+    /// What it is, for messages.
     pub name: String,
     child: Option<Child>,
 }
 
 impl Proc {
+    /// Starts `cmd` with its stdout and stderr going to `log`.
     pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Self {
         let out = std::fs::File::create(log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
@@ -126,42 +135,71 @@ fn tools_bin() -> PathBuf {
     home.join(".cache/dvr/tools/bin")
 }
 
+/// The access key `s3s-fs` accepts.
 pub const S3_ACCESS_KEY: &str = "dvr-test-access";
+/// The secret key `s3s-fs` accepts.
 pub const S3_SECRET_KEY: &str = "dvr-test-secret-0123456789";
 
 /// `s3s-fs` serving a temp directory; each top-level directory is a bucket.
 #[derive(Debug)]
 pub struct S3sFs {
+    /// The loopback port it listens on (the same across restarts).
     pub port: u16,
-    pub root: tempfile::TempDir,
+    /// Holds `data/` (the buckets) and the server's log.
+    dir: tempfile::TempDir,
     proc: Option<Proc>,
-    log: PathBuf,
     bin: PathBuf,
 }
 
 impl S3sFs {
+    /// Starts a server with these (empty) buckets.
     pub async fn start(buckets: &[&str]) -> Self {
         let bin = find_binary("s3s-fs", "S3S_FS_BIN", &[tools_bin()]);
-        let root = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::tempdir().expect("tempdir");
         for b in buckets {
-            std::fs::create_dir_all(root.path().join(b)).expect("bucket dir");
+            std::fs::create_dir_all(dir.path().join("data").join(b)).expect("bucket dir");
         }
-        let log = std::env::temp_dir().join(format!("s3s-fs-{}.log", std::process::id()));
         let mut me = Self {
             port: free_port(),
-            root,
+            dir,
             proc: None,
-            log,
             bin,
         };
         me.restart().await;
         me
     }
 
+    /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The directory holding the buckets (one subdirectory each).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server's log (both runs, if restarted: the second overwrites).
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("s3s-fs.log")
+    }
+
+    /// A storage config that reaches this server with its credentials, and
+    /// nothing from the environment or `~/.aws`.
+    pub fn storage_config(&self) -> StorageConfig {
+        let mut cfg = StorageConfig {
+            part_size: MIN_PART_SIZE,
+            ..StorageConfig::default()
+        };
+        cfg.s3.endpoint = Some(self.endpoint());
+        cfg.s3.region = Some("us-east-1".into());
+        cfg.s3.access_key_id = Some(S3_ACCESS_KEY.into());
+        cfg.s3.secret_access_key = Some(Secret::new(S3_SECRET_KEY));
+        cfg.s3.load_default_credentials = false;
+        cfg
+    }
+
+    /// Kills the server; its data directory stays.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.stop();
@@ -180,35 +218,56 @@ impl S3sFs {
             .arg(S3_ACCESS_KEY)
             .arg("--secret-key")
             .arg(S3_SECRET_KEY)
-            .arg(self.root.path());
-        let mut p = Proc::spawn("s3s-fs", &mut cmd, &self.log);
-        wait_for_port(self.port, &mut p, &self.log, Duration::from_secs(30)).await;
+            .arg(self.data_dir());
+        let log = self.log();
+        let mut p = Proc::spawn("s3s-fs", &mut cmd, &log);
+        wait_for_port(self.port, &mut p, &log, Duration::from_secs(30)).await;
         self.proc = Some(p);
     }
 }
 
+/// The tempauth user of the one-node Swift (also its S3 access key).
 pub const SWIFT_USER: &str = "test:tester";
+/// The tempauth key of [`SWIFT_USER`] (also its S3 secret key).
 pub const SWIFT_KEY: &str = "testing";
 
 /// A one-node Swift under a temp directory: memcached, account, container,
 /// object and proxy servers (tempauth, s3api, slo, bulk).
 #[derive(Debug)]
 pub struct SwiftNode {
+    /// The proxy's port (Swift API, tempauth and S3 API).
     pub proxy_port: u16,
+    /// Memcached's port (tempauth keeps its tokens there).
     pub memcache_port: u16,
+    /// Configs, rings, the device directory and the servers' logs.
     pub dir: tempfile::TempDir,
     procs: Vec<Proc>,
 }
 
 impl SwiftNode {
+    /// The tempauth URL, `http://127.0.0.1:PORT/auth/v1.0`.
     pub fn auth_url(&self) -> String {
         format!("http://127.0.0.1:{}/auth/v1.0", self.proxy_port)
     }
 
+    /// The proxy's base URL, the S3 API's endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.proxy_port)
     }
 
+    /// A storage config that logs in to this node with tempauth.
+    pub fn storage_config(&self) -> StorageConfig {
+        let mut cfg = StorageConfig {
+            part_size: MIN_PART_SIZE,
+            ..StorageConfig::default()
+        };
+        cfg.swift.auth_url = Some(self.auth_url());
+        cfg.swift.user = Some(SWIFT_USER.into());
+        cfg.swift.key = Some(Secret::new(SWIFT_KEY));
+        cfg
+    }
+
+    /// Starts every server and waits until each listens.
     pub async fn start() -> Self {
         let ring_builder = find_binary("swift-ring-builder", "SWIFT_RING_BUILDER", &[]);
         let memcached = find_binary("memcached", "MEMCACHED_BIN", &["/usr/bin".into()]);
@@ -423,6 +482,7 @@ impl SwiftNode {
         assert!(buf[..n].starts_with(b"OK"), "flush_all: {:?}", &buf[..n]);
     }
 
+    /// Kills every server.
     pub fn stop(&mut self) {
         for p in self.procs.iter_mut().rev() {
             p.stop();

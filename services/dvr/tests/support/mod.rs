@@ -1,0 +1,193 @@
+//! Helpers shared by the `dvr run` process tests: ports, a bare HTTP
+//! client, playlist parsing, ffmpeg sources and ffprobe as the judge.
+
+#![allow(dead_code, reason = "each test binary uses a part of the helpers")]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dvr_common::CivilTime;
+
+pub fn dvr_bin() -> PathBuf {
+    std::env::var_os("DVR_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvr")), PathBuf::from)
+}
+
+/// Child processes killed when the test ends, however it ends.
+pub struct Procs(pub Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+pub fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, Vec::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw[split..].to_vec())
+}
+
+pub fn text(port: u16, path: &str) -> String {
+    let (status, body) = get(port, path);
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    String::from_utf8(body).unwrap()
+}
+
+/// `2026-11-21T14:05:32.040Z` to milliseconds.
+pub fn parse_pdt(s: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap();
+    let civil = CivilTime {
+        year: i64::from(n(0..4)),
+        month: n(5..7),
+        day: n(8..10),
+        hour: n(11..13),
+        minute: n(14..16),
+        second: n(17..19),
+        millis: n(20..23),
+    };
+    civil.to_utc().unwrap().0
+}
+
+/// A media playlist's segments: (start ms from the PDTs, duration ms, uri),
+/// and how many discontinuities it marks.
+pub fn segments(playlist: &str) -> (Vec<(i64, i64, String)>, usize) {
+    let mut out = Vec::new();
+    let mut next_start = None;
+    let mut duration = 0;
+    let mut discontinuities = 0;
+    for line in playlist.lines() {
+        if let Some(pdt) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            next_start = Some(parse_pdt(pdt));
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            let d = d.trim_end_matches(',');
+            let (s, ms) = d.split_once('.').unwrap();
+            duration = s.parse::<i64>().unwrap() * 1000 + ms.parse::<i64>().unwrap();
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            discontinuities += 1;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let start = next_start.expect("a PDT before the first segment");
+            out.push((start, duration, line.to_owned()));
+            next_start = Some(start + duration);
+        }
+    }
+    (out, discontinuities)
+}
+
+pub fn recorded_span(port: u16, stream: &str) -> Option<(i64, i64)> {
+    let (status, body) = get(port, &format!("/{stream}/recording_status.json"));
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((v[stream]["from"].as_i64()?, v[stream]["to"].as_i64()?))
+}
+
+// Polling real processes from a plain test thread: no executor to block.
+#[allow(clippy::disallowed_methods)]
+pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn ffprobe_duration(url: &str) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .expect("ffprobe: run `make test-deps`");
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// ffmpeg sending a live H.264 + AAC stream to a UDP port in real time, for
+/// `secs` seconds.
+pub fn start_source(udp: u16, pattern: &str, secs: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("{pattern}=size=640x360:rate=25"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("udp://127.0.0.1:{udp}?pkt_size=1316"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg: run `make test-deps`")
+}
