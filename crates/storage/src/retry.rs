@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tracing::warn;
+use tracing::debug;
 
 use crate::config::RetryConfig;
 use crate::error::{StorageError, StorageResult};
@@ -61,7 +61,9 @@ impl RetryStorage {
             match f().await {
                 Err(e) if e.is_transient() && attempt < attempts => {
                     let wait = self.backoff(attempt - 1);
-                    warn!(uri = %self.inner.uri(), op = what, attempt, wait_ms = wait.as_millis() as u64, error = %e, "storage operation failed, retrying");
+                    // Debug, not warn: during an outage every read and upload
+                    // retries, and the caller reports the failure that stays.
+                    debug!(uri = %self.inner.uri(), op = what, attempt, wait_ms = wait.as_millis() as u64, error = %e, "storage operation failed, retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
