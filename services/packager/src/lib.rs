@@ -5,13 +5,17 @@
 //! - [`url`]: the Flussonic-compatible URL grammar.
 //! - [`playlist`]: HLS media playlists over stored segments.
 //! - [`tape`]: a stream's archived and live segments, joined.
+//! - [`timeshift`]: stream mode (`timeshift_abs`, `timeshift_rel`, `rewind`).
+//! - [`paced`]: endless MPEG-TS paced in real time.
 //! - [`service`]: the HTTP handler.
 
 pub mod archived;
 pub mod error;
+pub mod paced;
 pub mod playlist;
 pub mod service;
 pub mod tape;
+pub mod timeshift;
 pub mod url;
 
 pub use archived::StoreTape;

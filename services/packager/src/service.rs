@@ -19,12 +19,23 @@ use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
+use crate::paced::paced_mpegts;
 use crate::playlist::{media_playlist, PlaylistKind, GAP_TOLERANCE_MS};
 use crate::tape::{StreamTape, TapeSegment};
+use crate::timeshift::{abs_head, window, WindowLimit};
 use crate::url::{self, Form, RangeEnd, UrlError};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MPEGTS: &str = "video/mp2t";
+/// The longest segment the segmenter makes (its forced cut), for how far
+/// back a window must look.
+const MAX_SEGMENT_MS: i64 = 10_000;
+/// How far past the wall-clock head `timeshift_abs?ignore_gaps=true` reads
+/// the tape to skip gaps.
+const ABS_GAP_REACH_MS: i64 = 6 * 3_600_000;
+/// How far past a `timeshift_abs` viewer's position its window reaches:
+/// three 2 s segments, where players join a live playlist.
+const ABS_LEAD_MS: i64 = 6_000;
 
 /// Limits of what a request may ask for.
 #[derive(Clone, Debug)]
@@ -60,6 +71,13 @@ struct Query {
     from: Option<String>,
     to: Option<String>,
     request: Vec<String>,
+    /// `timeshift_abs`: when the viewer started, in ms (set by our redirect).
+    started: Option<i64>,
+    /// Stream mode skips gaps instead of stopping at them.
+    ignore_gaps: bool,
+    /// Kodi's shift catch-up: play from `utc`, as of the viewer's `lutc`.
+    utc: Option<i64>,
+    lutc: Option<i64>,
 }
 
 impl Query {
@@ -72,6 +90,10 @@ impl Query {
                 "from" => q.from = Some(value.into_owned()),
                 "to" => q.to = Some(value.into_owned()),
                 "request" => q.request.extend(value.split(',').map(str::to_owned)),
+                "started" => q.started = value.parse().ok(),
+                "ignore_gaps" => q.ignore_gaps = value == "true",
+                "utc" => q.utc = value.parse().ok(),
+                "lutc" => q.lutc = value.parse().ok(),
                 _ => {}
             }
         }
@@ -138,6 +160,58 @@ impl Packager {
         let query = Query::parse(raw_query);
         let now = self.clock.now();
         match playback.form {
+            Form::LivePlaylist(_) | Form::LiveMpegts if query.utc.is_some() => {
+                // Kodi's "shift": from `utc`, the clock started at `lutc`
+                // (or now), so the URL itself carries the timeline.
+                let at = self.past_instant(query.utc.unwrap_or_default(), now)?;
+                let started = query.lutc.map_or(now, UtcMs::from_secs);
+                if playback.form == Form::LiveMpegts {
+                    return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                }
+                self.abs_playlist(&tape, at, started, &query, now).await
+            }
+            Form::TimeshiftAbsPlaylist { at, .. } => {
+                let at = self.past_instant(at, now)?;
+                match query.started {
+                    Some(started) => {
+                        self.abs_playlist(&tape, at, UtcMs(started), &query, now)
+                            .await
+                    }
+                    None => Ok(redirect_with_start(path, raw_query, now)),
+                }
+            }
+            Form::TimeshiftRelPlaylist { behind, .. } => {
+                let head = UtcMs(now.0 - i64::from(behind) * 1000);
+                let limit = WindowLimit::Count(self.config.live_window);
+                self.shifted_playlist(&tape, head, 0, limit, None, query.ignore_gaps, &query)
+                    .await
+            }
+            Form::Rewind { window, .. } => {
+                let limit = WindowLimit::Span(i64::from(window) * 1000);
+                self.shifted_playlist(&tape, now, 0, limit, None, true, &query)
+                    .await
+            }
+            Form::LiveMpegts => {
+                let start = tape
+                    .newest(1)
+                    .first()
+                    .map(|s| s.meta.utc_start)
+                    .ok_or_else(|| {
+                        PackagerError::NothingRecorded(format!(
+                            "stream {} has no segments yet",
+                            tape.name()
+                        ))
+                    })?;
+                Ok(paced_mpegts(tape, start, Arc::clone(&self.clock)))
+            }
+            Form::TimeshiftAbsMpegts { at } => {
+                let at = self.past_instant(at, now)?;
+                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+            }
+            Form::TimeshiftRelMpegts { behind } => {
+                let at = UtcMs(now.0 - i64::from(behind) * 1000);
+                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+            }
             Form::LivePlaylist(_) => {
                 let segments: Vec<_> = tape
                     .newest(self.config.live_window)
@@ -208,6 +282,80 @@ impl Packager {
             Form::RecordingStatus => self.recording_status(&tape, &query, now).await,
             other => Err(PackagerError::NotSupported(form_name(other))),
         }
+    }
+
+    /// An epoch second from a URL that must not lie in the future.
+    fn past_instant(&self, at: i64, now: UtcMs) -> Result<UtcMs, PackagerError> {
+        let at_ms = UtcMs::from_secs(at);
+        if at < 0 || at_ms > now {
+            return Err(PackagerError::BadRequest(format!(
+                "timeshift start {at} is in the future (now is {})",
+                now.as_secs()
+            )));
+        }
+        Ok(at_ms)
+    }
+
+    /// `timeshift_abs` from `at` for a viewer who started at `started`.
+    async fn abs_playlist(
+        &self,
+        tape: &StreamTape,
+        at: UtcMs,
+        started: UtcMs,
+        query: &Query,
+        now: UtcMs,
+    ) -> Result<Response, PackagerError> {
+        let head = if query.ignore_gaps {
+            // Recorded time from `at` decides; a few hours past the wall
+            // clock's head covers any gaps worth skipping.
+            let elapsed = (now.0 - started.0).max(0);
+            let until = UtcMs((at.0 + elapsed + ABS_GAP_REACH_MS).min(now.0));
+            let recorded: Vec<_> = tape
+                .segments_between(at, until)
+                .await?
+                .into_iter()
+                .map(|s| s.meta)
+                .collect();
+            abs_head(at, started, now, &recorded, true)
+        } else {
+            abs_head(at, started, now, &[], false)
+        };
+        let limit = WindowLimit::Count(self.config.live_window);
+        let lead = ABS_LEAD_MS.min(now.0 - head.0);
+        self.shifted_playlist(tape, head, lead, limit, Some(at), query.ignore_gaps, query)
+            .await
+    }
+
+    /// A live-style playlist whose window ends `lead_ms` past `head`.
+    #[allow(clippy::too_many_arguments)]
+    async fn shifted_playlist(
+        &self,
+        tape: &StreamTape,
+        head: UtcMs,
+        lead_ms: i64,
+        limit: WindowLimit,
+        not_before: Option<UtcMs>,
+        ignore_gaps: bool,
+        query: &Query,
+    ) -> Result<Response, PackagerError> {
+        let reach = match limit {
+            WindowLimit::Count(n) => i64::try_from(n).unwrap_or(6) * MAX_SEGMENT_MS,
+            WindowLimit::Span(ms) => ms + MAX_SEGMENT_MS,
+        };
+        let segments: Vec<_> = tape
+            .segments_between(
+                UtcMs(head.0 - reach),
+                head.saturating_add_ms(lead_ms + MAX_SEGMENT_MS),
+            )
+            .await?
+            .into_iter()
+            .map(|s| s.meta)
+            .collect();
+        let shown = window(&segments, head, lead_ms, limit, not_before, ignore_gaps);
+        Ok(playlist_response(
+            media_playlist(PlaylistKind::Live, &shown, query.carried().as_deref()),
+            "no-cache",
+        ))
     }
 
     /// Checks and resolves a requested range to UTC milliseconds.
@@ -343,6 +491,26 @@ fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>) -> Response {
     if let Ok(v) = HeaderValue::from_str(&length.to_string()) {
         response.headers_mut().insert(header::CONTENT_LENGTH, v);
     }
+    response
+}
+
+/// The first request of a `timeshift_abs` playlist: a redirect to the same
+/// URL carrying the viewer's start time, so that every reload, on any
+/// replica, plays the same timeline.
+fn redirect_with_start(path: &str, raw_query: Option<&str>, now: UtcMs) -> Response {
+    let mut location = path.to_owned();
+    location.push('?');
+    if let Some(q) = raw_query.filter(|q| !q.is_empty()) {
+        location.push_str(q);
+        location.push('&');
+    }
+    location.push_str(&format!("started={}", now.0));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    set(&mut response, header::CACHE_CONTROL, "no-cache");
     response
 }
 

@@ -1,85 +1,10 @@
 //! The packager over a live log only (nothing archived yet): live, range and
 //! start-over playlists, segments by URL, downloads, status and errors.
 
-use std::sync::Arc;
+mod support;
 
-use axum::body::{to_bytes, Body};
-use axum::http::{Request, StatusCode};
-use bytes::Bytes;
-use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::{SimulatedClock, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags};
-use dvr_packager::{Packager, PackagerConfig, StreamTape};
-use tower::ServiceExt;
-
-/// 2026-11-21T14:00:00Z
-const T0: i64 = 1_795_269_600;
-
-fn segment(seq: u64, start_ms: i64, discontinuity: bool) -> Segment {
-    Segment {
-        seq,
-        pts_start: Ticks(seq as i64 * 180_000),
-        duration: Ticks::from_secs(2),
-        utc_start: UtcMs(start_ms),
-        flags: SegmentFlags {
-            discontinuity,
-            independent: true,
-        },
-        codecs: Arc::new(CodecSummary::default()),
-        payload: Bytes::from(vec![0x47; 188 * (seq as usize + 1)]),
-    }
-}
-
-struct Fixture {
-    router: axum::Router,
-    _dir: tempfile::TempDir,
-}
-
-/// Ten 2 s segments from T0, a 10 s gap, then five more; now is 1 s after the end.
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let log =
-        Arc::new(SegmentLog::open(dir.path().join("ort"), SegmentLogOptions::default()).unwrap());
-    for seq in 0..10 {
-        log.append(&segment(seq, T0 * 1000 + seq as i64 * 2000, seq == 0))
-            .unwrap();
-    }
-    for seq in 10..15 {
-        log.append(&segment(
-            seq,
-            T0 * 1000 + 30_000 + (seq as i64 - 10) * 2000,
-            seq == 10,
-        ))
-        .unwrap();
-    }
-    let clock = SimulatedClock::new(UtcMs(T0 * 1000 + 41_000));
-    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::new(clock)));
-    packager.add_stream(StreamTape::new("ort", log, None));
-    Fixture {
-        router: packager.router(),
-        _dir: dir,
-    }
-}
-
-async fn get(f: &Fixture, uri: &str) -> (StatusCode, String, Vec<u8>) {
-    let response = f
-        .router
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let ctype = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = to_bytes(response.into_body(), 1 << 30)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, ctype, body)
-}
+use axum::http::StatusCode;
+use support::{fixture, get, T0};
 
 #[tokio::test]
 async fn live_playlist_is_a_window_of_the_newest_segments() {
