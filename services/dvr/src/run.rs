@@ -111,7 +111,12 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut archives: HashMap<String, Arc<ArchiveStore>> = HashMap::new();
     let mut running = Vec::new();
+    let mut delayed = Vec::new();
     for (name, stream) in &config.streams {
+        if let Some(source) = delayed_source(name, stream)? {
+            delayed.push((name, source));
+            continue;
+        }
         let archive = match &stream.dvr {
             Some(dvr) => Some(open_archive(&mut archives, name, dvr, &storage_config).await?),
             None => None,
@@ -128,6 +133,12 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
             )
             .await?,
         );
+    }
+    for (name, (source, delay_ms)) in delayed {
+        packager
+            .add_delayed(name.as_str(), source.as_str(), delay_ms)
+            .with_context(|| format!("stream {name}: its source {source} is not running"))?;
+        info!(stream = %name, source = %source, delay_s = delay_ms / 1000, "delayed channel");
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -210,11 +221,7 @@ async fn start_stream(
         SegmentLog::open(&log_dir, SegmentLogOptions::default())
             .with_context(|| format!("stream {name}: cannot open its live log"))?,
     );
-    let inputs = stream
-        .inputs
-        .iter()
-        .map(|input| ingest_input(name, input))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let inputs = stream.inputs.clone();
     let segment_ms = stream.dvr.as_ref().map_or(2000, |d| d.segment_duration_ms);
     let mut ingest = IngestConfig::new(name.to_string(), inputs);
     ingest.segmenter = SegmenterConfig::with_target(Ticks::from_ms(segment_ms));
@@ -255,14 +262,31 @@ async fn start_stream(
     })
 }
 
-/// Refuses the inputs `dvr run` cannot open yet.
-fn ingest_input(name: &StreamName, input: &InputUrl) -> anyhow::Result<InputUrl> {
-    if let InputUrl::Timeshift { .. } = input {
-        bail!(
-            "stream {name}: input {input}: delayed channels (timeshift://) are not supported yet"
-        );
+/// The source and delay of a delayed channel (`timeshift://OTHER/N`), which
+/// ingests nothing and records nothing: it plays OTHER's tape N seconds
+/// behind live.
+fn delayed_source(
+    name: &StreamName,
+    stream: &StreamConfig,
+) -> anyhow::Result<Option<(StreamName, i64)>> {
+    let shifts: Vec<_> = stream
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            InputUrl::Timeshift { source, delay_ms } => Some((source.clone(), *delay_ms)),
+            _ => None,
+        })
+        .collect();
+    match (shifts.as_slice(), stream.inputs.len(), &stream.dvr) {
+        ([], _, _) => Ok(None),
+        ([one], 1, None) => Ok(Some(one.clone())),
+        ([_], 1, Some(_)) => bail!(
+            "stream {name}: a delayed channel (timeshift://) plays its source's archive; remove its dvr"
+        ),
+        _ => bail!(
+            "stream {name}: a delayed channel (timeshift://) has exactly one input, its source"
+        ),
     }
-    Ok(input.clone())
 }
 
 /// Where the tape continues: after the newest segment in the live log or

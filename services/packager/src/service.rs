@@ -125,6 +125,21 @@ impl Packager {
         self.streams_mut().insert(tape.name().to_owned(), tape);
     }
 
+    /// Serves `name` as a delayed channel: `source` played `delay_ms`
+    /// behind its live. Fails if `source` is not served.
+    pub fn add_delayed(
+        &self,
+        name: &str,
+        source: &str,
+        delay_ms: i64,
+    ) -> Result<(), PackagerError> {
+        let tape = self
+            .tape(source)
+            .ok_or_else(|| PackagerError::UnknownStream(source.to_owned()))?;
+        self.add_stream(StreamTape::delayed(name, &tape, delay_ms));
+        Ok(())
+    }
+
     /// Stops serving a stream.
     pub fn remove_stream(&self, name: &str) {
         self.streams_mut().remove(name);
@@ -179,6 +194,16 @@ impl Packager {
                     }
                     None => Ok(redirect_with_start(path, raw_query, now)),
                 }
+            }
+            Form::LivePlaylist(_) if tape.delay_ms() > 0 => {
+                let head = UtcMs(now.0 - tape.delay_ms());
+                let limit = WindowLimit::Count(self.config.live_window);
+                self.shifted_playlist(&tape, head, 0, limit, None, true, &query)
+                    .await
+            }
+            Form::LiveMpegts if tape.delay_ms() > 0 => {
+                let at = UtcMs(now.0 - tape.delay_ms());
+                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
             }
             Form::TimeshiftRelPlaylist { behind, .. } => {
                 let head = UtcMs(now.0 - i64::from(behind) * 1000);

@@ -56,6 +56,9 @@ pub struct StreamTape {
     name: String,
     live: Arc<SegmentLog>,
     archive: Option<Arc<dyn ArchivedTape>>,
+    /// For a delayed channel (`timeshift://OTHER/N`): how far behind its
+    /// source's live it plays, in milliseconds; 0 for a recorded stream.
+    delay_ms: i64,
 }
 
 impl StreamTape {
@@ -69,7 +72,27 @@ impl StreamTape {
             name: name.into(),
             live,
             archive,
+            delay_ms: 0,
         }
+    }
+
+    /// A delayed channel `name`: `source`'s tape, played `delay_ms` behind
+    /// its live. It reads the same segments as the source (and shares its
+    /// caches), so a thousand viewers of the delayed channel cost no more
+    /// store reads than one.
+    pub fn delayed(name: impl Into<String>, source: &StreamTape, delay_ms: i64) -> Self {
+        Self {
+            name: name.into(),
+            live: Arc::clone(&source.live),
+            archive: source.archive.clone(),
+            delay_ms,
+        }
+    }
+
+    /// How far behind its source's live a delayed channel plays (0 for a
+    /// recorded stream).
+    pub fn delay_ms(&self) -> i64 {
+        self.delay_ms
     }
 
     /// The stream's name.

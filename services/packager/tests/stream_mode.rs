@@ -147,3 +147,22 @@ async fn mpegts_forms_play_from_their_moment_across_the_gap() {
     let (status, _, _) = get(&f, &format!("/ort/timeshift_abs/{}", T0 + 100)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delayed_channel_is_its_source_behind_live() {
+    let f = fixture();
+    f.packager.add_delayed("ort_late", "ort", 20_000).unwrap();
+    // Now is T0+41: the delayed live edge is T0+21, just after the source's
+    // gap began; a delayed channel never goes blank, it shows what played.
+    let text = playlist(&f, "/ort_late/index.m3u8").await;
+    assert_eq!(window_of(&text), (4, 6));
+    f.clock.advance_ms(15_000);
+    assert_eq!(
+        window_of(&playlist(&f, "/ort_late/index.m3u8").await),
+        (7, 6)
+    );
+    // Its MPEG-TS starts at the delayed live edge, now T0+36: segment 13.
+    let bytes = first_bytes(&f, "/ort_late/mpegts", sizes(13..15)).await;
+    assert_eq!(bytes.len(), sizes(13..15));
+    assert!(f.packager.add_delayed("x", "no_such_stream", 1000).is_err());
+}

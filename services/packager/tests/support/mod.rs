@@ -34,6 +34,7 @@ pub fn segment(seq: u64, start_ms: i64, discontinuity: bool) -> Segment {
 
 pub struct Fixture {
     pub router: axum::Router,
+    pub packager: Arc<Packager>,
     pub clock: Arc<SimulatedClock>,
     _dir: tempfile::TempDir,
 }
@@ -62,7 +63,8 @@ pub fn fixture() -> Fixture {
     ));
     packager.add_stream(StreamTape::new("ort", log, None));
     Fixture {
-        router: packager.router(),
+        router: Arc::clone(&packager).router(),
+        packager,
         clock,
         _dir: dir,
     }
