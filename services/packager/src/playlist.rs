@@ -45,6 +45,49 @@ pub fn starts_new_run(previous: &SegmentMeta, next: &SegmentMeta) -> bool {
     next.flags.discontinuity || next.utc_start.0 - previous.utc_end().0 > GAP_TOLERANCE_MS
 }
 
+/// At most `max_entries` playlist entries for `segments`: when there are
+/// more, runs of consecutive segments are listed as one longer segment.
+/// Stored segments start at keyframes, so their concatenation is a valid
+/// segment; a merged entry never crosses a discontinuity or a gap, and its
+/// URL (start and summed duration) is resolved back to the run it covers.
+pub fn coalesce(segments: &[SegmentMeta], max_entries: usize) -> Vec<SegmentMeta> {
+    let max_entries = max_entries.max(1);
+    if segments.len() <= max_entries {
+        return segments.to_vec();
+    }
+    let mut per_entry = segments.len().div_ceil(max_entries);
+    loop {
+        let merged = merge_runs(segments, per_entry);
+        if merged.len() <= max_entries || per_entry >= segments.len() {
+            return merged;
+        }
+        per_entry += 1;
+    }
+}
+
+fn merge_runs(segments: &[SegmentMeta], per_entry: usize) -> Vec<SegmentMeta> {
+    let mut out: Vec<SegmentMeta> = Vec::new();
+    let mut in_entry = 0;
+    let mut previous: Option<&SegmentMeta> = None;
+    for segment in segments {
+        let joins = previous.is_some_and(|p| !starts_new_run(p, segment)) && in_entry < per_entry;
+        match out.last_mut() {
+            Some(entry) if joins => {
+                entry.duration = Ticks(entry.duration.0 + segment.duration.0);
+                entry.bytes += segment.bytes;
+                entry.flags.independent &= segment.flags.independent;
+                in_entry += 1;
+            }
+            _ => {
+                out.push(*segment);
+                in_entry = 1;
+            }
+        }
+        previous = Some(segment);
+    }
+    out
+}
+
 /// Renders a media playlist. `query` (e.g. `token=abc`) is appended to every
 /// segment URI so authorization follows the player.
 pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], query: Option<&str>) -> String {
@@ -148,6 +191,25 @@ mod tests {
 #EXT-X-ENDLIST
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn long_lists_are_coalesced_within_runs() {
+        // Ten 2 s segments, a gap, five more.
+        let segments: Vec<SegmentMeta> = (0..10)
+            .map(|i| meta(i, i as i64 * 2000, 2000, false))
+            .chain((10..15).map(|i| meta(i, 30_000 + (i as i64 - 10) * 2000, 2000, i == 10)))
+            .collect();
+        assert_eq!(coalesce(&segments, 100), segments);
+        let merged = coalesce(&segments, 4);
+        assert!(merged.len() <= 4, "{merged:?}");
+        let total: i64 = merged.iter().map(|m| m.duration.0).sum();
+        assert_eq!(total, Ticks::from_secs(30).0);
+        assert_eq!(merged.iter().map(|m| m.bytes).sum::<u64>(), 15 * 188);
+        // No entry spans the gap: one starts exactly where the tape resumes.
+        assert!(merged.iter().any(|m| m.seq == 10 && m.flags.discontinuity));
+        let text = media_playlist(PlaylistKind::Vod, &merged, None);
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
     }
 
     #[test]

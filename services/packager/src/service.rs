@@ -14,13 +14,13 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use dvr_common::error::HasErrorKind;
-use dvr_common::{Clock, UtcMs};
+use dvr_common::{Clock, Ticks, UtcMs};
 use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
 use crate::paced::paced_mpegts;
-use crate::playlist::{media_playlist, PlaylistKind, GAP_TOLERANCE_MS};
+use crate::playlist::{coalesce, media_playlist, starts_new_run, PlaylistKind, GAP_TOLERANCE_MS};
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
 use crate::url::{self, Form, RangeEnd, UrlError};
@@ -44,6 +44,9 @@ pub struct PackagerConfig {
     pub live_window: usize,
     /// The longest range one request may ask for, in seconds.
     pub max_range_secs: u32,
+    /// The most entries a range playlist lists; longer ranges list runs of
+    /// consecutive segments as one entry.
+    pub max_entries: usize,
 }
 
 impl Default for PackagerConfig {
@@ -51,6 +54,7 @@ impl Default for PackagerConfig {
         Self {
             live_window: 6,
             max_range_secs: 24 * 3600,
+            max_entries: 7200,
         }
     }
 }
@@ -258,6 +262,7 @@ impl Packager {
                 let (from, to) = self.range(from, end, now)?;
                 let segments = self.recorded(&tape, from, to).await?;
                 let metas: Vec<_> = segments.iter().map(|s| s.meta).collect();
+                let metas = coalesce(&metas, self.config.max_entries);
                 let complete = to <= now;
                 let kind = match end {
                     RangeEnd::Now => PlaylistKind::Event,
@@ -284,17 +289,16 @@ impl Packager {
                 duration_ms,
             } => {
                 let start = UtcMs::from_secs(start_second);
+                let reach = i64::from(duration_ms).max(1000) + 1000;
                 let candidates = tape
-                    .segments_between(start, start.saturating_add_ms(1000))
+                    .segments_between(start, start.saturating_add_ms(reach))
                     .await?;
-                let segment = candidates
-                    .into_iter()
-                    .find(|s| {
-                        s.meta.utc_start.as_secs() == start_second
-                            && s.meta.duration.as_ms() == i64::from(duration_ms)
-                    })
+                let run = segment_run(&candidates, start_second, duration_ms)
                     .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {path}")))?;
-                let bytes = tape.read(&segment).await?;
+                let mut bytes = Vec::new();
+                for segment in run {
+                    bytes.extend_from_slice(&tape.read(segment).await?);
+                }
                 let mut response = Response::new(Body::from(bytes));
                 set(&mut response, header::CONTENT_TYPE, MPEGTS);
                 set(
@@ -498,6 +502,35 @@ async fn handle(State(packager): State<Arc<Packager>>, method: Method, uri: Uri)
             (status, format!("{err}\n")).into_response()
         }
     }
+}
+
+/// The stored segments a segment URL names: the one starting in
+/// `start_second` with that duration, or, for an entry a long playlist
+/// coalesced, the run of consecutive segments from there whose durations add
+/// up to it.
+fn segment_run(
+    candidates: &[TapeSegment],
+    start_second: i64,
+    duration_ms: u32,
+) -> Option<&[TapeSegment]> {
+    let first = candidates
+        .iter()
+        .position(|s| s.meta.utc_start.as_secs() == start_second)?;
+    let mut total = Ticks(0);
+    for (i, segment) in candidates[first..].iter().enumerate() {
+        if i > 0 && starts_new_run(&candidates[first + i - 1].meta, &segment.meta) {
+            return None;
+        }
+        total = Ticks(total.0 + segment.meta.duration.0);
+        let ms = total.as_ms();
+        if ms == i64::from(duration_ms) {
+            return Some(&candidates[first..=first + i]);
+        }
+        if ms > i64::from(duration_ms) {
+            return None;
+        }
+    }
+    None
 }
 
 /// Streams the segments' bytes one after the other.

@@ -4,7 +4,8 @@
 mod support;
 
 use axum::http::StatusCode;
-use support::{fixture, get, T0};
+use dvr_packager::PackagerConfig;
+use support::{fixture, fixture_with, get, T0};
 
 #[tokio::test]
 async fn live_playlist_is_a_window_of_the_newest_segments() {
@@ -132,4 +133,31 @@ async fn errors_have_fitting_statuses_and_one_line_reasons() {
             "{uri}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_long_range_lists_merged_entries_that_resolve_to_their_runs() {
+    let f = fixture_with(PackagerConfig {
+        max_entries: 4,
+        ..PackagerConfig::default()
+    });
+    let (status, _, body) = get(&f, &format!("/ort/archive-{T0}-40.m3u8?token=t")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    let uris: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(uris.len() <= 4, "{text}");
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    // Every merged entry serves the bytes of the segments it covers.
+    let mut total = 0;
+    for uri in uris {
+        let (status, ctype, bytes) = get(&f, &format!("/ort/{uri}")).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(ctype, "video/mp2t");
+        total += bytes.len();
+    }
+    // Segment k of the fixture is 188 * (k + 1) bytes.
+    assert_eq!(total, (1..=15).map(|k| 188 * k).sum::<usize>());
+    // A duration that matches no run of segments is not found.
+    let (status, _, _) = get(&f, "/ort/2026/11/21/14/00/00-03000.ts").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -41,6 +41,11 @@ pub struct Fixture {
 
 /// Ten 2 s segments from T0, a 10 s gap, then five more; now is 1 s after the end.
 pub fn fixture() -> Fixture {
+    fixture_with(PackagerConfig::default())
+}
+
+/// [`fixture`] with a packager configured by `config`.
+pub fn fixture_with(config: PackagerConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log =
         Arc::new(SegmentLog::open(dir.path().join("ort"), SegmentLogOptions::default()).unwrap());
@@ -58,7 +63,7 @@ pub fn fixture() -> Fixture {
     }
     let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000 + 41_000)));
     let packager = Arc::new(Packager::new(
-        PackagerConfig::default(),
+        config,
         Arc::clone(&clock) as Arc<dyn dvr_common::Clock>,
     ));
     packager.add_stream(StreamTape::new("ort", log, None));
