@@ -8,9 +8,11 @@
 //! - [`timeshift`]: stream mode (`timeshift_abs`, `timeshift_rel`, `rewind`).
 //! - [`paced`]: endless MPEG-TS paced in real time.
 //! - [`service`]: the HTTP handler.
+//! - [`http`]: CORS, ETags, ranges and gzip around every answer.
 
 pub mod archived;
 pub mod error;
+pub mod http;
 pub mod paced;
 pub mod playlist;
 pub mod service;

@@ -19,6 +19,7 @@ use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
+use crate::http::playback_http;
 use crate::paced::paced_mpegts;
 use crate::playlist::{coalesce, media_playlist, starts_new_run, PlaylistKind, GAP_TOLERANCE_MS};
 use crate::tape::{StreamTape, TapeSegment};
@@ -151,7 +152,10 @@ impl Packager {
 
     /// The HTTP routes: every path is a playback URL.
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new().fallback(handle).with_state(self)
+        Router::new()
+            .fallback(handle)
+            .with_state(self)
+            .layer(axum::middleware::from_fn(playback_http))
     }
 
     fn streams_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, StreamTape>> {
