@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use dvr_common::error::HasErrorKind;
+use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, UtcMs};
 use futures_util::stream;
 use serde_json::json;
@@ -286,25 +286,25 @@ impl Packager {
                 "recording_status: to is before from".into(),
             ));
         }
-        let segments = tape.segments_between(from, to).await?;
-        let mut ranges: Vec<(UtcMs, UtcMs)> = Vec::new();
-        for s in &segments {
-            match ranges.last_mut() {
-                Some((_, end)) if s.meta.utc_start.0 - end.0 <= GAP_TOLERANCE_MS => {
-                    *end = s.meta.utc_end();
-                }
-                _ => ranges.push((s.meta.utc_start, s.meta.utc_end())),
-            }
-        }
-        let ranges: Vec<_> = ranges
+        let ranges: Vec<_> = tape
+            .ranges(from, to, GAP_TOLERANCE_MS)
+            .await?
             .iter()
             .map(|(a, b)| json!({ "from": a.as_secs(), "duration": (b.0 - a.0 + 999) / 1000 }))
             .collect();
         let mut entry = serde_json::Map::new();
         entry.insert("stream".into(), json!(name));
-        entry.insert("ranges".into(), json!(ranges));
+        if query.request.is_empty() || query.request.iter().any(|r| r == "ranges") {
+            entry.insert("ranges".into(), json!(ranges));
+        }
         if query.request.iter().any(|r| r == "locks") {
-            entry.insert("locks".into(), json!([]));
+            let locks: Vec<_> = tape
+                .locks(now)
+                .await?
+                .into_iter()
+                .filter(|l| l.overlaps(from, to.max(now)))
+                .collect();
+            entry.insert("locks".into(), json!(locks));
         }
         Ok(json_response(&json!([entry])))
     }
@@ -327,22 +327,28 @@ async fn handle(State(packager): State<Arc<Packager>>, method: Method, uri: Uri)
     }
 }
 
-/// Streams the segments' bytes one after the other.
+/// Streams the segments' bytes one after the other. A segment lost from
+/// the archive (not found) is skipped with a log line, so one damaged chunk
+/// costs its own time, not the download; any other failure ends the body.
+/// No `Content-Length`: a skipped segment would make it a lie.
 fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>) -> Response {
-    let length: u64 = segments.iter().map(|s| s.meta.bytes).sum();
     let body = stream::unfold(
         (tape, segments.into_iter()),
         |(tape, mut rest)| async move {
-            let segment = rest.next()?;
-            let chunk = tape.read(&segment).await.map_err(std::io::Error::other);
-            Some((chunk, (tape, rest)))
+            loop {
+                let segment = rest.next()?;
+                match tape.read(&segment).await {
+                    Ok(bytes) => return Some((Ok(bytes), (tape, rest))),
+                    Err(e) if e.error_kind() == ErrorKind::NotFound => {
+                        tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a lost segment");
+                    }
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (tape, rest))),
+                }
+            }
         },
     );
     let mut response = Response::new(Body::from_stream(body));
     set(&mut response, header::CONTENT_TYPE, MPEGTS);
-    if let Ok(v) = HeaderValue::from_str(&length.to_string()) {
-        response.headers_mut().insert(header::CONTENT_LENGTH, v);
-    }
     response
 }
 
