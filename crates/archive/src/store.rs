@@ -18,14 +18,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
+use dvr_common::config::CacheConfig;
 use dvr_common::error::HasErrorKind;
-use dvr_common::{StreamName, UtcMs};
+use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_storage::{Storage, StorageError};
 use tracing::warn;
 
 use crate::cache::MemoryCache;
 use crate::catalog::{plan_rebuild, Catalog, ChunkEntry, TimeRange};
-use crate::disk_cache::DiskCache;
+use crate::disk_cache::{DiskCache, DiskCacheConfig};
 use crate::error::ArchiveError;
 use crate::index::ChunkIndex;
 use crate::key::{locks_key, ChunkKey, ObjectKind};
@@ -145,6 +146,29 @@ impl ArchiveStore {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(stream, cache);
+    }
+
+    /// Opens the disk cache a stream's config asks for, in
+    /// `{path}/{stream}/` (so streams sharing an SSD keep their own
+    /// bounds), taking over what a previous run left there. Blocking: call
+    /// it at start.
+    pub fn enable_disk_cache(
+        &self,
+        stream: &StreamName,
+        config: &CacheConfig,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Arc<DiskCache>> {
+        let cache = Arc::new(DiskCache::open(
+            DiskCacheConfig {
+                path: std::path::Path::new(&config.path).join(stream.as_str()),
+                max_bytes: config.max_size_bytes,
+                depth_ms: config.depth_ms,
+                misses: config.misses,
+            },
+            clock,
+        )?);
+        self.set_disk_cache(stream.clone(), Arc::clone(&cache));
+        Ok(cache)
     }
 
     /// The storage underneath.

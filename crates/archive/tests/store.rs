@@ -27,7 +27,6 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    dvr_storage::install_opendal();
     let dir = tempfile::tempdir().unwrap();
     let uri = StorageUri::parse(&format!("file://{}", dir.path().display())).unwrap();
     let storage = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
