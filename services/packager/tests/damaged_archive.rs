@@ -39,7 +39,6 @@ struct Fixture {
 /// a restart would find it); after loading, the second loses its `.ts` and
 /// the third is cut after 4.5 segments.
 async fn fixture() -> Fixture {
-    dvr_storage::install_opendal();
     let archive = tempfile::tempdir().unwrap();
     let uri = StorageUri::parse(&format!("file://{}", archive.path().display())).unwrap();
     let storage = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
