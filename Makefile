@@ -40,5 +40,6 @@ fmt: ## Format the code
 clips: ## Regenerate the committed test clips with ffmpeg
 	scripts/make-clips.sh testdata
 
-bench: build ## Measure the segmenter against ffmpeg (see bench/README.md)
+bench: build ## Measure the segmenter against ffmpeg, and segment TTFB against nginx (see bench/README.md)
 	bench/segmenter.sh
+	bench/segment_ttfb.sh

@@ -11,7 +11,10 @@
 //! first, so no plan reaches its entries again; [`MemoryCache::forget_chunk`]
 //! then frees their memory eagerly.
 //!
-//! moka does the bookkeeping: weights are bytes (key and value), the total
+//! Indexes and segments have separate budgets (an eighth for indexes by
+//! default), so a flood of segments cannot push out the indexes that every
+//! request reads first. moka does the bookkeeping: weights are bytes (key
+//! and value), the total
 //! is held under the capacity by its own eviction (TinyLFU admission, LRU
 //! eviction), and concurrent misses on one key are coalesced into one load,
 //! so a hundred viewers starting the same programme cost one ranged GET.
@@ -30,66 +33,29 @@ use crate::index::ChunkIndex;
 /// segments or every index of a month of a hundred streams.
 pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 256 << 20;
 
-/// What an entry is.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum CacheKey {
-    /// A chunk's decoded index, as of the chunk's size in bytes.
-    Index {
-        /// The `.idx` object key.
-        idx_key: String,
-        /// Size of the `.ts` object the index describes.
-        chunk_bytes: u64,
-    },
-    /// Bytes of a chunk object: one segment.
-    Segment {
-        /// The `.ts` object key.
-        ts_key: String,
-        /// First byte.
-        start: u64,
-        /// End, exclusive.
-        end: u64,
-    },
+/// Share of the budget kept for indexes: a flood of segments (one viewer
+/// downloading a day as `.ts`) must not push out the indexes every request
+/// needs first.
+const INDEX_SHARE_DIVISOR: u64 = 8;
+
+/// An index: its `.idx` key and the size of the chunk it describes.
+type IndexKey = (String, u64);
+/// A segment: its chunk's `.ts` key and byte range.
+type SegmentKey = (String, u64, u64);
+
+fn index_weight(key: &IndexKey, index: &Arc<ChunkIndex>) -> u32 {
+    u32::try_from(index.records.len() * 48 + key.0.len() + 192).unwrap_or(u32::MAX)
 }
 
-impl CacheKey {
-    /// The key of bytes `range` of chunk object `ts_key`.
-    pub fn segment(ts_key: &str, range: &Range<u64>) -> CacheKey {
-        CacheKey::Segment {
-            ts_key: ts_key.to_owned(),
-            start: range.start,
-            end: range.end,
-        }
-    }
-
-    /// The object key the entry came from.
-    fn object_key(&self) -> &str {
-        match self {
-            CacheKey::Index { idx_key, .. } => idx_key,
-            CacheKey::Segment { ts_key, .. } => ts_key,
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-enum Cached {
-    Index(Arc<ChunkIndex>),
-    Segment(Bytes),
-}
-
-/// Bytes an entry holds: its value plus its key and a fixed overhead, so
-/// even tiny entries count.
-fn weight(key: &CacheKey, value: &Cached) -> u32 {
-    let value_bytes = match value {
-        Cached::Index(index) => index.records.len() * 48 + 128,
-        Cached::Segment(bytes) => bytes.len(),
-    };
-    u32::try_from(value_bytes + key.object_key().len() + 64).unwrap_or(u32::MAX)
+fn segment_weight(key: &SegmentKey, bytes: &Bytes) -> u32 {
+    u32::try_from(bytes.len() + key.0.len() + 64).unwrap_or(u32::MAX)
 }
 
 /// A byte-bounded memory cache of indexes and segments; clones share it.
 #[derive(Clone)]
 pub struct MemoryCache {
-    inner: Cache<CacheKey, Cached>,
+    indexes: Cache<IndexKey, Arc<ChunkIndex>>,
+    segments: Cache<SegmentKey, Bytes>,
     max_bytes: u64,
 }
 
@@ -97,8 +63,9 @@ impl fmt::Debug for MemoryCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryCache")
             .field("max_bytes", &self.max_bytes)
-            .field("entries", &self.inner.entry_count())
-            .field("weighted_bytes", &self.inner.weighted_size())
+            .field("indexes", &self.indexes.entry_count())
+            .field("segments", &self.segments.entry_count())
+            .field("weighted_bytes", &self.weighted_bytes())
             .finish()
     }
 }
@@ -110,14 +77,30 @@ impl Default for MemoryCache {
 }
 
 impl MemoryCache {
-    /// A cache holding at most `max_bytes` (0 disables it: nothing is kept).
+    /// A cache holding at most `max_bytes`, an eighth of it for indexes
+    /// (0 disables it: nothing is kept).
     pub fn new(max_bytes: u64) -> MemoryCache {
-        let inner = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(weight)
+        let index_bytes = max_bytes / INDEX_SHARE_DIVISOR;
+        MemoryCache::with_budgets(index_bytes, max_bytes - index_bytes)
+    }
+
+    /// A cache with separate bounds for indexes and for segments.
+    pub fn with_budgets(index_bytes: u64, segment_bytes: u64) -> MemoryCache {
+        let indexes = Cache::builder()
+            .max_capacity(index_bytes)
+            .weigher(index_weight)
             .support_invalidation_closures()
             .build();
-        MemoryCache { inner, max_bytes }
+        let segments = Cache::builder()
+            .max_capacity(segment_bytes)
+            .weigher(segment_weight)
+            .support_invalidation_closures()
+            .build();
+        MemoryCache {
+            indexes,
+            segments,
+            max_bytes: index_bytes + segment_bytes,
+        }
     }
 
     /// The configured bound in bytes.
@@ -128,12 +111,13 @@ impl MemoryCache {
     /// Bytes held now. moka settles its accounting lazily; call
     /// [`Self::settle`] first for an exact figure.
     pub fn weighted_bytes(&self) -> u64 {
-        self.inner.weighted_size()
+        self.indexes.weighted_size() + self.segments.weighted_size()
     }
 
     /// Applies pending inserts and evictions to the accounting.
     pub async fn settle(&self) {
-        self.inner.run_pending_tasks().await;
+        self.indexes.run_pending_tasks().await;
+        self.segments.run_pending_tasks().await;
     }
 
     /// An index, from the cache or from `load`; concurrent misses on one
@@ -148,40 +132,21 @@ impl MemoryCache {
         E: Send + Sync + 'static,
         F: Future<Output = Result<Arc<ChunkIndex>, E>>,
     {
-        let key = CacheKey::Index {
-            idx_key: idx_key.to_owned(),
-            chunk_bytes,
-        };
-        let value = self
-            .inner
-            .try_get_with(key, async { load.await.map(Cached::Index) })
-            .await?;
-        match value {
-            Cached::Index(index) => Ok(index),
-            // A key's variant decides its value's; this cannot happen.
-            Cached::Segment(_) => unreachable_value(),
-        }
-    }
-
-    /// Puts an index that was just written (the recorder's commit).
-    pub async fn put_index(&self, idx_key: &str, chunk_bytes: u64, index: Arc<ChunkIndex>) {
-        let key = CacheKey::Index {
-            idx_key: idx_key.to_owned(),
-            chunk_bytes,
-        };
-        self.inner.insert(key, Cached::Index(index)).await;
+        self.indexes
+            .try_get_with((idx_key.to_owned(), chunk_bytes), load)
+            .await
     }
 
     /// A cached index, without loading it.
     pub async fn peek_index(&self, idx_key: &str, chunk_bytes: u64) -> Option<Arc<ChunkIndex>> {
-        let key = CacheKey::Index {
-            idx_key: idx_key.to_owned(),
-            chunk_bytes,
-        };
-        match self.inner.get(&key).await? {
-            Cached::Index(index) => Some(index),
-            Cached::Segment(_) => None,
-        }
+        self.indexes.get(&(idx_key.to_owned(), chunk_bytes)).await
+    }
+
+    /// Puts an index that was just written (the recorder's commit).
+    pub async fn put_index(&self, idx_key: &str, chunk_bytes: u64, index: Arc<ChunkIndex>) {
+        self.indexes
+            .insert((idx_key.to_owned(), chunk_bytes), index)
+            .await;
     }
 
     /// Bytes `range` of chunk object `ts_key`, from the cache or from
@@ -196,39 +161,25 @@ impl MemoryCache {
         E: Send + Sync + 'static,
         F: Future<Output = Result<Bytes, E>>,
     {
-        let value = self
-            .inner
-            .try_get_with(CacheKey::segment(ts_key, range), async {
-                load.await.map(Cached::Segment)
-            })
-            .await?;
-        match value {
-            Cached::Segment(bytes) => Ok(bytes),
-            Cached::Index(_) => unreachable_value(),
-        }
+        self.segments
+            .try_get_with((ts_key.to_owned(), range.start, range.end), load)
+            .await
     }
 
     /// Whether bytes `range` of `ts_key` are cached (for tests and metrics).
     pub fn contains_segment(&self, ts_key: &str, range: &Range<u64>) -> bool {
-        self.inner.contains_key(&CacheKey::segment(ts_key, range))
+        self.segments
+            .contains_key(&(ts_key.to_owned(), range.start, range.end))
     }
 
     /// Drops every entry of a chunk (its index and its segments): retention
-    /// deleted it or it turned out damaged.
+    /// deleted it.
     pub fn forget_chunk(&self, ts_key: &str, idx_key: &str) {
         let (ts, idx) = (ts_key.to_owned(), idx_key.to_owned());
-        // Only fails if closures were not enabled at build time; they are.
-        let _ = self.inner.invalidate_entries_if(move |k, _| {
-            let object = k.object_key();
-            object == ts || object == idx
-        });
+        // These only fail if closures were not enabled at build time; they are.
+        let _ = self.segments.invalidate_entries_if(move |k, _| k.0 == ts);
+        let _ = self.indexes.invalidate_entries_if(move |k, _| k.0 == idx);
     }
-}
-
-fn unreachable_value<T>() -> T {
-    // Entries are inserted only through the typed methods above, which pair
-    // each key variant with its value variant.
-    panic!("memory cache holds a value of the wrong kind for its key")
 }
 
 #[cfg(test)]
