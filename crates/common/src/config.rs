@@ -299,6 +299,13 @@ impl Validator<'_> {
             None => None,
         };
         let cache = match raw.cache {
+            Some(c) if dvr.is_none() => {
+                return self.err(
+                    line(&c),
+                    &format!("{path}.cache"),
+                    "a cache needs dvr: it caches the stream's archive",
+                )
+            }
             Some(c) => Some(self.cache(&format!("{path}.cache"), c)?),
             None => None,
         };

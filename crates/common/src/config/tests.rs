@@ -170,7 +170,7 @@ fn yaml_path_heuristic() {
 #[test]
 fn cache_and_packager_settings_in_both_spellings() {
     let c = Config::from_yaml_str(
-        "version: 1\narchive: s3://tv/dvr\npackager: { memory_cache: 1G }\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 7d }\n    cache: \"/mount/ssd1 3d 50G\"\n  news:\n    inputs: [ \"udp://239.0.0.2:1234\" ]\n    cache: { path: /ssd, max_size: 2G, depth: 2d, misses: 3 }\n",
+        "version: 1\narchive: s3://tv/dvr\npackager: { memory_cache: 1G }\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 7d }\n    cache: \"/mount/ssd1 3d 50G\"\n  news:\n    inputs: [ \"udp://239.0.0.2:1234\" ]\n    dvr: { depth: 1d }\n    cache: { path: /ssd, max_size: 2G, depth: 2d, misses: 3 }\n",
         "config.yaml",
     )
     .unwrap();
@@ -194,14 +194,19 @@ fn cache_and_packager_settings_in_both_spellings() {
 
 #[test]
 fn cache_errors_name_line_and_field() {
-    let base = "version: 1\narchive: s3://tv/dvr\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n";
+    let live = "version: 1\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n";
+    assert_eq!(
+        error_of(&format!("{live}    cache: /ssd\n")),
+        "config.yaml line 5: streams.ort.cache: a cache needs dvr: it caches the stream's archive"
+    );
+    let base = "version: 1\narchive: s3://tv/dvr\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 1d }\n";
     assert_eq!(
         error_of(&format!("{base}    cache: {{ path: ssd, max_size: 2G }}\n")),
-        r#"config.yaml line 6: streams.ort.cache.path: cache path "ssd" must be an absolute local directory"#
+        r#"config.yaml line 7: streams.ort.cache.path: cache path "ssd" must be an absolute local directory"#
     );
     assert_eq!(
         error_of(&format!("{base}    cache: \"/ssd 3d huge\"\n")),
-        r#"config.yaml line 6: streams.ort.cache: unknown cache token "huge""#
+        r#"config.yaml line 7: streams.ort.cache: unknown cache token "huge""#
     );
     assert!(
         error_of(&format!("{base}    cache: {{ path: /ssd, size: 2G }}\n"))
@@ -209,6 +214,6 @@ fn cache_errors_name_line_and_field() {
     );
     assert_eq!(
         error_of(&format!("{base}packager: {{ memory_cache: lots }}\n")),
-        r#"config.yaml line 6: packager.memory_cache: invalid size "lots": no number"#
+        r#"config.yaml line 7: packager.memory_cache: invalid size "lots": no number"#
     );
 }
