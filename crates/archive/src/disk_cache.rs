@@ -167,6 +167,9 @@ impl DiskCache {
         for (key, entry) in &victims {
             let _ = std::fs::remove_file(config.path.join(file_name(key, entry)));
         }
+        // Eviction leaves a chunk's directory behind when it empties (removing
+        // it then could race a store into it); they go here, at start.
+        prune_empty_dirs(&config.path);
         Ok(DiskCache {
             misses: Cache::new(MISS_COUNTERS),
             generation: AtomicU64::new(max_generation + 1),
@@ -364,6 +367,24 @@ fn parse_name(name: &str) -> Option<(u64, u64, UtcMs, u64)> {
     ))
 }
 
+/// Removes the empty directories under `dir` (not `dir` itself); returns
+/// whether `dir` is left empty.
+fn prune_empty_dirs(dir: &Path) -> bool {
+    let Ok(items) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut empty = true;
+    for item in items.flatten() {
+        let path = item.path();
+        if item.file_type().is_ok_and(|t| t.is_dir()) && prune_empty_dirs(&path) {
+            empty &= std::fs::remove_dir(&path).is_ok();
+        } else {
+            empty = false;
+        }
+    }
+    empty
+}
+
 /// Calls `f(dir relative to root, file name, path, length)` for every file
 /// under `dir`.
 fn scan(root: &Path, dir: &Path, f: &mut dyn FnMut(&str, &str, &Path, u64)) -> std::io::Result<()> {
@@ -433,6 +454,12 @@ mod tests {
         let cache = DiskCache::open(config(dir.path(), 1000), Arc::new(clock.clone())).unwrap();
         assert_eq!(cache.len(), 1);
         assert!(cache.get(KEY, &seg(4).0).await.is_some());
+        // Past the depth, a restart empties the cache, directories included.
+        drop(cache);
+        clock.advance_ms(3_600_001);
+        let cache = DiskCache::open(config(dir.path(), 1000), Arc::new(clock.clone())).unwrap();
+        assert!(cache.is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]
