@@ -291,9 +291,19 @@ impl ArchiveStore {
                     loaded.push((chunk.key.clone(), index, count));
                 }
                 Err(e) if e.error_kind().is_transient() => return Err(e),
-                Err(e) => {
+                // Gone or undecodable: the chunk is damaged until a reload.
+                Err(e)
+                    if matches!(
+                        e.error_kind(),
+                        dvr_common::ErrorKind::NotFound | dvr_common::ErrorKind::InvalidData
+                    ) =>
+                {
                     warn!(key = %chunk.key.idx_key(), error = %e, "archive: chunk index unreadable, serving a gap");
                     self.mark_damaged(&chunk.key, 0, None).await;
+                }
+                // Anything else (a permission problem) may pass: a gap this time.
+                Err(e) => {
+                    warn!(key = %chunk.key.idx_key(), error = %e, "archive: chunk index unreadable, serving a gap");
                 }
             }
         }
