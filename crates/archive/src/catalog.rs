@@ -176,6 +176,13 @@ impl Catalog {
         stream.by_time.remove(&slot)
     }
 
+    /// The entry of a chunk, if catalogued.
+    pub fn entry(&self, key: &ChunkKey) -> Option<&ChunkEntry> {
+        let stream = self.streams.get(&key.stream)?;
+        let slot = stream.slots.get(&(key.hour, key.first_seq))?;
+        stream.by_time.get(slot)
+    }
+
     /// The streams with at least one chunk.
     pub fn streams(&self) -> impl Iterator<Item = &StreamName> {
         self.streams

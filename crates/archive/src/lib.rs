@@ -15,8 +15,12 @@
 //! - [`lock`]: protected ranges and `locks.json`.
 //! - [`retention`]: which chunks to delete by depth, size and disk usage.
 //! - [`status`]: the JSON shapes of `recording_status.json`.
+//! - [`store`]: the archive on a storage backend, with the catalog in memory;
+//!   [`cache`] and [`disk_cache`] keep indexes and segments near the packager.
 
+pub mod cache;
 pub mod catalog;
+pub mod disk_cache;
 pub mod error;
 pub mod fuzzing;
 pub mod index;
@@ -27,9 +31,11 @@ pub mod retention;
 pub mod status;
 pub mod store;
 
+pub use cache::{MemoryCache, DEFAULT_MEMORY_CACHE_BYTES};
 pub use catalog::{
     plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange, CONTIGUITY_TOLERANCE_MS,
 };
+pub use disk_cache::{DiskCache, DiskCacheConfig};
 pub use error::ArchiveError;
 pub use index::{ChunkIndex, IndexRecord, INDEX_VERSION};
 pub use key::{ChunkKey, ObjectKind};

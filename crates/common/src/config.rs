@@ -18,8 +18,11 @@
 //!   news:
 //!     inputs: [ "udp://eth1@239.0.0.2:1234" ]
 //!     dvr: "/var/lib/dvr 3d 10G"
+//!     cache: "/mount/ssd1 3d 50G"
+//! packager: { memory_cache: 256M }
 //! ```
 
+mod cache;
 mod dvr;
 mod input;
 mod raw;
@@ -32,6 +35,9 @@ use std::net::SocketAddr;
 
 use serde_saphyr::{MessageFormatter, Spanned};
 
+pub use cache::{
+    default_disk_cache_bytes, default_memory_cache_bytes, CacheConfig, PackagerSettings,
+};
 pub use dvr::{
     check_copy_interval, check_depth, check_segment_duration, default_copy_interval_ms,
     default_segment_duration_ms, root_uri, DvrConfig, MAX_COPY_INTERVAL_MS,
@@ -44,7 +50,7 @@ pub use units::{parse_percent, parse_size_bytes};
 use crate::error::{ErrorKind, HasErrorKind};
 use crate::stream_name::StreamName;
 use crate::time::parse_duration_ms;
-use raw::{RawConfig, RawDvr, RawDvrMap, Scalar};
+use raw::{RawCache, RawConfig, RawDvr, RawDvrMap, Scalar};
 
 /// The only config format version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -61,6 +67,8 @@ pub struct Config {
     pub archive: Option<String>,
     /// The streams, by name.
     pub streams: BTreeMap<StreamName, StreamConfig>,
+    /// The packager: its memory cache.
+    pub packager: PackagerSettings,
 }
 
 /// The HTTP server's settings.
@@ -91,6 +99,9 @@ pub struct StreamConfig {
     pub inputs: Vec<InputUrl>,
     /// Recording settings; `None` means the stream is live only.
     pub dvr: Option<DvrConfig>,
+    /// A local disk cache of the stream's archived segments (the seeds'
+    /// `cache PATH DEPTH SIZE`); `None` caches in memory only.
+    pub cache: Option<CacheConfig>,
 }
 
 /// A configuration that cannot be used: where and why.
@@ -222,11 +233,22 @@ impl Validator<'_> {
             }
         }
         let streams = streams.into_iter().map(|(n, (_, s))| (n, s)).collect();
+        let mut packager = PackagerSettings::default();
+        if let Some(v) = raw.packager.and_then(|p| p.memory_cache) {
+            packager.memory_cache_bytes = parse_size_bytes(&v.value.0).or_else(|m| {
+                self.err(
+                    line(&v),
+                    "packager.memory_cache",
+                    format!("invalid size {:?}: {m}", v.value.0),
+                )
+            })?;
+        }
         Ok(Config {
             version: CONFIG_VERSION,
             http,
             archive,
             streams,
+            packager,
         })
     }
 
@@ -256,7 +278,58 @@ impl Validator<'_> {
             Some(d) => Some(self.dvr(&format!("{path}.dvr"), d, archive)?),
             None => None,
         };
-        Ok(StreamConfig { inputs, dvr })
+        let cache = match raw.cache {
+            Some(c) if dvr.is_none() => {
+                return self.err(
+                    line(&c),
+                    &format!("{path}.cache"),
+                    "a cache needs dvr: it caches the stream's archive",
+                )
+            }
+            Some(c) => Some(self.cache(&format!("{path}.cache"), c)?),
+            None => None,
+        };
+        Ok(StreamConfig { inputs, dvr, cache })
+    }
+
+    fn cache(&self, path: &str, raw: Spanned<RawCache>) -> Result<CacheConfig, ConfigError> {
+        let at = line(&raw);
+        let parts = match raw.value {
+            RawCache::Line(text) => {
+                cache::parse_cache_line(&text).or_else(|m| self.err(at, path, m))?
+            }
+            RawCache::Map(map) => {
+                let depth_ms = match &map.depth {
+                    Some(v) => Some(parse_duration_ms(&v.value.0).or_else(|e| {
+                        self.err(
+                            line(v),
+                            &format!("{path}.depth"),
+                            format!("invalid duration {:?}: {}", e.input(), e.reason()),
+                        )
+                    })?),
+                    None => None,
+                };
+                let max_size_bytes = match &map.max_size {
+                    Some(v) => Some(parse_size_bytes(&v.value.0).or_else(|m| {
+                        self.err(
+                            line(v),
+                            &format!("{path}.max_size"),
+                            format!("invalid size {:?}: {m}", v.value.0),
+                        )
+                    })?),
+                    None => None,
+                };
+                cache::check_cache_path(&map.path.value)
+                    .or_else(|m| self.err(line(&map.path), &format!("{path}.path"), m))?;
+                cache::CacheParts {
+                    path: Some(map.path.value.clone()),
+                    depth_ms,
+                    max_size_bytes,
+                    misses: map.misses.map(|m| m.value),
+                }
+            }
+        };
+        parts.finish().or_else(|m| self.err(at, path, m))
     }
 
     fn dvr(

@@ -1,7 +1,10 @@
 //! `dvr`: one binary for every service and tool of the DVR.
 
+mod archive;
 mod config;
+mod ctl;
 mod inspect;
+mod reindex;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +26,11 @@ enum Command {
     /// Cut a transport-stream file into segments as the recorder would and
     /// report them: use it to check a source before recording it.
     Inspect(inspect::InspectArgs),
+    /// Rebuild a stream's catalog from a listing of its archive and report
+    /// the chunks, orphans and damaged objects found (writes nothing).
+    Reindex(reindex::ReindexArgs),
+    /// Operator controls on the archive: `lock`, `unlock`, `locks`.
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +45,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Reindex(args) => reindex::run(&args),
+        Command::Ctl(args) => ctl::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

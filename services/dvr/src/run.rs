@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::MemoryCache;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::config::{Config, DvrConfig, InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
@@ -21,10 +22,10 @@ use dvr_ingest::{IngestConfig, IngestTask, SegmentSink};
 use dvr_media::{Resume, Segment, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_recorder::{RecorderConfig, StreamRecorder};
-use dvr_storage::{StorageConfig, StorageUri};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::archive::open_storage;
 use crate::config::RunConfig;
 
 /// Arguments of `dvr run`.
@@ -101,10 +102,8 @@ struct Running {
 }
 
 async fn serve(args: &RunArgs) -> anyhow::Result<()> {
-    let RunConfig {
-        node: config,
-        storage: storage_config,
-    } = load_config(args)?;
+    let run_config = load_config(args)?;
+    let config = &run_config.node;
     let listen = args.listen.unwrap_or(config.http.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
@@ -118,7 +117,9 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
             continue;
         }
         let archive = match &stream.dvr {
-            Some(dvr) => Some(open_archive(&mut archives, name, dvr, &storage_config).await?),
+            Some(dvr) => {
+                Some(open_archive(&mut archives, name, stream, dvr, &run_config, &clock).await?)
+            }
             None => None,
         };
         running.push(
@@ -143,11 +144,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    print_urls(
-        listener.local_addr().unwrap_or(listen),
-        &config,
-        clock.now(),
-    );
+    print_urls(listener.local_addr().unwrap_or(listen), config, clock.now());
     let server = axum::serve(listener, Arc::clone(&packager).router())
         .with_graceful_shutdown(shutdown_signal());
     server.await.context("HTTP server failed")?;
@@ -170,30 +167,17 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
 async fn open_archive(
     archives: &mut HashMap<String, Arc<ArchiveStore>>,
     name: &StreamName,
+    stream: &StreamConfig,
     dvr: &DvrConfig,
-    storage_config: &StorageConfig,
+    config: &RunConfig,
+    clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<ArchiveStore>> {
-    if let Some(root) = dvr.root.strip_prefix("file://") {
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("stream {name}: cannot create archive root {root}"))?;
-    }
     let store = match archives.get(&dvr.root) {
         Some(store) => Arc::clone(store),
         None => {
-            // Storage errors name the URI (never with credentials) and say
-            // what to check; prefixing the stream makes the one line an
-            // operator needs. `{e}` is already the whole story: no chain.
-            let uri: StorageUri = dvr
-                .root
-                .parse()
-                .map_err(|e| anyhow!("stream {name}: archive root: {e}"))?;
-            let storage = dvr_storage::resolve(&uri, storage_config)
-                .map_err(|e| anyhow!("stream {name}: {e}"))?;
-            storage
-                .check()
-                .await
-                .map_err(|e| anyhow!("stream {name}: {e}"))?;
-            let store = Arc::new(ArchiveStore::new(storage));
+            let storage = open_storage(name, &dvr.root, &config.storage).await?;
+            let memory = MemoryCache::new(config.node.packager.memory_cache_bytes);
+            let store = Arc::new(ArchiveStore::with_memory_cache(storage, memory));
             archives.insert(dvr.root.clone(), Arc::clone(&store));
             store
         }
@@ -203,6 +187,12 @@ async fn open_archive(
         .await
         .map_err(|e| anyhow!("stream {name}: cannot load its archive: {e}"))?;
     info!(stream = %name, chunks = report.chunks, orphans = report.orphans.len(), bad = report.bad.len(), "archive loaded");
+    if let Some(cache) = &stream.cache {
+        store
+            .enable_disk_cache(name, cache, Arc::clone(clock))
+            .with_context(|| format!("stream {name}: cannot open its cache at {}", cache.path))?;
+        info!(stream = %name, path = %cache.path, "disk cache enabled");
+    }
     Ok(store)
 }
 

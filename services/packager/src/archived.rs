@@ -1,11 +1,16 @@
 //! The archived part of a stream's tape, read from an [`ArchiveStore`].
+//!
+//! A segment whose chunk object turns out missing or short is answered as
+//! "nothing recorded" (404) with the segment's time in the message; the
+//! store has by then marked the chunk damaged, so the next plan shows the
+//! hole as a gap.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use dvr_archive::store::{ArchiveStore, StoreError};
-use dvr_archive::PlanItem;
+use dvr_archive::{Lock, PlanItem};
 use dvr_common::error::HasErrorKind;
 use dvr_common::{StreamName, UtcMs};
 use dvr_media::SegmentMeta;
@@ -77,10 +82,39 @@ impl ArchivedTape for StoreTape {
                 transient: false,
             });
         };
-        self.store
+        match self
+            .store
             .read(key, *offset..offset + segment.meta.bytes)
             .await
-            .map_err(|e| self.error(&e))
+        {
+            Ok(bytes) => Ok(bytes),
+            Err(StoreError::Damaged { reason, .. }) => {
+                Err(PackagerError::NothingRecorded(format!(
+                    "segment of {} at {} ({}) is lost from the archive: {reason}",
+                    self.stream,
+                    segment.meta.utc_start,
+                    segment.meta.utc_start.as_secs()
+                )))
+            }
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    fn ranges(&self, from: UtcMs, to: UtcMs) -> Vec<(UtcMs, UtcMs)> {
+        self.store
+            .ranges(&self.stream, from, to)
+            .into_iter()
+            .map(|r| (r.from, r.to))
+            .collect()
+    }
+
+    async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, PackagerError> {
+        Ok(self
+            .store
+            .locks_cached(&self.stream, now)
+            .await
+            .map_err(|e| self.error(&e))?
+            .locks)
     }
 
     async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError> {

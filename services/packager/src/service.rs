@@ -10,10 +10,10 @@ use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use dvr_common::error::HasErrorKind;
+use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, Ticks, UtcMs};
 use futures_util::stream;
 use serde_json::json;
@@ -172,7 +172,12 @@ impl Packager {
             .cloned()
     }
 
-    async fn answer(&self, path: &str, raw_query: Option<&str>) -> Result<Response, PackagerError> {
+    async fn answer(
+        &self,
+        path: &str,
+        raw_query: Option<&str>,
+        ranged: bool,
+    ) -> Result<Response, PackagerError> {
         let playback = url::parse(path).map_err(|e| match e {
             UrlError::Unknown => PackagerError::NothingRecorded(format!("no such resource {path}")),
             UrlError::Invalid(reason) => PackagerError::BadRequest(reason),
@@ -286,7 +291,7 @@ impl Packager {
             Form::RangeMpegts { from, duration } => {
                 let (from, to) = self.range(from, RangeEnd::Duration(duration), now)?;
                 let segments = self.recorded(&tape, from, to).await?;
-                Ok(mpegts_download(tape, segments))
+                Ok(mpegts_download(tape, segments, ranged))
             }
             Form::Segment {
                 start_second,
@@ -467,35 +472,41 @@ impl Packager {
                 "recording_status: to is before from".into(),
             ));
         }
-        let segments = tape.segments_between(from, to).await?;
-        let mut ranges: Vec<(UtcMs, UtcMs)> = Vec::new();
-        for s in &segments {
-            match ranges.last_mut() {
-                Some((_, end)) if s.meta.utc_start.0 - end.0 <= GAP_TOLERANCE_MS => {
-                    *end = s.meta.utc_end();
-                }
-                _ => ranges.push((s.meta.utc_start, s.meta.utc_end())),
-            }
-        }
-        let ranges: Vec<_> = ranges
+        let ranges: Vec<_> = tape
+            .ranges(from, to, GAP_TOLERANCE_MS)
+            .await?
             .iter()
             .map(|(a, b)| json!({ "from": a.as_secs(), "duration": (b.0 - a.0 + 999) / 1000 }))
             .collect();
         let mut entry = serde_json::Map::new();
         entry.insert("stream".into(), json!(name));
-        entry.insert("ranges".into(), json!(ranges));
+        if query.request.is_empty() || query.request.iter().any(|r| r == "ranges") {
+            entry.insert("ranges".into(), json!(ranges));
+        }
         if query.request.iter().any(|r| r == "locks") {
-            entry.insert("locks".into(), json!([]));
+            let locks: Vec<_> = tape
+                .locks(now)
+                .await?
+                .into_iter()
+                .filter(|l| l.overlaps(from, to.max(now)))
+                .collect();
+            entry.insert("locks".into(), json!(locks));
         }
         Ok(json_response(&json!([entry])))
     }
 }
 
-async fn handle(State(packager): State<Arc<Packager>>, method: Method, uri: Uri) -> Response {
+async fn handle(
+    State(packager): State<Arc<Packager>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n").into_response();
     }
-    match packager.answer(uri.path(), uri.query()).await {
+    let ranged = headers.contains_key(header::RANGE);
+    match packager.answer(uri.path(), uri.query(), ranged).await {
         Ok(response) => response,
         Err(err) => {
             let status = StatusCode::from_u16(err.error_kind().http_status())
@@ -537,21 +548,38 @@ fn segment_run(
     None
 }
 
-/// Streams the segments' bytes one after the other.
-fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>) -> Response {
+/// Streams the segments' bytes one after the other. A segment lost from
+/// the archive (not found) is skipped with a log line, so one damaged chunk
+/// costs its own time, not the download; any other failure ends the body.
+///
+/// With `exact_length` (a client asking for a byte range, which needs the
+/// total) the planned length is sent as `Content-Length` and a lost segment
+/// ends the body instead: the length cannot change mid-flight, and the
+/// retry, planned from the catalog that now knows the loss, is exact.
+/// Without it there is no `Content-Length`, since a skip would make it a lie.
+fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>, exact_length: bool) -> Response {
     let length: u64 = segments.iter().map(|s| s.meta.bytes).sum();
     let body = stream::unfold(
         (tape, segments.into_iter()),
-        |(tape, mut rest)| async move {
-            let segment = rest.next()?;
-            let chunk = tape.read(&segment).await.map_err(std::io::Error::other);
-            Some((chunk, (tape, rest)))
+        move |(tape, mut rest)| async move {
+            loop {
+                let segment = rest.next()?;
+                match tape.read(&segment).await {
+                    Ok(bytes) => return Some((Ok(bytes), (tape, rest))),
+                    Err(e) if e.error_kind() == ErrorKind::NotFound && !exact_length => {
+                        tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a lost segment");
+                    }
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (tape, rest))),
+                }
+            }
         },
     );
     let mut response = Response::new(Body::from_stream(body));
     set(&mut response, header::CONTENT_TYPE, MPEGTS);
-    if let Ok(v) = HeaderValue::from_str(&length.to_string()) {
-        response.headers_mut().insert(header::CONTENT_LENGTH, v);
+    if exact_length {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     response
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use dvr_archive::Lock;
 use dvr_bus::SegmentLog;
 use dvr_common::UtcMs;
 use dvr_media::SegmentMeta;
@@ -48,6 +49,11 @@ pub trait ArchivedTape: Send + Sync + Debug {
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
     /// Start and end of everything archived.
     async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError>;
+    /// Recorded ranges within `[from, to)`, from the catalog: no storage
+    /// request, so `recording_status.json` stays cheap over weeks of tape.
+    fn ranges(&self, from: UtcMs, to: UtcMs) -> Vec<(UtcMs, UtcMs)>;
+    /// The stream's locks (a copy at most a few seconds old).
+    async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, PackagerError>;
 }
 
 /// A stream's whole tape.
@@ -175,6 +181,50 @@ impl StreamTape {
                     transient: false,
                 }),
             },
+        }
+    }
+
+    /// Recorded ranges within `[from, to)`: the archive's from its catalog,
+    /// then the live log's after the archive's end, merged where the tape
+    /// continues (within `tolerance_ms`).
+    pub async fn ranges(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+        tolerance_ms: i64,
+    ) -> Result<Vec<(UtcMs, UtcMs)>, PackagerError> {
+        let mut ranges = match &self.archive {
+            Some(archive) => archive.ranges(from, to),
+            None => Vec::new(),
+        };
+        let archived_end = ranges.last().map(|r| r.1);
+        let live = self
+            .live
+            .segments_between(from, to)
+            .into_iter()
+            .filter(|m| archived_end.is_none_or(|end| m.utc_end() > end))
+            .map(|m| {
+                (
+                    m.utc_start.max(archived_end.unwrap_or(m.utc_start)),
+                    m.utc_end(),
+                )
+            });
+        ranges.extend(live);
+        let mut merged: Vec<(UtcMs, UtcMs)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some((_, end)) if a.0 - end.0 <= tolerance_ms => *end = (*end).max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The stream's locks; none without an archive.
+    pub async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, PackagerError> {
+        match &self.archive {
+            Some(archive) => archive.locks(now).await,
+            None => Ok(Vec::new()),
         }
     }
 

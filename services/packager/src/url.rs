@@ -306,7 +306,7 @@ fn suffix_flavor(kind: &str, base: &str, prefix: Option<Flavor>) -> Result<Flavo
 }
 
 /// A UTC epoch second: digits only, so a negative or fractional time is a 400.
-fn epoch(s: &str) -> Result<i64, UrlError> {
+pub fn epoch(s: &str) -> Result<i64, UrlError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UrlError::Invalid(format!(
             "time {s:?} is not a UTC epoch second"

@@ -27,6 +27,15 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     #[allow(dead_code, reason = "read by the binary, not here")]
     pub storage: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub packager: Option<RawPackager>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPackager {
+    #[serde(default)]
+    pub memory_cache: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +51,47 @@ pub(crate) struct RawStream {
     pub inputs: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub dvr: Option<Spanned<RawDvr>>,
+    #[serde(default)]
+    pub cache: Option<Spanned<RawCache>>,
+}
+
+/// `cache:` is either the seeds' line or the map.
+#[derive(Debug)]
+pub(crate) enum RawCache {
+    Line(String),
+    Map(Box<RawCacheMap>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCacheMap {
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub depth: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub max_size: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub misses: Option<Spanned<u32>>,
+}
+
+impl<'de> Deserialize<'de> for RawCache {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCache;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a cache line such as \"/mount/ssd1 3d 50G\" or a map")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCache, E> {
+                Ok(RawCache::Line(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCache, A::Error> {
+                RawCacheMap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|m| RawCache::Map(Box::new(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The `streams` map in document order, keys with their locations.

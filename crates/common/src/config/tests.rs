@@ -209,3 +209,54 @@ fn a_section_owned_by_another_crate() {
         "c.yaml line 4: storage.s3: unknown field `endpont`, expected one of endpoint"
     );
 }
+
+#[test]
+fn cache_and_packager_settings_in_both_spellings() {
+    let c = Config::from_yaml_str(
+        "version: 1\narchive: s3://tv/dvr\npackager: { memory_cache: 1G }\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 7d }\n    cache: \"/mount/ssd1 3d 50G\"\n  news:\n    inputs: [ \"udp://239.0.0.2:1234\" ]\n    dvr: { depth: 1d }\n    cache: { path: /ssd, max_size: 2G, depth: 2d, misses: 3 }\n",
+        "config.yaml",
+    )
+    .unwrap();
+    assert_eq!(c.packager.memory_cache_bytes, 1 << 30);
+    let ort = c.streams[&name("ort")].cache.clone().unwrap();
+    assert_eq!(
+        (
+            ort.path.as_str(),
+            ort.depth_ms,
+            ort.max_size_bytes,
+            ort.misses
+        ),
+        ("/mount/ssd1", Some(3 * 86_400_000), 50 << 30, 1)
+    );
+    let news = c.streams[&name("news")].cache.clone().unwrap();
+    assert_eq!((news.max_size_bytes, news.misses), (2 << 30, 3));
+    let plain = load("issue_example.yaml").unwrap();
+    assert_eq!(plain.packager, PackagerSettings::default());
+    assert!(plain.streams.values().all(|s| s.cache.is_none()));
+}
+
+#[test]
+fn cache_errors_name_line_and_field() {
+    let live = "version: 1\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n";
+    assert_eq!(
+        error_of(&format!("{live}    cache: /ssd\n")),
+        "config.yaml line 5: streams.ort.cache: a cache needs dvr: it caches the stream's archive"
+    );
+    let base = "version: 1\narchive: s3://tv/dvr\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 1d }\n";
+    assert_eq!(
+        error_of(&format!("{base}    cache: {{ path: ssd, max_size: 2G }}\n")),
+        r#"config.yaml line 7: streams.ort.cache.path: cache path "ssd" must be an absolute local directory"#
+    );
+    assert_eq!(
+        error_of(&format!("{base}    cache: \"/ssd 3d huge\"\n")),
+        r#"config.yaml line 7: streams.ort.cache: unknown cache token "huge""#
+    );
+    assert!(
+        error_of(&format!("{base}    cache: {{ path: /ssd, size: 2G }}\n"))
+            .contains("unknown field")
+    );
+    assert_eq!(
+        error_of(&format!("{base}packager: {{ memory_cache: lots }}\n")),
+        r#"config.yaml line 7: packager.memory_cache: invalid size "lots": no number"#
+    );
+}
