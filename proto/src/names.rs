@@ -130,7 +130,10 @@ mod tests {
             event_subject(EventKind::GapOpened, &s),
             "dvr.v1.events.gap_opened.channel-1%2Ebackup"
         );
-        assert_eq!(segment_object_name(&s, 42), "channel-1.backup/00000000000000000042");
+        assert_eq!(
+            segment_object_name(&s, 42),
+            "channel-1.backup/00000000000000000042"
+        );
         assert_eq!(lease_key("recorder", &s), "recorder.channel-1%2Ebackup");
     }
 }

@@ -242,7 +242,9 @@ impl Kv for MemoryKv {
                 }
             }
         });
-        Ok(stream::iter(snapshot.into_iter().map(Ok)).chain(live).boxed())
+        Ok(stream::iter(snapshot.into_iter().map(Ok))
+            .chain(live)
+            .boxed())
     }
 }
 

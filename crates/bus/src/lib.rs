@@ -15,7 +15,9 @@ pub mod kv;
 pub mod live_log;
 pub mod nats;
 pub mod segment_log;
-#[cfg(any(test, feature = "testsuite"))]
+#[cfg(feature = "testsuite")]
+pub mod testserver;
+#[cfg(feature = "testsuite")]
 pub mod testsuite;
 
 pub use error::BusError;

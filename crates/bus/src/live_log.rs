@@ -33,8 +33,7 @@ pub trait LiveLog: Send + Sync + fmt::Debug {
     async fn segments_after(&self, after: Option<u64>) -> Result<Vec<SegmentMeta>, BusError>;
 
     /// Metadata of the segments overlapping `[from, to)`, oldest first.
-    async fn segments_between(&self, from: UtcMs, to: UtcMs)
-        -> Result<Vec<SegmentMeta>, BusError>;
+    async fn segments_between(&self, from: UtcMs, to: UtcMs) -> Result<Vec<SegmentMeta>, BusError>;
 
     /// The newest segment's metadata.
     async fn newest(&self) -> Result<Option<SegmentMeta>, BusError>;
@@ -66,11 +65,7 @@ impl LiveLog for SegmentLog {
         Ok(SegmentLog::segments_after(self, after))
     }
 
-    async fn segments_between(
-        &self,
-        from: UtcMs,
-        to: UtcMs,
-    ) -> Result<Vec<SegmentMeta>, BusError> {
+    async fn segments_between(&self, from: UtcMs, to: UtcMs) -> Result<Vec<SegmentMeta>, BusError> {
         Ok(SegmentLog::segments_between(self, from, to))
     }
 

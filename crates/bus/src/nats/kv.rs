@@ -87,16 +87,13 @@ impl Kv for NatsKv {
 
     async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, BusError> {
         validate_key(key)?;
-        self.store
-            .update(key, value, revision)
-            .await
-            .map_err(|e| {
-                if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-                    self.conflict(key, format!("expected revision {revision}: {e}"))
-                } else {
-                    nats_err("kv update", &self.target(key), e)
-                }
-            })
+        self.store.update(key, value, revision).await.map_err(|e| {
+            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                self.conflict(key, format!("expected revision {revision}: {e}"))
+            } else {
+                nats_err("kv update", &self.target(key), e)
+            }
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<(), BusError> {

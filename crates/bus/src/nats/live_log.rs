@@ -149,11 +149,7 @@ impl NatsLiveLog {
         // (ingest continues its seq from it after a restart).
         let last = match live.get_last_raw_message_by_subject(&subject).await {
             Ok(m) => m.sequence,
-            Err(e)
-                if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound =>
-            {
-                0
-            }
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => 0,
             Err(e) => return Err(nats_err("read last descriptor", &subject, e)),
         };
         let mut messages = follow(&live, &subject, 1).await?;
@@ -340,11 +336,7 @@ impl LiveLog for NatsLiveLog {
         Ok(index.entries.range(from..).map(|(_, e)| e.meta).collect())
     }
 
-    async fn segments_between(
-        &self,
-        from: UtcMs,
-        to: UtcMs,
-    ) -> Result<Vec<SegmentMeta>, BusError> {
+    async fn segments_between(&self, from: UtcMs, to: UtcMs) -> Result<Vec<SegmentMeta>, BusError> {
         let index = self.shared.lock();
         Ok(index
             .entries

@@ -114,7 +114,14 @@ impl NatsBus {
     pub async fn live_log(&self, stream: &StreamName) -> Result<NatsLiveLog, BusError> {
         let live = self.live_stream().await?;
         let objects = self.segment_objects().await?;
-        NatsLiveLog::open(self.js.clone(), live, objects, stream, self.config.op_timeout).await
+        NatsLiveLog::open(
+            self.js.clone(),
+            live,
+            objects,
+            stream,
+            self.config.op_timeout,
+        )
+        .await
     }
 
     /// A KV bucket, created with file storage if missing.
@@ -174,11 +181,7 @@ impl NatsBus {
     }
 }
 
-fn nats_err(
-    op: &'static str,
-    target: &str,
-    source: impl Into<async_nats::Error>,
-) -> BusError {
+fn nats_err(op: &'static str, target: &str, source: impl Into<async_nats::Error>) -> BusError {
     BusError::Nats {
         op,
         target: target.to_owned(),
