@@ -217,4 +217,26 @@ mod tests {
         let err = SegmentDescriptor::decode(&serde_json::to_vec(&v2).unwrap()).unwrap_err();
         assert!(matches!(err, ProtoError::Version { got: 2, .. }), "{err}");
     }
+
+    /// The README is the reference for other languages: its examples must
+    /// be what this crate reads.
+    #[test]
+    fn readme_examples_decode() {
+        let readme = include_str!("../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```json")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert_eq!(blocks.len(), 3, "descriptor, lease, event");
+        let d = SegmentDescriptor::decode(blocks[0].as_bytes()).unwrap();
+        assert_eq!(
+            (d.meta.seq, d.object.as_str()),
+            (42, "ort/00000000000000000042")
+        );
+        assert_eq!(d.codecs.tracks.len(), 2);
+        LeaseRecord::decode(blocks[1].as_bytes()).unwrap();
+        let e = Event::decode(blocks[2].as_bytes()).unwrap();
+        assert_eq!(e.kind, EventKind::GapOpened);
+    }
 }
