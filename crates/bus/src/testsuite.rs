@@ -264,6 +264,7 @@ pub async fn subscribe_sees_appends(h: &dyn Harness) {
 pub async fn trim_drops_only_what_was_copied(h: &dyn Harness) {
     let log = h.live_log("suite-trim").await;
     append_all(h, log.as_ref(), 0..10).await;
+    let other = h.live_log("suite-trim").await;
     let end_of = |seq: u64| segment(seq, 0).utc_end();
     // Nothing is old enough, or nothing is copied: nothing goes.
     assert_eq!(log.trim(UtcMs(0), 10).await.unwrap(), 0, "[{}]", h.name());
@@ -291,6 +292,18 @@ pub async fn trim_drops_only_what_was_copied(h: &dyn Harness) {
     assert!(
         log.get(4).await.unwrap().is_some(),
         "[{}] get kept",
+        h.name()
+    );
+    // Another handle learns of the trim at the latest when a read misses.
+    assert!(
+        other.get(3).await.unwrap().is_none(),
+        "[{}] other handle",
+        h.name()
+    );
+    assert_eq!(
+        other.oldest().await.unwrap().map(|m| m.seq),
+        Some(4),
+        "[{}] other handle",
         h.name()
     );
     // Appends go on after a trim.

@@ -7,7 +7,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dvr_bus::testserver::NatsServer;
 use dvr_bus::testsuite::{self, segment, Harness};
-use dvr_bus::{Kv, LiveLog, MemoryKv, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions};
+use std::time::Duration;
+
+use dvr_bus::{
+    Kv, LiveLog, LiveLogConfig, MemoryKv, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions,
+};
 use dvr_common::StreamName;
 
 /// The embedded bus: one `SegmentLog` per stream (one file per segment, so
@@ -161,4 +165,40 @@ async fn nats_append_survives_server_restart() {
         .unwrap()
         .map(|m| m.seq);
     assert_eq!(newest, Some(next), "the writer's own handle follows");
+}
+
+/// The live log's stream and object store are file-backed, with the
+/// configured replicas and a max age of copy interval plus margin; a
+/// changed config is applied to existing ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_retention_follows_the_config() {
+    let server = NatsServer::start().await;
+    let stream = StreamName::new("retention").unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    for (copy_s, margin_s) in [(3600, 1800), (600, 300)] {
+        let mut config = NatsConfig::new(&server.url());
+        config.live = LiveLogConfig::for_copy_interval(
+            Duration::from_secs(copy_s),
+            Duration::from_secs(margin_s),
+            1,
+        );
+        let bus = NatsBus::connect(config).await.unwrap();
+        bus.live_log(&stream).await.unwrap();
+        for name in [dvr_proto::LIVE_STREAM, "OBJ_dvr_v1_segments"] {
+            let mut s = js.get_stream(name).await.unwrap();
+            let info = s.info().await.unwrap();
+            assert_eq!(
+                info.config.max_age,
+                Duration::from_secs(copy_s + margin_s),
+                "{name}"
+            );
+            assert_eq!(info.config.num_replicas, 1, "{name}");
+            assert_eq!(
+                info.config.storage,
+                async_nats::jetstream::stream::StorageType::File,
+                "{name}"
+            );
+        }
+    }
 }

@@ -7,9 +7,10 @@
 //! follower task on an ordered consumer, so queries by seq and time cost no
 //! round trip and `subscribe` sees appends made by other processes.
 //!
-//! Limitation, for the leases work to lift: a trim done by another process
-//! is not seen by this handle's index; `get` of such a segment returns
-//! `None` (its object is gone) while the listings still name it.
+//! A trim done by another process is not announced: this handle learns of
+//! it when `get` finds a listed segment's object gone, and then forgets
+//! that segment and every older one (trims only ever cut the oldest end).
+//! Until then its listings may still name trimmed segments.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -316,6 +317,11 @@ impl LiveLog for NatsLiveLog {
             Ok(Some(buf))
         })
         .await?;
+        if payload.is_none() {
+            let mut index = self.shared.lock();
+            index.trimmed_below = index.trimmed_below.max(seq + 1);
+            index.entries.retain(|&s, _| s > seq);
+        }
         Ok(payload.map(|payload| Segment {
             seq,
             pts_start: entry.meta.pts_start,

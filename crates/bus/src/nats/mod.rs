@@ -164,10 +164,32 @@ impl NatsBus {
     }
 
     async fn segment_objects(&self) -> Result<object_store::ObjectStore, BusError> {
+        let live = &self.config.live;
         if let Ok(store) = self.js.get_object_store(SEGMENTS_OBJECT_BUCKET).await {
+            // The bucket outlives any one config: apply a changed retention
+            // or replica count to its stream.
+            let name = format!("OBJ_{SEGMENTS_OBJECT_BUCKET}");
+            let mut stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| nats_err("get stream", &name, e))?;
+            let mut config = stream
+                .info()
+                .await
+                .map_err(|e| nats_err("stream info", &name, e))?
+                .config
+                .clone();
+            if config.max_age != live.max_age || config.num_replicas != live.replicas {
+                config.max_age = live.max_age;
+                config.num_replicas = live.replicas;
+                self.js
+                    .update_stream(config)
+                    .await
+                    .map_err(|e| nats_err("update stream", &name, e))?;
+            }
             return Ok(store);
         }
-        let live = &self.config.live;
         self.js
             .create_object_store(object_store::Config {
                 bucket: SEGMENTS_OBJECT_BUCKET.to_owned(),
