@@ -155,17 +155,28 @@ impl NatsLiveLog {
         };
         let mut messages = follow(&live, &subject, 1).await?;
         let mut next = 1;
-        while next <= last {
-            let Some(msg) = messages.next().await else {
-                return Err(nats_err(
-                    "read descriptors",
-                    &subject,
-                    "consumer ended while catching up",
-                ));
-            };
-            let msg = msg.map_err(|e| nats_err("read descriptors", &subject, e))?;
-            next = apply(&shared, &subject, &msg) + 1;
-        }
+        // Bounded: a purge racing with this could leave `last` unreachable.
+        let catch_up = async {
+            while next <= last {
+                let Some(msg) = messages.next().await else {
+                    return Err(nats_err(
+                        "read descriptors",
+                        &subject,
+                        "consumer ended while catching up",
+                    ));
+                };
+                let msg = msg.map_err(|e| nats_err("read descriptors", &subject, e))?;
+                let caught_up = msg.info().is_ok_and(|i| i.pending == 0);
+                next = apply(&shared, &subject, &msg) + 1;
+                if caught_up {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(op_timeout, catch_up)
+            .await
+            .map_err(|e| nats_err("read descriptors", &subject, e))??;
         let follower = tokio::spawn(run_follower(
             live.clone(),
             subject.clone(),
@@ -262,7 +273,11 @@ async fn run_follower(
         while let Some(msg) = messages.next().await {
             match msg {
                 Ok(msg) => next = apply(&shared, &subject, &msg) + 1,
-                Err(e) => tracing::debug!(subject, error = %e, "live log follower"),
+                Err(e) => {
+                    tracing::debug!(subject, error = %e, "live log follower");
+                    // Errors come while the server is away; do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
         loop {
