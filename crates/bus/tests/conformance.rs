@@ -1,0 +1,204 @@
+//! The bus conformance suite on both implementations, and what only NATS
+//! can do wrong: losing an acknowledged append across a server restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use dvr_bus::testserver::NatsServer;
+use dvr_bus::testsuite::{self, segment, Harness};
+use std::time::Duration;
+
+use dvr_bus::{
+    Kv, LiveLog, LiveLogConfig, MemoryKv, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions,
+};
+use dvr_common::StreamName;
+
+/// The embedded bus: one `SegmentLog` per stream (one file per segment, so
+/// trim is exact) and one `MemoryKv` per bucket, each shared by all handles.
+struct Embedded {
+    dir: tempfile::TempDir,
+    logs: Mutex<HashMap<String, Arc<SegmentLog>>>,
+    kvs: Mutex<HashMap<String, Arc<MemoryKv>>>,
+}
+
+#[async_trait]
+impl Harness for Embedded {
+    fn name(&self) -> &str {
+        "embedded"
+    }
+
+    async fn live_log(&self, stream: &str) -> Arc<dyn LiveLog> {
+        let mut logs = self.logs.lock().unwrap();
+        let log = logs.entry(stream.to_owned()).or_insert_with(|| {
+            let options = SegmentLogOptions {
+                max_file_bytes: 1,
+                ..SegmentLogOptions::default()
+            };
+            Arc::new(SegmentLog::open(self.dir.path().join(stream), options).unwrap())
+        });
+        Arc::clone(log) as Arc<dyn LiveLog>
+    }
+
+    async fn kv(&self, bucket: &str) -> Arc<dyn Kv> {
+        let mut kvs = self.kvs.lock().unwrap();
+        let kv = kvs
+            .entry(bucket.to_owned())
+            .or_insert_with(|| Arc::new(MemoryKv::new(bucket)));
+        Arc::clone(kv) as Arc<dyn Kv>
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_passes_the_conformance_suite() {
+    let h = Embedded {
+        dir: tempfile::tempdir().unwrap(),
+        logs: Mutex::default(),
+        kvs: Mutex::default(),
+    };
+    testsuite::run_all(&h).await;
+}
+
+/// Every handle is a new `NatsLiveLog` or `NatsKv` on one connection.
+struct Nats {
+    bus: NatsBus,
+}
+
+#[async_trait]
+impl Harness for Nats {
+    fn name(&self) -> &str {
+        "nats"
+    }
+
+    async fn live_log(&self, stream: &str) -> Arc<dyn LiveLog> {
+        let stream = StreamName::new(stream).unwrap();
+        Arc::new(self.bus.live_log(&stream).await.unwrap())
+    }
+
+    async fn kv(&self, bucket: &str) -> Arc<dyn Kv> {
+        Arc::new(self.bus.kv(bucket).await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_passes_the_conformance_suite() {
+    let server = NatsServer::start().await;
+    let bus = NatsBus::connect(NatsConfig::new(&server.url()))
+        .await
+        .unwrap();
+    testsuite::run_all(&Nats { bus }).await;
+}
+
+/// Appends go on while nats-server is killed (`kill -9`) and restarted on
+/// the same store: every append that returned `Ok` is there afterwards,
+/// once and with its bytes, seen by a fresh connection and by the writer's
+/// own handle; an append begun while the server is down completes when it
+/// is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_append_survives_server_restart() {
+    let mut server = NatsServer::start().await;
+    let bus = NatsBus::connect(NatsConfig::new(&server.url()))
+        .await
+        .unwrap();
+    let stream = StreamName::new("restart.test").unwrap();
+    let log = Arc::new(bus.live_log(&stream).await.unwrap());
+    let seg = |seq| segment(seq, 300_000);
+
+    // A writer that keeps appending through a restart, recording what
+    // returned Ok; a failed append is retried with the same seq.
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let writer = {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut seq = 0;
+            while !*stop.borrow() {
+                if log.append(&seg(seq)).await.is_ok() {
+                    acked.push(seq);
+                    seq += 1;
+                    progress_tx.send_replace(acked.len());
+                }
+            }
+            acked
+        })
+    };
+    progress.wait_for(|&n| n >= 5).await.unwrap();
+    server.kill();
+    server.restart().await;
+    let before = *progress.borrow();
+    progress.wait_for(|&n| n >= before + 5).await.unwrap();
+    stop_tx.send_replace(true);
+    let mut acked = writer.await.unwrap();
+
+    // An append started while the server is down.
+    server.kill();
+    let next = acked.last().unwrap() + 1;
+    let pending = {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move { log.append(&seg(next)).await })
+    };
+    server.restart().await;
+    pending.await.unwrap().expect("append across a restart");
+    acked.push(next);
+
+    let fresh = NatsBus::connect(NatsConfig::new(&server.url()))
+        .await
+        .unwrap();
+    let reader = fresh.live_log(&stream).await.unwrap();
+    let listed: Vec<u64> = reader
+        .segments_after(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(listed, acked, "every acknowledged append, once, in order");
+    for &seq in &acked {
+        let got = reader.get(seq).await.unwrap().expect("bytes after restart");
+        assert!(got.payload == seg(seq).payload, "seq {seq} bytes");
+    }
+    let mut sub = log.subscribe();
+    let newest = sub
+        .wait_for(|m| m.is_some_and(|m| m.seq == next))
+        .await
+        .unwrap()
+        .map(|m| m.seq);
+    assert_eq!(newest, Some(next), "the writer's own handle follows");
+}
+
+/// The live log's stream and object store are file-backed, with the
+/// configured replicas and a max age of copy interval plus margin; a
+/// changed config is applied to existing ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_retention_follows_the_config() {
+    let server = NatsServer::start().await;
+    let stream = StreamName::new("retention").unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    for (copy_s, margin_s) in [(3600, 1800), (600, 300)] {
+        let mut config = NatsConfig::new(&server.url());
+        config.live = LiveLogConfig::for_copy_interval(
+            Duration::from_secs(copy_s),
+            Duration::from_secs(margin_s),
+            1,
+        );
+        let bus = NatsBus::connect(config).await.unwrap();
+        bus.live_log(&stream).await.unwrap();
+        for name in [dvr_proto::LIVE_STREAM, "OBJ_dvr_v1_segments"] {
+            let mut s = js.get_stream(name).await.unwrap();
+            let info = s.info().await.unwrap();
+            assert_eq!(
+                info.config.max_age,
+                Duration::from_secs(copy_s + margin_s),
+                "{name}"
+            );
+            assert_eq!(info.config.num_replicas, 1, "{name}");
+            assert_eq!(
+                info.config.storage,
+                async_nats::jetstream::stream::StorageType::File,
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Message bodies: JSON, each with a `v` field that a reader checks before
+//! trusting the rest ([`Versioned::check_version`]).
+//!
+//! Segment bytes are never in these messages: a [`SegmentDescriptor`] names
+//! the object that holds them, and is published only after that object is
+//! complete, so a reader that sees a descriptor can always fetch its bytes
+//! (until retention removes both).
+
+use dvr_common::{StreamName, UtcMs};
+use dvr_media::{CodecSummary, SegmentMeta};
+use serde::{Deserialize, Serialize};
+
+use crate::PROTO_VERSION;
+
+/// A message that is not of this protocol version or not valid JSON of its
+/// type.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    /// The body's `v` is not [`PROTO_VERSION`].
+    #[error("{what}: protocol version {got}, this build speaks {PROTO_VERSION}")]
+    Version {
+        /// The message type.
+        what: &'static str,
+        /// The version it carried.
+        got: u32,
+    },
+    /// The body is not valid JSON of the type.
+    #[error("{what}: {source}")]
+    Json {
+        /// The message type.
+        what: &'static str,
+        /// The parser's complaint.
+        source: serde_json::Error,
+    },
+}
+
+/// A message type with a `v` field; decode with [`Versioned::decode`].
+pub trait Versioned: Serialize + for<'de> Deserialize<'de> {
+    /// The type's name, for errors.
+    const WHAT: &'static str;
+
+    /// The `v` the message carries.
+    fn version(&self) -> u32;
+
+    /// The JSON body.
+    fn encode(&self) -> Vec<u8> {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a body and checks its version.
+    fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let msg: Self = serde_json::from_slice(body).map_err(|source| ProtoError::Json {
+            what: Self::WHAT,
+            source,
+        })?;
+        if msg.version() != PROTO_VERSION {
+            return Err(ProtoError::Version {
+                what: Self::WHAT,
+                got: msg.version(),
+            });
+        }
+        Ok(msg)
+    }
+}
+
+/// One segment of a live log, published on
+/// [`live_segments_subject`](crate::live_segments_subject); its bytes are the
+/// object [`SegmentDescriptor::object`] in
+/// [`SEGMENTS_OBJECT_BUCKET`](crate::SEGMENTS_OBJECT_BUCKET).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentDescriptor {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The DVR stream.
+    pub stream: StreamName,
+    /// seq, utc_start, duration, pts_start, bytes, flags.
+    #[serde(flatten)]
+    pub meta: SegmentMeta,
+    /// The tracks.
+    pub codecs: CodecSummary,
+    /// Object name of the bytes.
+    pub object: String,
+}
+
+impl SegmentDescriptor {
+    /// The descriptor of a segment of `stream`.
+    pub fn new(stream: &StreamName, meta: SegmentMeta, codecs: CodecSummary) -> Self {
+        Self {
+            v: PROTO_VERSION,
+            stream: stream.clone(),
+            meta,
+            codecs,
+            object: crate::segment_object_name(stream, meta.seq),
+        }
+    }
+}
+
+impl Versioned for SegmentDescriptor {
+    const WHAT: &'static str = "segment descriptor";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// The kinds of event, each its own subject token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A stream's recording began (ingest has a source and appends).
+    RecordingStarted,
+    /// A stream's recording stopped (removed, disabled, lease given up).
+    RecordingStopped,
+    /// Ingest switched to another input of the stream.
+    SourceSwitched,
+    /// The tape stopped receiving segments (signal loss).
+    GapOpened,
+    /// Segments arrive again after a gap.
+    GapClosed,
+    /// The recorder wrote a chunk and its index to the archive.
+    ChunkWritten,
+    /// A lease changed holder.
+    LeaseMoved,
+}
+
+impl EventKind {
+    /// The subject token, e.g. `gap_opened`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RecordingStarted => "recording_started",
+            EventKind::RecordingStopped => "recording_stopped",
+            EventKind::SourceSwitched => "source_switched",
+            EventKind::GapOpened => "gap_opened",
+            EventKind::GapClosed => "gap_closed",
+            EventKind::ChunkWritten => "chunk_written",
+            EventKind::LeaseMoved => "lease_moved",
+        }
+    }
+}
+
+/// An event, published on [`event_subject`](crate::event_subject).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// What happened.
+    pub kind: EventKind,
+    /// To which stream.
+    pub stream: StreamName,
+    /// When, by the publisher's clock.
+    pub at: UtcMs,
+    /// Who published it (node id).
+    pub node: String,
+    /// Kind-specific details: `input` for source_switched, `first_seq` and
+    /// `key` for chunk_written, `holder` and `role` for lease_moved; absent
+    /// keys are allowed, unknown keys must be ignored.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Versioned for Event {
+    const WHAT: &'static str = "event";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// The value of a lease in [`LEASES_KV_BUCKET`](crate::LEASES_KV_BUCKET).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// Node id of the holder.
+    pub holder: String,
+    /// When the holder last renewed it, by its clock.
+    pub renewed: UtcMs,
+}
+
+impl Versioned for LeaseRecord {
+    const WHAT: &'static str = "lease";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dvr_common::Ticks;
+    use dvr_media::SegmentFlags;
+
+    use super::*;
+
+    #[test]
+    fn descriptor_json_is_flat_and_versioned() {
+        let stream = StreamName::new("ort").unwrap();
+        let meta = SegmentMeta {
+            seq: 7,
+            utc_start: UtcMs(1_700_000_000_000),
+            duration: Ticks(180_000),
+            pts_start: Ticks(900),
+            bytes: 188,
+            flags: SegmentFlags {
+                discontinuity: false,
+                independent: true,
+            },
+        };
+        let d = SegmentDescriptor::new(&stream, meta, CodecSummary::default());
+        let json: serde_json::Value = serde_json::from_slice(&d.encode()).unwrap();
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["utc_start"], 1_700_000_000_000_i64);
+        assert_eq!(json["object"], "ort/00000000000000000007");
+        assert_eq!(SegmentDescriptor::decode(&d.encode()).unwrap(), d);
+
+        let mut v2 = json;
+        v2["v"] = 2.into();
+        let err = SegmentDescriptor::decode(&serde_json::to_vec(&v2).unwrap()).unwrap_err();
+        assert!(matches!(err, ProtoError::Version { got: 2, .. }), "{err}");
+    }
+
+    /// The README is the reference for other languages: its examples must
+    /// be what this crate reads.
+    #[test]
+    fn readme_examples_decode() {
+        let readme = include_str!("../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```json")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert_eq!(blocks.len(), 3, "descriptor, lease, event");
+        let d = SegmentDescriptor::decode(blocks[0].as_bytes()).unwrap();
+        assert_eq!(
+            (d.meta.seq, d.object.as_str()),
+            (42, "ort/00000000000000000042")
+        );
+        assert_eq!(d.codecs.tracks.len(), 2);
+        LeaseRecord::decode(blocks[1].as_bytes()).unwrap();
+        let e = Event::decode(blocks[2].as_bytes()).unwrap();
+        assert_eq!(e.kind, EventKind::GapOpened);
+    }
+}

@@ -1,0 +1,139 @@
+//! Names on the wire: subjects, JetStream streams, KV and object-store
+//! buckets, headers, and the escaping of stream names into subject tokens.
+//!
+//! A DVR stream name may contain `.` (`channel-1.backup`), which NATS reads
+//! as a token separator, so it is escaped as `%2E` wherever it becomes part
+//! of a subject; `%` never occurs in a valid stream name, so the escaping is
+//! reversible. Object names and KV values carry the name unescaped.
+
+use dvr_common::StreamName;
+
+/// Prefix of every subject of this protocol version.
+pub const SUBJECT_PREFIX: &str = "dvr.v1";
+
+/// The JetStream stream holding every live log's segment descriptors.
+pub const LIVE_STREAM: &str = "DVR_V1_LIVE";
+/// The subjects [`LIVE_STREAM`] captures.
+pub const LIVE_STREAM_SUBJECTS: &str = "dvr.v1.live.>";
+/// Object-store bucket holding segment bytes (chunked by the object store,
+/// 128 KiB per message, so no message nears the 1 MiB max payload).
+pub const SEGMENTS_OBJECT_BUCKET: &str = "dvr_v1_segments";
+/// Chunk size used when storing segment bytes.
+pub const SEGMENT_CHUNK_BYTES: usize = 128 * 1024;
+
+/// KV bucket: stream configuration, key = escaped stream name, value = the
+/// stream's config as JSON (watched by every service).
+pub const STREAMS_KV_BUCKET: &str = "dvr_v1_streams";
+/// KV bucket: ownership leases, key `{role}.{escaped stream}`.
+pub const LEASES_KV_BUCKET: &str = "dvr_v1_leases";
+/// KV bucket: the catalog of archived chunks.
+pub const CATALOG_KV_BUCKET: &str = "dvr_v1_catalog";
+/// KV bucket: protected ranges (also persisted in the archive).
+pub const LOCKS_KV_BUCKET: &str = "dvr_v1_locks";
+
+/// Header: JetStream de-duplication id; the live log sets it to
+/// [`segment_msg_id`] so a retried append is stored once.
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// Header: the protocol version of a message, `1`.
+pub const HEADER_PROTO_VERSION: &str = "Dvr-Proto";
+/// Header on an error reply to a request: the error kind (`not_found`,
+/// `unavailable`, …) as `dvr_common::ErrorKind` names it.
+pub const HEADER_ERROR_KIND: &str = "Dvr-Error-Kind";
+
+/// Subject for the auth service's play check (request/reply).
+pub const AUTH_CHECK_SUBJECT: &str = "dvr.v1.auth.check";
+/// Wildcard matching every event of every stream.
+pub const EVENTS_ALL: &str = "dvr.v1.events.>";
+
+/// Escapes a stream name into one subject token (`.` becomes `%2E`).
+pub fn stream_token(stream: &StreamName) -> String {
+    stream.as_str().replace('.', "%2E")
+}
+
+/// The inverse of [`stream_token`]; `None` for a token that is no valid
+/// stream name.
+pub fn stream_from_token(token: &str) -> Option<StreamName> {
+    StreamName::new(&token.replace("%2E", ".")).ok()
+}
+
+/// Subject of a stream's segment descriptors in [`LIVE_STREAM`]:
+/// `dvr.v1.live.{stream}.seg`.
+pub fn live_segments_subject(stream: &StreamName) -> String {
+    format!("{SUBJECT_PREFIX}.live.{}.seg", stream_token(stream))
+}
+
+/// Object name of a segment's bytes in [`SEGMENTS_OBJECT_BUCKET`]:
+/// `{stream}/{seq:020}` (the stream name unescaped).
+pub fn segment_object_name(stream: &StreamName, seq: u64) -> String {
+    format!("{stream}/{seq:020}")
+}
+
+/// De-duplication id of a segment's descriptor: `{stream}:{seq}`.
+pub fn segment_msg_id(stream: &StreamName, seq: u64) -> String {
+    format!("{stream}:{seq}")
+}
+
+/// Subject of one kind of event for one stream:
+/// `dvr.v1.events.{kind}.{stream}`.
+pub fn event_subject(kind: crate::EventKind, stream: &StreamName) -> String {
+    format!(
+        "{SUBJECT_PREFIX}.events.{}.{}",
+        kind.as_str(),
+        stream_token(stream)
+    )
+}
+
+/// Wildcard for every event about one stream: `dvr.v1.events.*.{stream}`.
+pub fn events_of_stream(stream: &StreamName) -> String {
+    format!("{SUBJECT_PREFIX}.events.*.{}", stream_token(stream))
+}
+
+/// Key in [`STREAMS_KV_BUCKET`] for a stream's config.
+pub fn stream_config_key(stream: &StreamName) -> String {
+    stream_token(stream)
+}
+
+/// Key in [`LEASES_KV_BUCKET`] for who holds `role` (`ingest`, `recorder`)
+/// of a stream.
+pub fn lease_key(role: &str, stream: &StreamName) -> String {
+    format!("{role}.{}", stream_token(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventKind;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
+
+    #[test]
+    fn stream_names_become_one_token_and_back() {
+        for s in ["ort", "news/hd", "channel-1.backup", "a.b.c"] {
+            let t = stream_token(&name(s));
+            assert!(!t.contains('.'), "{t}");
+            assert_eq!(stream_from_token(&t), Some(name(s)));
+        }
+        assert_eq!(stream_from_token("%2E%2E"), None);
+    }
+
+    #[test]
+    fn subjects_are_versioned_and_match_their_wildcards() {
+        let s = name("channel-1.backup");
+        assert_eq!(
+            live_segments_subject(&s),
+            "dvr.v1.live.channel-1%2Ebackup.seg"
+        );
+        assert!(live_segments_subject(&s).starts_with(LIVE_STREAM_SUBJECTS.trim_end_matches('>')));
+        assert_eq!(
+            event_subject(EventKind::GapOpened, &s),
+            "dvr.v1.events.gap_opened.channel-1%2Ebackup"
+        );
+        assert_eq!(
+            segment_object_name(&s, 42),
+            "channel-1.backup/00000000000000000042"
+        );
+        assert_eq!(lease_key("recorder", &s), "recorder.channel-1%2Ebackup");
+    }
+}
