@@ -17,6 +17,10 @@ for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \
            swift-ring-builder:swift memcached:memcached; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
+# The players test (services/dvr/tests/players.rs): hls.js from npm plays
+# our playlists in Debian's headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
@@ -28,6 +32,16 @@ fi
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required: install Rust with rustup" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+
+# hls.js, pinned, into the tools cache (nothing big in the repository); the
+# players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js.
+TOOLS="${DVR_TOOLS_DIR:-$HOME/.cache/dvr/tools}"
+HLSJS_VERSION=1.5.20
+if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json"; then
+  echo "installing hls.js $HLSJS_VERSION into $TOOLS/node_modules"
+  mkdir -p "$TOOLS"
+  npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error "hls.js@$HLSJS_VERSION" >/dev/null
+fi
 
 # s3s-fs, built once into the tools cache.
 "$(dirname "$0")/install-storage-test-deps.sh"
