@@ -4,6 +4,11 @@
 //! playlist and a `timeshift_abs` stream while the test watches
 //! `currentTime` advance.
 //!
+//! The page is served by the test on an origin of its own. The packager
+//! sends no CORS headers yet, so Chromium then runs with
+//! `--disable-web-security`; once it does, the test drops the flag and
+//! checks CORS as a browser would.
+//!
 //! ffmpeg, ffprobe, chromium and hls.js are required (never skipped):
 //! `make test-deps` (scripts/install-test-deps.sh) installs them.
 
