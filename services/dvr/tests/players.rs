@@ -4,10 +4,8 @@
 //! playlist and a `timeshift_abs` stream while the test watches
 //! `currentTime` advance.
 //!
-//! The page is served by the test on an origin of its own. The packager
-//! sends no CORS headers yet, so Chromium then runs with
-//! `--disable-web-security`; once it does, the test drops the flag and
-//! checks CORS as a browser would.
+//! The page is served by the test on an origin of its own, so Chromium
+//! (with web security on) also judges the packager's CORS headers.
 //!
 //! ffmpeg, ffprobe, chromium and hls.js are required (never skipped):
 //! `make test-deps` (scripts/install-test-deps.sh) installs them.
@@ -180,10 +178,11 @@ fn check_finite(rec: &Recording, path: &str, asked: f64) -> Result<String, Strin
     Ok(format!("{path}: {duration:.2} s"))
 }
 
-/// A download of `asked` seconds, read to its end: its video spans within
-/// one segment of it. (Read, not probed: ffprobe estimates the duration of
-/// a TS over HTTP only when it can seek with Range requests.)
+/// A download of `asked` seconds: ffprobe's duration (which it can only
+/// estimate for a TS over HTTP by seeking to its end with a Range request)
+/// and the span of its video read to the end are within one segment of it.
 fn check_download(rec: &Recording, path: &str, asked: f64) -> Result<String, String> {
+    let probed = check_finite(rec, path, asked)?;
     let probe = ffprobe(&rec.url(path), Some(120))?;
     if (probe.video_span - asked).abs() > SEGMENT_S + 0.1 || probe.audio_packets == 0 {
         return Err(format!(
@@ -191,7 +190,7 @@ fn check_download(rec: &Recording, path: &str, asked: f64) -> Result<String, Str
             probe.video_span, probe.audio_packets
         ));
     }
-    Ok(format!("{path}: {:.2} s", probe.video_span))
+    Ok(format!("{probed}, {:.2} s of video read", probe.video_span))
 }
 
 /// A live or endless form: ffprobe reads `secs` of H.264 and AAC from it.
@@ -663,13 +662,6 @@ fn hlsjs_in_chromium_plays_vod_start_over_and_timeshift_abs() {
         "--v=0",
     ])
     .arg(format!("--user-data-dir={}", profile.path().display()));
-    let (_, head, _) = get_with_head(rec.http, &format!("/ch1/index-{from}-10.m3u8"));
-    if header(&head, "access-control-allow-origin").is_none() {
-        // The page is on another origin; without CORS headers only a
-        // browser with web security off may read our playlists.
-        eprintln!("note: the packager sends no Access-Control-Allow-Origin; chromium runs with --disable-web-security");
-        cmd.arg("--disable-web-security");
-    }
     let mut child = cmd
         .arg(format!("http://127.0.0.1:{page}/"))
         .stdout(Stdio::null())
