@@ -125,6 +125,12 @@ async fn packager(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo test --all-targets` builds and runs benches as tests, without
+    // the servers; only `cargo bench` (which passes --bench) measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("segment_ttfb is a benchmark: run bench/segment_ttfb.sh (make bench)");
+        return;
+    }
     let nginx: SocketAddr = env("DVR_BENCH_NGINX")
         .parse()
         .expect("DVR_BENCH_NGINX is host:port");

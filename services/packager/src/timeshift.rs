@@ -27,7 +27,8 @@ use crate::playlist::GAP_TOLERANCE_MS;
 pub enum WindowLimit {
     /// The newest `n` segments (a live-style window).
     Count(usize),
-    /// Every segment starting in the last `ms` milliseconds (`rewind-N`).
+    /// Every segment that plays within the last `ms` milliseconds
+    /// (`rewind-N`): at least N seconds once that much is recorded.
     Span(i64),
 }
 
@@ -100,7 +101,7 @@ pub fn window(
         WindowLimit::Span(ms) => played
             .iter()
             .rev()
-            .take_while(|s| s.utc_start.0 >= head.0 - ms)
+            .take_while(|s| s.utc_end().0 > head.0 - ms)
             .count(),
     };
     played[played.len().saturating_sub(keep)..].to_vec()
