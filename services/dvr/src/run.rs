@@ -42,11 +42,9 @@ pub struct RunArgs {
     listen: Option<SocketAddr>,
 }
 
-/// The bundled clip the demo loops.
-const DEMO_CLIP: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../testdata/h264_aac_720p.ts"
-);
+/// The clip the demo loops, built into the binary so `dvr run` works from
+/// any directory and in a container image.
+const DEMO_CLIP: &[u8] = include_bytes!("../../../testdata/h264_aac_720p.ts");
 
 /// How long a stream without `dvr` keeps its live log.
 const LIVE_ONLY_KEEP_MS: i64 = 5 * 60_000;
@@ -76,9 +74,11 @@ fn load_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
             std::fs::create_dir_all(&args.data_dir)
                 .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
             let data = std::fs::canonicalize(&args.data_dir)?;
-            let clip = std::env::var("DVR_DEMO_CLIP").unwrap_or_else(|_| DEMO_CLIP.to_owned());
-            let clip = std::fs::canonicalize(&clip)
-                .with_context(|| format!("the demo clip {clip} is missing"))?;
+            let clip = match std::env::var("DVR_DEMO_CLIP") {
+                Ok(clip) => std::fs::canonicalize(&clip)
+                    .with_context(|| format!("the demo clip {clip} is missing"))?,
+                Err(_) => write_demo_clip(&data)?,
+            };
             let yaml = format!(
                 "version: 1\nhttp: {{ listen: \"127.0.0.1:8080\" }}\narchive: file://{}/archive\n\
                  streams:\n  demo:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
@@ -93,6 +93,17 @@ fn load_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
             )?)
         }
     }
+}
+
+/// Writes the built-in demo clip into the data directory (once).
+fn write_demo_clip(data: &Path) -> anyhow::Result<PathBuf> {
+    let path = data.join("demo.ts");
+    let current = std::fs::metadata(&path).map(|m| m.len()).ok();
+    if current != Some(DEMO_CLIP.len() as u64) {
+        std::fs::write(&path, DEMO_CLIP)
+            .with_context(|| format!("cannot write the demo clip to {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// One running stream.

@@ -733,9 +733,7 @@ fn assert_no_panic(output: &Output) {
 // Running things
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(name)
+    dvr_common::fuzz_corpus::repo_path("testdata").join(name)
 }
 
 /// The binary under test: `DVR_BIN` when set (`make test` points it at the

@@ -76,9 +76,7 @@ pub fn write_config(dir: &Path, http: u16, inputs: &[String]) -> PathBuf {
 
 /// A committed clip under `testdata/`.
 pub fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(name)
+    dvr_common::fuzz_corpus::repo_path("testdata").join(name)
 }
 
 /// A plain HTTP/1.0 GET: (status, body).
