@@ -12,7 +12,9 @@
 pub mod message;
 pub mod names;
 
-pub use message::{Event, EventKind, LeaseRecord, ProtoError, SegmentDescriptor, Versioned};
+pub use message::{
+    Event, EventKind, LeaseRecord, ProtoError, SegmentDescriptor, SessionRecord, Versioned,
+};
 pub use names::*;
 
 /// The protocol version this crate speaks, as in `dvr.v1.` and `"v": 1`.

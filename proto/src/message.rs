@@ -183,6 +183,41 @@ impl Versioned for LeaseRecord {
     }
 }
 
+/// A play session in [`SESSIONS_KV_BUCKET`](crate::SESSIONS_KV_BUCKET):
+/// one viewer (stream, client address, token) as the auth service tracks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The session id: hex of a hash of (stream, ip, token).
+    pub id: String,
+    /// The stream played.
+    pub stream: StreamName,
+    /// The client's address.
+    pub ip: String,
+    /// The user the auth backend named (`X-UserId`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// `hls`, `mpegts`, `dash` or `mp4`.
+    pub protocol: String,
+    /// When the session was opened.
+    pub opened_at: UtcMs,
+    /// When it was last checked or served.
+    pub updated_at: UtcMs,
+    /// When it was closed (by the backend, a session limit or idleness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<UtcMs>,
+    /// Bytes served in it so far.
+    pub bytes: u64,
+}
+
+impl Versioned for SessionRecord {
+    const WHAT: &'static str = "session";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use dvr_common::Ticks;

@@ -30,6 +30,9 @@ pub const LEASES_KV_BUCKET: &str = "dvr_v1_leases";
 pub const CATALOG_KV_BUCKET: &str = "dvr_v1_catalog";
 /// KV bucket: protected ranges (also persisted in the archive).
 pub const LOCKS_KV_BUCKET: &str = "dvr_v1_locks";
+/// KV bucket: play sessions, key = the session id (hex), value a
+/// [`SessionRecord`](crate::SessionRecord) as JSON.
+pub const SESSIONS_KV_BUCKET: &str = "dvr_v1_sessions";
 
 /// Header: JetStream de-duplication id; the live log sets it to
 /// [`segment_msg_id`] so a retried append is stored once.
