@@ -8,10 +8,11 @@
 //! [`crate::testsuite`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use dvr_common::UtcMs;
-use dvr_media::{Segment, SegmentMeta};
+use dvr_media::{CodecSummary, Segment, SegmentMeta};
 use tokio::sync::watch;
 
 use crate::error::BusError;
@@ -40,6 +41,13 @@ pub trait LiveLog: Send + Sync + fmt::Debug {
 
     /// The oldest segment's metadata.
     async fn oldest(&self) -> Result<Option<SegmentMeta>, BusError>;
+
+    /// Metadata of the newest `n` segments, oldest first.
+    async fn last(&self, n: usize) -> Result<Vec<SegmentMeta>, BusError>;
+
+    /// The tracks of segment `seq`, `None` when it is not in the log.
+    /// Consecutive segments with the same tracks share one `Arc`.
+    async fn codecs(&self, seq: u64) -> Result<Option<Arc<CodecSummary>>, BusError>;
 
     /// Drops segments that end at or before `before` and have
     /// `seq < keep_from_seq` (never what the recorder has not copied). An
@@ -75,6 +83,14 @@ impl LiveLog for SegmentLog {
 
     async fn oldest(&self) -> Result<Option<SegmentMeta>, BusError> {
         Ok(SegmentLog::oldest(self))
+    }
+
+    async fn last(&self, n: usize) -> Result<Vec<SegmentMeta>, BusError> {
+        Ok(SegmentLog::last(self, n))
+    }
+
+    async fn codecs(&self, seq: u64) -> Result<Option<Arc<CodecSummary>>, BusError> {
+        Ok(SegmentLog::codecs(self, seq))
     }
 
     async fn trim(&self, before: UtcMs, keep_from_seq: u64) -> Result<usize, BusError> {

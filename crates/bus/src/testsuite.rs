@@ -198,6 +198,26 @@ pub async fn get_by_seq_and_time(h: &dyn Harness) {
         "[{}]",
         h.name()
     );
+    let last: Vec<u64> = log.last(3).await.unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(last, [17, 18, 19], "[{}] last 3, oldest first", h.name());
+    assert_eq!(
+        log.last(50).await.unwrap().len(),
+        10,
+        "[{}] last 50",
+        h.name()
+    );
+    let codecs = log.codecs(15).await.unwrap();
+    assert_eq!(
+        codecs.as_deref(),
+        Some(&*segment(15, 0).codecs),
+        "[{}] codecs of 15",
+        h.name()
+    );
+    assert!(
+        log.codecs(20).await.unwrap().is_none(),
+        "[{}] codecs of 20",
+        h.name()
+    );
     // Segment n covers [t0 + 2n s, t0 + 2n s + 2 s).
     let at = |seq: i64, ms: i64| UtcMs(1_700_000_000_000 + seq * 2000 + ms);
     let between = |from, to| {

@@ -241,7 +241,7 @@ async fn start_stream(
     });
     packager.add_stream(StreamTape::new(
         name.to_string(),
-        Arc::clone(&log),
+        Arc::clone(&log) as Arc<dyn dvr_bus::LiveLog>,
         archived,
     ));
 

@@ -232,6 +232,7 @@ impl Packager {
             Form::LiveMpegts => {
                 let start = tape
                     .newest(1)
+                    .await?
                     .first()
                     .map(|s| s.meta.utc_start)
                     .ok_or_else(|| {
@@ -253,6 +254,7 @@ impl Packager {
             Form::LivePlaylist(_) => {
                 let segments: Vec<_> = tape
                     .newest(self.config.live_window)
+                    .await?
                     .into_iter()
                     .map(|s| s.meta)
                     .collect();

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use dvr_archive::Lock;
-use dvr_bus::SegmentLog;
+use dvr_bus::{BusError, LiveLog};
+use dvr_common::HasErrorKind;
 use dvr_common::UtcMs;
 use dvr_media::SegmentMeta;
 
@@ -60,7 +61,7 @@ pub trait ArchivedTape: Send + Sync + Debug {
 #[derive(Debug, Clone)]
 pub struct StreamTape {
     name: String,
-    live: Arc<SegmentLog>,
+    live: Arc<dyn LiveLog>,
     archive: Option<Arc<dyn ArchivedTape>>,
     /// For a delayed channel (`timeshift://OTHER/N`): how far behind its
     /// source's live it plays, in milliseconds; 0 for a recorded stream.
@@ -71,7 +72,7 @@ impl StreamTape {
     /// The tape of stream `name`.
     pub fn new(
         name: impl Into<String>,
-        live: Arc<SegmentLog>,
+        live: Arc<dyn LiveLog>,
         archive: Option<Arc<dyn ArchivedTape>>,
     ) -> Self {
         Self {
@@ -107,7 +108,7 @@ impl StreamTape {
     }
 
     /// The live log.
-    pub fn live(&self) -> &Arc<SegmentLog> {
+    pub fn live(&self) -> &Arc<dyn LiveLog> {
         &self.live
     }
 
@@ -126,6 +127,8 @@ impl StreamTape {
         out.extend(
             self.live
                 .segments_between(from, to)
+                .await
+                .map_err(|e| self.live_error(&e))?
                 .into_iter()
                 .filter(|m| archived_until.is_none_or(|last| m.seq > last))
                 .map(|meta| TapeSegment {
@@ -137,40 +140,45 @@ impl StreamTape {
     }
 
     /// The newest `n` segments (live).
-    pub fn newest(&self, n: usize) -> Vec<TapeSegment> {
-        self.live
+    pub async fn newest(&self, n: usize) -> Result<Vec<TapeSegment>, PackagerError> {
+        Ok(self
+            .live
             .last(n)
+            .await
+            .map_err(|e| self.live_error(&e))?
             .into_iter()
             .map(|meta| TapeSegment {
                 meta,
                 location: Location::LiveLog,
             })
-            .collect()
+            .collect())
+    }
+
+    /// The newest segment's metadata, `None` before the first.
+    pub async fn live_head(&self) -> Result<Option<SegmentMeta>, PackagerError> {
+        self.live.newest().await.map_err(|e| self.live_error(&e))
+    }
+
+    fn live_error(&self, e: &BusError) -> PackagerError {
+        PackagerError::Storage {
+            stream: self.name.clone(),
+            reason: e.to_string(),
+            transient: e.error_kind().is_transient(),
+        }
     }
 
     /// The bytes of a segment.
     pub async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError> {
         match &segment.location {
             Location::LiveLog => {
-                let live = Arc::clone(&self.live);
                 let seq = segment.meta.seq;
-                let read = tokio::task::spawn_blocking(move || live.get(seq)).await;
-                match read {
-                    Ok(Ok(Some(s))) => Ok(s.payload),
-                    Ok(Ok(None)) => Err(PackagerError::NothingRecorded(format!(
+                match self.live.get(seq).await {
+                    Ok(Some(s)) => Ok(s.payload),
+                    Ok(None) => Err(PackagerError::NothingRecorded(format!(
                         "segment {seq} of {} is no longer in the live log",
                         self.name
                     ))),
-                    Ok(Err(e)) => Err(PackagerError::Storage {
-                        stream: self.name.clone(),
-                        reason: e.to_string(),
-                        transient: true,
-                    }),
-                    Err(e) => Err(PackagerError::Storage {
-                        stream: self.name.clone(),
-                        reason: e.to_string(),
-                        transient: false,
-                    }),
+                    Err(e) => Err(self.live_error(&e)),
                 }
             }
             Location::Archive { .. } => match &self.archive {
@@ -201,6 +209,8 @@ impl StreamTape {
         let live = self
             .live
             .segments_between(from, to)
+            .await
+            .map_err(|e| self.live_error(&e))?
             .into_iter()
             .filter(|m| archived_end.is_none_or(|end| m.utc_end() > end))
             .map(|m| {
@@ -234,11 +244,9 @@ impl StreamTape {
             Some(a) => a.extent().await?,
             None => None,
         };
-        let live = self
-            .live
-            .oldest()
-            .zip(self.live.newest())
-            .map(|(o, n)| (o.utc_start, n.utc_end()));
+        let oldest = self.live.oldest().await.map_err(|e| self.live_error(&e))?;
+        let newest = self.live_head().await?;
+        let live = oldest.zip(newest).map(|(o, n)| (o.utc_start, n.utc_end()));
         Ok(match (archived, live) {
             (Some((a0, a1)), Some((l0, l1))) => Some((a0.min(l0), a1.max(l1))),
             (a, l) => a.or(l),

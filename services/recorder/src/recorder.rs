@@ -6,7 +6,7 @@ use std::time::Duration;
 use dvr_archive::key::copy_window;
 use dvr_archive::store::{ArchiveStore, StoreError};
 use dvr_archive::{ChunkIndex, ChunkKey};
-use dvr_bus::{BusError, SegmentLog};
+use dvr_bus::{BusError, LiveLog};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_media::{CodecSummary, SegmentMeta};
@@ -78,7 +78,7 @@ fn backoff(first: Duration, max: Duration, failures: u32) -> Duration {
 #[derive(Debug)]
 pub struct StreamRecorder {
     stream: StreamName,
-    log: Arc<SegmentLog>,
+    log: Arc<dyn LiveLog>,
     archive: Arc<ArchiveStore>,
     clock: Arc<dyn Clock>,
     config: RecorderConfig,
@@ -90,7 +90,7 @@ impl StreamRecorder {
     /// A recorder that continues after what the archive's catalog holds.
     pub fn new(
         stream: StreamName,
-        log: Arc<SegmentLog>,
+        log: Arc<dyn LiveLog>,
         archive: Arc<ArchiveStore>,
         clock: Arc<dyn Clock>,
         config: RecorderConfig,
@@ -115,8 +115,12 @@ impl StreamRecorder {
     /// `flush`, the open window too (at shutdown). Returns the chunks written.
     pub async fn copy(&mut self, flush: bool) -> Result<usize, RecorderError> {
         let now = self.clock.now();
-        let pending = self.log.segments_after(self.archived);
-        let groups = self.chunk_groups(&pending);
+        let pending = self
+            .log
+            .segments_after(self.archived)
+            .await
+            .map_err(|source| self.live_log_error(source))?;
+        let groups = self.chunk_groups(&pending).await?;
         let mut written = 0;
         let count = groups.len();
         for (i, group) in groups.into_iter().enumerate() {
@@ -131,25 +135,34 @@ impl StreamRecorder {
         let keep_after =
             UtcMs(now.0 - self.config.copy_interval_ms - self.config.live_log_margin_ms);
         let keep_seq = self.archived.map_or(0, |a| a + 1);
-        let log = Arc::clone(&self.log);
-        if let Ok(Err(source)) =
-            tokio::task::spawn_blocking(move || log.trim(keep_after, keep_seq)).await
-        {
-            return Err(RecorderError::LiveLog {
-                stream: self.stream.clone(),
-                source,
-            });
-        }
+        self.log
+            .trim(keep_after, keep_seq)
+            .await
+            .map_err(|source| self.live_log_error(source))?;
         Ok(written)
+    }
+
+    fn live_log_error(&self, source: BusError) -> RecorderError {
+        RecorderError::LiveLog {
+            stream: self.stream.clone(),
+            source,
+        }
     }
 
     /// Splits pending segments into chunks: one per copy window, and a new
     /// one where the tracks change (an index describes one program).
-    fn chunk_groups(&self, pending: &[SegmentMeta]) -> Vec<Vec<SegmentMeta>> {
+    async fn chunk_groups(
+        &self,
+        pending: &[SegmentMeta],
+    ) -> Result<Vec<Vec<SegmentMeta>>, RecorderError> {
         let mut groups: Vec<Vec<SegmentMeta>> = Vec::new();
         let mut group_codecs: Option<Arc<CodecSummary>> = None;
         for meta in pending {
-            let codecs = self.log.codecs(meta.seq);
+            let codecs = self
+                .log
+                .codecs(meta.seq)
+                .await
+                .map_err(|source| self.live_log_error(source))?;
             let same_window = groups.last().and_then(|g| g.first()).is_some_and(|first| {
                 copy_window(first.utc_start, self.config.copy_interval_ms)
                     == copy_window(meta.utc_start, self.config.copy_interval_ms)
@@ -167,7 +180,7 @@ impl StreamRecorder {
                 group_codecs = codecs;
             }
         }
-        groups
+        Ok(groups)
     }
 
     async fn write_chunk(&mut self, group: &[SegmentMeta]) -> Result<(), RecorderError> {
@@ -182,6 +195,8 @@ impl StreamRecorder {
         let codecs = self
             .log
             .codecs(first.seq)
+            .await
+            .map_err(|source| self.live_log_error(source))?
             .map(|c| (*c).clone())
             .unwrap_or_default();
         let mut records = Vec::with_capacity(group.len());

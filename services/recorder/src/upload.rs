@@ -1,6 +1,7 @@
 //! A chunk's bytes read straight from the live log, as an upload source.
 //!
-//! The live log on local disk is the recorder's spool: the segments of the
+//! The live log (local disk when embedded, JetStream when distributed) is
+//! the recorder's spool: the segments of the
 //! window being recorded are already there, and stay there until the chunk
 //! holding them is in the archive. Uploading streams them from it one
 //! segment at a time, so a chunk of any size costs one segment of memory,
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dvr_bus::SegmentLog;
+use dvr_bus::LiveLog;
 use dvr_common::StreamName;
 use dvr_media::SegmentMeta;
 use dvr_storage::UploadSource;
@@ -20,14 +21,14 @@ use futures::StreamExt;
 #[derive(Debug)]
 pub struct LiveLogUpload {
     stream: StreamName,
-    log: Arc<SegmentLog>,
+    log: Arc<dyn LiveLog>,
     segments: Vec<SegmentMeta>,
     len: u64,
 }
 
 impl LiveLogUpload {
     /// The chunk made of `segments` (in seq order).
-    pub fn new(stream: StreamName, log: Arc<SegmentLog>, segments: &[SegmentMeta]) -> Self {
+    pub fn new(stream: StreamName, log: Arc<dyn LiveLog>, segments: &[SegmentMeta]) -> Self {
         let len = segments.iter().map(|m| m.bytes).sum();
         Self {
             stream,
@@ -50,13 +51,12 @@ impl UploadSource for LiveLogUpload {
             .then(move |seq| {
                 let log = Arc::clone(&log);
                 async move {
-                    match tokio::task::spawn_blocking(move || log.get(seq)).await {
-                        Ok(Ok(Some(segment))) => Ok(segment.payload),
-                        Ok(Ok(None)) => Err(std::io::Error::new(
+                    match log.get(seq).await {
+                        Ok(Some(segment)) => Ok(segment.payload),
+                        Ok(None) => Err(std::io::Error::new(
                             std::io::ErrorKind::NotFound,
                             format!("segment {seq} is no longer in the live log"),
                         )),
-                        Ok(Err(e)) => Err(std::io::Error::other(e)),
                         Err(e) => Err(std::io::Error::other(e)),
                     }
                 }

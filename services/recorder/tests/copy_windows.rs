@@ -62,7 +62,7 @@ fn recorder(f: &Fixture, store: &Arc<ArchiveStore>) -> StreamRecorder {
     };
     StreamRecorder::new(
         f.stream.clone(),
-        Arc::clone(&f.log),
+        Arc::clone(&f.log) as Arc<dyn dvr_bus::LiveLog>,
         Arc::clone(store),
         Arc::new(f.clock.clone()),
         config,

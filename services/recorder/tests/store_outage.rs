@@ -49,7 +49,7 @@ async fn a_backlog_of_windows_goes_up_in_order_once_the_store_returns() {
     let stream: StreamName = "ch1".parse().unwrap();
     let mut rec = StreamRecorder::new(
         stream.clone(),
-        Arc::clone(&log),
+        Arc::clone(&log) as Arc<dyn dvr_bus::LiveLog>,
         Arc::clone(&store),
         Arc::new(clock.clone()),
         RecorderConfig::with_copy_interval(60_000),

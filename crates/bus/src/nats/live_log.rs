@@ -376,6 +376,28 @@ impl LiveLog for NatsLiveLog {
         Ok(self.shared.lock().entries.values().next().map(|e| e.meta))
     }
 
+    async fn last(&self, n: usize) -> Result<Vec<SegmentMeta>, BusError> {
+        let index = self.shared.lock();
+        let mut out: Vec<SegmentMeta> = index
+            .entries
+            .values()
+            .rev()
+            .take(n)
+            .map(|e| e.meta)
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn codecs(&self, seq: u64) -> Result<Option<Arc<CodecSummary>>, BusError> {
+        Ok(self
+            .shared
+            .lock()
+            .entries
+            .get(&seq)
+            .map(|e| Arc::clone(&e.codecs)))
+    }
+
     async fn trim(&self, before: UtcMs, keep_from_seq: u64) -> Result<usize, BusError> {
         let (dropped, first_kept) = {
             let index = self.shared.lock();
