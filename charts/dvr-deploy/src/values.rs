@@ -450,9 +450,8 @@ impl Values {
                 ),
             );
         }
-        if !self.nats.url.is_empty()
-            && !(self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://"))
-        {
+        let url = &self.nats.url;
+        if !(url.is_empty() || url.starts_with("nats://") || url.starts_with("tls://")) {
             return fail(
                 "nats.url",
                 format!("{:?} is not a nats:// or tls:// URL", self.nats.url),
