@@ -7,7 +7,8 @@
 //! label has as many values as the URL surface has forms and needs no
 //! upkeep when a form is added; paths that do not parse are `unknown` or
 //! `invalid`. Latency is to the response head: endless MPEG-TS answers
-//! have no end to measure to.
+//! have no end to measure to. The same middleware opens the request's
+//! trace span.
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
+use tracing::Instrument;
 
 use crate::url::{self, UrlError};
 
@@ -116,9 +118,20 @@ pub fn form_label(path: &str) -> String {
 pub async fn observe(request: Request, next: Next) -> Response {
     let form = form_label(request.uri().path());
     let started = Instant::now();
-    let response = next.run(request).await;
+    // One span per request, the child of the caller's trace when it sends
+    // `traceparent`; exported only when OTLP is configured.
+    let span = tracing::info_span!("playback", form = %form, status = tracing::field::Empty);
+    dvr_telemetry::propagation::set_parent(&span, |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let response = next.run(request).instrument(span.clone()).await;
     let m = &*METRICS;
     let status = response.status().as_u16();
+    span.record("status", status);
     m.requests
         .get_or_create(&RequestLabels {
             form: form.clone(),
