@@ -5,9 +5,10 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/dvr/target
 BIN := $(CARGO_TARGET_DIR)/release/dvr
 CARGO ?= cargo
+VALUES ?= charts/dvr/values.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test test-deps unit lint fmt bench clips
+.PHONY: help run build test test-deps unit lint fmt bench clips deploy image
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -36,6 +37,13 @@ lint: ## Clippy with warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+deploy: ## Render k8s/ from charts/dvr/values.yaml (then: kubectl apply -k k8s/)
+	$(CARGO) run --locked -q -p dvr -- deploy render --values $(VALUES) --out k8s
+
+IMAGE ?= dvr:dev
+image: ## Build the container image (needs a Docker engine; IMAGE=registry/dvr:tag)
+	docker build -t $(IMAGE) .
 
 clips: ## Regenerate the committed test clips with ffmpeg
 	scripts/make-clips.sh testdata

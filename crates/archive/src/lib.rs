@@ -26,6 +26,7 @@ pub mod fuzzing;
 pub mod index;
 pub mod key;
 pub mod lock;
+pub mod metrics;
 pub mod plan;
 pub mod retention;
 pub mod status;

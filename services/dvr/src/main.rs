@@ -3,6 +3,7 @@
 mod archive;
 mod config;
 mod ctl;
+mod deploy;
 mod inspect;
 mod reindex;
 mod run;
@@ -14,6 +15,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "dvr", version, about)]
 struct Cli {
+    /// Log lines as `json` or `text`; default json in a container
+    /// (KUBERNETES_SERVICE_HOST or `container` set), text elsewhere. The
+    /// level comes from RUST_LOG (default info).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<dvr_telemetry::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,22 +37,29 @@ enum Command {
     Reindex(reindex::ReindexArgs),
     /// Operator controls on the archive: `lock`, `unlock`, `locks`.
     Ctl(ctl::CtlArgs),
+    /// Kubernetes deployment: `render` the manifests from a values file.
+    Deploy(deploy::DeployArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let format = cli
+        .log_format
+        .unwrap_or_else(|| dvr_telemetry::LogFormat::default_for(|k| std::env::var(k).ok()));
+    // Held until exit: dropping it flushes the traces still buffered.
+    let _telemetry = match dvr_telemetry::init(format, "dvr") {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("dvr: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Reindex(args) => reindex::run(&args),
         Command::Ctl(args) => ctl::run(&args),
+        Command::Deploy(args) => deploy::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

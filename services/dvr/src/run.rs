@@ -156,8 +156,15 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     print_urls(listener.local_addr().unwrap_or(listen), config, clock.now());
-    let server = axum::serve(listener, Arc::clone(&packager).router())
-        .with_graceful_shutdown(shutdown_signal());
+    // Every family listed from the first scrape, before anything happened.
+    dvr_ingest::metrics::register();
+    dvr_recorder::metrics::register();
+    dvr_packager::metrics::register();
+    dvr_archive::metrics::register();
+    let router = Arc::clone(&packager)
+        .router()
+        .merge(dvr_telemetry::metrics::router());
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal());
     server.await.context("HTTP server failed")?;
 
     info!("shutting down: closing the open segments and copying them to the archive");

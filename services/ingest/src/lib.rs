@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod failover;
 pub mod input;
+pub mod metrics;
 pub mod service;
 pub mod sink;
 pub mod stats;

@@ -99,6 +99,7 @@ struct Stream<'a, S> {
     sink: S,
     counters: IngestStats,
     shared: Arc<Mutex<IngestStats>>,
+    metrics: crate::metrics::StreamMetrics,
 }
 
 impl<S: SegmentSink> Stream<'_, S> {
@@ -195,6 +196,7 @@ impl<S: SegmentSink> Stream<'_, S> {
         self.counters.cc_errors = demux.cc_errors;
         self.counters.active_input = active;
         self.counters.demux = demux;
+        self.metrics.observe(&self.counters, self.clock.now());
         *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = self.counters.clone();
     }
 }
@@ -239,6 +241,7 @@ pub async fn run_stream<S: SegmentSink>(
         Arc::new(seg_clock.clone()),
         config.resume,
     );
+    let metrics = crate::metrics::StreamMetrics::new(&config.name, clock.now());
     let mut stream = Stream {
         name: &config.name,
         inputs: &config.inputs,
@@ -248,6 +251,7 @@ pub async fn run_stream<S: SegmentSink>(
         sink,
         counters: IngestStats::default(),
         shared: stats,
+        metrics,
     };
     let mut failover = Failover::new(config.inputs.len(), timeout_ms, config.max_backlog_bytes);
     let period = Duration::from_millis(u64::try_from(timeout_ms / 4).unwrap_or(100).clamp(10, 100));

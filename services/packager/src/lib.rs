@@ -13,6 +13,7 @@
 pub mod archived;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod paced;
 pub mod playlist;
 pub mod service;

@@ -156,6 +156,7 @@ impl Packager {
             .fallback(handle)
             .with_state(self)
             .layer(axum::middleware::from_fn(playback_http))
+            .layer(axum::middleware::from_fn(crate::metrics::observe))
     }
 
     fn streams_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, StreamTape>> {

@@ -8,6 +8,7 @@
 //! keys: nothing is lost and nothing is duplicated.
 
 pub mod config;
+pub mod metrics;
 pub mod recorder;
 pub mod upload;
 

@@ -84,6 +84,7 @@ pub struct StreamRecorder {
     config: RecorderConfig,
     /// The last seq known to be in the archive.
     archived: Option<u64>,
+    metrics: crate::metrics::StreamMetrics,
 }
 
 impl StreamRecorder {
@@ -96,7 +97,9 @@ impl StreamRecorder {
         config: RecorderConfig,
     ) -> Self {
         let archived = archive.last_seq(&stream);
+        let metrics = crate::metrics::StreamMetrics::new(stream.as_str(), config.copy_interval_ms);
         Self {
+            metrics,
             stream,
             log,
             archive,
@@ -129,7 +132,11 @@ impl StreamRecorder {
             if !closed && !flush {
                 break;
             }
-            self.write_chunk(&group).await?;
+            let started = Instant::now();
+            let result = self.write_chunk(&group).await;
+            self.metrics
+                .chunk(&result, &group, started.elapsed(), self.clock.now());
+            result?;
             written += 1;
         }
         let keep_after =
@@ -255,6 +262,8 @@ impl StreamRecorder {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    let oldest = self.log.segments_after(self.archived).first().map(|m| m.utc_start);
+                    self.metrics.backlog(oldest, self.clock.now());
                     if outage.as_ref().is_some_and(|o| Instant::now() < o.retry_at) {
                         continue;
                     }
@@ -271,6 +280,7 @@ impl StreamRecorder {
                             }
                         }
                         Err(e) => {
+                            self.metrics.copy_failed(&e);
                             let o = outage.get_or_insert_with(|| {
                                 warn!(
                                     stream = %self.stream,
@@ -310,10 +320,15 @@ impl StreamRecorder {
             .await
         {
             Ok(plan) if !plan.delete.is_empty() => {
+                self.metrics
+                    .retention(Some((plan.delete.len(), plan.freed_bytes)));
                 info!(stream = %self.stream, chunks = plan.delete.len(), bytes = plan.freed_bytes, "retention deleted chunks");
             }
             Ok(_) => {}
-            Err(e) => warn!(stream = %self.stream, error = %e, "retention failed"),
+            Err(e) => {
+                self.metrics.retention(None);
+                warn!(stream = %self.stream, error = %e, "retention failed");
+            }
         }
     }
 }

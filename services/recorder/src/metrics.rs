@@ -1,0 +1,262 @@
+//! The recorder's Prometheus metrics, labelled by stream (and, for
+//! results and errors, by a label with a handful of fixed values).
+//!
+//! Two gauges make the alerts in docs/prometheus-rules.yaml simple: the
+//! backlog (how far the archive is behind the live log) next to the copy
+//! interval it should stay within, and the time of the last chunk written.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use dvr_common::UtcMs;
+use dvr_media::SegmentMeta;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Unit;
+
+use crate::recorder::RecorderError;
+
+/// The stream's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabel {
+    /// Stream name.
+    pub stream: String,
+}
+
+/// The stream and an outcome from a fixed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Stream name.
+    pub stream: String,
+    /// `ok` or `error` for uploads; `upload`, `retention` or `live_log`
+    /// for errors.
+    pub result: &'static str,
+}
+
+type Histograms = Family<StreamLabel, Histogram, fn() -> Histogram>;
+
+fn upload_histogram() -> Histogram {
+    Histogram::new(dvr_telemetry::metrics::upload_seconds_buckets())
+}
+
+#[derive(Debug)]
+struct RecorderMetrics {
+    segments: Family<StreamLabel, Counter>,
+    uploaded_bytes: Family<StreamLabel, Counter>,
+    chunk_uploads: Family<OutcomeLabels, Counter>,
+    chunk_upload_seconds: Histograms,
+    upload_retries: Family<StreamLabel, Counter>,
+    errors: Family<OutcomeLabels, Counter>,
+    backlog_seconds: Family<StreamLabel, Gauge>,
+    copy_interval_seconds: Family<StreamLabel, Gauge>,
+    last_chunk_timestamp_seconds: Family<StreamLabel, Gauge>,
+    retention_deletions: Family<StreamLabel, Counter>,
+    retention_deleted_bytes: Family<StreamLabel, Counter>,
+}
+
+static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
+    let m = RecorderMetrics {
+        segments: Family::default(),
+        uploaded_bytes: Family::default(),
+        chunk_uploads: Family::default(),
+        chunk_upload_seconds: Family::new_with_constructor(upload_histogram),
+        upload_retries: Family::default(),
+        errors: Family::default(),
+        backlog_seconds: Family::default(),
+        copy_interval_seconds: Family::default(),
+        last_chunk_timestamp_seconds: Family::default(),
+        retention_deletions: Family::default(),
+        retention_deleted_bytes: Family::default(),
+    };
+    dvr_telemetry::metrics::register(|r| {
+        r.register(
+            "dvr_recorder_segments",
+            "Segments written to the archive",
+            m.segments.clone(),
+        );
+        r.register_with_unit(
+            "dvr_recorder_uploaded",
+            "Bytes of chunk objects written to the archive",
+            Unit::Bytes,
+            m.uploaded_bytes.clone(),
+        );
+        r.register(
+            "dvr_recorder_chunk_uploads",
+            "Chunk uploads (object and index) by result: ok or error",
+            m.chunk_uploads.clone(),
+        );
+        r.register_with_unit(
+            "dvr_recorder_chunk_upload",
+            "Time to write one chunk object and its index",
+            Unit::Seconds,
+            m.chunk_upload_seconds.clone(),
+        );
+        r.register(
+            "dvr_recorder_upload_retries",
+            "Copies to the archive that failed and will be retried with backoff",
+            m.upload_retries.clone(),
+        );
+        r.register(
+            "dvr_recorder_errors",
+            "Errors by where they happened: upload (the archive store), retention (deleting from it), live_log (the local disk)",
+            m.errors.clone(),
+        );
+        r.register_with_unit(
+            "dvr_recorder_backlog",
+            "Age of the oldest segment still only in the live log (0 when all is archived)",
+            Unit::Seconds,
+            m.backlog_seconds.clone(),
+        );
+        r.register_with_unit(
+            "dvr_recorder_copy_interval",
+            "The stream's copy interval: the backlog normally stays under it plus a grace",
+            Unit::Seconds,
+            m.copy_interval_seconds.clone(),
+        );
+        r.register(
+            "dvr_recorder_last_chunk_timestamp_seconds",
+            "When the last chunk was written (Unix time)",
+            m.last_chunk_timestamp_seconds.clone(),
+        );
+        r.register(
+            "dvr_recorder_retention_deletions",
+            "Chunks deleted by retention",
+            m.retention_deletions.clone(),
+        );
+        r.register_with_unit(
+            "dvr_recorder_retention_deleted",
+            "Bytes deleted by retention",
+            Unit::Bytes,
+            m.retention_deleted_bytes.clone(),
+        );
+    });
+    m
+});
+
+/// Registers the recorder's families, so they are listed before any
+/// stream records.
+pub fn register() {
+    LazyLock::force(&METRICS);
+}
+
+/// One stream's handles.
+#[derive(Debug)]
+pub(crate) struct StreamMetrics {
+    stream: StreamLabel,
+}
+
+impl StreamMetrics {
+    pub(crate) fn new(stream: &str, copy_interval_ms: i64) -> StreamMetrics {
+        let m = &*METRICS;
+        let stream = StreamLabel {
+            stream: stream.to_owned(),
+        };
+        m.copy_interval_seconds
+            .get_or_create(&stream)
+            .set(copy_interval_ms / 1000);
+        for family in [
+            &m.segments,
+            &m.uploaded_bytes,
+            &m.upload_retries,
+            &m.retention_deletions,
+            &m.retention_deleted_bytes,
+        ] {
+            let _ = family.get_or_create(&stream);
+        }
+        let _ = m.backlog_seconds.get_or_create(&stream);
+        let _ = m.chunk_upload_seconds.get_or_create(&stream);
+        for result in ["ok", "error"] {
+            let _ = m
+                .chunk_uploads
+                .get_or_create(&Self::outcome(&stream, result));
+        }
+        for place in ["upload", "retention", "live_log"] {
+            let _ = m.errors.get_or_create(&Self::outcome(&stream, place));
+        }
+        StreamMetrics { stream }
+    }
+
+    fn outcome(stream: &StreamLabel, result: &'static str) -> OutcomeLabels {
+        OutcomeLabels {
+            stream: stream.stream.clone(),
+            result,
+        }
+    }
+
+    /// One chunk upload's outcome.
+    pub(crate) fn chunk(
+        &self,
+        result: &Result<(), RecorderError>,
+        group: &[SegmentMeta],
+        took: Duration,
+        now: UtcMs,
+    ) {
+        let m = &*METRICS;
+        let ok = result.is_ok();
+        m.chunk_uploads
+            .get_or_create(&Self::outcome(
+                &self.stream,
+                if ok { "ok" } else { "error" },
+            ))
+            .inc();
+        if ok {
+            m.chunk_upload_seconds
+                .get_or_create(&self.stream)
+                .observe(took.as_secs_f64());
+            m.segments
+                .get_or_create(&self.stream)
+                .inc_by(group.len() as u64);
+            m.uploaded_bytes
+                .get_or_create(&self.stream)
+                .inc_by(group.iter().map(|s| s.bytes).sum());
+            m.last_chunk_timestamp_seconds
+                .get_or_create(&self.stream)
+                .set(now.as_secs());
+        }
+    }
+
+    /// A copy that failed and will be retried.
+    pub(crate) fn copy_failed(&self, error: &RecorderError) {
+        let m = &*METRICS;
+        m.upload_retries.get_or_create(&self.stream).inc();
+        let place = match error {
+            RecorderError::Archive { .. } => "upload",
+            RecorderError::LiveLog { .. } | RecorderError::Missing { .. } => "live_log",
+        };
+        m.errors
+            .get_or_create(&Self::outcome(&self.stream, place))
+            .inc();
+    }
+
+    /// Retention ran: `chunks` deleted, `bytes` freed, or it failed.
+    pub(crate) fn retention(&self, outcome: Option<(usize, u64)>) {
+        let m = &*METRICS;
+        match outcome {
+            Some((chunks, bytes)) => {
+                m.retention_deletions
+                    .get_or_create(&self.stream)
+                    .inc_by(chunks as u64);
+                m.retention_deleted_bytes
+                    .get_or_create(&self.stream)
+                    .inc_by(bytes);
+            }
+            None => {
+                m.errors
+                    .get_or_create(&Self::outcome(&self.stream, "retention"))
+                    .inc();
+            }
+        }
+    }
+
+    /// How far the archive is behind: the age of the oldest pending segment.
+    pub(crate) fn backlog(&self, oldest_pending: Option<UtcMs>, now: UtcMs) {
+        let secs = oldest_pending.map_or(0, |t| (now.0 - t.0).max(0) / 1000);
+        METRICS
+            .backlog_seconds
+            .get_or_create(&self.stream)
+            .set(secs);
+    }
+}
