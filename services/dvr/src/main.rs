@@ -1,5 +1,6 @@
 //! `dvr`: one binary for every service and tool of the DVR.
 
+mod api;
 mod archive;
 mod config;
 mod ctl;
