@@ -24,7 +24,7 @@ use dvr_archive::Lock;
 use dvr_bus::{BusError, Kv, KvEntry};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{StreamName, UtcMs};
-use dvr_proto::{stream_config_key, stream_from_token, SessionRecord, Versioned};
+use dvr_proto::{stream_config_key, stream_from_config_key, SessionRecord, Versioned};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::{IntoParams, ToSchema};
@@ -141,6 +141,7 @@ pub struct DvrSwitch {
 
 /// A range to lock or unlock, in the seeds' units.
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LockRange {
     /// Start, UTC epoch seconds.
@@ -212,6 +213,7 @@ pub struct SessionList {
 
 /// Query of `GET /api/v1/sessions`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SessionQuery {
     /// Only this stream's sessions.
     pub stream: Option<String>,
@@ -280,7 +282,7 @@ impl ApiState {
             .map_err(|e| bus_error("listing streams", &e))?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let Some(name) = stream_from_token(&key) else {
+            let Some(name) = stream_from_config_key(&key) else {
                 continue;
             };
             // Deleted between the listing and now: skip it.
