@@ -131,7 +131,8 @@ mod tests {
         for s in ["ort", "news/hd", "channel-1.backup", ".a..b.", "a/..x"] {
             let key = stream_config_key(&name(s));
             assert!(
-                key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-/_=".contains(&b)),
+                key.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-/_=".contains(&b)),
                 "{key}"
             );
             assert_eq!(stream_from_config_key(&key), Some(name(s)));
