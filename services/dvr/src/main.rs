@@ -4,6 +4,7 @@ mod api;
 mod archive;
 mod config;
 mod ctl;
+mod ctl_http;
 mod inspect;
 mod reindex;
 mod run;
@@ -30,7 +31,8 @@ enum Command {
     /// Rebuild a stream's catalog from a listing of its archive and report
     /// the chunks, orphans and damaged objects found (writes nothing).
     Reindex(reindex::ReindexArgs),
-    /// Operator controls on the archive: `lock`, `unlock`, `locks`.
+    /// Operator controls: `lock`, `unlock`, `locks` on the archive, or with
+    /// `--url` over a running DVR's API, plus `streams`, `status`, `sessions`.
     Ctl(ctl::CtlArgs),
 }
 
