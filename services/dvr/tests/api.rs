@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{dvr_bin, free_tcp_port, testdata, Procs};
 
@@ -38,20 +38,12 @@ fn start(dir: &Path) -> (Procs, u16) {
         .spawn()
         .expect("start dvr run");
     let procs = Procs(vec![child]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    support::wait_for("the API and a live source", Duration::from_secs(30), || {
         let out = ctl(port, Some(TOKEN), &["status", "ch1", "--json"]);
-        if out.status.success()
+        out.status.success()
             && String::from_utf8_lossy(&out.stdout).contains("\"source_alive\": true")
-        {
-            return (procs, port);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dvr run did not come up: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    });
+    (procs, port)
 }
 
 fn ctl(port: u16, token: Option<&str>, args: &[&str]) -> Output {
