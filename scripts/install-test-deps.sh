@@ -62,6 +62,15 @@ if ! "$TOOLS/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNET
   ln -sf "$TOOLS/k8s-validate-venv/bin/kubernetes-validate" "$TOOLS/bin/kubernetes-validate"
 fi
 
+# schemathesis, pinned, in its own venv: the API test fuzzes the served
+# OpenAPI document with it (services/dvr/tests/api.rs).
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$TOOLS/schemathesis-venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "installing schemathesis $SCHEMATHESIS_VERSION into $TOOLS"
+  python3 -m venv "$TOOLS/schemathesis-venv"
+  "$TOOLS/schemathesis-venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # hls.js, pinned, into the tools cache (nothing big in the repository); the
 # players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js.
 HLSJS_VERSION=1.5.20

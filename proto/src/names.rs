@@ -91,9 +91,18 @@ pub fn events_of_stream(stream: &StreamName) -> String {
     format!("{SUBJECT_PREFIX}.events.*.{}", stream_token(stream))
 }
 
-/// Key in [`STREAMS_KV_BUCKET`] for a stream's config.
+/// Key in [`STREAMS_KV_BUCKET`] for a stream's config: the name with `.`
+/// written `=2E`, since NATS KV keys may not hold `%`, nor `..` or a `.` at
+/// either end, which stream names may (`=` never occurs in a stream name,
+/// so the escaping is reversible).
 pub fn stream_config_key(stream: &StreamName) -> String {
-    stream_token(stream)
+    stream.as_str().replace('.', "=2E")
+}
+
+/// The inverse of [`stream_config_key`]; `None` for a key that is no
+/// valid stream name.
+pub fn stream_from_config_key(key: &str) -> Option<StreamName> {
+    StreamName::new(&key.replace("=2E", ".")).ok()
 }
 
 /// Key in [`LEASES_KV_BUCKET`] for who holds `role` (`ingest`, `recorder`)
@@ -119,6 +128,15 @@ mod tests {
             assert_eq!(stream_from_token(&t), Some(name(s)));
         }
         assert_eq!(stream_from_token("%2E%2E"), None);
+        for s in ["ort", "news/hd", "channel-1.backup", ".a..b.", "a/..x"] {
+            let key = stream_config_key(&name(s));
+            assert!(
+                key.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-/_=".contains(&b)),
+                "{key}"
+            );
+            assert_eq!(stream_from_config_key(&key), Some(name(s)));
+        }
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub trait Kv: Send + Sync + fmt::Debug {
     /// Deletes a key (a tombstone with a new revision).
     async fn delete(&self, key: &str) -> Result<(), BusError>;
 
+    /// The keys that hold a value now (not deleted), sorted.
+    async fn keys(&self) -> Result<Vec<String>, BusError>;
+
     /// Watches the keys starting with `prefix`: `""` for all, else a prefix
     /// ending in `.` (NATS matches by whole tokens).
     async fn watch(&self, prefix: &str) -> Result<KvWatch, BusError>;
@@ -209,6 +212,16 @@ impl Kv for MemoryKv {
     async fn delete(&self, key: &str) -> Result<(), BusError> {
         self.write(key, KvOp::Delete, Bytes::new(), |_| Ok(()))
             .map(drop)
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, BusError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner
+            .entries
+            .values()
+            .filter(|e| e.op == KvOp::Put)
+            .map(|e| e.key.clone())
+            .collect())
     }
 
     async fn watch(&self, prefix: &str) -> Result<KvWatch, BusError> {

@@ -363,8 +363,10 @@ pub async fn kv_revisions_and_conditions(h: &dyn Harness) {
     assert!(r3 > r2, "[{n}]");
     let rb = kv.create("b.c", Bytes::from_static(b"x")).await.unwrap();
     assert!(rb > r3, "[{n}] one counter per bucket");
+    assert_eq!(kv.keys().await.unwrap(), ["a", "b.c"], "[{n}] keys");
     kv.delete("a").await.unwrap();
     assert_eq!(kv.get("a").await.unwrap(), None, "[{n}] deleted");
+    assert_eq!(kv.keys().await.unwrap(), ["b.c"], "[{n}] no deleted keys");
     let r4 = kv.create("a", Bytes::from_static(b"4")).await.unwrap();
     assert!(r4 > rb, "[{n}] create after delete");
     for bad in ["", "a b", ".a", "a.", "a*"] {

@@ -27,6 +27,7 @@ mod dvr;
 mod input;
 mod raw;
 mod schedule;
+mod stream_doc;
 mod units;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,7 @@ pub use dvr::{
 };
 pub use input::{mask_credentials, InputUrl, InputUrlError};
 pub use schedule::Schedule;
+pub use stream_doc::{format_duration_ms, format_size_bytes};
 pub use units::{parse_percent, parse_size_bytes};
 
 use crate::error::{ErrorKind, HasErrorKind};
@@ -377,6 +379,7 @@ impl Validator<'_> {
             max_disk_usage_percent: parts.max_disk_usage_percent,
             schedule: parts.schedule,
             spool: parts.spool,
+            enabled: parts.enabled.unwrap_or(true),
         })
     }
 
@@ -441,6 +444,7 @@ impl Validator<'_> {
             max_disk_usage_percent,
             schedule,
             spool: None,
+            enabled: map.enabled.as_ref().map(|e| e.value),
         })
     }
 }

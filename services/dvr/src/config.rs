@@ -21,6 +21,8 @@ pub struct RunConfig {
     /// How to reach and log in to the object stores behind `s3://` and
     /// `swift://` archive roots, environment applied.
     pub storage: StorageConfig,
+    /// Who may call the API (`api:`), environment expanded.
+    pub api: dvr_api::ApiConfig,
 }
 
 /// The sections of the file this crate owns; the rest is dvr-common's.
@@ -40,8 +42,9 @@ impl RunConfig {
     ) -> Result<Self, ConfigError> {
         let node = Config::from_yaml_str(text, source_name)?;
         let mut storage = from_yaml_str_as::<BinarySections>(text, source_name)?.storage;
-        storage.apply_env(env);
-        Ok(Self { node, storage })
+        storage.apply_env(&env);
+        let api = dvr_api::ApiConfig::from_yaml_str(text, source_name, &env)?;
+        Ok(Self { node, storage, api })
     }
 }
 

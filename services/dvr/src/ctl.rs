@@ -7,7 +7,13 @@
 //! `--duration` is seconds (`3600`) or a duration (`1h`, `90m`). A running
 //! `dvr run` honours a new lock at its next retention pass (retention
 //! always reads the file) and lists it in `recording_status.json` within a
-//! few seconds. The API will expose the same edits over HTTP.
+//! few seconds.
+//!
+//! With `--url http://HOST:PORT` (and `--token`, or `DVR_ADMIN_TOKEN`)
+//! every command goes to a running DVR's API instead (`crate::ctl_http`),
+//! and `streams`, `status [S]` and `sessions` become available; without
+//! it the lock commands work on the archive directly, as before, so they
+//! still work while the DVR is stopped.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -20,30 +26,49 @@ use crate::archive::{block_on, Target};
 /// Arguments of `dvr ctl`.
 #[derive(Debug, Args)]
 pub struct CtlArgs {
+    /// A running DVR's HTTP address (`http://127.0.0.1:8080`): talk to its
+    /// API instead of the archive.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// The API's bearer token (api.tokens).
+    #[arg(long, global = true, env = "DVR_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
-    command: CtlCommand,
+    pub command: CtlCommand,
 }
 
 #[derive(Debug, Subcommand)]
-enum CtlCommand {
+pub enum CtlCommand {
     /// Protect a range from retention.
     Lock(LockArgs),
     /// Remove a lock (named by the same from and duration).
     Unlock(LockArgs),
     /// List a stream's locks as the seeds' JSON.
     Locks(Target),
+    /// List the streams and their settings (needs --url).
+    Streams,
+    /// Status of every stream or of one (needs --url).
+    Status {
+        /// The stream; all without it.
+        stream: Option<String>,
+    },
+    /// Play sessions (needs --url).
+    Sessions,
 }
 
 #[derive(Debug, Args)]
-struct LockArgs {
+pub struct LockArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// Start of the range, UTC epoch seconds.
     #[arg(long, value_parser = parse_from, allow_hyphen_values = true)]
-    from: i64,
+    pub from: i64,
     /// Length: seconds (`3600`) or a duration (`1h`, `90m`).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
-    duration: i64,
+    pub duration: i64,
 }
 
 impl LockArgs {
@@ -83,6 +108,9 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 
 /// Runs `dvr ctl`.
 pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.url {
+        return block_on(crate::ctl_http::run(url, args));
+    }
     block_on(async {
         match &args.command {
             CtlCommand::Lock(a) => {
@@ -112,6 +140,9 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
                 let store = target.open().await?;
                 let locks = store.locks(&target.stream).await?;
                 print_locks(target.stream.as_str(), &locks);
+            }
+            CtlCommand::Streams | CtlCommand::Status { .. } | CtlCommand::Sessions => {
+                bail!("this command asks a running DVR: give --url http://HOST:PORT (and --token)")
             }
         }
         Ok(())

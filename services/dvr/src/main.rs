@@ -1,8 +1,10 @@
 //! `dvr`: one binary for every service and tool of the DVR.
 
+mod api;
 mod archive;
 mod config;
 mod ctl;
+mod ctl_http;
 mod deploy;
 mod inspect;
 mod reindex;
@@ -35,7 +37,8 @@ enum Command {
     /// Rebuild a stream's catalog from a listing of its archive and report
     /// the chunks, orphans and damaged objects found (writes nothing).
     Reindex(reindex::ReindexArgs),
-    /// Operator controls on the archive: `lock`, `unlock`, `locks`.
+    /// Operator controls: `lock`, `unlock`, `locks` on the archive, or with
+    /// `--url` over a running DVR's API, plus `streams`, `status`, `sessions`.
     Ctl(ctl::CtlArgs),
     /// Kubernetes deployment: `render` the manifests from a values file.
     Deploy(deploy::DeployArgs),

@@ -152,6 +152,17 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("stream {name}: its source {source} is not running"))?;
         info!(stream = %name, source = %source, delay_s = delay_ms / 1000, "delayed channel");
     }
+    // Embedded: the API on the same port as playback.
+    let streams_kv = crate::api::seed_streams_kv(config).await?;
+    let api = crate::api::router(
+        &run_config,
+        streams_kv,
+        crate::api::sessions_kv(),
+        &packager,
+        &archives,
+        &clock,
+    );
+    let app = api.merge(Arc::clone(&packager).router());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -161,10 +172,12 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     dvr_recorder::metrics::register();
     dvr_packager::metrics::register();
     dvr_archive::metrics::register();
-    let router = Arc::clone(&packager)
-        .router()
-        .merge(dvr_telemetry::metrics::router());
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal());
+    let app = app.merge(dvr_telemetry::metrics::router());
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
     server.await.context("HTTP server failed")?;
 
     info!("shutting down: closing the open segments and copying them to the archive");

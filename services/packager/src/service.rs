@@ -145,6 +145,11 @@ impl Packager {
         Ok(())
     }
 
+    /// The tape of a served stream (for status reports).
+    pub fn stream_tape(&self, name: &str) -> Option<StreamTape> {
+        self.tape(name)
+    }
+
     /// Stops serving a stream.
     pub fn remove_stream(&self, name: &str) {
         self.streams_mut().remove(name);

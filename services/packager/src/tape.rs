@@ -102,6 +102,11 @@ impl StreamTape {
         self.delay_ms
     }
 
+    /// Whether the tape has an archived part (the stream records).
+    pub fn has_archive(&self) -> bool {
+        self.archive.is_some()
+    }
+
     /// The stream's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -262,7 +262,8 @@ impl StreamRecorder {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let oldest = self.log.segments_after(self.archived).first().map(|m| m.utc_start);
+                    let pending = self.log.segments_after(self.archived).await.unwrap_or_default();
+                    let oldest = pending.first().map(|m| m.utc_start);
                     self.metrics.backlog(oldest, self.clock.now());
                     if outage.as_ref().is_some_and(|o| Instant::now() < o.retry_at) {
                         continue;

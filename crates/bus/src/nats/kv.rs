@@ -4,7 +4,7 @@
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::nats_err;
 use crate::error::BusError;
@@ -102,6 +102,20 @@ impl Kv for NatsKv {
             .delete(key)
             .await
             .map_err(|e| nats_err("kv delete", &self.target(key), e))
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, BusError> {
+        let target = format!("{}/>", self.bucket);
+        let mut keys: Vec<String> = self
+            .store
+            .keys()
+            .await
+            .map_err(|e| nats_err("kv keys", &target, e))?
+            .try_collect()
+            .await
+            .map_err(|e| nats_err("kv keys", &target, e))?;
+        keys.sort();
+        Ok(keys)
     }
 
     async fn watch(&self, prefix: &str) -> Result<KvWatch, BusError> {

@@ -56,6 +56,10 @@ pub struct DvrConfig {
     /// Local directory the interval being recorded is kept in before the
     /// copy, when the one-line form says `PATH copy=URI`.
     pub spool: Option<String>,
+    /// Whether the stream records now. `false` is the seeds' `dvr_offline`:
+    /// configured, not recording until `dvr_enable` (the API's
+    /// `POST /api/v1/streams/S/dvr/enable`) sets it. Default `true`.
+    pub enabled: bool,
 }
 
 /// The one-line form split into its parts, before defaults and bounds.
@@ -69,10 +73,12 @@ pub(crate) struct DvrLine {
     pub max_disk_usage_percent: Option<u8>,
     pub schedule: Option<Schedule>,
     pub spool: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 /// Parses `PATH [DEPTH] [N%] [SIZE] [schedule=…] [copy=URI]
-/// [segment_duration=D] [copy_interval=D]`. A bare number as depth is
+/// [segment_duration=D] [copy_interval=D] [offline]` (`offline`: the
+/// seeds' `dvr_offline`, configured but not recording). A bare number as depth is
 /// minutes, as in the seeds (`dvr /storage 10080`). Errors name the token.
 pub(crate) fn parse_dvr_line(line: &str) -> Result<DvrLine, String> {
     let mut tokens = line.split_whitespace();
@@ -83,7 +89,9 @@ pub(crate) fn parse_dvr_line(line: &str) -> Result<DvrLine, String> {
     };
     for token in tokens {
         let bad = |reason: &str| format!("dvr token {token:?}: {reason}");
-        if let Some((key, value)) = token.split_once('=') {
+        if token == "offline" {
+            out.enabled = Some(false);
+        } else if let Some((key, value)) = token.split_once('=') {
             match key {
                 "schedule" => out.schedule = Some(Schedule::parse(value).map_err(|e| bad(&e))?),
                 "copy" => {

@@ -29,6 +29,11 @@ pub(crate) struct RawConfig {
     pub storage: Option<de::IgnoredAny>,
     #[serde(default)]
     pub packager: Option<RawPackager>,
+    /// The operator's API (tokens, users): defined and read by the api
+    /// crate, like `storage:`.
+    #[serde(default)]
+    #[allow(dead_code, reason = "read by the api crate, not here")]
+    pub api: Option<de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +150,8 @@ pub(crate) struct RawDvrMap {
     pub max_disk_usage: Option<Spanned<Scalar>>,
     #[serde(default)]
     pub schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    pub enabled: Option<Spanned<bool>>,
 }
 
 impl<'de> Deserialize<'de> for RawDvr {

@@ -58,6 +58,7 @@ fn the_full_config_reads_every_field() {
                 intervals: vec![(480, 960), (1320, 90)]
             }),
             spool: None,
+            enabled: true,
         }
     );
     let news = c.streams[&name("news/hd")].dvr.clone().unwrap();
@@ -78,7 +79,7 @@ fn a_wrong_key_names_line_stream_and_key() {
     assert_eq!(e.line, Some(7));
     assert_eq!(
         e.to_string(),
-        "config.yaml line 7: streams.ort.dvr: unknown field `dpeth`, expected one of root, depth, segment_duration, copy_interval, max_size, max_disk_usage, schedule"
+        "config.yaml line 7: streams.ort.dvr: unknown field `dpeth`, expected one of root, depth, segment_duration, copy_interval, max_size, max_disk_usage, schedule, enabled"
     );
 }
 

@@ -1,0 +1,169 @@
+//! The `api:` section of the config file: who may call the API.
+//!
+//! ```yaml
+//! api:
+//!   tokens: [ "${DVR_ADMIN_TOKEN}" ]     # bearer tokens; ${VAR} is read from the environment
+//!   users: { admin: "${DVR_ADMIN_PASSWORD}" }   # basic auth, name: password
+//! ```
+//!
+//! Secrets are best kept out of the file: `${VAR}` anywhere in a value is
+//! replaced by the variable, and an unset or empty variable is an error
+//! naming the field, so a typo never leaves the API open or locked by
+//! accident. Values are held as [`Secret`]s, whose `Debug` prints `***`.
+
+use std::collections::BTreeMap;
+
+use dvr_common::config::{from_yaml_str_as, ConfigError};
+use dvr_storage::Secret;
+use serde::Deserialize;
+
+/// Admin credentials, environment expanded.
+#[derive(Clone, Debug, Default)]
+pub struct ApiConfig {
+    /// Bearer tokens (`Authorization: Bearer TOKEN`).
+    pub tokens: Vec<Secret>,
+    /// Basic-auth users and their passwords.
+    pub users: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    tokens: Vec<String>,
+    #[serde(default)]
+    users: BTreeMap<String, String>,
+}
+
+/// The part of the file this crate owns; the rest is other crates'.
+#[derive(Debug, Deserialize)]
+struct Sections {
+    #[serde(default)]
+    api: Option<RawApi>,
+}
+
+impl ApiConfig {
+    /// Whether any credential is configured.
+    pub fn has_credentials(&self) -> bool {
+        !self.tokens.is_empty() || !self.users.is_empty()
+    }
+
+    /// Reads `api:` from the config text (named `source_name` in errors),
+    /// expanding `${VAR}` with `env`.
+    pub fn from_yaml_str(
+        text: &str,
+        source_name: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw = from_yaml_str_as::<Sections>(text, source_name)?
+            .api
+            .unwrap_or_default();
+        let err = |path: String, message: String| ConfigError {
+            source_name: source_name.to_owned(),
+            line: None,
+            path,
+            message,
+        };
+        let mut out = ApiConfig::default();
+        for (i, token) in raw.tokens.iter().enumerate() {
+            let path = format!("api.tokens[{i}]");
+            let value = expand_env(token, &env).map_err(|m| err(path.clone(), m))?;
+            if value.is_empty() {
+                return Err(err(path, "empty token".into()));
+            }
+            out.tokens.push(Secret::new(value));
+        }
+        for (user, password) in &raw.users {
+            let path = format!("api.users.{user}");
+            if user.is_empty() || user.contains(':') {
+                return Err(err(path, "a user name is non-empty and has no ':'".into()));
+            }
+            let value = expand_env(password, &env).map_err(|m| err(path.clone(), m))?;
+            if value.is_empty() {
+                return Err(err(path, "empty password".into()));
+            }
+            out.users.insert(user.clone(), Secret::new(value));
+        }
+        Ok(out)
+    }
+}
+
+/// Replaces every `${VAR}` in `value` with the variable's value.
+pub fn expand_env(value: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unclosed ${ (write ${NAME})".to_owned())?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("${{{name}}} is not an environment variable name"));
+        }
+        match env(name) {
+            Some(v) if !v.is_empty() => out.push_str(&v),
+            Some(_) => return Err(format!("environment variable {name} is empty")),
+            None => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "DVR_ADMIN_TOKEN" => Some("s3cr3t-token".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn tokens_and_users_with_env_expansion() {
+        let text = "version: 1\napi:\n  tokens: [ \"${DVR_ADMIN_TOKEN}\", \"plain\" ]\n  users: { admin: \"pw-${DVR_ADMIN_TOKEN}\" }\nstreams: {}\n";
+        let c = ApiConfig::from_yaml_str(text, "dvr.yaml", env).unwrap();
+        assert_eq!(c.tokens[0].expose(), "s3cr3t-token");
+        assert_eq!(c.tokens[1].expose(), "plain");
+        assert_eq!(c.users["admin"].expose(), "pw-s3cr3t-token");
+        assert!(c.has_credentials());
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+    }
+
+    #[test]
+    fn unset_or_empty_variables_fail_naming_the_field() {
+        let text = "version: 1\napi: { tokens: [ \"ok\", \"${NOPE}\" ] }\n";
+        let e = ApiConfig::from_yaml_str(text, "dvr.yaml", env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "dvr.yaml: api.tokens[1]: environment variable NOPE is not set"
+        );
+        let text = "version: 1\napi: { users: { a: \"${EMPTY}\" } }\n";
+        let e = ApiConfig::from_yaml_str(text, "dvr.yaml", env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("api.users.a: environment variable EMPTY is empty"),
+            "{e}"
+        );
+        let text = "version: 1\napi: { token: [ x ] }\n";
+        let e = ApiConfig::from_yaml_str(text, "dvr.yaml", env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `token`"), "{e}");
+        assert!(!ApiConfig::from_yaml_str("version: 1\n", "f", env)
+            .unwrap()
+            .has_credentials());
+        assert!(expand_env("${A", env).is_err());
+        assert!(expand_env("${A-B}", env).is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! What a running stream is doing, as the API reports it.
+//!
+//! The API does not run streams, so whatever runs them (the embedded
+//! `dvr run`, a distributed node) tells it through [`StreamStatusSource`];
+//! the API adds what the stored config says (DVR configured, enabled).
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use dvr_common::StreamName;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A span of tape in the seeds' units: UTC epoch seconds and seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Span {
+    /// Start, UTC epoch seconds.
+    pub from: i64,
+    /// Length in seconds.
+    pub duration: i64,
+}
+
+/// The newest segment on the tape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LastSegment {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its start, UTC epoch milliseconds.
+    pub utc_start_ms: i64,
+    /// Its length in milliseconds.
+    pub duration_ms: i64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// What the process running a stream knows about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RuntimeStatus {
+    /// Segments are being written to the archive (DVR on and the source
+    /// delivering).
+    pub recording: bool,
+    /// The source delivered a segment recently.
+    pub source_alive: bool,
+    /// Bits per second over the newest segments.
+    pub bitrate_bps: Option<u64>,
+    /// The newest segment.
+    pub last_segment: Option<LastSegment>,
+    /// Start and length of everything on the tape (archive and live log).
+    pub recorded: Option<Span>,
+    /// Holes in the tape (signal loss, downtime), oldest first; at most
+    /// the newest 100 within the last day.
+    pub gaps: Vec<Span>,
+}
+
+/// The runtime state of streams, from whatever runs them.
+#[async_trait]
+pub trait StreamStatusSource: Send + Sync + Debug {
+    /// The stream's state, or `None` if it is not running here.
+    async fn runtime(&self, stream: &StreamName) -> Option<RuntimeStatus>;
+}
+
+/// A status source that runs nothing: every stream is reported stopped.
+/// For an API process that serves config only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NothingRuns;
+
+#[async_trait]
+impl StreamStatusSource for NothingRuns {
+    async fn runtime(&self, _: &StreamName) -> Option<RuntimeStatus> {
+        None
+    }
+}
+
+/// A stream's status as `GET /api/v1/streams/{name}/status` answers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StreamStatus {
+    /// The stream.
+    pub name: String,
+    /// The config has a `dvr` section.
+    pub dvr_configured: bool,
+    /// The config's `dvr.enabled` (the seeds' dvr_enable / dvr_disable).
+    pub dvr_enabled: bool,
+    /// The stream is running in this process (or node).
+    pub running: bool,
+    /// What the running stream reports (defaults when not running).
+    #[serde(flatten)]
+    pub runtime: RuntimeStatus,
+}

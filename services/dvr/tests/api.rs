@@ -1,0 +1,241 @@
+//! The API of a real `dvr run`: `dvr ctl --url` against it, and
+//! schemathesis fuzzing its served OpenAPI document.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{dvr_bin, free_tcp_port, testdata, Procs};
+
+const TOKEN: &str = "e2e-admin-token";
+
+/// Starts `dvr run` recording the looping clip as `ch1`, with the admin
+/// token from the environment, and waits until the API answers.
+fn start(dir: &Path) -> (Procs, u16) {
+    let port = free_tcp_port();
+    let config = dir.join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: file://{}/archive\n\
+             api: {{ tokens: [ \"${{DVR_ADMIN_TOKEN}}\" ] }}\n\
+             streams:\n  ch1:\n    inputs: [ \"file://{}?loop=true\" ]\n    dvr: {{ depth: 1d }}\n",
+            dir.display(),
+            testdata("h264_aac_720p.ts").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(dvr_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("DVR_ADMIN_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dvr run");
+    let procs = Procs(vec![child]);
+    support::wait_for("the API and a live source", Duration::from_secs(30), || {
+        let out = ctl(port, Some(TOKEN), &["status", "ch1", "--json"]);
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("\"source_alive\": true")
+    });
+    (procs, port)
+}
+
+fn ctl(port: u16, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(dvr_bin());
+    cmd.args(["ctl", "--url", &format!("http://127.0.0.1:{port}")])
+        .args(args)
+        .env_remove("DVR_ADMIN_TOKEN");
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    cmd.output().expect("run dvr ctl")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn dvr_ctl_over_http_against_dvr_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_procs, port) = start(dir.path());
+
+    let streams = ok(&ctl(port, Some(TOKEN), &["streams"]));
+    assert!(streams.starts_with("STREAM"), "{streams}");
+    assert!(
+        streams.contains("ch1") && streams.contains("1d"),
+        "{streams}"
+    );
+    let status = ok(&ctl(port, Some(TOKEN), &["status"]));
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("ch1"))
+        .expect(&status);
+    assert!(
+        row.split_whitespace()
+            .take(5)
+            .eq(["ch1", "yes", "yes", "yes", "yes"]),
+        "{status}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&ctl(port, Some(TOKEN), &["status", "ch1", "--json"]))).unwrap();
+    assert!(
+        json["streams"][0]["bitrate_bps"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+
+    let out = ok(&ctl(
+        port,
+        Some(TOKEN),
+        &[
+            "lock",
+            "--stream",
+            "ch1",
+            "--from",
+            "1700000000",
+            "--duration",
+            "1h",
+        ],
+    ));
+    assert!(out.contains("1700000000  3600"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&ctl(
+        port,
+        Some(TOKEN),
+        &["locks", "--stream", "ch1", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(
+        json["locks"],
+        serde_json::json!([{"from": 1_700_000_000, "duration": 3600}])
+    );
+    // The lock is in the archive, where retention reads it.
+    let file = std::fs::read_to_string(dir.path().join("archive/ch1/locks.json")).unwrap();
+    assert!(file.contains("1700000000"), "{file}");
+    ok(&ctl(
+        port,
+        Some(TOKEN),
+        &[
+            "unlock",
+            "--stream",
+            "ch1",
+            "--from",
+            "1700000000",
+            "--duration",
+            "3600",
+        ],
+    ));
+    let again = ctl(
+        port,
+        Some(TOKEN),
+        &[
+            "unlock",
+            "--stream",
+            "ch1",
+            "--from",
+            "1700000000",
+            "--duration",
+            "3600",
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("404"),
+        "{again:?}"
+    );
+    let sessions = ok(&ctl(port, Some(TOKEN), &["sessions", "--json"]));
+    assert!(sessions.contains("\"sessions\""), "{sessions}");
+
+    for token in [None, Some("wrong")] {
+        let out = ctl(
+            port,
+            token,
+            &[
+                "lock",
+                "--stream",
+                "ch1",
+                "--from",
+                "1700000000",
+                "--duration",
+                "60",
+            ],
+        );
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("401"),
+            "{out:?}"
+        );
+    }
+    assert!(
+        !dir.path().join("archive/ch1/locks.json").exists()
+            || !std::fs::read_to_string(dir.path().join("archive/ch1/locks.json"))
+                .unwrap()
+                .contains("1700000000"),
+        "refused requests changed nothing"
+    );
+    // Playback stays open on the same port.
+    let (status, _) = support::get(port, "/ch1/index.m3u8");
+    assert_eq!(status, 200);
+}
+
+/// schemathesis from PyPI (installed by `make test-deps`), every check,
+/// bounded in examples and time, against the served document.
+#[test]
+fn schemathesis_finds_no_server_error_or_schema_violation() {
+    let tools = std::env::var("DVR_TOOLS_DIR").map_or_else(
+        |_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/dvr/tools"),
+        std::path::PathBuf::from,
+    );
+    let st = tools.join("schemathesis-venv/bin/st");
+    assert!(
+        st.exists(),
+        "{} is missing: run `make test-deps`",
+        st.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_procs, port) = start(dir.path());
+    let out = Command::new(&st)
+        .arg("run")
+        .arg(format!("http://127.0.0.1:{port}/api/v1/openapi.json"))
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--checks", "all"])
+        // A schema cannot say which strings are valid input URLs or
+        // existing streams, so "schema-valid data must be accepted" does
+        // not hold for this API; every other check runs.
+        .args(["--exclude-checks", "positive_data_acceptance"])
+        .args([
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--max-time",
+            "90",
+            "--no-shrink",
+        ])
+        .args(["--workers", "2"])
+        .env("NO_COLOR", "1")
+        // Its cache and reports go to the scratch directory, not the clone.
+        .current_dir(dir.path())
+        .output()
+        .expect("run schemathesis");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("passed") || report.contains("No issues found"),
+        "{report}"
+    );
+}
