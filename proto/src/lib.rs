@@ -13,7 +13,8 @@ pub mod message;
 pub mod names;
 
 pub use message::{
-    Event, EventKind, LeaseRecord, ProtoError, SegmentDescriptor, SessionRecord, Versioned,
+    CatalogSummary, Event, EventKind, LeaseRecord, ProtoError, SegmentDescriptor, SessionRecord,
+    Versioned,
 };
 pub use names::*;
 

@@ -183,6 +183,28 @@ impl Versioned for LeaseRecord {
     }
 }
 
+/// A stream's catalog summary in
+/// [`CATALOG_KV_BUCKET`](crate::CATALOG_KV_BUCKET): what the recorder last
+/// wrote to the archive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogSummary {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The newest archived segment's seq.
+    pub last_seq: u64,
+    /// The newest chunk's `.ts` object key.
+    pub last_chunk: String,
+    /// Where the archived tape ends.
+    pub to: UtcMs,
+}
+
+impl Versioned for CatalogSummary {
+    const WHAT: &'static str = "catalog summary";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
 /// A play session in [`SESSIONS_KV_BUCKET`](crate::SESSIONS_KV_BUCKET):
 /// one viewer (stream, client address, token) as the auth service tracks it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,7 +285,7 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 3, "descriptor, lease, event");
+        assert_eq!(blocks.len(), 4, "descriptor, lease, catalog summary, event");
         let d = SegmentDescriptor::decode(blocks[0].as_bytes()).unwrap();
         assert_eq!(
             (d.meta.seq, d.object.as_str()),
@@ -271,7 +293,9 @@ mod tests {
         );
         assert_eq!(d.codecs.tracks.len(), 2);
         LeaseRecord::decode(blocks[1].as_bytes()).unwrap();
-        let e = Event::decode(blocks[2].as_bytes()).unwrap();
+        let c = CatalogSummary::decode(blocks[2].as_bytes()).unwrap();
+        assert_eq!(c.last_seq, 5123);
+        let e = Event::decode(blocks[3].as_bytes()).unwrap();
         assert_eq!(e.kind, EventKind::GapOpened);
     }
 }

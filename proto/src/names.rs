@@ -106,9 +106,15 @@ pub fn stream_from_config_key(key: &str) -> Option<StreamName> {
 }
 
 /// Key in [`LEASES_KV_BUCKET`] for who holds `role` (`ingest`, `recorder`)
-/// of a stream.
+/// of a stream: `{role}.{stream}`, the name escaped as in
+/// [`stream_config_key`].
 pub fn lease_key(role: &str, stream: &StreamName) -> String {
-    format!("{role}.{}", stream_token(stream))
+    format!("{role}.{}", stream_config_key(stream))
+}
+
+/// Key in [`CATALOG_KV_BUCKET`] for a stream's catalog summary.
+pub fn catalog_key(stream: &StreamName) -> String {
+    stream_config_key(stream)
 }
 
 #[cfg(test)]
@@ -155,6 +161,6 @@ mod tests {
             segment_object_name(&s, 42),
             "channel-1.backup/00000000000000000042"
         );
-        assert_eq!(lease_key("recorder", &s), "recorder.channel-1%2Ebackup");
+        assert_eq!(lease_key("recorder", &s), "recorder.channel-1=2Ebackup");
     }
 }

@@ -11,9 +11,11 @@
 //! same contract.
 
 pub mod error;
+pub mod events;
 pub mod kv;
 pub mod live_log;
 pub mod nats;
+pub mod ownership;
 pub mod segment_log;
 #[cfg(feature = "testsuite")]
 pub mod testserver;
@@ -21,7 +23,9 @@ pub mod testserver;
 pub mod testsuite;
 
 pub use error::BusError;
+pub use events::{EventStream, Events, LocalEvents};
 pub use kv::{Kv, KvEntry, KvOp, KvWatch, MemoryKv};
 pub use live_log::LiveLog;
-pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsKv, NatsLiveLog};
+pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsEvents, NatsKv, NatsLiveLog};
+pub use ownership::{Ownership, OwnershipConfig};
 pub use segment_log::{SegmentLog, SegmentLogOptions};

@@ -15,12 +15,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dvr_common::{Ticks, UtcMs};
+use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
+use dvr_proto::{Event, EventKind, PROTO_VERSION};
+
+use crate::ownership::{rendezvous, Ownership, OwnershipConfig};
 use dvr_media::codec::CodecSummary;
 use dvr_media::{Segment, SegmentFlags};
 use futures::StreamExt;
 
 use crate::error::BusError;
+use crate::events::Events;
 use crate::kv::{Kv, KvEntry, KvOp, KvWatch};
 use crate::live_log::LiveLog;
 
@@ -33,6 +37,8 @@ pub trait Harness: Send + Sync {
     async fn live_log(&self, stream: &str) -> Arc<dyn LiveLog>;
     /// A handle on the KV bucket `bucket`.
     async fn kv(&self, bucket: &str) -> Arc<dyn Kv>;
+    /// A handle on the events (each call a new one on the same bus).
+    async fn events(&self) -> Arc<dyn Events>;
 }
 
 /// A hang guard for waits on other tasks: generous, never a measurement.
@@ -47,6 +53,8 @@ pub async fn run_all(h: &dyn Harness) {
     trim_drops_only_what_was_copied(h).await;
     kv_revisions_and_conditions(h).await;
     kv_watch_sees_latest_then_changes(h).await;
+    events_reach_subscribers(h).await;
+    ownership_spreads_takes_over_and_hands_over(h).await;
 }
 
 /// A segment of `len` bytes, 2 s long, starting `seq * 2` s after a fixed
@@ -436,4 +444,180 @@ async fn next_entry(watch: &mut KvWatch, n: &str) -> KvEntry {
         .expect(&format!("[{n}] watch stalled"))
         .expect(&format!("[{n}] watch ended"))
         .expect(&format!("[{n}] watch error"))
+}
+
+/// Events published on one handle reach a subscriber on another, filtered
+/// by stream.
+pub async fn events_reach_subscribers(h: &dyn Harness) {
+    let (publisher, listener) = (h.events().await, h.events().await);
+    let ort = StreamName::new("suite-ort").unwrap();
+    let news = StreamName::new("suite.news").unwrap();
+    let mut all = listener.subscribe(None).await.unwrap();
+    let mut only_news = listener.subscribe(Some(&news)).await.unwrap();
+    // Core NATS subscriptions are live once the server has them: give it a
+    // moment (events are notifications; nothing waits for listeners).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let event = |stream: &StreamName, kind| Event {
+        v: PROTO_VERSION,
+        kind,
+        stream: stream.clone(),
+        at: UtcMs(1_700_000_000_000),
+        node: "suite".into(),
+        details: serde_json::Map::new(),
+    };
+    publisher
+        .publish(&event(&ort, EventKind::ChunkWritten))
+        .await
+        .unwrap();
+    publisher
+        .publish(&event(&news, EventKind::GapOpened))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(PATIENCE, all.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(PATIENCE, all.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.kind, second.kind),
+        (EventKind::ChunkWritten, EventKind::GapOpened),
+        "[{}] all events, in order",
+        h.name()
+    );
+    let news_event = tokio::time::timeout(PATIENCE, only_news.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (news_event.stream, news_event.kind),
+        (news, EventKind::GapOpened),
+        "[{}]",
+        h.name()
+    );
+}
+
+/// Runs an [`Ownership`] whose "worker" stops at once: every stream that
+/// leaves its owned set is released.
+fn member(
+    kv: &Arc<dyn Kv>,
+    node: &str,
+    ttl: Duration,
+    wanted: &tokio::sync::watch::Receiver<std::collections::BTreeSet<StreamName>>,
+) -> Arc<Ownership> {
+    let config = OwnershipConfig {
+        ttl,
+        ..OwnershipConfig::new("ingest", node)
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ownership = Arc::new(Ownership::spawn(
+        Arc::clone(kv),
+        config,
+        wanted.clone(),
+        None,
+        clock,
+    ));
+    let weak = Arc::downgrade(&ownership);
+    let mut owned = ownership.owned();
+    tokio::spawn(async move {
+        let mut before = owned.borrow().clone();
+        while owned.changed().await.is_ok() {
+            let now = owned.borrow().clone();
+            let Some(ownership) = weak.upgrade() else {
+                return;
+            };
+            for gone in before.difference(&now) {
+                ownership.released(gone);
+            }
+            before = now;
+        }
+    });
+    ownership
+}
+
+async fn wait_for_owners(
+    h: &dyn Harness,
+    what: &str,
+    members: &[(&str, &Arc<Ownership>)],
+    streams: &std::collections::BTreeSet<StreamName>,
+) {
+    let names: Vec<&str> = members.iter().map(|(n, _)| *n).collect();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let fits = members.iter().all(|(node, o)| {
+            let want: std::collections::BTreeSet<StreamName> = streams
+                .iter()
+                .filter(|s| rendezvous(s, names.iter().copied()) == Some(*node))
+                .cloned()
+                .collect();
+            *o.owned().borrow() == want
+        });
+        if fits {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "[{}] {what}: owners never settled: {:?}",
+            h.name(),
+            members
+                .iter()
+                .map(|(n, o)| (*n, o.owned().borrow().clone()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Streams spread over the live members by rendezvous hashing, each owned
+/// by exactly one; a member that dies without releasing loses its streams
+/// to the others after the TTL; one that joins gets its share handed over;
+/// a shutdown deletes the leases at once.
+pub async fn ownership_spreads_takes_over_and_hands_over(h: &dyn Harness) {
+    let kv = h.kv("suite_leases").await;
+    let ttl = Duration::from_millis(900);
+    let streams: std::collections::BTreeSet<StreamName> = (0..12)
+        .map(|i| StreamName::new(&format!("ch{i}.hd")).unwrap())
+        .collect();
+    let (_wanted_tx, wanted) = tokio::sync::watch::channel(streams.clone());
+    let a = member(&kv, "a", ttl, &wanted);
+    let b = member(&kv, "b", ttl, &wanted);
+    wait_for_owners(h, "two members", &[("a", &a), ("b", &b)], &streams).await;
+    assert!(
+        !a.owned().borrow().is_empty() && !b.owned().borrow().is_empty(),
+        "[{}] both own some",
+        h.name()
+    );
+
+    // `a` dies: no release, its leases just stop being renewed.
+    drop(a);
+    let died = tokio::time::Instant::now();
+    wait_for_owners(h, "after a died", &[("b", &b)], &streams).await;
+    let takeover = died.elapsed();
+    assert!(
+        takeover >= ttl / 2,
+        "[{}] taken over after {takeover:?}, before the lease could expire",
+        h.name()
+    );
+
+    // `c` joins: `b` hands its share over.
+    let c = member(&kv, "c", ttl, &wanted);
+    wait_for_owners(h, "after c joined", &[("b", &b), ("c", &c)], &streams).await;
+
+    // A graceful shutdown deletes the leases: nobody waits for the TTL.
+    let c_streams = c.owned().borrow().clone();
+    Arc::try_unwrap(c)
+        .expect("only the test holds c")
+        .shutdown()
+        .await;
+    for stream in &c_streams {
+        let key = dvr_proto::lease_key("ingest", stream);
+        assert!(
+            kv.get(&key).await.unwrap().is_none(),
+            "[{}] {key} deleted at shutdown",
+            h.name()
+        );
+    }
+    wait_for_owners(h, "after c shut down", &[("b", &b)], &streams).await;
 }

@@ -10,7 +10,8 @@ use dvr_bus::testsuite::{self, segment, Harness};
 use std::time::Duration;
 
 use dvr_bus::{
-    Kv, LiveLog, LiveLogConfig, MemoryKv, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions,
+    Events, Kv, LiveLog, LiveLogConfig, LocalEvents, MemoryKv, NatsBus, NatsConfig, SegmentLog,
+    SegmentLogOptions,
 };
 use dvr_common::StreamName;
 
@@ -20,6 +21,7 @@ struct Embedded {
     dir: tempfile::TempDir,
     logs: Mutex<HashMap<String, Arc<SegmentLog>>>,
     kvs: Mutex<HashMap<String, Arc<MemoryKv>>>,
+    events: LocalEvents,
 }
 
 #[async_trait]
@@ -47,6 +49,10 @@ impl Harness for Embedded {
             .or_insert_with(|| Arc::new(MemoryKv::new(bucket)));
         Arc::clone(kv) as Arc<dyn Kv>
     }
+
+    async fn events(&self) -> Arc<dyn Events> {
+        Arc::new(self.events.clone())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,6 +61,7 @@ async fn embedded_passes_the_conformance_suite() {
         dir: tempfile::tempdir().unwrap(),
         logs: Mutex::default(),
         kvs: Mutex::default(),
+        events: LocalEvents::default(),
     };
     testsuite::run_all(&h).await;
 }
@@ -77,6 +84,10 @@ impl Harness for Nats {
 
     async fn kv(&self, bucket: &str) -> Arc<dyn Kv> {
         Arc::new(self.bus.kv(bucket).await.unwrap())
+    }
+
+    async fn events(&self) -> Arc<dyn Events> {
+        Arc::new(self.bus.events())
     }
 }
 

@@ -9,6 +9,7 @@
 //! conditional or last-writer-wins), so a write that returned `Ok` is stored
 //! exactly once.
 
+mod events;
 mod kv;
 mod live_log;
 
@@ -19,6 +20,7 @@ use async_nats::jetstream::{self, object_store, stream};
 use dvr_common::StreamName;
 use dvr_proto::{LIVE_STREAM, LIVE_STREAM_SUBJECTS, SEGMENTS_OBJECT_BUCKET};
 
+pub use self::events::NatsEvents;
 pub use self::kv::NatsKv;
 pub use self::live_log::NatsLiveLog;
 use crate::error::BusError;
@@ -108,6 +110,16 @@ impl NatsBus {
     /// The settings it was made with.
     pub fn config(&self) -> &NatsConfig {
         &self.config
+    }
+
+    /// Whether the connection is up now (for readiness probes).
+    pub fn is_connected(&self) -> bool {
+        self.js.client().connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Events over this connection.
+    pub fn events(&self) -> NatsEvents {
+        NatsEvents::new(self.js.client())
     }
 
     /// The live log of `stream`, caught up with what the server holds.
