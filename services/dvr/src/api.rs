@@ -1,26 +1,18 @@
-//! The API inside `dvr run` (embedded mode): the streams bucket seeded
-//! from the config file, the status of the streams this process runs, and
-//! the API's routes beside the packager's on the one HTTP port.
-//!
-//! Each piece is a small function so the supervisor that follows the
-//! streams bucket can take them over without touching the rest of `run.rs`.
+//! The API inside `dvr run`: the status of the streams from this process's
+//! tapes, and the API's routes beside the others on the one HTTP port.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
-use bytes::Bytes;
 use dvr_api::{
     ApiService, ApiState, Archives, LastSegment, RuntimeStatus, Span, StreamStatusSource,
 };
 use dvr_archive::store::ArchiveStore;
-use dvr_bus::{Kv, MemoryKv};
-use dvr_common::config::Config;
+use dvr_bus::Kv;
 use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_packager::Packager;
-use dvr_proto::{stream_config_key, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
 
 use crate::config::RunConfig;
 
@@ -36,24 +28,6 @@ const MAX_GAPS: usize = 100;
 /// Ranges closer than this are one (timestamps jitter at segment joins).
 const GAP_TOLERANCE_MS: i64 = 1_000;
 
-/// The streams bucket of an embedded run, holding the config file's
-/// streams (each as its `streams:` entry, in JSON).
-pub async fn seed_streams_kv(config: &Config) -> anyhow::Result<Arc<dyn Kv>> {
-    let kv = Arc::new(MemoryKv::new(STREAMS_KV_BUCKET));
-    for (name, stream) in &config.streams {
-        let value = serde_json::to_vec(stream).context("encoding a stream's settings")?;
-        kv.put(&stream_config_key(name), Bytes::from(value))
-            .await
-            .with_context(|| format!("stream {name}: cannot store its settings"))?;
-    }
-    Ok(kv)
-}
-
-/// The sessions bucket of an embedded run (the auth service writes it).
-pub fn sessions_kv() -> Arc<dyn Kv> {
-    Arc::new(MemoryKv::new(SESSIONS_KV_BUCKET))
-}
-
 /// The API's routes for this process: its streams bucket, its archives,
 /// its packager's tapes as status.
 pub fn router(
@@ -63,7 +37,8 @@ pub fn router(
     packager: &Arc<Packager>,
     archives: &HashMap<String, Arc<ArchiveStore>>,
     clock: &Arc<dyn Clock>,
-) -> Router {
+    distributed: bool,
+) -> anyhow::Result<Router> {
     let shared = Arc::new(Archives::new(config.storage.clone()));
     for (root, store) in archives {
         shared.insert(root, Arc::clone(store));
@@ -79,7 +54,12 @@ pub fn router(
         shared,
         config.node.archive.clone(),
     );
-    ApiService::new(state).embedded_router(config.api.clone())
+    let service = ApiService::new(state);
+    if distributed {
+        Ok(service.distributed_router(config.api.clone())?)
+    } else {
+        Ok(service.embedded_router(config.api.clone()))
+    }
 }
 
 /// Status from what the packager serves: the tape's newest segments and

@@ -6,9 +6,12 @@ mod config;
 mod ctl;
 mod ctl_http;
 mod deploy;
+mod health;
 mod inspect;
+mod node;
 mod reindex;
 mod run;
+mod supervisor;
 
 use clap::{Parser, Subcommand};
 

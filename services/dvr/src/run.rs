@@ -1,32 +1,31 @@
-//! `dvr run`: the embedded DVR, every service in one process.
+//! `dvr run`: the DVR's services, all in this process (embedded) or the
+//! ones `--services` names over NATS (distributed).
 //!
-//! Per stream it wires ingest (inputs → segmenter) to the stream's live log
-//! on local disk, a recorder copying the log to the archive once per copy
-//! interval, and the packager serving the tape over HTTP. Without a config
-//! file it runs the demo: one stream looping the bundled clip.
+//! It loads the config, seeds the streams bucket from it, and hands the
+//! rest to the [`Supervisor`], which runs ingest, recorder and packager
+//! work for the streams as the bucket and the leases say; the HTTP port
+//! serves health, metrics, and the packager's and the API's routes when
+//! this process runs them. Without a config file it runs the demo: one
+//! stream looping the bundled clip.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
+use bytes::Bytes;
 use clap::Args;
-use dvr_archive::store::ArchiveStore;
-use dvr_archive::MemoryCache;
-use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::config::{Config, DvrConfig, InputUrl, StreamConfig};
-use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
-use dvr_ingest::{IngestConfig, IngestTask, SegmentSink};
-use dvr_media::{Resume, Segment, SegmenterConfig};
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
-use dvr_recorder::{RecorderConfig, StreamRecorder};
+use dvr_bus::{Kv, NatsConfig};
+use dvr_common::config::{Config, InputUrl, StreamConfig};
+use dvr_common::{Clock, StreamName, SystemClock, UtcMs};
+use dvr_packager::{Packager, PackagerConfig};
+use dvr_proto::{stream_config_key, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::archive::open_storage;
 use crate::config::RunConfig;
+use crate::node::Node;
+use crate::supervisor::{default_node_id, Roles, Supervisor};
 
 /// Arguments of `dvr run`.
 #[derive(Debug, Args)]
@@ -37,17 +36,30 @@ pub struct RunArgs {
     /// Local directory for live logs (and, for the demo, the archive).
     #[arg(long, value_name = "DIR", default_value = "data")]
     data_dir: PathBuf,
-    /// HTTP address, overriding the config's `http.listen`.
+    /// HTTP address, overriding the config's `http.listen` (so several
+    /// processes can share one config file).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// NATS server URL(s): distributed mode, the live logs, settings and
+    /// leases on JetStream. Without it every service runs in this process.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// The services this process runs (with --nats): any of ingest,
+    /// recorder, packager, api, auth, comma-separated, or all.
+    #[arg(long, value_name = "LIST")]
+    services: Option<String>,
+    /// This process's id among the replicas (default: host name and pid).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// Copies of the live log and buckets in the NATS cluster (3 in
+    /// production).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    nats_replicas: usize,
 }
 
 /// The clip the demo loops, built into the binary so `dvr run` works from
 /// any directory and in a container image.
 const DEMO_CLIP: &[u8] = include_bytes!("../../../testdata/h264_aac_720p.ts");
-
-/// How long a stream without `dvr` keeps its live log.
-const LIVE_ONLY_KEEP_MS: i64 = 5 * 60_000;
 
 /// Runs `dvr run` until SIGTERM or Ctrl-C.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -106,67 +118,82 @@ fn write_demo_clip(data: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// One running stream.
-struct Running {
-    ingest: IngestTask,
-    recorder: Option<tokio::task::JoinHandle<()>>,
-}
-
 async fn serve(args: &RunArgs) -> anyhow::Result<()> {
-    let run_config = load_config(args)?;
+    let run_config = Arc::new(load_config(args)?);
     let config = &run_config.node;
+    for (name, stream) in &config.streams {
+        check_delayed(name, stream)?;
+    }
     let listen = args.listen.unwrap_or(config.http.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut archives: HashMap<String, Arc<ArchiveStore>> = HashMap::new();
-    let mut running = Vec::new();
-    let mut delayed = Vec::new();
-    for (name, stream) in &config.streams {
-        if let Some(source) = delayed_source(name, stream)? {
-            delayed.push((name, source));
-            continue;
+    let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
+    let (node, roles) = match &args.nats {
+        Some(url) => {
+            let roles = Roles::parse(args.services.as_deref().unwrap_or("all"))?;
+            let mut nats = NatsConfig::new(url);
+            nats.live.replicas = args.nats_replicas;
+            nats.kv_replicas = args.nats_replicas;
+            (Node::nats(node_id, nats).await?, roles)
         }
-        let archive = match &stream.dvr {
-            Some(dvr) => {
-                Some(open_archive(&mut archives, name, stream, dvr, &run_config, &clock).await?)
+        None => {
+            if args.services.is_some() {
+                bail!("--services needs --nats: without NATS every service runs in this process");
             }
-            None => None,
-        };
-        running.push(
-            start_stream(
-                name,
-                stream,
-                archive,
-                &args.data_dir,
-                &packager,
-                &clock,
-                &stop_rx,
-            )
-            .await?,
-        );
-    }
-    for (name, (source, delay_ms)) in delayed {
-        packager
-            .add_delayed(name.as_str(), source.as_str(), delay_ms)
-            .with_context(|| format!("stream {name}: its source {source} is not running"))?;
-        info!(stream = %name, source = %source, delay_s = delay_ms / 1000, "delayed channel");
-    }
-    // Embedded: the API on the same port as playback.
-    let streams_kv = crate::api::seed_streams_kv(config).await?;
-    let api = crate::api::router(
-        &run_config,
-        streams_kv,
-        crate::api::sessions_kv(),
-        &packager,
-        &archives,
-        &clock,
+            (Node::embedded(node_id, args.data_dir.clone()), Roles::ALL)
+        }
+    };
+    let node = Arc::new(node);
+    info!(node = %node.id, services = ?roles.names(), distributed = node.is_distributed(), "starting");
+
+    // The streams bucket: the config file's streams seed it (on NATS only
+    // where absent, so what the API changed survives a restart).
+    let streams_kv = node.kv(STREAMS_KV_BUCKET).await?;
+    seed_streams(&streams_kv, config, node.is_distributed()).await?;
+
+    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
+    let supervisor = Supervisor::new(
+        Arc::clone(&node),
+        roles,
+        Arc::clone(&run_config),
+        Arc::clone(&clock),
+        Arc::clone(&packager),
     );
-    let app = api.merge(Arc::clone(&packager).router());
+    // A store that cannot be reached is a startup error, not a stream that
+    // quietly never records.
+    if roles.recorder || roles.packager {
+        supervisor.open_archives(&config.streams).await?;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let supervised = tokio::spawn(Arc::clone(&supervisor).run(Arc::clone(&streams_kv), stop_rx));
+
+    let mut app = crate::health::router(Arc::clone(&supervisor));
+    if roles.packager {
+        app = app.merge(Arc::clone(&packager).router());
+    }
+    if roles.api {
+        let sessions = node.kv(SESSIONS_KV_BUCKET).await?;
+        app = app.merge(crate::api::router(
+            &run_config,
+            Arc::clone(&streams_kv),
+            sessions,
+            &packager,
+            &supervisor.archives().await,
+            &clock,
+            node.is_distributed(),
+        )?);
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    print_urls(listener.local_addr().unwrap_or(listen), config, clock.now());
+    if roles.packager {
+        print_urls(listener.local_addr().unwrap_or(listen), config, clock.now());
+    } else {
+        println!(
+            "dvr {} is running on http://{}/ (/healthz, /readyz, /status, /metrics)",
+            roles.names().join(","),
+            listener.local_addr().unwrap_or(listen)
+        );
+    }
     // Every family listed from the first scrape, before anything happened.
     dvr_ingest::metrics::register();
     dvr_recorder::metrics::register();
@@ -180,189 +207,48 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal());
     server.await.context("HTTP server failed")?;
 
-    info!("shutting down: closing the open segments and copying them to the archive");
-    let mut recorders = Vec::new();
-    for stream in running {
-        if let Err(e) = stream.ingest.stop().await {
-            warn!(error = %e, "ingest stopped with an error");
-        }
-        recorders.extend(stream.recorder);
-    }
     let _ = stop_tx.send(true);
-    for recorder in recorders {
-        let _ = recorder.await;
+    let _ = supervised.await;
+    Ok(())
+}
+
+/// Puts the config file's streams into the bucket: all of them embedded
+/// (the bucket starts empty), only the absent ones on NATS.
+async fn seed_streams(kv: &Arc<dyn Kv>, config: &Config, only_absent: bool) -> anyhow::Result<()> {
+    for (name, stream) in &config.streams {
+        let value =
+            Bytes::from(serde_json::to_vec(stream).context("encoding a stream's settings")?);
+        let key = stream_config_key(name);
+        let result = if only_absent {
+            match kv.create(&key, value).await {
+                Err(dvr_bus::BusError::KvConflict { .. }) => Ok(0),
+                other => other,
+            }
+        } else {
+            kv.put(&key, value).await
+        };
+        result.with_context(|| format!("stream {name}: cannot store its settings"))?;
     }
     Ok(())
 }
 
-async fn open_archive(
-    archives: &mut HashMap<String, Arc<ArchiveStore>>,
-    name: &StreamName,
-    stream: &StreamConfig,
-    dvr: &DvrConfig,
-    config: &RunConfig,
-    clock: &Arc<dyn Clock>,
-) -> anyhow::Result<Arc<ArchiveStore>> {
-    let store = match archives.get(&dvr.root) {
-        Some(store) => Arc::clone(store),
-        None => {
-            let storage = open_storage(name, &dvr.root, &config.storage).await?;
-            let memory = MemoryCache::new(config.node.packager.memory_cache_bytes);
-            let store = Arc::new(ArchiveStore::with_memory_cache(storage, memory));
-            archives.insert(dvr.root.clone(), Arc::clone(&store));
-            store
-        }
-    };
-    let report = store
-        .load(name)
-        .await
-        .map_err(|e| anyhow!("stream {name}: cannot load its archive: {e}"))?;
-    info!(stream = %name, chunks = report.chunks, orphans = report.orphans.len(), bad = report.bad.len(), "archive loaded");
-    if let Some(cache) = &stream.cache {
-        store
-            .enable_disk_cache(name, cache, Arc::clone(clock))
-            .with_context(|| format!("stream {name}: cannot open its cache at {}", cache.path))?;
-        info!(stream = %name, path = %cache.path, "disk cache enabled");
-    }
-    Ok(store)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn start_stream(
-    name: &StreamName,
-    stream: &StreamConfig,
-    archive: Option<Arc<ArchiveStore>>,
-    data_dir: &Path,
-    packager: &Arc<Packager>,
-    clock: &Arc<dyn Clock>,
-    stop: &watch::Receiver<bool>,
-) -> anyhow::Result<Running> {
-    let log_dir = data_dir.join("livelog").join(name.as_str());
-    let log = Arc::new(
-        SegmentLog::open(&log_dir, SegmentLogOptions::default())
-            .with_context(|| format!("stream {name}: cannot open its live log"))?,
-    );
-    let inputs = stream.inputs.clone();
-    let segment_ms = stream.dvr.as_ref().map_or(2000, |d| d.segment_duration_ms);
-    let mut ingest = IngestConfig::new(name.to_string(), inputs);
-    ingest.segmenter = SegmenterConfig::with_target(Ticks::from_ms(segment_ms));
-    ingest.resume = resume_point(&log, archive.as_deref(), name);
-    let task = IngestTask::spawn(
-        ingest,
-        Arc::clone(clock),
-        LogSink {
-            log: Arc::clone(&log),
-        },
-    );
-
-    let archived = archive.as_ref().map(|store| {
-        Arc::new(StoreTape::new(name.clone(), Arc::clone(store)))
-            as Arc<dyn dvr_packager::ArchivedTape>
-    });
-    packager.add_stream(StreamTape::new(
-        name.to_string(),
-        Arc::clone(&log) as Arc<dyn dvr_bus::LiveLog>,
-        archived,
-    ));
-
-    let recorder = match (archive, &stream.dvr) {
-        (Some(store), Some(dvr)) => {
-            let mut config = RecorderConfig::with_copy_interval(dvr.copy_interval_ms);
-            config.retention = dvr.into();
-            let recorder = StreamRecorder::new(name.clone(), log, store, Arc::clone(clock), config);
-            Some(tokio::spawn(recorder.run(stop.clone())))
-        }
-        _ => {
-            tokio::spawn(trim_live_only(log, Arc::clone(clock), stop.clone()));
-            None
-        }
-    };
-    Ok(Running {
-        ingest: task,
-        recorder,
-    })
-}
-
-/// The source and delay of a delayed channel (`timeshift://OTHER/N`), which
-/// ingests nothing and records nothing: it plays OTHER's tape N seconds
-/// behind live.
-fn delayed_source(
-    name: &StreamName,
-    stream: &StreamConfig,
-) -> anyhow::Result<Option<(StreamName, i64)>> {
-    let shifts: Vec<_> = stream
+/// A delayed channel (`timeshift://OTHER/N`) ingests and records nothing:
+/// it plays OTHER's tape N seconds behind live, so it has exactly that one
+/// input and no `dvr`.
+fn check_delayed(name: &StreamName, stream: &StreamConfig) -> anyhow::Result<()> {
+    let shifts = stream
         .inputs
         .iter()
-        .filter_map(|input| match input {
-            InputUrl::Timeshift { source, delay_ms } => Some((source.clone(), *delay_ms)),
-            _ => None,
-        })
-        .collect();
-    match (shifts.as_slice(), stream.inputs.len(), &stream.dvr) {
-        ([], _, _) => Ok(None),
-        ([one], 1, None) => Ok(Some(one.clone())),
-        ([_], 1, Some(_)) => bail!(
+        .filter(|input| matches!(input, InputUrl::Timeshift { .. }))
+        .count();
+    match (shifts, stream.inputs.len(), &stream.dvr) {
+        (0, _, _) | (1, 1, None) => Ok(()),
+        (1, 1, Some(_)) => bail!(
             "stream {name}: a delayed channel (timeshift://) plays its source's archive; remove its dvr"
         ),
         _ => bail!(
             "stream {name}: a delayed channel (timeshift://) has exactly one input, its source"
         ),
-    }
-}
-
-/// Where the tape continues: after the newest segment in the live log or
-/// the archive, as a discontinuity.
-fn resume_point(log: &SegmentLog, archive: Option<&ArchiveStore>, name: &StreamName) -> Resume {
-    let logged = log.newest();
-    let archived_seq = archive.and_then(|a| a.last_seq(name));
-    let archived_end = archive.and_then(|a| a.extent(name)).map(|r| r.to);
-    let last_seq = logged.map(|m| m.seq).max(archived_seq);
-    let tape_end = logged.map(|m| m.utc_end()).max(archived_end);
-    Resume {
-        next_seq: last_seq.map_or(0, |s| s + 1),
-        tape_end,
-        discontinuity: last_seq.is_some(),
-    }
-}
-
-/// Appends ingest's segments to the live log.
-#[derive(Debug)]
-struct LogSink {
-    log: Arc<SegmentLog>,
-}
-
-impl SegmentSink for LogSink {
-    type Error = dvr_bus::BusError;
-
-    async fn append(&mut self, segment: Segment) -> Result<(), Self::Error> {
-        let log = Arc::clone(&self.log);
-        match tokio::task::spawn_blocking(move || log.append(&segment)).await {
-            Ok(result) => result,
-            Err(e) => Err(dvr_bus::BusError::Io {
-                op: "append",
-                path: self.log.dir().to_path_buf(),
-                source: std::io::Error::other(e),
-            }),
-        }
-    }
-}
-
-/// Keeps the live log of a stream without DVR to a few minutes.
-async fn trim_live_only(
-    log: Arc<SegmentLog>,
-    clock: Arc<dyn Clock>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let before = UtcMs(clock.now().0 - LIVE_ONLY_KEEP_MS);
-                let log = Arc::clone(&log);
-                let _ = tokio::task::spawn_blocking(move || log.trim(before, u64::MAX)).await;
-            }
-            _ = stop.changed() => return,
-        }
     }
 }
 

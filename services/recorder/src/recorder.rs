@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use dvr_archive::key::copy_window;
 use dvr_archive::store::{ArchiveStore, StoreError};
-use dvr_archive::{ChunkIndex, ChunkKey};
+use dvr_archive::{ChunkEntry, ChunkIndex, ChunkKey};
 use dvr_bus::{BusError, LiveLog};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_media::{CodecSummary, SegmentMeta};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -85,6 +85,8 @@ pub struct StreamRecorder {
     /// The last seq known to be in the archive.
     archived: Option<u64>,
     metrics: crate::metrics::StreamMetrics,
+    /// Told of every chunk written (distributed mode publishes them).
+    observer: Option<mpsc::UnboundedSender<ChunkEntry>>,
 }
 
 impl StreamRecorder {
@@ -106,7 +108,14 @@ impl StreamRecorder {
             clock,
             config,
             archived,
+            observer: None,
         }
+    }
+
+    /// Sends every chunk written, once it is in the archive, to `observer`.
+    pub fn with_observer(mut self, observer: mpsc::UnboundedSender<ChunkEntry>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The last archived seq.
@@ -242,6 +251,9 @@ impl StreamRecorder {
             "chunk written"
         );
         self.archived = Some(entry.last_seq);
+        if let Some(observer) = &self.observer {
+            let _ = observer.send(entry);
+        }
         Ok(())
     }
 

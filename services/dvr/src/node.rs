@@ -1,0 +1,140 @@
+//! Where this process's services meet: the bus, embedded or over NATS.
+//!
+//! Embedded (`dvr run` without `--nats`): live logs are append-only files
+//! under the data directory, KV buckets live in memory and events go
+//! through a broadcast channel; every service is in this process, so that
+//! is all the sharing needed. Distributed (`--nats URL`): the same things
+//! on JetStream, shared with the other processes. Services ask this module
+//! for a stream's live log or a bucket and never know which one they got.
+//! One handle per stream and bucket is kept per process, so the JetStream
+//! followers and the embedded files are opened once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use dvr_bus::{
+    Events, Kv, LiveLog, LocalEvents, MemoryKv, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions,
+};
+use dvr_common::StreamName;
+use tokio::sync::Mutex;
+
+/// A stream's live log, and the embedded file log behind it when there is
+/// one (its appends are blocking file writes, done off the async threads).
+#[derive(Clone, Debug)]
+pub struct LogHandle {
+    pub log: Arc<dyn LiveLog>,
+    pub local: Option<Arc<SegmentLog>>,
+}
+
+/// The bus of this process.
+#[derive(Debug)]
+pub struct Node {
+    /// This process's id among the replicas (leases, events).
+    pub id: String,
+    kind: Kind,
+    logs: Mutex<HashMap<StreamName, LogHandle>>,
+    kvs: Mutex<HashMap<String, Arc<dyn Kv>>>,
+    events: Arc<dyn Events>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Embedded { data_dir: PathBuf },
+    Nats(Box<NatsBus>),
+}
+
+impl Node {
+    /// The embedded bus, live logs under `data_dir/livelog`.
+    pub fn embedded(id: String, data_dir: PathBuf) -> Self {
+        Self {
+            id,
+            kind: Kind::Embedded { data_dir },
+            logs: Mutex::default(),
+            kvs: Mutex::default(),
+            events: Arc::new(LocalEvents::default()),
+        }
+    }
+
+    /// The bus over NATS at `config.url` (waits for the server, within the
+    /// config's operation timeout).
+    pub async fn nats(id: String, config: NatsConfig) -> anyhow::Result<Self> {
+        let url = config.url.clone();
+        let bus = NatsBus::connect(config)
+            .await
+            .with_context(|| format!("cannot connect to NATS at {url}"))?;
+        Ok(Self {
+            id,
+            events: Arc::new(bus.events()),
+            kind: Kind::Nats(Box::new(bus)),
+            logs: Mutex::default(),
+            kvs: Mutex::default(),
+        })
+    }
+
+    /// Whether the streams live on NATS (several processes).
+    pub fn is_distributed(&self) -> bool {
+        matches!(self.kind, Kind::Nats(_))
+    }
+
+    /// Whether the bus is reachable now.
+    pub fn is_connected(&self) -> bool {
+        match &self.kind {
+            Kind::Embedded { .. } => true,
+            Kind::Nats(bus) => bus.is_connected(),
+        }
+    }
+
+    /// The live log of `stream`.
+    pub async fn live_log(&self, stream: &StreamName) -> anyhow::Result<LogHandle> {
+        let mut logs = self.logs.lock().await;
+        if let Some(handle) = logs.get(stream) {
+            return Ok(handle.clone());
+        }
+        let handle = match &self.kind {
+            Kind::Embedded { data_dir } => {
+                let dir = data_dir.join("livelog").join(stream.as_str());
+                let log = Arc::new(
+                    SegmentLog::open(&dir, SegmentLogOptions::default())
+                        .with_context(|| format!("stream {stream}: cannot open its live log"))?,
+                );
+                LogHandle {
+                    log: Arc::clone(&log) as Arc<dyn LiveLog>,
+                    local: Some(log),
+                }
+            }
+            Kind::Nats(bus) => LogHandle {
+                log: Arc::new(bus.live_log(stream).await.with_context(|| {
+                    format!("stream {stream}: cannot open its live log on NATS")
+                })?),
+                local: None,
+            },
+        };
+        logs.insert(stream.clone(), handle.clone());
+        Ok(handle)
+    }
+
+    /// A KV bucket.
+    pub async fn kv(&self, bucket: &str) -> anyhow::Result<Arc<dyn Kv>> {
+        let mut kvs = self.kvs.lock().await;
+        if let Some(kv) = kvs.get(bucket) {
+            return Ok(Arc::clone(kv));
+        }
+        let kv: Arc<dyn Kv> = match &self.kind {
+            Kind::Embedded { .. } => Arc::new(MemoryKv::new(bucket)),
+            Kind::Nats(bus) => Arc::new(
+                bus.kv(bucket)
+                    .await
+                    .with_context(|| format!("cannot open the KV bucket {bucket} on NATS"))?,
+            ),
+        };
+        kvs.insert(bucket.to_owned(), Arc::clone(&kv));
+        Ok(kv)
+    }
+
+    /// The events.
+    pub fn events(&self) -> Arc<dyn Events> {
+        Arc::clone(&self.events)
+    }
+}
