@@ -244,34 +244,61 @@ impl Catalog {
     /// One flag per hour of `[from, to)` (widened to whole hours, at most
     /// [`MAX_BITMAP_HOURS`]).
     pub fn hour_bitmap(&self, stream: &StreamName, from: UtcMs, to: UtcMs) -> HourBitmap {
-        let start = from.floor_hour();
-        let end = if to.floor_hour() == to {
-            to
-        } else {
-            to.floor_hour().saturating_add_ms(3_600_000)
-        };
-        let end = end.min(start.saturating_add_ms(MAX_BITMAP_HOURS * 3_600_000));
-        let hours = usize::try_from((end.0 - start.0).max(0) / 3_600_000).unwrap_or(0);
-        let mut bits = vec![b'0'; hours];
-        for e in self.chunks_overlapping(stream, start, end) {
-            let first = (e.utc_start.max(start).0 - start.0) / 3_600_000;
-            // The last millisecond of the chunk decides its last hour.
-            let last = (UtcMs(e.utc_end.0 - 1).min(UtcMs(end.0 - 1)).0 - start.0) / 3_600_000;
-            for h in first..=last {
-                if let Some(b) = usize::try_from(h).ok().and_then(|h| bits.get_mut(h)) {
-                    *b = b'1';
-                }
-            }
-        }
-        HourBitmap {
-            from: start,
-            bits: String::from_utf8(bits).unwrap_or_default(),
-        }
+        let spans = self
+            .chunks_overlapping(stream, from.floor_hour(), ceil_hour(to))
+            .into_iter()
+            .map(|e| TimeRange {
+                from: e.utc_start,
+                to: e.utc_end,
+            });
+        hour_bitmap(spans, from, to)
     }
 
     /// Total bytes of a stream's chunks.
     pub fn total_bytes(&self, stream: &StreamName) -> u64 {
         self.chunks(stream).map(|e| e.bytes).sum()
+    }
+}
+
+/// The start of the first UTC hour at or after `t`.
+fn ceil_hour(t: UtcMs) -> UtcMs {
+    if t.floor_hour() == t {
+        t
+    } else {
+        t.floor_hour().saturating_add_ms(3_600_000)
+    }
+}
+
+/// One flag per hour of `[from, to)` (widened to whole hours, at most
+/// [`MAX_BITMAP_HOURS`]): `'1'` where any of `spans` holds time of that hour.
+/// The catalog's chunks and the packager's ranges (archive plus live log)
+/// both come here, so the two bitmaps cannot disagree.
+pub fn hour_bitmap(
+    spans: impl IntoIterator<Item = TimeRange>,
+    from: UtcMs,
+    to: UtcMs,
+) -> HourBitmap {
+    let start = from.floor_hour();
+    let end = ceil_hour(to);
+    let end = end.min(start.saturating_add_ms(MAX_BITMAP_HOURS * 3_600_000));
+    let hours = usize::try_from((end.0 - start.0).max(0) / 3_600_000).unwrap_or(0);
+    let mut bits = vec![b'0'; hours];
+    for span in spans {
+        if span.to <= start || span.from >= end || span.to <= span.from {
+            continue;
+        }
+        let first = (span.from.max(start).0 - start.0) / 3_600_000;
+        // The last millisecond of the span decides its last hour.
+        let last = (UtcMs(span.to.0 - 1).min(UtcMs(end.0 - 1)).0 - start.0) / 3_600_000;
+        for h in first..=last {
+            if let Some(b) = usize::try_from(h).ok().and_then(|h| bits.get_mut(h)) {
+                *b = b'1';
+            }
+        }
+    }
+    HourBitmap {
+        from: start,
+        bits: String::from_utf8(bits).unwrap_or_default(),
     }
 }
 

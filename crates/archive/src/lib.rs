@@ -33,7 +33,8 @@ pub mod store;
 
 pub use cache::{MemoryCache, DEFAULT_MEMORY_CACHE_BYTES};
 pub use catalog::{
-    plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange, CONTIGUITY_TOLERANCE_MS,
+    hour_bitmap, plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange,
+    CONTIGUITY_TOLERANCE_MS,
 };
 pub use disk_cache::{DiskCache, DiskCacheConfig};
 pub use error::ArchiveError;
