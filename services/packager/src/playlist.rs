@@ -88,9 +88,16 @@ fn merge_runs(segments: &[SegmentMeta], per_entry: usize) -> Vec<SegmentMeta> {
     out
 }
 
-/// Renders a media playlist. `query` (e.g. `token=abc`) is appended to every
-/// segment URI so authorization follows the player.
-pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], query: Option<&str>) -> String {
+/// Renders a media playlist. `prefix` (a `tracks-1,2/` directory for a
+/// `videoN` playlist, else empty) goes before every segment path; `query`
+/// (e.g. `token=abc`) is appended to every segment URI so authorization
+/// follows the player.
+pub fn media_playlist(
+    kind: PlaylistKind,
+    segments: &[SegmentMeta],
+    prefix: &str,
+    query: Option<&str>,
+) -> String {
     let mut out = String::with_capacity(128 + segments.len() * 96);
     let target = segments
         .iter()
@@ -124,6 +131,7 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], query: Optio
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", segment.utc_start);
         }
         let _ = writeln!(out, "#EXTINF:{},", segment.duration.display_secs());
+        out.push_str(prefix);
         out.push_str(&segment_path(segment));
         if let Some(q) = query {
             out.push('?');
@@ -172,7 +180,7 @@ mod tests {
             // 10 s of nothing, then the source came back.
             meta(9, t + 14_000, 1960, true),
         ];
-        let text = media_playlist(PlaylistKind::Vod, &segments, Some("token=abc"));
+        let text = media_playlist(PlaylistKind::Vod, &segments, "", Some("token=abc"));
         let expected = "#EXTM3U
 #EXT-X-VERSION:3
 #EXT-X-TARGETDURATION:2
@@ -208,14 +216,14 @@ mod tests {
         assert_eq!(merged.iter().map(|m| m.bytes).sum::<u64>(), 15 * 188);
         // No entry spans the gap: one starts exactly where the tape resumes.
         assert!(merged.iter().any(|m| m.seq == 10 && m.flags.discontinuity));
-        let text = media_playlist(PlaylistKind::Vod, &merged, None);
+        let text = media_playlist(PlaylistKind::Vod, &merged, "", None);
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
     }
 
     #[test]
     fn a_time_gap_without_a_flag_is_still_a_discontinuity() {
         let segments = [meta(1, 0, 2000, false), meta(2, 3000, 2000, false)];
-        let text = media_playlist(PlaylistKind::Event, &segments, None);
+        let text = media_playlist(PlaylistKind::Event, &segments, "", None);
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
         assert!(!text.contains("ENDLIST"));

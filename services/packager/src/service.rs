@@ -6,25 +6,30 @@
 //! their [`ErrorKind`](dvr_common::ErrorKind) maps to.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use dvr_archive::status::{hour_ranges, StreamStatus, DETAILED_LIMIT_SECS};
+use dvr_archive::{hour_bitmap, TimeRange};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, Ticks, UtcMs};
+use dvr_media::codec::TrackKind;
+use dvr_media::{tracks, SegmentMeta};
 use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
 use crate::http::playback_http;
+use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::paced_mpegts;
 use crate::playlist::{coalesce, media_playlist, starts_new_run, PlaylistKind, GAP_TOLERANCE_MS};
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
-use crate::url::{self, Form, RangeEnd, UrlError};
+use crate::url::{self, Flavor, Form, Playback, RangeEnd, UrlError};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MPEGTS: &str = "video/mp2t";
@@ -60,10 +65,40 @@ impl Default for PackagerConfig {
     }
 }
 
+/// A media playlist before it is rendered: what a playlist form resolved to.
+struct MediaPlan {
+    kind: PlaylistKind,
+    segments: Vec<SegmentMeta>,
+    cache: &'static str,
+}
+
+/// What a segment holds, as far as playlists care.
+#[derive(Debug)]
+struct Probed {
+    /// How many tracks its program has (0 when it has no tables).
+    count: usize,
+    /// Its tracks, when there are several videos or audios.
+    multi: Option<Arc<tracks::SegmentTracks>>,
+}
+
+/// Probed segments remembered (a few hundred bytes each); the cache is
+/// emptied when full, which costs one read per stream to refill.
+const PROBE_CACHE_ENTRIES: usize = 4096;
+
+/// A track cut that failed, as an answer naming the segment.
+fn track_error(tape: &StreamTape, meta: &SegmentMeta, e: &tracks::SelectError) -> PackagerError {
+    PackagerError::NothingRecorded(format!(
+        "segment of {} at {}: {e}",
+        tape.name(),
+        meta.utc_start.as_secs()
+    ))
+}
+
 /// Serves every configured stream's tape.
 #[derive(Debug)]
 pub struct Packager {
     streams: RwLock<HashMap<String, StreamTape>>,
+    probes: Mutex<HashMap<(String, u64), Arc<Probed>>>,
     clock: Arc<dyn Clock>,
     config: PackagerConfig,
 }
@@ -71,6 +106,8 @@ pub struct Packager {
 /// The query parameters the packager reads.
 #[derive(Debug, Default)]
 struct Query {
+    /// The `token=…` pair exactly as the client wrote it: middleware signs
+    /// or compares tokens byte for byte, so it is never re-encoded.
     token: Option<String>,
     event: bool,
     from: Option<String>,
@@ -88,9 +125,13 @@ struct Query {
 impl Query {
     fn parse(raw: Option<&str>) -> Query {
         let mut q = Query::default();
-        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let raw = raw.unwrap_or_default();
+        q.token = raw
+            .split('&')
+            .find(|pair| pair.starts_with("token="))
+            .map(str::to_owned);
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
             match &*key {
-                "token" => q.token = Some(value.into_owned()),
                 "event" => q.event = value == "true",
                 "from" => q.from = Some(value.into_owned()),
                 "to" => q.to = Some(value.into_owned()),
@@ -107,11 +148,7 @@ impl Query {
 
     /// The part of the query that must follow the player to segment URLs.
     fn carried(&self) -> Option<String> {
-        self.token.as_ref().map(|t| {
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", t)
-                .finish()
-        })
+        self.token.clone()
     }
 }
 
@@ -120,6 +157,7 @@ impl Packager {
     pub fn new(config: PackagerConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             streams: RwLock::default(),
+            probes: Mutex::default(),
             clock,
             config,
         }
@@ -187,7 +225,7 @@ impl Packager {
             .ok_or_else(|| PackagerError::UnknownStream(playback.stream.to_owned()))?;
         let query = Query::parse(raw_query);
         let now = self.clock.now();
-        match playback.form {
+        let plan = match playback.form {
             Form::LivePlaylist(_) | Form::LiveMpegts if query.utc.is_some() => {
                 // Kodi's "shift": from `utc`, the clock started at `lutc`
                 // (or now), so the URL itself carries the timeline.
@@ -196,38 +234,38 @@ impl Packager {
                 if playback.form == Form::LiveMpegts {
                     return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
                 }
-                self.abs_playlist(&tape, at, started, &query, now).await
+                self.abs_playlist(&tape, at, started, &query, now).await?
             }
             Form::TimeshiftAbsPlaylist { at, .. } => {
                 let at = self.past_instant(at, now)?;
                 match query.started {
                     Some(started) => {
                         self.abs_playlist(&tape, at, UtcMs(started), &query, now)
-                            .await
+                            .await?
                     }
-                    None => Ok(redirect_with_start(path, raw_query, now)),
+                    None => return Ok(redirect_with_start(path, raw_query, now)),
                 }
             }
             Form::LivePlaylist(_) if tape.delay_ms() > 0 => {
                 let head = UtcMs(now.0 - tape.delay_ms());
                 let limit = WindowLimit::Count(self.config.live_window);
-                self.shifted_playlist(&tape, head, 0, limit, None, true, &query)
-                    .await
+                self.shifted_playlist(&tape, head, 0, limit, None, true)
+                    .await?
             }
             Form::LiveMpegts if tape.delay_ms() > 0 => {
                 let at = UtcMs(now.0 - tape.delay_ms());
-                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
             }
             Form::TimeshiftRelPlaylist { behind, .. } => {
                 let head = UtcMs(now.0 - i64::from(behind) * 1000);
                 let limit = WindowLimit::Count(self.config.live_window);
-                self.shifted_playlist(&tape, head, 0, limit, None, query.ignore_gaps, &query)
-                    .await
+                self.shifted_playlist(&tape, head, 0, limit, None, query.ignore_gaps)
+                    .await?
             }
             Form::Rewind { window, .. } => {
                 let limit = WindowLimit::Span(i64::from(window) * 1000);
-                self.shifted_playlist(&tape, now, 0, limit, None, true, &query)
-                    .await
+                self.shifted_playlist(&tape, now, 0, limit, None, true)
+                    .await?
             }
             Form::LiveMpegts => {
                 let start = tape
@@ -240,15 +278,15 @@ impl Packager {
                             tape.name()
                         ))
                     })?;
-                Ok(paced_mpegts(tape, start, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, start, Arc::clone(&self.clock)));
             }
             Form::TimeshiftAbsMpegts { at } => {
                 let at = self.past_instant(at, now)?;
-                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
             }
             Form::TimeshiftRelMpegts { behind } => {
                 let at = UtcMs(now.0 - i64::from(behind) * 1000);
-                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
             }
             Form::LivePlaylist(_) => {
                 let segments: Vec<_> = tape
@@ -262,10 +300,11 @@ impl Packager {
                         tape.name()
                     )));
                 }
-                Ok(playlist_response(
-                    media_playlist(PlaylistKind::Live, &segments, query.carried().as_deref()),
-                    "no-cache",
-                ))
+                MediaPlan {
+                    kind: PlaylistKind::Live,
+                    segments,
+                    cache: "no-cache",
+                }
             }
             Form::RangePlaylist { from, end, .. } => {
                 let (from, to) = self.range(from, end, now)?;
@@ -283,15 +322,16 @@ impl Packager {
                 } else {
                     "no-cache"
                 };
-                Ok(playlist_response(
-                    media_playlist(kind, &metas, query.carried().as_deref()),
+                MediaPlan {
+                    kind,
+                    segments: metas,
                     cache,
-                ))
+                }
             }
             Form::RangeMpegts { from, duration } => {
                 let (from, to) = self.range(from, RangeEnd::Duration(duration), now)?;
                 let segments = self.recorded(&tape, from, to).await?;
-                Ok(mpegts_download(tape, segments, ranged))
+                return Ok(mpegts_download(tape, segments, ranged));
             }
             Form::Segment {
                 start_second,
@@ -306,7 +346,14 @@ impl Packager {
                     .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {path}")))?;
                 let mut bytes = Vec::new();
                 for segment in run {
-                    bytes.extend_from_slice(&tape.read(segment).await?);
+                    let stored = tape.read(segment).await?;
+                    match playback.tracks {
+                        None => bytes.extend_from_slice(&stored),
+                        Some(tracks) => bytes.extend(
+                            tracks::select(&stored, &tracks.numbers())
+                                .map_err(|e| track_error(&tape, &segment.meta, &e))?,
+                        ),
+                    }
                 }
                 let mut response = Response::new(Body::from(bytes));
                 set(&mut response, header::CONTENT_TYPE, MPEGTS);
@@ -315,11 +362,151 @@ impl Packager {
                     header::CACHE_CONTROL,
                     "public, max-age=31536000, immutable",
                 );
-                Ok(response)
+                return Ok(response);
             }
-            Form::RecordingStatus => self.recording_status(&tape, &query, now).await,
-            other => Err(PackagerError::NotSupported(form_name(other))),
+            Form::RecordingStatus => return self.recording_status(&tape, &query, now).await,
+            other => return Err(PackagerError::NotSupported(form_name(other))),
+        };
+        self.render(&tape, &playback, path, raw_query, &query, plan)
+            .await
+    }
+
+    /// The answer to a playlist form: its media playlist, or for a stream
+    /// with several tracks the master or variant playlist the flavor asks
+    /// for (see [`crate::master`]).
+    async fn render(
+        &self,
+        tape: &StreamTape,
+        playback: &Playback<'_>,
+        path: &str,
+        raw_query: Option<&str>,
+        query: &Query,
+        plan: MediaPlan,
+    ) -> Result<Response, PackagerError> {
+        let carried = query.carried();
+        let media = |prefix: &str| {
+            playlist_response(
+                media_playlist(plan.kind, &plan.segments, prefix, carried.as_deref()),
+                plan.cache,
+            )
+        };
+        let Some(first) = plan.segments.first() else {
+            return Ok(media(""));
+        };
+        let file = path.rsplit('/').next().unwrap_or_default();
+        if let Some(tracks) = playback.tracks {
+            // Checked against the window's first segment, so a wrong number
+            // is an answer, not a playlist of failing segments.
+            let probed = self.probe_first(tape, first).await?;
+            if let Some(asked) = tracks.numbers().into_iter().find(|&n| n > probed.count) {
+                return Err(PackagerError::NothingRecorded(format!(
+                    "stream {} has no track {asked}: it has {} tracks at {}",
+                    tape.name(),
+                    probed.count,
+                    first.utc_start.as_secs()
+                )));
+            }
+            return Ok(media(""));
         }
+        let flavor = match playback.form {
+            Form::LivePlaylist(f)
+            | Form::Rewind { flavor: f, .. }
+            | Form::RangePlaylist { flavor: f, .. }
+            | Form::TimeshiftAbsPlaylist { flavor: f, .. }
+            | Form::TimeshiftRelPlaylist { flavor: f, .. } => f,
+            _ => Flavor::Mono,
+        };
+        if flavor == Flavor::Mono {
+            return Ok(media(""));
+        }
+        // Only a program with several tracks changes the answer; a stream
+        // with one video and one audio keeps its one media playlist.
+        let probed = self.probe_first(tape, first).await?;
+        let Some(found) = probed.multi.as_deref() else {
+            return Ok(media(""));
+        };
+        let whole_query = raw_query.filter(|q| !q.is_empty());
+        match flavor {
+            Flavor::Index | Flavor::Archive => Ok(playlist_response(
+                master_playlist(found, file, whole_query),
+                plan.cache,
+            )),
+            Flavor::Video => Ok(playlist_response(
+                video_variants(found, file, whole_query),
+                plan.cache,
+            )),
+            Flavor::VideoTrack(n) => {
+                let set = video_track_set(found, n).ok_or_else(|| {
+                    PackagerError::NothingRecorded(format!(
+                        "stream {} has no video track {n}",
+                        tape.name()
+                    ))
+                })?;
+                Ok(media(&format!("{}/", set.dir())))
+            }
+            Flavor::Mono => Ok(media("")),
+        }
+    }
+
+    /// What the segment `meta` names holds, from a small cache: every
+    /// viewer of a live `index.m3u8` asks about the same first segment.
+    async fn probe_first(
+        &self,
+        tape: &StreamTape,
+        meta: &SegmentMeta,
+    ) -> Result<Arc<Probed>, PackagerError> {
+        let key = (tape.name().to_owned(), meta.seq);
+        if let Some(hit) = self.lock_probes().get(&key) {
+            return Ok(Arc::clone(hit));
+        }
+        let stored = self.stored_bytes(tape, meta).await?;
+        let program = tracks::program_of(&stored);
+        let count = program.as_ref().map_or(0, |p| p.streams.len());
+        let multi = program.is_some_and(|p| {
+            let count = |kind| p.streams.iter().filter(|s| s.codec.kind() == kind).count();
+            count(TrackKind::Video) > 1 || count(TrackKind::Audio) > 1
+        });
+        let probed = Arc::new(Probed {
+            count,
+            multi: multi
+                .then(|| tracks::probe(&stored, meta.duration))
+                .flatten()
+                .map(Arc::new),
+        });
+        let mut probes = self.lock_probes();
+        if probes.len() >= PROBE_CACHE_ENTRIES {
+            probes.clear();
+        }
+        probes.insert(key, Arc::clone(&probed));
+        Ok(probed)
+    }
+
+    fn lock_probes(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Arc<Probed>>> {
+        self.probes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stored bytes of the segment `meta` names.
+    async fn stored_bytes(
+        &self,
+        tape: &StreamTape,
+        meta: &SegmentMeta,
+    ) -> Result<bytes::Bytes, PackagerError> {
+        let found = tape
+            .segments_between(meta.utc_start, meta.utc_start.saturating_add_ms(1))
+            .await?;
+        let segment = found
+            .iter()
+            .find(|s| s.meta.seq == meta.seq)
+            .ok_or_else(|| {
+                PackagerError::NothingRecorded(format!(
+                    "segment {} of {} is gone",
+                    meta.seq,
+                    tape.name()
+                ))
+            })?;
+        tape.read(segment).await
     }
 
     /// An epoch second from a URL that must not lie in the future.
@@ -342,7 +529,7 @@ impl Packager {
         started: UtcMs,
         query: &Query,
         now: UtcMs,
-    ) -> Result<Response, PackagerError> {
+    ) -> Result<MediaPlan, PackagerError> {
         let head = if query.ignore_gaps {
             // Recorded time from `at` decides; a few hours past the wall
             // clock's head covers any gaps worth skipping.
@@ -360,12 +547,11 @@ impl Packager {
         };
         let limit = WindowLimit::Count(self.config.live_window);
         let lead = ABS_LEAD_MS.min(now.0 - head.0);
-        self.shifted_playlist(tape, head, lead, limit, Some(at), query.ignore_gaps, query)
+        self.shifted_playlist(tape, head, lead, limit, Some(at), query.ignore_gaps)
             .await
     }
 
     /// A live-style playlist whose window ends `lead_ms` past `head`.
-    #[allow(clippy::too_many_arguments)]
     async fn shifted_playlist(
         &self,
         tape: &StreamTape,
@@ -374,8 +560,7 @@ impl Packager {
         limit: WindowLimit,
         not_before: Option<UtcMs>,
         ignore_gaps: bool,
-        query: &Query,
-    ) -> Result<Response, PackagerError> {
+    ) -> Result<MediaPlan, PackagerError> {
         let reach = match limit {
             WindowLimit::Count(n) => i64::try_from(n).unwrap_or(6) * MAX_SEGMENT_MS,
             WindowLimit::Span(ms) => ms + MAX_SEGMENT_MS,
@@ -390,10 +575,11 @@ impl Packager {
             .map(|s| s.meta)
             .collect();
         let shown = window(&segments, head, lead_ms, limit, not_before, ignore_gaps);
-        Ok(playlist_response(
-            media_playlist(PlaylistKind::Live, &shown, query.carried().as_deref()),
-            "no-cache",
-        ))
+        Ok(MediaPlan {
+            kind: PlaylistKind::Live,
+            segments: shown,
+            cache: "no-cache",
+        })
     }
 
     /// Checks and resolves a requested range to UTC milliseconds.
@@ -465,34 +651,48 @@ impl Packager {
                     }),
             }
         };
-        let from = bound(&query.from, UtcMs(0))?;
+        // Without `from`, the tape's start: a bitmap or a size check from
+        // 1970 would measure nothing useful.
+        let start = tape.extent().await?.map_or(now, |(from, _)| from);
+        let from = bound(&query.from, start)?;
         let to = bound(&query.to, now)?;
         if to < from {
             return Err(PackagerError::BadRequest(
                 "recording_status: to is before from".into(),
             ));
         }
-        let ranges: Vec<_> = tape
+        let asked = |what: &str| query.request.iter().any(|r| r == what);
+        let ranges: Vec<TimeRange> = tape
             .ranges(from, to, GAP_TOLERANCE_MS)
             .await?
-            .iter()
-            .map(|(a, b)| json!({ "from": a.as_secs(), "duration": (b.0 - a.0 + 999) / 1000 }))
+            .into_iter()
+            .map(|(from, to)| TimeRange { from, to })
             .collect();
-        let mut entry = serde_json::Map::new();
-        entry.insert("stream".into(), json!(name));
-        if query.request.is_empty() || query.request.iter().any(|r| r == "ranges") {
-            entry.insert("ranges".into(), json!(ranges));
+        let mut status = StreamStatus::new(&name);
+        let bitmap = hour_bitmap(ranges.iter().copied(), from, to);
+        if query.request.is_empty() || asked("ranges") {
+            // The seeds' forced brief answer: over four days, whole recorded
+            // hours unless the client insists.
+            let too_big = (to.0 - from.0) / 1000 > DETAILED_LIMIT_SECS && !asked("force_detailed");
+            status = if too_big {
+                status.with_ranges(&hour_ranges(&bitmap)).too_big_range()
+            } else {
+                status.with_ranges(&ranges)
+            };
         }
-        if query.request.iter().any(|r| r == "locks") {
+        if asked("hour_bitmap") {
+            status = status.with_hour_bitmap(bitmap);
+        }
+        if asked("locks") {
             let locks: Vec<_> = tape
                 .locks(now)
                 .await?
                 .into_iter()
                 .filter(|l| l.overlaps(from, to.max(now)))
                 .collect();
-            entry.insert("locks".into(), json!(locks));
+            status = status.with_locks(&locks);
         }
-        Ok(json_response(&json!([entry])))
+        Ok(json_response(&json!([status])))
     }
 }
 
