@@ -423,6 +423,32 @@ impl ArchiveStore {
         v
     }
 
+    /// Timeline breaks on a stream's archived tape at or before `t` (each
+    /// counted at the segment after it): the `EXT-X-DISCONTINUITY-SEQUENCE`
+    /// of a window that starts with the segment starting at `t`. Whole
+    /// chunks count from the catalog; only the chunk holding `t` has its
+    /// (cached) index read.
+    pub async fn breaks_before(&self, stream: &StreamName, t: UtcMs) -> Result<u64, StoreError> {
+        let (mut count, holder) = self.catalog_read().breaks_through(stream, t);
+        if let Some(chunk) = holder {
+            let index = self.index_sized(&chunk.key, Some(chunk.bytes)).await?;
+            let inside = index
+                .records
+                .windows(2)
+                .take_while(|w| w[1].utc_start <= t)
+                .filter(|w| {
+                    dvr_media::breaks_timeline(
+                        w[0].utc_end(),
+                        w[1].utc_start,
+                        w[1].flags.discontinuity,
+                    )
+                })
+                .count();
+            count += u64::try_from(inside).unwrap_or(0);
+        }
+        Ok(count)
+    }
+
     /// The catalogued chunks of a stream, oldest first.
     pub fn chunks(&self, stream: &StreamName) -> Vec<ChunkEntry> {
         self.catalog_read().chunks(stream).cloned().collect()

@@ -84,7 +84,11 @@ pub fn probe(segment: &[u8], duration: Ticks) -> Option<SegmentTracks> {
     let mut tracks: Vec<TrackInfo> = Vec::new();
     let mut on_event = |event: DemuxEvent| match event {
         DemuxEvent::Program(p) if program.is_none() => {
-            tracks = p.streams.iter().map(crate::psi::Stream::track_info).collect();
+            tracks = p
+                .streams
+                .iter()
+                .map(crate::psi::Stream::track_info)
+                .collect();
             program = Some(p);
         }
         DemuxEvent::AccessUnit(au) => {

@@ -117,6 +117,17 @@ impl ArchivedTape for StoreTape {
             .locks)
     }
 
+    async fn breaks_before(&self, t: UtcMs) -> Result<u64, PackagerError> {
+        self.store
+            .breaks_before(&self.stream, t)
+            .await
+            .map_err(|e| self.error(&e))
+    }
+
+    fn last_seq(&self) -> Option<u64> {
+        self.store.last_seq(&self.stream)
+    }
+
     async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError> {
         Ok(self.store.extent(&self.stream).map(|r| (r.from, r.to)))
     }

@@ -26,7 +26,9 @@ use crate::error::PackagerError;
 use crate::http::playback_http;
 use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::paced_mpegts;
-use crate::playlist::{coalesce, media_playlist, starts_new_run, PlaylistKind, GAP_TOLERANCE_MS};
+use crate::playlist::{
+    coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, GAP_TOLERANCE_MS,
+};
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
 use crate::url::{self, Flavor, Form, Playback, RangeEnd, UrlError};
@@ -384,14 +386,26 @@ impl Packager {
         plan: MediaPlan,
     ) -> Result<Response, PackagerError> {
         let carried = query.carried();
-        let media = |prefix: &str| {
-            playlist_response(
-                media_playlist(plan.kind, &plan.segments, prefix, carried.as_deref()),
-                plan.cache,
-            )
-        };
         let Some(first) = plan.segments.first() else {
-            return Ok(media(""));
+            let how = Rendering::default();
+            return Ok(playlist_response(
+                media_playlist(plan.kind, &[], how),
+                plan.cache,
+            ));
+        };
+        // A sliding window must say how many breaks slid out of it; ranges
+        // and events start where the URL says, so theirs are all in view.
+        let discontinuity_sequence = match plan.kind {
+            PlaylistKind::Live => tape.breaks_before(first).await?,
+            PlaylistKind::Event | PlaylistKind::Vod => 0,
+        };
+        let media = |prefix: &str| {
+            let how = Rendering {
+                prefix,
+                query: carried.as_deref(),
+                discontinuity_sequence,
+            };
+            playlist_response(media_playlist(plan.kind, &plan.segments, how), plan.cache)
         };
         let file = path.rsplit('/').next().unwrap_or_default();
         if let Some(tracks) = playback.tracks {
