@@ -156,10 +156,144 @@ fn distinct_codecs<'a>(tracks: &'a SegmentTracks, numbers: &[usize]) -> Vec<&'a 
     out
 }
 
+/// `uri?query`; a `"` (which would end a quoted `URI=` attribute) is
+/// percent-encoded.
 fn with_query(mut uri: String, query: Option<&str>) -> String {
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         uri.push('?');
         uri.push_str(q);
     }
-    uri
+    uri.replace('"', "%22")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dvr_media::codec::{AudioParams, Codec, TrackInfo, VideoParams};
+    use dvr_media::psi::{Program, Stream};
+
+    use super::*;
+
+    /// Tracks `(codec, language, codec string, width)` with `rates`.
+    fn tracks(list: &[(Codec, Option<&str>, &str, u32)], rates: &[u64]) -> SegmentTracks {
+        let streams: Vec<Stream> = list
+            .iter()
+            .enumerate()
+            .map(|(i, (codec, language, _, _))| Stream {
+                pid: 256 + i as u16,
+                stream_type: 0x1b,
+                codec: *codec,
+                language: language.map(str::to_owned),
+            })
+            .collect();
+        let infos = list
+            .iter()
+            .zip(&streams)
+            .map(|((_, _, codec_string, width), s)| TrackInfo {
+                video: (s.codec.kind() == TrackKind::Video).then(|| VideoParams {
+                    codec_string: (*codec_string).into(),
+                    width: *width,
+                    height: width * 9 / 16,
+                    frame_rate: None,
+                }),
+                audio: (s.codec.kind() == TrackKind::Audio).then(|| AudioParams {
+                    codec_string: (*codec_string).into(),
+                    sample_rate: 48_000,
+                    channels: 2,
+                }),
+                ..s.track_info()
+            })
+            .collect();
+        SegmentTracks {
+            program: Arc::new(Program {
+                number: 1,
+                pmt_pid: 0x1000,
+                pcr_pid: 256,
+                version: 0,
+                streams,
+                pat_section: Vec::new(),
+                pmt_section: Vec::new(),
+            }),
+            tracks: infos,
+            bitrates: rates.to_vec(),
+        }
+    }
+
+    #[test]
+    fn two_renditions_and_two_languages() {
+        let t = tracks(
+            &[
+                (Codec::H264, None, "avc1.64001f", 1280),
+                (Codec::H264, None, "avc1.4d401e", 640),
+                (Codec::Aac, Some("eng"), "mp4a.40.2", 0),
+                (Codec::Ac3, Some("deu"), "ac-3", 0),
+            ],
+            &[3_000_000, 800_000, 128_000, 384_000],
+        );
+        assert!(t.needs_master());
+        let text = master_playlist(&t, "index-1700000000-60.m3u8", Some("token=x"));
+        let expected = "#EXTM3U
+#EXT-X-VERSION:4
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"eng\",LANGUAGE=\"eng\",DEFAULT=YES,AUTOSELECT=YES,URI=\"tracks-3/index-1700000000-60.m3u8?token=x\"
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"deu\",LANGUAGE=\"deu\",DEFAULT=NO,AUTOSELECT=YES,URI=\"tracks-4/index-1700000000-60.m3u8?token=x\"
+#EXT-X-STREAM-INF:BANDWIDTH=3384000,CODECS=\"avc1.64001f,mp4a.40.2,ac-3\",RESOLUTION=1280x720,AUDIO=\"audio\"
+tracks-1/index-1700000000-60.m3u8?token=x
+#EXT-X-STREAM-INF:BANDWIDTH=1184000,CODECS=\"avc1.4d401e,mp4a.40.2,ac-3\",RESOLUTION=640x360,AUDIO=\"audio\"
+tracks-2/index-1700000000-60.m3u8?token=x
+";
+        assert_eq!(text, expected);
+
+        let variants = video_variants(&t, "timeshift_abs_video-1700000000.m3u8", None);
+        let uris: Vec<&str> = variants.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            uris,
+            [
+                "timeshift_abs_video1-1700000000.m3u8",
+                "timeshift_abs_video2-1700000000.m3u8"
+            ]
+        );
+        assert!(variants.contains("BANDWIDTH=3512000,CODECS=\"avc1.64001f,mp4a.40.2,ac-3\""));
+        assert_eq!(
+            video_track_set(&t, 2).map(TrackSet::dir).as_deref(),
+            Some("tracks-2,3,4")
+        );
+        assert_eq!(video_track_set(&t, 3), None);
+        assert_eq!(video_track_set(&t, 0), None);
+    }
+
+    #[test]
+    fn audio_only_languages_are_variants_and_unknown_codecs_are_left_out() {
+        let mut t = tracks(
+            &[
+                (Codec::Aac, Some("eng"), "mp4a.40.2", 0),
+                (Codec::Aac, Some("fra"), "mp4a.40.2", 0),
+            ],
+            &[64_000, 0],
+        );
+        let text = master_playlist(&t, "index.m3u8", None);
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS=\"mp4a.40.2\"\ntracks-1/index.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"mp4a.40.2\"\ntracks-2/index.m3u8\n"
+        );
+        // A video whose SPS was not found: no CODECS rather than a wrong one.
+        t = tracks(
+            &[
+                (Codec::H264, None, "avc1.64001f", 640),
+                (Codec::Aac, Some("eng"), "mp4a.40.2", 0),
+                (Codec::Aac, Some("deu"), "mp4a.40.2", 0),
+            ],
+            &[1, 1, 1],
+        );
+        t.tracks[2].audio = None;
+        let text = master_playlist(&t, "index.m3u8", None);
+        assert!(!text.contains("CODECS"), "{text}");
+        assert!(
+            text.contains("RESOLUTION=640x360,AUDIO=\"audio\""),
+            "{text}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! A channel with two audio languages, recorded by the real segmenter from
-//! `testdata/two_audio_langs.ts`: the master playlist with `EXT-X-MEDIA`
+//! Channels with two audio languages (`testdata/two_audio_langs.ts`) and
+//! two video renditions (`testdata/two_renditions.ts`), recorded by the real
+//! segmenter: the master playlist with variants and `EXT-X-MEDIA`
 //! renditions, per-track playlists whose segments are cut by PID, `mono`
 //! with every track, and `video` / `videoN` for set-top boxes. ffprobe, over
 //! real HTTP, judges the master and every track playlist.
@@ -18,8 +19,7 @@ use dvr_media::{Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
 use support::{get, Fixture, T0};
 
-/// `two_audio_langs.ts` recorded as stream `ch` from T0; now is 1 s after
-/// its end.
+/// `clip` recorded as stream `ch` from T0; now is 1 s after its end.
 fn recorded(clip: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
@@ -185,6 +185,42 @@ async fn video_variants_for_set_top_boxes() {
 }
 
 #[tokio::test]
+async fn two_renditions_are_two_variants() {
+    let f = recorded("two_renditions.ts");
+    let master = text(&f, &format!("/ch/index-{T0}-6.m3u8")).await;
+    assert_eq!(master.matches("#EXT-X-STREAM-INF:").count(), 2, "{master}");
+    assert!(
+        master.contains("RESOLUTION=640x360,AUDIO=\"audio\"\ntracks-1/"),
+        "{master}"
+    );
+    assert!(
+        master.contains("RESOLUTION=320x180,AUDIO=\"audio\"\ntracks-2/"),
+        "{master}"
+    );
+    assert!(master.contains("URI=\"tracks-3/index-"), "{master}");
+    // The bigger picture asks for more bandwidth.
+    let bandwidths: Vec<u64> = master
+        .lines()
+        .filter_map(|l| l.split("BANDWIDTH=").nth(1))
+        .map(|v| v.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(bandwidths[0] > bandwidths[1], "{master}");
+    // Set-top boxes: one variant per picture, each with the audio inside.
+    let variants = text(&f, &format!("/ch/video-{T0}-6.m3u8")).await;
+    assert_eq!(
+        uris(&variants),
+        [format!("video1-{T0}-6.m3u8"), format!("video2-{T0}-6.m3u8")]
+    );
+    let video2 = text(&f, &format!("/ch/video2-{T0}-6.m3u8")).await;
+    let first = uris(&video2).remove(0);
+    assert!(first.starts_with("tracks-2,3/"), "{video2}");
+    assert_eq!(
+        pids_of_segment(&f, &format!("/ch/{first}")).await,
+        [257, 258]
+    );
+}
+
+#[tokio::test]
 async fn a_single_track_pair_keeps_its_media_playlist() {
     let f = recorded("h264_aac_720p.ts");
     let text = text(&f, &format!("/ch/index-{T0}-8.m3u8")).await;
@@ -225,19 +261,37 @@ fn ffprobe(url: &str) -> (Vec<String>, f64) {
     (streams, duration)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ffprobe_reads_the_master_and_every_track_playlist() {
-    let f = recorded("two_audio_langs.ts");
+/// Serves `f` on a loopback port for ffprobe; returns the stream's base URL.
+async fn serve(f: &Fixture) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let router = f.router.clone();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let base = format!("http://127.0.0.1:{port}/ch");
-    let cases = [
-        (
-            format!("{base}/index-{T0}-8.m3u8"),
-            vec!["audio:aac", "audio:aac", "video:h264"],
-        ),
+    format!("http://127.0.0.1:{port}/ch")
+}
+
+/// ffprobe finds exactly the streams `want` at each URL, lasting `secs`
+/// (within one second).
+async fn check_with_ffprobe(secs: f64, cases: Vec<(String, Vec<&'static str>)>) {
+    for (url, want) in cases {
+        let (streams, duration) = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || ffprobe(&url)
+        })
+        .await
+        .unwrap();
+        assert_eq!(streams, want, "{url}");
+        assert!((duration - secs).abs() < 1.0, "{url}: duration {duration}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_reads_the_master_and_every_track_playlist() {
+    let f = recorded("two_audio_langs.ts");
+    let base = serve(&f).await;
+    let all = vec!["audio:aac", "audio:aac", "video:h264"];
+    let cases = vec![
+        (format!("{base}/index-{T0}-8.m3u8"), all.clone()),
         (
             format!("{base}/tracks-1/index-{T0}-8.m3u8"),
             vec!["video:h264"],
@@ -250,23 +304,29 @@ async fn ffprobe_reads_the_master_and_every_track_playlist() {
             format!("{base}/tracks-3/index-{T0}-8.m3u8"),
             vec!["audio:aac"],
         ),
+        (format!("{base}/video1-{T0}-8.m3u8"), all.clone()),
+        (format!("{base}/mono-{T0}-8.m3u8"), all),
+    ];
+    check_with_ffprobe(8.0, cases).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_reads_both_renditions() {
+    let f = recorded("two_renditions.ts");
+    let base = serve(&f).await;
+    let cases = vec![
         (
-            format!("{base}/video1-{T0}-8.m3u8"),
-            vec!["audio:aac", "audio:aac", "video:h264"],
+            format!("{base}/index-{T0}-6.m3u8"),
+            vec!["audio:aac", "video:h264", "video:h264"],
         ),
         (
-            format!("{base}/mono-{T0}-8.m3u8"),
-            vec!["audio:aac", "audio:aac", "video:h264"],
+            format!("{base}/tracks-2/index-{T0}-6.m3u8"),
+            vec!["video:h264"],
+        ),
+        (
+            format!("{base}/video2-{T0}-6.m3u8"),
+            vec!["audio:aac", "video:h264"],
         ),
     ];
-    for (url, want) in cases {
-        let (streams, duration) = tokio::task::spawn_blocking({
-            let url = url.clone();
-            move || ffprobe(&url)
-        })
-        .await
-        .unwrap();
-        assert_eq!(streams, want, "{url}");
-        assert!((duration - 8.0).abs() < 1.0, "{url}: duration {duration}");
-    }
+    check_with_ffprobe(6.0, cases).await;
 }
