@@ -63,14 +63,26 @@ pub enum PlanItem {
 /// All segments of `chunks` in tape order (by start, then seq); duplicates
 /// of one seq (a chunk listed twice) are kept once.
 fn flatten(chunks: &[ChunkRecords<'_>]) -> Vec<PlannedSegment> {
+    flatten_where(chunks, |_| true)
+}
+
+/// [`flatten`] of the records `keep` accepts: a plan of an hour out of a
+/// day of chunks builds (and sorts) an hour of segments, not a day.
+fn flatten_where(
+    chunks: &[ChunkRecords<'_>],
+    keep: impl Fn(&IndexRecord) -> bool + Copy,
+) -> Vec<PlannedSegment> {
     let mut all: Vec<PlannedSegment> = chunks
         .iter()
         .flat_map(|c| {
             let ts_key = c.key.ts_key();
-            c.records.iter().map(move |r| PlannedSegment {
-                ts_key: ts_key.clone(),
-                record: *r,
-            })
+            c.records
+                .iter()
+                .filter(move |r| keep(r))
+                .map(move |r| PlannedSegment {
+                    ts_key: ts_key.clone(),
+                    record: *r,
+                })
         })
         .collect();
     all.sort_by_key(|s| (s.record.utc_start, s.record.seq));
@@ -86,7 +98,7 @@ pub fn plan_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<Pl
         return out;
     }
     let mut cursor: Option<UtcMs> = None;
-    for seg in flatten(chunks) {
+    for seg in flatten_where(chunks, |r| r.utc_end() > from && r.utc_start < to) {
         let r = seg.record;
         if r.utc_end() <= from || r.utc_start >= to {
             continue;

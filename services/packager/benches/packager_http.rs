@@ -3,9 +3,13 @@
 //!
 //! - a 24-hour archive playlist: p99 latency with a warm catalog, one
 //!   connection (so the figure is the generation time plus loopback HTTP,
-//!   not queueing), beside nginx serving the same bytes;
-//! - a 1-hour archive playlist: requests per second, beside nginx serving the
-//!   same bytes as a static file;
+//!   not queueing), every request a new URL (its start moves by a second)
+//!   so each is generated, not served from the rendered-playlist cache;
+//!   beside nginx serving the same bytes;
+//! - a 1-hour archive playlist: requests per second, one URL (a popular
+//!   programme: generated once, then served from the cache), beside nginx
+//!   serving the same bytes as a static file; and the same with every
+//!   request a new URL, generated each time;
 //! - 1 MiB segments from the packager's memory cache: throughput, beside
 //!   nginx serving the same files with sendfile;
 //! - memory per 1,000 concurrent `timeshift_abs-T.ts` viewers (RSS growth
@@ -238,8 +242,9 @@ async fn main() {
     let small = payload(&psi, 8);
     let big = payload(&psi, BIG_PACKETS);
 
-    // The archive: the last 24 whole hours (and the 1 MiB segments in the
-    // first of them), on a real clock so paced streams run in real time.
+    // The archive: 24 whole hours ending an hour ago (and the 1 MiB
+    // segments in the first of them), on a real clock so paced streams run
+    // in real time; a day from any second of its first hour is complete.
     let scratch = tempfile::tempdir().expect("tempdir");
     let uri = StorageUri::parse(&format!(
         "file://{}",
@@ -248,7 +253,7 @@ async fn main() {
     .expect("uri");
     let storage = dvr_storage::resolve(&uri, &StorageConfig::default()).expect("storage");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let start = UtcMs(clock.now().floor_hour().0 - 24 * 3_600_000);
+    let start = UtcMs(clock.now().floor_hour().0 - 25 * 3_600_000);
     let (day, hd): (StreamName, StreamName) =
         ("day".parse().expect("name"), "hd".parse().expect("name"));
     let writer = ArchiveStore::new(Arc::clone(&storage));
@@ -301,17 +306,29 @@ async fn main() {
         assert_eq!(body.len(), big.len());
         put_file(&www, path, &body);
     }
-    let lua = scratch.path().join("rotate.lua");
-    let list: Vec<String> = segment_paths.iter().map(|p| format!("\"{p}\"")).collect();
-    std::fs::write(
-        &lua,
-        format!(
-            "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n",
-            list.join(",")
-        ),
-    )
-    .expect("lua");
-    let lua = lua.to_str().expect("utf-8 path").to_owned();
+    let rotate = |name: &str, paths: &[String]| {
+        let lua = scratch.path().join(name);
+        let list: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
+        std::fs::write(
+            &lua,
+            format!(
+                "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n",
+                list.join(",")
+            ),
+        )
+        .expect("lua");
+        lua.to_str().expect("utf-8 path").to_owned()
+    };
+    let lua = rotate("segments.lua", &segment_paths);
+    // Every request a new URL: the start moves one second each time.
+    let days: Vec<String> = (0..3600)
+        .map(|i| format!("/day/archive-{}-86400.m3u8", from + i))
+        .collect();
+    let days = rotate("days.lua", &days);
+    let hours: Vec<String> = (0..3600)
+        .map(|i| format!("/day/archive-{}-3600.m3u8", from + 12 * 3600 + i))
+        .collect();
+    let hours = rotate("hours.lua", &hours);
     let url = |addr: SocketAddr, path: &str| format!("http://{addr}{path}");
     let entries =
         String::from_utf8(std::fs::read(www.join(day_path.trim_start_matches('/'))).expect("read"))
@@ -329,10 +346,8 @@ async fn main() {
         "", "packager", "nginx", "unit"
     );
     let single = ["-t1", "-c1", "-d", &duration];
-    let (a, b) = (
-        wrk(&single, &url(ours, &day_path)),
-        wrk(&single, &url(nginx, &day_path)),
-    );
+    let a = wrk(&[&single[..], &["-s", &days]].concat(), &url(ours, "/"));
+    let b = wrk(&single, &url(nginx, &day_path));
     row(
         "24 h archive playlist, p99 latency",
         a.p99_ms,
@@ -363,6 +378,14 @@ async fn main() {
             share * 100.0,
             if share >= 0.5 { "met" } else { "MISSED" }
         ),
+    );
+    let fresh = wrk(&[&many[..], &["-s", &hours]].concat(), &url(ours, "/"));
+    row(
+        "1 h playlist, every URL new (generated), req/s",
+        fresh.requests_per_sec,
+        b.requests_per_sec,
+        "req/s",
+        "(no target: the cache's miss cost)",
     );
     let segs = ["-t2", "-c8", "-d", &duration, "-s", &lua];
     let (a, b) = (wrk(&segs, &url(ours, "/")), wrk(&segs, &url(nginx, "/")));

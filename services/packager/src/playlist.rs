@@ -27,8 +27,17 @@ pub enum PlaylistKind {
 
 /// The path of a segment relative to its stream's playlists.
 pub fn segment_path(meta: &SegmentMeta) -> String {
+    let mut out = String::with_capacity(32);
+    push_segment_path(&mut out, meta);
+    out
+}
+
+/// [`segment_path`] appended to `out`, without a temporary string: a day's
+/// playlist writes thousands.
+fn push_segment_path(out: &mut String, meta: &SegmentMeta) {
     let c = meta.utc_start.civil();
-    format!(
+    let _ = write!(
+        out,
         "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
         c.year,
         c.month,
@@ -37,7 +46,7 @@ pub fn segment_path(meta: &SegmentMeta) -> String {
         c.minute,
         c.second,
         meta.duration.as_ms()
-    )
+    );
 }
 
 /// Whether `next` does not continue `previous` on the tape.
@@ -148,7 +157,7 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
         }
         let _ = writeln!(out, "#EXTINF:{},", segment.duration.display_secs());
         out.push_str(prefix);
-        out.push_str(&segment_path(segment));
+        push_segment_path(&mut out, segment);
         if let Some(q) = query {
             out.push('?');
             out.push_str(q);

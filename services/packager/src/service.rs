@@ -23,7 +23,7 @@ use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
-use crate::http::playback_http;
+use crate::http::{fnv1a, playback_http};
 use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::paced_mpegts;
 use crate::playlist::{
@@ -83,6 +83,14 @@ struct Probed {
     multi: Option<Arc<tracks::SegmentTracks>>,
 }
 
+/// `Cache-Control` of a complete past range.
+const VOD_CACHE_CONTROL: &str = "max-age=60";
+/// How long a rendered VOD playlist is reused: its max-age, so a chunk lost
+/// or deleted since shows within the same minute a browser cache would.
+const RENDERED_TTL_MS: i64 = 60_000;
+/// Bytes of rendered playlists kept (a day's is ~330 kB, an hour's ~80 kB).
+const RENDERED_BYTES: usize = 32 << 20;
+
 /// Probed segments remembered (a few hundred bytes each); the cache is
 /// emptied when full, which costs one read per stream to refill.
 const PROBE_CACHE_ENTRIES: usize = 4096;
@@ -101,6 +109,9 @@ fn track_error(tape: &StreamTape, meta: &SegmentMeta, e: &tracks::SelectError) -
 pub struct Packager {
     streams: RwLock<HashMap<String, StreamTape>>,
     probes: Mutex<HashMap<(String, u64), Arc<Probed>>>,
+    /// Rendered complete VOD playlists by path and query: (expiry, body,
+    /// ETag).
+    rendered: Mutex<HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>>,
     clock: Arc<dyn Clock>,
     config: PackagerConfig,
 }
@@ -160,6 +171,7 @@ impl Packager {
         Self {
             streams: RwLock::default(),
             probes: Mutex::default(),
+            rendered: Mutex::default(),
             clock,
             config,
         }
@@ -227,6 +239,10 @@ impl Packager {
             .ok_or_else(|| PackagerError::UnknownStream(playback.stream.to_owned()))?;
         let query = Query::parse(raw_query);
         let now = self.clock.now();
+        let cache_key = format!("{path}?{}", raw_query.unwrap_or_default());
+        if let Some(hit) = self.cached_playlist(&cache_key, now) {
+            return Ok(hit);
+        }
         let plan = match playback.form {
             Form::LivePlaylist(_) | Form::LiveMpegts if query.utc.is_some() => {
                 // Kodi's "shift": from `utc`, the clock started at `lutc`
@@ -320,7 +336,7 @@ impl Packager {
                     RangeEnd::Duration(_) => PlaylistKind::Vod,
                 };
                 let cache = if kind == PlaylistKind::Vod && complete {
-                    "max-age=60"
+                    VOD_CACHE_CONTROL
                 } else {
                     "no-cache"
                 };
@@ -346,31 +362,101 @@ impl Packager {
                     .await?;
                 let run = segment_run(&candidates, start_second, duration_ms)
                     .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {path}")))?;
-                let mut bytes = Vec::new();
-                for segment in run {
-                    let stored = tape.read(segment).await?;
-                    match playback.tracks {
-                        None => bytes.extend_from_slice(&stored),
-                        Some(tracks) => bytes.extend(
-                            tracks::select(&stored, &tracks.numbers())
-                                .map_err(|e| track_error(&tape, &segment.meta, &e))?,
-                        ),
+                let body = match (run, playback.tracks) {
+                    // The common case: the cached bytes as they are, no copy.
+                    ([one], None) => tape.read(one).await?,
+                    _ => {
+                        let mut bytes = Vec::new();
+                        for segment in run {
+                            let stored = tape.read(segment).await?;
+                            match playback.tracks {
+                                None => bytes.extend_from_slice(&stored),
+                                Some(tracks) => bytes.extend(
+                                    tracks::select(&stored, &tracks.numbers())
+                                        .map_err(|e| track_error(&tape, &segment.meta, &e))?,
+                                ),
+                            }
+                        }
+                        bytes::Bytes::from(bytes)
                     }
-                }
-                let mut response = Response::new(Body::from(bytes));
+                };
+                // The URL names these bytes forever: tag them by name.
+                let etag = format!(
+                    "\"{:016x}\"",
+                    fnv1a(path.as_bytes()) ^ run[0].meta.seq ^ body.len() as u64
+                );
+                let mut response = Response::new(Body::from(body));
                 set(&mut response, header::CONTENT_TYPE, MPEGTS);
                 set(
                     &mut response,
                     header::CACHE_CONTROL,
                     "public, max-age=31536000, immutable",
                 );
+                if let Ok(v) = HeaderValue::from_str(&etag) {
+                    response.headers_mut().insert(header::ETAG, v);
+                }
                 return Ok(response);
             }
             Form::RecordingStatus => return self.recording_status(&tape, &query, now).await,
             other => return Err(PackagerError::NotSupported(form_name(other))),
         };
-        self.render(&tape, &playback, path, raw_query, &query, plan)
-            .await
+        // A complete past range is the same for a minute (its max-age):
+        // every viewer of a popular programme asks for the same URL.
+        let cacheable = plan.kind == PlaylistKind::Vod && plan.cache == VOD_CACHE_CONTROL;
+        let response = self
+            .render(&tape, &playback, path, raw_query, &query, plan)
+            .await?;
+        if !cacheable {
+            return Ok(response);
+        }
+        Ok(self.cache_playlist(cache_key, response, now).await)
+    }
+
+    /// A rendered VOD playlist from the cache, if fresh.
+    fn cached_playlist(&self, key: &str, now: UtcMs) -> Option<Response> {
+        let rendered = self.lock_rendered();
+        let (expires, body, etag) = rendered.get(key)?;
+        if *expires <= now {
+            return None;
+        }
+        let mut response = Response::new(Body::from(body.clone()));
+        set(&mut response, header::CONTENT_TYPE, M3U8);
+        set(&mut response, header::CACHE_CONTROL, VOD_CACHE_CONTROL);
+        response.headers_mut().insert(header::ETAG, etag.clone());
+        Some(response)
+    }
+
+    /// Keeps a rendered VOD playlist for [`RENDERED_TTL_MS`] and answers it
+    /// with its ETag set, so it is hashed once, not per request.
+    async fn cache_playlist(&self, key: String, response: Response, now: UtcMs) -> Response {
+        let (mut parts, body) = response.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+            return Response::from_parts(parts, Body::empty());
+        };
+        let Ok(etag) = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))) else {
+            return Response::from_parts(parts, Body::from(body));
+        };
+        parts.headers.insert(header::ETAG, etag.clone());
+        let mut rendered = self.lock_rendered();
+        let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
+        if held + body.len() > RENDERED_BYTES {
+            rendered.retain(|_, (expires, _, _)| *expires > now);
+            let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
+            if held + body.len() > RENDERED_BYTES {
+                rendered.clear();
+            }
+        }
+        let expires = now.saturating_add_ms(RENDERED_TTL_MS);
+        rendered.insert(key, (expires, body.clone(), etag));
+        Response::from_parts(parts, Body::from(body))
+    }
+
+    fn lock_rendered(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>> {
+        self.rendered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The answer to a playlist form: its media playlist, or for a stream
