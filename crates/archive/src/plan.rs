@@ -90,6 +90,25 @@ fn flatten_where(
     all
 }
 
+/// The index records overlapping `[from, to)`, in tape order, each seq once:
+/// what a playlist lists. The same records [`plan_range`] serves, without
+/// object keys or gaps (a playlist finds its gaps between the records), so
+/// a day's playlist costs no allocation per segment.
+pub fn records_in_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<IndexRecord> {
+    if to <= from {
+        return Vec::new();
+    }
+    let mut all: Vec<IndexRecord> = chunks
+        .iter()
+        .flat_map(|c| c.records.iter())
+        .filter(|r| r.utc_end() > from && r.utc_start < to)
+        .copied()
+        .collect();
+    all.sort_by_key(|r| (r.utc_start, r.seq));
+    all.dedup_by_key(|r| r.seq);
+    all
+}
+
 /// The plan for `[from, to)`: segments overlapping it, the first being the
 /// one that contains `from` (or the first after it), with gaps marked.
 pub fn plan_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<PlanItem> {
@@ -313,6 +332,15 @@ mod tests {
             let (from, to) = (UtcMs(H0 + from), UtcMs(H0 + from + len));
             let plan = plan_range(&chunks, from, to);
             prop_assert!(!plan.is_empty());
+            // A playlist's records are exactly the plan's segments.
+            let planned: Vec<IndexRecord> = plan
+                .iter()
+                .filter_map(|i| match i {
+                    PlanItem::Segment(s) => Some(s.record),
+                    PlanItem::Gap { .. } => None,
+                })
+                .collect();
+            prop_assert_eq!(records_in_range(&chunks, from, to), planned);
             let mut last_end = from;
             let mut last_seq = None;
             for item in &plan {

@@ -336,6 +336,47 @@ async fn main() {
             .matches("#EXTINF")
             .count();
 
+    // Viewers first, before the other rows have grown the heap (memory
+    // they free would be reused and hide the viewers' cost): wrk holds
+    // VIEWERS endless responses open; RSS is sampled while they play (the
+    // first seconds send the 3 s lead at once).
+    let viewers_url = url(ours, &format!("/hd/timeshift_abs-{from}.ts"));
+    let fds_before = open_fds();
+    let before = rss_kib();
+    let conns = VIEWERS.to_string();
+    let mut held = Command::new(env("DVR_BENCH_WRK"))
+        .args([
+            "-t2",
+            "-c",
+            &conns,
+            "-d",
+            "12s",
+            "--timeout",
+            "60s",
+            &viewers_url,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run wrk");
+    let mut peak = before;
+    let mut peak_fds = fds_before;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(rss_kib());
+        peak_fds = peak_fds.max(open_fds());
+    }
+    let _ = held.wait();
+    let connected = peak_fds.saturating_sub(fds_before);
+    let viewers_row = format!(
+        "{:<44} {:>12.1} {:>12}  {:<8} {connected} connections seen, RSS {} -> {} MiB",
+        format!("{VIEWERS} timeshift_abs-T.ts viewers, per viewer"),
+        (peak.saturating_sub(before)) as f64 / VIEWERS as f64,
+        "-",
+        "KiB",
+        before >> 10,
+        peak >> 10
+    );
+
     println!();
     println!(
         "packager vs nginx over loopback, wrk {duration} per row (24 h = {} segments in {entries} entries)",
@@ -401,43 +442,5 @@ async fn main() {
             if share >= 0.8 { "met" } else { "MISSED" }
         ),
     );
-
-    // Viewers: wrk holds VIEWERS endless responses open; RSS is sampled
-    // while they play (the first seconds send the 3 s lead at once).
-    let viewers_url = url(ours, &format!("/hd/timeshift_abs-{from}.ts"));
-    let fds_before = open_fds();
-    let before = rss_kib();
-    let conns = VIEWERS.to_string();
-    let mut held = Command::new(env("DVR_BENCH_WRK"))
-        .args([
-            "-t2",
-            "-c",
-            &conns,
-            "-d",
-            "12s",
-            "--timeout",
-            "60s",
-            &viewers_url,
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("run wrk");
-    let mut peak = before;
-    let mut peak_fds = fds_before;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        peak = peak.max(rss_kib());
-        peak_fds = peak_fds.max(open_fds());
-    }
-    let _ = held.wait();
-    let connected = peak_fds.saturating_sub(fds_before);
-    println!(
-        "{:<44} {:>12.1} {:>12}  {:<8} {connected} connections seen, RSS {} -> {} MiB",
-        format!("{VIEWERS} timeshift_abs-T.ts viewers, per viewer"),
-        (peak.saturating_sub(before)) as f64 / VIEWERS as f64,
-        "-",
-        "KiB",
-        before >> 10,
-        peak >> 10
-    );
+    println!("{viewers_row}");
 }

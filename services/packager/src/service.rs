@@ -95,6 +95,16 @@ const RENDERED_BYTES: usize = 32 << 20;
 /// emptied when full, which costs one read per stream to refill.
 const PROBE_CACHE_ENTRIES: usize = 4096;
 
+/// The answer to a range with nothing in it.
+fn nothing_between(tape: &StreamTape, from: UtcMs, to: UtcMs) -> PackagerError {
+    PackagerError::NothingRecorded(format!(
+        "nothing recorded on {} between {} and {}",
+        tape.name(),
+        from.as_secs(),
+        to.as_secs()
+    ))
+}
+
 /// A track cut that failed, as an answer naming the segment.
 fn track_error(tape: &StreamTape, meta: &SegmentMeta, e: &tracks::SelectError) -> PackagerError {
     PackagerError::NothingRecorded(format!(
@@ -326,8 +336,10 @@ impl Packager {
             }
             Form::RangePlaylist { from, end, .. } => {
                 let (from, to) = self.range(from, end, now)?;
-                let segments = self.recorded(&tape, from, to).await?;
-                let metas: Vec<_> = segments.iter().map(|s| s.meta).collect();
+                let metas = tape.metas_between(from, to).await?;
+                if metas.is_empty() {
+                    return Err(nothing_between(&tape, from, to));
+                }
                 let metas = coalesce(&metas, self.config.max_entries);
                 let complete = to <= now;
                 let kind = match end {
@@ -665,15 +677,12 @@ impl Packager {
             WindowLimit::Count(n) => i64::try_from(n).unwrap_or(6) * MAX_SEGMENT_MS,
             WindowLimit::Span(ms) => ms + MAX_SEGMENT_MS,
         };
-        let segments: Vec<_> = tape
-            .segments_between(
+        let segments = tape
+            .metas_between(
                 UtcMs(head.0 - reach),
                 head.saturating_add_ms(lead_ms + MAX_SEGMENT_MS),
             )
-            .await?
-            .into_iter()
-            .map(|s| s.meta)
-            .collect();
+            .await?;
         let shown = window(&segments, head, lead_ms, limit, not_before, ignore_gaps);
         Ok(MediaPlan {
             kind: PlaylistKind::Live,
@@ -712,12 +721,7 @@ impl Packager {
     ) -> Result<Vec<TapeSegment>, PackagerError> {
         let segments = tape.segments_between(from, to).await?;
         if segments.is_empty() {
-            return Err(PackagerError::NothingRecorded(format!(
-                "nothing recorded on {} between {} and {}",
-                tape.name(),
-                from.as_secs(),
-                to.as_secs()
-            )));
+            return Err(nothing_between(tape, from, to));
         }
         Ok(segments)
     }

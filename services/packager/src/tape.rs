@@ -45,6 +45,14 @@ pub trait ArchivedTape: Send + Sync + Debug {
         from: UtcMs,
         to: UtcMs,
     ) -> Result<Vec<TapeSegment>, PackagerError>;
+    /// Metadata of the archived segments overlapping `[from, to)`, oldest
+    /// first: [`ArchivedTape::segments_between`] without locations, for
+    /// playlists (a day's has 43,200 segments).
+    async fn metas_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<SegmentMeta>, PackagerError>;
     /// The bytes of an archived segment.
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
     /// Start and end of everything archived.
@@ -137,6 +145,27 @@ impl StreamTape {
                     meta,
                     location: Location::LiveLog,
                 }),
+        );
+        Ok(out)
+    }
+
+    /// Metadata of the segments overlapping `[from, to)`, oldest first:
+    /// what [`StreamTape::segments_between`] finds, without locations.
+    pub async fn metas_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<SegmentMeta>, PackagerError> {
+        let mut out = match &self.archive {
+            Some(archive) => archive.metas_between(from, to).await?,
+            None => Vec::new(),
+        };
+        let archived_until = out.last().map(|m| m.seq);
+        out.extend(
+            self.live
+                .segments_between(from, to)
+                .into_iter()
+                .filter(|m| archived_until.is_none_or(|last| m.seq > last)),
         );
         Ok(out)
     }
