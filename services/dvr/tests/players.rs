@@ -445,6 +445,19 @@ fn check_master(rec: &Recording, from: i64) -> Result<String, String> {
     ))
 }
 
+/// A range from 4 s before the end of the recording to 26 s after it, with
+/// `?event=true`: an open EVENT playlist that players read as it grows.
+fn check_event_true(rec: &Recording) -> Result<String, String> {
+    let path = format!("/ch1/index-{}-30.m3u8?event=true&{TOKEN}", rec.end() - 4);
+    let text = rec.playlist(&path)?;
+    if !text.contains("#EXT-X-PLAYLIST-TYPE:EVENT") || text.contains("#EXT-X-ENDLIST") {
+        return Err(format!(
+            "{path}: a range into the future with event=true is an open EVENT:\n{text}"
+        ));
+    }
+    check_reads(rec, &path, 4)
+}
+
 /// What one check asks of a URL form.
 enum Check {
     /// A past range, `FROM`-`DUR` with DUR = 10.
@@ -456,6 +469,8 @@ enum Check {
     MonoTimeshiftRel,
     /// The multi-track `ch2`: master, track playlists, `videoN`, `mono`.
     Master,
+    /// `?event=true` on a range reaching into the future.
+    EventTrue,
     Rewind,
     KodiShift,
     Live,
@@ -474,6 +489,7 @@ impl Check {
             Self::TimeshiftRel => check_timeshift_rel(rec, "", 10),
             Self::MonoTimeshiftRel => check_timeshift_rel(rec, "mono-", 10),
             Self::Master => check_master(rec, from),
+            Self::EventTrue => check_event_true(rec),
             Self::Rewind => check_rewind(rec, 12),
             Self::KodiShift => check_kodi_shift(rec, at),
             Self::Live => check_live(rec),
@@ -498,6 +514,7 @@ fn ffprobe_reads_every_playlist_and_mpegts_form() {
             Check::Vod(format!("/ch1/index-{from}-10.m3u8?{TOKEN}")),
         ),
         ("start-over EVENT", Check::Event),
+        ("event=true into the future", Check::EventTrue),
         ("timeshift_abs", Check::TimeshiftAbs),
         ("timeshift_rel", Check::TimeshiftRel),
         ("mono timeshift_rel (Kodi)", Check::MonoTimeshiftRel),

@@ -135,6 +135,41 @@ async fn recording_status_hour_bitmap_and_the_too_big_range_brief() {
 }
 
 #[tokio::test]
+async fn event_true_is_an_event_until_the_range_is_complete_then_vod() {
+    let f = fixture();
+    // Now is T0+41; T0+30..T0+50 reaches into the future.
+    let uri = format!("/ort/index-{}-20.m3u8?event=true", T0 + 30);
+    let response = |f: &support::Fixture, uri: String| {
+        let router = f.router.clone();
+        async move {
+            use tower::ServiceExt;
+            let r = router
+                .oneshot(
+                    axum::http::Request::get(uri)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let cache = r.headers()["cache-control"].to_str().unwrap().to_owned();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            (cache, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (cache, text) = response(&f, uri.clone()).await;
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{text}");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert_eq!(cache, "no-cache");
+    assert_eq!(text.matches("#EXTINF:").count(), 5, "{text}");
+    // Once the range is over it is VOD, closed and cacheable.
+    f.clock.advance_ms(10_000);
+    let (cache, text) = response(&f, uri).await;
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{text}");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    assert_eq!(cache, "max-age=60");
+}
+
+#[tokio::test]
 async fn errors_have_fitting_statuses_and_one_line_reasons() {
     let f = fixture();
     let cases = [
