@@ -509,12 +509,12 @@ impl Packager {
         if let Some(tracks) = playback.tracks {
             // Checked against the window's first segment, so a wrong number
             // is an answer, not a playlist of failing segments.
-            let probed = self.probe_first(tape, first).await?;
-            if let Some(asked) = tracks.numbers().into_iter().find(|&n| n > probed.count) {
+            let probed = self.probe_or_warn(tape, first).await;
+            let count = probed.as_ref().map_or(usize::MAX, |p| p.count);
+            if let Some(asked) = tracks.numbers().into_iter().find(|&n| n > count) {
                 return Err(PackagerError::NothingRecorded(format!(
-                    "stream {} has no track {asked}: it has {} tracks at {}",
+                    "stream {} has no track {asked}: it has {count} tracks at {}",
                     tape.name(),
-                    probed.count,
                     first.utc_start.as_secs()
                 )));
             }
@@ -533,8 +533,8 @@ impl Packager {
         }
         // Only a program with several tracks changes the answer; a stream
         // with one video and one audio keeps its one media playlist.
-        let probed = self.probe_first(tape, first).await?;
-        let Some(found) = probed.multi.as_deref() else {
+        let probed = self.probe_or_warn(tape, first).await;
+        let Some(found) = probed.as_ref().and_then(|p| p.multi.as_deref()) else {
             return Ok(media(""));
         };
         let whole_query = raw_query.filter(|q| !q.is_empty());
@@ -557,6 +557,19 @@ impl Packager {
                 Ok(media(&format!("{}/", set.dir())))
             }
             Flavor::Mono => Ok(media("")),
+        }
+    }
+
+    /// [`Packager::probe_first`], or `None` (logged) when the segment cannot
+    /// be read: a playlist is still answered, as the media playlist of
+    /// every track, rather than failing for one unreadable segment.
+    async fn probe_or_warn(&self, tape: &StreamTape, meta: &SegmentMeta) -> Option<Arc<Probed>> {
+        match self.probe_first(tape, meta).await {
+            Ok(probed) => Some(probed),
+            Err(e) => {
+                tracing::warn!(stream = tape.name(), seq = meta.seq, error = %e, "cannot read the tracks of a segment, serving every track");
+                None
+            }
         }
     }
 
