@@ -108,6 +108,19 @@ ffmpeg "${common[@]}" $(picture 640x360 8) $(tone 440 8) $(tone 660 8) \
   -f mpegts "$out/two_audio_langs.ts"
 say two_audio_langs.ts "H.264 640x360 + AAC eng + AAC deu, 8 s"
 
+# 4b. Two renditions of one picture (multi-bitrate): 640x360 at 120 kb/s and
+# 320x180 at 40 kb/s from one split source with the same fixed GOP, so both
+# have keyframes at the same instants, and one AAC track. The packager serves
+# it as a master playlist with two variants.
+# shellcheck disable=SC2046
+ffmpeg "${common[@]}" $(picture 640x360 6) $(tone 440 6) \
+  -filter_complex "[0:v]split=2[hi][lo0];[lo0]scale=320:180[lo]" \
+  -map "[hi]" -map "[lo]" -map 1:a $(x264 120k) \
+  -b:v:1 40k -maxrate:v:1 40k -bufsize:v:1 40k \
+  $(aac 48k) "${stereo[@]}" -metadata:s:a:0 language=eng \
+  -f mpegts "$out/two_renditions.ts"
+say two_renditions.ts "H.264 640x360 + H.264 320x180 (same GOP) + AAC eng, 6 s"
+
 # 5. PTS wrap. The mpegts muxer adds 1.4 s of mux delay to every timestamp, so
 # an offset of (2^33 / 90 kHz) - 1.4 s - 5.5 s puts the wrap 5.5 s into the clip,
 # mid-way through a GOP and a segment (1 s GOPs start at whole seconds). The muxer

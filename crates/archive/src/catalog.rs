@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dvr_common::{StreamName, UtcMs};
+use dvr_media::breaks_timeline;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
@@ -41,6 +42,15 @@ pub struct ChunkEntry {
     pub bytes: u64,
     /// Number of segments.
     pub segments: u32,
+    /// Timeline breaks between its segments ([`dvr_media::breaks_timeline`]):
+    /// with the boundaries between chunks, what `EXT-X-DISCONTINUITY-SEQUENCE`
+    /// counts. Derived from the index; 0 in entries written before it
+    /// existed, which every replica reads alike.
+    #[serde(default)]
+    pub breaks: u32,
+    /// Whether its first segment carries the discontinuity flag.
+    #[serde(default)]
+    pub opens_discontinuous: bool,
 }
 
 impl ChunkEntry {
@@ -82,6 +92,11 @@ impl ChunkEntry {
             .map(IndexRecord::utc_end)
             .max()
             .unwrap_or(first.utc_start);
+        let breaks = index
+            .records
+            .windows(2)
+            .filter(|w| breaks_timeline(w[0].utc_end(), w[1].utc_start, w[1].flags.discontinuity))
+            .count();
         Ok(ChunkEntry {
             first_seq: first.seq,
             last_seq: last.seq,
@@ -89,6 +104,8 @@ impl ChunkEntry {
             utc_end,
             bytes,
             segments: u32::try_from(index.records.len()).unwrap_or(u32::MAX),
+            breaks: u32::try_from(breaks).unwrap_or(u32::MAX),
+            opens_discontinuous: first.flags.discontinuity,
             key,
         })
     }
@@ -244,34 +261,86 @@ impl Catalog {
     /// One flag per hour of `[from, to)` (widened to whole hours, at most
     /// [`MAX_BITMAP_HOURS`]).
     pub fn hour_bitmap(&self, stream: &StreamName, from: UtcMs, to: UtcMs) -> HourBitmap {
-        let start = from.floor_hour();
-        let end = if to.floor_hour() == to {
-            to
-        } else {
-            to.floor_hour().saturating_add_ms(3_600_000)
-        };
-        let end = end.min(start.saturating_add_ms(MAX_BITMAP_HOURS * 3_600_000));
-        let hours = usize::try_from((end.0 - start.0).max(0) / 3_600_000).unwrap_or(0);
-        let mut bits = vec![b'0'; hours];
-        for e in self.chunks_overlapping(stream, start, end) {
-            let first = (e.utc_start.max(start).0 - start.0) / 3_600_000;
-            // The last millisecond of the chunk decides its last hour.
-            let last = (UtcMs(e.utc_end.0 - 1).min(UtcMs(end.0 - 1)).0 - start.0) / 3_600_000;
-            for h in first..=last {
-                if let Some(b) = usize::try_from(h).ok().and_then(|h| bits.get_mut(h)) {
-                    *b = b'1';
-                }
+        let spans = self
+            .chunks_overlapping(stream, from.floor_hour(), ceil_hour(to))
+            .into_iter()
+            .map(|e| TimeRange {
+                from: e.utc_start,
+                to: e.utc_end,
+            });
+        hour_bitmap(spans, from, to)
+    }
+
+    /// Timeline breaks of a stream's tape at or before `t`: between chunks
+    /// (the later one starting at or before `t`) and inside every chunk that
+    /// ends at or before `t`. The chunk holding `t`, if any, is returned for
+    /// the caller to count its inside breaks up to `t` from its records.
+    /// Chunks are summed from their entries, so this costs no storage read.
+    pub fn breaks_through(&self, stream: &StreamName, t: UtcMs) -> (u64, Option<ChunkEntry>) {
+        let mut count = 0u64;
+        let mut holder = None;
+        let mut previous_end: Option<UtcMs> = None;
+        for e in self.chunks(stream).take_while(|e| e.utc_start <= t) {
+            if previous_end
+                .is_some_and(|end| breaks_timeline(end, e.utc_start, e.opens_discontinuous))
+            {
+                count += 1;
             }
+            if e.utc_end <= t {
+                count += u64::from(e.breaks);
+            } else {
+                holder = Some(e.clone());
+            }
+            previous_end = Some(e.utc_end);
         }
-        HourBitmap {
-            from: start,
-            bits: String::from_utf8(bits).unwrap_or_default(),
-        }
+        (count, holder)
     }
 
     /// Total bytes of a stream's chunks.
     pub fn total_bytes(&self, stream: &StreamName) -> u64 {
         self.chunks(stream).map(|e| e.bytes).sum()
+    }
+}
+
+/// The start of the first UTC hour at or after `t`.
+fn ceil_hour(t: UtcMs) -> UtcMs {
+    if t.floor_hour() == t {
+        t
+    } else {
+        t.floor_hour().saturating_add_ms(3_600_000)
+    }
+}
+
+/// One flag per hour of `[from, to)` (widened to whole hours, at most
+/// [`MAX_BITMAP_HOURS`]): `'1'` where any of `spans` holds time of that hour.
+/// The catalog's chunks and the packager's ranges (archive plus live log)
+/// both come here, so the two bitmaps cannot disagree.
+pub fn hour_bitmap(
+    spans: impl IntoIterator<Item = TimeRange>,
+    from: UtcMs,
+    to: UtcMs,
+) -> HourBitmap {
+    let start = from.floor_hour();
+    let end = ceil_hour(to);
+    let end = end.min(start.saturating_add_ms(MAX_BITMAP_HOURS * 3_600_000));
+    let hours = usize::try_from((end.0 - start.0).max(0) / 3_600_000).unwrap_or(0);
+    let mut bits = vec![b'0'; hours];
+    for span in spans {
+        if span.to <= start || span.from >= end || span.to <= span.from {
+            continue;
+        }
+        let first = (span.from.max(start).0 - start.0) / 3_600_000;
+        // The last millisecond of the span decides its last hour.
+        let last = (UtcMs(span.to.0 - 1).min(UtcMs(end.0 - 1)).0 - start.0) / 3_600_000;
+        for h in first..=last {
+            if let Some(b) = usize::try_from(h).ok().and_then(|h| bits.get_mut(h)) {
+                *b = b'1';
+            }
+        }
+    }
+    HourBitmap {
+        from: start,
+        bits: String::from_utf8(bits).unwrap_or_default(),
     }
 }
 
@@ -397,6 +466,47 @@ mod tests {
     fn entry(first_seq: u64, start: i64, n: u64) -> ChunkEntry {
         let key = ChunkKey::new(s(), UtcMs(start), first_seq);
         ChunkEntry::from_index(key, &index(first_seq, start, n), None).unwrap()
+    }
+
+    #[test]
+    fn breaks_are_counted_at_chunk_boundaries_and_inside_chunks() {
+        let f = |discontinuity| SegmentFlags {
+            discontinuity,
+            independent: true,
+        };
+        // Chunk A: 0..6 s, then a PTS jump at 6 s (flag, no gap), 6..10 s.
+        let a = ChunkIndex::from_segments(
+            CodecSummary::default(),
+            (0..5).map(|i| {
+                (
+                    i,
+                    UtcMs(H0 + 2000 * i as i64),
+                    Ticks(180_000),
+                    Ticks(0),
+                    1000,
+                    f(i == 3),
+                )
+            }),
+        );
+        let a = ChunkEntry::from_index(ChunkKey::new(s(), UtcMs(H0), 0), &a, None).unwrap();
+        assert_eq!((a.breaks, a.opens_discontinuous), (1, false));
+        let mut c = Catalog::new();
+        c.insert(a);
+        // Chunk B continues A; chunk C comes after a 20 s gap.
+        c.insert(entry(5, H0 + 10_000, 5));
+        c.insert(entry(10, H0 + 40_000, 5));
+        let at = |ms: i64| {
+            let (n, holder) = c.breaks_through(&s(), UtcMs(H0 + ms));
+            (n, holder.map(|e| e.first_seq))
+        };
+        assert_eq!(at(0), (0, Some(0)));
+        // Inside A the caller counts from the records.
+        assert_eq!(at(6_000), (0, Some(0)));
+        assert_eq!(at(10_000), (1, Some(5)));
+        assert_eq!(at(39_000), (1, None));
+        // The gap before C is a break at C's first segment.
+        assert_eq!(at(40_000), (2, Some(10)));
+        assert_eq!(at(i64::MAX - H0), (2, None));
     }
 
     #[test]

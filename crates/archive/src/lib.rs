@@ -34,12 +34,13 @@ pub mod store;
 
 pub use cache::{MemoryCache, DEFAULT_MEMORY_CACHE_BYTES};
 pub use catalog::{
-    plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange, CONTIGUITY_TOLERANCE_MS,
+    hour_bitmap, plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange,
+    CONTIGUITY_TOLERANCE_MS,
 };
 pub use disk_cache::{DiskCache, DiskCacheConfig};
 pub use error::ArchiveError;
 pub use index::{ChunkIndex, IndexRecord, INDEX_VERSION};
 pub use key::{ChunkKey, ObjectKind};
 pub use lock::{Lock, LocksFile};
-pub use plan::{plan_range, ChunkRecords, PlanItem, PlannedSegment};
+pub use plan::{plan_range, records_in_range, ChunkRecords, PlanItem, PlannedSegment};
 pub use retention::{plan_retention, DiskUsage, RetentionPlan, RetentionPolicy};

@@ -63,18 +63,49 @@ pub enum PlanItem {
 /// All segments of `chunks` in tape order (by start, then seq); duplicates
 /// of one seq (a chunk listed twice) are kept once.
 fn flatten(chunks: &[ChunkRecords<'_>]) -> Vec<PlannedSegment> {
+    flatten_where(chunks, |_| true)
+}
+
+/// [`flatten`] of the records `keep` accepts: a plan of an hour out of a
+/// day of chunks builds (and sorts) an hour of segments, not a day.
+fn flatten_where(
+    chunks: &[ChunkRecords<'_>],
+    keep: impl Fn(&IndexRecord) -> bool + Copy,
+) -> Vec<PlannedSegment> {
     let mut all: Vec<PlannedSegment> = chunks
         .iter()
         .flat_map(|c| {
             let ts_key = c.key.ts_key();
-            c.records.iter().map(move |r| PlannedSegment {
-                ts_key: ts_key.clone(),
-                record: *r,
-            })
+            c.records
+                .iter()
+                .filter(move |r| keep(r))
+                .map(move |r| PlannedSegment {
+                    ts_key: ts_key.clone(),
+                    record: *r,
+                })
         })
         .collect();
     all.sort_by_key(|s| (s.record.utc_start, s.record.seq));
     all.dedup_by_key(|s| s.record.seq);
+    all
+}
+
+/// The index records overlapping `[from, to)`, in tape order, each seq once:
+/// what a playlist lists. The same records [`plan_range`] serves, without
+/// object keys or gaps (a playlist finds its gaps between the records), so
+/// a day's playlist costs no allocation per segment.
+pub fn records_in_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<IndexRecord> {
+    if to <= from {
+        return Vec::new();
+    }
+    let mut all: Vec<IndexRecord> = chunks
+        .iter()
+        .flat_map(|c| c.records.iter())
+        .filter(|r| r.utc_end() > from && r.utc_start < to)
+        .copied()
+        .collect();
+    all.sort_by_key(|r| (r.utc_start, r.seq));
+    all.dedup_by_key(|r| r.seq);
     all
 }
 
@@ -86,7 +117,7 @@ pub fn plan_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<Pl
         return out;
     }
     let mut cursor: Option<UtcMs> = None;
-    for seg in flatten(chunks) {
+    for seg in flatten_where(chunks, |r| r.utc_end() > from && r.utc_start < to) {
         let r = seg.record;
         if r.utc_end() <= from || r.utc_start >= to {
             continue;
@@ -301,6 +332,15 @@ mod tests {
             let (from, to) = (UtcMs(H0 + from), UtcMs(H0 + from + len));
             let plan = plan_range(&chunks, from, to);
             prop_assert!(!plan.is_empty());
+            // A playlist's records are exactly the plan's segments.
+            let planned: Vec<IndexRecord> = plan
+                .iter()
+                .filter_map(|i| match i {
+                    PlanItem::Segment(s) => Some(s.record),
+                    PlanItem::Gap { .. } => None,
+                })
+                .collect();
+            prop_assert_eq!(records_in_range(&chunks, from, to), planned);
             let mut last_end = from;
             let mut last_seq = None;
             for item in &plan {

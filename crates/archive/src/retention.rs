@@ -192,6 +192,8 @@ mod tests {
                     utc_end: UtcMs(start.0 + HOUR),
                     bytes: 1 << 30,
                     segments: 1800,
+                    breaks: 0,
+                    opens_discontinuous: false,
                 }
             })
             .collect()

@@ -59,6 +59,39 @@ pub fn brief_status(stream: &str, span: Option<TimeRange>) -> BTreeMap<String, S
         .collect()
 }
 
+/// The longest range answered in detail without `force_detailed`: four
+/// days, as the seeds' DVR API says.
+pub const DETAILED_LIMIT_SECS: i64 = 4 * 24 * 3600;
+
+/// The warning of a forced brief answer.
+pub const TOO_BIG_RANGE: &str = "too_big_range";
+
+/// The ranges an hour bitmap shows: each run of recorded hours as one range
+/// of whole hours. Cheap and imprecise by design (one pixel of a week-long
+/// timeline is about five minutes), for the forced brief answer.
+pub fn hour_ranges(bitmap: &HourBitmap) -> Vec<TimeRange> {
+    let mut out: Vec<TimeRange> = Vec::new();
+    let mut previous = false;
+    for (i, bit) in bitmap.bits.bytes().enumerate() {
+        let on = bit == b'1';
+        let hour = bitmap.from.saturating_add_ms(
+            i64::try_from(i)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(3_600_000),
+        );
+        match (previous, on, out.last_mut()) {
+            (true, true, Some(last)) => last.to = hour.saturating_add_ms(3_600_000),
+            (_, true, _) => out.push(TimeRange {
+                from: hour,
+                to: hour.saturating_add_ms(3_600_000),
+            }),
+            _ => {}
+        }
+        previous = on;
+    }
+    out
+}
+
 /// One stream's detailed answer; absent parts were not requested.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamStatus {
@@ -76,6 +109,11 @@ pub struct StreamStatus {
     /// UTC seconds of the bitmap's first hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hour_bitmap_from: Option<i64>,
+    /// `"too_big_range"` when a detailed answer was asked for a range
+    /// longer than [`DETAILED_LIMIT_SECS`] without `force_detailed`: the
+    /// ranges are then whole recorded hours, the seeds' forced brief answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl StreamStatus {
@@ -87,6 +125,7 @@ impl StreamStatus {
             locks: None,
             hour_bitmap: None,
             hour_bitmap_from: None,
+            warning: None,
         }
     }
 
@@ -99,6 +138,12 @@ impl StreamStatus {
     /// Adds the locks.
     pub fn with_locks(mut self, locks: &[Lock]) -> StreamStatus {
         self.locks = Some(locks.to_vec());
+        self
+    }
+
+    /// Marks the answer as the forced brief one.
+    pub fn too_big_range(mut self) -> StreamStatus {
+        self.warning = Some(TOO_BIG_RANGE.to_owned());
         self
     }
 
@@ -138,6 +183,26 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&[status]).unwrap(),
             r#"[{"stream":"ort","ranges":[{"from":1483970675,"duration":3687}],"locks":[{"from":1483971680,"duration":1004}]}]"#
+        );
+        let bitmap = HourBitmap {
+            from: UtcMs::from_secs(1_795_269_600),
+            bits: "0110001".into(),
+        };
+        let hours = hour_ranges(&bitmap);
+        assert_eq!(
+            hours,
+            [
+                r(1_795_273_200, 1_795_280_400),
+                r(1_795_291_200, 1_795_294_800)
+            ]
+        );
+        let forced = StreamStatus::new("ort")
+            .with_ranges(&hours[..1])
+            .with_hour_bitmap(bitmap)
+            .too_big_range();
+        assert_eq!(
+            serde_json::to_string(&[forced]).unwrap(),
+            r#"[{"stream":"ort","ranges":[{"from":1795273200,"duration":7200}],"hour_bitmap":"0110001","hour_bitmap_from":1795269600,"warning":"too_big_range"}]"#
         );
         let partial = TimeRange {
             from: UtcMs(1_500),

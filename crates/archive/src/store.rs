@@ -28,10 +28,10 @@ use crate::cache::MemoryCache;
 use crate::catalog::{plan_rebuild, Catalog, ChunkEntry, TimeRange};
 use crate::disk_cache::{DiskCache, DiskCacheConfig};
 use crate::error::ArchiveError;
-use crate::index::ChunkIndex;
+use crate::index::{ChunkIndex, IndexRecord};
 use crate::key::{locks_key, ChunkKey, ObjectKind};
 use crate::lock::{Lock, LocksFile};
-use crate::plan::{plan_range, ChunkRecords, PlanItem};
+use crate::plan::{plan_range, records_in_range, ChunkRecords, PlanItem};
 use crate::retention::{plan_retention, DiskUsage, RetentionPlan, RetentionPolicy};
 
 /// How long [`ArchiveStore::locks_cached`] trusts its copy of `locks.json`:
@@ -275,6 +275,46 @@ impl ArchiveStore {
         from: UtcMs,
         to: UtcMs,
     ) -> Result<Vec<PlanItem>, StoreError> {
+        let loaded = self.load_indexes(stream, from, to).await?;
+        let records: Vec<ChunkRecords<'_>> = loaded
+            .iter()
+            .map(|(key, index, count)| ChunkRecords {
+                key,
+                records: &index.records[..*count],
+            })
+            .collect();
+        Ok(plan_range(&records, from, to))
+    }
+
+    /// The index records of a stream overlapping `[from, to)`, in tape
+    /// order: the segments [`ArchiveStore::plan`] would serve, without
+    /// object keys, for playlists (damaged chunks count as in `plan`).
+    pub async fn records_between(
+        &self,
+        stream: &StreamName,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<IndexRecord>, StoreError> {
+        let loaded = self.load_indexes(stream, from, to).await?;
+        let records: Vec<ChunkRecords<'_>> = loaded
+            .iter()
+            .map(|(key, index, count)| ChunkRecords {
+                key,
+                records: &index.records[..*count],
+            })
+            .collect();
+        Ok(records_in_range(&records, from, to))
+    }
+
+    /// The indexes of the chunks overlapping `[from, to)` with how many of
+    /// their records are readable. A chunk whose index cannot be read, or
+    /// whose object is damaged, is left out or cut (logged with its key).
+    async fn load_indexes(
+        &self,
+        stream: &StreamName,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<(ChunkKey, Arc<ChunkIndex>, usize)>, StoreError> {
         let chunks: Vec<ChunkEntry> = self
             .catalog_read()
             .chunks_overlapping(stream, from, to)
@@ -307,14 +347,7 @@ impl ArchiveStore {
                 }
             }
         }
-        let records: Vec<ChunkRecords<'_>> = loaded
-            .iter()
-            .map(|(key, index, count)| ChunkRecords {
-                key,
-                records: &index.records[..*count],
-            })
-            .collect();
-        Ok(plan_range(&records, from, to))
+        Ok(loaded)
     }
 
     /// Bytes `range` of a chunk object, through the caches. A missing or
@@ -421,6 +454,32 @@ impl ArchiveStore {
             .collect();
         v.sort();
         v
+    }
+
+    /// Timeline breaks on a stream's archived tape at or before `t` (each
+    /// counted at the segment after it): the `EXT-X-DISCONTINUITY-SEQUENCE`
+    /// of a window that starts with the segment starting at `t`. Whole
+    /// chunks count from the catalog; only the chunk holding `t` has its
+    /// (cached) index read.
+    pub async fn breaks_before(&self, stream: &StreamName, t: UtcMs) -> Result<u64, StoreError> {
+        let (mut count, holder) = self.catalog_read().breaks_through(stream, t);
+        if let Some(chunk) = holder {
+            let index = self.index_sized(&chunk.key, Some(chunk.bytes)).await?;
+            let inside = index
+                .records
+                .windows(2)
+                .take_while(|w| w[1].utc_start <= t)
+                .filter(|w| {
+                    dvr_media::breaks_timeline(
+                        w[0].utc_end(),
+                        w[1].utc_start,
+                        w[1].flags.discontinuity,
+                    )
+                })
+                .count();
+            count += u64::try_from(inside).unwrap_or(0);
+        }
+        Ok(count)
     }
 
     /// The catalogued chunks of a stream, oldest first.

@@ -16,6 +16,8 @@
 //! - [`wallclock`]: media time to UTC.
 //! - [`segmenter`]: the keyframe segmenter the recorder stands on.
 //! - [`segment`]: the segment value every later stage stores and serves.
+//! - [`tracks`]: what a stored segment holds, and the segment cut down to
+//!   some of its tracks by PID (for per-track HLS playlists).
 
 pub mod codec;
 pub mod demux;
@@ -29,10 +31,11 @@ pub mod stats;
 #[cfg(test)]
 pub(crate) mod synth;
 pub mod timestamp;
+pub mod tracks;
 pub mod ts;
 pub mod wallclock;
 
 pub use codec::{CodecSummary, TrackInfo};
-pub use segment::{Segment, SegmentFlags, SegmentMeta};
+pub use segment::{breaks_timeline, Segment, SegmentFlags, SegmentMeta, TIMELINE_GAP_TOLERANCE_MS};
 pub use segmenter::{Resume, Segmenter, SegmenterConfig};
 pub use stats::DemuxStats;

@@ -92,6 +92,34 @@ impl Program {
         write_section(out, self.pmt_pid, &self.pmt_section, pmt_cc);
     }
 
+    /// This program's PMT section listing only the elementary streams on
+    /// `keep` (in PMT order), with its length and CRC recomputed. The PCR
+    /// PID and the program descriptors stay: a dropped PCR PID keeps its
+    /// clock in adaptation-only packets (see [`crate::tracks`]).
+    pub fn pmt_section_with(&self, keep: &[u16]) -> Vec<u8> {
+        let s = &self.pmt_section;
+        let info_len = usize::from(u16::from_be_bytes([s[10], s[11]]) & 0x0fff);
+        let loop_start = (12 + info_len).min(s.len().saturating_sub(4));
+        let mut out = s[..loop_start].to_vec();
+        let mut at = loop_start;
+        while at + 5 <= s.len() - 4 {
+            let pid = u16::from_be_bytes([s[at + 1], s[at + 2]]) & 0x1fff;
+            let es_len = usize::from(u16::from_be_bytes([s[at + 3], s[at + 4]]) & 0x0fff);
+            let end = (at + 5 + es_len).min(s.len() - 4);
+            if keep.contains(&pid) {
+                out.extend_from_slice(&s[at..end]);
+            }
+            at = end;
+        }
+        // section_length counts the bytes after it, CRC included.
+        let length = u16::try_from(out.len() + 4 - 3).unwrap_or(0x3fd) & 0x0fff;
+        out[1] = (out[1] & 0xf0) | (length >> 8) as u8;
+        out[2] = length as u8;
+        let crc = mpegts_crc::sum32(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
     /// Whether two programs carry the same streams with the same codecs (a new
     /// PMT version that only changes descriptors is not a discontinuity).
     pub fn same_streams(&self, other: &Program) -> bool {
@@ -104,8 +132,9 @@ impl Program {
     }
 }
 
-/// Packetizes one PSI section on `pid`.
-fn write_section(out: &mut BytesMut, pid: u16, section: &[u8], cc: &mut u8) {
+/// Packetizes one PSI section on `pid`, starting at continuity counter
+/// `cc` and advancing it.
+pub fn write_section(out: &mut BytesMut, pid: u16, section: &[u8], cc: &mut u8) {
     let mut rest = section;
     let mut first = true;
     while first || !rest.is_empty() {

@@ -13,6 +13,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::CodecSummary;
 
+/// A hole on the tape longer than this between two segments breaks the
+/// timeline (a playlist marks it `#EXT-X-DISCONTINUITY`); shorter ones are
+/// rounding between wall-clock anchors.
+pub const TIMELINE_GAP_TOLERANCE_MS: i64 = 500;
+
+/// Whether a segment starting at `next_start` with the discontinuity flag
+/// `next_discontinuity` does not continue a segment that ended at
+/// `previous_end`. The one definition that playlists (which mark the break)
+/// and the catalog (which counts breaks for `EXT-X-DISCONTINUITY-SEQUENCE`)
+/// share, so the count and the marks cannot disagree.
+pub fn breaks_timeline(previous_end: UtcMs, next_start: UtcMs, next_discontinuity: bool) -> bool {
+    next_discontinuity || next_start.0 - previous_end.0 > TIMELINE_GAP_TOLERANCE_MS
+}
+
 /// Properties of a segment that players must be told about.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SegmentFlags {

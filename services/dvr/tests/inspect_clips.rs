@@ -77,6 +77,22 @@ fn two_audio_langs() {
 }
 
 #[test]
+fn two_renditions() {
+    let report = check_clip("two_renditions.ts", None);
+    assert_no_discontinuity(&report);
+    // Two video tracks: segments cut at the first one's keyframes must
+    // start the second one at a keyframe too (check_clip decodes each
+    // segment alone), or its per-track playlist would not play.
+    let videos = report
+        .codecs
+        .tracks
+        .iter()
+        .filter(|t| t.kind == "video")
+        .count();
+    assert_eq!(videos, 2);
+}
+
+#[test]
 fn pts_wrap_is_not_a_discontinuity() {
     let report = check_clip("pts_wrap.ts", None);
     // The 33-bit PTS wraps 5.5 s into the clip. Unwrapped to i64 the timeline

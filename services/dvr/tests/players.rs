@@ -1,8 +1,9 @@
-//! Players as judges, in real time: `dvr run` records a looping clip, then
-//! ffprobe reads every HLS and MPEG-TS form the packager serves, and hls.js
-//! in Debian's headless Chromium plays a VOD range, a start-over EVENT
-//! playlist and a `timeshift_abs` stream while the test watches
-//! `currentTime` advance.
+//! Players as judges, in real time: `dvr run` records two looping clips
+//! (`ch1` with one video and one audio track, `ch2` with two audio
+//! languages), then ffprobe reads every HLS and MPEG-TS form the packager
+//! serves, and hls.js in Debian's headless Chromium plays a VOD range, a
+//! start-over EVENT playlist, a `timeshift_abs` stream and a multi-track
+//! master playlist while the test watches `currentTime` advance.
 //!
 //! The page is served by the test on an origin of its own, so Chromium
 //! (with web security on) also judges the packager's CORS headers.
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use support::{
     free_tcp_port, get, get_with_head, header, recorded_span, segments, start_dvr, testdata,
-    wait_for, write_config, Procs,
+    wait_for, write_config_streams, Procs,
 };
 
 const INSTALL: &str = "run `make test-deps` (scripts/install-test-deps.sh)";
@@ -29,8 +30,9 @@ const TOKEN: &str = "token=t0k3n-42";
 /// The recorder's segment duration (the config's `segment_duration`).
 const SEGMENT_S: f64 = 2.0;
 
-/// A recording of `ch1` from a looping H.264 + AAC clip, with `dvr run`
-/// killed when it is dropped.
+/// A recording of `ch1` from a looping H.264 + AAC clip and `ch2` from a
+/// looping H.264 + two AAC languages clip, with `dvr run` killed when it is
+/// dropped.
 struct Recording {
     http: u16,
     /// The recorded span when the checks start, in UTC seconds.
@@ -42,17 +44,30 @@ struct Recording {
 fn record(secs: i64) -> Recording {
     let dir = tempfile::tempdir().unwrap();
     let http = free_tcp_port();
-    let clip = testdata("h264_aac_720p.ts");
-    let input = format!(
-        "file://{}?loop=true",
-        clip.canonicalize().unwrap().display()
+    let input = |clip: &str| {
+        let clip = testdata(clip);
+        vec![format!(
+            "file://{}?loop=true",
+            clip.canonicalize().unwrap().display()
+        )]
+    };
+    let config = write_config_streams(
+        dir.path(),
+        http,
+        &[
+            ("ch1", input("h264_aac_720p.ts")),
+            ("ch2", input("two_audio_langs.ts")),
+        ],
     );
-    let config = write_config(dir.path(), http, &[input]);
     let procs = Procs(vec![start_dvr(&config, &dir.path().join("data"))]);
     wait_for(
         &format!("{secs} s of recording"),
         Duration::from_secs(secs as u64 + 30),
-        || recorded_span(http, "ch1").is_some_and(|(from, to)| to - from >= secs),
+        || {
+            ["ch1", "ch2"]
+                .iter()
+                .all(|ch| recorded_span(http, ch).is_some_and(|(from, to)| to - from >= secs))
+        },
     );
     let (start, _) = recorded_span(http, "ch1").unwrap();
     Recording {
@@ -297,8 +312,8 @@ fn check_timeshift_abs(rec: &Recording, at: i64) -> Result<String, String> {
     check_reads(rec, &path, 4)
 }
 
-fn check_timeshift_rel(rec: &Recording, behind: i64) -> Result<String, String> {
-    let path = format!("/ch1/timeshift_rel-{behind}.m3u8?{TOKEN}");
+fn check_timeshift_rel(rec: &Recording, prefix: &str, behind: i64) -> Result<String, String> {
+    let path = format!("/ch1/{prefix}timeshift_rel-{behind}.m3u8?{TOKEN}");
     let end = rec.end();
     let text = rec.playlist(&path)?;
     let (_, last, _) = window(&text);
@@ -366,6 +381,83 @@ fn check_live(rec: &Recording) -> Result<String, String> {
     check_reads(rec, &path, 3)
 }
 
+/// `ch2`'s master playlist for `from`+10 s: two audio renditions and a
+/// video variant whose playlists all keep the token and list the range;
+/// ffprobe reads the master (every track), `video1-` (video and both
+/// languages in one stream) and `mono-` as 10 s of H.264 and AAC.
+fn check_master(rec: &Recording, from: i64) -> Result<String, String> {
+    let path = format!("/ch2/index-{from}-10.m3u8?{TOKEN}");
+    let (status, body) = get(rec.http, &path);
+    let master = String::from_utf8_lossy(&body).into_owned();
+    if status != 200
+        || master.matches("#EXT-X-MEDIA:TYPE=AUDIO").count() != 2
+        || master.matches("#EXT-X-STREAM-INF:").count() != 1
+    {
+        return Err(format!(
+            "{path}: {status}, not a master with two languages:\n{master}"
+        ));
+    }
+    let uris: Vec<&str> = master
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .chain(
+            master
+                .lines()
+                .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next()),
+        )
+        .collect();
+    for uri in &uris {
+        if !uri.starts_with("tracks-") || !uri.contains(TOKEN) {
+            return Err(format!(
+                "{path}: rendition {uri} is not a token-keeping track playlist"
+            ));
+        }
+        let text = rec.playlist(&format!("/ch2/{uri}"))?;
+        let (first, _, total) = window(&text);
+        near(
+            &format!("{uri} first PDT"),
+            first,
+            from as f64,
+            SEGMENT_S,
+            &text,
+        )?;
+        near(
+            &format!("{uri} EXTINF sum"),
+            total,
+            10.0,
+            SEGMENT_S + 0.1,
+            &text,
+        )?;
+    }
+    let probe = ffprobe(&rec.url(&path), None)?;
+    if probe.codecs.iter().filter(|c| *c == "aac").count() != 2 {
+        return Err(format!(
+            "ffprobe {path}: codecs {:?}, not H.264 + two AAC",
+            probe.codecs
+        ));
+    }
+    let video1 = check_finite(rec, &format!("/ch2/video1-{from}-10.m3u8?{TOKEN}"), 10.0)?;
+    let mono = check_finite(rec, &format!("/ch2/mono-{from}-10.m3u8?{TOKEN}"), 10.0)?;
+    let master = check_finite(rec, &path, 10.0)?;
+    Ok(format!(
+        "{} renditions; {master}; {video1}; {mono}",
+        uris.len()
+    ))
+}
+
+/// A range from 4 s before the end of the recording to 26 s after it, with
+/// `?event=true`: an open EVENT playlist that players read as it grows.
+fn check_event_true(rec: &Recording) -> Result<String, String> {
+    let path = format!("/ch1/index-{}-30.m3u8?event=true&{TOKEN}", rec.end() - 4);
+    let text = rec.playlist(&path)?;
+    if !text.contains("#EXT-X-PLAYLIST-TYPE:EVENT") || text.contains("#EXT-X-ENDLIST") {
+        return Err(format!(
+            "{path}: a range into the future with event=true is an open EVENT:\n{text}"
+        ));
+    }
+    check_reads(rec, &path, 4)
+}
+
 /// What one check asks of a URL form.
 enum Check {
     /// A past range, `FROM`-`DUR` with DUR = 10.
@@ -373,6 +465,12 @@ enum Check {
     Event,
     TimeshiftAbs,
     TimeshiftRel,
+    /// Kodi's `flussonic-hls` catch-up from a `mono.m3u8` live URL.
+    MonoTimeshiftRel,
+    /// The multi-track `ch2`: master, track playlists, `videoN`, `mono`.
+    Master,
+    /// `?event=true` on a range reaching into the future.
+    EventTrue,
     Rewind,
     KodiShift,
     Live,
@@ -388,7 +486,10 @@ impl Check {
             Self::Vod(path) => check_vod(rec, path, from, 10),
             Self::Event => check_event(rec, from),
             Self::TimeshiftAbs => check_timeshift_abs(rec, at),
-            Self::TimeshiftRel => check_timeshift_rel(rec, 10),
+            Self::TimeshiftRel => check_timeshift_rel(rec, "", 10),
+            Self::MonoTimeshiftRel => check_timeshift_rel(rec, "mono-", 10),
+            Self::Master => check_master(rec, from),
+            Self::EventTrue => check_event_true(rec),
             Self::Rewind => check_rewind(rec, 12),
             Self::KodiShift => check_kodi_shift(rec, at),
             Self::Live => check_live(rec),
@@ -413,8 +514,19 @@ fn ffprobe_reads_every_playlist_and_mpegts_form() {
             Check::Vod(format!("/ch1/index-{from}-10.m3u8?{TOKEN}")),
         ),
         ("start-over EVENT", Check::Event),
+        ("event=true into the future", Check::EventTrue),
         ("timeshift_abs", Check::TimeshiftAbs),
         ("timeshift_rel", Check::TimeshiftRel),
+        ("mono timeshift_rel (Kodi)", Check::MonoTimeshiftRel),
+        (
+            "mono VOD",
+            Check::Vod(format!("/ch1/mono-{from}-10.m3u8?{TOKEN}")),
+        ),
+        (
+            "video VOD",
+            Check::Vod(format!("/ch1/video-{from}-10.m3u8?{TOKEN}")),
+        ),
+        ("multi-track master", Check::Master),
         ("rewind", Check::Rewind),
         ("Kodi shift", Check::KodiShift),
         ("live", Check::Live),
@@ -623,7 +735,7 @@ fn note(logs: &mut std::collections::BTreeMap<String, PlayerLog>, line: &str) {
 }
 
 #[test]
-fn hlsjs_in_chromium_plays_vod_start_over_and_timeshift_abs() {
+fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
     let js = hlsjs();
     let chromium = which("chromium");
     let rec = record(20);
@@ -643,6 +755,13 @@ fn hlsjs_in_chromium_plays_vod_start_over_and_timeshift_abs() {
         (
             "timeshift_abs",
             rec.url(&format!("/ch1/timeshift_abs-{at}.m3u8?{TOKEN}")),
+            "{}",
+        ),
+        // Two languages: video from tracks-1/, audio renditions from
+        // tracks-2/ and tracks-3/, each segment cut by PID.
+        (
+            "master",
+            rec.url(&format!("/ch2/index-{from}-10.m3u8?{TOKEN}")),
             "{}",
         ),
     ];
@@ -713,7 +832,13 @@ fn hlsjs_in_chromium_plays_vod_start_over_and_timeshift_abs() {
                 log.loads
             ));
         }
-        if *name != "vod" && log.loads.len() < 2 {
+        if *name == "master" && !log.loads.iter().any(|u| u.contains("/ch2/tracks-1/")) {
+            failures.push(format!(
+                "{name}: the video variant tracks-1/ was not loaded: {:?}",
+                log.loads
+            ));
+        }
+        if *name != "vod" && *name != "master" && log.loads.len() < 2 {
             failures.push(format!(
                 "{name}: a live playlist not reloaded: {:?}",
                 log.loads

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use dvr_archive::index::IndexRecord;
 use dvr_archive::store::{ArchiveStore, StoreError};
 use dvr_archive::{Lock, PlanItem};
 use dvr_common::error::HasErrorKind;
@@ -17,6 +18,18 @@ use dvr_media::SegmentMeta;
 
 use crate::error::PackagerError;
 use crate::tape::{ArchivedTape, Location, TapeSegment};
+
+/// A segment's metadata from its index record.
+fn meta_of(r: &IndexRecord) -> SegmentMeta {
+    SegmentMeta {
+        seq: r.seq,
+        utc_start: r.utc_start,
+        duration: r.duration,
+        pts_start: r.pts_start,
+        bytes: u64::from(r.length),
+        flags: r.flags,
+    }
+}
 
 /// One stream's chunks in an archive store.
 #[derive(Debug, Clone)]
@@ -56,14 +69,7 @@ impl ArchivedTape for StoreTape {
             .into_iter()
             .filter_map(|item| match item {
                 PlanItem::Segment(s) => Some(TapeSegment {
-                    meta: SegmentMeta {
-                        seq: s.record.seq,
-                        utc_start: s.record.utc_start,
-                        duration: s.record.duration,
-                        pts_start: s.record.pts_start,
-                        bytes: u64::from(s.record.length),
-                        flags: s.record.flags,
-                    },
+                    meta: meta_of(&s.record),
                     location: Location::Archive {
                         key: s.ts_key,
                         offset: s.record.offset,
@@ -72,6 +78,19 @@ impl ArchivedTape for StoreTape {
                 PlanItem::Gap { .. } => None,
             })
             .collect())
+    }
+
+    async fn metas_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<SegmentMeta>, PackagerError> {
+        let records = self
+            .store
+            .records_between(&self.stream, from, to)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(records.iter().map(meta_of).collect())
     }
 
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError> {
@@ -115,6 +134,17 @@ impl ArchivedTape for StoreTape {
             .await
             .map_err(|e| self.error(&e))?
             .locks)
+    }
+
+    async fn breaks_before(&self, t: UtcMs) -> Result<u64, PackagerError> {
+        self.store
+            .breaks_before(&self.stream, t)
+            .await
+            .map_err(|e| self.error(&e))
+    }
+
+    fn last_seq(&self) -> Option<u64> {
+        self.store.last_seq(&self.stream)
     }
 
     async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError> {

@@ -7,9 +7,10 @@
 //! - CORS: `Access-Control-Allow-Origin: *` on every answer and a preflight
 //!   answer to `OPTIONS`; hls.js and dash.js on another origin need it.
 //! - `ETag`: a hash of the body of finite answers up to [`MAX_BUFFERED`]
-//!   (playlists, status, segments); `If-None-Match` gets `304`. Segment URLs
-//!   name immutable bytes, so their ETag never changes; a live playlist's
-//!   changes when it moves.
+//!   (playlists, status), unless the handler set one (segments, whose URLs
+//!   name immutable bytes, tag them by name: hashing a megabyte per request
+//!   would cost more than sending it); `If-None-Match` gets `304`. A live
+//!   playlist's ETag changes when it moves.
 //! - `Range: bytes=…` on any finite answer (segments, downloads): `206` with
 //!   `Content-Range`, `416` when it cannot be satisfied. A streamed download
 //!   skips the bytes before the range as they come.
@@ -140,10 +141,20 @@ async fn finite(
             .unwrap_or_default();
     };
     debug_assert_eq!(bytes.len() as u64, len);
-    let etag = format!("\"{:016x}\"", fnv1a(&bytes));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        parts.headers.insert(header::ETAG, v);
-    }
+    let etag = match parts
+        .headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(set) => set.to_owned(),
+        None => {
+            let etag = format!("\"{:016x}\"", fnv1a(&bytes));
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                parts.headers.insert(header::ETAG, v);
+            }
+            etag
+        }
+    };
     let text = is_text(&parts.headers);
     if !text {
         parts
@@ -290,7 +301,7 @@ fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// FNV-1a, 64 bits: a stable content hash for ETags, the same on every
 /// replica and every run.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

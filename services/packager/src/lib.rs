@@ -4,6 +4,7 @@
 //!
 //! - [`url`]: the Flussonic-compatible URL grammar.
 //! - [`playlist`]: HLS media playlists over stored segments.
+//! - [`master`]: master playlists for streams with several tracks.
 //! - [`tape`]: a stream's archived and live segments, joined.
 //! - [`timeshift`]: stream mode (`timeshift_abs`, `timeshift_rel`, `rewind`).
 //! - [`paced`]: endless MPEG-TS paced in real time.
@@ -13,6 +14,7 @@
 pub mod archived;
 pub mod error;
 pub mod http;
+pub mod master;
 pub mod metrics;
 pub mod paced;
 pub mod playlist;

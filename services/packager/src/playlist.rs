@@ -12,7 +12,7 @@ use dvr_common::{Ticks, UtcMs};
 use dvr_media::SegmentMeta;
 
 /// A gap on the tape longer than this between two segments is a discontinuity.
-pub const GAP_TOLERANCE_MS: i64 = 500;
+pub const GAP_TOLERANCE_MS: i64 = dvr_media::TIMELINE_GAP_TOLERANCE_MS;
 
 /// How the playlist behaves as the tape grows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +27,17 @@ pub enum PlaylistKind {
 
 /// The path of a segment relative to its stream's playlists.
 pub fn segment_path(meta: &SegmentMeta) -> String {
+    let mut out = String::with_capacity(32);
+    push_segment_path(&mut out, meta);
+    out
+}
+
+/// [`segment_path`] appended to `out`, without a temporary string: a day's
+/// playlist writes thousands.
+fn push_segment_path(out: &mut String, meta: &SegmentMeta) {
     let c = meta.utc_start.civil();
-    format!(
+    let _ = write!(
+        out,
         "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
         c.year,
         c.month,
@@ -37,12 +46,12 @@ pub fn segment_path(meta: &SegmentMeta) -> String {
         c.minute,
         c.second,
         meta.duration.as_ms()
-    )
+    );
 }
 
 /// Whether `next` does not continue `previous` on the tape.
 pub fn starts_new_run(previous: &SegmentMeta, next: &SegmentMeta) -> bool {
-    next.flags.discontinuity || next.utc_start.0 - previous.utc_end().0 > GAP_TOLERANCE_MS
+    dvr_media::breaks_timeline(previous.utc_end(), next.utc_start, next.flags.discontinuity)
 }
 
 /// At most `max_entries` playlist entries for `segments`: when there are
@@ -88,9 +97,26 @@ fn merge_runs(segments: &[SegmentMeta], per_entry: usize) -> Vec<SegmentMeta> {
     out
 }
 
-/// Renders a media playlist. `query` (e.g. `token=abc`) is appended to every
-/// segment URI so authorization follows the player.
-pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], query: Option<&str>) -> String {
+/// How a media playlist is written besides its segments.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rendering<'a> {
+    /// A `tracks-1,2/` directory before every segment path (`videoN`).
+    pub prefix: &'a str,
+    /// Appended to every segment URI (e.g. `token=abc`), so authorization
+    /// follows the player.
+    pub query: Option<&'a str>,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`: timeline breaks on the tape before
+    /// the first segment (written when not 0).
+    pub discontinuity_sequence: u64,
+}
+
+/// Renders a media playlist.
+pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Rendering<'_>) -> String {
+    let Rendering {
+        prefix,
+        query,
+        discontinuity_sequence,
+    } = how;
     let mut out = String::with_capacity(128 + segments.len() * 96);
     let target = segments
         .iter()
@@ -106,6 +132,12 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], query: Optio
         "#EXT-X-MEDIA-SEQUENCE:{}",
         segments.first().map_or(0, |s| s.seq)
     );
+    if discontinuity_sequence > 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
+        );
+    }
     match kind {
         PlaylistKind::Live => {}
         PlaylistKind::Event => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
@@ -124,7 +156,8 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], query: Optio
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", segment.utc_start);
         }
         let _ = writeln!(out, "#EXTINF:{},", segment.duration.display_secs());
-        out.push_str(&segment_path(segment));
+        out.push_str(prefix);
+        push_segment_path(&mut out, segment);
         if let Some(q) = query {
             out.push('?');
             out.push_str(q);
@@ -172,7 +205,14 @@ mod tests {
             // 10 s of nothing, then the source came back.
             meta(9, t + 14_000, 1960, true),
         ];
-        let text = media_playlist(PlaylistKind::Vod, &segments, Some("token=abc"));
+        let text = media_playlist(
+            PlaylistKind::Vod,
+            &segments,
+            Rendering {
+                query: Some("token=abc"),
+                ..Rendering::default()
+            },
+        );
         let expected = "#EXTM3U
 #EXT-X-VERSION:3
 #EXT-X-TARGETDURATION:2
@@ -208,15 +248,25 @@ mod tests {
         assert_eq!(merged.iter().map(|m| m.bytes).sum::<u64>(), 15 * 188);
         // No entry spans the gap: one starts exactly where the tape resumes.
         assert!(merged.iter().any(|m| m.seq == 10 && m.flags.discontinuity));
-        let text = media_playlist(PlaylistKind::Vod, &merged, None);
+        let text = media_playlist(PlaylistKind::Vod, &merged, Rendering::default());
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
     }
 
     #[test]
     fn a_time_gap_without_a_flag_is_still_a_discontinuity() {
         let segments = [meta(1, 0, 2000, false), meta(2, 3000, 2000, false)];
-        let text = media_playlist(PlaylistKind::Event, &segments, None);
+        let text = media_playlist(PlaylistKind::Event, &segments, Rendering::default());
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+        assert!(!text.contains("DISCONTINUITY-SEQUENCE"), "{text}");
+        let live = Rendering {
+            discontinuity_sequence: 7,
+            ..Rendering::default()
+        };
+        let text = media_playlist(PlaylistKind::Live, &segments, live);
+        assert!(
+            text.contains("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-DISCONTINUITY-SEQUENCE:7\n"),
+            "{text}"
+        );
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
         assert!(!text.contains("ENDLIST"));
         assert_eq!(end_of(&segments), Some(UtcMs(5000)));

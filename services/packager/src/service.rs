@@ -6,25 +6,32 @@
 //! their [`ErrorKind`](dvr_common::ErrorKind) maps to.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use dvr_archive::status::{hour_ranges, StreamStatus, DETAILED_LIMIT_SECS};
+use dvr_archive::{hour_bitmap, TimeRange};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, Ticks, UtcMs};
+use dvr_media::codec::TrackKind;
+use dvr_media::{tracks, SegmentMeta};
 use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
-use crate::http::playback_http;
+use crate::http::{fnv1a, playback_http};
+use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::paced_mpegts;
-use crate::playlist::{coalesce, media_playlist, starts_new_run, PlaylistKind, GAP_TOLERANCE_MS};
+use crate::playlist::{
+    coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, GAP_TOLERANCE_MS,
+};
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
-use crate::url::{self, Form, RangeEnd, UrlError};
+use crate::url::{self, Flavor, Form, Playback, RangeEnd, UrlError};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MPEGTS: &str = "video/mp2t";
@@ -60,10 +67,61 @@ impl Default for PackagerConfig {
     }
 }
 
+/// A media playlist before it is rendered: what a playlist form resolved to.
+struct MediaPlan {
+    kind: PlaylistKind,
+    segments: Vec<SegmentMeta>,
+    cache: &'static str,
+}
+
+/// What a segment holds, as far as playlists care.
+#[derive(Debug)]
+struct Probed {
+    /// How many tracks its program has (0 when it has no tables).
+    count: usize,
+    /// Its tracks, when there are several videos or audios.
+    multi: Option<Arc<tracks::SegmentTracks>>,
+}
+
+/// `Cache-Control` of a complete past range.
+const VOD_CACHE_CONTROL: &str = "max-age=60";
+/// How long a rendered VOD playlist is reused: its max-age, so a chunk lost
+/// or deleted since shows within the same minute a browser cache would.
+const RENDERED_TTL_MS: i64 = 60_000;
+/// Bytes of rendered playlists kept (a day's is ~330 kB, an hour's ~80 kB).
+const RENDERED_BYTES: usize = 32 << 20;
+
+/// Probed segments remembered (a few hundred bytes each); the cache is
+/// emptied when full, which costs one read per stream to refill.
+const PROBE_CACHE_ENTRIES: usize = 4096;
+
+/// The answer to a range with nothing in it.
+fn nothing_between(tape: &StreamTape, from: UtcMs, to: UtcMs) -> PackagerError {
+    PackagerError::NothingRecorded(format!(
+        "nothing recorded on {} between {} and {}",
+        tape.name(),
+        from.as_secs(),
+        to.as_secs()
+    ))
+}
+
+/// A track cut that failed, as an answer naming the segment.
+fn track_error(tape: &StreamTape, meta: &SegmentMeta, e: &tracks::SelectError) -> PackagerError {
+    PackagerError::NothingRecorded(format!(
+        "segment of {} at {}: {e}",
+        tape.name(),
+        meta.utc_start.as_secs()
+    ))
+}
+
 /// Serves every configured stream's tape.
 #[derive(Debug)]
 pub struct Packager {
     streams: RwLock<HashMap<String, StreamTape>>,
+    probes: Mutex<HashMap<(String, u64), Arc<Probed>>>,
+    /// Rendered complete VOD playlists by path and query: (expiry, body,
+    /// ETag).
+    rendered: Mutex<HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>>,
     clock: Arc<dyn Clock>,
     config: PackagerConfig,
 }
@@ -71,6 +129,8 @@ pub struct Packager {
 /// The query parameters the packager reads.
 #[derive(Debug, Default)]
 struct Query {
+    /// The `token=…` pair exactly as the client wrote it: middleware signs
+    /// or compares tokens byte for byte, so it is never re-encoded.
     token: Option<String>,
     event: bool,
     from: Option<String>,
@@ -88,9 +148,13 @@ struct Query {
 impl Query {
     fn parse(raw: Option<&str>) -> Query {
         let mut q = Query::default();
-        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let raw = raw.unwrap_or_default();
+        q.token = raw
+            .split('&')
+            .find(|pair| pair.starts_with("token="))
+            .map(str::to_owned);
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
             match &*key {
-                "token" => q.token = Some(value.into_owned()),
                 "event" => q.event = value == "true",
                 "from" => q.from = Some(value.into_owned()),
                 "to" => q.to = Some(value.into_owned()),
@@ -107,11 +171,7 @@ impl Query {
 
     /// The part of the query that must follow the player to segment URLs.
     fn carried(&self) -> Option<String> {
-        self.token.as_ref().map(|t| {
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", t)
-                .finish()
-        })
+        self.token.clone()
     }
 }
 
@@ -120,6 +180,8 @@ impl Packager {
     pub fn new(config: PackagerConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             streams: RwLock::default(),
+            probes: Mutex::default(),
+            rendered: Mutex::default(),
             clock,
             config,
         }
@@ -193,7 +255,11 @@ impl Packager {
             .ok_or_else(|| PackagerError::UnknownStream(playback.stream.to_owned()))?;
         let query = Query::parse(raw_query);
         let now = self.clock.now();
-        match playback.form {
+        let cache_key = format!("{path}?{}", raw_query.unwrap_or_default());
+        if let Some(hit) = self.cached_playlist(&cache_key, now) {
+            return Ok(hit);
+        }
+        let plan = match playback.form {
             Form::LivePlaylist(_) | Form::LiveMpegts if query.utc.is_some() => {
                 // Kodi's "shift": from `utc`, the clock started at `lutc`
                 // (or now), so the URL itself carries the timeline.
@@ -202,38 +268,38 @@ impl Packager {
                 if playback.form == Form::LiveMpegts {
                     return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
                 }
-                self.abs_playlist(&tape, at, started, &query, now).await
+                self.abs_playlist(&tape, at, started, &query, now).await?
             }
             Form::TimeshiftAbsPlaylist { at, .. } => {
                 let at = self.past_instant(at, now)?;
                 match query.started {
                     Some(started) => {
                         self.abs_playlist(&tape, at, UtcMs(started), &query, now)
-                            .await
+                            .await?
                     }
-                    None => Ok(redirect_with_start(path, raw_query, now)),
+                    None => return Ok(redirect_with_start(path, raw_query, now)),
                 }
             }
             Form::LivePlaylist(_) if tape.delay_ms() > 0 => {
                 let head = UtcMs(now.0 - tape.delay_ms());
                 let limit = WindowLimit::Count(self.config.live_window);
-                self.shifted_playlist(&tape, head, 0, limit, None, true, &query)
-                    .await
+                self.shifted_playlist(&tape, head, 0, limit, None, true)
+                    .await?
             }
             Form::LiveMpegts if tape.delay_ms() > 0 => {
                 let at = UtcMs(now.0 - tape.delay_ms());
-                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
             }
             Form::TimeshiftRelPlaylist { behind, .. } => {
                 let head = UtcMs(now.0 - i64::from(behind) * 1000);
                 let limit = WindowLimit::Count(self.config.live_window);
-                self.shifted_playlist(&tape, head, 0, limit, None, query.ignore_gaps, &query)
-                    .await
+                self.shifted_playlist(&tape, head, 0, limit, None, query.ignore_gaps)
+                    .await?
             }
             Form::Rewind { window, .. } => {
                 let limit = WindowLimit::Span(i64::from(window) * 1000);
-                self.shifted_playlist(&tape, now, 0, limit, None, true, &query)
-                    .await
+                self.shifted_playlist(&tape, now, 0, limit, None, true)
+                    .await?
             }
             Form::LiveMpegts => {
                 let start = tape
@@ -247,15 +313,15 @@ impl Packager {
                             tape.name()
                         ))
                     })?;
-                Ok(paced_mpegts(tape, start, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, start, Arc::clone(&self.clock)));
             }
             Form::TimeshiftAbsMpegts { at } => {
                 let at = self.past_instant(at, now)?;
-                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
             }
             Form::TimeshiftRelMpegts { behind } => {
                 let at = UtcMs(now.0 - i64::from(behind) * 1000);
-                Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)))
+                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
             }
             Form::LivePlaylist(_) => {
                 let segments: Vec<_> = tape
@@ -270,15 +336,18 @@ impl Packager {
                         tape.name()
                     )));
                 }
-                Ok(playlist_response(
-                    media_playlist(PlaylistKind::Live, &segments, query.carried().as_deref()),
-                    "no-cache",
-                ))
+                MediaPlan {
+                    kind: PlaylistKind::Live,
+                    segments,
+                    cache: "no-cache",
+                }
             }
             Form::RangePlaylist { from, end, .. } => {
                 let (from, to) = self.range(from, end, now)?;
-                let segments = self.recorded(&tape, from, to).await?;
-                let metas: Vec<_> = segments.iter().map(|s| s.meta).collect();
+                let metas = tape.metas_between(from, to).await?;
+                if metas.is_empty() {
+                    return Err(nothing_between(&tape, from, to));
+                }
                 let metas = coalesce(&metas, self.config.max_entries);
                 let complete = to <= now;
                 let kind = match end {
@@ -287,19 +356,20 @@ impl Packager {
                     RangeEnd::Duration(_) => PlaylistKind::Vod,
                 };
                 let cache = if kind == PlaylistKind::Vod && complete {
-                    "max-age=60"
+                    VOD_CACHE_CONTROL
                 } else {
                     "no-cache"
                 };
-                Ok(playlist_response(
-                    media_playlist(kind, &metas, query.carried().as_deref()),
+                MediaPlan {
+                    kind,
+                    segments: metas,
                     cache,
-                ))
+                }
             }
             Form::RangeMpegts { from, duration } => {
                 let (from, to) = self.range(from, RangeEnd::Duration(duration), now)?;
                 let segments = self.recorded(&tape, from, to).await?;
-                Ok(mpegts_download(tape, segments, ranged))
+                return Ok(mpegts_download(tape, segments, ranged));
             }
             Form::Segment {
                 start_second,
@@ -312,22 +382,264 @@ impl Packager {
                     .await?;
                 let run = segment_run(&candidates, start_second, duration_ms)
                     .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {path}")))?;
-                let mut bytes = Vec::new();
-                for segment in run {
-                    bytes.extend_from_slice(&tape.read(segment).await?);
-                }
-                let mut response = Response::new(Body::from(bytes));
+                let body = match (run, playback.tracks) {
+                    // The common case: the cached bytes as they are, no copy.
+                    ([one], None) => tape.read(one).await?,
+                    _ => {
+                        let mut bytes = Vec::new();
+                        for segment in run {
+                            let stored = tape.read(segment).await?;
+                            match playback.tracks {
+                                None => bytes.extend_from_slice(&stored),
+                                Some(tracks) => bytes.extend(
+                                    tracks::select(&stored, &tracks.numbers())
+                                        .map_err(|e| track_error(&tape, &segment.meta, &e))?,
+                                ),
+                            }
+                        }
+                        bytes::Bytes::from(bytes)
+                    }
+                };
+                // The URL names these bytes forever: tag them by name.
+                let etag = format!(
+                    "\"{:016x}\"",
+                    fnv1a(path.as_bytes()) ^ run[0].meta.seq ^ body.len() as u64
+                );
+                let mut response = Response::new(Body::from(body));
                 set(&mut response, header::CONTENT_TYPE, MPEGTS);
                 set(
                     &mut response,
                     header::CACHE_CONTROL,
                     "public, max-age=31536000, immutable",
                 );
-                Ok(response)
+                if let Ok(v) = HeaderValue::from_str(&etag) {
+                    response.headers_mut().insert(header::ETAG, v);
+                }
+                return Ok(response);
             }
-            Form::RecordingStatus => self.recording_status(&tape, &query, now).await,
-            other => Err(PackagerError::NotSupported(form_name(other))),
+            Form::RecordingStatus => return self.recording_status(&tape, &query, now).await,
+            other => return Err(PackagerError::NotSupported(form_name(other))),
+        };
+        // A complete past range is the same for a minute (its max-age):
+        // every viewer of a popular programme asks for the same URL.
+        let cacheable = plan.kind == PlaylistKind::Vod && plan.cache == VOD_CACHE_CONTROL;
+        let response = self
+            .render(&tape, &playback, path, raw_query, &query, plan)
+            .await?;
+        if !cacheable {
+            return Ok(response);
         }
+        Ok(self.cache_playlist(cache_key, response, now).await)
+    }
+
+    /// A rendered VOD playlist from the cache, if fresh.
+    fn cached_playlist(&self, key: &str, now: UtcMs) -> Option<Response> {
+        let rendered = self.lock_rendered();
+        let (expires, body, etag) = rendered.get(key)?;
+        if *expires <= now {
+            return None;
+        }
+        let mut response = Response::new(Body::from(body.clone()));
+        set(&mut response, header::CONTENT_TYPE, M3U8);
+        set(&mut response, header::CACHE_CONTROL, VOD_CACHE_CONTROL);
+        response.headers_mut().insert(header::ETAG, etag.clone());
+        Some(response)
+    }
+
+    /// Keeps a rendered VOD playlist for [`RENDERED_TTL_MS`] and answers it
+    /// with its ETag set, so it is hashed once, not per request.
+    async fn cache_playlist(&self, key: String, response: Response, now: UtcMs) -> Response {
+        let (mut parts, body) = response.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+            return Response::from_parts(parts, Body::empty());
+        };
+        let Ok(etag) = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))) else {
+            return Response::from_parts(parts, Body::from(body));
+        };
+        parts.headers.insert(header::ETAG, etag.clone());
+        let mut rendered = self.lock_rendered();
+        let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
+        if held + body.len() > RENDERED_BYTES {
+            rendered.retain(|_, (expires, _, _)| *expires > now);
+            let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
+            if held + body.len() > RENDERED_BYTES {
+                rendered.clear();
+            }
+        }
+        let expires = now.saturating_add_ms(RENDERED_TTL_MS);
+        rendered.insert(key, (expires, body.clone(), etag));
+        Response::from_parts(parts, Body::from(body))
+    }
+
+    fn lock_rendered(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>> {
+        self.rendered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The answer to a playlist form: its media playlist, or for a stream
+    /// with several tracks the master or variant playlist the flavor asks
+    /// for (see [`crate::master`]).
+    async fn render(
+        &self,
+        tape: &StreamTape,
+        playback: &Playback<'_>,
+        path: &str,
+        raw_query: Option<&str>,
+        query: &Query,
+        plan: MediaPlan,
+    ) -> Result<Response, PackagerError> {
+        let carried = query.carried();
+        let Some(first) = plan.segments.first() else {
+            let how = Rendering::default();
+            return Ok(playlist_response(
+                media_playlist(plan.kind, &[], how),
+                plan.cache,
+            ));
+        };
+        // A sliding window must say how many breaks slid out of it; ranges
+        // and events start where the URL says, so theirs are all in view.
+        let discontinuity_sequence = match plan.kind {
+            PlaylistKind::Live => tape.breaks_before(first).await?,
+            PlaylistKind::Event | PlaylistKind::Vod => 0,
+        };
+        let media = |prefix: &str| {
+            let how = Rendering {
+                prefix,
+                query: carried.as_deref(),
+                discontinuity_sequence,
+            };
+            playlist_response(media_playlist(plan.kind, &plan.segments, how), plan.cache)
+        };
+        let file = path.rsplit('/').next().unwrap_or_default();
+        if let Some(tracks) = playback.tracks {
+            // Checked against the window's first segment, so a wrong number
+            // is an answer, not a playlist of failing segments.
+            let probed = self.probe_or_warn(tape, first).await;
+            let count = probed.as_ref().map_or(usize::MAX, |p| p.count);
+            if let Some(asked) = tracks.numbers().into_iter().find(|&n| n > count) {
+                return Err(PackagerError::NothingRecorded(format!(
+                    "stream {} has no track {asked}: it has {count} tracks at {}",
+                    tape.name(),
+                    first.utc_start.as_secs()
+                )));
+            }
+            return Ok(media(""));
+        }
+        let flavor = match playback.form {
+            Form::LivePlaylist(f)
+            | Form::Rewind { flavor: f, .. }
+            | Form::RangePlaylist { flavor: f, .. }
+            | Form::TimeshiftAbsPlaylist { flavor: f, .. }
+            | Form::TimeshiftRelPlaylist { flavor: f, .. } => f,
+            _ => Flavor::Mono,
+        };
+        if flavor == Flavor::Mono {
+            return Ok(media(""));
+        }
+        // Only a program with several tracks changes the answer; a stream
+        // with one video and one audio keeps its one media playlist.
+        let probed = self.probe_or_warn(tape, first).await;
+        let Some(found) = probed.as_ref().and_then(|p| p.multi.as_deref()) else {
+            return Ok(media(""));
+        };
+        let whole_query = raw_query.filter(|q| !q.is_empty());
+        match flavor {
+            Flavor::Index | Flavor::Archive => Ok(playlist_response(
+                master_playlist(found, file, whole_query),
+                plan.cache,
+            )),
+            Flavor::Video => Ok(playlist_response(
+                video_variants(found, file, whole_query),
+                plan.cache,
+            )),
+            Flavor::VideoTrack(n) => {
+                let set = video_track_set(found, n).ok_or_else(|| {
+                    PackagerError::NothingRecorded(format!(
+                        "stream {} has no video track {n}",
+                        tape.name()
+                    ))
+                })?;
+                Ok(media(&format!("{}/", set.dir())))
+            }
+            Flavor::Mono => Ok(media("")),
+        }
+    }
+
+    /// [`Packager::probe_first`], or `None` (logged) when the segment cannot
+    /// be read: a playlist is still answered, as the media playlist of
+    /// every track, rather than failing for one unreadable segment.
+    async fn probe_or_warn(&self, tape: &StreamTape, meta: &SegmentMeta) -> Option<Arc<Probed>> {
+        match self.probe_first(tape, meta).await {
+            Ok(probed) => Some(probed),
+            Err(e) => {
+                tracing::warn!(stream = tape.name(), seq = meta.seq, error = %e, "cannot read the tracks of a segment, serving every track");
+                None
+            }
+        }
+    }
+
+    /// What the segment `meta` names holds, from a small cache: every
+    /// viewer of a live `index.m3u8` asks about the same first segment.
+    async fn probe_first(
+        &self,
+        tape: &StreamTape,
+        meta: &SegmentMeta,
+    ) -> Result<Arc<Probed>, PackagerError> {
+        let key = (tape.name().to_owned(), meta.seq);
+        if let Some(hit) = self.lock_probes().get(&key) {
+            return Ok(Arc::clone(hit));
+        }
+        let stored = self.stored_bytes(tape, meta).await?;
+        let program = tracks::program_of(&stored);
+        let count = program.as_ref().map_or(0, |p| p.streams.len());
+        let multi = program.is_some_and(|p| {
+            let count = |kind| p.streams.iter().filter(|s| s.codec.kind() == kind).count();
+            count(TrackKind::Video) > 1 || count(TrackKind::Audio) > 1
+        });
+        let probed = Arc::new(Probed {
+            count,
+            multi: multi
+                .then(|| tracks::probe(&stored, meta.duration))
+                .flatten()
+                .map(Arc::new),
+        });
+        let mut probes = self.lock_probes();
+        if probes.len() >= PROBE_CACHE_ENTRIES {
+            probes.clear();
+        }
+        probes.insert(key, Arc::clone(&probed));
+        Ok(probed)
+    }
+
+    fn lock_probes(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Arc<Probed>>> {
+        self.probes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stored bytes of the segment `meta` names.
+    async fn stored_bytes(
+        &self,
+        tape: &StreamTape,
+        meta: &SegmentMeta,
+    ) -> Result<bytes::Bytes, PackagerError> {
+        let found = tape
+            .segments_between(meta.utc_start, meta.utc_start.saturating_add_ms(1))
+            .await?;
+        let segment = found
+            .iter()
+            .find(|s| s.meta.seq == meta.seq)
+            .ok_or_else(|| {
+                PackagerError::NothingRecorded(format!(
+                    "segment {} of {} is gone",
+                    meta.seq,
+                    tape.name()
+                ))
+            })?;
+        tape.read(segment).await
     }
 
     /// An epoch second from a URL that must not lie in the future.
@@ -350,7 +662,7 @@ impl Packager {
         started: UtcMs,
         query: &Query,
         now: UtcMs,
-    ) -> Result<Response, PackagerError> {
+    ) -> Result<MediaPlan, PackagerError> {
         let head = if query.ignore_gaps {
             // Recorded time from `at` decides; a few hours past the wall
             // clock's head covers any gaps worth skipping.
@@ -368,12 +680,11 @@ impl Packager {
         };
         let limit = WindowLimit::Count(self.config.live_window);
         let lead = ABS_LEAD_MS.min(now.0 - head.0);
-        self.shifted_playlist(tape, head, lead, limit, Some(at), query.ignore_gaps, query)
+        self.shifted_playlist(tape, head, lead, limit, Some(at), query.ignore_gaps)
             .await
     }
 
     /// A live-style playlist whose window ends `lead_ms` past `head`.
-    #[allow(clippy::too_many_arguments)]
     async fn shifted_playlist(
         &self,
         tape: &StreamTape,
@@ -382,26 +693,23 @@ impl Packager {
         limit: WindowLimit,
         not_before: Option<UtcMs>,
         ignore_gaps: bool,
-        query: &Query,
-    ) -> Result<Response, PackagerError> {
+    ) -> Result<MediaPlan, PackagerError> {
         let reach = match limit {
             WindowLimit::Count(n) => i64::try_from(n).unwrap_or(6) * MAX_SEGMENT_MS,
             WindowLimit::Span(ms) => ms + MAX_SEGMENT_MS,
         };
-        let segments: Vec<_> = tape
-            .segments_between(
+        let segments = tape
+            .metas_between(
                 UtcMs(head.0 - reach),
                 head.saturating_add_ms(lead_ms + MAX_SEGMENT_MS),
             )
-            .await?
-            .into_iter()
-            .map(|s| s.meta)
-            .collect();
+            .await?;
         let shown = window(&segments, head, lead_ms, limit, not_before, ignore_gaps);
-        Ok(playlist_response(
-            media_playlist(PlaylistKind::Live, &shown, query.carried().as_deref()),
-            "no-cache",
-        ))
+        Ok(MediaPlan {
+            kind: PlaylistKind::Live,
+            segments: shown,
+            cache: "no-cache",
+        })
     }
 
     /// Checks and resolves a requested range to UTC milliseconds.
@@ -434,12 +742,7 @@ impl Packager {
     ) -> Result<Vec<TapeSegment>, PackagerError> {
         let segments = tape.segments_between(from, to).await?;
         if segments.is_empty() {
-            return Err(PackagerError::NothingRecorded(format!(
-                "nothing recorded on {} between {} and {}",
-                tape.name(),
-                from.as_secs(),
-                to.as_secs()
-            )));
+            return Err(nothing_between(tape, from, to));
         }
         Ok(segments)
     }
@@ -473,34 +776,48 @@ impl Packager {
                     }),
             }
         };
-        let from = bound(&query.from, UtcMs(0))?;
+        // Without `from`, the tape's start: a bitmap or a size check from
+        // 1970 would measure nothing useful.
+        let start = tape.extent().await?.map_or(now, |(from, _)| from);
+        let from = bound(&query.from, start)?;
         let to = bound(&query.to, now)?;
         if to < from {
             return Err(PackagerError::BadRequest(
                 "recording_status: to is before from".into(),
             ));
         }
-        let ranges: Vec<_> = tape
+        let asked = |what: &str| query.request.iter().any(|r| r == what);
+        let ranges: Vec<TimeRange> = tape
             .ranges(from, to, GAP_TOLERANCE_MS)
             .await?
-            .iter()
-            .map(|(a, b)| json!({ "from": a.as_secs(), "duration": (b.0 - a.0 + 999) / 1000 }))
+            .into_iter()
+            .map(|(from, to)| TimeRange { from, to })
             .collect();
-        let mut entry = serde_json::Map::new();
-        entry.insert("stream".into(), json!(name));
-        if query.request.is_empty() || query.request.iter().any(|r| r == "ranges") {
-            entry.insert("ranges".into(), json!(ranges));
+        let mut status = StreamStatus::new(&name);
+        let bitmap = hour_bitmap(ranges.iter().copied(), from, to);
+        if query.request.is_empty() || asked("ranges") {
+            // The seeds' forced brief answer: over four days, whole recorded
+            // hours unless the client insists.
+            let too_big = (to.0 - from.0) / 1000 > DETAILED_LIMIT_SECS && !asked("force_detailed");
+            status = if too_big {
+                status.with_ranges(&hour_ranges(&bitmap)).too_big_range()
+            } else {
+                status.with_ranges(&ranges)
+            };
         }
-        if query.request.iter().any(|r| r == "locks") {
+        if asked("hour_bitmap") {
+            status = status.with_hour_bitmap(bitmap);
+        }
+        if asked("locks") {
             let locks: Vec<_> = tape
                 .locks(now)
                 .await?
                 .into_iter()
                 .filter(|l| l.overlaps(from, to.max(now)))
                 .collect();
-            entry.insert("locks".into(), json!(locks));
+            status = status.with_locks(&locks);
         }
-        Ok(json_response(&json!([entry])))
+        Ok(json_response(&json!([status])))
     }
 }
 

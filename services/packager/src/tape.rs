@@ -46,6 +46,14 @@ pub trait ArchivedTape: Send + Sync + Debug {
         from: UtcMs,
         to: UtcMs,
     ) -> Result<Vec<TapeSegment>, PackagerError>;
+    /// Metadata of the archived segments overlapping `[from, to)`, oldest
+    /// first: [`ArchivedTape::segments_between`] without locations, for
+    /// playlists (a day's has 43,200 segments).
+    async fn metas_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<SegmentMeta>, PackagerError>;
     /// The bytes of an archived segment.
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
     /// Start and end of everything archived.
@@ -55,6 +63,11 @@ pub trait ArchivedTape: Send + Sync + Debug {
     fn ranges(&self, from: UtcMs, to: UtcMs) -> Vec<(UtcMs, UtcMs)>;
     /// The stream's locks (a copy at most a few seconds old).
     async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, PackagerError>;
+    /// Timeline breaks on the archived tape at or before `t`, each counted
+    /// at the segment after it.
+    async fn breaks_before(&self, t: UtcMs) -> Result<u64, PackagerError>;
+    /// The seq of the last archived segment.
+    fn last_seq(&self) -> Option<u64>;
 }
 
 /// A stream's whole tape.
@@ -140,6 +153,29 @@ impl StreamTape {
                     meta,
                     location: Location::LiveLog,
                 }),
+        );
+        Ok(out)
+    }
+
+    /// Metadata of the segments overlapping `[from, to)`, oldest first:
+    /// what [`StreamTape::segments_between`] finds, without locations.
+    pub async fn metas_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<SegmentMeta>, PackagerError> {
+        let mut out = match &self.archive {
+            Some(archive) => archive.metas_between(from, to).await?,
+            None => Vec::new(),
+        };
+        let archived_until = out.last().map(|m| m.seq);
+        out.extend(
+            self.live
+                .segments_between(from, to)
+                .await
+                .map_err(|e| self.live_error(&e))?
+                .into_iter()
+                .filter(|m| archived_until.is_none_or(|last| m.seq > last)),
         );
         Ok(out)
     }
@@ -233,6 +269,45 @@ impl StreamTape {
             }
         }
         Ok(merged)
+    }
+
+    /// The `EXT-X-DISCONTINUITY-SEQUENCE` of a window that starts with
+    /// `first`: every timeline break on the tape up to and including the one
+    /// just before it. Stateless, so every replica and every reload agrees:
+    /// archived breaks are summed from the catalog, the live log's are
+    /// counted after the archive's last segment. (Retention deleting a chunk
+    /// with breaks lowers the count; that happens days behind the window.)
+    pub async fn breaks_before(&self, first: &SegmentMeta) -> Result<u64, PackagerError> {
+        let (archived, last_seq, archived_end) = match &self.archive {
+            Some(a) => (
+                a.breaks_before(first.utc_start).await?,
+                a.last_seq(),
+                a.extent().await?.map(|(_, end)| end),
+            ),
+            None => (0, None, None),
+        };
+        if last_seq.is_some_and(|last| first.seq <= last) {
+            return Ok(archived);
+        }
+        let mut count = archived;
+        let mut previous_end = archived_end;
+        let from = archived_end.map_or(UtcMs(0), |end| UtcMs(end.0 - 1));
+        for meta in self
+            .live
+            .segments_between(from, first.utc_end())
+            .await
+            .map_err(|e| self.live_error(&e))?
+            .into_iter()
+            .filter(|m| last_seq.is_none_or(|last| m.seq > last) && m.seq <= first.seq)
+        {
+            if previous_end.is_some_and(|end| {
+                dvr_media::breaks_timeline(end, meta.utc_start, meta.flags.discontinuity)
+            }) {
+                count += 1;
+            }
+            previous_end = Some(meta.utc_end());
+        }
+        Ok(count)
     }
 
     /// The stream's locks; none without an archive.

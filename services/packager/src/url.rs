@@ -5,6 +5,11 @@
 //! right: the trailing components name the form and whatever precedes them
 //! is the stream. Parsing is pure and total: every path is either a
 //! [`Playback`] or a [`UrlError`] that says, in one line, what is wrong.
+//!
+//! Per-track playlists follow the seeds' Flussonic naming: a `tracks-1,2/`
+//! directory before any playlist or segment name selects tracks by number
+//! (1-based, in PMT order), and `videoN` is the flavor "N-th video track with
+//! every audio track".
 
 use std::fmt;
 
@@ -18,8 +23,12 @@ pub enum Flavor {
     Archive,
     /// `mono`: every track in one transport stream (the set-top-box form).
     Mono,
-    /// `video`: video variants only.
+    /// `video`: a variant playlist of `videoN` playlists (one per video
+    /// track), for set-top boxes that know no `EXT-X-MEDIA`.
     Video,
+    /// `videoN`: the N-th video track (1-based) and every audio track in one
+    /// transport stream.
+    VideoTrack(u8),
 }
 
 impl Flavor {
@@ -29,8 +38,67 @@ impl Flavor {
             "archive" => Some(Flavor::Archive),
             "mono" => Some(Flavor::Mono),
             "video" => Some(Flavor::Video),
-            _ => None,
+            _ => s
+                .strip_prefix("video")
+                .filter(|n| !n.starts_with('0'))
+                .and_then(|n| n.parse::<u8>().ok())
+                .map(Flavor::VideoTrack),
         }
+    }
+}
+
+/// Tracks picked by a `tracks-1,2/` directory: numbers 1 to 32, in PMT
+/// order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TrackSet(u32);
+
+impl TrackSet {
+    /// The largest track number a URL may name.
+    pub const MAX_TRACK: usize = 32;
+
+    /// The set of `numbers` (each 1..=32).
+    pub fn of(numbers: &[usize]) -> Option<TrackSet> {
+        let mut bits = 0u32;
+        for &n in numbers {
+            if n == 0 || n > Self::MAX_TRACK {
+                return None;
+            }
+            bits |= 1 << (n - 1);
+        }
+        (bits != 0).then_some(TrackSet(bits))
+    }
+
+    fn parse(list: &str) -> Result<TrackSet, UrlError> {
+        let bad = || {
+            UrlError::Invalid(format!(
+                "tracks-{list}: expected track numbers 1 to {} separated by commas",
+                Self::MAX_TRACK
+            ))
+        };
+        let numbers = list
+            .split(',')
+            .map(|n| {
+                n.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| n.parse::<usize>().ok())
+                    .flatten()
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        TrackSet::of(&numbers).ok_or_else(bad)
+    }
+
+    /// The track numbers, ascending.
+    pub fn numbers(self) -> Vec<usize> {
+        (1..=Self::MAX_TRACK)
+            .filter(|n| self.0 & (1 << (n - 1)) != 0)
+            .collect()
+    }
+
+    /// The directory name, `tracks-1,2`.
+    pub fn dir(self) -> String {
+        let numbers: Vec<String> = self.numbers().iter().map(ToString::to_string).collect();
+        format!("tracks-{}", numbers.join(","))
     }
 }
 
@@ -90,6 +158,8 @@ pub struct Playback<'a> {
     pub stream: &'a str,
     /// What is asked for.
     pub form: Form,
+    /// Tracks picked by a `tracks-…/` directory; `None` for all of them.
+    pub tracks: Option<TrackSet>,
 }
 
 /// Why a path is not a playback URL.
@@ -114,6 +184,33 @@ impl std::error::Error for UrlError {}
 
 /// Parses a request path (without query string), e.g. `/ort/index-1700000000-3600.m3u8`.
 pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
+    let mut playback = parse_form(path)?;
+    let Some((stream, dir)) = playback.stream.rsplit_once('/') else {
+        return Ok(playback);
+    };
+    let Some(list) = dir.strip_prefix("tracks-") else {
+        return Ok(playback);
+    };
+    let tracks = TrackSet::parse(list)?;
+    match playback.form {
+        Form::LivePlaylist(_)
+        | Form::Rewind { .. }
+        | Form::RangePlaylist { .. }
+        | Form::TimeshiftAbsPlaylist { .. }
+        | Form::TimeshiftRelPlaylist { .. }
+        | Form::Segment { .. } => {}
+        _ => {
+            return Err(UrlError::Invalid(format!(
+                "{dir}/ picks tracks of HLS playlists and segments only"
+            )))
+        }
+    }
+    playback.stream = stream;
+    playback.tracks = Some(tracks);
+    Ok(playback)
+}
+
+fn parse_form(path: &str) -> Result<Playback<'_>, UrlError> {
     let path = path.strip_prefix('/').unwrap_or(path);
     let parts: Vec<&str> = path.split('/').collect();
     let n = parts.len();
@@ -134,6 +231,7 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
             return Ok(Playback {
                 stream: stream_of(6)?,
                 form,
+                tracks: None,
             });
         }
     }
@@ -144,6 +242,7 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         return Ok(Playback {
             stream: stream_of(4)?,
             form: Form::RangeMpegts { from, duration },
+            tracks: None,
         });
     }
     // timeshift_abs/T and timeshift_rel/N
@@ -161,6 +260,7 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
             return Ok(Playback {
                 stream: stream_of(2)?,
                 form,
+                tracks: None,
             });
         }
     }
@@ -169,6 +269,7 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
     Ok(Playback {
         stream: stream_of(1)?,
         form,
+        tracks: None,
     })
 }
 
@@ -229,6 +330,9 @@ fn last_component_form(last: &str) -> Result<Option<Form>, UrlError> {
     let Some((stem, ext)) = last.rsplit_once('.') else {
         return Ok(None);
     };
+    if let (Some(flavor @ Flavor::VideoTrack(_)), "m3u8") = (Flavor::parse(stem), ext) {
+        return Ok(Some(Form::LivePlaylist(flavor)));
+    }
     let fields: Vec<&str> = stem.split('-').collect();
     let known = Flavor::parse(fields[0]).is_some()
         || fields[0].starts_with("timeshift_")
@@ -454,6 +558,55 @@ mod tests {
             }
         );
         assert_eq!(parse("/live/ort/index.m3u8").unwrap().stream, "live/ort");
+    }
+
+    #[test]
+    fn track_directories_and_video_n() {
+        let p = parse("/live/ort/tracks-1,3/index-1700000000-60.m3u8").unwrap();
+        assert_eq!(p.stream, "live/ort");
+        assert_eq!(p.tracks.unwrap().numbers(), [1, 3]);
+        assert_eq!(p.tracks.unwrap().dir(), "tracks-1,3");
+        let p = parse("/ort/tracks-2/2026/11/21/14/05/32-02000.ts").unwrap();
+        assert_eq!((p.stream, p.tracks.unwrap().numbers()), ("ort", vec![2]));
+        assert!(matches!(p.form, Form::Segment { .. }));
+        assert_eq!(
+            parse("/ort/tracks-1/timeshift_rel-360.m3u8")
+                .unwrap()
+                .tracks,
+            TrackSet::of(&[1])
+        );
+        assert!(matches!(
+            parse("/ort/tracks-0/index.m3u8"),
+            Err(UrlError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("/ort/tracks-1,x/index.m3u8"),
+            Err(UrlError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("/ort/tracks-1/archive-1700000000-60.ts"),
+            Err(UrlError::Invalid(_))
+        ));
+        assert_eq!(
+            form("/ort/video2.m3u8"),
+            Form::LivePlaylist(Flavor::VideoTrack(2))
+        );
+        assert_eq!(
+            form("/ort/video1-1362504585-3600.m3u8"),
+            Form::RangePlaylist {
+                flavor: Flavor::VideoTrack(1),
+                from: 1_362_504_585,
+                end: RangeEnd::Duration(3600)
+            }
+        );
+        assert_eq!(
+            form("/ort/video1-timeshift_abs-1508403742.m3u8"),
+            Form::TimeshiftAbsPlaylist {
+                flavor: Flavor::VideoTrack(1),
+                at: 1_508_403_742
+            }
+        );
+        assert_eq!(parse("/ort/video0.m3u8"), Err(UrlError::Unknown));
     }
 
     #[test]

@@ -38,8 +38,8 @@ async fn range_playlist_crosses_the_gap_with_a_discontinuity() {
     assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
     assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-21T14:00:30.000Z\n"));
     assert!(
-        text.contains("2026/11/21/14/00/02-02000.ts?token=s3cr+t\n"),
-        "token kept: {text}"
+        text.contains("2026/11/21/14/00/02-02000.ts?token=s3cr%20t\n"),
+        "token kept as written: {text}"
     );
     assert_eq!(text.matches("#EXTINF").count(), 14);
 }
@@ -84,6 +84,89 @@ async fn recording_status_brief_and_ranges() {
         v[0]["ranges"],
         serde_json::json!([{"from": T0, "duration": 20}, {"from": T0 + 30, "duration": 10}])
     );
+}
+
+#[tokio::test]
+async fn recording_status_hour_bitmap_and_the_too_big_range_brief() {
+    let f = fixture();
+    let status = |query: String| {
+        let f = &f;
+        async move {
+            let (status, ctype, body) =
+                get(f, &format!("/ort/recording_status.json?{query}")).await;
+            assert_eq!(
+                (status, ctype.as_str()),
+                (StatusCode::OK, "application/json")
+            );
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    // Several values in one `request=`; the bitmap starts at the hour
+    // holding `from` and has one character per hour up to now.
+    let v = status(format!(
+        "from={}&to=now&request=ranges,hour_bitmap",
+        T0 - 7200
+    ))
+    .await;
+    assert_eq!(v[0]["hour_bitmap"], "001", "{v}");
+    assert_eq!(v[0]["hour_bitmap_from"], T0 - 7200);
+    assert_eq!(v[0]["ranges"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v[0].get("warning").is_none(), "{v}");
+    // Only the bitmap when only the bitmap is asked for; from the tape's
+    // start when there is no `from`.
+    let v = status("request=hour_bitmap".into()).await;
+    assert_eq!(v[0]["hour_bitmap"], "1", "{v}");
+    assert!(v[0].get("ranges").is_none(), "{v}");
+    // Over four days: whole recorded hours and the seeds' warning ...
+    let long = T0 - 5 * 86_400;
+    let v = status(format!("from={long}&request=ranges")).await;
+    assert_eq!(v[0]["warning"], "too_big_range", "{v}");
+    assert_eq!(
+        v[0]["ranges"],
+        serde_json::json!([{"from": T0, "duration": 3600}])
+    );
+    // ... unless the client insists.
+    let v = status(format!("from={long}&request=ranges,force_detailed")).await;
+    assert!(v[0].get("warning").is_none(), "{v}");
+    assert_eq!(
+        v[0]["ranges"],
+        serde_json::json!([{"from": T0, "duration": 20}, {"from": T0 + 30, "duration": 10}])
+    );
+}
+
+#[tokio::test]
+async fn event_true_is_an_event_until_the_range_is_complete_then_vod() {
+    let f = fixture();
+    // Now is T0+41; T0+30..T0+50 reaches into the future.
+    let uri = format!("/ort/index-{}-20.m3u8?event=true", T0 + 30);
+    let response = |f: &support::Fixture, uri: String| {
+        let router = f.router.clone();
+        async move {
+            use tower::ServiceExt;
+            let r = router
+                .oneshot(
+                    axum::http::Request::get(uri)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let cache = r.headers()["cache-control"].to_str().unwrap().to_owned();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            (cache, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (cache, text) = response(&f, uri.clone()).await;
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{text}");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert_eq!(cache, "no-cache");
+    assert_eq!(text.matches("#EXTINF:").count(), 5, "{text}");
+    // Once the range is over it is VOD, closed and cacheable.
+    f.clock.advance_ms(10_000);
+    let (cache, text) = response(&f, uri).await;
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{text}");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    assert_eq!(cache, "max-age=60");
 }
 
 #[tokio::test]

@@ -6,8 +6,7 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use futures_util::StreamExt;
-use support::{fixture, get, Fixture, T0};
+use support::{first_bytes, fixture, get, sizes, Fixture, T0};
 use tower::ServiceExt;
 
 /// The media sequence and the number of segments of a playlist.
@@ -102,30 +101,6 @@ async fn kodi_shift_plays_from_utc_as_of_lutc() {
     let (status, _, body) = get(&f, &format!("/ort/index.m3u8?utc={}", T0 + 100)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8(body).unwrap().contains("future"));
-}
-
-/// The first `n` bytes of an endless response.
-async fn first_bytes(f: &Fixture, uri: &str, n: usize) -> Vec<u8> {
-    let response = f
-        .router
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{uri}");
-    assert_eq!(response.headers()["content-type"], "video/mp2t");
-    let mut body = response.into_body().into_data_stream();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let chunk = body.next().await.expect("the stream never ends").unwrap();
-        out.extend_from_slice(&chunk);
-    }
-    out
-}
-
-/// Each fixture segment k is 188 * (k + 1) bytes.
-fn sizes(seqs: std::ops::Range<usize>) -> usize {
-    seqs.map(|k| 188 * (k + 1)).sum()
 }
 
 #[tokio::test(start_paused = true)]

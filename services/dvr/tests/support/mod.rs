@@ -61,15 +61,24 @@ pub fn start_dvr(config: &Path, data: &Path) -> Child {
 /// order) into a local archive under `dir`, in 2 s segments, and returns
 /// its path.
 pub fn write_config(dir: &Path, http: u16, inputs: &[String]) -> PathBuf {
-    let inputs: Vec<String> = inputs.iter().map(|i| format!("\"{i}\"")).collect();
+    write_config_streams(dir, http, &[("ch1", inputs.to_vec())])
+}
+
+/// [`write_config`] for several streams, each `(name, inputs)`.
+pub fn write_config_streams(dir: &Path, http: u16, streams: &[(&str, Vec<String>)]) -> PathBuf {
     let config = dir.join("dvr.yaml");
-    let yaml = format!(
-        "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
-         streams:\n  ch1:\n    inputs: [ {} ]\n    \
-         dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
-        dir.display(),
-        inputs.join(", ")
+    let mut yaml = format!(
+        "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\nstreams:\n",
+        dir.display()
     );
+    for (name, inputs) in streams {
+        let inputs: Vec<String> = inputs.iter().map(|i| format!("\"{i}\"")).collect();
+        yaml.push_str(&format!(
+            "  {name}:\n    inputs: [ {} ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+            inputs.join(", ")
+        ));
+    }
     std::fs::write(&config, yaml).unwrap();
     config
 }

@@ -12,6 +12,7 @@ use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{SimulatedClock, Ticks, UtcMs};
 use dvr_media::{CodecSummary, Segment, SegmentFlags};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
+use futures_util::StreamExt;
 use tower::ServiceExt;
 
 /// 2026-11-21T14:00:00Z
@@ -36,7 +37,7 @@ pub struct Fixture {
     pub router: axum::Router,
     pub packager: Arc<Packager>,
     pub clock: Arc<SimulatedClock>,
-    _dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
 }
 
 /// Ten 2 s segments from T0, a 10 s gap, then five more; now is 1 s after the end.
@@ -93,4 +94,28 @@ pub async fn get(f: &Fixture, uri: &str) -> (StatusCode, String, Vec<u8>) {
         .unwrap()
         .to_vec();
     (status, ctype, body)
+}
+
+/// The first `n` bytes of an endless response.
+pub async fn first_bytes(f: &Fixture, uri: &str, n: usize) -> Vec<u8> {
+    let response = f
+        .router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    assert_eq!(response.headers()["content-type"], "video/mp2t");
+    let mut body = response.into_body().into_data_stream();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let chunk = body.next().await.expect("the stream never ends").unwrap();
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+/// Each fixture segment k is 188 * (k + 1) bytes.
+pub fn sizes(seqs: std::ops::Range<usize>) -> usize {
+    seqs.map(|k| 188 * (k + 1)).sum()
 }

@@ -1,0 +1,446 @@
+//! The packager's HTTP speed against nginx, measured with wrk on loopback
+//! in one run (issue 6):
+//!
+//! - a 24-hour archive playlist: p99 latency with a warm catalog, one
+//!   connection (so the figure is the generation time plus loopback HTTP,
+//!   not queueing), every request a new URL (its start moves by a second)
+//!   so each is generated, not served from the rendered-playlist cache;
+//!   beside nginx serving the same bytes;
+//! - a 1-hour archive playlist: requests per second, one URL (a popular
+//!   programme: generated once, then served from the cache), beside nginx
+//!   serving the same bytes as a static file; and the same with every
+//!   request a new URL, generated each time;
+//! - 1 MiB segments from the packager's memory cache: throughput, beside
+//!   nginx serving the same files with sendfile;
+//! - memory per 1,000 concurrent `timeshift_abs-T.ts` viewers (RSS growth
+//!   of this process while wrk holds the streams open).
+//!
+//! The archive is written here through the archive store, as the recorder
+//! writes it: 24 hourly chunks of 1,800 small 2 s segments (PAT, PMT and
+//! filler: the playlist figures do not read segment bytes) and one chunk of
+//! 1 MiB segments. Run by `bench/packager.sh`, which installs wrk and nginx,
+//! starts nginx on a loopback port and passes `DVR_BENCH_NGINX`,
+//! `DVR_BENCH_NGINX_ROOT` and `DVR_BENCH_WRK`. What is measured and why:
+//! bench/README.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dvr_archive::store::ArchiveStore;
+use dvr_archive::{ChunkIndex, ChunkKey};
+use dvr_bus::{SegmentLog, SegmentLogOptions};
+use dvr_common::fuzz_corpus::repo_path;
+use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
+use dvr_media::{CodecSummary, SegmentFlags};
+use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_storage::{StorageConfig, StorageUri};
+
+/// Segments per hourly chunk: 2 s each.
+const PER_HOUR: u64 = 1800;
+/// 1 MiB segments served from the cache (and as files by nginx).
+const BIG_SEGMENTS: u64 = 32;
+/// Packets in a "1 MiB" segment: 5,577 × 188 = 1,048,476 bytes.
+const BIG_PACKETS: usize = 5577;
+/// Concurrent `timeshift_abs-T.ts` viewers.
+const VIEWERS: usize = 1000;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run bench/packager.sh"))
+}
+
+/// A segment of `packets` packets: PAT and PMT of a real H.264 + AAC
+/// program, then null packets.
+fn payload(psi: &[u8], packets: usize) -> Bytes {
+    let mut out = BytesMut::with_capacity(packets * 188);
+    out.extend_from_slice(psi);
+    let mut null = [0xffu8; 188];
+    null[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+    while out.len() < packets * 188 {
+        out.extend_from_slice(&null);
+    }
+    out.freeze()
+}
+
+/// Writes one chunk of `count` 2 s segments of `segment` from `start`.
+async fn write_chunk(
+    store: &ArchiveStore,
+    storage: &Arc<dyn dvr_storage::Storage>,
+    stream: &StreamName,
+    start: UtcMs,
+    first_seq: u64,
+    count: u64,
+    segment: &Bytes,
+) {
+    let key = ChunkKey::new(stream.clone(), start, first_seq);
+    let mut body = BytesMut::with_capacity(segment.len() * count as usize);
+    for _ in 0..count {
+        body.extend_from_slice(segment);
+    }
+    storage
+        .put(&key.ts_key(), body.freeze())
+        .await
+        .expect("put chunk");
+    let flags = SegmentFlags {
+        discontinuity: false,
+        independent: true,
+    };
+    let length = u32::try_from(segment.len()).expect("segment size");
+    let index = ChunkIndex::from_segments(
+        CodecSummary::default(),
+        (0..count).map(|i| {
+            let t = start.saturating_add_ms(2000 * i as i64);
+            (
+                first_seq + i,
+                t,
+                Ticks::from_ms(2000),
+                Ticks(0),
+                length,
+                flags,
+            )
+        }),
+    );
+    store.commit_chunk(key, index).await.expect("commit chunk");
+}
+
+/// What wrk reported.
+#[derive(Debug, Default)]
+struct Wrk {
+    requests_per_sec: f64,
+    bytes_per_sec: f64,
+    p99_ms: f64,
+    p50_ms: f64,
+}
+
+fn wrk(args: &[&str], url: &str) -> Wrk {
+    let out = Command::new(env("DVR_BENCH_WRK"))
+        .args(args)
+        .arg("--latency")
+        .arg(url)
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "wrk {url}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk {url}: errors\n{text}"
+    );
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("wrk {url}: no {name:?} in\n{text}"))
+            .to_owned()
+    };
+    Wrk {
+        requests_per_sec: field("Requests/sec:").parse().expect("requests/sec"),
+        bytes_per_sec: bytes(&field("Transfer/sec:")),
+        p99_ms: millis(&field("99%")),
+        p50_ms: millis(&field("50%")),
+    }
+}
+
+/// `1.23ms`, `456.00us`, `1.2s` in milliseconds.
+fn millis(s: &str) -> f64 {
+    let (number, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (s.strip_suffix('s').unwrap_or(s), 1000.0)
+    };
+    number.parse::<f64>().expect("a wrk latency") * scale
+}
+
+/// `250.31MB`, `1.02GB`, `812.00KB`, `10B` in bytes.
+fn bytes(s: &str) -> f64 {
+    let units = [
+        ("GB", 1e0 * (1u64 << 30) as f64),
+        ("MB", (1u64 << 20) as f64),
+        ("KB", 1024.0),
+        ("B", 1.0),
+    ];
+    for (unit, scale) in units {
+        if let Some(n) = s.strip_suffix(unit) {
+            return n.parse::<f64>().expect("a wrk size") * scale;
+        }
+    }
+    panic!("wrk transfer rate {s:?}")
+}
+
+/// This process's resident set size, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Open file descriptors of this process (one per accepted connection).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).await.expect("read");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("chunked"),
+        "GET {path}: chunked"
+    );
+    response[split + 4..].to_vec()
+}
+
+fn put_file(root: &Path, path: &str, bytes: &[u8]) {
+    let file = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(file.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(file, bytes).expect("write nginx file");
+}
+
+fn row(name: &str, ours: f64, peer: f64, unit: &str, verdict: &str) {
+    println!("{name:<44} {ours:>12.2} {peer:>12.2}  {unit:<8} {verdict}");
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo test --all-targets` builds and runs benches as tests, without
+    // wrk and nginx; only `cargo bench` (which passes --bench) measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("packager_http is a benchmark: run bench/packager.sh (make bench)");
+        return;
+    }
+    let secs = std::env::var("DVR_BENCH_SECS").unwrap_or_else(|_| "5".into());
+    let duration = format!("{secs}s");
+    let nginx: SocketAddr = env("DVR_BENCH_NGINX").parse().expect("DVR_BENCH_NGINX");
+    let www = PathBuf::from(env("DVR_BENCH_NGINX_ROOT"));
+
+    let clip = std::fs::read(repo_path("testdata/h264_aac_720p.ts")).expect("the test clip");
+    let program = dvr_media::tracks::program_of(&clip).expect("a program in the clip");
+    let mut psi = BytesMut::new();
+    program.write_psi(&mut psi, &mut 0, &mut 0);
+    let small = payload(&psi, 8);
+    let big = payload(&psi, BIG_PACKETS);
+
+    // The archive: 24 whole hours ending an hour ago (and the 1 MiB
+    // segments in the first of them), on a real clock so paced streams run
+    // in real time; a day from any second of its first hour is complete.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let uri = StorageUri::parse(&format!(
+        "file://{}",
+        scratch.path().join("archive").display()
+    ))
+    .expect("uri");
+    let storage = dvr_storage::resolve(&uri, &StorageConfig::default()).expect("storage");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let start = UtcMs(clock.now().floor_hour().0 - 25 * 3_600_000);
+    let (day, hd): (StreamName, StreamName) =
+        ("day".parse().expect("name"), "hd".parse().expect("name"));
+    let writer = ArchiveStore::new(Arc::clone(&storage));
+    for h in 0..24 {
+        let at = start.saturating_add_ms(h as i64 * 3_600_000);
+        write_chunk(&writer, &storage, &day, at, h * PER_HOUR, PER_HOUR, &small).await;
+    }
+    write_chunk(&writer, &storage, &hd, start, 0, BIG_SEGMENTS, &big).await;
+
+    // A packager as a replica starts: the catalog loaded from the archive.
+    let store = Arc::new(ArchiveStore::new(Arc::clone(&storage)));
+    store.load(&day).await.expect("load day");
+    store.load(&hd).await.expect("load hd");
+    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
+    for (name, live) in [(&day, "live-day"), (&hd, "live-hd")] {
+        let log = SegmentLog::open(scratch.path().join(live), SegmentLogOptions::default())
+            .expect("live log");
+        let tape = StoreTape::new(name.clone(), Arc::clone(&store));
+        packager.add_stream(StreamTape::new(
+            name.as_str(),
+            Arc::new(log),
+            Some(Arc::new(tape)),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ours = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, packager.router()).await });
+
+    // The same bytes for nginx, under the same paths.
+    let from = start.as_secs();
+    let day_path = format!("/day/archive-{from}-86400.m3u8");
+    let hour_path = format!("/day/archive-{}-3600.m3u8", from + 12 * 3600);
+    for path in [&day_path, &hour_path] {
+        // The first request also warms the indexes: "a warm catalog".
+        let body = get(ours, path).await;
+        put_file(&www, path, &body);
+    }
+    let hd_playlist =
+        String::from_utf8(get(ours, &format!("/hd/archive-{from}-64.m3u8")).await).expect("utf-8");
+    let segment_paths: Vec<String> = hd_playlist
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("/hd/{l}"))
+        .collect();
+    assert_eq!(segment_paths.len(), BIG_SEGMENTS as usize, "{hd_playlist}");
+    for path in &segment_paths {
+        let body = get(ours, path).await; // into the memory cache
+        assert_eq!(body.len(), big.len());
+        put_file(&www, path, &body);
+    }
+    let rotate = |name: &str, paths: &[String]| {
+        let lua = scratch.path().join(name);
+        let list: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
+        std::fs::write(
+            &lua,
+            format!(
+                "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n",
+                list.join(",")
+            ),
+        )
+        .expect("lua");
+        lua.to_str().expect("utf-8 path").to_owned()
+    };
+    let lua = rotate("segments.lua", &segment_paths);
+    // Every request a new URL: the start moves one second each time.
+    let days: Vec<String> = (0..3600)
+        .map(|i| format!("/day/archive-{}-86400.m3u8", from + i))
+        .collect();
+    let days = rotate("days.lua", &days);
+    let hours: Vec<String> = (0..3600)
+        .map(|i| format!("/day/archive-{}-3600.m3u8", from + 12 * 3600 + i))
+        .collect();
+    let hours = rotate("hours.lua", &hours);
+    let url = |addr: SocketAddr, path: &str| format!("http://{addr}{path}");
+    let entries =
+        String::from_utf8(std::fs::read(www.join(day_path.trim_start_matches('/'))).expect("read"))
+            .expect("utf-8")
+            .matches("#EXTINF")
+            .count();
+
+    // Viewers first, before the other rows have grown the heap (memory
+    // they free would be reused and hide the viewers' cost): wrk holds
+    // VIEWERS endless responses open; RSS is sampled while they play (the
+    // first seconds send the 3 s lead at once).
+    let viewers_url = url(ours, &format!("/hd/timeshift_abs-{from}.ts"));
+    let fds_before = open_fds();
+    let before = rss_kib();
+    let conns = VIEWERS.to_string();
+    let mut held = Command::new(env("DVR_BENCH_WRK"))
+        .args([
+            "-t2",
+            "-c",
+            &conns,
+            "-d",
+            "12s",
+            "--timeout",
+            "60s",
+            &viewers_url,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run wrk");
+    let mut peak = before;
+    let mut peak_fds = fds_before;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(rss_kib());
+        peak_fds = peak_fds.max(open_fds());
+    }
+    let _ = held.wait();
+    let connected = peak_fds.saturating_sub(fds_before);
+    let viewers_row = format!(
+        "{:<44} {:>12.1} {:>12}  {:<8} {connected} connections seen, RSS {} -> {} MiB",
+        format!("{VIEWERS} timeshift_abs-T.ts viewers, per viewer"),
+        (peak.saturating_sub(before)) as f64 / VIEWERS as f64,
+        "-",
+        "KiB",
+        before >> 10,
+        peak >> 10
+    );
+
+    println!();
+    println!(
+        "packager vs nginx over loopback, wrk {duration} per row (24 h = {} segments in {entries} entries)",
+        24 * PER_HOUR
+    );
+    println!(
+        "{:<44} {:>12} {:>12}  {:<8} target",
+        "", "packager", "nginx", "unit"
+    );
+    let single = ["-t1", "-c1", "-d", &duration];
+    let a = wrk(&[&single[..], &["-s", &days]].concat(), &url(ours, "/"));
+    let b = wrk(&single, &url(nginx, &day_path));
+    row(
+        "24 h archive playlist, p99 latency",
+        a.p99_ms,
+        b.p99_ms,
+        "ms",
+        &format!("< 5 ms: {}", if a.p99_ms < 5.0 { "met" } else { "MISSED" }),
+    );
+    row(
+        "24 h archive playlist, p50 latency",
+        a.p50_ms,
+        b.p50_ms,
+        "ms",
+        "",
+    );
+    let many = ["-t2", "-c16", "-d", &duration];
+    let (a, b) = (
+        wrk(&many, &url(ours, &hour_path)),
+        wrk(&many, &url(nginx, &hour_path)),
+    );
+    let share = a.requests_per_sec / b.requests_per_sec;
+    row(
+        "1 h archive playlist, requests/s",
+        a.requests_per_sec,
+        b.requests_per_sec,
+        "req/s",
+        &format!(
+            ">= 50 % of nginx: {:.0} % {}",
+            share * 100.0,
+            if share >= 0.5 { "met" } else { "MISSED" }
+        ),
+    );
+    let fresh = wrk(&[&many[..], &["-s", &hours]].concat(), &url(ours, "/"));
+    row(
+        "1 h playlist, every URL new (generated), req/s",
+        fresh.requests_per_sec,
+        b.requests_per_sec,
+        "req/s",
+        "(no target: the cache's miss cost)",
+    );
+    let segs = ["-t2", "-c8", "-d", &duration, "-s", &lua];
+    let (a, b) = (wrk(&segs, &url(ours, "/")), wrk(&segs, &url(nginx, "/")));
+    let share = a.bytes_per_sec / b.bytes_per_sec;
+    row(
+        "1 MiB segments from cache, MiB/s",
+        a.bytes_per_sec / f64::from(1 << 20),
+        b.bytes_per_sec / f64::from(1 << 20),
+        "MiB/s",
+        &format!(
+            ">= 80 % of nginx: {:.0} % {}",
+            share * 100.0,
+            if share >= 0.8 { "met" } else { "MISSED" }
+        ),
+    );
+    println!("{viewers_row}");
+}
