@@ -13,7 +13,8 @@ pub mod message;
 pub mod names;
 
 pub use message::{
-    AuthDecision, AuthReply, AuthRequest, Event, EventKind, LeaseRecord, ProtoError, SegmentDescriptor, SessionRecord, Versioned,
+    AuthDecision, AuthReply, AuthRequest, Event, EventKind, LeaseRecord, ProtoError,
+    SegmentDescriptor, SessionRecord, Versioned,
 };
 pub use names::*;
 

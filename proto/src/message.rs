@@ -335,7 +335,11 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 5, "descriptor, lease, event, auth request, auth reply");
+        assert_eq!(
+            blocks.len(),
+            5,
+            "descriptor, lease, event, auth request, auth reply"
+        );
         let d = SegmentDescriptor::decode(blocks[0].as_bytes()).unwrap();
         assert_eq!(
             (d.meta.seq, d.object.as_str()),

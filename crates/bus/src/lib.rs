@@ -14,6 +14,9 @@ pub mod error;
 pub mod kv;
 pub mod live_log;
 pub mod nats;
+pub mod request;
+#[cfg(feature = "testsuite")]
+pub mod request_suite;
 pub mod segment_log;
 #[cfg(feature = "testsuite")]
 pub mod testserver;
@@ -23,5 +26,6 @@ pub mod testsuite;
 pub use error::BusError;
 pub use kv::{Kv, KvEntry, KvOp, KvWatch, MemoryKv};
 pub use live_log::LiveLog;
-pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsKv, NatsLiveLog};
+pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsKv, NatsLiveLog, NatsRequests};
+pub use request::{IncomingRequest, MemoryRequests, RequestStream, Requester, Responder};
 pub use segment_log::{SegmentLog, SegmentLogOptions};
