@@ -36,7 +36,7 @@ async fn exercise(name: &str, requester: Arc<dyn Requester>, responder: Arc<dyn 
         loop {
             match auth.check(&ask(&token)).await {
                 Err(BusError::NoResponders { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 other => return other,
             }
