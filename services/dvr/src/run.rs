@@ -117,7 +117,11 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let config = &run_config.node;
     let listen = args.listen.unwrap_or(config.http.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
+    let mut packager = Packager::new(PackagerConfig::default(), Arc::clone(&clock));
+    if let Some(gate) = auth_gate(config, &clock) {
+        packager = packager.with_auth(gate);
+    }
+    let packager = Arc::new(packager);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut archives: HashMap<String, Arc<ArchiveStore>> = HashMap::new();
     let mut running = Vec::new();
@@ -156,8 +160,11 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     print_urls(listener.local_addr().unwrap_or(listen), config, clock.now());
-    let server = axum::serve(listener, Arc::clone(&packager).router())
-        .with_graceful_shutdown(shutdown_signal());
+    // The peer address is the client's for play authorization.
+    let app = Arc::clone(&packager)
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     server.await.context("HTTP server failed")?;
 
     info!("shutting down: closing the open segments and copying them to the archive");
@@ -173,6 +180,28 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         let _ = recorder.await;
     }
     Ok(())
+}
+
+/// Play authorization in process, when any stream has a policy: the
+/// engine answers the packager directly and records sessions in an
+/// in-memory sessions bucket.
+fn auth_gate(config: &Config, clock: &Arc<dyn Clock>) -> Option<Arc<dvr_packager::Gate>> {
+    let protected = config
+        .streams
+        .keys()
+        .filter(|s| config.auth_of(s).is_some())
+        .count();
+    if protected == 0 {
+        return None;
+    }
+    let sessions: Arc<dyn dvr_bus::Kv> =
+        Arc::new(dvr_bus::MemoryKv::new(dvr_proto::SESSIONS_KV_BUCKET));
+    let engine = dvr_auth::Engine::new(config, Arc::clone(clock), Some(sessions));
+    info!(streams = protected, "play authorization on");
+    Some(Arc::new(dvr_packager::Gate::new(
+        Arc::new(engine),
+        config.http.trust_forwarded_for,
+    )))
 }
 
 async fn open_archive(
