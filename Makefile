@@ -40,8 +40,9 @@ fmt: ## Format the code
 clips: ## Regenerate the committed test clips with ffmpeg
 	scripts/make-clips.sh testdata
 
-bench: build ## Measure segmenter, live path, archive uploads and segment TTFB against their peers (bench/README.md)
+bench: build ## Measure segmenter, live path, archive uploads and segment TTFB, auth overhead against their peers (bench/README.md)
 	bench/segmenter.sh
 	bench/live.sh
 	bench/storage.sh
 	bench/segment_ttfb.sh
+	bench/auth.sh
