@@ -129,6 +129,8 @@ pub struct Engine {
 #[derive(Debug)]
 struct Shared {
     policies: HashMap<StreamName, Policy>,
+    /// The names of `policies`, for a lookup by `&str` on every request.
+    protected: std::collections::HashSet<String>,
     backends: Backends,
     clock: Arc<dyn Clock>,
     sessions: Mutex<Sessions>,
@@ -187,6 +189,7 @@ impl Engine {
         });
         Self {
             shared: Arc::new(Shared {
+                protected: policies.keys().map(|s| s.as_str().to_owned()).collect(),
                 policies,
                 backends: Backends::new(timeout),
                 clock,
@@ -198,7 +201,7 @@ impl Engine {
 
     /// Whether plays of `stream` need an allow.
     pub fn protects(&self, stream: &str) -> bool {
-        StreamName::new(stream).is_ok_and(|s| self.shared.policies.contains_key(&s))
+        self.shared.protected.contains(stream)
     }
 
     /// The sessions this engine tracks (open, denied and recently closed).
