@@ -117,8 +117,11 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let config = &run_config.node;
     let listen = args.listen.unwrap_or(config.http.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Play sessions, as the auth engine records them (the API lists them).
+    let sessions: Arc<dyn dvr_bus::Kv> =
+        Arc::new(dvr_bus::MemoryKv::new(dvr_proto::SESSIONS_KV_BUCKET));
     let mut packager = Packager::new(PackagerConfig::default(), Arc::clone(&clock));
-    if let Some(gate) = auth_gate(config, &clock) {
+    if let Some(gate) = auth_gate(config, &clock, &sessions) {
         packager = packager.with_auth(gate);
     }
     let packager = Arc::new(packager);
@@ -183,9 +186,13 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// Play authorization in process, when any stream has a policy: the
-/// engine answers the packager directly and records sessions in an
-/// in-memory sessions bucket.
-fn auth_gate(config: &Config, clock: &Arc<dyn Clock>) -> Option<Arc<dvr_packager::Gate>> {
+/// engine answers the packager directly and records sessions in
+/// `sessions`.
+fn auth_gate(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    sessions: &Arc<dyn dvr_bus::Kv>,
+) -> Option<Arc<dvr_packager::Gate>> {
     let protected = config
         .streams
         .keys()
@@ -194,9 +201,7 @@ fn auth_gate(config: &Config, clock: &Arc<dyn Clock>) -> Option<Arc<dvr_packager
     if protected == 0 {
         return None;
     }
-    let sessions: Arc<dyn dvr_bus::Kv> =
-        Arc::new(dvr_bus::MemoryKv::new(dvr_proto::SESSIONS_KV_BUCKET));
-    let engine = dvr_auth::Engine::new(config, Arc::clone(clock), Some(sessions));
+    let engine = dvr_auth::Engine::new(config, Arc::clone(clock), Some(Arc::clone(sessions)));
     info!(streams = protected, "play authorization on");
     Some(Arc::new(dvr_packager::Gate::new(
         Arc::new(engine),
