@@ -13,8 +13,8 @@ pub mod message;
 pub mod names;
 
 pub use message::{
-    CatalogSummary, Event, EventKind, LeaseRecord, ProtoError, SegmentDescriptor, SessionRecord,
-    Versioned,
+    AuthDecision, AuthReply, AuthRequest, CatalogSummary, Event, EventKind, LeaseRecord,
+    ProtoError, SegmentDescriptor, SessionRecord, Versioned,
 };
 pub use names::*;
 

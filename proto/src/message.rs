@@ -240,6 +240,78 @@ impl Versioned for SessionRecord {
     }
 }
 
+/// How a player asks to play, as the packager saw the request: the body of
+/// a request on [`AUTH_CHECK_SUBJECT`](crate::AUTH_CHECK_SUBJECT).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequest {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The stream asked for.
+    pub stream: StreamName,
+    /// The client's address (the peer, or `X-Forwarded-For` from a trusted
+    /// proxy).
+    pub ip: String,
+    /// The `?token=` of the URL; empty when the URL has none.
+    #[serde(default)]
+    pub token: String,
+    /// The `User-Agent` header, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The `Referer` header, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    /// `hls`, `mpegts`, `dash` or `mp4`: what the URL serves.
+    pub protocol: String,
+}
+
+impl Versioned for AuthRequest {
+    const WHAT: &'static str = "auth request";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// What auth decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthDecision {
+    /// Serve it.
+    Allow,
+    /// Refuse it (403).
+    Deny,
+    /// Send the player to [`AuthReply::location`] (302).
+    Redirect,
+}
+
+/// The answer to an [`AuthRequest`]: the decision and how long the asker
+/// may reuse it for the same session without asking again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthReply {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// Allow, deny or redirect.
+    pub decision: AuthDecision,
+    /// Seconds the decision holds for this session (the backend's
+    /// `X-AuthDuration`, default 180; 0: ask again next time).
+    pub duration_s: u32,
+    /// The session id (hex of a hash of stream, ip and token).
+    pub session: String,
+    /// Where to send the player, for a redirect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Why, in words for the operator's log (never shown to the player;
+    /// never contains a secret).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl Versioned for AuthReply {
+    const WHAT: &'static str = "auth reply";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use dvr_common::Ticks;
@@ -285,7 +357,11 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 4, "descriptor, lease, catalog summary, event");
+        assert_eq!(
+            blocks.len(),
+            6,
+            "descriptor, lease, catalog summary, event, auth request, auth reply"
+        );
         let d = SegmentDescriptor::decode(blocks[0].as_bytes()).unwrap();
         assert_eq!(
             (d.meta.seq, d.object.as_str()),
@@ -297,5 +373,9 @@ mod tests {
         assert_eq!(c.last_seq, 5123);
         let e = Event::decode(blocks[3].as_bytes()).unwrap();
         assert_eq!(e.kind, EventKind::GapOpened);
+        let q = AuthRequest::decode(blocks[4].as_bytes()).unwrap();
+        assert_eq!((q.stream.as_str(), q.protocol.as_str()), ("news", "hls"));
+        let r = AuthReply::decode(blocks[5].as_bytes()).unwrap();
+        assert_eq!((r.decision, r.duration_s), (AuthDecision::Allow, 180));
     }
 }

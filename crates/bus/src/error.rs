@@ -83,6 +83,30 @@ pub enum BusError {
         /// How many changes were skipped.
         missed: u64,
     },
+    /// A request to a subject nobody serves.
+    #[error("request to {subject}: no responders")]
+    NoResponders {
+        /// The subject.
+        subject: String,
+    },
+    /// A request no server answered in time.
+    #[error("request to {subject}: no reply within {timeout:?}")]
+    RequestTimeout {
+        /// The subject.
+        subject: String,
+        /// How long the asker waited.
+        timeout: std::time::Duration,
+    },
+    /// The server answered a request with an error.
+    #[error("request to {subject}: {kind:?}: {message}")]
+    Remote {
+        /// The subject.
+        subject: String,
+        /// The error's kind, as the server classed it.
+        kind: ErrorKind,
+        /// The server's short explanation.
+        message: String,
+    },
 }
 
 impl HasErrorKind for BusError {
@@ -94,6 +118,9 @@ impl HasErrorKind for BusError {
             BusError::Nats { .. } | BusError::Lagged { .. } => ErrorKind::Unavailable,
             BusError::InvalidKey { .. } => ErrorKind::BadRequest,
             BusError::Proto { .. } => ErrorKind::InvalidData,
+            BusError::NoResponders { .. } => ErrorKind::Unavailable,
+            BusError::RequestTimeout { .. } => ErrorKind::Timeout,
+            BusError::Remote { kind, .. } => *kind,
         }
     }
 }

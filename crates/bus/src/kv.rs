@@ -76,6 +76,11 @@ pub trait Kv: Send + Sync + fmt::Debug {
     /// Watches the keys starting with `prefix`: `""` for all, else a prefix
     /// ending in `.` (NATS matches by whole tokens).
     async fn watch(&self, prefix: &str) -> Result<KvWatch, BusError>;
+
+    /// The current values of the keys starting with `prefix` (`""` for
+    /// all), deleted keys left out, in key order: a snapshot for listings
+    /// (sessions, locks), not for following changes.
+    async fn list(&self, prefix: &str) -> Result<Vec<KvEntry>, BusError>;
 }
 
 /// Checks a key against NATS KV's rules: `[-/_=.a-zA-Z0-9]+`, not starting
@@ -258,6 +263,16 @@ impl Kv for MemoryKv {
         Ok(stream::iter(snapshot.into_iter().map(Ok))
             .chain(live)
             .boxed())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<KvEntry>, BusError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner
+            .entries
+            .values()
+            .filter(|e| e.op == KvOp::Put && e.key.starts_with(prefix))
+            .cloned()
+            .collect())
     }
 }
 

@@ -16,6 +16,9 @@ pub mod kv;
 pub mod live_log;
 pub mod nats;
 pub mod ownership;
+pub mod request;
+#[cfg(feature = "testsuite")]
+pub mod request_suite;
 pub mod segment_log;
 #[cfg(feature = "testsuite")]
 pub mod testserver;
@@ -26,6 +29,7 @@ pub use error::BusError;
 pub use events::{EventStream, Events, LocalEvents};
 pub use kv::{Kv, KvEntry, KvOp, KvWatch, MemoryKv};
 pub use live_log::LiveLog;
-pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsEvents, NatsKv, NatsLiveLog};
+pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsEvents, NatsKv, NatsLiveLog, NatsRequests};
 pub use ownership::{Ownership, OwnershipConfig};
+pub use request::{IncomingRequest, MemoryRequests, RequestStream, Requester, Responder};
 pub use segment_log::{SegmentLog, SegmentLogOptions};

@@ -55,6 +55,7 @@ pub async fn run_all(h: &dyn Harness) {
     kv_watch_sees_latest_then_changes(h).await;
     events_reach_subscribers(h).await;
     ownership_spreads_takes_over_and_hands_over(h).await;
+    kv_list_is_a_snapshot(h).await;
 }
 
 /// A segment of `len` bytes, 2 s long, starting `seq * 2` s after a fixed
@@ -620,4 +621,33 @@ pub async fn ownership_spreads_takes_over_and_hands_over(h: &dyn Harness) {
         );
     }
     wait_for_owners(h, "after c shut down", &[("b", &b)], &streams).await;
+}
+
+/// `list` gives the current values under a prefix in key order, without
+/// deleted keys.
+pub async fn kv_list_is_a_snapshot(h: &dyn Harness) {
+    let kv = h.kv("suite_list").await;
+    let n = h.name();
+    assert!(kv.list("").await.unwrap().is_empty(), "[{n}] empty bucket");
+    for (key, value) in [("s.b", "2"), ("s.a", "1"), ("t.c", "3"), ("s.d", "4")] {
+        kv.put(key, Bytes::from(value)).await.unwrap();
+    }
+    kv.put("s.a", Bytes::from_static(b"1b")).await.unwrap();
+    kv.delete("s.d").await.unwrap();
+    let listed: Vec<(String, Bytes)> = kv
+        .list("s.")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("s.a".to_owned(), Bytes::from_static(b"1b")),
+            ("s.b".to_owned(), Bytes::from_static(b"2"))
+        ],
+        "[{n}]"
+    );
+    assert_eq!(kv.list("").await.unwrap().len(), 3, "[{n}] all keys");
 }

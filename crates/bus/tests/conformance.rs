@@ -66,6 +66,26 @@ async fn embedded_passes_the_conformance_suite() {
     testsuite::run_all(&h).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_passes_the_request_reply_suite() {
+    let hub = Arc::new(dvr_bus::MemoryRequests::new());
+    dvr_bus::request_suite::run_all("embedded", hub.clone(), hub).await;
+}
+
+/// The asker and the servers on two connections, as packager and auth are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_passes_the_request_reply_suite() {
+    let server = NatsServer::start().await;
+    let connect = || async {
+        NatsBus::connect(NatsConfig::new(&server.url()))
+            .await
+            .unwrap()
+            .requests()
+    };
+    let (asker, servers) = (connect().await, connect().await);
+    dvr_bus::request_suite::run_all("nats", Arc::new(asker), Arc::new(servers)).await;
+}
+
 /// Every handle is a new `NatsLiveLog` or `NatsKv` on one connection.
 struct Nats {
     bus: NatsBus,

@@ -22,6 +22,7 @@
 //! packager: { memory_cache: 256M }
 //! ```
 
+mod auth;
 mod cache;
 mod dvr;
 mod input;
@@ -36,6 +37,10 @@ use std::net::SocketAddr;
 
 use serde_saphyr::{MessageFormatter, Spanned};
 
+pub use auth::{
+    parse_auth_spec, parse_backend, AuthBackendConfig, AuthRules, AuthSpec, BackendUrl, IpNet,
+    Secret,
+};
 pub use cache::{
     default_disk_cache_bytes, default_memory_cache_bytes, CacheConfig, PackagerSettings,
 };
@@ -71,6 +76,10 @@ pub struct Config {
     pub streams: BTreeMap<StreamName, StreamConfig>,
     /// The packager: its memory cache.
     pub packager: PackagerSettings,
+    /// The global default play authorization (streams without `auth:`).
+    pub auth: Option<AuthSpec>,
+    /// Named rule sets and backends, for `auth://NAME`.
+    pub auth_backends: BTreeMap<String, AuthBackendConfig>,
 }
 
 /// The HTTP server's settings.
@@ -78,6 +87,10 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address and port to listen on; default `0.0.0.0:8080`.
     pub listen: SocketAddr,
+    /// Take the client's address from `X-Forwarded-For` (its last entry)
+    /// instead of the peer's: only behind a proxy that sets it, since a
+    /// client could otherwise claim any address. Default false.
+    pub trust_forwarded_for: bool,
 }
 
 /// Default HTTP listen address, `0.0.0.0:8080`.
@@ -89,6 +102,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_listen(),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -104,6 +118,8 @@ pub struct StreamConfig {
     /// A local disk cache of the stream's archived segments (the seeds'
     /// `cache PATH DEPTH SIZE`); `None` caches in memory only.
     pub cache: Option<CacheConfig>,
+    /// The stream's play authorization; `None` follows the global `auth:`.
+    pub auth: Option<AuthSpec>,
 }
 
 /// A configuration that cannot be used: where and why.
@@ -149,6 +165,18 @@ impl Config {
         Validator { source_name }.config(raw)
     }
 
+    /// The authorization that applies to `stream`: its own `auth:`, else
+    /// the global one; `None` when plays are open.
+    pub fn auth_of(&self, stream: &StreamName) -> Option<&AuthSpec> {
+        let spec = self
+            .streams
+            .get(stream)?
+            .auth
+            .as_ref()
+            .or(self.auth.as_ref());
+        spec.filter(|s| **s != AuthSpec::Off)
+    }
+
     /// The streams that record, with their settings.
     pub fn recorded_streams(&self) -> impl Iterator<Item = (&StreamName, &DvrConfig)> {
         self.streams
@@ -188,6 +216,9 @@ impl Validator<'_> {
             );
         }
         let mut http = HttpConfig::default();
+        if let Some(trust) = raw.http.as_ref().and_then(|h| h.trust_forwarded_for) {
+            http.trust_forwarded_for = trust;
+        }
         if let Some(listen) = raw.http.and_then(|h| h.listen) {
             http.listen = match listen.value.parse() {
                 Ok(addr) => addr,
@@ -204,6 +235,11 @@ impl Validator<'_> {
             Some(a) => Some(root_uri(&a.value).or_else(|m| self.err(line(&a), "archive", m))?),
             None => None,
         };
+        let auth_backends = self.auth_backends(raw.auth_backends)?;
+        let auth = match &raw.auth {
+            Some(a) => Some(self.auth_spec("auth", a, &auth_backends)?),
+            None => None,
+        };
         let mut streams = BTreeMap::new();
         for (name, stream) in raw.streams.0 {
             let path = format!("streams.{}", name.value);
@@ -214,7 +250,12 @@ impl Validator<'_> {
             if streams.contains_key(&stream_name) {
                 return self.err(line(&name), &path, "duplicate stream");
             }
-            let config = self.stream(&path, stream, archive.as_deref())?;
+            let stream_auth = match &stream.auth {
+                Some(a) => Some(self.auth_spec(&format!("{path}.auth"), a, &auth_backends)?),
+                None => None,
+            };
+            let mut config = self.stream(&path, stream, archive.as_deref())?;
+            config.auth = stream_auth;
             streams.insert(stream_name, (line(&name), config));
         }
         // Delayed channels read another stream's tape: it must exist and record.
@@ -251,7 +292,91 @@ impl Validator<'_> {
             archive,
             streams,
             packager,
+            auth,
+            auth_backends,
         })
+    }
+
+    fn auth_spec(
+        &self,
+        path: &str,
+        raw: &Spanned<String>,
+        backends: &BTreeMap<String, AuthBackendConfig>,
+    ) -> Result<AuthSpec, ConfigError> {
+        let spec = parse_auth_spec(&raw.value).or_else(|m| self.err(line(raw), path, m))?;
+        if let AuthSpec::Named(name) = &spec {
+            if !backends.contains_key(name) {
+                return self.err(
+                    line(raw),
+                    path,
+                    format!("auth://{name}: no such entry in auth_backends"),
+                );
+            }
+        }
+        Ok(spec)
+    }
+
+    fn auth_backends(
+        &self,
+        raw: Option<raw::RawNamed<raw::RawAuthBackend>>,
+    ) -> Result<BTreeMap<String, AuthBackendConfig>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, b) in raw.map(|r| r.0).unwrap_or_default() {
+            let path = format!("auth_backends.{}", name.value);
+            if let Err(m) = parse_auth_spec(&format!("auth://{}", name.value)) {
+                return self.err(line(&name), &path, m);
+            }
+            let rules =
+                |r: Option<raw::RawAuthRules>, which: &str| {
+                    let Some(r) = r else {
+                        return Ok(AuthRules::default());
+                    };
+                    let mut ip = Vec::with_capacity(r.ip.len());
+                    for (i, net) in r.ip.iter().enumerate() {
+                        ip.push(IpNet::parse(&net.value).or_else(|m| {
+                            self.err(line(net), &format!("{path}.{which}.ip[{i}]"), m)
+                        })?);
+                    }
+                    Ok(AuthRules {
+                        ip,
+                        token: r.token.into_iter().map(Secret::new).collect(),
+                        ua: r.ua,
+                    })
+                };
+            let allow = rules(b.allow, "allow")?;
+            let deny = rules(b.deny, "deny")?;
+            let mut backends = Vec::with_capacity(b.backends.len());
+            for (i, url) in b.backends.iter().enumerate() {
+                backends.push(
+                    parse_backend(&url.value)
+                        .or_else(|m| self.err(line(url), &format!("{path}.backends[{i}]"), m))?,
+                );
+            }
+            let allow_default = match b.default.as_ref().map(|d| (d, d.value.as_str())) {
+                None | Some((_, "deny")) => false,
+                Some((_, "allow")) => true,
+                Some((d, other)) => {
+                    return self.err(
+                        line(d),
+                        &format!("{path}.default"),
+                        format!("default is allow or deny, not {other:?}"),
+                    )
+                }
+            };
+            if out.contains_key(&name.value) {
+                return self.err(line(&name), &path, "duplicate auth backend");
+            }
+            out.insert(
+                name.value.clone(),
+                AuthBackendConfig {
+                    allow,
+                    deny,
+                    backends,
+                    allow_default,
+                },
+            );
+        }
+        Ok(out)
     }
 
     fn stream(
@@ -291,7 +416,12 @@ impl Validator<'_> {
             Some(c) => Some(self.cache(&format!("{path}.cache"), c)?),
             None => None,
         };
-        Ok(StreamConfig { inputs, dvr, cache })
+        Ok(StreamConfig {
+            inputs,
+            dvr,
+            cache,
+            auth: None,
+        })
     }
 
     fn cache(&self, path: &str, raw: Spanned<RawCache>) -> Result<CacheConfig, ConfigError> {

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dvr_bus::{
-    Events, Kv, LiveLog, LocalEvents, MemoryKv, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions,
+    Events, Kv, LiveLog, LocalEvents, MemoryKv, MemoryRequests, NatsBus, NatsConfig, Requester,
+    Responder, SegmentLog, SegmentLogOptions,
 };
 use dvr_common::StreamName;
 use tokio::sync::Mutex;
@@ -41,7 +42,10 @@ pub struct Node {
 
 #[derive(Debug)]
 enum Kind {
-    Embedded { data_dir: PathBuf },
+    Embedded {
+        data_dir: PathBuf,
+        requests: MemoryRequests,
+    },
     Nats(Box<NatsBus>),
 }
 
@@ -50,7 +54,10 @@ impl Node {
     pub fn embedded(id: String, data_dir: PathBuf) -> Self {
         Self {
             id,
-            kind: Kind::Embedded { data_dir },
+            kind: Kind::Embedded {
+                data_dir,
+                requests: MemoryRequests::new(),
+            },
             logs: Mutex::default(),
             kvs: Mutex::default(),
             events: Arc::new(LocalEvents::default()),
@@ -93,7 +100,7 @@ impl Node {
             return Ok(handle.clone());
         }
         let handle = match &self.kind {
-            Kind::Embedded { data_dir } => {
+            Kind::Embedded { data_dir, .. } => {
                 let dir = data_dir.join("livelog").join(stream.as_str());
                 let log = Arc::new(
                     SegmentLog::open(&dir, SegmentLogOptions::default())
@@ -136,5 +143,21 @@ impl Node {
     /// The events.
     pub fn events(&self) -> Arc<dyn Events> {
         Arc::clone(&self.events)
+    }
+
+    /// Asks services over the bus (request/reply).
+    pub fn requester(&self) -> Arc<dyn Requester> {
+        match &self.kind {
+            Kind::Embedded { requests, .. } => Arc::new(requests.clone()),
+            Kind::Nats(bus) => Arc::new(bus.requests()),
+        }
+    }
+
+    /// Answers requests over the bus.
+    pub fn responder(&self) -> Arc<dyn Responder> {
+        match &self.kind {
+            Kind::Embedded { requests, .. } => Arc::new(requests.clone()),
+            Kind::Nats(bus) => Arc::new(bus.requests()),
+        }
     }
 }

@@ -150,7 +150,23 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let streams_kv = node.kv(STREAMS_KV_BUCKET).await?;
     seed_streams(&streams_kv, config, node.is_distributed()).await?;
 
-    let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
+    let sessions = node.kv(SESSIONS_KV_BUCKET).await?;
+    let mut packager = Packager::new(PackagerConfig::default(), Arc::clone(&clock));
+    if roles.packager {
+        if let Some(gate) = auth_gate(config, &clock, &node, &sessions) {
+            packager = packager.with_auth(gate);
+        }
+    }
+    if roles.auth && node.is_distributed() {
+        let engine = dvr_auth::Engine::new(config, Arc::clone(&clock), Some(Arc::clone(&sessions)));
+        let responder = node.responder();
+        tokio::spawn(async move {
+            if let Err(e) = dvr_auth::serve(engine, responder.as_ref()).await {
+                warn!(error = %e, "the auth service stopped");
+            }
+        });
+    }
+    let packager = Arc::new(packager);
     let supervisor = Supervisor::new(
         Arc::clone(&node),
         roles,
@@ -171,7 +187,6 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         app = app.merge(Arc::clone(&packager).router());
     }
     if roles.api {
-        let sessions = node.kv(SESSIONS_KV_BUCKET).await?;
         app = app.merge(crate::api::router(
             &run_config,
             Arc::clone(&streams_kv),
@@ -211,6 +226,46 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let _ = supervised.await;
     Ok(())
 }
+
+/// The packager's play authorization, when any stream has a policy: the
+/// engine in this process (embedded), or the auth service asked over the
+/// bus (distributed).
+fn auth_gate(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    node: &Node,
+    sessions: &Arc<dyn Kv>,
+) -> Option<Arc<dvr_packager::Gate>> {
+    let protected = config
+        .streams
+        .keys()
+        .filter(|s| config.auth_of(s).is_some())
+        .count();
+    if protected == 0 {
+        return None;
+    }
+    let authorizer: Arc<dyn dvr_auth::Authorizer> = if node.is_distributed() {
+        Arc::new(dvr_auth::BusAuthorizer::new(
+            config,
+            node.requester(),
+            AUTH_TIMEOUT,
+        ))
+    } else {
+        Arc::new(dvr_auth::Engine::new(
+            config,
+            Arc::clone(clock),
+            Some(Arc::clone(sessions)),
+        ))
+    };
+    info!(streams = protected, "play authorization on");
+    Some(Arc::new(dvr_packager::Gate::new(
+        authorizer,
+        config.http.trust_forwarded_for,
+    )))
+}
+
+/// How long the packager waits for the auth service's answer.
+const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Puts the config file's streams into the bucket: all of them embedded
 /// (the bucket starts empty), only the absent ones on NATS.

@@ -701,7 +701,7 @@ impl Supervisor {
                     }
                 }
                 Err(e) => {
-                    warn!(stream = %stream, error = %format!("{e:#}"), "cannot open the catalog bucket")
+                    warn!(stream = %stream, error = %format!("{e:#}"), "cannot open the catalog bucket");
                 }
             }
             let mut details = serde_json::Map::new();

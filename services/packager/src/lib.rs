@@ -10,8 +10,10 @@
 //! - [`paced`]: endless MPEG-TS paced in real time.
 //! - [`service`]: the HTTP handler.
 //! - [`http`]: CORS, ETags, ranges and gzip around every answer.
+//! - [`auth`]: play authorization in front of every answer.
 
 pub mod archived;
+pub mod auth;
 pub mod error;
 pub mod http;
 pub mod master;
@@ -24,6 +26,7 @@ pub mod timeshift;
 pub mod url;
 
 pub use archived::StoreTape;
+pub use auth::Gate;
 pub use error::PackagerError;
 pub use service::{Packager, PackagerConfig};
 pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};

@@ -124,6 +124,9 @@ pub struct Packager {
     rendered: Mutex<HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>>,
     clock: Arc<dyn Clock>,
     config: PackagerConfig,
+    /// Play authorization in front of every answer, when any stream has
+    /// a policy.
+    auth: Option<Arc<crate::auth::Gate>>,
 }
 
 /// The query parameters the packager reads.
@@ -184,7 +187,15 @@ impl Packager {
             rendered: Mutex::default(),
             clock,
             config,
+            auth: None,
         }
+    }
+
+    /// Puts `gate` in front of every answer: streams with a policy serve
+    /// nothing without an allow.
+    pub fn with_auth(mut self, gate: Arc<crate::auth::Gate>) -> Self {
+        self.auth = Some(gate);
+        self
     }
 
     /// Starts serving a stream's tape (replacing one of the same name).
@@ -219,9 +230,16 @@ impl Packager {
 
     /// The HTTP routes: every path is a playback URL.
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
-            .fallback(handle)
-            .with_state(self)
+        let auth = self.auth.clone();
+        let mut router = Router::new().fallback(handle).with_state(self);
+        if let Some(gate) = auth {
+            // Inside the HTTP layer, so refusals carry CORS headers too.
+            router = router.layer(axum::middleware::from_fn_with_state(
+                gate,
+                crate::auth::authorize,
+            ));
+        }
+        router
             .layer(axum::middleware::from_fn(playback_http))
             .layer(axum::middleware::from_fn(crate::metrics::observe))
     }

@@ -131,4 +131,29 @@ impl Kv for NatsKv {
             .map(move |e| e.map(entry).map_err(|e| nats_err("kv watch", &target, e)))
             .boxed())
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<KvEntry>, BusError> {
+        let target = format!("{}/{prefix}*", self.bucket);
+        let mut listing = self
+            .store
+            .keys()
+            .await
+            .map_err(|e| nats_err("kv list", &target, e))?;
+        let mut keys = Vec::new();
+        while let Some(key) = listing.next().await {
+            let key = key.map_err(|e| nats_err("kv list", &target, e))?;
+            if key.starts_with(prefix) {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A key deleted between the listing and the get is left out.
+            if let Some(e) = self.get(&key).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
 }

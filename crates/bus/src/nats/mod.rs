@@ -12,6 +12,7 @@
 mod events;
 mod kv;
 mod live_log;
+mod request;
 
 use std::future::Future;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use dvr_proto::{LIVE_STREAM, LIVE_STREAM_SUBJECTS, SEGMENTS_OBJECT_BUCKET};
 pub use self::events::NatsEvents;
 pub use self::kv::NatsKv;
 pub use self::live_log::NatsLiveLog;
+pub use self::request::NatsRequests;
 use crate::error::BusError;
 
 /// How the live log is kept on JetStream.
@@ -134,6 +136,11 @@ impl NatsBus {
             self.config.op_timeout,
         )
         .await
+    }
+
+    /// Request/reply on this connection.
+    pub fn requests(&self) -> NatsRequests {
+        NatsRequests::new(self.js.client())
     }
 
     /// A KV bucket, created with file storage if missing.

@@ -34,6 +34,63 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     #[allow(dead_code, reason = "read by the api crate, not here")]
     pub api: Option<de::IgnoredAny>,
+    /// The global default play authorization.
+    #[serde(default)]
+    pub auth: Option<Spanned<String>>,
+    /// Named rule sets and backends (`auth://NAME`).
+    #[serde(default)]
+    pub auth_backends: Option<RawNamed<RawAuthBackend>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthBackend {
+    #[serde(default)]
+    pub allow: Option<RawAuthRules>,
+    #[serde(default)]
+    pub deny: Option<RawAuthRules>,
+    #[serde(default)]
+    pub backends: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub default: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthRules {
+    #[serde(default)]
+    pub ip: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub token: Vec<String>,
+    #[serde(default)]
+    pub ua: Vec<String>,
+}
+
+/// A map in document order, keys with their locations.
+#[derive(Debug)]
+pub(crate) struct RawNamed<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for RawNamed<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = RawNamed<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of names to settings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNamed<T>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    out.push((key, map.next_value()?));
+                }
+                Ok(RawNamed(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawNamed<T>, E> {
+                Ok(RawNamed(Vec::new()))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +105,8 @@ pub(crate) struct RawPackager {
 pub(crate) struct RawHttp {
     #[serde(default)]
     pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub trust_forwarded_for: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +117,8 @@ pub(crate) struct RawStream {
     pub dvr: Option<Spanned<RawDvr>>,
     #[serde(default)]
     pub cache: Option<Spanned<RawCache>>,
+    #[serde(default)]
+    pub auth: Option<Spanned<String>>,
 }
 
 /// `cache:` is either the seeds' line or the map.

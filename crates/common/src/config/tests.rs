@@ -155,7 +155,7 @@ fn shape_errors_carry_the_line() {
         Config::from_yaml_str("version: 1\nhttp: { listen: 5, port: 1 }\n", "c.yaml").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "c.yaml line 2: http: unknown field `port`, expected one of listen"
+        "c.yaml line 2: http: unknown field `port`, expected one of listen, trust_forwarded_for"
     );
 }
 
@@ -259,5 +259,89 @@ fn cache_errors_name_line_and_field() {
     assert_eq!(
         error_of(&format!("{base}packager: {{ memory_cache: lots }}\n")),
         r#"config.yaml line 7: packager.memory_cache: invalid size "lots": no number"#
+    );
+}
+
+#[test]
+fn auth_policies_read_as_the_seeds_write_them() {
+    let c = load("auth.yaml").unwrap();
+    assert!(c.http.trust_forwarded_for);
+    let main = &c.auth_backends["main"];
+    assert_eq!(main.allow.ip.len(), 2);
+    assert!(main.allow.ip[1].contains("172.16.0.9".parse().unwrap()));
+    assert_eq!(main.allow.token[0].expose(), "flusstest1");
+    assert_eq!(main.deny.ua, ["BadBot/1.0"]);
+    assert_eq!(
+        main.backends[0].url,
+        "http://stalker-1.iptv.example/auth.php"
+    );
+    assert!(!main.allow_default);
+    assert!(c.auth_backends["blacklist"].allow_default);
+    assert_eq!(
+        c.auth_of(&name("ort")),
+        Some(&AuthSpec::Named("main".into()))
+    );
+    match c.auth_of(&name("news")) {
+        Some(AuthSpec::SecureToken { secret, hmac }) => {
+            assert_eq!((secret.expose(), *hmac), ("SECRETKEY", false));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.auth_of(&name("hmac")),
+        Some(AuthSpec::SecureToken { hmac: true, .. })
+    ));
+    assert!(matches!(
+        c.auth_of(&name("cam")),
+        Some(AuthSpec::Backend(BackendUrl {
+            soft_limitation: true,
+            ..
+        }))
+    ));
+    assert_eq!(c.auth_of(&name("open")), None, "none turns the default off");
+    assert_eq!(
+        c.auth_of(&name("plain")),
+        Some(&AuthSpec::Named("main".into())),
+        "the global default"
+    );
+    let shown = format!("{c:?}");
+    for secret in ["SECRETKEY", "HMACKEY", "flusstest1"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
+
+#[test]
+fn auth_errors_name_line_and_field() {
+    let base = "version: 1\nstreams:\n  s:\n    inputs: [\"udp://1.2.3.4:5\"]\n";
+    assert_eq!(
+        error_of(&format!("{base}    auth: auth://nope\n")),
+        "config.yaml line 5: streams.s.auth: auth://nope: no such entry in auth_backends"
+    );
+    assert_eq!(
+        error_of(&format!("{base}    auth: ftp://x\n")),
+        "config.yaml line 5: streams.s.auth: unknown auth form (use auth://NAME, securetoken://SECRET, securetoken-hmac://SECRET, http(s)://URL or none)"
+    );
+    let backends = "version: 1\nauth_backends:\n  main:\n";
+    assert_eq!(
+        error_of(&format!(
+            "{backends}    allow: {{ ip: [ \"10.0.0.1/40\" ] }}\n"
+        )),
+        r#"config.yaml line 4: auth_backends.main.allow.ip[0]: invalid address or network "10.0.0.1/40": the prefix length is too long"#
+    );
+    assert_eq!(
+        error_of(&format!("{backends}    backends: [ \"ftp://x/auth\" ]\n")),
+        r#"config.yaml line 4: auth_backends.main.backends[0]: auth backend "ftp://x/auth" is not an http:// or https:// URL"#
+    );
+    assert_eq!(
+        error_of(&format!("{backends}    default: maybe\n")),
+        r#"config.yaml line 4: auth_backends.main.default: default is allow or deny, not "maybe""#
+    );
+    assert!(
+        error_of(&format!("{backends}    allow: {{ country: [ RU ] }}\n"))
+            .starts_with("config.yaml line 4: auth_backends.main.allow: unknown field `country`")
+    );
+    assert_eq!(
+        error_of("version: 1\nauth: auth://x\n"),
+        "config.yaml line 2: auth: auth://x: no such entry in auth_backends"
     );
 }

@@ -1,0 +1,136 @@
+//! How a packager reaches a decision: the [`Authorizer`] trait, answered
+//! in process by the [`Engine`] (embedded mode) or over the bus by
+//! [`BusAuthorizer`], whose requests [`serve`] answers in the auth service.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dvr_bus::{BusError, Kv, Requester, Responder};
+use dvr_common::config::Config;
+use dvr_common::ErrorKind;
+use dvr_proto::{
+    AuthReply, AuthRequest, SessionRecord, Versioned, AUTH_CHECK_SUBJECT, AUTH_QUEUE_GROUP,
+};
+use futures::StreamExt;
+use tracing::warn;
+
+use crate::engine::Engine;
+
+/// Decides play requests.
+#[async_trait]
+pub trait Authorizer: Send + Sync + fmt::Debug {
+    /// Whether plays of `stream` need an allow (it has a policy).
+    fn protects(&self, stream: &str) -> bool;
+
+    /// Decides one request. An `Err` means no decision could be had (the
+    /// auth service is unreachable): the asker keeps what it knew.
+    async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError>;
+}
+
+#[async_trait]
+impl Authorizer for Engine {
+    fn protects(&self, stream: &str) -> bool {
+        Engine::protects(self, stream)
+    }
+
+    async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {
+        Ok(Engine::check(self, request).await)
+    }
+}
+
+/// Asks the auth service over the bus (`dvr.v1.auth.check`).
+#[derive(Debug)]
+pub struct BusAuthorizer {
+    requester: Arc<dyn Requester>,
+    protected: HashSet<String>,
+    timeout: Duration,
+}
+
+impl BusAuthorizer {
+    /// An authorizer for the streams `config` gives a policy, asking
+    /// through `requester` and waiting at most `timeout` (more than the
+    /// backends' 3 s, so a slow backend is not taken for a lost service).
+    pub fn new(config: &Config, requester: Arc<dyn Requester>, timeout: Duration) -> Self {
+        let protected = config
+            .streams
+            .keys()
+            .filter(|s| config.auth_of(s).is_some())
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        Self {
+            requester,
+            protected,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl Authorizer for BusAuthorizer {
+    fn protects(&self, stream: &str) -> bool {
+        self.protected.contains(stream)
+    }
+
+    async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {
+        let body = self
+            .requester
+            .request(
+                AUTH_CHECK_SUBJECT,
+                Bytes::from(request.encode()),
+                self.timeout,
+            )
+            .await?;
+        AuthReply::decode(&body).map_err(|source| BusError::Proto {
+            target: AUTH_CHECK_SUBJECT.to_owned(),
+            source,
+        })
+    }
+}
+
+/// The auth service: answers `dvr.v1.auth.check` with `engine` until the
+/// bus goes away. Each request is decided in its own task, so one waiting
+/// on a slow backend holds up no other.
+pub async fn serve(engine: Engine, responder: &dyn Responder) -> Result<(), BusError> {
+    let mut requests = responder
+        .serve(AUTH_CHECK_SUBJECT, AUTH_QUEUE_GROUP)
+        .await?;
+    while let Some(request) = requests.next().await {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let sent = match AuthRequest::decode(&request.body) {
+                Ok(ask) => {
+                    let answer = engine.check(&ask).await;
+                    request.reply(Bytes::from(answer.encode())).await
+                }
+                Err(e) => {
+                    warn!(error = %e, "refusing a malformed auth request");
+                    request
+                        .reply_error(ErrorKind::BadRequest, &e.to_string())
+                        .await
+                }
+            };
+            if let Err(e) = sent {
+                warn!(error = %e, "cannot send an auth reply");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Every session recorded in the sessions bucket, oldest first: what
+/// `GET /api/v1/sessions` lists.
+pub async fn list_sessions(kv: &dyn Kv) -> Result<Vec<SessionRecord>, BusError> {
+    let mut out = Vec::new();
+    for entry in kv.list("").await? {
+        match SessionRecord::decode(&entry.value) {
+            Ok(r) => out.push(r),
+            Err(e) => warn!(key = %entry.key, error = %e, "skipping an unreadable session record"),
+        }
+    }
+    out.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
+    Ok(out)
+}

@@ -1,0 +1,703 @@
+//! The decision engine: which policy a stream has, what it says about a
+//! request, and the sessions it has opened.
+//!
+//! The one idea: a *session* (hash of stream, client address and token,
+//! as the seeds define it) is decided once and then re-checked every
+//! `X-AuthDuration`; in between, its state answers. An open session whose
+//! re-check is due is answered from its state at once while the backends
+//! are asked in the background, so a backend that hangs never stalls a
+//! viewer who is already watching; a session that was never opened waits
+//! for the backends (at most their 3 s timeout) and stays unopened if they
+//! are silent. A denial by a backend is cached for its duration, so a
+//! banned token does not reach the backend again.
+//!
+//! The order of a `auth://NAME` policy is the seeds': allow token, deny
+//! token, allow ip, deny ip, allow user agent, deny user agent, then the
+//! backends in parallel, then the default (deny unless `default: allow`).
+//! A request without a token never reaches a backend or a securetoken
+//! check (the seeds' `no_auto_token`): only an allow-list entry for its
+//! address or user agent, or `default: allow`, lets it in.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use dvr_bus::Kv;
+use dvr_common::config::{AuthBackendConfig, AuthRules, AuthSpec, BackendUrl, Config, Secret};
+use dvr_common::{Clock, StreamName, UtcMs};
+use dvr_proto::{AuthDecision, AuthReply, AuthRequest, SessionRecord, Versioned, PROTO_VERSION};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::backend::{
+    BackendAnswer, BackendQuery, Backends, BACKEND_TIMEOUT, DEFAULT_AUTH_DURATION_S,
+};
+use crate::securetoken::{self, constant_time_eq};
+
+/// How long an answer for a stream without a policy may be reused.
+pub const OPEN_STREAM_DURATION_S: u32 = 3600;
+/// How long an open session is answered from its state while its re-check
+/// is under way, before the asker comes back for the result.
+pub const RECHECK_GRACE_S: u32 = 5;
+/// How long after a silent re-check the backends are asked again.
+const RETRY_MS: i64 = 10_000;
+/// An open session nobody asked about for this long after its re-check
+/// was due is closed (the player went away).
+const IDLE_MS: i64 = 60_000;
+/// How long a closed session stays listed.
+const KEEP_CLOSED_MS: i64 = 10 * 60_000;
+/// Sweeps for idle sessions at most this often.
+const SWEEP_EVERY_MS: i64 = 5_000;
+
+/// A stream's policy, resolved from the config.
+#[derive(Clone, Debug)]
+enum Policy {
+    SecureToken { secret: Secret, hmac: bool },
+    Lists(Arc<AuthBackendConfig>),
+}
+
+impl Policy {
+    fn has_backends(&self) -> bool {
+        matches!(self, Policy::Lists(c) if !c.backends.is_empty())
+    }
+
+    fn soft_limitation(&self) -> bool {
+        matches!(self, Policy::Lists(c) if c.backends.iter().any(|b| b.soft_limitation))
+    }
+}
+
+/// The session id: hex of a hash of stream, client address and token.
+pub fn session_id(stream: &str, ip: &str, token: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [stream, ip, token] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    Denied { until: UtcMs },
+    Closed,
+}
+
+#[derive(Debug)]
+struct Session {
+    record: SessionRecord,
+    token: String,
+    referer: String,
+    state: State,
+    recheck_at: UtcMs,
+    checking: bool,
+    max_sessions: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    map: HashMap<String, Session>,
+    /// Soft limitation: checks in a row a user was over their limit.
+    strikes: HashMap<String, u32>,
+    last_sweep: i64,
+}
+
+impl Sessions {
+    fn open_count(&self, stream: Option<&StreamName>) -> usize {
+        self.map
+            .values()
+            .filter(|s| s.state == State::Open && stream.is_none_or(|n| &s.record.stream == n))
+            .count()
+    }
+}
+
+/// A write to the sessions bucket, applied in order by one task.
+#[derive(Debug)]
+enum KvWrite {
+    Put(SessionRecord),
+    Delete(String),
+}
+
+/// Decides play requests for the configured streams.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    policies: HashMap<StreamName, Policy>,
+    /// The names of `policies`, for a lookup by `&str` on every request.
+    protected: std::collections::HashSet<String>,
+    backends: Backends,
+    clock: Arc<dyn Clock>,
+    sessions: Mutex<Sessions>,
+    kv: Option<mpsc::UnboundedSender<KvWrite>>,
+}
+
+impl Engine {
+    /// An engine for `config`'s policies; sessions are mirrored into
+    /// `sessions_kv` (the [`dvr_proto::SESSIONS_KV_BUCKET`]) when given.
+    /// Must be called inside a Tokio runtime.
+    pub fn new(config: &Config, clock: Arc<dyn Clock>, sessions_kv: Option<Arc<dyn Kv>>) -> Self {
+        Self::with_backend_timeout(config, clock, sessions_kv, BACKEND_TIMEOUT)
+    }
+
+    /// As [`Engine::new`], giving backends `timeout` to answer.
+    pub fn with_backend_timeout(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        sessions_kv: Option<Arc<dyn Kv>>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        let mut policies = HashMap::new();
+        for name in config.streams.keys() {
+            let policy = match config.auth_of(name) {
+                None | Some(AuthSpec::Off) => continue,
+                Some(AuthSpec::SecureToken { secret, hmac }) => Policy::SecureToken {
+                    secret: secret.clone(),
+                    hmac: *hmac,
+                },
+                Some(AuthSpec::Named(n)) => match config.auth_backends.get(n) {
+                    Some(b) => Policy::Lists(Arc::new(b.clone())),
+                    // The config refuses unknown names; deny-all if one slips by.
+                    None => Policy::Lists(Arc::default()),
+                },
+                Some(AuthSpec::Backend(url)) => Policy::Lists(Arc::new(AuthBackendConfig {
+                    backends: vec![url.clone()],
+                    ..AuthBackendConfig::default()
+                })),
+            };
+            policies.insert(name.clone(), policy);
+        }
+        let kv = sessions_kv.map(|kv| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<KvWrite>();
+            tokio::spawn(async move {
+                while let Some(write) = rx.recv().await {
+                    let result = match &write {
+                        KvWrite::Put(r) => kv.put(&r.id, Bytes::from(r.encode())).await.map(drop),
+                        KvWrite::Delete(id) => kv.delete(id).await,
+                    };
+                    if let Err(e) = result {
+                        warn!(error = %e, "cannot record a session in the sessions bucket");
+                    }
+                }
+            });
+            tx
+        });
+        Self {
+            shared: Arc::new(Shared {
+                protected: policies.keys().map(|s| s.as_str().to_owned()).collect(),
+                policies,
+                backends: Backends::new(timeout),
+                clock,
+                sessions: Mutex::new(Sessions::default()),
+                kv,
+            }),
+        }
+    }
+
+    /// Whether plays of `stream` need an allow.
+    pub fn protects(&self, stream: &str) -> bool {
+        self.shared.protected.contains(stream)
+    }
+
+    /// The sessions this engine tracks (open, denied and recently closed).
+    pub fn sessions(&self) -> Vec<SessionRecord> {
+        let sessions = self.shared.lock();
+        let mut out: Vec<_> = sessions.map.values().map(|s| s.record.clone()).collect();
+        out.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
+        out
+    }
+
+    /// Decides a request.
+    pub async fn check(&self, req: &AuthRequest) -> AuthReply {
+        let sh = &self.shared;
+        let id = session_id(req.stream.as_str(), &req.ip, &req.token);
+        let Some(policy) = sh.policies.get(&req.stream) else {
+            return reply(
+                AuthDecision::Allow,
+                OPEN_STREAM_DURATION_S,
+                &id,
+                "no policy",
+            );
+        };
+        let now = sh.clock.now();
+        {
+            let mut sessions = sh.lock();
+            self.sweep(&mut sessions, now);
+            if let Some(s) = sessions.map.get_mut(&id) {
+                match s.state {
+                    State::Denied { until } if until > now => {
+                        return reply(
+                            AuthDecision::Deny,
+                            secs_until(now, until),
+                            &id,
+                            "denied earlier",
+                        );
+                    }
+                    State::Open if s.recheck_at > now => {
+                        s.record.updated_at = now;
+                        return reply(
+                            AuthDecision::Allow,
+                            secs_until(now, s.recheck_at),
+                            &id,
+                            "open session",
+                        );
+                    }
+                    State::Open if policy.has_backends() => {
+                        s.record.updated_at = now;
+                        if !s.checking {
+                            s.checking = true;
+                            let engine = self.clone();
+                            let (id, policy) = (id.clone(), policy.clone());
+                            tokio::spawn(async move { engine.recheck(&id, &policy).await });
+                        }
+                        return reply(
+                            AuthDecision::Allow,
+                            RECHECK_GRACE_S,
+                            &id,
+                            "open session, re-check under way",
+                        );
+                    }
+                    // A due rule or token check is cheap: decide again below.
+                    _ => {}
+                }
+            }
+        }
+        self.decide(req, &id, policy, now).await
+    }
+
+    /// A first decision (or a re-decision of a rule or token session).
+    async fn decide(&self, req: &AuthRequest, id: &str, policy: &Policy, now: UtcMs) -> AuthReply {
+        let denied = |why: &str| {
+            self.close(id, now, None);
+            reply(AuthDecision::Deny, 0, id, why)
+        };
+        match policy {
+            Policy::SecureToken { secret, hmac } => {
+                if req.token.is_empty() {
+                    return denied("no token");
+                }
+                match securetoken::verify(
+                    secret.expose(),
+                    *hmac,
+                    &req.token,
+                    req.stream.as_str(),
+                    &req.ip,
+                    now.as_secs(),
+                ) {
+                    Ok(end) => {
+                        let left = u32::try_from(end - now.as_secs() + 1).unwrap_or(u32::MAX);
+                        let duration = DEFAULT_AUTH_DURATION_S.min(left);
+                        self.open(req, id, duration, None, None, false, now);
+                        reply(AuthDecision::Allow, duration, id, "securetoken valid")
+                    }
+                    Err(e) => denied(&e.to_string()),
+                }
+            }
+            Policy::Lists(config) => {
+                if let Some((allow, why)) = by_lists(config, req) {
+                    return if allow {
+                        self.open(req, id, DEFAULT_AUTH_DURATION_S, None, None, false, now);
+                        reply(AuthDecision::Allow, DEFAULT_AUTH_DURATION_S, id, &why)
+                    } else {
+                        denied(&why)
+                    };
+                }
+                if config.backends.is_empty() {
+                    return if config.allow_default {
+                        self.open(req, id, DEFAULT_AUTH_DURATION_S, None, None, false, now);
+                        reply(
+                            AuthDecision::Allow,
+                            DEFAULT_AUTH_DURATION_S,
+                            id,
+                            "allow default",
+                        )
+                    } else {
+                        denied("no rule allows it")
+                    };
+                }
+                if req.token.is_empty() {
+                    return denied("no token");
+                }
+                let answer = self
+                    .ask(
+                        &config.backends,
+                        req,
+                        &req.token,
+                        req.referer.as_deref().unwrap_or_default(),
+                        "new_session",
+                    )
+                    .await;
+                let now = self.shared.clock.now();
+                match answer {
+                    BackendAnswer::Allow {
+                        duration_s,
+                        user_id,
+                        max_sessions,
+                        backend,
+                    } => {
+                        self.open(
+                            req,
+                            id,
+                            duration_s,
+                            user_id,
+                            max_sessions,
+                            policy.soft_limitation(),
+                            now,
+                        );
+                        reply(
+                            AuthDecision::Allow,
+                            duration_s,
+                            id,
+                            &format!("backend {backend} allowed"),
+                        )
+                    }
+                    BackendAnswer::Deny { duration_s, status } => {
+                        self.deny_for(req, id, duration_s, now);
+                        reply(
+                            AuthDecision::Deny,
+                            duration_s,
+                            id,
+                            &format!("backend denied ({status})"),
+                        )
+                    }
+                    BackendAnswer::Redirect(location) => {
+                        let mut r = reply(AuthDecision::Redirect, 0, id, "backend redirected");
+                        r.location = Some(location);
+                        r
+                    }
+                    BackendAnswer::NoData(why) => {
+                        reply(AuthDecision::Deny, 0, id, &format!("not opened: {why}"))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ask(
+        &self,
+        backends: &[BackendUrl],
+        req: &AuthRequest,
+        token: &str,
+        referer: &str,
+        request_type: &'static str,
+    ) -> BackendAnswer {
+        let (total, stream) = {
+            let s = self.shared.lock();
+            (s.open_count(None), s.open_count(Some(&req.stream)))
+        };
+        let query = BackendQuery {
+            token,
+            name: req.stream.as_str(),
+            ip: &req.ip,
+            referer,
+            total_clients: total,
+            stream_clients: stream,
+            request_type,
+            protocol: &req.protocol,
+        };
+        self.shared.backends.ask(backends, &query).await
+    }
+
+    /// The background re-check of an open session.
+    async fn recheck(&self, id: &str, policy: &Policy) {
+        let Policy::Lists(config) = policy else {
+            return;
+        };
+        let (req, token, referer) = {
+            let s = self.shared.lock();
+            let Some(session) = s.map.get(id) else { return };
+            let req = AuthRequest {
+                v: PROTO_VERSION,
+                stream: session.record.stream.clone(),
+                ip: session.record.ip.clone(),
+                token: String::new(),
+                user_agent: None,
+                referer: None,
+                protocol: session.record.protocol.clone(),
+            };
+            (req, session.token.clone(), session.referer.clone())
+        };
+        let answer = self
+            .ask(&config.backends, &req, &token, &referer, "update_session")
+            .await;
+        let now = self.shared.clock.now();
+        let mut sessions = self.shared.lock();
+        let Some(session) = sessions.map.get_mut(id) else {
+            return;
+        };
+        session.checking = false;
+        session.record.updated_at = now;
+        match answer {
+            BackendAnswer::Allow {
+                duration_s,
+                user_id,
+                max_sessions,
+                ..
+            } => {
+                session.state = State::Open;
+                session.recheck_at = now.saturating_add_ms(i64::from(duration_s) * 1000);
+                session.record.user_id = user_id.or(session.record.user_id.take());
+                session.max_sessions = max_sessions;
+                let record = session.record.clone();
+                self.write(KvWrite::Put(record));
+                self.enforce_limit(&mut sessions, id, now, policy.soft_limitation());
+            }
+            BackendAnswer::Deny { duration_s, status } => {
+                info!(session = id, stream = %req.stream, status, "backend closed an open session");
+                session.state = State::Denied {
+                    until: now.saturating_add_ms(i64::from(duration_s) * 1000),
+                };
+                session.record.closed_at = Some(now);
+                self.write(KvWrite::Put(session.record.clone()));
+            }
+            BackendAnswer::Redirect(_) | BackendAnswer::NoData(_) => {
+                // No data: the session keeps its state; ask again soon.
+                debug!(
+                    session = id,
+                    "re-check without an answer; keeping the session open"
+                );
+                session.recheck_at = now.saturating_add_ms(RETRY_MS);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &self,
+        req: &AuthRequest,
+        id: &str,
+        duration_s: u32,
+        user_id: Option<String>,
+        max_sessions: Option<u32>,
+        soft: bool,
+        now: UtcMs,
+    ) {
+        let mut sessions = self.shared.lock();
+        let recheck_at = now.saturating_add_ms(i64::from(duration_s) * 1000);
+        let session = sessions
+            .map
+            .entry(id.to_owned())
+            .or_insert_with(|| Session {
+                record: SessionRecord {
+                    v: PROTO_VERSION,
+                    id: id.to_owned(),
+                    stream: req.stream.clone(),
+                    ip: req.ip.clone(),
+                    user_id: None,
+                    protocol: req.protocol.clone(),
+                    opened_at: now,
+                    updated_at: now,
+                    closed_at: None,
+                    bytes: 0,
+                },
+                token: req.token.clone(),
+                referer: req.referer.clone().unwrap_or_default(),
+                state: State::Closed,
+                recheck_at,
+                checking: false,
+                max_sessions: None,
+            });
+        if session.state != State::Open {
+            session.record.opened_at = now;
+            session.record.closed_at = None;
+        }
+        session.state = State::Open;
+        session.recheck_at = recheck_at;
+        session.record.updated_at = now;
+        session.record.user_id = user_id.or(session.record.user_id.take());
+        session.max_sessions = max_sessions;
+        self.write(KvWrite::Put(session.record.clone()));
+        self.enforce_limit(&mut sessions, id, now, soft);
+    }
+
+    /// A backend's denial: remembered for its duration.
+    fn deny_for(&self, req: &AuthRequest, id: &str, duration_s: u32, now: UtcMs) {
+        let until = now.saturating_add_ms(i64::from(duration_s) * 1000);
+        let mut sessions = self.shared.lock();
+        let session = sessions
+            .map
+            .entry(id.to_owned())
+            .or_insert_with(|| Session {
+                record: SessionRecord {
+                    v: PROTO_VERSION,
+                    id: id.to_owned(),
+                    stream: req.stream.clone(),
+                    ip: req.ip.clone(),
+                    user_id: None,
+                    protocol: req.protocol.clone(),
+                    opened_at: now,
+                    updated_at: now,
+                    closed_at: Some(now),
+                    bytes: 0,
+                },
+                token: req.token.clone(),
+                referer: String::new(),
+                state: State::Denied { until },
+                recheck_at: until,
+                checking: false,
+                max_sessions: None,
+            });
+        if session.state == State::Open {
+            session.record.closed_at = Some(now);
+        }
+        session.state = State::Denied { until };
+        self.write(KvWrite::Put(session.record.clone()));
+    }
+
+    /// Closes a session a re-decision denied (a rule or token session).
+    fn close(&self, id: &str, now: UtcMs, _why: Option<&str>) {
+        let mut sessions = self.shared.lock();
+        if let Some(s) = sessions.map.get_mut(id) {
+            if s.state == State::Open {
+                s.state = State::Closed;
+                s.record.closed_at = Some(now);
+                self.write(KvWrite::Put(s.record.clone()));
+            }
+        }
+    }
+
+    /// `X-Max-Sessions`: closes the user's oldest open sessions beyond the
+    /// limit (with soft limitation, only when the excess is seen at two
+    /// checks in a row), banned for the auth duration.
+    fn enforce_limit(&self, sessions: &mut Sessions, id: &str, now: UtcMs, soft: bool) {
+        let Some(session) = sessions.map.get(id) else {
+            return;
+        };
+        let (Some(user), Some(max)) = (session.record.user_id.clone(), session.max_sessions) else {
+            return;
+        };
+        let mut open: Vec<(UtcMs, String)> = sessions
+            .map
+            .values()
+            .filter(|s| s.state == State::Open && s.record.user_id.as_deref() == Some(&user))
+            .map(|s| (s.record.opened_at, s.record.id.clone()))
+            .collect();
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        if open.len() <= max {
+            sessions.strikes.remove(&user);
+            return;
+        }
+        if soft {
+            let strikes = sessions.strikes.entry(user.clone()).or_insert(0);
+            *strikes += 1;
+            if *strikes < 2 {
+                return;
+            }
+        }
+        sessions.strikes.remove(&user);
+        open.sort();
+        let excess = open.len() - max;
+        for (_, victim) in open.into_iter().take(excess) {
+            if let Some(s) = sessions.map.get_mut(&victim) {
+                let duration = (s.recheck_at.0 - s.record.opened_at.0)
+                    .max(i64::from(DEFAULT_AUTH_DURATION_S) * 1000);
+                s.state = State::Denied {
+                    until: now.saturating_add_ms(duration),
+                };
+                s.record.closed_at = Some(now);
+                warn!(session = %victim, user_id = %user, stream = %s.record.stream, "ban session due to exceeded session limit");
+                self.write(KvWrite::Put(s.record.clone()));
+            }
+        }
+    }
+
+    /// Closes idle sessions and forgets expired denials and old closed
+    /// sessions (at most every few seconds).
+    fn sweep(&self, sessions: &mut Sessions, now: UtcMs) {
+        if now.0 - sessions.last_sweep < SWEEP_EVERY_MS {
+            return;
+        }
+        sessions.last_sweep = now.0;
+        let mut forget = Vec::new();
+        for (id, s) in &mut sessions.map {
+            match s.state {
+                State::Open if now.0 > s.recheck_at.0 + IDLE_MS && !s.checking => {
+                    s.state = State::Closed;
+                    s.record.closed_at = Some(now);
+                    self.write(KvWrite::Put(s.record.clone()));
+                }
+                State::Denied { until } if until < now => forget.push(id.clone()),
+                State::Closed
+                    if s.record
+                        .closed_at
+                        .is_some_and(|c| now.0 - c.0 > KEEP_CLOSED_MS) =>
+                {
+                    forget.push(id.clone());
+                }
+                _ => {}
+            }
+        }
+        for id in forget {
+            sessions.map.remove(&id);
+            self.write(KvWrite::Delete(id));
+        }
+    }
+
+    fn write(&self, w: KvWrite) {
+        if let Some(tx) = &self.shared.kv {
+            let _ = tx.send(w);
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn secs_until(now: UtcMs, until: UtcMs) -> u32 {
+    u32::try_from((until.0 - now.0 + 999) / 1000).unwrap_or(u32::MAX)
+}
+
+fn reply(decision: AuthDecision, duration_s: u32, id: &str, reason: &str) -> AuthReply {
+    AuthReply {
+        v: PROTO_VERSION,
+        decision,
+        duration_s,
+        session: id.to_owned(),
+        location: None,
+        reason: reason.to_owned(),
+    }
+}
+
+/// The seeds' list order; `None` when no list decides.
+fn by_lists(config: &AuthBackendConfig, req: &AuthRequest) -> Option<(bool, String)> {
+    let token_in = |rules: &AuthRules| {
+        !req.token.is_empty()
+            && rules
+                .token
+                .iter()
+                .any(|t| constant_time_eq(t.expose().as_bytes(), req.token.as_bytes()))
+    };
+    let ip: Option<IpAddr> = req.ip.parse().ok();
+    let ip_in = |rules: &AuthRules| ip.is_some_and(|ip| rules.ip.iter().any(|n| n.contains(ip)));
+    let ua = req.user_agent.as_deref().unwrap_or_default();
+    let ua_in =
+        |rules: &AuthRules| !ua.is_empty() && rules.ua.iter().any(|u| ua.contains(u.as_str()));
+    let (allow, deny) = (&config.allow, &config.deny);
+    if token_in(allow) {
+        return Some((true, "allow token".into()));
+    }
+    if token_in(deny) {
+        return Some((false, "deny token".into()));
+    }
+    if ip_in(allow) {
+        return Some((true, "allow ip".into()));
+    }
+    if ip_in(deny) {
+        return Some((false, "deny ip".into()));
+    }
+    if ua_in(allow) {
+        return Some((true, "allow ua".into()));
+    }
+    if ua_in(deny) {
+        return Some((false, "deny ua".into()));
+    }
+    None
+}

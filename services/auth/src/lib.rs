@@ -1,0 +1,18 @@
+//! The auth service: decides whether a player may play a stream, the way
+//! IPTV middleware expects (the seeds' "Authorization" chapters).
+//!
+//! - [`securetoken`]: tokens signed with a shared key (SHA-1 as the seeds,
+//!   or HMAC-SHA256), checked without asking anyone.
+//! - [`backend`]: the HTTP backend protocol, several backends in parallel.
+//! - [`engine`]: policies in the seeds' order, and sessions: decided once,
+//!   re-checked every auth duration, mirrored into the sessions bucket.
+//! - [`authorizer`]: how a packager asks, in process or over the bus, and
+//!   the service loop that answers over the bus.
+
+pub mod authorizer;
+pub mod backend;
+pub mod engine;
+pub mod securetoken;
+
+pub use authorizer::{list_sessions, serve, Authorizer, BusAuthorizer};
+pub use engine::{session_id, Engine};

@@ -1,0 +1,333 @@
+//! A stream with a `securetoken` policy, end to end with the real `dvr
+//! run`: refused (403) without a token or with a bad one, on every kind of
+//! URL; with a valid token its playlists carry the token into every segment
+//! URI, ffprobe reads it, and hls.js in headless Chromium plays it while a
+//! second player without a token on the same page is refused.
+//!
+//! ffmpeg, ffprobe, chromium and hls.js are required (never skipped):
+//! `make test-deps` (scripts/install-test-deps.sh) installs them.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dvr_auth::securetoken::sign;
+use support::{free_tcp_port, get, segments, start_dvr, testdata, wait_for, Procs};
+
+const INSTALL: &str = "run `make test-deps` (scripts/install-test-deps.sh)";
+const SECRET: &str = "e2e-secret-key";
+
+fn now_secs() -> i64 {
+    // Wall-clock seconds for the token's validity window (the dvr under
+    // test reads the same clock).
+    let clock = dvr_common::SystemClock;
+    dvr_common::Clock::now(&clock).as_secs()
+}
+
+/// A valid token for `stream` played from 127.0.0.1.
+fn token(stream: &str) -> String {
+    let now = now_secs();
+    sign(
+        SECRET,
+        false,
+        stream,
+        "127.0.0.1",
+        "e2esalt",
+        now - 60,
+        now + 3600,
+    )
+}
+
+struct Dvr {
+    http: u16,
+    _dir: tempfile::TempDir,
+    _procs: Procs,
+}
+
+/// `dvr run` recording `ch1` from a looping clip, protected by
+/// `securetoken://SECRET`, with at least `secs` recorded.
+fn start(secs: i64) -> Dvr {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_tcp_port();
+    let clip = testdata("h264_aac_720p.ts").canonicalize().unwrap();
+    let config = dir.path().join("dvr.yaml");
+    let yaml = format!(
+        "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
+         streams:\n  ch1:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
+         dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n    \
+         auth: \"securetoken://{SECRET}\"\n",
+        dir.path().display(),
+        clip.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let procs = Procs(vec![start_dvr(&config, &dir.path().join("data"))]);
+    let status = format!("/ch1/recording_status.json?token={}", token("ch1"));
+    wait_for(
+        &format!("{secs} s of recording"),
+        Duration::from_secs(secs as u64 + 30),
+        || span(http, &status).is_some_and(|(from, to)| to - from >= secs),
+    );
+    Dvr {
+        http,
+        _dir: dir,
+        _procs: procs,
+    }
+}
+
+fn span(http: u16, path: &str) -> Option<(i64, i64)> {
+    let (status, body) = get(http, path);
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((v["ch1"]["from"].as_i64()?, v["ch1"]["to"].as_i64()?))
+}
+
+#[test]
+fn securetoken_protects_every_url_and_valid_tokens_play() {
+    let dvr = start(12);
+    let good = token("ch1");
+    let (from, _) = span(
+        dvr.http,
+        &format!("/ch1/recording_status.json?token={good}"),
+    )
+    .unwrap();
+    let now = now_secs();
+    let expired = sign(
+        SECRET,
+        false,
+        "ch1",
+        "127.0.0.1",
+        "e2esalt",
+        now - 7200,
+        now - 3600,
+    );
+    let other_ip = sign(
+        SECRET,
+        false,
+        "ch1",
+        "192.0.2.1",
+        "e2esalt",
+        now - 60,
+        now + 3600,
+    );
+    let other_stream = token("ch2");
+    let tampered = good.replace("e2esalt", "e2esal7");
+    let forms = [
+        "/ch1/index.m3u8".to_owned(),
+        format!("/ch1/index-{from}-6.m3u8"),
+        format!("/ch1/archive-{from}-6.ts"),
+        "/ch1/mpegts".to_owned(),
+        format!("/ch1/timeshift_abs-{from}.m3u8"),
+        "/ch1/recording_status.json".to_owned(),
+    ];
+    for form in &forms {
+        for (what, query) in [
+            ("no token", String::new()),
+            ("expired", format!("?token={expired}")),
+            ("another address", format!("?token={other_ip}")),
+            ("another stream", format!("?token={other_stream}")),
+            ("tampered salt", format!("?token={tampered}")),
+            ("garbage", "?token=x".to_owned()),
+        ] {
+            let (status, body) = get(dvr.http, &format!("{form}{query}"));
+            assert_eq!(
+                status,
+                403,
+                "{form} with {what}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            assert_eq!(
+                body, b"403 Forbidden\n",
+                "{form}: nothing that helps an attacker"
+            );
+        }
+    }
+
+    // With the token: the playlist carries it into every segment URI.
+    let vod = format!("/ch1/index-{from}-6.m3u8?token={good}");
+    let (status, body) = get(dvr.http, &vod);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let playlist = String::from_utf8(body).unwrap();
+    let (segs, _) = segments(&playlist);
+    assert!(!segs.is_empty(), "{playlist}");
+    for (_, _, uri) in &segs {
+        assert!(
+            uri.ends_with(&format!("token={good}")),
+            "{uri} lost the token"
+        );
+        assert_eq!(get(dvr.http, &format!("/ch1/{uri}")).0, 200, "{uri}");
+        let bare = uri.split('?').next().unwrap();
+        assert_eq!(
+            get(dvr.http, &format!("/ch1/{bare}")).0,
+            403,
+            "{bare} without token"
+        );
+    }
+
+    // ffprobe, a real player, reads it with the token and not without.
+    let url = |q: &str| format!("http://127.0.0.1:{}/ch1/index-{from}-6.m3u8{q}", dvr.http);
+    let probed = ffprobe_duration(&url(&format!("?token={good}"))).expect("ffprobe with the token");
+    assert!((probed - 6.0).abs() <= 2.1, "ffprobe reads {probed} s of 6");
+    assert!(
+        ffprobe_duration(&url("")).is_err(),
+        "ffprobe without a token reads nothing"
+    );
+
+    hlsjs_plays_only_with_the_token(&dvr, from, &good);
+}
+
+fn ffprobe_duration(url: &str) -> Result<f64, String> {
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("ffprobe: {e}: {INSTALL}"));
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("{e}"))
+}
+
+/// One page, two hls.js players of the same VOD range from another origin:
+/// `with` (token) must play 4 s, `without` must end in a fatal 403.
+fn hlsjs_plays_only_with_the_token(dvr: &Dvr, from: i64, token: &str) {
+    let base = format!("http://127.0.0.1:{}/ch1/index-{from}-10.m3u8", dvr.http);
+    let page = format!(
+        r#"<!doctype html><html><body><script src="/hls.min.js"></script><script>
+const log = (...a) => console.log("DVRAUTH " + a.join(" "));
+for (const [name, url] of [["with", "{base}?token={token}"], ["without", "{base}"]]) {{
+  const video = document.createElement("video");
+  video.muted = true;
+  document.body.appendChild(video);
+  const hls = new Hls({{ manifestLoadingMaxRetry: 0, levelLoadingMaxRetry: 0, fragLoadingMaxRetry: 0 }});
+  hls.on(Hls.Events.ERROR, (_, d) => log(name, d.fatal ? "fatal" : "error", d.details, d.response ? d.response.code : ""));
+  hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(e => log(name, "fatal play", e)));
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  setInterval(() => log(name, "t", video.currentTime.toFixed(3)), 500);
+}}
+</script></body></html>"#
+    );
+    let page_port = serve_page(page);
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(which("chromium"))
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://127.0.0.1:{page_port}/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("chromium: {e}: {INSTALL}"));
+    let stderr = child.stderr.take().unwrap();
+    let _chromium = Procs(vec![child]);
+
+    let (mut played, mut with_fatal, mut without_fatal) = (0.0_f64, Vec::new(), Vec::new());
+    let mut samples = 0;
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let Some(at) = line.find("\"DVRAUTH ") else {
+            continue;
+        };
+        let msg = line[at + 9..]
+            .split("\", source:")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let words: Vec<&str> = msg.split(' ').collect();
+        match (words.first().copied(), words.get(1).copied()) {
+            (Some("with"), Some("t")) => {
+                played = played.max(words.get(2).and_then(|t| t.parse().ok()).unwrap_or(0.0));
+                samples += 1;
+            }
+            (Some("with"), Some("fatal")) => with_fatal.push(msg.clone()),
+            (Some("without"), Some("fatal")) => without_fatal.push(msg.clone()),
+            _ => {}
+        }
+        // 4 s of media played and the refusal seen, or 40 s of page time.
+        if (played >= 4.0 && !without_fatal.is_empty()) || !with_fatal.is_empty() || samples > 80 {
+            break;
+        }
+    }
+    assert!(
+        with_fatal.is_empty(),
+        "hls.js with the token failed: {with_fatal:?}"
+    );
+    assert!(played >= 4.0, "hls.js with the token played {played} s");
+    assert!(
+        without_fatal
+            .iter()
+            .any(|m| m.contains("manifestLoadError") && m.ends_with("403")),
+        "hls.js without a token must be refused with 403: {without_fatal:?}"
+    );
+}
+
+/// Serves `page` at `/` and hls.js at `/hls.min.js` on a port of its own.
+fn serve_page(page: String) -> u16 {
+    let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
+            home.join(".cache/dvr/tools")
+        },
+        PathBuf::from,
+    );
+    let js_path = tools.join("node_modules/hls.js/dist/hls.min.js");
+    let js =
+        std::fs::read(&js_path).unwrap_or_else(|e| panic!("{}: {e}: {INSTALL}", js_path.display()));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (ctype, body) = if request.starts_with("GET /hls.min.js") {
+                ("text/javascript", js.as_slice())
+            } else {
+                ("text/html", page.as_bytes())
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(body);
+        }
+    });
+    port
+}
+
+fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: {INSTALL}"))
+}

@@ -1,0 +1,250 @@
+//! The packager's authorization layer with the real auth engine: nothing
+//! of a protected stream without an allow, tokens carried into segment
+//! URIs, one decision per session, and open sessions surviving an auth
+//! service that went away.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::{to_bytes, Body};
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use dvr_auth::securetoken::sign;
+use dvr_auth::{Authorizer, Engine};
+use dvr_bus::{BusError, SegmentLog, SegmentLogOptions};
+use dvr_common::{Config, SimulatedClock, UtcMs};
+use dvr_packager::{Gate, Packager, PackagerConfig, StreamTape};
+use dvr_proto::{AuthReply, AuthRequest};
+use support::{segment, T0};
+use tower::ServiceExt;
+
+/// The real engine, counted, and able to play an unreachable service.
+#[derive(Debug)]
+struct Counted {
+    engine: Engine,
+    calls: AtomicUsize,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl Authorizer for Counted {
+    fn protects(&self, stream: &str) -> bool {
+        self.engine.protects(stream)
+    }
+
+    async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BusError::NoResponders {
+                subject: dvr_proto::AUTH_CHECK_SUBJECT.into(),
+            });
+        }
+        Ok(self.engine.check(request).await)
+    }
+}
+
+struct Setup {
+    router: axum::Router,
+    auth: Arc<Counted>,
+    _dir: tempfile::TempDir,
+}
+
+const NOW_MS: i64 = T0 * 1000 + 41_000;
+
+fn setup(trust_forwarded_for: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SimulatedClock::new(UtcMs(NOW_MS)));
+    let config = Config::from_yaml_str(
+        "version: 1\nstreams:\n  ort: { inputs: [ \"udp://239.0.0.1:1\" ], auth: \"securetoken://K\" }\n  free: { inputs: [ \"udp://239.0.0.1:2\" ] }\n",
+        "t.yaml",
+    )
+    .unwrap();
+    let auth = Arc::new(Counted {
+        engine: Engine::new(&config, clock.clone(), None),
+        calls: AtomicUsize::new(0),
+        down: AtomicBool::new(false),
+    });
+    let gate = Arc::new(Gate::new(auth.clone(), trust_forwarded_for));
+    let packager = Arc::new(Packager::new(PackagerConfig::default(), clock).with_auth(gate));
+    for name in ["ort", "free"] {
+        let log = Arc::new(
+            SegmentLog::open(dir.path().join(name), SegmentLogOptions::default()).unwrap(),
+        );
+        for seq in 0..10 {
+            log.append(&segment(seq, T0 * 1000 + seq as i64 * 2000, seq == 0))
+                .unwrap();
+        }
+        packager.add_stream(StreamTape::new(name, log, None));
+    }
+    Setup {
+        router: packager.router(),
+        auth,
+        _dir: dir,
+    }
+}
+
+fn token_for(ip: &str) -> String {
+    let now = NOW_MS / 1000;
+    sign("K", false, "ort", ip, "salt", now - 60, now + 3600)
+}
+
+async fn get_from(
+    s: &Setup,
+    peer: Option<&str>,
+    uri: &str,
+    xff: Option<&str>,
+) -> (StatusCode, String) {
+    let mut request = Request::get(uri);
+    if let Some(xff) = xff {
+        request = request.header("X-Forwarded-For", xff);
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    if let Some(peer) = peer {
+        let addr: SocketAddr = format!("{peer}:40000").parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(addr));
+    }
+    let response = s.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn nothing_of_a_protected_stream_without_an_allow() {
+    let s = setup(false);
+    let ip = "192.0.2.1";
+    let token = token_for(ip);
+    let forged = token.replace("salt", "sa1t");
+    for uri in [
+        "/ort/index.m3u8".to_owned(),
+        format!("/ort/index.m3u8?token={forged}"),
+        format!("/ort/mpegts?token={forged}"),
+        "/ort/recording_status.json".to_owned(),
+        format!("/ort/archive-{T0}-10.ts"),
+        format!("/ort/archive-{T0}-10.m3u8?token=nope"),
+    ] {
+        let (status, body) = get_from(&s, Some(ip), &uri, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(body, "403 Forbidden\n", "{uri}: the body says nothing more");
+    }
+    // Another address cannot use the token.
+    let (status, _) = get_from(
+        &s,
+        Some("192.0.2.2"),
+        &format!("/ort/index.m3u8?token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, playlist) = get_from(
+        &s,
+        Some(ip),
+        &format!("/ort/index.m3u8?token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{playlist}");
+    let uris: Vec<&str> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert!(!uris.is_empty());
+    for uri in &uris {
+        assert!(
+            uri.ends_with(&format!("?token={token}")),
+            "{uri} carries the token"
+        );
+    }
+    let segment = format!("/ort/{}", uris[0]);
+    assert_eq!(
+        get_from(&s, Some(ip), &segment, None).await.0,
+        StatusCode::OK
+    );
+    let bare = segment.split('?').next().unwrap();
+    assert_eq!(
+        get_from(&s, Some(ip), bare, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // An open stream needs nothing, and no request reaches auth for it.
+    let before = s.auth.calls.load(Ordering::SeqCst);
+    assert_eq!(
+        get_from(&s, Some(ip), "/free/index.m3u8", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.auth.calls.load(Ordering::SeqCst), before);
+    // Without a peer address (no connect info) nothing is served.
+    let (status, _) = get_from(&s, None, &format!("/ort/index.m3u8?token={token}"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_cached_allow_asks_nobody() {
+    let s = setup(false);
+    let ip = "192.0.2.1";
+    let uri = format!("/ort/index.m3u8?token={}", token_for(ip));
+    for _ in 0..20 {
+        assert_eq!(get_from(&s, Some(ip), &uri, None).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        s.auth.calls.load(Ordering::SeqCst),
+        1,
+        "one decision per session"
+    );
+}
+
+/// The auth service goes away: a session that was allowed keeps playing
+/// when its cached allow runs out, a new one is refused with 503.
+#[tokio::test(start_paused = true)]
+async fn open_sessions_outlive_an_unreachable_auth_service() {
+    let s = setup(false);
+    let ip = "192.0.2.1";
+    let uri = format!("/ort/index.m3u8?token={}", token_for(ip));
+    assert_eq!(get_from(&s, Some(ip), &uri, None).await.0, StatusCode::OK);
+    s.auth.down.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(181)).await;
+    assert_eq!(get_from(&s, Some(ip), &uri, None).await.0, StatusCode::OK);
+    assert_eq!(
+        s.auth.calls.load(Ordering::SeqCst),
+        2,
+        "asked once the allow ran out"
+    );
+    let other = "192.0.2.9";
+    let new = format!("/ort/index.m3u8?token={}", token_for(other));
+    assert_eq!(
+        get_from(&s, Some(other), &new, None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_when_trusted() {
+    let ip = "192.0.2.1";
+    let uri = format!("/ort/index.m3u8?token={}", token_for(ip));
+    let untrusted = setup(false);
+    let (status, _) = get_from(&untrusted, Some("127.0.0.1"), &uri, Some(ip)).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a client cannot claim an address"
+    );
+    let trusted = setup(true);
+    let (status, _) = get_from(
+        &trusted,
+        Some("127.0.0.1"),
+        &uri,
+        Some(&format!("203.0.113.5, {ip}")),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the proxy's last entry is the client"
+    );
+}
