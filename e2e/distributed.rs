@@ -28,7 +28,7 @@ use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, LiveLog, NatsBus, NatsConfig};
 use dvr_common::StreamName;
 use dvr_storage::testservers::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
-use support::{dvr_bin, free_tcp_port, free_udp_port, get, start_source, text, wait_for};
+use support::{dvr_bin, free_tcp_port, free_udp_port, get, start_source, text, wait_for, Procs};
 
 /// Generous bounds for things that happen in a few seconds.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -223,7 +223,7 @@ fn replicas_take_over_and_packagers_agree() {
     let config = write_config(dir.path(), &s3, udp);
     let url = nats.url();
     let stream = StreamName::new("ch1").unwrap();
-    let mut source = start_source(udp, "testsrc", 240);
+    let mut source = Procs(vec![start_source(udp, "testsrc", 240)]);
 
     let mut ingest = [
         Service::start(dir.path(), "ingest-a", "ingest", &config, &url),
@@ -323,7 +323,7 @@ fn replicas_take_over_and_packagers_agree() {
     for s in &mut ingest {
         s.sigterm();
     }
-    let _ = source.kill();
+    source.0[0].kill().unwrap();
     for s in &mut recorder {
         s.sigterm();
     }
@@ -369,7 +369,7 @@ fn streams_follow_the_bucket_and_survive_a_nats_restart() {
     let config = write_config(dir.path(), &s3, udp);
     let url = nats.url();
     let stream = StreamName::new("ch1").unwrap();
-    let mut source = start_source(udp, "testsrc", 240);
+    let mut source = Procs(vec![start_source(udp, "testsrc", 240)]);
     let mut all = Service::start(
         dir.path(),
         "node-1",
@@ -384,7 +384,7 @@ fn streams_follow_the_bucket_and_survive_a_nats_restart() {
     // A stream added through the bucket plays without a restart; removed,
     // it is gone.
     let udp2 = free_udp_port();
-    let mut source2 = start_source(udp2, "smptebars", 120);
+    let source2 = Procs(vec![start_source(udp2, "smptebars", 120)]);
     let kv: Arc<dyn Kv> = rt.block_on(async {
         let bus = NatsBus::connect(NatsConfig::new(&url)).await.unwrap();
         Arc::new(bus.kv(dvr_proto::STREAMS_KV_BUCKET).await.unwrap()) as Arc<dyn Kv>
@@ -398,7 +398,7 @@ fn streams_follow_the_bucket_and_survive_a_nats_restart() {
     wait_for("ch2 gone", PATIENCE, || {
         get(all.port, "/ch2/index.m3u8").0 == 404
     });
-    let _ = source2.kill();
+    drop(source2);
 
     // The server restarts on the same store: nothing recorded is lost and
     // recording goes on.
@@ -412,7 +412,7 @@ fn streams_follow_the_bucket_and_survive_a_nats_restart() {
             .is_some_and(|s| *s > last_before + 3)
     });
     all.sigterm();
-    let _ = source.kill();
+    source.0[0].kill().unwrap();
     let after = rt.block_on(published(&url, &stream));
     let lost: Vec<u64> = before
         .keys()
