@@ -416,11 +416,21 @@ impl Validator<'_> {
             Some(c) => Some(self.cache(&format!("{path}.cache"), c)?),
             None => None,
         };
+        // `auth://NAME` must name an entry of `auth_backends`: the config
+        // file's caller checks that (a stored document has no backends; the
+        // engine denies every play of a name it does not know).
+        let auth = match &raw.auth {
+            Some(a) => Some(
+                parse_auth_spec(&a.value)
+                    .or_else(|m| self.err(line(a), &format!("{path}.auth"), m))?,
+            ),
+            None => None,
+        };
         Ok(StreamConfig {
             inputs,
             dvr,
             cache,
-            auth: None,
+            auth,
         })
     }
 

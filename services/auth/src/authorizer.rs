@@ -26,6 +26,10 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
     /// Whether plays of `stream` need an allow (it has a policy).
     fn protects(&self, stream: &str) -> bool;
 
+    /// Takes the policies of `config`'s streams from now on: the streams
+    /// bucket changed (a stream added or changed through the API).
+    fn set_policies(&self, config: &Config);
+
     /// Decides one request. An `Err` means no decision could be had (the
     /// auth service is unreachable): the asker keeps what it knew.
     async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError>;
@@ -33,6 +37,10 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
 
 #[async_trait]
 impl Authorizer for Engine {
+    fn set_policies(&self, config: &Config) {
+        Engine::set_policies(self, config);
+    }
+
     fn protects(&self, stream: &str) -> bool {
         Engine::protects(self, stream)
     }
@@ -46,7 +54,7 @@ impl Authorizer for Engine {
 #[derive(Debug)]
 pub struct BusAuthorizer {
     requester: Arc<dyn Requester>,
-    protected: HashSet<String>,
+    protected: std::sync::RwLock<HashSet<String>>,
     timeout: Duration,
 }
 
@@ -55,24 +63,38 @@ impl BusAuthorizer {
     /// through `requester` and waiting at most `timeout` (more than the
     /// backends' 3 s, so a slow backend is not taken for a lost service).
     pub fn new(config: &Config, requester: Arc<dyn Requester>, timeout: Duration) -> Self {
-        let protected = config
-            .streams
-            .keys()
-            .filter(|s| config.auth_of(s).is_some())
-            .map(|s| s.as_str().to_owned())
-            .collect();
         Self {
             requester,
-            protected,
+            protected: std::sync::RwLock::new(protected(config)),
             timeout,
         }
     }
 }
 
+/// The streams `config` gives a policy.
+fn protected(config: &Config) -> HashSet<String> {
+    config
+        .streams
+        .keys()
+        .filter(|s| config.auth_of(s).is_some())
+        .map(|s| s.as_str().to_owned())
+        .collect()
+}
+
 #[async_trait]
 impl Authorizer for BusAuthorizer {
+    fn set_policies(&self, config: &Config) {
+        *self
+            .protected
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = protected(config);
+    }
+
     fn protects(&self, stream: &str) -> bool {
-        self.protected.contains(stream)
+        self.protected
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(stream)
     }
 
     async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {

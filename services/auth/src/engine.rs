@@ -126,11 +126,47 @@ pub struct Engine {
     shared: Arc<Shared>,
 }
 
+/// Every stream's policy.
+#[derive(Debug, Default)]
+struct Policies {
+    by_stream: HashMap<StreamName, Policy>,
+    /// The names of `by_stream`, for a lookup by `&str` on every request.
+    protected: std::collections::HashSet<String>,
+}
+
+impl Policies {
+    fn of(config: &Config) -> Self {
+        let mut by_stream = HashMap::new();
+        for name in config.streams.keys() {
+            let policy = match config.auth_of(name) {
+                None | Some(AuthSpec::Off) => continue,
+                Some(AuthSpec::SecureToken { secret, hmac }) => Policy::SecureToken {
+                    secret: secret.clone(),
+                    hmac: *hmac,
+                },
+                Some(AuthSpec::Named(n)) => match config.auth_backends.get(n) {
+                    Some(b) => Policy::Lists(Arc::new(b.clone())),
+                    // The config refuses unknown names; deny-all if one slips by.
+                    None => Policy::Lists(Arc::default()),
+                },
+                Some(AuthSpec::Backend(url)) => Policy::Lists(Arc::new(AuthBackendConfig {
+                    backends: vec![url.clone()],
+                    ..AuthBackendConfig::default()
+                })),
+            };
+            by_stream.insert(name.clone(), policy);
+        }
+        Self {
+            protected: by_stream.keys().map(|s| s.as_str().to_owned()).collect(),
+            by_stream,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
-    policies: HashMap<StreamName, Policy>,
-    /// The names of `policies`, for a lookup by `&str` on every request.
-    protected: std::collections::HashSet<String>,
+    /// Replaced whole when the streams change (streams bucket, API).
+    policies: std::sync::RwLock<Policies>,
     backends: Backends,
     clock: Arc<dyn Clock>,
     sessions: Mutex<Sessions>,
@@ -152,26 +188,6 @@ impl Engine {
         sessions_kv: Option<Arc<dyn Kv>>,
         timeout: std::time::Duration,
     ) -> Self {
-        let mut policies = HashMap::new();
-        for name in config.streams.keys() {
-            let policy = match config.auth_of(name) {
-                None | Some(AuthSpec::Off) => continue,
-                Some(AuthSpec::SecureToken { secret, hmac }) => Policy::SecureToken {
-                    secret: secret.clone(),
-                    hmac: *hmac,
-                },
-                Some(AuthSpec::Named(n)) => match config.auth_backends.get(n) {
-                    Some(b) => Policy::Lists(Arc::new(b.clone())),
-                    // The config refuses unknown names; deny-all if one slips by.
-                    None => Policy::Lists(Arc::default()),
-                },
-                Some(AuthSpec::Backend(url)) => Policy::Lists(Arc::new(AuthBackendConfig {
-                    backends: vec![url.clone()],
-                    ..AuthBackendConfig::default()
-                })),
-            };
-            policies.insert(name.clone(), policy);
-        }
         let kv = sessions_kv.map(|kv| {
             let (tx, mut rx) = mpsc::unbounded_channel::<KvWrite>();
             tokio::spawn(async move {
@@ -189,8 +205,7 @@ impl Engine {
         });
         Self {
             shared: Arc::new(Shared {
-                protected: policies.keys().map(|s| s.as_str().to_owned()).collect(),
-                policies,
+                policies: std::sync::RwLock::new(Policies::of(config)),
                 backends: Backends::new(timeout),
                 clock,
                 sessions: Mutex::new(Sessions::default()),
@@ -201,7 +216,17 @@ impl Engine {
 
     /// Whether plays of `stream` need an allow.
     pub fn protects(&self, stream: &str) -> bool {
-        self.shared.protected.contains(stream)
+        self.shared.policies().protected.contains(stream)
+    }
+
+    /// Takes the policies of `config`'s streams from now on (the streams
+    /// bucket changed); open sessions keep their state.
+    pub fn set_policies(&self, config: &Config) {
+        *self
+            .shared
+            .policies
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Policies::of(config);
     }
 
     /// The sessions this engine tracks (open, denied and recently closed).
@@ -216,7 +241,8 @@ impl Engine {
     pub async fn check(&self, req: &AuthRequest) -> AuthReply {
         let sh = &self.shared;
         let id = session_id(req.stream.as_str(), &req.ip, &req.token);
-        let Some(policy) = sh.policies.get(&req.stream) else {
+        let policy = sh.policies().by_stream.get(&req.stream).cloned();
+        let Some(policy) = policy else {
             return reply(
                 AuthDecision::Allow,
                 OPEN_STREAM_DURATION_S,
@@ -267,7 +293,7 @@ impl Engine {
                 }
             }
         }
-        self.decide(req, &id, policy, now).await
+        self.decide(req, &id, &policy, now).await
     }
 
     /// A first decision (or a re-decision of a rule or token session).
@@ -648,6 +674,10 @@ impl Engine {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn policies(&self) -> std::sync::RwLockReadGuard<'_, Policies> {
+        self.policies.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -151,14 +151,21 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     seed_streams(&streams_kv, config, node.is_distributed()).await?;
 
     let sessions = node.kv(SESSIONS_KV_BUCKET).await?;
+    // Play authorization: policies follow the streams bucket (the
+    // supervisor hands every change to each authorizer).
+    let mut authorizers: Vec<Arc<dyn dvr_auth::Authorizer>> = Vec::new();
     let mut packager = Packager::new(PackagerConfig::default(), Arc::clone(&clock));
     if roles.packager {
-        if let Some(gate) = auth_gate(config, &clock, &node, &sessions) {
-            packager = packager.with_auth(gate);
-        }
+        let authorizer = authorizer(config, &clock, &node, &sessions);
+        authorizers.push(Arc::clone(&authorizer));
+        packager = packager.with_auth(Arc::new(dvr_packager::Gate::new(
+            authorizer,
+            config.http.trust_forwarded_for,
+        )));
     }
     if roles.auth && node.is_distributed() {
         let engine = dvr_auth::Engine::new(config, Arc::clone(&clock), Some(Arc::clone(&sessions)));
+        authorizers.push(Arc::new(engine.clone()));
         let responder = node.responder();
         tokio::spawn(async move {
             if let Err(e) = dvr_auth::serve(engine, responder.as_ref()).await {
@@ -173,6 +180,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         Arc::clone(&run_config),
         Arc::clone(&clock),
         Arc::clone(&packager),
+        authorizers,
     );
     // A store that cannot be reached is a startup error, not a stream that
     // quietly never records.
@@ -227,24 +235,16 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The packager's play authorization, when any stream has a policy: the
-/// engine in this process (embedded), or the auth service asked over the
-/// bus (distributed).
-fn auth_gate(
+/// The packager's play authorization: the engine in this process
+/// (embedded), or the auth service asked over the bus (distributed). A
+/// stream without a policy passes at the cost of one set lookup.
+fn authorizer(
     config: &Config,
     clock: &Arc<dyn Clock>,
     node: &Node,
     sessions: &Arc<dyn Kv>,
-) -> Option<Arc<dvr_packager::Gate>> {
-    let protected = config
-        .streams
-        .keys()
-        .filter(|s| config.auth_of(s).is_some())
-        .count();
-    if protected == 0 {
-        return None;
-    }
-    let authorizer: Arc<dyn dvr_auth::Authorizer> = if node.is_distributed() {
+) -> Arc<dyn dvr_auth::Authorizer> {
+    if node.is_distributed() {
         Arc::new(dvr_auth::BusAuthorizer::new(
             config,
             node.requester(),
@@ -256,12 +256,7 @@ fn auth_gate(
             Arc::clone(clock),
             Some(Arc::clone(sessions)),
         ))
-    };
-    info!(streams = protected, "play authorization on");
-    Some(Arc::new(dvr_packager::Gate::new(
-        authorizer,
-        config.http.trust_forwarded_for,
-    )))
+    }
 }
 
 /// How long the packager waits for the auth service's answer.

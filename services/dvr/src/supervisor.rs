@@ -138,6 +138,9 @@ pub struct Supervisor {
     stream_stores: Mutex<HashMap<StreamName, Arc<ArchiveStore>>>,
     status: std::sync::Mutex<Status>,
     ready: watch::Sender<bool>,
+    /// Told of every change of the streams, so play authorization follows
+    /// policies set through the API.
+    authorizers: Vec<Arc<dyn dvr_auth::Authorizer>>,
 }
 
 struct IngestWorker {
@@ -169,6 +172,7 @@ impl Supervisor {
         config: Arc<RunConfig>,
         clock: Arc<dyn Clock>,
         packager: Arc<Packager>,
+        authorizers: Vec<Arc<dyn dvr_auth::Authorizer>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node,
@@ -180,6 +184,7 @@ impl Supervisor {
             stream_stores: Mutex::default(),
             status: std::sync::Mutex::default(),
             ready: watch::channel(false).0,
+            authorizers,
         })
     }
 
@@ -282,8 +287,17 @@ impl Supervisor {
         let mut workers = Workers::default();
         let mut streams_rx = streams.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut policies_of: Option<Streams> = None;
         loop {
             let current = streams_rx.borrow_and_update().clone();
+            if policies_of.as_ref() != Some(&current) {
+                let mut config = self.config.node.clone();
+                config.streams = current.clone();
+                for authorizer in &self.authorizers {
+                    authorizer.set_policies(&config);
+                }
+                policies_of = Some(current.clone());
+            }
             ingest_wanted_tx.send_if_modified(|w| replace(w, ingest_streams(&current)));
             recorder_wanted_tx.send_if_modified(|w| replace(w, recorder_streams(&current)));
             let ingest_set = ingest_owned.borrow_and_update().clone();

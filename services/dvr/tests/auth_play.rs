@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dvr_auth::securetoken::sign;
-use support::{free_tcp_port, get, segments, start_dvr, testdata, wait_for, Procs};
+use support::{free_tcp_port, get, segments, send, start_dvr, testdata, wait_for, Procs};
 
 const INSTALL: &str = "run `make test-deps` (scripts/install-test-deps.sh)";
 const SECRET: &str = "e2e-secret-key";
@@ -85,6 +85,52 @@ fn span(http: u16, path: &str) -> Option<(i64, i64)> {
     }
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
     Some((v["ch1"]["from"].as_i64()?, v["ch1"]["to"].as_i64()?))
+}
+
+/// A policy set through the API applies at once, to a new stream and to a
+/// changed one: the packager follows the streams bucket, not the file.
+#[test]
+fn policies_set_through_the_api_apply_at_once() {
+    let dvr = start(2);
+    let clip = testdata("h264_aac_720p.ts").canonicalize().unwrap();
+    let ch2 = format!(
+        "{{\"inputs\": [\"file://{}?loop=true\"], \"auth\": \"securetoken://{SECRET}\"}}",
+        clip.display()
+    );
+    let (status, _, body) = send(dvr.http, "POST", "/api/v1/streams/ch2", &ch2);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let good = token("ch2");
+    wait_for(
+        "ch2 playing with its token",
+        Duration::from_secs(30),
+        || get(dvr.http, &format!("/ch2/index.m3u8?token={good}")).0 == 200,
+    );
+    assert_eq!(
+        get(dvr.http, "/ch2/index.m3u8").0,
+        403,
+        "ch2 without a token"
+    );
+    let stored = get(dvr.http, "/api/v1/streams/ch2").1;
+    assert!(
+        String::from_utf8_lossy(&stored).contains("securetoken://"),
+        "the policy is stored with the stream"
+    );
+
+    // Opened up through the API: plays without a token.
+    let open = format!(
+        "{{\"inputs\": [\"file://{}?loop=true\"], \"auth\": \"none\"}}",
+        clip.display()
+    );
+    let (status, _, body) = send(dvr.http, "PUT", "/api/v1/streams/ch2", &open);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    wait_for("ch2 open", Duration::from_secs(30), || {
+        get(dvr.http, "/ch2/index.m3u8").0 == 200
+    });
+    assert_eq!(
+        get(dvr.http, "/ch1/index.m3u8").0,
+        403,
+        "ch1 keeps its policy"
+    );
 }
 
 #[test]

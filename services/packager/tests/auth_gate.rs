@@ -33,6 +33,10 @@ struct Counted {
 
 #[async_trait]
 impl Authorizer for Counted {
+    fn set_policies(&self, config: &Config) {
+        self.engine.set_policies(config);
+    }
+
     fn protects(&self, stream: &str) -> bool {
         self.engine.protects(stream)
     }

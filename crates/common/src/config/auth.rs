@@ -216,6 +216,28 @@ pub fn parse_auth_spec(text: &str) -> Result<AuthSpec, String> {
     Err("unknown auth form (use auth://NAME, securetoken://SECRET, securetoken-hmac://SECRET, http(s)://URL or none)".into())
 }
 
+impl AuthSpec {
+    /// The form [`parse_auth_spec`] reads, secret included: what the
+    /// streams bucket stores, so a policy set through the API survives.
+    /// Never log it (`Debug` masks the secret; this does not).
+    pub fn written(&self) -> String {
+        match self {
+            AuthSpec::Off => "none".to_owned(),
+            AuthSpec::Named(name) => format!("auth://{name}"),
+            AuthSpec::SecureToken { secret, hmac } => {
+                let scheme = if *hmac {
+                    "securetoken-hmac"
+                } else {
+                    "securetoken"
+                };
+                format!("{scheme}://{}", secret.expose())
+            }
+            AuthSpec::Backend(b) if b.soft_limitation => format!("{} soft_limitation=true", b.url),
+            AuthSpec::Backend(b) => b.url.clone(),
+        }
+    }
+}
+
 /// Parses `http(s)://host/path [soft_limitation=true]`.
 pub fn parse_backend(text: &str) -> Result<BackendUrl, String> {
     let mut words = text.split_whitespace();

@@ -81,6 +81,9 @@ impl Serialize for StreamConfig {
         if let Some(cache) = &self.cache {
             map.serialize_entry("cache", cache)?;
         }
+        if let Some(auth) = &self.auth {
+            map.serialize_entry("auth", &auth.written())?;
+        }
         map.end()
     }
 }
@@ -174,11 +177,14 @@ mod tests {
             dvr: \"/spool copy=s3://b/p 3d 95% 64K schedule=1-2 offline\"\n  \
             cached:\n    inputs: [ \"udp://[::1]:5000\", \"file:///c.ts?loop=3&pace=false\" ]\n    \
             dvr: { depth: 90m, segment_duration: 1500ms, copy_interval: 1m, enabled: false }\n    \
-            cache: { path: /ssd, depth: 1d, max_size: 3000, misses: 2 }\n";
+            cache: { path: /ssd, depth: 1d, max_size: 3000, misses: 2 }\n  \
+            hmac:\n    inputs: [ \"udp://1.2.3.4:5\" ]\n    auth: \"securetoken-hmac://k3y\"\n  \
+            backend:\n    inputs: [ \"udp://1.2.3.4:6\" ]\n    auth: \"http://h/a soft_limitation=true\"\n  \
+            open:\n    inputs: [ \"udp://1.2.3.4:7\" ]\n    auth: none\n";
         config
             .streams
             .extend(Config::from_yaml_str(extra, "extra.yaml").unwrap().streams);
-        assert_eq!(config.streams.len(), 6);
+        assert_eq!(config.streams.len(), 9);
         for (name, stream) in &config.streams {
             let json = serde_json::to_string(stream).unwrap();
             let back = StreamConfig::from_doc_str(&json, "json", "stream", None)

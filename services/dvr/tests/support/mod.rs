@@ -96,13 +96,31 @@ pub fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
 
 /// A plain HTTP/1.0 GET: (status, response head, body).
 pub fn get_with_head(port: u16, path: &str) -> (u16, String, Vec<u8>) {
+    send(port, "GET", path, "")
+}
+
+/// A plain HTTP/1.0 request with a JSON body (empty for none): (status,
+/// response head, body).
+pub fn send(port: u16, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new(), Vec::new());
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let body_head = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{body_head}\r\n{body}"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let split = raw
