@@ -9,16 +9,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Command;
 use std::time::Duration;
 
 use dvr_auth::securetoken::sign;
-use support::{free_tcp_port, get, segments, send, start_dvr, testdata, wait_for, Procs};
+use support::{
+    free_tcp_port, get, open_in_chromium, segments, send, serve_page, start_dvr, testdata,
+    wait_for, Procs, INSTALL,
+};
 
-const INSTALL: &str = "run `make test-deps` (scripts/install-test-deps.sh)";
 const SECRET: &str = "e2e-secret-key";
 
 fn now_secs() -> i64 {
@@ -271,28 +271,8 @@ for (const [name, url] of [["with", "{base}?token={token}"], ["without", "{base}
 }}
 </script></body></html>"#
     );
-    let page_port = serve_page(page);
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(which("chromium"))
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--mute-audio",
-            "--autoplay-policy=no-user-gesture-required",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://127.0.0.1:{page_port}/"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("chromium: {e}: {INSTALL}"));
-    let stderr = child.stderr.take().unwrap();
-    let _chromium = Procs(vec![child]);
+    let chromium = open_in_chromium(serve_page(page));
+    let stderr = chromium.stderr;
 
     let (mut played, mut with_fatal, mut without_fatal) = (0.0_f64, Vec::new(), Vec::new());
     let mut samples = 0;
@@ -332,48 +312,4 @@ for (const [name, url] of [["with", "{base}?token={token}"], ["without", "{base}
             .any(|m| m.contains("manifestLoadError") && m.ends_with("403")),
         "hls.js without a token must be refused with 403: {without_fatal:?}"
     );
-}
-
-/// Serves `page` at `/` and hls.js at `/hls.min.js` on a port of its own.
-fn serve_page(page: String) -> u16 {
-    let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
-            home.join(".cache/dvr/tools")
-        },
-        PathBuf::from,
-    );
-    let js_path = tools.join("node_modules/hls.js/dist/hls.min.js");
-    let js =
-        std::fs::read(&js_path).unwrap_or_else(|e| panic!("{}: {e}: {INSTALL}", js_path.display()));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            let mut buf = [0; 4096];
-            let n = conn.read(&mut buf).unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let (ctype, body) = if request.starts_with("GET /hls.min.js") {
-                ("text/javascript", js.as_slice())
-            } else {
-                ("text/html", page.as_bytes())
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.0 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(body);
-        }
-    });
-    port
-}
-
-fn which(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: {INSTALL}"))
 }

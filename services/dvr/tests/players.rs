@@ -13,18 +13,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    free_tcp_port, get, get_with_head, header, recorded_span, segments, start_dvr, testdata,
-    wait_for, write_config_streams, Procs,
+    free_tcp_port, get, get_with_head, header, hlsjs, open_in_chromium, recorded_span, segments,
+    serve_page, start_dvr, testdata, wait_for, which, write_config_streams, Procs, INSTALL,
 };
 
-const INSTALL: &str = "run `make test-deps` (scripts/install-test-deps.sh)";
 /// Carried through every URL: middleware puts its auth there.
 const TOKEN: &str = "token=t0k3n-42";
 /// The recorder's segment duration (the config's `segment_duration`).
@@ -584,20 +581,6 @@ fn ffprobe_reads_every_playlist_and_mpegts_form() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// hls.js, installed by `make test-deps` into the tools cache.
-fn hlsjs() -> PathBuf {
-    let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
-            home.join(".cache/dvr/tools")
-        },
-        PathBuf::from,
-    );
-    let js = tools.join("node_modules/hls.js/dist/hls.min.js");
-    assert!(js.is_file(), "{} is missing: {INSTALL}", js.display());
-    js
-}
-
 /// A page playing each `(name, url, hls.js config)` in its own muted
 /// `<video>`, logging `currentTime` every 500 ms and every hls.js error
 /// through `console.log`, as `DVRLOG name ...` lines.
@@ -628,36 +611,6 @@ for (const [name, url, config] of [{}]) {{
 </script></body></html>"#,
         list.join(", ")
     )
-}
-
-/// Serves `page` at `/` and hls.js at `/hls.min.js` from a thread, on a
-/// port of its own (another origin than the packager's); returns the port.
-fn serve_page(page: String, hlsjs: &Path) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let js = std::fs::read(hlsjs).unwrap();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            let mut buf = [0; 4096];
-            let n = conn.read(&mut buf).unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let (ctype, body) = if request.starts_with("GET /hls.min.js") {
-                ("text/javascript", js.as_slice())
-            } else if request.starts_with("GET / ") {
-                ("text/html", page.as_bytes())
-            } else {
-                let _ = conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                continue;
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.0 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(body);
-        }
-    });
-    port
 }
 
 /// One player's log: `(page ms, currentTime)` samples, errors and stalls.
@@ -736,8 +689,9 @@ fn note(logs: &mut std::collections::BTreeMap<String, PlayerLog>, line: &str) {
 
 #[test]
 fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
-    let js = hlsjs();
-    let chromium = which("chromium");
+    // Missing tools fail before the recording, not after.
+    hlsjs();
+    which("chromium");
     let rec = record(20);
     let (from, at) = (rec.start + 2, rec.start + 4);
     let streams = [
@@ -765,30 +719,8 @@ fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
             "{}",
         ),
     ];
-    let page = serve_page(player_page(&streams), &js);
-
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(&chromium);
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--mute-audio",
-        "--autoplay-policy=no-user-gesture-required",
-        "--enable-logging=stderr",
-        "--v=0",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
-    let mut child = cmd
-        .arg(format!("http://127.0.0.1:{page}/"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}: {INSTALL}", chromium.display()));
-    let stderr = child.stderr.take().unwrap();
-    let _chromium = Procs(vec![child]);
+    let chromium = open_in_chromium(serve_page(player_page(&streams)));
+    let stderr = chromium.stderr;
 
     // Up to 25 s of page time for every player to start and play 7 s.
     const PLAY_MS: f64 = 7_000.0;
@@ -876,14 +808,4 @@ fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// A program on the PATH, or a failure naming the install command.
-fn which(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: {INSTALL}"))
 }

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dvr_common::CivilTime;
@@ -266,4 +266,98 @@ pub fn start_source(udp: u16, pattern: &str, secs: u32) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("ffmpeg: run `make test-deps`")
+}
+
+/// What to run when a tool the tests need is missing.
+pub const INSTALL: &str = "run `make test-deps` (scripts/install-test-deps.sh)";
+
+/// A program on the PATH, or a failure naming the install command.
+pub fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: {INSTALL}"))
+}
+
+/// hls.js, installed by `make test-deps` into the tools cache.
+pub fn hlsjs() -> PathBuf {
+    let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
+            home.join(".cache/dvr/tools")
+        },
+        PathBuf::from,
+    );
+    let js = tools.join("node_modules/hls.js/dist/hls.min.js");
+    assert!(js.is_file(), "{} is missing: {INSTALL}", js.display());
+    js
+}
+
+/// Serves `page` at `/` and hls.js at `/hls.min.js` on a port of its own
+/// (another origin than the DVR's, so CORS is exercised).
+pub fn serve_page(page: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let js = std::fs::read(hlsjs()).unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (ctype, body) = if request.starts_with("GET /hls.min.js") {
+                ("text/javascript", js.as_slice())
+            } else if request.starts_with("GET / ") {
+                ("text/html", page.as_bytes())
+            } else {
+                let _ = conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                continue;
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(body);
+        }
+    });
+    port
+}
+
+/// Headless Chromium showing the page on `page_port`; the page's
+/// `console.log` lines come out of `stderr`. Killed when dropped.
+pub struct Chromium {
+    pub stderr: ChildStderr,
+    _procs: Procs,
+    _profile: tempfile::TempDir,
+}
+
+pub fn open_in_chromium(page_port: u16) -> Chromium {
+    let chromium = which("chromium");
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://127.0.0.1:{page_port}/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}: {INSTALL}", chromium.display()));
+    let stderr = child.stderr.take().unwrap();
+    Chromium {
+        stderr,
+        _procs: Procs(vec![child]),
+        _profile: profile,
+    }
 }
