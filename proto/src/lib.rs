@@ -14,7 +14,7 @@ pub mod names;
 
 pub use message::{
     AuthDecision, AuthReply, AuthRequest, CatalogSummary, Event, EventKind, LeaseRecord,
-    ProtoError, SegmentDescriptor, SessionRecord, Versioned,
+    ProtoError, SegmentDescriptor, SessionBytes, SessionRecord, SessionUsage, Versioned,
 };
 pub use names::*;
 

@@ -312,6 +312,33 @@ impl Versioned for AuthReply {
     }
 }
 
+/// Bytes a packager served in play sessions since its last report: the
+/// body of a request on [`AUTH_USAGE_SUBJECT`](crate::AUTH_USAGE_SUBJECT).
+/// The auth service adds them to each [`SessionRecord::bytes`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUsage {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// One entry per session that served bytes since the last report.
+    pub sessions: Vec<SessionBytes>,
+}
+
+/// The bytes served in one session, part of a [`SessionUsage`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionBytes {
+    /// The session id, as [`AuthReply::session`] gave it.
+    pub session: String,
+    /// Bytes of response bodies sent since the last report.
+    pub bytes: u64,
+}
+
+impl Versioned for SessionUsage {
+    const WHAT: &'static str = "session usage";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use dvr_common::Ticks;

@@ -45,8 +45,12 @@ pub const HEADER_ERROR_KIND: &str = "Dvr-Error-Kind";
 
 /// Subject for the auth service's play check (request/reply).
 pub const AUTH_CHECK_SUBJECT: &str = "dvr.v1.auth.check";
+/// Subject on which packagers report the bytes they served per session
+/// (request/reply, a [`SessionUsage`](crate::SessionUsage); the reply is
+/// empty).
+pub const AUTH_USAGE_SUBJECT: &str = "dvr.v1.auth.usage";
 /// Queue group the auth service's replicas answer [`AUTH_CHECK_SUBJECT`]
-/// in, so each request is answered once.
+/// and [`AUTH_USAGE_SUBJECT`] in, so each request is answered once.
 pub const AUTH_QUEUE_GROUP: &str = "dvr-auth";
 /// Wildcard matching every event of every stream.
 pub const EVENTS_ALL: &str = "dvr.v1.events.>";

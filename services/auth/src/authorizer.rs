@@ -13,7 +13,8 @@ use dvr_bus::{BusError, Kv, Requester, Responder};
 use dvr_common::config::Config;
 use dvr_common::ErrorKind;
 use dvr_proto::{
-    AuthReply, AuthRequest, SessionRecord, Versioned, AUTH_CHECK_SUBJECT, AUTH_QUEUE_GROUP,
+    AuthReply, AuthRequest, SessionRecord, SessionUsage, Versioned, AUTH_CHECK_SUBJECT,
+    AUTH_QUEUE_GROUP, AUTH_USAGE_SUBJECT,
 };
 use futures::StreamExt;
 use tracing::warn;
@@ -33,6 +34,11 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
     /// Decides one request. An `Err` means no decision could be had (the
     /// auth service is unreachable): the asker keeps what it knew.
     async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError>;
+
+    /// Reports the bytes served per session since the last report. An
+    /// `Err` means the report did not arrive: the asker keeps the bytes
+    /// and sends them with its next one.
+    async fn report_usage(&self, usage: &SessionUsage) -> Result<(), BusError>;
 }
 
 #[async_trait]
@@ -47,6 +53,11 @@ impl Authorizer for Engine {
 
     async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {
         Ok(Engine::check(self, request).await)
+    }
+
+    async fn report_usage(&self, usage: &SessionUsage) -> Result<(), BusError> {
+        self.record_usage(usage);
+        Ok(())
     }
 }
 
@@ -111,25 +122,48 @@ impl Authorizer for BusAuthorizer {
             source,
         })
     }
+
+    async fn report_usage(&self, usage: &SessionUsage) -> Result<(), BusError> {
+        self.requester
+            .request(
+                AUTH_USAGE_SUBJECT,
+                Bytes::from(usage.encode()),
+                self.timeout,
+            )
+            .await
+            .map(drop)
+    }
 }
 
-/// The auth service: answers `dvr.v1.auth.check` with `engine` until the
-/// bus goes away. Each request is decided in its own task, so one waiting
-/// on a slow backend holds up no other.
+/// The auth service: answers `dvr.v1.auth.check` and `dvr.v1.auth.usage`
+/// with `engine` until the bus goes away. Each request is handled in its
+/// own task, so one waiting on a slow backend holds up no other.
 pub async fn serve(engine: Engine, responder: &dyn Responder) -> Result<(), BusError> {
-    let mut requests = responder
+    let checks = responder
         .serve(AUTH_CHECK_SUBJECT, AUTH_QUEUE_GROUP)
         .await?;
+    let usage = responder
+        .serve(AUTH_USAGE_SUBJECT, AUTH_QUEUE_GROUP)
+        .await?;
+    let mut requests = futures::stream::select(checks, usage);
     while let Some(request) = requests.next().await {
         let engine = engine.clone();
         tokio::spawn(async move {
-            let sent = match AuthRequest::decode(&request.body) {
-                Ok(ask) => {
-                    let answer = engine.check(&ask).await;
-                    request.reply(Bytes::from(answer.encode())).await
+            let answer = if request.subject == AUTH_USAGE_SUBJECT {
+                SessionUsage::decode(&request.body).map(|usage| {
+                    engine.record_usage(&usage);
+                    Bytes::new()
+                })
+            } else {
+                match AuthRequest::decode(&request.body) {
+                    Ok(ask) => Ok(Bytes::from(engine.check(&ask).await.encode())),
+                    Err(e) => Err(e),
                 }
+            };
+            let sent = match answer {
+                Ok(body) => request.reply(body).await,
                 Err(e) => {
-                    warn!(error = %e, "refusing a malformed auth request");
+                    warn!(subject = %request.subject, error = %e, "refusing a malformed auth request");
                     request
                         .reply_error(ErrorKind::BadRequest, &e.to_string())
                         .await

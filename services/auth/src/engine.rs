@@ -23,10 +23,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use dvr_bus::Kv;
+use dvr_bus::{BusError, Kv};
 use dvr_common::config::{AuthBackendConfig, AuthRules, AuthSpec, BackendUrl, Config, Secret};
 use dvr_common::{Clock, StreamName, UtcMs};
-use dvr_proto::{AuthDecision, AuthReply, AuthRequest, SessionRecord, Versioned, PROTO_VERSION};
+use dvr_proto::{
+    AuthDecision, AuthReply, AuthRequest, SessionRecord, SessionUsage, Versioned, PROTO_VERSION,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -68,6 +70,9 @@ impl Policy {
     }
 }
 
+/// Bytes of the hash a session id keeps.
+const SESSION_ID_BYTES: usize = 12;
+
 /// The session id: hex of a hash of stream, client address and token.
 pub fn session_id(stream: &str, ip: &str, token: &str) -> String {
     let mut h = Sha256::new();
@@ -75,7 +80,12 @@ pub fn session_id(stream: &str, ip: &str, token: &str) -> String {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    hex::encode(&h.finalize()[..12])
+    hex::encode(&h.finalize()[..SESSION_ID_BYTES])
+}
+
+/// Whether `id` has the form [`session_id`] gives (so it is a safe key).
+fn is_session_id(id: &str) -> bool {
+    id.len() == 2 * SESSION_ID_BYTES && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,10 +124,75 @@ impl Sessions {
 }
 
 /// A write to the sessions bucket, applied in order by one task.
+///
+/// A record's `bytes` belong to the bucket: usage reports add to them with
+/// compare-and-set, and a state change keeps what the bucket counted. So
+/// with several auth replicas, each answering some reports, none loses
+/// another's bytes.
 #[derive(Debug)]
 enum KvWrite {
     Put(SessionRecord),
+    AddBytes { id: String, bytes: u64, at: UtcMs },
     Delete(String),
+}
+
+/// How often a compare-and-set on one record is tried before giving up.
+const CAS_ATTEMPTS: usize = 8;
+
+impl KvWrite {
+    async fn apply(&self, kv: &dyn Kv) -> Result<(), BusError> {
+        match self {
+            KvWrite::Put(record) => {
+                update_record(kv, &record.id, |stored| {
+                    let mut record = record.clone();
+                    if let Some(stored) = stored {
+                        record.bytes = stored.bytes;
+                    }
+                    Some(record)
+                })
+                .await
+            }
+            KvWrite::AddBytes { id, bytes, at } => {
+                update_record(kv, id, |stored| {
+                    let mut record = stored?;
+                    record.bytes = record.bytes.saturating_add(*bytes);
+                    record.updated_at = record.updated_at.max(*at);
+                    Some(record)
+                })
+                .await
+            }
+            KvWrite::Delete(id) => kv.delete(id).await,
+        }
+    }
+}
+
+/// Rewrites the record under `id` as `change` says (given the stored
+/// record, if any; `None` leaves it alone), retrying when another writer
+/// got there first.
+async fn update_record(
+    kv: &dyn Kv,
+    id: &str,
+    change: impl Fn(Option<SessionRecord>) -> Option<SessionRecord>,
+) -> Result<(), BusError> {
+    let mut attempt = 1;
+    loop {
+        let entry = kv.get(id).await?;
+        let stored = entry
+            .as_ref()
+            .and_then(|e| SessionRecord::decode(&e.value).ok());
+        let Some(record) = change(stored) else {
+            return Ok(());
+        };
+        let value = Bytes::from(record.encode());
+        let written = match &entry {
+            Some(e) => kv.update(id, value, e.revision).await,
+            None => kv.create(id, value).await,
+        };
+        match written {
+            Err(BusError::KvConflict { .. }) if attempt < CAS_ATTEMPTS => attempt += 1,
+            other => return other.map(drop),
+        }
+    }
 }
 
 /// Decides play requests for the configured streams.
@@ -192,11 +267,7 @@ impl Engine {
             let (tx, mut rx) = mpsc::unbounded_channel::<KvWrite>();
             tokio::spawn(async move {
                 while let Some(write) = rx.recv().await {
-                    let result = match &write {
-                        KvWrite::Put(r) => kv.put(&r.id, Bytes::from(r.encode())).await.map(drop),
-                        KvWrite::Delete(id) => kv.delete(id).await,
-                    };
-                    if let Err(e) = result {
+                    if let Err(e) = write.apply(kv.as_ref()).await {
                         warn!(error = %e, "cannot record a session in the sessions bucket");
                     }
                 }
@@ -235,6 +306,35 @@ impl Engine {
         let mut out: Vec<_> = sessions.map.values().map(|s| s.record.clone()).collect();
         out.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
         out
+    }
+
+    /// Adds the bytes a packager served to each session's record (in
+    /// this engine's view and in the sessions bucket). A report for a
+    /// session id that cannot be one is ignored.
+    pub fn record_usage(&self, usage: &SessionUsage) {
+        let now = self.shared.clock.now();
+        let mut sessions = self.shared.lock();
+        for reported in &usage.sessions {
+            if reported.bytes == 0 {
+                continue;
+            }
+            if !is_session_id(&reported.session) {
+                warn!(
+                    session = %reported.session.escape_debug(),
+                    "ignoring usage for a malformed session id"
+                );
+                continue;
+            }
+            if let Some(s) = sessions.map.get_mut(&reported.session) {
+                s.record.bytes = s.record.bytes.saturating_add(reported.bytes);
+                s.record.updated_at = s.record.updated_at.max(now);
+            }
+            self.write(KvWrite::AddBytes {
+                id: reported.session.clone(),
+                bytes: reported.bytes,
+                at: now,
+            });
+        }
     }
 
     /// Decides a request.

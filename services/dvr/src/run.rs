@@ -155,13 +155,16 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     // supervisor hands every change to each authorizer).
     let mut authorizers: Vec<Arc<dyn dvr_auth::Authorizer>> = Vec::new();
     let mut packager = Packager::new(PackagerConfig::default(), Arc::clone(&clock));
+    let mut gate = None;
     if roles.packager {
         let authorizer = authorizer(config, &clock, &node, &sessions);
         authorizers.push(Arc::clone(&authorizer));
-        packager = packager.with_auth(Arc::new(dvr_packager::Gate::new(
+        let g = Arc::new(dvr_packager::Gate::new(
             authorizer,
             config.http.trust_forwarded_for,
-        )));
+        ));
+        packager = packager.with_auth(Arc::clone(&g));
+        gate = Some(g);
     }
     if roles.auth && node.is_distributed() {
         let engine = dvr_auth::Engine::new(config, Arc::clone(&clock), Some(Arc::clone(&sessions)));
@@ -229,6 +232,10 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal());
     server.await.context("HTTP server failed")?;
+    // The bytes the last seconds of playback served still count.
+    if let Some(gate) = gate {
+        gate.report_usage().await;
+    }
 
     let _ = stop_tx.send(true);
     let _ = supervised.await;

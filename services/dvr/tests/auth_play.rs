@@ -2,7 +2,8 @@
 //! run`: refused (403) without a token or with a bad one, on every kind of
 //! URL; with a valid token its playlists carry the token into every segment
 //! URI, ffprobe reads it, and hls.js in headless Chromium plays it while a
-//! second player without a token on the same page is refused.
+//! second player without a token on the same page is refused. The bytes
+//! served show in the session's record (`GET /api/v1/sessions`).
 //!
 //! ffmpeg, ffprobe, chromium and hls.js are required (never skipped):
 //! `make test-deps` (scripts/install-test-deps.sh) installs them.
@@ -198,6 +199,7 @@ fn securetoken_protects_every_url_and_valid_tokens_play() {
     let vod = format!("/ch1/index-{from}-6.m3u8?token={good}");
     let (status, body) = get(dvr.http, &vod);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let mut served = body.len();
     let playlist = String::from_utf8(body).unwrap();
     let (segs, _) = segments(&playlist);
     assert!(!segs.is_empty(), "{playlist}");
@@ -206,7 +208,9 @@ fn securetoken_protects_every_url_and_valid_tokens_play() {
             uri.ends_with(&format!("token={good}")),
             "{uri} lost the token"
         );
-        assert_eq!(get(dvr.http, &format!("/ch1/{uri}")).0, 200, "{uri}");
+        let (status, segment) = get(dvr.http, &format!("/ch1/{uri}"));
+        assert_eq!(status, 200, "{uri}");
+        served += segment.len();
         let bare = uri.split('?').next().unwrap();
         assert_eq!(
             get(dvr.http, &format!("/ch1/{bare}")).0,
@@ -225,6 +229,20 @@ fn securetoken_protects_every_url_and_valid_tokens_play() {
     );
 
     hlsjs_plays_only_with_the_token(&dvr, from, &good);
+
+    // The session counted at least what this test itself was sent
+    // (reported every 10 s).
+    let session = dvr_auth::session_id("ch1", "127.0.0.1", &good);
+    wait_for("the session's bytes", Duration::from_secs(30), || {
+        let (status, body) = get(dvr.http, "/api/v1/sessions?stream=ch1");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        listed["sessions"].as_array().unwrap().iter().any(|s| {
+            s["id"] == session.as_str()
+                && s["bytes"].as_u64().unwrap() >= served as u64
+                && s["protocol"] == "hls"
+        })
+    });
 }
 
 fn ffprobe_duration(url: &str) -> Result<f64, String> {

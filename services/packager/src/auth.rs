@@ -14,10 +14,18 @@
 //! The player gets a bare `403 Forbidden` (or a redirect the backend
 //! asked for): why is written to the log, for the operator, never the
 //! token.
+//!
+//! An allowed answer carries its session's [`SessionMeter`] in the
+//! response's extensions; the metrics layer, outermost, counts into it the
+//! body bytes as the client gets them (after gzip, `304` and ranges). The
+//! gate reports what its sessions served to the authorizer every few
+//! seconds, in one message for all of them, and keeps what a report could
+//! not deliver for the next one.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -27,9 +35,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dvr_auth::Authorizer;
 use dvr_common::StreamName;
-use dvr_proto::{AuthDecision, AuthRequest, PROTO_VERSION};
+use dvr_proto::{AuthDecision, AuthRequest, SessionBytes, SessionUsage, PROTO_VERSION};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::url::{self, Form};
 
@@ -38,6 +46,33 @@ use crate::url::{self, Form};
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(10);
 /// Above this many cached sessions, expired ones are dropped.
 const PRUNE_ABOVE: usize = 100_000;
+/// How often the bytes sessions served are reported.
+pub const USAGE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The bytes one allowed session served that are not reported yet.
+#[derive(Debug)]
+pub struct SessionMeter {
+    session: String,
+    unreported: AtomicU64,
+}
+
+impl SessionMeter {
+    fn new(session: String) -> Self {
+        Self {
+            session,
+            unreported: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `bytes` sent in the session.
+    pub fn add(&self, bytes: u64) {
+        self.unreported.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn pending(&self) -> bool {
+        self.unreported.load(Ordering::Relaxed) > 0
+    }
+}
 
 /// The session key: (stream, ip, token), as the seeds define it, in one
 /// string (`stream\nip\ntoken`; none of the three holds a newline once
@@ -56,6 +91,8 @@ struct Cached {
     decision: AuthDecision,
     until: Instant,
     location: Option<String>,
+    /// Present for an allow.
+    meter: Option<Arc<SessionMeter>>,
 }
 
 /// The authorization layer of the packager's router.
@@ -64,6 +101,8 @@ pub struct Gate {
     authorizer: Arc<dyn Authorizer>,
     trust_forwarded_for: bool,
     cache: RwLock<HashMap<SessionKey, Cached>>,
+    report_every: Duration,
+    reporting: Once,
 }
 
 impl Gate {
@@ -75,7 +114,72 @@ impl Gate {
             authorizer,
             trust_forwarded_for,
             cache: RwLock::default(),
+            report_every: USAGE_REPORT_EVERY,
+            reporting: Once::new(),
         }
+    }
+
+    /// Reports usage every `every` instead of [`USAGE_REPORT_EVERY`].
+    #[must_use]
+    pub fn with_usage_reports_every(mut self, every: Duration) -> Self {
+        self.report_every = every;
+        self
+    }
+
+    /// Sends the authorizer the bytes each session served since the last
+    /// report; what does not arrive is kept for the next one. The gate
+    /// calls this every [`USAGE_REPORT_EVERY`] once it allowed a play; a
+    /// service that stops calls it once more.
+    pub async fn report_usage(&self) {
+        let taken: Vec<(Arc<SessionMeter>, u64)> = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(|c| c.meter.as_ref())
+            .filter_map(|m| {
+                let bytes = m.unreported.swap(0, Ordering::Relaxed);
+                (bytes > 0).then(|| (Arc::clone(m), bytes))
+            })
+            .collect();
+        if taken.is_empty() {
+            return;
+        }
+        let usage = SessionUsage {
+            v: PROTO_VERSION,
+            sessions: taken
+                .iter()
+                .map(|(m, bytes)| SessionBytes {
+                    session: m.session.clone(),
+                    bytes: *bytes,
+                })
+                .collect(),
+        };
+        if let Err(e) = self.authorizer.report_usage(&usage).await {
+            debug!(error = %e, sessions = taken.len(), "usage report not delivered; kept for the next");
+            for (meter, bytes) in taken {
+                meter.add(bytes);
+            }
+        }
+    }
+
+    /// Starts the periodic usage reports (once), in a task that ends when
+    /// the gate is dropped.
+    fn start_reports(self: &Arc<Self>) {
+        self.reporting.call_once(|| {
+            let gate: Weak<Self> = Arc::downgrade(self);
+            let every = self.report_every;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(gate) = gate.upgrade() else { break };
+                    gate.report_usage().await;
+                }
+            });
+        });
     }
 
     fn cached(&self, key: &SessionKey) -> Option<Cached> {
@@ -90,7 +194,7 @@ impl Gate {
         let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         if cache.len() > PRUNE_ABOVE {
             let now = Instant::now();
-            cache.retain(|_, c| c.until > now);
+            cache.retain(|_, c| c.until > now || c.meter.as_ref().is_some_and(|m| m.pending()));
         }
         cache.insert(key, entry);
     }
@@ -159,10 +263,23 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Ne
             if reply.decision != AuthDecision::Allow {
                 info!(stream = %stream_name, ip = %ip, session = %reply.session, decision = ?reply.decision, reason = %reply.reason, "play refused");
             }
+            // The session keeps its meter across re-checks, so bytes not
+            // yet reported stay counted.
+            let meter = (reply.decision == AuthDecision::Allow).then(|| {
+                stale
+                    .as_ref()
+                    .and_then(|c| c.meter.clone())
+                    .filter(|m| m.session == reply.session)
+                    .unwrap_or_else(|| Arc::new(SessionMeter::new(reply.session.clone())))
+            });
+            if meter.is_some() {
+                gate.start_reports();
+            }
             Cached {
                 decision: reply.decision,
                 until: now + Duration::from_secs(u64::from(reply.duration_s)),
                 location: reply.location,
+                meter,
             }
         }
         Err(e) => match stale.filter(|c| c.decision == AuthDecision::Allow) {
@@ -186,7 +303,13 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Ne
 
 async fn answer(decided: &Cached, request: Request, next: Next) -> Response {
     match (decided.decision, &decided.location) {
-        (AuthDecision::Allow, _) => next.run(request).await,
+        (AuthDecision::Allow, _) => {
+            let mut response = next.run(request).await;
+            if let Some(meter) = &decided.meter {
+                response.extensions_mut().insert(Arc::clone(meter));
+            }
+            response
+        }
         (AuthDecision::Redirect, Some(location)) => match HeaderValue::from_str(location) {
             Ok(v) => {
                 let mut response = Response::new(Body::empty());

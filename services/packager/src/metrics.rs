@@ -8,10 +8,11 @@
 //! upkeep when a form is added; paths that do not parse are `unknown` or
 //! `invalid`. Latency is to the response head: endless MPEG-TS answers
 //! have no end to measure to. The same middleware opens the request's
-//! trace span.
+//! trace span, and counts the bytes of an authorized play into its
+//! session's [`SessionMeter`].
 
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
 use tracing::Instrument;
 
+use crate::auth::SessionMeter;
 use crate::url::{self, UrlError};
 
 /// A request's URL form and answer status.
@@ -128,7 +130,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let session = response.extensions_mut().remove::<Arc<SessionMeter>>();
     let m = &*METRICS;
     let status = response.status().as_u16();
     span.record("status", status);
@@ -143,14 +146,22 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .get_or_create(&label)
         .observe(started.elapsed().as_secs_f64());
     let sent = m.sent_bytes.get_or_create(&label).clone();
-    response.map(|body| Body::new(Counted { inner: body, sent }))
+    response.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            sent,
+            session,
+        })
+    })
 }
 
-/// A body that adds what passes through it to a counter, keeping the
-/// inner body's size hint (so `Content-Length` is unchanged).
+/// A body that adds what passes through it to a counter (and to its
+/// session's meter), keeping the inner body's size hint (so
+/// `Content-Length` is unchanged).
 struct Counted {
     inner: Body,
     sent: Counter,
+    session: Option<Arc<SessionMeter>>,
 }
 
 impl HttpBody for Counted {
@@ -164,7 +175,11 @@ impl HttpBody for Counted {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                self.sent.inc_by(data.len() as u64);
+                let bytes = data.len() as u64;
+                self.sent.inc_by(bytes);
+                if let Some(session) = &self.session {
+                    session.add(bytes);
+                }
             }
         }
         polled

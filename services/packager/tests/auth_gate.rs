@@ -19,7 +19,7 @@ use dvr_auth::{Authorizer, Engine};
 use dvr_bus::{BusError, SegmentLog, SegmentLogOptions};
 use dvr_common::{Config, SimulatedClock, UtcMs};
 use dvr_packager::{Gate, Packager, PackagerConfig, StreamTape};
-use dvr_proto::{AuthReply, AuthRequest};
+use dvr_proto::{AuthReply, AuthRequest, SessionUsage};
 use support::{segment, T0};
 use tower::ServiceExt;
 
@@ -50,11 +50,22 @@ impl Authorizer for Counted {
         }
         Ok(self.engine.check(request).await)
     }
+
+    async fn report_usage(&self, usage: &SessionUsage) -> Result<(), BusError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BusError::NoResponders {
+                subject: dvr_proto::AUTH_USAGE_SUBJECT.into(),
+            });
+        }
+        self.engine.record_usage(usage);
+        Ok(())
+    }
 }
 
 struct Setup {
     router: axum::Router,
     auth: Arc<Counted>,
+    gate: Arc<Gate>,
     _dir: tempfile::TempDir,
 }
 
@@ -74,7 +85,8 @@ fn setup(trust_forwarded_for: bool) -> Setup {
         down: AtomicBool::new(false),
     });
     let gate = Arc::new(Gate::new(auth.clone(), trust_forwarded_for));
-    let packager = Arc::new(Packager::new(PackagerConfig::default(), clock).with_auth(gate));
+    let packager =
+        Arc::new(Packager::new(PackagerConfig::default(), clock).with_auth(Arc::clone(&gate)));
     for name in ["ort", "free"] {
         let log = Arc::new(
             SegmentLog::open(dir.path().join(name), SegmentLogOptions::default()).unwrap(),
@@ -88,6 +100,7 @@ fn setup(trust_forwarded_for: bool) -> Setup {
     Setup {
         router: packager.router(),
         auth,
+        gate,
         _dir: dir,
     }
 }
@@ -251,4 +264,56 @@ async fn forwarded_for_counts_only_when_trusted() {
         StatusCode::OK,
         "the proxy's last entry is the client"
     );
+}
+
+/// The bytes of what a session was served, as the client got it, land in
+/// its record; a report that cannot be delivered loses none of them.
+#[tokio::test(start_paused = true)]
+async fn sessions_count_the_bytes_they_served() {
+    let s = setup(false);
+    let ip = "192.0.2.1";
+    let token = token_for(ip);
+    let bytes_of = |s: &Setup| {
+        let sessions = s.auth.engine.sessions();
+        assert_eq!(sessions.len(), 1, "{sessions:?}");
+        sessions[0].bytes
+    };
+    let mut served = 0u64;
+    for uri in [
+        format!("/ort/index.m3u8?token={token}"),
+        format!("/ort/archive-{T0}-10.ts?token={token}"),
+    ] {
+        let (status, body) = get_from(&s, Some(ip), &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(!body.is_empty());
+        served += body.len() as u64;
+    }
+    // A stream without a policy has no session to count into.
+    assert_eq!(
+        get_from(&s, Some(ip), "/free/index.m3u8", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(bytes_of(&s), 0, "nothing reported yet");
+
+    s.auth.down.store(true, Ordering::SeqCst);
+    s.gate.report_usage().await;
+    assert_eq!(bytes_of(&s), 0, "the report did not arrive");
+    s.auth.down.store(false, Ordering::SeqCst);
+    s.gate.report_usage().await;
+    assert_eq!(bytes_of(&s), served, "kept and sent with the next report");
+
+    // The gate reports on its own, every ten seconds.
+    let (_, body) = get_from(
+        &s,
+        Some(ip),
+        &format!("/ort/index.m3u8?token={token}"),
+        None,
+    )
+    .await;
+    served += body.len() as u64;
+    for _ in 0..12 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(bytes_of(&s), served);
 }
