@@ -38,8 +38,8 @@ use std::net::SocketAddr;
 use serde_saphyr::{MessageFormatter, Spanned};
 
 pub use auth::{
-    parse_auth_spec, parse_backend, AuthBackendConfig, AuthRules, AuthSpec, BackendUrl, IpNet,
-    Secret,
+    expand_env, parse_auth_spec, parse_backend, AuthBackendConfig, AuthRules, AuthSpec, BackendUrl,
+    IpNet, Secret,
 };
 pub use cache::{
     default_disk_cache_bytes, default_memory_cache_bytes, CacheConfig, PackagerSettings,

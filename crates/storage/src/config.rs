@@ -2,44 +2,15 @@
 //!
 //! The URI names the bucket; this config says which endpoint, region and
 //! credentials to use and how patient to be. Secrets are [`Secret`]s, whose
-//! `Debug` prints `***` and which have no `Display`, so a config can be logged
-//! whole. The standard environment variables of the AWS and OpenStack CLIs
+//! `Debug` and `Display` print `***`, so a config can be logged whole. The standard environment variables of the AWS and OpenStack CLIs
 //! override the file ([`StorageConfig::apply_env`]), which is how Kubernetes
 //! secrets reach the process.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// A credential. Never printed: `Debug` shows `***` and there is no
-/// `Display`; [`Secret::expose`] is the one way to read it.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it to a server.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use dvr_common::config::Secret;
 
 /// Storage section of the node config.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -267,7 +238,7 @@ impl StorageConfig {
         };
         let set_secret = |field: &mut Option<Secret>, name: &str| {
             if let Some(v) = get(name) {
-                *field = Some(Secret(v));
+                *field = Some(Secret::new(v));
             }
         };
         let s3 = &mut self.s3;
@@ -311,8 +282,8 @@ impl StorageConfig {
         ]
         .into_iter()
         .flatten()
-        .filter(|s| s.0.len() >= 3)
-        .map(|s| s.0.clone())
+        .filter(|s| s.expose().len() >= 3)
+        .map(|s| s.expose().to_owned())
         .collect()
     }
 }

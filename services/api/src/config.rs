@@ -13,8 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use dvr_common::config::{from_yaml_str_as, ConfigError};
-use dvr_storage::Secret;
+use dvr_common::config::{expand_env, from_yaml_str_as, ConfigError, Secret};
 use serde::Deserialize;
 
 /// Admin credentials, environment expanded.
@@ -88,31 +87,6 @@ impl ApiConfig {
     }
 }
 
-/// Replaces every `${VAR}` in `value` with the variable's value.
-pub fn expand_env(value: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unclosed ${ (write ${NAME})".to_owned())?;
-        let name = &after[..end];
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("${{{name}}} is not an environment variable name"));
-        }
-        match env(name) {
-            Some(v) if !v.is_empty() => out.push_str(&v),
-            Some(_) => return Err(format!("environment variable {name} is empty")),
-            None => return Err(format!("environment variable {name} is not set")),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +137,5 @@ mod tests {
         assert!(!ApiConfig::from_yaml_str("version: 1\n", "f", env)
             .unwrap()
             .has_credentials());
-        assert!(expand_env("${A", env).is_err());
-        assert!(expand_env("${A-B}", env).is_err());
     }
 }

@@ -31,7 +31,7 @@ use dvr_proto::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::{
     BackendAnswer, BackendQuery, Backends, BACKEND_TIMEOUT, DEFAULT_AUTH_DURATION_S,
@@ -210,17 +210,41 @@ struct Policies {
 }
 
 impl Policies {
+    /// The policies of `config`'s streams. A secret whose `${VAR}` cannot
+    /// be read makes its stream deny every play, and is logged.
     fn of(config: &Config) -> Self {
+        let (policies, problems) = Self::resolve(config, |name| std::env::var(name).ok());
+        for problem in problems {
+            error!("{problem}; its plays are refused");
+        }
+        policies
+    }
+
+    /// The policies, and what could not be resolved (per stream).
+    fn resolve(config: &Config, env: impl Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
         let mut by_stream = HashMap::new();
+        let mut problems = Vec::new();
         for name in config.streams.keys() {
             let policy = match config.auth_of(name) {
                 None | Some(AuthSpec::Off) => continue,
-                Some(AuthSpec::SecureToken { secret, hmac }) => Policy::SecureToken {
-                    secret: secret.clone(),
-                    hmac: *hmac,
+                Some(AuthSpec::SecureToken { secret, hmac }) => match secret.expanded(&env) {
+                    Ok(secret) => Policy::SecureToken {
+                        secret,
+                        hmac: *hmac,
+                    },
+                    Err(why) => {
+                        problems.push(format!("stream {name}: securetoken key: {why}"));
+                        Policy::Lists(Arc::default())
+                    }
                 },
                 Some(AuthSpec::Named(n)) => match config.auth_backends.get(n) {
-                    Some(b) => Policy::Lists(Arc::new(b.clone())),
+                    Some(b) => match expand_tokens(b, &env) {
+                        Ok(b) => Policy::Lists(Arc::new(b)),
+                        Err(why) => {
+                            problems.push(format!("stream {name}: auth_backends.{n}.{why}"));
+                            Policy::Lists(Arc::default())
+                        }
+                    },
                     // The config refuses unknown names; deny-all if one slips by.
                     None => Policy::Lists(Arc::default()),
                 },
@@ -231,11 +255,36 @@ impl Policies {
             };
             by_stream.insert(name.clone(), policy);
         }
-        Self {
+        let policies = Self {
             protected: by_stream.keys().map(|s| s.as_str().to_owned()).collect(),
             by_stream,
+        };
+        (policies, problems)
+    }
+}
+
+/// `backends` with the `${VAR}`s of its token lists read; the first that
+/// cannot be is the error (`allow.token: environment variable …`).
+fn expand_tokens(
+    backends: &AuthBackendConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<AuthBackendConfig, String> {
+    let mut out = backends.clone();
+    for (list, rules) in [("allow", &mut out.allow), ("deny", &mut out.deny)] {
+        for token in &mut rules.token {
+            *token = token
+                .expanded(&env)
+                .map_err(|why| format!("{list}.token: {why}"))?;
         }
     }
+    Ok(out)
+}
+
+/// Every secret of `config`'s policies that cannot be read (a `${VAR}`
+/// unset or empty), one line per stream and secret: what `dvr run` refuses
+/// to start with.
+pub fn unreadable_secrets(config: &Config) -> Vec<String> {
+    Policies::resolve(config, |name| std::env::var(name).ok()).1
 }
 
 #[derive(Debug)]
@@ -830,4 +879,71 @@ fn by_lists(config: &AuthBackendConfig, req: &AuthRequest) -> Option<(bool, Stri
         return Some((false, "deny ua".into()));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "version: 1\n\
+        auth_backends:\n  main: { allow: { token: [ \"${ALLOWED}\", \"plain\" ] } }\n\
+        streams:\n\
+        \x20 news: { inputs: [ \"udp://239.0.0.1:1\" ], auth: \"securetoken://pre-${KEY}\" }\n\
+        \x20 ort: { inputs: [ \"udp://239.0.0.1:2\" ], auth: \"auth://main\" }\n";
+
+    fn resolve(vars: &[(&str, &str)]) -> (Policies, Vec<String>) {
+        let config = Config::from_yaml_str(CONFIG, "t.yaml").unwrap();
+        Policies::resolve(&config, |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn policy<'a>(p: &'a Policies, stream: &str) -> &'a Policy {
+        &p.by_stream[&StreamName::new(stream).unwrap()]
+    }
+
+    #[test]
+    fn secrets_are_read_from_the_environment() {
+        let (p, problems) = resolve(&[("KEY", "k3y"), ("ALLOWED", "t0ken")]);
+        assert!(problems.is_empty(), "{problems:?}");
+        match policy(&p, "news") {
+            Policy::SecureToken { secret, hmac } => {
+                assert_eq!(secret.expose(), "pre-k3y");
+                assert!(!hmac);
+            }
+            other => panic!("{other:?}"),
+        }
+        match policy(&p, "ort") {
+            Policy::Lists(c) => {
+                let tokens: Vec<_> = c.allow.token.iter().map(Secret::expose).collect();
+                assert_eq!(tokens, ["t0ken", "plain"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_secret_refuses_every_play_of_its_stream() {
+        let (p, problems) = resolve(&[]);
+        assert_eq!(
+            problems,
+            [
+                "stream news: securetoken key: environment variable KEY is not set",
+                "stream ort: auth_backends.main.allow.token: environment variable ALLOWED is not set",
+            ]
+        );
+        for stream in ["news", "ort"] {
+            assert!(p.protected.contains(stream), "{stream} stays protected");
+            match policy(&p, stream) {
+                Policy::Lists(c) => {
+                    assert!(c.backends.is_empty() && !c.allow_default && c.allow.token.is_empty());
+                }
+                other => panic!("{stream}: {other:?}"),
+            }
+        }
+        let problems = format!("{problems:?}");
+        assert!(!problems.contains("pre-"), "no part of a key is printed");
+    }
 }

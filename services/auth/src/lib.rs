@@ -15,4 +15,4 @@ pub mod engine;
 pub mod securetoken;
 
 pub use authorizer::{list_sessions, serve, Authorizer, BusAuthorizer};
-pub use engine::{session_id, Engine};
+pub use engine::{session_id, unreadable_secrets, Engine};

@@ -143,6 +143,14 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         }
     };
     let node = Arc::new(node);
+    // The auth engine reads `${VAR}` in keys and tokens from this process's
+    // environment; one it cannot read is a startup error, not a stream
+    // that quietly refuses every viewer.
+    if roles.auth {
+        if let Some(problem) = dvr_auth::unreadable_secrets(config).first() {
+            bail!("{problem}");
+        }
+    }
     info!(node = %node.id, services = ?roles.names(), distributed = node.is_distributed(), "starting");
 
     // The streams bucket: the config file's streams seed it (on NATS only

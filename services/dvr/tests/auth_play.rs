@@ -5,6 +5,9 @@
 //! second player without a token on the same page is refused. The bytes
 //! served show in the session's record (`GET /api/v1/sessions`).
 //!
+//! The key is given as `${DVR_E2E_KEY}`, read from the environment; without
+//! it `dvr run` refuses to start, naming the stream and the variable.
+//!
 //! ffmpeg, ffprobe, chromium and hls.js are required (never skipped):
 //! `make test-deps` (scripts/install-test-deps.sh) installs them.
 
@@ -16,11 +19,13 @@ use std::time::Duration;
 
 use dvr_auth::securetoken::sign;
 use support::{
-    free_tcp_port, get, open_in_chromium, segments, send, serve_page, start_dvr, testdata,
-    wait_for, Procs, INSTALL,
+    dvr_bin, free_tcp_port, get, open_in_chromium, segments, send, serve_page, start_dvr_with_env,
+    testdata, wait_for, Procs, INSTALL,
 };
 
 const SECRET: &str = "e2e-secret-key";
+/// The variable the config names the key by.
+const KEY_VAR: &str = "DVR_E2E_KEY";
 
 fn now_secs() -> i64 {
     // Wall-clock seconds for the token's validity window (the dvr under
@@ -50,7 +55,7 @@ struct Dvr {
 }
 
 /// `dvr run` recording `ch1` from a looping clip, protected by
-/// `securetoken://SECRET`, with at least `secs` recorded.
+/// `securetoken://${DVR_E2E_KEY}`, with at least `secs` recorded.
 fn start(secs: i64) -> Dvr {
     let dir = tempfile::tempdir().unwrap();
     let http = free_tcp_port();
@@ -60,12 +65,35 @@ fn start(secs: i64) -> Dvr {
         "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
          streams:\n  ch1:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
          dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n    \
-         auth: \"securetoken://{SECRET}\"\n",
+         auth: \"securetoken://${{{KEY_VAR}}}\"\n",
         dir.path().display(),
         clip.display()
     );
     std::fs::write(&config, yaml).unwrap();
-    let procs = Procs(vec![start_dvr(&config, &dir.path().join("data"))]);
+    let data = dir.path().join("data");
+    let refused = Command::new("timeout")
+        .arg("60")
+        .arg(dvr_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove(KEY_VAR)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "stream ch1: securetoken key: environment variable {KEY_VAR} is not set"
+        )),
+        "{stderr}"
+    );
+    let procs = Procs(vec![start_dvr_with_env(
+        &config,
+        &data,
+        &[(KEY_VAR, SECRET)],
+    )]);
     let status = format!("/ch1/recording_status.json?token={}", token("ch1"));
     wait_for(
         &format!("{secs} s of recording"),

@@ -16,12 +16,17 @@
 //!
 //! Secrets (securetoken keys, allowed tokens) are held as [`Secret`], whose
 //! `Debug` and `Display` never show them, so a logged config leaks nothing.
+//! A `${VAR}` in one is read from the environment where the secret is used
+//! ([`Secret::expanded`]), so keys can stay out of the file and out of the
+//! streams bucket.
 
 use std::fmt;
 use std::net::IpAddr;
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// Serialized as the plain string, for the config documents that carry it.
+#[derive(Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -34,6 +39,44 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The secret with every `${VAR}` replaced as [`expand_env`] does.
+    pub fn expanded(&self, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        expand_env(&self.0, env).map(Self)
+    }
+}
+
+/// Replaces every `${VAR}` in `value` with the variable's value, as `env`
+/// gives it (`|name| std::env::var(name).ok()` in a service). An unset or
+/// empty variable is an error naming it, so a typo never leaves a secret
+/// empty by accident.
+pub fn expand_env(value: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unclosed ${ (write ${NAME})".to_owned())?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("${{{name}}} is not an environment variable name"));
+        }
+        match env(name) {
+            Some(v) if !v.is_empty() => out.push_str(&v),
+            Some(_) => return Err(format!("environment variable {name} is empty")),
+            None => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl fmt::Debug for Secret {
@@ -331,5 +374,29 @@ mod tests {
         let spec = parse_auth_spec("securetoken://TOPSECRET").unwrap();
         assert!(!format!("{spec:?}").contains("TOPSECRET"));
         assert_eq!(Secret::new("x").to_string(), "***");
+    }
+
+    #[test]
+    fn secrets_read_variables() {
+        let env = |k: &str| match k {
+            "KEY" => Some("k3y".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let expanded = Secret::new("pre-${KEY}-${KEY}").expanded(env).unwrap();
+        assert_eq!(expanded.expose(), "pre-k3y-k3y");
+        assert_eq!(
+            Secret::new("plain").expanded(env).unwrap().expose(),
+            "plain"
+        );
+        for (bad, why) in [
+            ("${NOPE}", "environment variable NOPE is not set"),
+            ("${EMPTY}", "environment variable EMPTY is empty"),
+            ("${KEY", "unclosed ${ (write ${NAME})"),
+            ("${A-B}", "${A-B} is not an environment variable name"),
+            ("${}", "${} is not an environment variable name"),
+        ] {
+            assert_eq!(Secret::new(bad).expanded(env).unwrap_err(), why, "{bad}");
+        }
     }
 }

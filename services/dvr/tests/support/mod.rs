@@ -46,11 +46,17 @@ pub fn free_udp_port() -> u16 {
 
 /// Starts `dvr run` with `config`, keeping its data in `data`.
 pub fn start_dvr(config: &Path, data: &Path) -> Child {
+    start_dvr_with_env(config, data, &[])
+}
+
+/// [`start_dvr`] with `env` added to the environment.
+pub fn start_dvr_with_env(config: &Path, data: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(dvr_bin())
         .args(["run", "--config"])
         .arg(config)
         .arg("--data-dir")
         .arg(data)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
