@@ -72,6 +72,19 @@ pub enum BackendAnswer {
     NoData(String),
 }
 
+impl BackendAnswer {
+    /// The answer's class, for metrics and spans: `allow`, `deny`,
+    /// `redirect` or `no_data`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            BackendAnswer::Allow { .. } => "allow",
+            BackendAnswer::Deny { .. } => "deny",
+            BackendAnswer::Redirect(_) => "redirect",
+            BackendAnswer::NoData(_) => "no_data",
+        }
+    }
+}
+
 /// The client for backends: one connection pool for all of them.
 #[derive(Clone, Debug)]
 pub struct Backends {

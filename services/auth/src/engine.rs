@@ -31,11 +31,12 @@ use dvr_proto::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::backend::{
     BackendAnswer, BackendQuery, Backends, BACKEND_TIMEOUT, DEFAULT_AUTH_DURATION_S,
 };
+use crate::metrics::{self, DecidedBy};
 use crate::securetoken::{self, constant_time_eq};
 
 /// How long an answer for a stream without a policy may be reused.
@@ -104,6 +105,17 @@ struct Session {
     recheck_at: UtcMs,
     checking: bool,
     max_sessions: Option<u32>,
+}
+
+impl Session {
+    /// Changes the state, keeping the open-sessions gauge true.
+    fn set_state(&mut self, state: State) {
+        let (was, is) = (self.state == State::Open, state == State::Open);
+        if was != is {
+            metrics::open_sessions_changed(self.record.stream.as_str(), if is { 1 } else { -1 });
+        }
+        self.state = state;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -386,18 +398,35 @@ impl Engine {
         }
     }
 
-    /// Decides a request.
+    /// Decides a request, in a span of its own (the child of the asker's
+    /// when the caller's context came along), and counts the decision.
     pub async fn check(&self, req: &AuthRequest) -> AuthReply {
+        let span = tracing::info_span!(
+            "auth.check",
+            stream = %req.stream,
+            protocol = %req.protocol,
+            decision = tracing::field::Empty,
+            by = tracing::field::Empty,
+        );
+        let (answer, by) = self.answer(req).instrument(span.clone()).await;
+        span.record("decision", tracing::field::debug(answer.decision));
+        span.record("by", tracing::field::debug(by));
+        metrics::decided(req.stream.as_str(), answer.decision, by);
+        answer
+    }
+
+    async fn answer(&self, req: &AuthRequest) -> (AuthReply, DecidedBy) {
         let sh = &self.shared;
         let id = session_id(req.stream.as_str(), &req.ip, &req.token);
         let policy = sh.policies().by_stream.get(&req.stream).cloned();
         let Some(policy) = policy else {
-            return reply(
+            let open = reply(
                 AuthDecision::Allow,
                 OPEN_STREAM_DURATION_S,
                 &id,
                 "no policy",
             );
+            return (open, DecidedBy::Default);
         };
         let now = sh.clock.now();
         {
@@ -406,21 +435,23 @@ impl Engine {
             if let Some(s) = sessions.map.get_mut(&id) {
                 match s.state {
                     State::Denied { until } if until > now => {
-                        return reply(
+                        let denied = reply(
                             AuthDecision::Deny,
                             secs_until(now, until),
                             &id,
                             "denied earlier",
                         );
+                        return (denied, DecidedBy::Session);
                     }
                     State::Open if s.recheck_at > now => {
                         s.record.updated_at = now;
-                        return reply(
+                        let open = reply(
                             AuthDecision::Allow,
                             secs_until(now, s.recheck_at),
                             &id,
                             "open session",
                         );
+                        return (open, DecidedBy::Session);
                     }
                     State::Open if policy.has_backends() => {
                         s.record.updated_at = now;
@@ -430,12 +461,13 @@ impl Engine {
                             let (id, policy) = (id.clone(), policy.clone());
                             tokio::spawn(async move { engine.recheck(&id, &policy).await });
                         }
-                        return reply(
+                        let open = reply(
                             AuthDecision::Allow,
                             RECHECK_GRACE_S,
                             &id,
                             "open session, re-check under way",
                         );
+                        return (open, DecidedBy::Session);
                     }
                     // A due rule or token check is cheap: decide again below.
                     _ => {}
@@ -446,15 +478,21 @@ impl Engine {
     }
 
     /// A first decision (or a re-decision of a rule or token session).
-    async fn decide(&self, req: &AuthRequest, id: &str, policy: &Policy, now: UtcMs) -> AuthReply {
-        let denied = |why: &str| {
+    async fn decide(
+        &self,
+        req: &AuthRequest,
+        id: &str,
+        policy: &Policy,
+        now: UtcMs,
+    ) -> (AuthReply, DecidedBy) {
+        let denied = |why: &str, by: DecidedBy| {
             self.close(id, now, None);
-            reply(AuthDecision::Deny, 0, id, why)
+            (reply(AuthDecision::Deny, 0, id, why), by)
         };
         match policy {
             Policy::SecureToken { secret, hmac } => {
                 if req.token.is_empty() {
-                    return denied("no token");
+                    return denied("no token", DecidedBy::Default);
                 }
                 match securetoken::verify(
                     secret.expose(),
@@ -468,35 +506,38 @@ impl Engine {
                         let left = u32::try_from(end - now.as_secs() + 1).unwrap_or(u32::MAX);
                         let duration = DEFAULT_AUTH_DURATION_S.min(left);
                         self.open(req, id, duration, None, None, false, now);
-                        reply(AuthDecision::Allow, duration, id, "securetoken valid")
+                        let allowed = reply(AuthDecision::Allow, duration, id, "securetoken valid");
+                        (allowed, DecidedBy::SecureToken)
                     }
-                    Err(e) => denied(&e.to_string()),
+                    Err(e) => denied(&e.to_string(), DecidedBy::SecureToken),
                 }
             }
             Policy::Lists(config) => {
                 if let Some((allow, why)) = by_lists(config, req) {
                     return if allow {
                         self.open(req, id, DEFAULT_AUTH_DURATION_S, None, None, false, now);
-                        reply(AuthDecision::Allow, DEFAULT_AUTH_DURATION_S, id, &why)
+                        let allowed = reply(AuthDecision::Allow, DEFAULT_AUTH_DURATION_S, id, &why);
+                        (allowed, DecidedBy::List)
                     } else {
-                        denied(&why)
+                        denied(&why, DecidedBy::List)
                     };
                 }
                 if config.backends.is_empty() {
                     return if config.allow_default {
                         self.open(req, id, DEFAULT_AUTH_DURATION_S, None, None, false, now);
-                        reply(
+                        let allowed = reply(
                             AuthDecision::Allow,
                             DEFAULT_AUTH_DURATION_S,
                             id,
                             "allow default",
-                        )
+                        );
+                        (allowed, DecidedBy::Default)
                     } else {
-                        denied("no rule allows it")
+                        denied("no rule allows it", DecidedBy::Default)
                     };
                 }
                 if req.token.is_empty() {
-                    return denied("no token");
+                    return denied("no token", DecidedBy::Default);
                 }
                 let answer = self
                     .ask(
@@ -508,7 +549,7 @@ impl Engine {
                     )
                     .await;
                 let now = self.shared.clock.now();
-                match answer {
+                let answer = match answer {
                     BackendAnswer::Allow {
                         duration_s,
                         user_id,
@@ -548,7 +589,8 @@ impl Engine {
                     BackendAnswer::NoData(why) => {
                         reply(AuthDecision::Deny, 0, id, &format!("not opened: {why}"))
                     }
-                }
+                };
+                (answer, DecidedBy::Backend)
             }
         }
     }
@@ -575,7 +617,23 @@ impl Engine {
             request_type,
             protocol: &req.protocol,
         };
-        self.shared.backends.ask(backends, &query).await
+        let span = tracing::info_span!(
+            "auth.backends",
+            request_type,
+            backends = backends.len(),
+            result = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let answer = self
+            .shared
+            .backends
+            .ask(backends, &query)
+            .instrument(span.clone())
+            .await;
+        let result = answer.result();
+        span.record("result", result);
+        metrics::backend_answered(result, started.elapsed());
+        answer
     }
 
     /// The background re-check of an open session.
@@ -614,7 +672,7 @@ impl Engine {
                 max_sessions,
                 ..
             } => {
-                session.state = State::Open;
+                session.set_state(State::Open);
                 session.recheck_at = now.saturating_add_ms(i64::from(duration_s) * 1000);
                 session.record.user_id = user_id.or(session.record.user_id.take());
                 session.max_sessions = max_sessions;
@@ -624,9 +682,9 @@ impl Engine {
             }
             BackendAnswer::Deny { duration_s, status } => {
                 info!(session = id, stream = %req.stream, status, "backend closed an open session");
-                session.state = State::Denied {
+                session.set_state(State::Denied {
                     until: now.saturating_add_ms(i64::from(duration_s) * 1000),
-                };
+                });
                 session.record.closed_at = Some(now);
                 self.write(KvWrite::Put(session.record.clone()));
             }
@@ -681,7 +739,7 @@ impl Engine {
             session.record.opened_at = now;
             session.record.closed_at = None;
         }
-        session.state = State::Open;
+        session.set_state(State::Open);
         session.recheck_at = recheck_at;
         session.record.updated_at = now;
         session.record.user_id = user_id.or(session.record.user_id.take());
@@ -720,7 +778,7 @@ impl Engine {
         if session.state == State::Open {
             session.record.closed_at = Some(now);
         }
-        session.state = State::Denied { until };
+        session.set_state(State::Denied { until });
         self.write(KvWrite::Put(session.record.clone()));
     }
 
@@ -729,7 +787,7 @@ impl Engine {
         let mut sessions = self.shared.lock();
         if let Some(s) = sessions.map.get_mut(id) {
             if s.state == State::Open {
-                s.state = State::Closed;
+                s.set_state(State::Closed);
                 s.record.closed_at = Some(now);
                 self.write(KvWrite::Put(s.record.clone()));
             }
@@ -771,9 +829,9 @@ impl Engine {
             if let Some(s) = sessions.map.get_mut(&victim) {
                 let duration = (s.recheck_at.0 - s.record.opened_at.0)
                     .max(i64::from(DEFAULT_AUTH_DURATION_S) * 1000);
-                s.state = State::Denied {
+                s.set_state(State::Denied {
                     until: now.saturating_add_ms(duration),
-                };
+                });
                 s.record.closed_at = Some(now);
                 warn!(session = %victim, user_id = %user, stream = %s.record.stream, "ban session due to exceeded session limit");
                 self.write(KvWrite::Put(s.record.clone()));
@@ -792,7 +850,7 @@ impl Engine {
         for (id, s) in &mut sessions.map {
             match s.state {
                 State::Open if now.0 > s.recheck_at.0 + IDLE_MS && !s.checking => {
-                    s.state = State::Closed;
+                    s.set_state(State::Closed);
                     s.record.closed_at = Some(now);
                     self.write(KvWrite::Put(s.record.clone()));
                 }

@@ -6,12 +6,15 @@
 //! - [`backend`]: the HTTP backend protocol, several backends in parallel.
 //! - [`engine`]: policies in the seeds' order, and sessions: decided once,
 //!   re-checked every auth duration, mirrored into the sessions bucket.
+//! - [`metrics`]: decisions, backend latency and open sessions for
+//!   Prometheus.
 //! - [`authorizer`]: how a packager asks, in process or over the bus, and
 //!   the service loop that answers over the bus.
 
 pub mod authorizer;
 pub mod backend;
 pub mod engine;
+pub mod metrics;
 pub mod securetoken;
 
 pub use authorizer::{list_sessions, serve, Authorizer, BusAuthorizer};

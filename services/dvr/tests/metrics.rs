@@ -4,8 +4,10 @@
 //! Stream `live` plays the committed clip in real time, so ingest's
 //! counters grow between two scrapes; stream `fast` reads it unpaced for
 //! 30 passes (five minutes of tape in a moment), so the recorder closes
-//! copy windows and writes chunks without waiting a real minute. At the
-//! end, the sample alert rules are checked against the families listed.
+//! copy windows and writes chunks without waiting a real minute. `fast`
+//! is protected by an allow list and a backend that cannot be reached, so
+//! plays of it move the auth families. At the end, the sample alert rules
+//! are checked against the families listed.
 
 mod support;
 
@@ -38,6 +40,9 @@ const FAMILIES: &[&str] = &[
     "dvr_packager_request_duration_seconds",
     "dvr_packager_sent_bytes",
     "dvr_packager_cache_lookups",
+    "dvr_auth_decisions",
+    "dvr_auth_backend_request_duration_seconds",
+    "dvr_auth_open_sessions",
 ];
 
 /// One scrape: the content type and every sample, `name{labels}` → value.
@@ -74,10 +79,13 @@ fn metrics_list_every_family_and_counters_grow() {
         &config,
         format!(
             "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{root}/archive\n\
+             auth_backends:\n  main: {{ allow: {{ token: [ \"tok1\" ] }}, backends: [ \"http://127.0.0.1:{dead}/auth\" ] }}\n\
              streams:\n  live:\n    inputs: [ \"file://{clip}?loop=true\" ]\n    \
              dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m }}\n  \
              fast:\n    inputs: [ \"file://{clip}?loop=30&pace=false\" ]\n    \
-             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m }}\n",
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m }}\n    \
+             auth: \"auth://main\"\n",
+            dead = free_tcp_port(),
             root = dir.path().display(),
             clip = clip.display(),
         ),
@@ -177,6 +185,33 @@ fn metrics_list_every_family_and_counters_grow() {
             &s,
             "dvr_packager_request_duration_seconds_count{form=\"live_playlist\"}"
         ) >= 2.0
+    );
+
+    // Auth: a play without a token is refused by the default, one with
+    // an allowed token opens a session, one with another token asks the
+    // backend, which does not answer.
+    assert_eq!(get_with_head(http, "/fast/index.m3u8").0, 403);
+    assert_eq!(get_with_head(http, "/fast/index.m3u8?token=tok1").0, 200);
+    assert_eq!(get_with_head(http, "/fast/index.m3u8?token=other").0, 403);
+    let (_, s, text) = scrape(http).unwrap();
+    let decisions = |decision: &str, by: &str| {
+        value(
+            &s,
+            &format!(
+                "dvr_auth_decisions_total{{stream=\"fast\",decision=\"{decision}\",by=\"{by}\"}}"
+            ),
+        )
+    };
+    assert_eq!(decisions("deny", "default"), 1.0, "{text}");
+    assert_eq!(decisions("allow", "list"), 1.0, "{text}");
+    assert_eq!(decisions("deny", "backend"), 1.0, "{text}");
+    assert_eq!(value(&s, &fast("dvr_auth_open_sessions")), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "dvr_auth_backend_request_duration_seconds_count{result=\"no_data\"}"
+        ),
+        1.0
     );
 
     // Every family is listed once its first series exists: the ingest and

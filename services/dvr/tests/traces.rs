@@ -1,6 +1,8 @@
 //! OTLP export of a real `dvr run`: with `OTEL_EXPORTER_OTLP_ENDPOINT` set,
 //! a playback request carrying a W3C `traceparent` becomes a span of that
-//! trace, posted as OTLP/HTTP protobuf to `/v1/traces`.
+//! trace, posted as OTLP/HTTP protobuf to `/v1/traces`, and the play
+//! authorization it needed (the stream has a securetoken policy) is a
+//! span of the same trace.
 //!
 //! The receiving end is a bare HTTP listener in this test that records
 //! what is posted (no OpenTelemetry collector can be installed here); the
@@ -14,9 +16,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use dvr_auth::securetoken::sign;
 use support::{dvr_bin, free_tcp_port, get, testdata, wait_for, write_config, Procs};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const KEY: &str = "trace-key";
 
 /// One HTTP request as received: path, content type, body.
 type Posted = (String, String, Vec<u8>);
@@ -79,6 +83,10 @@ fn a_playback_request_is_exported_as_a_span_of_the_callers_trace() {
         http,
         &[format!("file://{}?loop=true", clip.display())],
     );
+    // Every stream protected, by the global default.
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str(&format!("auth: \"securetoken://{KEY}\"\n"));
+    std::fs::write(&config, yaml).unwrap();
     let dvr = Command::new(dvr_bin())
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)
@@ -96,32 +104,37 @@ fn a_playback_request_is_exported_as_a_span_of_the_callers_trace() {
         get(http, "/metrics").0 == 200
     });
 
+    let now = dvr_common::Clock::now(&dvr_common::SystemClock).as_secs();
+    let token = sign(KEY, false, "ch1", "127.0.0.1", "s", now - 60, now + 600);
     let mut conn = TcpStream::connect(("127.0.0.1", http)).unwrap();
     write!(
         conn,
-        "GET /ch1/recording_status.json HTTP/1.0\r\nHost: localhost\r\n\
+        "GET /ch1/recording_status.json?token={token} HTTP/1.0\r\nHost: localhost\r\n\
          traceparent: 00-{TRACE_ID}-00f067aa0ba902b7-01\r\n\r\n"
     )
     .unwrap();
     let mut answer = Vec::new();
     conn.read_to_end(&mut answer).unwrap();
-    assert!(answer.starts_with(b"HTTP/1."), "an HTTP answer");
+    assert!(answer.starts_with(b"HTTP/1.0 200"), "allowed");
 
+    // The request is the only traced work, so every span posted with the
+    // caller's trace id is one of its spans.
     let trace_id = hex(TRACE_ID);
+    let has = |body: &[u8], what: &[u8]| body.windows(what.len()).any(|w| w == what);
+    let (mut playback, mut auth) = (false, false);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    while !(playback && auth) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let (path, content_type, body) = rx
-            .recv_timeout(left)
-            .expect("no OTLP export carrying the caller's trace id within 20 s");
+        let (path, content_type, body) = rx.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "within 20 s, spans of the caller's trace: playback {playback}, auth.check {auth}"
+            )
+        });
         assert_eq!(path, "/v1/traces", "OTLP/HTTP posts spans to /v1/traces");
         assert_eq!(content_type, "application/x-protobuf");
-        if body.windows(16).any(|w| w == trace_id.as_slice()) {
-            assert!(
-                body.windows(8).any(|w| w == b"playback"),
-                "the span is named playback"
-            );
-            break;
+        if has(&body, &trace_id) {
+            playback |= has(&body, b"playback");
+            auth |= has(&body, b"auth.check");
         }
     }
 }
