@@ -16,7 +16,6 @@ use dvr_media::{CodecSummary, Segment, SegmentMeta};
 use tokio::sync::watch;
 
 use crate::error::BusError;
-use crate::metrics::Backend;
 use crate::segment_log::SegmentLog;
 
 /// One stream's live log.
@@ -63,10 +62,7 @@ pub trait LiveLog: Send + Sync + fmt::Debug {
 #[async_trait]
 impl LiveLog for SegmentLog {
     async fn append(&self, segment: &Segment) -> Result<(), BusError> {
-        let started = tokio::time::Instant::now();
-        let appended = SegmentLog::append(self, segment);
-        crate::metrics::published("live_log_append", Backend::Embedded, started);
-        appended
+        SegmentLog::append(self, segment)
     }
 
     async fn get(&self, seq: u64) -> Result<Option<Segment>, BusError> {
