@@ -90,6 +90,15 @@ impl Service {
             .unwrap_or_default()
     }
 
+    /// One sample of its `/metrics` (0 when absent).
+    fn metric(&self, series: &str) -> f64 {
+        let (_, body) = get(self.port, "/metrics");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
@@ -257,6 +266,17 @@ fn replicas_take_over_and_packagers_agree() {
     wait_for("the other recorder takes the stream over", PATIENCE, || {
         other_recorder.owns("recorder") == ["ch1"]
     });
+    // The takeover is a lease move the survivor reports, beside how late
+    // its live-log follower sees descriptors.
+    let acquired = "dvr_bus_lease_moves_total{role=\"recorder\",change=\"acquired\"}";
+    assert!(other_recorder.metric(acquired) >= 1.0, "{acquired}");
+    assert_eq!(
+        other_recorder.metric("dvr_bus_leases_held{role=\"recorder\"}"),
+        1.0
+    );
+    assert!(
+        other_recorder.metric("dvr_bus_consume_delay_seconds_count{consumer=\"live_log\"}") >= 1.0
+    );
 
     // The ingest owner dies; the other must take over within 10 s.
     let ingest_owner = owner(&[&ingest[0], &ingest[1]], "ingest", "ch1")

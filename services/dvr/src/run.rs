@@ -222,6 +222,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     dvr_recorder::metrics::register();
     dvr_packager::metrics::register();
     dvr_archive::metrics::register();
+    dvr_bus::metrics::register();
     let app = app.merge(dvr_telemetry::metrics::router());
     let server = axum::serve(
         listener,

@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 
 use dvr_common::CivilTime;
 
+/// Metric families only a process on NATS lists (embedded mode has no
+/// leases, no remote requests and no followers): e2e/distributed.rs finds
+/// the lease and consume ones on a recorder, traces.rs the request one on
+/// a packager asking auth.
+pub const DISTRIBUTED_FAMILIES: &[&str] = &[
+    "dvr_bus_lease_moves",
+    "dvr_bus_leases_held",
+    "dvr_bus_consume_delay_seconds",
+    "dvr_bus_request_seconds",
+];
+
 pub fn dvr_bin() -> PathBuf {
     std::env::var_os("DVR_BIN")
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvr")), PathBuf::from)
