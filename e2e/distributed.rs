@@ -28,7 +28,9 @@ use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, LiveLog, NatsBus, NatsConfig};
 use dvr_common::StreamName;
 use dvr_storage::testservers::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
-use support::{dvr_bin, free_tcp_port, free_udp_port, get, start_source, text, wait_for, Procs};
+use support::{
+    dvr_bin, free_tcp_port, free_udp_port, get, metric_sample, start_source, text, wait_for, Procs,
+};
 
 /// Generous bounds for things that happen in a few seconds.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -92,11 +94,7 @@ impl Service {
 
     /// One sample of its `/metrics` (0 when absent).
     fn metric(&self, series: &str) -> f64 {
-        let (_, body) = get(self.port, "/metrics");
-        String::from_utf8_lossy(&body)
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        metric_sample(self.port, series).unwrap_or(0.0)
     }
 
     fn kill9(&mut self) {

@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use dvr_bus::testserver::NatsServer;
-use support::{dvr_bin, free_tcp_port, get, testdata, wait_for, write_config, Procs};
+use support::{dvr_bin, free_tcp_port, get, metric_sample, testdata, text, wait_for, Procs};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -125,17 +125,29 @@ fn expect_trace(rx: &mpsc::Receiver<Posted>, who: &str, spans: &[&str]) {
     }
 }
 
+/// A playback request is a span of the caller's trace, and an archived
+/// segment's read from the store shows in it: stream `fast` reads the clip
+/// unpaced, so chunks are archived in a moment.
 #[test]
 fn a_playback_request_is_exported_as_a_span_of_the_callers_trace() {
     let (endpoint, rx) = collector();
     let dir = tempfile::tempdir().unwrap();
     let http = free_tcp_port();
     let clip = testdata("h264_aac_720p.ts");
-    let config = write_config(
-        dir.path(),
-        http,
-        &[format!("file://{}?loop=true", clip.display())],
-    );
+    let config = dir.path().join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{root}/archive\n\
+             streams:\n  ch1:\n    inputs: [ \"file://{clip}?loop=true\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n  \
+             fast:\n    inputs: [ \"file://{clip}?loop=30&pace=false\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m }}\n",
+            root = dir.path().display(),
+            clip = clip.display(),
+        ),
+    )
+    .unwrap();
     let dvr = Command::new(dvr_bin())
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)
@@ -154,6 +166,26 @@ fn a_playback_request_is_exported_as_a_span_of_the_callers_trace() {
     });
     traced_get(http, "/ch1/recording_status.json");
     expect_trace(&rx, "dvr run", &["playback"]);
+
+    let chunks = "dvr_recorder_chunk_uploads_total{stream=\"fast\",result=\"ok\"}";
+    wait_for("chunks of stream fast", Duration::from_secs(60), || {
+        metric_sample(http, chunks) >= Some(2.0)
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&text(http, "/fast/recording_status.json")).unwrap();
+    let from = status["fast"]["from"].as_i64().unwrap();
+    let playlist = text(http, &format!("/fast/archive-{from}-10.m3u8"));
+    let segment = playlist
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains(".ts"))
+        .unwrap_or_else(|| panic!("no segment in\n{playlist}"));
+    let path = if segment.starts_with('/') {
+        segment.to_owned()
+    } else {
+        format!("/fast/{segment}")
+    };
+    assert_eq!(traced_get(http, &path), 200, "{path}");
+    expect_trace(&rx, "dvr run", &["archive.read", "storage.get_range"]);
 }
 
 /// `dvr run --nats` with `services`, exporting to `endpoint`.

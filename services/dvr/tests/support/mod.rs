@@ -155,6 +155,15 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// One sample of `/metrics` by its series (`name{labels}`), `None` when
+/// absent.
+pub fn metric_sample(port: u16, series: &str) -> Option<f64> {
+    let (_, body) = get(port, "/metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 pub fn text(port: u16, path: &str) -> String {
     let (status, body) = get(port, path);
     assert_eq!(
