@@ -28,7 +28,9 @@ use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, LiveLog, NatsBus, NatsConfig};
 use dvr_common::StreamName;
 use dvr_storage::testservers::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
-use support::{dvr_bin, free_tcp_port, free_udp_port, get, start_source, text, wait_for, Procs};
+use support::{
+    dvr_bin, free_tcp_port, free_udp_port, get, metric_sample, start_source, text, wait_for, Procs,
+};
 
 /// Generous bounds for things that happen in a few seconds.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -88,6 +90,11 @@ impl Service {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// One sample of its `/metrics` (0 when absent).
+    fn metric(&self, series: &str) -> f64 {
+        metric_sample(self.port, series).unwrap_or(0.0)
     }
 
     fn kill9(&mut self) {
@@ -257,6 +264,17 @@ fn replicas_take_over_and_packagers_agree() {
     wait_for("the other recorder takes the stream over", PATIENCE, || {
         other_recorder.owns("recorder") == ["ch1"]
     });
+    // The takeover is a lease move the survivor reports, beside how late
+    // its live-log follower sees descriptors.
+    let acquired = "dvr_bus_lease_moves_total{role=\"recorder\",change=\"acquired\"}";
+    assert!(other_recorder.metric(acquired) >= 1.0, "{acquired}");
+    assert_eq!(
+        other_recorder.metric("dvr_bus_leases_held{role=\"recorder\"}"),
+        1.0
+    );
+    assert!(
+        other_recorder.metric("dvr_bus_consume_delay_seconds_count{consumer=\"live_log\"}") >= 1.0
+    );
 
     // The ingest owner dies; the other must take over within 10 s.
     let ingest_owner = owner(&[&ingest[0], &ingest[1]], "ingest", "ch1")

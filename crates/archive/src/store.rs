@@ -13,6 +13,11 @@
 //! segments that remain (or removed), so the recorded ranges, the plans and
 //! the playlists show the hole as a gap instead of dead URLs. A later
 //! [`ArchiveStore::load`] (`dvr reindex`, a restart) starts afresh.
+//!
+//! Each index or segment read runs in an `archive.index` / `archive.read`
+//! span saying which tier answered (`memory`, `disk` or `store`), with the
+//! storage's own span inside when the store was read, so a packager
+//! request's trace shows what it cost.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,7 +27,7 @@ use dvr_common::config::CacheConfig;
 use dvr_common::error::HasErrorKind;
 use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_storage::{Storage, StorageError};
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use crate::cache::MemoryCache;
 use crate::catalog::{plan_rebuild, Catalog, ChunkEntry, TimeRange};
@@ -252,7 +257,15 @@ impl ArchiveStore {
         chunk_bytes: Option<u64>,
     ) -> Result<Arc<ChunkIndex>, StoreError> {
         let idx_key = key.idx_key();
+        // `source`: which tier answered (`memory`, or `store` for a read
+        // of the object, whose own `storage.get` span is a child).
+        let span = tracing::info_span!(
+            "archive.index",
+            key = %idx_key,
+            source = "memory"
+        );
         let load = async {
+            tracing::Span::current().record("source", "store");
             let bytes = self.storage.get(&idx_key).await?;
             Ok::<_, StoreError>(Arc::new(ChunkIndex::decode(&bytes)?))
         };
@@ -260,9 +273,10 @@ impl ArchiveStore {
             Some(size) => self
                 .memory
                 .index(&idx_key, size, load)
+                .instrument(span)
                 .await
                 .map_err(StoreError::unshare),
-            None => load.await,
+            None => load.instrument(span).await,
         }
     }
 
@@ -358,12 +372,23 @@ impl ArchiveStore {
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, StoreError> {
         let disk = self.disk_for(ts_key);
+        // `source`: which tier answered (`memory`, `disk`, or `store` for a
+        // ranged read of the object, whose `storage.get_range` span is a
+        // child).
+        let span = tracing::info_span!(
+            "archive.read",
+            key = ts_key,
+            bytes = range.end - range.start,
+            source = "memory"
+        );
         let load = async {
             if let Some(disk) = &disk {
                 if let Some(bytes) = disk.get(ts_key, &range).await {
+                    tracing::Span::current().record("source", "disk");
                     return Ok(bytes);
                 }
             }
+            tracing::Span::current().record("source", "store");
             let bytes = self.fetch(ts_key, range.clone()).await?;
             if let Some(disk) = &disk {
                 disk.put(ts_key, &range, &bytes).await;
@@ -372,6 +397,7 @@ impl ArchiveStore {
         };
         self.memory
             .segment(ts_key, &range, load)
+            .instrument(span)
             .await
             .map_err(StoreError::unshare)
     }

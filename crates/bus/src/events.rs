@@ -19,6 +19,7 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use crate::error::BusError;
+use crate::metrics::Backend;
 
 /// A stream of events; a slow listener may miss some (they are
 /// notifications), never receives them out of order.
@@ -58,8 +59,10 @@ impl Default for LocalEvents {
 #[async_trait]
 impl Events for LocalEvents {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        let started = tokio::time::Instant::now();
         // No listener is not an error: events are notifications.
         let _ = self.sender.send(event.clone());
+        crate::metrics::published("event_publish", Backend::Embedded, started);
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use crate::error::BusError;
+use crate::metrics::Backend;
 
 /// Whether an entry is a value or a tombstone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,14 +148,17 @@ impl MemoryKv {
 
     /// Writes `value` (or a tombstone) if `check` accepts the key's latest
     /// entry; the one place that bumps the revision, so every write is
-    /// ordered the same for readers and watchers.
+    /// ordered the same for readers and watchers, and the one place that
+    /// times writes (`metric` names the operation).
     fn write(
         &self,
+        metric: &'static str,
         key: &str,
         op: KvOp,
         value: Bytes,
         check: impl FnOnce(Option<&KvEntry>) -> Result<(), String>,
     ) -> Result<u64, BusError> {
+        let started = tokio::time::Instant::now();
         validate_key(key)?;
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         check(inner.entries.get(key)).map_err(|reason| BusError::KvConflict {
@@ -172,6 +176,7 @@ impl MemoryKv {
         inner.entries.insert(key.to_owned(), entry.clone());
         // Sent under the lock, so watchers see writes in revision order.
         let _ = self.changes.send(entry);
+        crate::metrics::published(metric, Backend::Embedded, started);
         Ok(inner.revision)
     }
 }
@@ -193,18 +198,18 @@ impl Kv for MemoryKv {
     }
 
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
-        self.write(key, KvOp::Put, value, |_| Ok(()))
+        self.write("kv_put", key, KvOp::Put, value, |_| Ok(()))
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
-        self.write(key, KvOp::Put, value, |e| match e {
+        self.write("kv_create", key, KvOp::Put, value, |e| match e {
             Some(e) if e.op == KvOp::Put => Err("key exists".into()),
             _ => Ok(()),
         })
     }
 
     async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, BusError> {
-        self.write(key, KvOp::Put, value, |e| {
+        self.write("kv_update", key, KvOp::Put, value, |e| {
             let latest = e.map_or(0, |e| e.revision);
             if latest == revision {
                 Ok(())
@@ -215,7 +220,7 @@ impl Kv for MemoryKv {
     }
 
     async fn delete(&self, key: &str) -> Result<(), BusError> {
-        self.write(key, KvOp::Delete, Bytes::new(), |_| Ok(()))
+        self.write("kv_delete", key, KvOp::Delete, Bytes::new(), |_| Ok(()))
             .map(drop)
     }
 

@@ -8,12 +8,15 @@
 //! two implementations: embedded ([`SegmentLog`], append-only files on local
 //! disk, and [`MemoryKv`]) and distributed ([`nats`], JetStream). One
 //! conformance suite ([`testsuite`], feature `testsuite`) holds both to the
-//! same contract.
+//! same contract. Both report to the same [`metrics`] and carry W3C trace
+//! context across the bus (request/reply and live-log descriptors), so a
+//! request is one trace whichever implementation runs.
 
 pub mod error;
 pub mod events;
 pub mod kv;
 pub mod live_log;
+pub mod metrics;
 pub mod nats;
 pub mod ownership;
 pub mod request;

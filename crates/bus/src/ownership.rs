@@ -41,6 +41,7 @@ use tracing::{debug, info, warn};
 use crate::error::BusError;
 use crate::events::Events;
 use crate::kv::{Kv, KvEntry, KvOp, KvWatch};
+use crate::metrics::LeaseMetrics;
 
 /// How a replica takes part.
 #[derive(Clone, Debug)]
@@ -150,6 +151,7 @@ impl Ownership {
         let (released, released_rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
         let state = State {
+            moves: LeaseMetrics::new(&config.role),
             kv,
             config,
             events,
@@ -237,6 +239,8 @@ struct State {
     last_heartbeat: Option<Instant>,
     owned: watch::Sender<BTreeSet<StreamName>>,
     member_list: watch::Sender<Vec<String>>,
+    /// `dvr_bus_lease_moves_total` and `dvr_bus_leases_held` of the role.
+    moves: LeaseMetrics,
 }
 
 impl State {
@@ -319,6 +323,7 @@ impl State {
         for stream in lost {
             warn!(role = %self.config.role, stream = %stream, holder = ?holder, "lease lost to another replica");
             self.held.remove(&stream);
+            self.moves.changed("lost", self.held.len());
             self.publish_owned();
         }
         self.leases.insert(
@@ -418,11 +423,13 @@ impl State {
                 Err(BusError::KvConflict { .. }) => {
                     warn!(role = %self.config.role, stream = %stream, "lease lost: another replica took it");
                     self.held.remove(&stream);
+                    self.moves.changed("lost", self.held.len());
                     self.publish_owned();
                 }
                 Err(e) if now - renewed_at >= self.config.ttl => {
                     warn!(role = %self.config.role, stream = %stream, error = %e, "lease lost: not renewed within its TTL");
                     self.held.remove(&stream);
+                    self.moves.changed("lost", self.held.len());
                     self.publish_owned();
                 }
                 Err(e) => debug!(stream = %stream, error = %e, "lease renewal failed; retrying"),
@@ -454,6 +461,7 @@ impl State {
                         releasing: false,
                     },
                 );
+                self.moves.changed("acquired", self.held.len());
                 self.publish_owned();
                 self.publish_moved(stream, previous).await;
             }
@@ -477,6 +485,7 @@ impl State {
             _ => {}
         }
         info!(role = %self.config.role, stream = %stream, "lease released");
+        self.moves.changed("released", self.held.len());
         self.publish_owned();
     }
 

@@ -10,6 +10,13 @@
 //! answer may be an error with an [`ErrorKind`] that the asker receives as
 //! [`BusError::Remote`]. [`MemoryRequests`] is the embedded implementation
 //! (one process); [`crate::nats::NatsRequests`] is the distributed one.
+//!
+//! Tracing: the asker's `bus.request` span is the parent of the server's
+//! `bus.serve` span ([`IncomingRequest::span`]), passed along in process
+//! and as W3C headers over NATS, so a packager request and the auth check
+//! it waits for are one trace. The server's span lasts until the answer is
+//! sent; a server that does more work for a request can run it inside that
+//! span.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,8 +29,11 @@ use dvr_common::ErrorKind;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::BusError;
+use crate::metrics::{self, Backend};
 
 /// Sends requests and waits for their replies.
 #[async_trait]
@@ -57,6 +67,7 @@ pub struct IncomingRequest {
     /// Its body.
     pub body: Bytes,
     reply: Box<dyn ReplySink>,
+    span: tracing::Span,
 }
 
 impl fmt::Debug for IncomingRequest {
@@ -69,24 +80,42 @@ impl fmt::Debug for IncomingRequest {
 }
 
 impl IncomingRequest {
-    /// A request answered through `reply` (for implementations).
+    /// A request answered through `reply` (for implementations), traced
+    /// by no span until [`IncomingRequest::with_span`] gives it one.
     pub fn new(subject: String, body: Bytes, reply: Box<dyn ReplySink>) -> Self {
         Self {
             subject,
             body,
             reply,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// The same request, served inside `span` (the child of the asker's).
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// The span serving this request, a child of the asker's: a server
+    /// instruments its work with it to keep the asker's trace.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// Answers with `body`.
     pub async fn reply(self, body: Bytes) -> Result<(), BusError> {
-        self.reply.send(Ok(body)).await
+        self.reply.send(Ok(body)).instrument(self.span).await
     }
 
     /// Answers with an error of `kind`; `message` is a short text for the
     /// asker's log.
     pub async fn reply_error(self, kind: ErrorKind, message: &str) -> Result<(), BusError> {
-        self.reply.send(Err((kind, message.to_owned()))).await
+        self.span.record("error_kind", error_kind_name(kind));
+        self.reply
+            .send(Err((kind, message.to_owned())))
+            .instrument(self.span)
+            .await
     }
 }
 
@@ -166,14 +195,42 @@ impl Requester for MemoryRequests {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, BusError> {
+        let span = tracing::info_span!("bus.request", subject, backend = "embedded");
+        let started = Instant::now();
+        let result = self
+            .send(subject, body, timeout, &span)
+            .instrument(span.clone())
+            .await;
+        metrics::requested(subject, Backend::Embedded, started, &result);
+        result
+    }
+}
+
+impl MemoryRequests {
+    /// One request; the server's span is the child of `asker`.
+    async fn send(
+        &self,
+        subject: &str,
+        body: Bytes,
+        timeout: Duration,
+        asker: &tracing::Span,
+    ) -> Result<Bytes, BusError> {
         let no_responders = || BusError::NoResponders {
             subject: subject.to_owned(),
         };
         let (tx, rx) = oneshot::channel();
-        let request = IncomingRequest::new(subject.to_owned(), body, Box::new(OneshotSink(tx)));
+        let served = tracing::info_span!(
+            parent: asker,
+            "bus.serve",
+            subject,
+            backend = "embedded",
+            error_kind = tracing::field::Empty
+        );
+        let request = IncomingRequest::new(subject.to_owned(), body, Box::new(OneshotSink(tx)))
+            .with_span(served);
         let server = self.pick(subject).ok_or_else(no_responders)?;
         server.send(request).await.map_err(|_| no_responders())?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Err(_)) => {
                 // Dropped unanswered: as on NATS, the asker only sees

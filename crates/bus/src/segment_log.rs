@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::BusError;
+use crate::metrics::Backend;
 
 const MAGIC: &[u8; 4] = b"DVRS";
 const VERSION: u8 = 1;
@@ -155,7 +156,15 @@ impl SegmentLog {
     }
 
     /// Appends a segment; its `seq` must be greater than the last one's.
+    /// Timed as `dvr_bus_publish_seconds{op="live_log_append"}`.
     pub fn append(&self, segment: &Segment) -> Result<(), BusError> {
+        let started = tokio::time::Instant::now();
+        let appended = self.append_untimed(segment);
+        crate::metrics::published("live_log_append", Backend::Embedded, started);
+        appended
+    }
+
+    fn append_untimed(&self, segment: &Segment) -> Result<(), BusError> {
         let mut inner = self.lock();
         if let Some(last) = inner.entries.back() {
             if segment.seq <= last.meta.seq {

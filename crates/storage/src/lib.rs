@@ -4,9 +4,9 @@
 //! The archive root is a [`StorageUri`] (`file:///var/lib/dvr`,
 //! `s3://bucket/prefix`, `swift://container/prefix`, `memory://name`); the
 //! [`resolve`] function turns it and a [`StorageConfig`] into an
-//! `Arc<dyn Storage>` wrapped in the [`TimeoutStorage`] and [`RetryStorage`]
-//! decorators. Every backend is an OpenDAL operator ([`OpendalStorage`]);
-//! Swift logins (tempauth, Keystone v3) live in [`swift_auth`].
+//! `Arc<dyn Storage>` wrapped in the [`TimeoutStorage`], [`RetryStorage`]
+//! and [`TracedStorage`] decorators. Every backend is an OpenDAL operator
+//! ([`OpendalStorage`]); Swift logins (tempauth, Keystone v3) live in [`swift_auth`].
 //!
 //! The one idea to read it: keys are relative to the root and validated
 //! before anything is sent, errors name the operation, key and masked URI,
@@ -26,6 +26,7 @@ pub mod retry;
 pub mod storage;
 pub mod swift_auth;
 pub mod timeout;
+pub mod traced;
 pub mod upload;
 pub mod uri;
 
@@ -43,6 +44,7 @@ pub use resolver::{decorate, resolve, resolve_with_clock};
 pub use retry::RetryStorage;
 pub use storage::{ObjectMeta, ObjectWriter, Storage};
 pub use timeout::TimeoutStorage;
+pub use traced::TracedStorage;
 pub use upload::{FileUpload, UploadSource, MAX_SINGLE_PUT};
 pub use uri::{Protocol, StorageUri};
 

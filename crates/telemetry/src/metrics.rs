@@ -15,8 +15,12 @@
 //! every family is listed from the first scrape, before anything happened.
 //!
 //! Naming: `dvr_<service>_<subject>_<unit>`, counters end in `_total`, and
-//! the only label with unbounded values is `stream`.
+//! the only label with unbounded values is `stream`. A stream's series live
+//! as long as some worker of the stream runs in this process
+//! ([`StreamSeries`]): when its lease moves to another node, or the stream
+//! is removed, they go, so no stream is reported by two nodes.
 
+use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
 use axum::http::{header, StatusCode};
@@ -64,6 +68,36 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/metrics", get(handler))
 }
 
+/// Counts the holders of each stream's series in one crate, so the last
+/// one to go removes them (`Family::remove`). A worker restarting overlaps
+/// its successor; counting keeps the successor's series.
+#[derive(Debug, Default)]
+pub struct StreamSeries {
+    holders: Mutex<HashMap<String, usize>>,
+}
+
+impl StreamSeries {
+    /// One more holder of `stream`'s series.
+    pub fn hold(&self, stream: &str) {
+        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        *holders.entry(stream.to_owned()).or_default() += 1;
+    }
+
+    /// One holder of `stream` fewer; the last one runs `remove` (under the
+    /// lock, so no new holder's series are removed with the old ones).
+    pub fn release(&self, stream: &str, remove: impl FnOnce()) {
+        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(count) = holders.get_mut(stream) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            holders.remove(stream);
+            remove();
+        }
+    }
+}
+
 /// Seconds buckets from 1 ms to about 33 s, doubling: request latencies.
 pub fn request_seconds_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16)
@@ -80,6 +114,20 @@ mod tests {
     use super::*;
     use prometheus_client::metrics::counter::Counter;
     use tower::ServiceExt;
+
+    #[test]
+    fn the_last_holder_of_a_stream_removes_its_series() {
+        let series = StreamSeries::default();
+        let removed = std::cell::Cell::new(0);
+        series.hold("ch1");
+        series.hold("ch1");
+        series.release("ch1", || removed.set(removed.get() + 1));
+        assert_eq!(removed.get(), 0, "one holder is left");
+        series.release("ch1", || removed.set(removed.get() + 1));
+        assert_eq!(removed.get(), 1);
+        series.release("ch1", || removed.set(removed.get() + 1));
+        assert_eq!(removed.get(), 1, "a release without a hold removes nothing");
+    }
 
     #[tokio::test]
     async fn registered_metrics_are_served_as_openmetrics() {

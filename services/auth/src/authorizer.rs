@@ -17,7 +17,7 @@ use dvr_proto::{
     AUTH_QUEUE_GROUP, AUTH_USAGE_SUBJECT,
 };
 use futures::StreamExt;
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use crate::engine::Engine;
 
@@ -148,7 +148,11 @@ pub async fn serve(engine: Engine, responder: &dyn Responder) -> Result<(), BusE
     let mut requests = futures::stream::select(checks, usage);
     while let Some(request) = requests.next().await {
         let engine = engine.clone();
-        tokio::spawn(async move {
+        // The work runs in the request's span, the asker's child, so a
+        // packager request is one trace through auth.
+        let span = request.span().clone();
+        tokio::spawn(
+            async move {
             let answer = if request.subject == AUTH_USAGE_SUBJECT {
                 SessionUsage::decode(&request.body).map(|usage| {
                     engine.record_usage(&usage);
@@ -172,7 +176,9 @@ pub async fn serve(engine: Engine, responder: &dyn Responder) -> Result<(), BusE
             if let Err(e) = sent {
                 warn!(error = %e, "cannot send an auth reply");
             }
-        });
+            }
+            .instrument(span),
+        );
     }
     Ok(())
 }

@@ -234,6 +234,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     dvr_packager::metrics::register();
     dvr_archive::metrics::register();
     dvr_auth::metrics::register();
+    dvr_bus::metrics::register();
     let app = app.merge(dvr_telemetry::metrics::router());
     let server = axum::serve(
         listener,

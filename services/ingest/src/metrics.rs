@@ -5,6 +5,11 @@
 //! than a second set of increments scattered through the loop, each
 //! published snapshot is turned into increments here (the difference from
 //! the previous one), so the two can never disagree.
+//!
+//! A stream's series exist while its loop runs here: when the lease moves
+//! to another replica (or the stream is removed) the loop ends, its
+//! [`StreamMetrics`] is dropped and the series are removed, so the stream
+//! is reported by the one replica ingesting it.
 
 use std::sync::LazyLock;
 
@@ -35,6 +40,9 @@ struct IngestMetrics {
     signal_losses: Family<StreamLabel, Counter>,
     segments: Family<StreamLabel, Counter>,
 }
+
+/// The streams whose series exist, by holder count.
+static HOLDERS: LazyLock<dvr_telemetry::metrics::StreamSeries> = LazyLock::new(Default::default);
 
 static METRICS: LazyLock<IngestMetrics> = LazyLock::new(|| {
     let m = IngestMetrics::default();
@@ -98,6 +106,7 @@ pub(crate) struct StreamMetrics {
 
 impl StreamMetrics {
     pub(crate) fn new(stream: &str, now: UtcMs) -> StreamMetrics {
+        HOLDERS.hold(stream);
         let label = StreamLabel {
             stream: stream.to_owned(),
         };
@@ -152,6 +161,27 @@ impl StreamMetrics {
     }
 }
 
+impl Drop for StreamMetrics {
+    /// The stream's loop stopped here: its series go with the last handle.
+    fn drop(&mut self) {
+        let label = &self.label;
+        HOLDERS.release(&label.stream, || {
+            let m = &*METRICS;
+            for family in [
+                &m.received_bytes,
+                &m.packets,
+                &m.cc_errors,
+                &m.source_switches,
+                &m.signal_losses,
+                &m.segments,
+            ] {
+                family.remove(label);
+            }
+            m.bitrate.remove(label);
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +211,11 @@ mod tests {
         // 500 kB over 2 s.
         assert_eq!(value("dvr_ingest_bitrate_bits_per_second"), "2000000");
         assert_eq!(value("dvr_ingest_signal_losses_total"), "0");
+        drop(s);
+        let text = dvr_telemetry::metrics::render();
+        assert!(
+            !text.contains("stream=\"metrics-unit\""),
+            "a stopped stream's series are removed: {text}"
+        );
     }
 }

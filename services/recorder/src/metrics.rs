@@ -4,6 +4,11 @@
 //! Two gauges make the alerts in docs/prometheus-rules.yaml simple: the
 //! backlog (how far the archive is behind the live log) next to the copy
 //! interval it should stay within, and the time of the last chunk written.
+//!
+//! A stream's series exist while its recorder runs here: when the lease
+//! moves to another replica (or the stream is removed) the recorder stops,
+//! its [`StreamMetrics`] is dropped and the series are removed, so the
+//! stream is reported by the one replica recording it.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -56,6 +61,13 @@ struct RecorderMetrics {
     retention_deletions: Family<StreamLabel, Counter>,
     retention_deleted_bytes: Family<StreamLabel, Counter>,
 }
+
+/// The streams whose series exist, by holder count.
+static HOLDERS: LazyLock<dvr_telemetry::metrics::StreamSeries> = LazyLock::new(Default::default);
+
+/// Every result and error place, for creating and removing series.
+const RESULTS: [&str; 2] = ["ok", "error"];
+const PLACES: [&str; 3] = ["upload", "retention", "live_log"];
 
 static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
     let m = RecorderMetrics {
@@ -151,6 +163,7 @@ pub(crate) struct StreamMetrics {
 impl StreamMetrics {
     pub(crate) fn new(stream: &str, copy_interval_ms: i64) -> StreamMetrics {
         let m = &*METRICS;
+        HOLDERS.hold(stream);
         let stream = StreamLabel {
             stream: stream.to_owned(),
         };
@@ -168,12 +181,12 @@ impl StreamMetrics {
         }
         let _ = m.backlog_seconds.get_or_create(&stream);
         let _ = m.chunk_upload_seconds.get_or_create(&stream);
-        for result in ["ok", "error"] {
+        for result in RESULTS {
             let _ = m
                 .chunk_uploads
                 .get_or_create(&Self::outcome(&stream, result));
         }
-        for place in ["upload", "retention", "live_log"] {
+        for place in PLACES {
             let _ = m.errors.get_or_create(&Self::outcome(&stream, place));
         }
         StreamMetrics { stream }
@@ -251,6 +264,34 @@ impl StreamMetrics {
         }
     }
 
+    /// Removes every series of the stream (the last holder is gone).
+    fn remove(stream: &StreamLabel) {
+        let m = &*METRICS;
+        for family in [
+            &m.segments,
+            &m.uploaded_bytes,
+            &m.upload_retries,
+            &m.retention_deletions,
+            &m.retention_deleted_bytes,
+        ] {
+            family.remove(stream);
+        }
+        for family in [
+            &m.backlog_seconds,
+            &m.copy_interval_seconds,
+            &m.last_chunk_timestamp_seconds,
+        ] {
+            family.remove(stream);
+        }
+        m.chunk_upload_seconds.remove(stream);
+        for result in RESULTS {
+            m.chunk_uploads.remove(&Self::outcome(stream, result));
+        }
+        for place in PLACES {
+            m.errors.remove(&Self::outcome(stream, place));
+        }
+    }
+
     /// How far the archive is behind: the age of the oldest pending segment.
     pub(crate) fn backlog(&self, oldest_pending: Option<UtcMs>, now: UtcMs) {
         let secs = oldest_pending.map_or(0, |t| (now.0 - t.0).max(0) / 1000);
@@ -258,5 +299,39 @@ impl StreamMetrics {
             .backlog_seconds
             .get_or_create(&self.stream)
             .set(secs);
+    }
+}
+
+impl Drop for StreamMetrics {
+    /// The recorder of the stream stopped here (lease moved, stream
+    /// removed, shutdown): its series go with the last handle.
+    fn drop(&mut self) {
+        HOLDERS.release(&self.stream.stream, || Self::remove(&self.stream));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streams_series_go_when_its_recorder_stops() {
+        let series = |text: &str| {
+            text.lines()
+                .filter(|l| l.contains("stream=\"metrics-drop\""))
+                .count()
+        };
+        let first = StreamMetrics::new("metrics-drop", 60_000);
+        let second = StreamMetrics::new("metrics-drop", 60_000);
+        second.backlog(None, UtcMs(0));
+        assert!(series(&dvr_telemetry::metrics::render()) > 10);
+        drop(first);
+        assert!(
+            series(&dvr_telemetry::metrics::render()) > 10,
+            "a restarted recorder's series stay while the new one runs"
+        );
+        drop(second);
+        let text = dvr_telemetry::metrics::render();
+        assert_eq!(series(&text), 0, "{text}");
     }
 }

@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::nats_err;
 use crate::error::BusError;
 use crate::kv::{validate_key, validate_prefix, Kv, KvEntry, KvOp, KvWatch};
+use crate::metrics::{time_publish, Backend};
 
 /// A JetStream KV bucket.
 #[derive(Debug)]
@@ -68,26 +69,33 @@ impl Kv for NatsKv {
 
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         validate_key(key)?;
-        self.store
-            .put(key, value)
+        time_publish("kv_put", Backend::Nats, self.store.put(key, value))
             .await
             .map_err(|e| nats_err("kv put", &self.target(key), e))
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         validate_key(key)?;
-        self.store.create(key, value).await.map_err(|e| {
-            if e.kind() == kv::CreateErrorKind::AlreadyExists {
-                self.conflict(key, "key exists".into())
-            } else {
-                nats_err("kv create", &self.target(key), e)
-            }
-        })
+        time_publish("kv_create", Backend::Nats, self.store.create(key, value))
+            .await
+            .map_err(|e| {
+                if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                    self.conflict(key, "key exists".into())
+                } else {
+                    nats_err("kv create", &self.target(key), e)
+                }
+            })
     }
 
     async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, BusError> {
         validate_key(key)?;
-        self.store.update(key, value, revision).await.map_err(|e| {
+        time_publish(
+            "kv_update",
+            Backend::Nats,
+            self.store.update(key, value, revision),
+        )
+        .await
+        .map_err(|e| {
             if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
                 self.conflict(key, format!("expected revision {revision}: {e}"))
             } else {
@@ -98,8 +106,7 @@ impl Kv for NatsKv {
 
     async fn delete(&self, key: &str) -> Result<(), BusError> {
         validate_key(key)?;
-        self.store
-            .delete(key)
+        time_publish("kv_delete", Backend::Nats, self.store.delete(key))
             .await
             .map_err(|e| nats_err("kv delete", &self.target(key), e))
     }

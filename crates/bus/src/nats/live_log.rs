@@ -11,6 +11,11 @@
 //! it when `get` finds a listed segment's object gone, and then forgets
 //! that segment and every older one (trims only ever cut the oldest end).
 //! Until then its listings may still name trimmed segments.
+//!
+//! A descriptor carries the appender's W3C trace context in its headers; a
+//! follower applies it in a `bus.consume` span continuing that trace, and
+//! reports how long after its publication it arrived
+//! (`dvr_bus_consume_delay_seconds{consumer="live_log"}`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,9 +35,10 @@ use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use super::{nats_err, retry};
+use super::{nats_err, retry, trace};
 use crate::error::BusError;
 use crate::live_log::LiveLog;
+use crate::metrics::{self, Backend};
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -219,6 +225,7 @@ impl NatsLiveLog {
             segment_msg_id(&self.stream, segment.seq).as_str(),
         );
         headers.insert(HEADER_PROTO_VERSION, PROTO_VERSION.to_string().as_str());
+        trace::inject_current(&mut headers);
         let ack = self
             .js
             .publish_with_headers(self.subject.clone(), headers, body.clone())
@@ -260,6 +267,25 @@ fn apply(shared: &Shared, subject: &str, msg: &jetstream::Message) -> u64 {
     stream_seq
 }
 
+/// [`apply`] for a message that arrived live: timed against its
+/// publication, and inside the appender's trace when it carries one.
+fn follow_one(shared: &Shared, subject: &str, msg: &jetstream::Message) -> u64 {
+    if let Ok(info) = msg.info() {
+        let published_ms = info.published.unix_timestamp_nanos() / 1_000_000;
+        let now_ms = i128::from(dvr_common::Clock::now(&dvr_common::SystemClock).0);
+        metrics::consumed(
+            "live_log",
+            i64::try_from(now_ms - published_ms).unwrap_or(i64::MAX),
+        );
+    }
+    if !trace::has_trace(msg.headers.as_ref()) {
+        return apply(shared, subject, msg);
+    }
+    let span = tracing::info_span!(parent: None, "bus.consume", subject, consumer = "live_log");
+    trace::set_parent(&span, msg.headers.as_ref());
+    span.in_scope(|| apply(shared, subject, msg))
+}
+
 /// Keeps the index current; recreates the consumer if it ends (the ordered
 /// consumer itself survives reconnects and server restarts).
 async fn run_follower(
@@ -272,7 +298,7 @@ async fn run_follower(
     loop {
         while let Some(msg) = messages.next().await {
             match msg {
-                Ok(msg) => next = apply(&shared, &subject, &msg) + 1,
+                Ok(msg) => next = follow_one(&shared, &subject, &msg) + 1,
                 Err(e) => {
                     tracing::debug!(subject, error = %e, "live log follower");
                     // Errors come while the server is away; do not spin.
@@ -308,7 +334,12 @@ impl LiveLog for NatsLiveLog {
         let descriptor =
             SegmentDescriptor::new(&self.stream, segment.meta(), (*segment.codecs).clone());
         let body = Bytes::from(descriptor.encode());
-        let stream_seq = retry(self.op_timeout, || self.put_once(segment, &body)).await?;
+        let stream_seq = metrics::time_publish(
+            "live_log_append",
+            Backend::Nats,
+            retry(self.op_timeout, || self.put_once(segment, &body)),
+        )
+        .await?;
         self.shared.add(descriptor, stream_seq);
         Ok(())
     }

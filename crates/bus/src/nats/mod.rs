@@ -13,6 +13,7 @@ mod events;
 mod kv;
 mod live_log;
 mod request;
+mod trace;
 
 use std::future::Future;
 use std::time::Duration;

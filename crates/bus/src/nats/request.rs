@@ -1,6 +1,8 @@
 //! Request/reply over NATS core: `request` with a `Dvr-Proto` header and a
 //! timeout, `serve` as a queue subscription, error replies as a
-//! `Dvr-Error-Kind` header with a text body (proto/README.md).
+//! `Dvr-Error-Kind` header with a text body (proto/README.md). A request
+//! carries the asker's W3C trace context in its headers and the server's
+//! `bus.serve` span continues that trace.
 
 use std::time::Duration;
 
@@ -9,9 +11,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dvr_proto::{HEADER_ERROR_KIND, HEADER_PROTO_VERSION, PROTO_VERSION};
 use futures::StreamExt;
+use tokio::time::Instant;
+use tracing::Instrument;
 
-use super::nats_err;
+use super::{nats_err, trace};
 use crate::error::BusError;
+use crate::metrics::{self, Backend};
 use crate::request::{
     error_kind_from_name, error_kind_name, IncomingRequest, ReplyBody, ReplySink, RequestStream,
     Requester, Responder,
@@ -43,10 +48,24 @@ impl Requester for NatsRequests {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, BusError> {
+        let span = tracing::info_span!("bus.request", subject, backend = "nats");
+        let started = Instant::now();
+        let result = self.send(subject, body, timeout).instrument(span).await;
+        metrics::requested(subject, Backend::Nats, started, &result);
+        result
+    }
+}
+
+impl NatsRequests {
+    /// One request, inside the caller's `bus.request` span (whose context
+    /// the headers carry).
+    async fn send(&self, subject: &str, body: Bytes, timeout: Duration) -> Result<Bytes, BusError> {
         use async_nats::client::RequestErrorKind;
+        let mut headers = proto_headers();
+        trace::inject_current(&mut headers);
         let request = async_nats::Request::new()
             .payload(body)
-            .headers(proto_headers())
+            .headers(headers)
             .timeout(Some(timeout));
         let reply = self
             .client
@@ -125,12 +144,21 @@ impl Responder for NatsRequests {
                     // request: nobody waits for an answer.
                     let reply_to = msg.reply?;
                     let subject = msg.subject.to_string();
+                    // The asker's trace goes on here, not the consumer's.
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "bus.serve",
+                        subject = %subject,
+                        backend = "nats",
+                        error_kind = tracing::field::Empty
+                    );
+                    trace::set_parent(&span, msg.headers.as_ref());
                     let sink = NatsReply {
                         client,
                         subject: subject.clone(),
                         reply_to,
                     };
-                    Some(IncomingRequest::new(subject, msg.payload, Box::new(sink)))
+                    Some(IncomingRequest::new(subject, msg.payload, Box::new(sink)).with_span(span))
                 }
             })
             .boxed())

@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 
 use dvr_common::CivilTime;
 
+/// Metric families only a process on NATS lists (embedded mode has no
+/// leases, no remote requests and no followers): e2e/distributed.rs finds
+/// the lease and consume ones on a recorder, traces.rs the request one on
+/// a packager asking auth.
+pub const DISTRIBUTED_FAMILIES: &[&str] = &[
+    "dvr_bus_lease_moves",
+    "dvr_bus_leases_held",
+    "dvr_bus_consume_delay_seconds",
+    "dvr_bus_request_seconds",
+];
+
 pub fn dvr_bin() -> PathBuf {
     std::env::var_os("DVR_BIN")
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvr")), PathBuf::from)
@@ -148,6 +159,15 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         let (n, v) = line.split_once(':')?;
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// One sample of `/metrics` by its series (`name{labels}`), `None` when
+/// absent.
+pub fn metric_sample(port: u16, series: &str) -> Option<f64> {
+    let (_, body) = get(port, "/metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 pub fn text(port: u16, path: &str) -> String {
