@@ -23,7 +23,7 @@ use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
-use crate::http::{fnv1a, playback_http};
+use crate::http::{content_etag, fnv1a, playback_http, SharedGzip};
 use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::paced_mpegts;
 use crate::playlist::{
@@ -114,14 +114,36 @@ fn track_error(tape: &StreamTape, meta: &SegmentMeta, e: &tracks::SelectError) -
     ))
 }
 
+/// A rendered VOD playlist kept for [`RENDERED_TTL_MS`].
+#[derive(Clone, Debug)]
+struct Rendered {
+    expires: UtcMs,
+    body: bytes::Bytes,
+    etag: HeaderValue,
+    /// Its gzip, made once for every client that accepts it.
+    gzip: SharedGzip,
+}
+
+impl Rendered {
+    fn response(&self) -> Response {
+        let mut response = Response::new(Body::from(self.body.clone()));
+        set(&mut response, header::CONTENT_TYPE, M3U8);
+        set(&mut response, header::CACHE_CONTROL, VOD_CACHE_CONTROL);
+        response
+            .headers_mut()
+            .insert(header::ETAG, self.etag.clone());
+        response.extensions_mut().insert(self.gzip.clone());
+        response
+    }
+}
+
 /// Serves every configured stream's tape.
 #[derive(Debug)]
 pub struct Packager {
     streams: RwLock<HashMap<String, StreamTape>>,
     probes: Mutex<HashMap<(String, u64), Arc<Probed>>>,
-    /// Rendered complete VOD playlists by path and query: (expiry, body,
-    /// ETag).
-    rendered: Mutex<HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>>,
+    /// Rendered complete VOD playlists by path and query.
+    rendered: Mutex<HashMap<String, Rendered>>,
     clock: Arc<dyn Clock>,
     config: PackagerConfig,
     /// Play authorization in front of every answer, when any stream has
@@ -366,7 +388,7 @@ impl Packager {
                 if metas.is_empty() {
                     return Err(nothing_between(&tape, from, to));
                 }
-                let metas = coalesce(&metas, self.config.max_entries);
+                let metas = coalesce(metas.iter(), self.config.max_entries);
                 let complete = to <= now;
                 let kind = match end {
                     RangeEnd::Now => PlaylistKind::Event,
@@ -453,45 +475,41 @@ impl Packager {
     /// A rendered VOD playlist from the cache, if fresh.
     fn cached_playlist(&self, key: &str, now: UtcMs) -> Option<Response> {
         let rendered = self.lock_rendered();
-        let (expires, body, etag) = rendered.get(key)?;
-        if *expires <= now {
-            return None;
-        }
-        let mut response = Response::new(Body::from(body.clone()));
-        set(&mut response, header::CONTENT_TYPE, M3U8);
-        set(&mut response, header::CACHE_CONTROL, VOD_CACHE_CONTROL);
-        response.headers_mut().insert(header::ETAG, etag.clone());
-        Some(response)
+        let hit = rendered.get(key).filter(|r| r.expires > now)?;
+        Some(hit.response())
     }
 
     /// Keeps a rendered VOD playlist for [`RENDERED_TTL_MS`] and answers it
     /// with its ETag set, so it is hashed once, not per request.
     async fn cache_playlist(&self, key: String, response: Response, now: UtcMs) -> Response {
-        let (mut parts, body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
             return Response::from_parts(parts, Body::empty());
         };
-        let Ok(etag) = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))) else {
+        let Ok(etag) = HeaderValue::from_str(&content_etag(&body)) else {
             return Response::from_parts(parts, Body::from(body));
         };
-        parts.headers.insert(header::ETAG, etag.clone());
+        let entry = Rendered {
+            expires: now.saturating_add_ms(RENDERED_TTL_MS),
+            body,
+            etag,
+            gzip: SharedGzip::default(),
+        };
+        let response = entry.response();
         let mut rendered = self.lock_rendered();
-        let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
-        if held + body.len() > RENDERED_BYTES {
-            rendered.retain(|_, (expires, _, _)| *expires > now);
-            let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
-            if held + body.len() > RENDERED_BYTES {
+        let held: usize = rendered.values().map(|r| r.body.len()).sum();
+        if held + entry.body.len() > RENDERED_BYTES {
+            rendered.retain(|_, r| r.expires > now);
+            let held: usize = rendered.values().map(|r| r.body.len()).sum();
+            if held + entry.body.len() > RENDERED_BYTES {
                 rendered.clear();
             }
         }
-        let expires = now.saturating_add_ms(RENDERED_TTL_MS);
-        rendered.insert(key, (expires, body.clone(), etag));
-        Response::from_parts(parts, Body::from(body))
+        rendered.insert(key, entry);
+        response
     }
 
-    fn lock_rendered(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>> {
+    fn lock_rendered(&self) -> std::sync::MutexGuard<'_, HashMap<String, Rendered>> {
         self.rendered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -721,7 +739,8 @@ impl Packager {
                 UtcMs(head.0 - reach),
                 head.saturating_add_ms(lead_ms + MAX_SEGMENT_MS),
             )
-            .await?;
+            .await?
+            .to_vec();
         let shown = window(&segments, head, lead_ms, limit, not_before, ignore_gaps);
         Ok(MediaPlan {
             kind: PlaylistKind::Live,
