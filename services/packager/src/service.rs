@@ -18,6 +18,7 @@ use dvr_archive::{hour_bitmap, TimeRange};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, Ticks, UtcMs};
 use dvr_media::codec::TrackKind;
+use dvr_media::psi::Program;
 use dvr_media::{tracks, SegmentMeta};
 use futures_util::stream;
 use serde_json::json;
@@ -31,7 +32,7 @@ use crate::playlist::{
 };
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
-use crate::url::{self, Flavor, Form, Playback, RangeEnd, UrlError};
+use crate::url::{self, Flavor, Form, Playback, RangeEnd, TrackSet, UrlError};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MPEGTS: &str = "video/mp2t";
@@ -77,8 +78,8 @@ struct MediaPlan {
 /// What a segment holds, as far as playlists care.
 #[derive(Debug)]
 struct Probed {
-    /// How many tracks its program has (0 when it has no tables).
-    count: usize,
+    /// Its program (`None` when it has no tables).
+    program: Option<Arc<Program>>,
     /// Its tracks, when there are several videos or audios.
     multi: Option<Arc<tracks::SegmentTracks>>,
 }
@@ -112,6 +113,28 @@ fn track_error(tape: &StreamTape, meta: &SegmentMeta, e: &tracks::SelectError) -
         tape.name(),
         meta.utc_start.as_secs()
     ))
+}
+
+/// The tracks of `videoN` in `program`, or the answer that the stream has
+/// no N-th video track (as of the segment `at`).
+fn no_video_track(
+    tape: &StreamTape,
+    program: &Program,
+    n: u8,
+    at: &SegmentMeta,
+) -> Result<TrackSet, PackagerError> {
+    video_track_set(program, n).ok_or_else(|| {
+        let videos = program
+            .streams
+            .iter()
+            .filter(|s| s.codec.kind() == TrackKind::Video)
+            .count();
+        PackagerError::NothingRecorded(format!(
+            "stream {} has no video track {n}: it has {videos} at {}",
+            tape.name(),
+            at.utc_start.as_secs()
+        ))
+    })
 }
 
 /// A rendered VOD playlist kept for [`RENDERED_TTL_MS`].
@@ -554,7 +577,11 @@ impl Packager {
             // Checked against the window's first segment, so a wrong number
             // is an answer, not a playlist of failing segments.
             let probed = self.probe_or_warn(tape, first).await;
-            let count = probed.as_ref().map_or(usize::MAX, |p| p.count);
+            let count = probed.as_ref().map_or(usize::MAX, |p| {
+                p.program
+                    .as_ref()
+                    .map_or(0, |program| program.streams.len())
+            });
             if let Some(asked) = tracks.numbers().into_iter().find(|&n| n > count) {
                 return Err(PackagerError::NothingRecorded(format!(
                     "stream {} has no track {asked}: it has {count} tracks at {}",
@@ -579,6 +606,13 @@ impl Packager {
         // with one video and one audio keeps its one media playlist.
         let probed = self.probe_or_warn(tape, first).await;
         let Some(found) = probed.as_ref().and_then(|p| p.multi.as_deref()) else {
+            if let (Flavor::VideoTrack(n), Some(program)) =
+                (flavor, probed.as_ref().and_then(|p| p.program.as_deref()))
+            {
+                // `videoN` of a stream without an N-th video track is no
+                // playlist at all, not every track under another name.
+                no_video_track(tape, program, n, first)?;
+            }
             return Ok(media(""));
         };
         let whole_query = raw_query.filter(|q| !q.is_empty());
@@ -592,12 +626,7 @@ impl Packager {
                 plan.cache,
             )),
             Flavor::VideoTrack(n) => {
-                let set = video_track_set(found, n).ok_or_else(|| {
-                    PackagerError::NothingRecorded(format!(
-                        "stream {} has no video track {n}",
-                        tape.name()
-                    ))
-                })?;
+                let set = no_video_track(tape, &found.program, n, first)?;
                 Ok(media(&format!("{}/", set.dir())))
             }
             Flavor::Mono => Ok(media("")),
@@ -630,13 +659,12 @@ impl Packager {
         }
         let stored = self.stored_bytes(tape, meta).await?;
         let program = tracks::program_of(&stored);
-        let count = program.as_ref().map_or(0, |p| p.streams.len());
-        let multi = program.is_some_and(|p| {
+        let multi = program.as_deref().is_some_and(|p| {
             let count = |kind| p.streams.iter().filter(|s| s.codec.kind() == kind).count();
             count(TrackKind::Video) > 1 || count(TrackKind::Audio) > 1
         });
         let probed = Arc::new(Probed {
-            count,
+            program,
             multi: multi
                 .then(|| tracks::probe(&stored, meta.duration))
                 .flatten()

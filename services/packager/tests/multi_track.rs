@@ -228,6 +228,35 @@ async fn a_single_track_pair_keeps_its_media_playlist() {
     assert!(!text.contains("STREAM-INF"), "{text}");
 }
 
+#[tokio::test]
+async fn video_n_beyond_the_video_tracks_is_not_found() {
+    // One video track: video1 is the media playlist, video2 is nothing.
+    let f = recorded("h264_aac_720p.ts");
+    let one = text(&f, &format!("/ch/video1-{T0}-8.m3u8")).await;
+    assert_eq!(one, text(&f, &format!("/ch/mono-{T0}-8.m3u8")).await);
+    for uri in [
+        format!("/ch/video2-{T0}-8.m3u8"),
+        "/ch/video2.m3u8".to_owned(),
+    ] {
+        let (status, _, body) = get(&f, &uri).await;
+        let message = String::from_utf8(body).unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {message}");
+        assert!(
+            message.starts_with("stream ch has no video track 2: it has 1 at "),
+            "{uri}: {message}"
+        );
+    }
+    // Two renditions: video3 is beyond them.
+    let f = recorded("two_renditions.ts");
+    let (status, _, body) = get(&f, &format!("/ch/video3-{T0}-6.m3u8")).await;
+    let message = String::from_utf8(body).unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{message}");
+    assert!(
+        message.contains("has no video track 3: it has 2"),
+        "{message}"
+    );
+}
+
 /// ffprobe over HTTP: the streams it finds and the duration it reports.
 fn ffprobe(url: &str) -> (Vec<String>, f64) {
     let out = Command::new("ffprobe")
