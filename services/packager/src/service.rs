@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::error::PackagerError;
 use crate::http::{content_etag, fnv1a, playback_http, SharedGzip};
 use crate::master::{master_playlist, video_track_set, video_variants};
-use crate::paced::paced_mpegts;
+use crate::paced::{cut, paced_mpegts};
 use crate::playlist::{
     coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, GAP_TOLERANCE_MS,
 };
@@ -45,6 +45,9 @@ const ABS_GAP_REACH_MS: i64 = 6 * 3_600_000;
 /// How far past a `timeshift_abs` viewer's position its window reaches:
 /// three 2 s segments, where players join a live playlist.
 const ABS_LEAD_MS: i64 = 6_000;
+/// How far from its start a track-cut MPEG-TS looks for the first segment,
+/// whose program decides what its track numbers mean.
+const FIRST_SEGMENT_REACH_MS: i64 = 120_000;
 
 /// Limits of what a request may ask for.
 #[derive(Clone, Debug)]
@@ -329,7 +332,7 @@ impl Packager {
                 let at = self.past_instant(query.utc.unwrap_or_default(), now)?;
                 let started = query.lutc.map_or(now, UtcMs::from_secs);
                 if playback.form == Form::LiveMpegts {
-                    return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                    return self.paced(tape, at, &playback).await;
                 }
                 self.abs_playlist(&tape, at, started, &query, now).await?
             }
@@ -351,7 +354,7 @@ impl Packager {
             }
             Form::LiveMpegts if tape.delay_ms() > 0 => {
                 let at = UtcMs(now.0 - tape.delay_ms());
-                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                return self.paced(tape, at, &playback).await;
             }
             Form::TimeshiftRelPlaylist { behind, .. } => {
                 let head = UtcMs(now.0 - i64::from(behind) * 1000);
@@ -376,15 +379,15 @@ impl Packager {
                             tape.name()
                         ))
                     })?;
-                return Ok(paced_mpegts(tape, start, Arc::clone(&self.clock)));
+                return self.paced(tape, start, &playback).await;
             }
-            Form::TimeshiftAbsMpegts { at } => {
+            Form::TimeshiftAbsMpegts { at, .. } => {
                 let at = self.past_instant(at, now)?;
-                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                return self.paced(tape, at, &playback).await;
             }
             Form::TimeshiftRelMpegts { behind } => {
                 let at = UtcMs(now.0 - i64::from(behind) * 1000);
-                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                return self.paced(tape, at, &playback).await;
             }
             Form::LivePlaylist(_) => {
                 let segments: Vec<_> = tape
@@ -432,7 +435,10 @@ impl Packager {
             Form::RangeMpegts { from, duration } => {
                 let (from, to) = self.range(from, RangeEnd::Duration(duration), now)?;
                 let segments = self.recorded(&tape, from, to).await?;
-                return Ok(mpegts_download(tape, segments, ranged));
+                let tracks = self
+                    .ts_tracks(&tape, &playback, Some(&segments[0].meta))
+                    .await?;
+                return Ok(mpegts_download(tape, segments, ranged, tracks));
             }
             Form::Segment {
                 start_second,
@@ -493,6 +499,76 @@ impl Packager {
             return Ok(response);
         }
         Ok(self.cache_playlist(cache_key, response, now).await)
+    }
+
+    /// An endless paced MPEG-TS from `at`, cut to the tracks the URL picks.
+    async fn paced(
+        &self,
+        tape: StreamTape,
+        at: UtcMs,
+        playback: &Playback<'_>,
+    ) -> Result<Response, PackagerError> {
+        let first = if playback.tracks.is_some() || ts_video(playback).is_some() {
+            tape.metas_between(at, at.saturating_add_ms(FIRST_SEGMENT_REACH_MS))
+                .await?
+                .iter()
+                .next()
+        } else {
+            None
+        };
+        let tracks = self.ts_tracks(&tape, playback, first.as_ref()).await?;
+        Ok(paced_mpegts(tape, at, tracks, Arc::clone(&self.clock)))
+    }
+
+    /// The tracks a transport-stream form keeps (`None`: every track): its
+    /// `tracks-…/` directory, or `videoN-` resolved against the program of
+    /// `first`, the first segment it sends. A track the stream does not
+    /// have there is a 404 before any byte is sent.
+    async fn ts_tracks(
+        &self,
+        tape: &StreamTape,
+        playback: &Playback<'_>,
+        first: Option<&SegmentMeta>,
+    ) -> Result<Option<TrackSet>, PackagerError> {
+        let video = ts_video(playback);
+        if playback.tracks.is_none() && video.is_none() {
+            return Ok(None);
+        }
+        let program = match first {
+            Some(meta) => self
+                .probe_or_warn(tape, meta)
+                .await
+                .and_then(|p| p.program.clone()),
+            None => None,
+        };
+        match (video, program, first) {
+            (Some(n), Some(program), Some(first)) => {
+                no_video_track(tape, &program, n, first).map(Some)
+            }
+            (Some(n), _, _) => Err(PackagerError::NothingRecorded(format!(
+                "stream {} has no recorded program to find video track {n} in",
+                tape.name()
+            ))),
+            (None, Some(program), Some(first)) => {
+                let tracks = playback.tracks;
+                let count = program.streams.len();
+                if let Some(asked) = tracks
+                    .map(TrackSet::numbers)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|&n| n > count)
+                {
+                    return Err(PackagerError::NothingRecorded(format!(
+                        "stream {} has no track {asked}: it has {count} tracks at {}",
+                        tape.name(),
+                        first.utc_start.as_secs()
+                    )));
+                }
+                Ok(tracks)
+            }
+            // Not recorded yet (live ahead): each segment is cut as it comes.
+            (None, _, _) => Ok(playback.tracks),
+        }
     }
 
     /// A rendered VOD playlist from the cache, if fresh.
@@ -947,19 +1023,35 @@ fn segment_run(
 /// ends the body instead: the length cannot change mid-flight, and the
 /// retry, planned from the catalog that now knows the loss, is exact.
 /// Without it there is no `Content-Length`, since a skip would make it a lie.
-fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>, exact_length: bool) -> Response {
+///
+/// With `tracks`, every segment is cut to them by PID; the length is then
+/// not known before the end, so there is no `Content-Length` and a byte
+/// range is answered with the whole body (which HTTP allows).
+fn mpegts_download(
+    tape: StreamTape,
+    segments: Vec<TapeSegment>,
+    exact_length: bool,
+    tracks: Option<TrackSet>,
+) -> Response {
+    let exact_length = exact_length && tracks.is_none();
+    let numbers = tracks.map(TrackSet::numbers);
     let length: u64 = segments.iter().map(|s| s.meta.bytes).sum();
     let body = stream::unfold(
-        (tape, segments.into_iter()),
-        move |(tape, mut rest)| async move {
+        (tape, segments.into_iter(), numbers),
+        move |(tape, mut rest, numbers)| async move {
             loop {
                 let segment = rest.next()?;
                 match tape.read(&segment).await {
-                    Ok(bytes) => return Some((Ok(bytes), (tape, rest))),
+                    Ok(bytes) => match cut(&tape, &segment, bytes, numbers.as_deref()) {
+                        Ok(bytes) => return Some((Ok(bytes), (tape, rest, numbers))),
+                        Err(e) => {
+                            tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a segment without the asked tracks");
+                        }
+                    },
                     Err(e) if e.error_kind() == ErrorKind::NotFound && !exact_length => {
                         tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a lost segment");
                     }
-                    Err(e) => return Some((Err(std::io::Error::other(e)), (tape, rest))),
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (tape, rest, numbers))),
                 }
             }
         },
@@ -972,6 +1064,17 @@ fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>, exact_length: b
             .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     response
+}
+
+/// `videoN` of a `videoN-timeshift_abs-T.ts` URL.
+fn ts_video(playback: &Playback<'_>) -> Option<u8> {
+    match playback.form {
+        Form::TimeshiftAbsMpegts {
+            flavor: Flavor::VideoTrack(n),
+            ..
+        } => Some(n),
+        _ => None,
+    }
 }
 
 /// The first request of a `timeshift_abs` playlist: a redirect to the same
