@@ -32,7 +32,7 @@ use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, LiveLog, NatsBus, NatsConfig};
 use dvr_common::StreamName;
 use dvr_storage::testservers::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
-use support::{dvr_bin, free_tcp_port, free_udp_port, get, start_source, wait_for, Procs};
+use support::{body_of, dvr_bin, free_tcp_port, free_udp_port, get, start_source, wait_for, Procs};
 
 /// Generous bounds for things that happen in a few seconds.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -288,16 +288,6 @@ fn same_on_both(what: &str, fetch: impl Fn(u16) -> Vec<u8> + Sync, ports: [u16; 
 fn packagers_agree(a: u16, b: u16, from: i64) {
     let started = Instant::now();
     let ports = [a, b];
-    let ok = |port: u16, path: &str| {
-        let (status, body) = get(port, path);
-        assert_eq!(
-            status,
-            200,
-            "{path} on port {port}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        body
-    };
     let now = from + 30;
     let mut checked = 0;
     // Playlists: file mode, start-over, stream mode, rewind, shift mode,
@@ -325,7 +315,7 @@ fn packagers_agree(a: u16, b: u16, from: i64) {
     ];
     let mut segments = Vec::new();
     for path in &playlists {
-        let body = same_on_both(path, |port| ok(port, path), ports);
+        let body = same_on_both(path, |port| body_of(port, path), ports);
         let text = String::from_utf8(body).unwrap();
         assert!(text.starts_with("#EXTM3U"), "{path}: {text}");
         let dir = &path[..path.rfind('/').unwrap() + 1];
@@ -351,14 +341,14 @@ fn packagers_agree(a: u16, b: u16, from: i64) {
                 .unwrap_or_else(|| panic!("{path}: no Location in {head}"))
                 .to_owned();
             assert!(location.contains("started="), "{location}");
-            let body = same_on_both(&location, |port| ok(port, &location), [first, other]);
+            let body = same_on_both(&location, |port| body_of(port, &location), [first, other]);
             assert!(body.starts_with(b"#EXTM3U"), "{location}");
             checked += 1;
         }
     }
     // Every segment those playlists name, cut by track or not.
     for path in &segments {
-        same_on_both(path, |port| ok(port, path), ports);
+        same_on_both(path, |port| body_of(port, path), ports);
         checked += 1;
     }
     // MPEG-TS: downloads whole, paced streams by their first 200 kB.
@@ -367,7 +357,7 @@ fn packagers_agree(a: u16, b: u16, from: i64) {
         format!("/ch1/archive/{from}/20/mpegts"),
         format!("/ch1/tracks-2/archive-{from}-20.ts?token=abc"),
     ] {
-        let body = same_on_both(&path, |port| ok(port, &path), ports);
+        let body = same_on_both(&path, |port| body_of(port, &path), ports);
         assert!(
             body.len() > 100_000 && body.len() % 188 == 0,
             "{path}: {} bytes",
@@ -394,7 +384,7 @@ fn packagers_agree(a: u16, b: u16, from: i64) {
         "/ch1/recording_status.json".to_owned(),
         format!("/ch1/recording_status.json?from={from}&to={now}&request=ranges,hour_bitmap,locks"),
     ] {
-        let body = same_on_both(&path, |port| ok(port, &path), ports);
+        let body = same_on_both(&path, |port| body_of(port, &path), ports);
         assert!(body.starts_with(b"{") || body.starts_with(b"["), "{path}");
         checked += 1;
     }

@@ -145,14 +145,19 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 pub fn text(port: u16, path: &str) -> String {
+    String::from_utf8(body_of(port, path)).unwrap()
+}
+
+/// The body of a GET that must answer 200.
+pub fn body_of(port: u16, path: &str) -> Vec<u8> {
     let (status, body) = get(port, path);
     assert_eq!(
         status,
         200,
-        "GET {path}: {}",
+        "GET {path} on port {port}: {}",
         String::from_utf8_lossy(&body)
     );
-    String::from_utf8(body).unwrap()
+    body
 }
 
 /// `2026-11-21T14:05:32.040Z` to milliseconds.
