@@ -42,5 +42,7 @@ pub use error::ArchiveError;
 pub use index::{ChunkIndex, IndexRecord, INDEX_VERSION};
 pub use key::{ChunkKey, ObjectKind};
 pub use lock::{Lock, LocksFile};
-pub use plan::{plan_range, records_in_range, ChunkRecords, PlanItem, PlannedSegment};
+pub use plan::{
+    plan_range, record_runs, records_in_range, ChunkRecords, PlanItem, PlannedSegment, RecordRun,
+};
 pub use retention::{plan_retention, DiskUsage, RetentionPlan, RetentionPolicy};

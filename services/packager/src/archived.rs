@@ -9,27 +9,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dvr_archive::index::IndexRecord;
 use dvr_archive::store::{ArchiveStore, StoreError};
-use dvr_archive::{Lock, PlanItem};
+use dvr_archive::{Lock, PlanItem, RecordRun};
 use dvr_common::error::HasErrorKind;
 use dvr_common::{StreamName, UtcMs};
-use dvr_media::SegmentMeta;
 
 use crate::error::PackagerError;
-use crate::tape::{ArchivedTape, Location, TapeSegment};
-
-/// A segment's metadata from its index record.
-fn meta_of(r: &IndexRecord) -> SegmentMeta {
-    SegmentMeta {
-        seq: r.seq,
-        utc_start: r.utc_start,
-        duration: r.duration,
-        pts_start: r.pts_start,
-        bytes: u64::from(r.length),
-        flags: r.flags,
-    }
-}
+use crate::tape::{meta_of, ArchivedTape, Location, TapeSegment};
 
 /// One stream's chunks in an archive store.
 #[derive(Debug, Clone)]
@@ -80,17 +66,11 @@ impl ArchivedTape for StoreTape {
             .collect())
     }
 
-    async fn metas_between(
-        &self,
-        from: UtcMs,
-        to: UtcMs,
-    ) -> Result<Vec<SegmentMeta>, PackagerError> {
-        let records = self
-            .store
-            .records_between(&self.stream, from, to)
+    async fn record_runs(&self, from: UtcMs, to: UtcMs) -> Result<Vec<RecordRun>, PackagerError> {
+        self.store
+            .record_runs(&self.stream, from, to)
             .await
-            .map_err(|e| self.error(&e))?;
-        Ok(records.iter().map(meta_of).collect())
+            .map_err(|e| self.error(&e))
     }
 
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError> {

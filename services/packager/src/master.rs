@@ -19,6 +19,7 @@
 use std::fmt::Write;
 
 use dvr_media::codec::TrackKind;
+use dvr_media::psi::Program;
 use dvr_media::tracks::SegmentTracks;
 
 use crate::url::TrackSet;
@@ -128,14 +129,20 @@ pub fn video_variants(tracks: &SegmentTracks, file: &str, query: Option<&str>) -
     out
 }
 
-/// The tracks of `videoN`: the N-th video track (1-based) and every audio
-/// track, or `None` if there is no such video track.
-pub fn video_track_set(tracks: &SegmentTracks, n: u8) -> Option<TrackSet> {
-    let video = *tracks
-        .numbers_of(TrackKind::Video)
-        .get(usize::from(n).checked_sub(1)?)?;
+/// The tracks of `videoN` in `program`: the N-th video track (1-based) and
+/// every audio track, or `None` if there is no such video track.
+pub fn video_track_set(program: &Program, n: u8) -> Option<TrackSet> {
+    let numbers_of = |kind| {
+        program
+            .streams
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.codec.kind() == kind)
+            .map(|(i, _)| i + 1)
+    };
+    let video = numbers_of(TrackKind::Video).nth(usize::from(n).checked_sub(1)?)?;
     let mut numbers = vec![video];
-    numbers.extend(tracks.numbers_of(TrackKind::Audio));
+    numbers.extend(numbers_of(TrackKind::Audio));
     TrackSet::of(&numbers)
 }
 
@@ -256,11 +263,11 @@ tracks-2/index-1700000000-60.m3u8?token=x
         );
         assert!(variants.contains("BANDWIDTH=3512000,CODECS=\"avc1.64001f,mp4a.40.2,ac-3\""));
         assert_eq!(
-            video_track_set(&t, 2).map(TrackSet::dir).as_deref(),
+            video_track_set(&t.program, 2).map(TrackSet::dir).as_deref(),
             Some("tracks-2,3,4")
         );
-        assert_eq!(video_track_set(&t, 3), None);
-        assert_eq!(video_track_set(&t, 0), None);
+        assert_eq!(video_track_set(&t.program, 3), None);
+        assert_eq!(video_track_set(&t.program, 0), None);
     }
 
     #[test]

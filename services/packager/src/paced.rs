@@ -11,6 +11,10 @@
 //! PAT/PMT and a discontinuity the player handles), and an unreadable
 //! segment is logged and skipped too: a long stream must not die of one
 //! bad object.
+//!
+//! A `tracks-…/` or `videoN-` URL cuts every segment to those tracks by PID
+//! ([`dvr_media::tracks::select`]) on its way out, as HLS track playlists
+//! do: no re-encoding.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use futures_util::stream;
 use tokio::time::Instant;
 
 use crate::tape::{StreamTape, TapeSegment};
+use crate::url::TrackSet;
 
 /// How far ahead of real time the stream may run.
 const LEAD: Duration = Duration::from_secs(3);
@@ -43,6 +48,31 @@ struct Cursor {
     origin: Option<Instant>,
     /// Media time sent so far.
     sent: Duration,
+    /// The track numbers kept, `None` for all.
+    tracks: Option<Vec<usize>>,
+}
+
+/// `bytes` of the segment `segment` cut down to track `numbers` (all of
+/// them when `None`). An error names the stream and the segment.
+pub(crate) fn cut(
+    tape: &StreamTape,
+    segment: &TapeSegment,
+    bytes: Bytes,
+    numbers: Option<&[usize]>,
+) -> Result<Bytes, String> {
+    let Some(numbers) = numbers else {
+        return Ok(bytes);
+    };
+    dvr_media::tracks::select(&bytes, numbers)
+        .map(Bytes::from)
+        .map_err(|e| {
+            format!(
+                "segment {} of {} at {}: {e}",
+                segment.meta.seq,
+                tape.name(),
+                segment.meta.utc_start.as_secs()
+            )
+        })
 }
 
 impl Cursor {
@@ -81,7 +111,8 @@ impl Cursor {
             tokio::time::sleep_until(origin + self.sent.saturating_sub(LEAD)).await;
             self.last_seq = Some(segment.meta.seq);
             self.at = segment.meta.utc_start;
-            match self.tape.read(&segment).await {
+            let read = self.tape.read(&segment).await.map_err(|e| e.to_string());
+            match read.and_then(|b| cut(&self.tape, &segment, b, self.tracks.as_deref())) {
                 Ok(bytes) => {
                     self.sent += Duration::from_millis(
                         u64::try_from(segment.meta.duration.as_ms()).unwrap_or(0),
@@ -96,8 +127,14 @@ impl Cursor {
     }
 }
 
-/// An endless MPEG-TS response playing `tape` from `start`.
-pub fn paced_mpegts(tape: StreamTape, start: UtcMs, clock: Arc<dyn Clock>) -> Response {
+/// An endless MPEG-TS response playing `tape` from `start`, with only
+/// `tracks` when given.
+pub fn paced_mpegts(
+    tape: StreamTape,
+    start: UtcMs,
+    tracks: Option<TrackSet>,
+    clock: Arc<dyn Clock>,
+) -> Response {
     let cursor = Cursor {
         tape,
         clock,
@@ -105,6 +142,7 @@ pub fn paced_mpegts(tape: StreamTape, start: UtcMs, clock: Arc<dyn Clock>) -> Re
         last_seq: None,
         origin: None,
         sent: Duration::ZERO,
+        tracks: tracks.map(TrackSet::numbers),
     };
     let body = stream::unfold(cursor, |mut cursor| async move {
         let chunk = cursor.next_chunk().await;

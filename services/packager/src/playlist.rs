@@ -6,7 +6,7 @@
 //! new `#EXT-X-PROGRAM-DATE-TIME` opens the playlist and follows every
 //! discontinuity, which is also marked wherever the tape has a gap.
 
-use std::fmt::Write;
+use std::io::Write;
 
 use dvr_common::{Ticks, UtcMs};
 use dvr_media::SegmentMeta;
@@ -27,26 +27,81 @@ pub enum PlaylistKind {
 
 /// The path of a segment relative to its stream's playlists.
 pub fn segment_path(meta: &SegmentMeta) -> String {
-    let mut out = String::with_capacity(32);
+    let mut out = Vec::with_capacity(32);
     push_segment_path(&mut out, meta);
-    out
+    text_of(out)
 }
 
-/// [`segment_path`] appended to `out`, without a temporary string: a day's
-/// playlist writes thousands.
-fn push_segment_path(out: &mut String, meta: &SegmentMeta) {
+/// Two ASCII digits of every number below 100.
+const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// The two digits of `value` (below 100) into `slot`.
+fn put2(slot: &mut [u8], value: u32) {
+    let at = (value % 100) as usize * 2;
+    slot.copy_from_slice(&PAIRS[at..at + 2]);
+}
+
+/// [`segment_path`] appended to `out`. A day's playlist writes 7,200, so
+/// the usual shape (a four-digit year, under 100 s) is filled into a fixed
+/// template two digits at a time: `write!` with seven padded fields was
+/// most of the playlist's generation time.
+fn push_segment_path(out: &mut Vec<u8>, meta: &SegmentMeta) {
     let c = meta.utc_start.civil();
-    let _ = write!(
-        out,
-        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
-        c.year,
-        c.month,
-        c.day,
-        c.hour,
-        c.minute,
-        c.second,
-        meta.duration.as_ms()
-    );
+    let ms = meta.duration.as_ms();
+    match (u32::try_from(c.year), u32::try_from(ms)) {
+        (Ok(year), Ok(ms)) if year < 10_000 && ms < 100_000 => {
+            let mut path = *b"0000/00/00/00/00/00-00000.ts";
+            put2(&mut path[0..2], year / 100);
+            put2(&mut path[2..4], year);
+            put2(&mut path[5..7], c.month);
+            put2(&mut path[8..10], c.day);
+            put2(&mut path[11..13], c.hour);
+            put2(&mut path[14..16], c.minute);
+            put2(&mut path[17..19], c.second);
+            path[20] = b'0' + (ms / 10_000) as u8;
+            put2(&mut path[21..23], ms / 100);
+            put2(&mut path[23..25], ms);
+            out.extend_from_slice(&path);
+        }
+        // Any other year or duration: never recorded, but exact.
+        _ => {
+            let _ = write!(
+                out,
+                "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
+                c.year, c.month, c.day, c.hour, c.minute, c.second, ms
+            );
+        }
+    }
+}
+
+/// `#EXTINF:{seconds},` and a newline, the seconds as
+/// [`Ticks::display_secs`] writes them (`2.000`).
+fn push_extinf(out: &mut Vec<u8>, duration: Ticks) {
+    out.extend_from_slice(b"#EXTINF:");
+    match u64::try_from(duration.as_ms()) {
+        Ok(ms) => {
+            match ms / 1000 {
+                secs @ 0..=9 => out.push(b'0' + secs as u8),
+                secs @ 10..=99 => out.extend_from_slice(&PAIRS[secs as usize * 2..][..2]),
+                secs => {
+                    let _ = write!(out, "{secs}");
+                }
+            }
+            let fraction = (ms % 1000) as u32;
+            let mut tail = *b".000,\n";
+            tail[1] = b'0' + (fraction / 100) as u8;
+            put2(&mut tail[2..4], fraction);
+            out.extend_from_slice(&tail);
+        }
+        Err(_) => {
+            let _ = writeln!(out, "{},", duration.display_secs());
+        }
+    }
+}
+
+/// Text written as ASCII bytes.
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Whether `next` does not continue `previous` on the tape.
@@ -59,27 +114,38 @@ pub fn starts_new_run(previous: &SegmentMeta, next: &SegmentMeta) -> bool {
 /// Stored segments start at keyframes, so their concatenation is a valid
 /// segment; a merged entry never crosses a discontinuity or a gap, and its
 /// URL (start and summed duration) is resolved back to the run it covers.
-pub fn coalesce(segments: &[SegmentMeta], max_entries: usize) -> Vec<SegmentMeta> {
+///
+/// `segments` is read in place (a day's are 43,200 records of the index
+/// cache), once, or again for each wider merge a gappy tape needs.
+pub fn coalesce<I>(segments: I, max_entries: usize) -> Vec<SegmentMeta>
+where
+    I: ExactSizeIterator<Item = SegmentMeta> + Clone,
+{
     let max_entries = max_entries.max(1);
-    if segments.len() <= max_entries {
-        return segments.to_vec();
+    let count = segments.len();
+    if count <= max_entries {
+        return segments.collect();
     }
-    let mut per_entry = segments.len().div_ceil(max_entries);
+    let mut per_entry = count.div_ceil(max_entries);
     loop {
-        let merged = merge_runs(segments, per_entry);
-        if merged.len() <= max_entries || per_entry >= segments.len() {
+        let merged = merge_runs(segments.clone(), per_entry, max_entries);
+        if merged.len() <= max_entries || per_entry >= count {
             return merged;
         }
         per_entry += 1;
     }
 }
 
-fn merge_runs(segments: &[SegmentMeta], per_entry: usize) -> Vec<SegmentMeta> {
-    let mut out: Vec<SegmentMeta> = Vec::new();
+fn merge_runs(
+    segments: impl Iterator<Item = SegmentMeta>,
+    per_entry: usize,
+    expected: usize,
+) -> Vec<SegmentMeta> {
+    let mut out: Vec<SegmentMeta> = Vec::with_capacity(expected + 1);
     let mut in_entry = 0;
-    let mut previous: Option<&SegmentMeta> = None;
+    let mut previous: Option<SegmentMeta> = None;
     for segment in segments {
-        let joins = previous.is_some_and(|p| !starts_new_run(p, segment)) && in_entry < per_entry;
+        let joins = previous.is_some_and(|p| !starts_new_run(&p, &segment)) && in_entry < per_entry;
         match out.last_mut() {
             Some(entry) if joins => {
                 entry.duration = Ticks(entry.duration.0 + segment.duration.0);
@@ -88,7 +154,7 @@ fn merge_runs(segments: &[SegmentMeta], per_entry: usize) -> Vec<SegmentMeta> {
                 in_entry += 1;
             }
             _ => {
-                out.push(*segment);
+                out.push(segment);
                 in_entry = 1;
             }
         }
@@ -117,7 +183,9 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
         query,
         discontinuity_sequence,
     } = how;
-    let mut out = String::with_capacity(128 + segments.len() * 96);
+    // An entry is 45 bytes, plus the prefix and the query.
+    let per_entry = 48 + prefix.len() + query.map_or(0, |q| q.len() + 1);
+    let mut out: Vec<u8> = Vec::with_capacity(256 + segments.len() * per_entry);
     let target = segments
         .iter()
         .map(|s| s.duration)
@@ -125,7 +193,7 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
         .unwrap_or(Ticks::from_secs(2));
     // TARGETDURATION is the longest EXTINF rounded up to whole seconds.
     let target_secs = (target.0 + 89_999) / 90_000;
-    out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+    out.extend_from_slice(b"#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", target_secs.max(1));
     let _ = writeln!(
         out,
@@ -140,35 +208,35 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
     }
     match kind {
         PlaylistKind::Live => {}
-        PlaylistKind::Event => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
-        PlaylistKind::Vod => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
+        PlaylistKind::Event => out.extend_from_slice(b"#EXT-X-PLAYLIST-TYPE:EVENT\n"),
+        PlaylistKind::Vod => out.extend_from_slice(b"#EXT-X-PLAYLIST-TYPE:VOD\n"),
     }
     if segments.iter().all(|s| s.flags.independent) {
-        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        out.extend_from_slice(b"#EXT-X-INDEPENDENT-SEGMENTS\n");
     }
     let mut previous: Option<&SegmentMeta> = None;
     for segment in segments {
         let new_run = previous.is_none_or(|p| starts_new_run(p, segment));
         if previous.is_some() && new_run {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
+            out.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
         }
         if new_run {
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", segment.utc_start);
         }
-        let _ = writeln!(out, "#EXTINF:{},", segment.duration.display_secs());
-        out.push_str(prefix);
+        push_extinf(&mut out, segment.duration);
+        out.extend_from_slice(prefix.as_bytes());
         push_segment_path(&mut out, segment);
         if let Some(q) = query {
-            out.push('?');
-            out.push_str(q);
+            out.push(b'?');
+            out.extend_from_slice(q.as_bytes());
         }
-        out.push('\n');
+        out.push(b'\n');
         previous = Some(segment);
     }
     if kind == PlaylistKind::Vod {
-        out.push_str("#EXT-X-ENDLIST\n");
+        out.extend_from_slice(b"#EXT-X-ENDLIST\n");
     }
-    out
+    text_of(out)
 }
 
 /// The UTC instant at the end of the last segment, if any.
@@ -234,14 +302,46 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_numbers_match_the_formatter() {
+        // Times from 1970 to past the year 9999, durations from 0 to past
+        // 99,999 ms: the template and the fallback both.
+        let mut t: i64 = 0;
+        let mut d: i64 = 0;
+        for _ in 0..5000 {
+            t += 52_003_117_251;
+            let m = meta(1, t, d, false);
+            let c = m.utc_start.civil();
+            let expected = format!(
+                "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
+                c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.minute,
+                c.second,
+                m.duration.as_ms()
+            );
+            assert_eq!(segment_path(&m), expected);
+            let mut extinf = Vec::new();
+            push_extinf(&mut extinf, m.duration);
+            assert_eq!(
+                text_of(extinf),
+                format!("#EXTINF:{},\n", m.duration.display_secs())
+            );
+            d = (d * 7 + 13) % 400_000;
+        }
+        assert!(t > 253_402_300_800_000, "reached past year 9999");
+    }
+
+    #[test]
     fn long_lists_are_coalesced_within_runs() {
         // Ten 2 s segments, a gap, five more.
         let segments: Vec<SegmentMeta> = (0..10)
             .map(|i| meta(i, i as i64 * 2000, 2000, false))
             .chain((10..15).map(|i| meta(i, 30_000 + (i as i64 - 10) * 2000, 2000, i == 10)))
             .collect();
-        assert_eq!(coalesce(&segments, 100), segments);
-        let merged = coalesce(&segments, 4);
+        assert_eq!(coalesce(segments.iter().copied(), 100), segments);
+        let merged = coalesce(segments.iter().copied(), 4);
         assert!(merged.len() <= 4, "{merged:?}");
         let total: i64 = merged.iter().map(|m| m.duration.0).sum();
         assert_eq!(total, Ticks::from_secs(30).0);

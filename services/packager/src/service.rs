@@ -18,20 +18,21 @@ use dvr_archive::{hour_bitmap, TimeRange};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, Ticks, UtcMs};
 use dvr_media::codec::TrackKind;
+use dvr_media::psi::Program;
 use dvr_media::{tracks, SegmentMeta};
 use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
-use crate::http::{fnv1a, playback_http};
+use crate::http::{content_etag, fnv1a, playback_http, SharedGzip};
 use crate::master::{master_playlist, video_track_set, video_variants};
-use crate::paced::paced_mpegts;
+use crate::paced::{cut, paced_mpegts};
 use crate::playlist::{
     coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, GAP_TOLERANCE_MS,
 };
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
-use crate::url::{self, Flavor, Form, Playback, RangeEnd, UrlError};
+use crate::url::{self, Flavor, Form, Playback, RangeEnd, TrackSet, UrlError};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MPEGTS: &str = "video/mp2t";
@@ -44,6 +45,9 @@ const ABS_GAP_REACH_MS: i64 = 6 * 3_600_000;
 /// How far past a `timeshift_abs` viewer's position its window reaches:
 /// three 2 s segments, where players join a live playlist.
 const ABS_LEAD_MS: i64 = 6_000;
+/// How far from its start a track-cut MPEG-TS looks for the first segment,
+/// whose program decides what its track numbers mean.
+const FIRST_SEGMENT_REACH_MS: i64 = 120_000;
 
 /// Limits of what a request may ask for.
 #[derive(Clone, Debug)]
@@ -77,8 +81,8 @@ struct MediaPlan {
 /// What a segment holds, as far as playlists care.
 #[derive(Debug)]
 struct Probed {
-    /// How many tracks its program has (0 when it has no tables).
-    count: usize,
+    /// Its program (`None` when it has no tables).
+    program: Option<Arc<Program>>,
     /// Its tracks, when there are several videos or audios.
     multi: Option<Arc<tracks::SegmentTracks>>,
 }
@@ -114,14 +118,58 @@ fn track_error(tape: &StreamTape, meta: &SegmentMeta, e: &tracks::SelectError) -
     ))
 }
 
+/// The tracks of `videoN` in `program`, or the answer that the stream has
+/// no N-th video track (as of the segment `at`).
+fn no_video_track(
+    tape: &StreamTape,
+    program: &Program,
+    n: u8,
+    at: &SegmentMeta,
+) -> Result<TrackSet, PackagerError> {
+    video_track_set(program, n).ok_or_else(|| {
+        let videos = program
+            .streams
+            .iter()
+            .filter(|s| s.codec.kind() == TrackKind::Video)
+            .count();
+        PackagerError::NothingRecorded(format!(
+            "stream {} has no video track {n}: it has {videos} at {}",
+            tape.name(),
+            at.utc_start.as_secs()
+        ))
+    })
+}
+
+/// A rendered VOD playlist kept for [`RENDERED_TTL_MS`].
+#[derive(Clone, Debug)]
+struct Rendered {
+    expires: UtcMs,
+    body: bytes::Bytes,
+    etag: HeaderValue,
+    /// Its gzip, made once for every client that accepts it.
+    gzip: SharedGzip,
+}
+
+impl Rendered {
+    fn response(&self) -> Response {
+        let mut response = Response::new(Body::from(self.body.clone()));
+        set(&mut response, header::CONTENT_TYPE, M3U8);
+        set(&mut response, header::CACHE_CONTROL, VOD_CACHE_CONTROL);
+        response
+            .headers_mut()
+            .insert(header::ETAG, self.etag.clone());
+        response.extensions_mut().insert(self.gzip.clone());
+        response
+    }
+}
+
 /// Serves every configured stream's tape.
 #[derive(Debug)]
 pub struct Packager {
     streams: RwLock<HashMap<String, StreamTape>>,
     probes: Mutex<HashMap<(String, u64), Arc<Probed>>>,
-    /// Rendered complete VOD playlists by path and query: (expiry, body,
-    /// ETag).
-    rendered: Mutex<HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>>,
+    /// Rendered complete VOD playlists by path and query.
+    rendered: Mutex<HashMap<String, Rendered>>,
     clock: Arc<dyn Clock>,
     config: PackagerConfig,
     /// Play authorization in front of every answer, when any stream has
@@ -284,7 +332,7 @@ impl Packager {
                 let at = self.past_instant(query.utc.unwrap_or_default(), now)?;
                 let started = query.lutc.map_or(now, UtcMs::from_secs);
                 if playback.form == Form::LiveMpegts {
-                    return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                    return self.paced(tape, at, &playback).await;
                 }
                 self.abs_playlist(&tape, at, started, &query, now).await?
             }
@@ -306,7 +354,7 @@ impl Packager {
             }
             Form::LiveMpegts if tape.delay_ms() > 0 => {
                 let at = UtcMs(now.0 - tape.delay_ms());
-                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                return self.paced(tape, at, &playback).await;
             }
             Form::TimeshiftRelPlaylist { behind, .. } => {
                 let head = UtcMs(now.0 - i64::from(behind) * 1000);
@@ -331,15 +379,15 @@ impl Packager {
                             tape.name()
                         ))
                     })?;
-                return Ok(paced_mpegts(tape, start, Arc::clone(&self.clock)));
+                return self.paced(tape, start, &playback).await;
             }
-            Form::TimeshiftAbsMpegts { at } => {
+            Form::TimeshiftAbsMpegts { at, .. } => {
                 let at = self.past_instant(at, now)?;
-                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                return self.paced(tape, at, &playback).await;
             }
             Form::TimeshiftRelMpegts { behind } => {
                 let at = UtcMs(now.0 - i64::from(behind) * 1000);
-                return Ok(paced_mpegts(tape, at, Arc::clone(&self.clock)));
+                return self.paced(tape, at, &playback).await;
             }
             Form::LivePlaylist(_) => {
                 let segments: Vec<_> = tape
@@ -366,7 +414,7 @@ impl Packager {
                 if metas.is_empty() {
                     return Err(nothing_between(&tape, from, to));
                 }
-                let metas = coalesce(&metas, self.config.max_entries);
+                let metas = coalesce(metas.iter(), self.config.max_entries);
                 let complete = to <= now;
                 let kind = match end {
                     RangeEnd::Now => PlaylistKind::Event,
@@ -387,7 +435,10 @@ impl Packager {
             Form::RangeMpegts { from, duration } => {
                 let (from, to) = self.range(from, RangeEnd::Duration(duration), now)?;
                 let segments = self.recorded(&tape, from, to).await?;
-                return Ok(mpegts_download(tape, segments, ranged));
+                let tracks = self
+                    .ts_tracks(&tape, &playback, Some(&segments[0].meta))
+                    .await?;
+                return Ok(mpegts_download(tape, segments, ranged, tracks));
             }
             Form::Segment {
                 start_second,
@@ -450,48 +501,114 @@ impl Packager {
         Ok(self.cache_playlist(cache_key, response, now).await)
     }
 
+    /// An endless paced MPEG-TS from `at`, cut to the tracks the URL picks.
+    async fn paced(
+        &self,
+        tape: StreamTape,
+        at: UtcMs,
+        playback: &Playback<'_>,
+    ) -> Result<Response, PackagerError> {
+        let first = if playback.tracks.is_some() || ts_video(playback).is_some() {
+            tape.metas_between(at, at.saturating_add_ms(FIRST_SEGMENT_REACH_MS))
+                .await?
+                .iter()
+                .next()
+        } else {
+            None
+        };
+        let tracks = self.ts_tracks(&tape, playback, first.as_ref()).await?;
+        Ok(paced_mpegts(tape, at, tracks, Arc::clone(&self.clock)))
+    }
+
+    /// The tracks a transport-stream form keeps (`None`: every track): its
+    /// `tracks-…/` directory, or `videoN-` resolved against the program of
+    /// `first`, the first segment it sends. A track the stream does not
+    /// have there is a 404 before any byte is sent.
+    async fn ts_tracks(
+        &self,
+        tape: &StreamTape,
+        playback: &Playback<'_>,
+        first: Option<&SegmentMeta>,
+    ) -> Result<Option<TrackSet>, PackagerError> {
+        let video = ts_video(playback);
+        if playback.tracks.is_none() && video.is_none() {
+            return Ok(None);
+        }
+        let program = match first {
+            Some(meta) => self
+                .probe_or_warn(tape, meta)
+                .await
+                .and_then(|p| p.program.clone()),
+            None => None,
+        };
+        match (video, program, first) {
+            (Some(n), Some(program), Some(first)) => {
+                no_video_track(tape, &program, n, first).map(Some)
+            }
+            (Some(n), _, _) => Err(PackagerError::NothingRecorded(format!(
+                "stream {} has no recorded program to find video track {n} in",
+                tape.name()
+            ))),
+            (None, Some(program), Some(first)) => {
+                let tracks = playback.tracks;
+                let count = program.streams.len();
+                if let Some(asked) = tracks
+                    .map(TrackSet::numbers)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|&n| n > count)
+                {
+                    return Err(PackagerError::NothingRecorded(format!(
+                        "stream {} has no track {asked}: it has {count} tracks at {}",
+                        tape.name(),
+                        first.utc_start.as_secs()
+                    )));
+                }
+                Ok(tracks)
+            }
+            // Not recorded yet (live ahead): each segment is cut as it comes.
+            (None, _, _) => Ok(playback.tracks),
+        }
+    }
+
     /// A rendered VOD playlist from the cache, if fresh.
     fn cached_playlist(&self, key: &str, now: UtcMs) -> Option<Response> {
         let rendered = self.lock_rendered();
-        let (expires, body, etag) = rendered.get(key)?;
-        if *expires <= now {
-            return None;
-        }
-        let mut response = Response::new(Body::from(body.clone()));
-        set(&mut response, header::CONTENT_TYPE, M3U8);
-        set(&mut response, header::CACHE_CONTROL, VOD_CACHE_CONTROL);
-        response.headers_mut().insert(header::ETAG, etag.clone());
-        Some(response)
+        let hit = rendered.get(key).filter(|r| r.expires > now)?;
+        Some(hit.response())
     }
 
     /// Keeps a rendered VOD playlist for [`RENDERED_TTL_MS`] and answers it
     /// with its ETag set, so it is hashed once, not per request.
     async fn cache_playlist(&self, key: String, response: Response, now: UtcMs) -> Response {
-        let (mut parts, body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
             return Response::from_parts(parts, Body::empty());
         };
-        let Ok(etag) = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))) else {
+        let Ok(etag) = HeaderValue::from_str(&content_etag(&body)) else {
             return Response::from_parts(parts, Body::from(body));
         };
-        parts.headers.insert(header::ETAG, etag.clone());
+        let entry = Rendered {
+            expires: now.saturating_add_ms(RENDERED_TTL_MS),
+            body,
+            etag,
+            gzip: SharedGzip::default(),
+        };
+        let response = entry.response();
         let mut rendered = self.lock_rendered();
-        let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
-        if held + body.len() > RENDERED_BYTES {
-            rendered.retain(|_, (expires, _, _)| *expires > now);
-            let held: usize = rendered.values().map(|(_, b, _)| b.len()).sum();
-            if held + body.len() > RENDERED_BYTES {
+        let held: usize = rendered.values().map(|r| r.body.len()).sum();
+        if held + entry.body.len() > RENDERED_BYTES {
+            rendered.retain(|_, r| r.expires > now);
+            let held: usize = rendered.values().map(|r| r.body.len()).sum();
+            if held + entry.body.len() > RENDERED_BYTES {
                 rendered.clear();
             }
         }
-        let expires = now.saturating_add_ms(RENDERED_TTL_MS);
-        rendered.insert(key, (expires, body.clone(), etag));
-        Response::from_parts(parts, Body::from(body))
+        rendered.insert(key, entry);
+        response
     }
 
-    fn lock_rendered(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (UtcMs, bytes::Bytes, HeaderValue)>> {
+    fn lock_rendered(&self) -> std::sync::MutexGuard<'_, HashMap<String, Rendered>> {
         self.rendered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -536,7 +653,11 @@ impl Packager {
             // Checked against the window's first segment, so a wrong number
             // is an answer, not a playlist of failing segments.
             let probed = self.probe_or_warn(tape, first).await;
-            let count = probed.as_ref().map_or(usize::MAX, |p| p.count);
+            let count = probed.as_ref().map_or(usize::MAX, |p| {
+                p.program
+                    .as_ref()
+                    .map_or(0, |program| program.streams.len())
+            });
             if let Some(asked) = tracks.numbers().into_iter().find(|&n| n > count) {
                 return Err(PackagerError::NothingRecorded(format!(
                     "stream {} has no track {asked}: it has {count} tracks at {}",
@@ -561,6 +682,13 @@ impl Packager {
         // with one video and one audio keeps its one media playlist.
         let probed = self.probe_or_warn(tape, first).await;
         let Some(found) = probed.as_ref().and_then(|p| p.multi.as_deref()) else {
+            if let (Flavor::VideoTrack(n), Some(program)) =
+                (flavor, probed.as_ref().and_then(|p| p.program.as_deref()))
+            {
+                // `videoN` of a stream without an N-th video track is no
+                // playlist at all, not every track under another name.
+                no_video_track(tape, program, n, first)?;
+            }
             return Ok(media(""));
         };
         let whole_query = raw_query.filter(|q| !q.is_empty());
@@ -574,12 +702,7 @@ impl Packager {
                 plan.cache,
             )),
             Flavor::VideoTrack(n) => {
-                let set = video_track_set(found, n).ok_or_else(|| {
-                    PackagerError::NothingRecorded(format!(
-                        "stream {} has no video track {n}",
-                        tape.name()
-                    ))
-                })?;
+                let set = no_video_track(tape, &found.program, n, first)?;
                 Ok(media(&format!("{}/", set.dir())))
             }
             Flavor::Mono => Ok(media("")),
@@ -612,13 +735,12 @@ impl Packager {
         }
         let stored = self.stored_bytes(tape, meta).await?;
         let program = tracks::program_of(&stored);
-        let count = program.as_ref().map_or(0, |p| p.streams.len());
-        let multi = program.is_some_and(|p| {
+        let multi = program.as_deref().is_some_and(|p| {
             let count = |kind| p.streams.iter().filter(|s| s.codec.kind() == kind).count();
             count(TrackKind::Video) > 1 || count(TrackKind::Audio) > 1
         });
         let probed = Arc::new(Probed {
-            count,
+            program,
             multi: multi
                 .then(|| tracks::probe(&stored, meta.duration))
                 .flatten()
@@ -721,7 +843,8 @@ impl Packager {
                 UtcMs(head.0 - reach),
                 head.saturating_add_ms(lead_ms + MAX_SEGMENT_MS),
             )
-            .await?;
+            .await?
+            .to_vec();
         let shown = window(&segments, head, lead_ms, limit, not_before, ignore_gaps);
         Ok(MediaPlan {
             kind: PlaylistKind::Live,
@@ -900,19 +1023,35 @@ fn segment_run(
 /// ends the body instead: the length cannot change mid-flight, and the
 /// retry, planned from the catalog that now knows the loss, is exact.
 /// Without it there is no `Content-Length`, since a skip would make it a lie.
-fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>, exact_length: bool) -> Response {
+///
+/// With `tracks`, every segment is cut to them by PID; the length is then
+/// not known before the end, so there is no `Content-Length` and a byte
+/// range is answered with the whole body (which HTTP allows).
+fn mpegts_download(
+    tape: StreamTape,
+    segments: Vec<TapeSegment>,
+    exact_length: bool,
+    tracks: Option<TrackSet>,
+) -> Response {
+    let exact_length = exact_length && tracks.is_none();
+    let numbers = tracks.map(TrackSet::numbers);
     let length: u64 = segments.iter().map(|s| s.meta.bytes).sum();
     let body = stream::unfold(
-        (tape, segments.into_iter()),
-        move |(tape, mut rest)| async move {
+        (tape, segments.into_iter(), numbers),
+        move |(tape, mut rest, numbers)| async move {
             loop {
                 let segment = rest.next()?;
                 match tape.read(&segment).await {
-                    Ok(bytes) => return Some((Ok(bytes), (tape, rest))),
+                    Ok(bytes) => match cut(&tape, &segment, bytes, numbers.as_deref()) {
+                        Ok(bytes) => return Some((Ok(bytes), (tape, rest, numbers))),
+                        Err(e) => {
+                            tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a segment without the asked tracks");
+                        }
+                    },
                     Err(e) if e.error_kind() == ErrorKind::NotFound && !exact_length => {
                         tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a lost segment");
                     }
-                    Err(e) => return Some((Err(std::io::Error::other(e)), (tape, rest))),
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (tape, rest, numbers))),
                 }
             }
         },
@@ -925,6 +1064,17 @@ fn mpegts_download(tape: StreamTape, segments: Vec<TapeSegment>, exact_length: b
             .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     response
+}
+
+/// `videoN` of a `videoN-timeshift_abs-T.ts` URL.
+fn ts_video(playback: &Playback<'_>) -> Option<u8> {
+    match playback.form {
+        Form::TimeshiftAbsMpegts {
+            flavor: Flavor::VideoTrack(n),
+            ..
+        } => Some(n),
+        _ => None,
+    }
 }
 
 /// The first request of a `timeshift_abs` playlist: a redirect to the same

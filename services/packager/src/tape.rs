@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dvr_archive::Lock;
+use dvr_archive::{IndexRecord, Lock, RecordRun};
 use dvr_bus::{BusError, LiveLog};
 use dvr_common::HasErrorKind;
 use dvr_common::UtcMs;
@@ -46,14 +46,10 @@ pub trait ArchivedTape: Send + Sync + Debug {
         from: UtcMs,
         to: UtcMs,
     ) -> Result<Vec<TapeSegment>, PackagerError>;
-    /// Metadata of the archived segments overlapping `[from, to)`, oldest
-    /// first: [`ArchivedTape::segments_between`] without locations, for
-    /// playlists (a day's has 43,200 segments).
-    async fn metas_between(
-        &self,
-        from: UtcMs,
-        to: UtcMs,
-    ) -> Result<Vec<SegmentMeta>, PackagerError>;
+    /// Index records of the archived segments overlapping `[from, to)`,
+    /// oldest first: [`ArchivedTape::segments_between`] without locations,
+    /// read in place, for playlists (a day's has 43,200 segments).
+    async fn record_runs(&self, from: UtcMs, to: UtcMs) -> Result<Vec<RecordRun>, PackagerError>;
     /// The bytes of an archived segment.
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
     /// Start and end of everything archived.
@@ -69,6 +65,98 @@ pub trait ArchivedTape: Send + Sync + Debug {
     /// The seq of the last archived segment.
     fn last_seq(&self) -> Option<u64>;
 }
+
+/// A segment's metadata from its index record.
+pub(crate) fn meta_of(r: &IndexRecord) -> SegmentMeta {
+    SegmentMeta {
+        seq: r.seq,
+        utc_start: r.utc_start,
+        duration: r.duration,
+        pts_start: r.pts_start,
+        bytes: u64::from(r.length),
+        flags: r.flags,
+    }
+}
+
+/// The segments of a stretch of tape, oldest first, read in place: the
+/// archived ones as runs of the index cache's records, then the live log's.
+/// A day's playlist lists 43,200 of them, and copying them twice per request
+/// cost as much as writing the playlist.
+#[derive(Clone, Debug, Default)]
+pub struct TapeMetas {
+    archived: Vec<RecordRun>,
+    live: Vec<SegmentMeta>,
+    len: usize,
+}
+
+impl TapeMetas {
+    fn new(archived: Vec<RecordRun>, live: Vec<SegmentMeta>) -> Self {
+        let len = archived.iter().map(|r| r.records().len()).sum::<usize>() + live.len();
+        Self {
+            archived,
+            live,
+            len,
+        }
+    }
+
+    /// How many segments.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The segments, oldest first.
+    pub fn iter(&self) -> Metas<'_> {
+        Metas {
+            runs: self.archived.iter(),
+            records: [].iter(),
+            live: self.live.iter(),
+            left: self.len,
+        }
+    }
+
+    /// The segments, copied.
+    pub fn to_vec(&self) -> Vec<SegmentMeta> {
+        self.iter().collect()
+    }
+}
+
+/// The iterator of [`TapeMetas`].
+#[derive(Clone, Debug)]
+pub struct Metas<'a> {
+    runs: std::slice::Iter<'a, RecordRun>,
+    records: std::slice::Iter<'a, IndexRecord>,
+    live: std::slice::Iter<'a, SegmentMeta>,
+    left: usize,
+}
+
+impl Iterator for Metas<'_> {
+    type Item = SegmentMeta;
+
+    fn next(&mut self) -> Option<SegmentMeta> {
+        let next = loop {
+            if let Some(r) = self.records.next() {
+                break Some(meta_of(r));
+            }
+            match self.runs.next() {
+                Some(run) => self.records = run.records().iter(),
+                None => break self.live.next().copied(),
+            }
+        };
+        self.left = self.left.saturating_sub(usize::from(next.is_some()));
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Metas<'_> {}
 
 /// A stream's whole tape.
 #[derive(Debug, Clone)]
@@ -159,25 +247,23 @@ impl StreamTape {
 
     /// Metadata of the segments overlapping `[from, to)`, oldest first:
     /// what [`StreamTape::segments_between`] finds, without locations.
-    pub async fn metas_between(
-        &self,
-        from: UtcMs,
-        to: UtcMs,
-    ) -> Result<Vec<SegmentMeta>, PackagerError> {
-        let mut out = match &self.archive {
-            Some(archive) => archive.metas_between(from, to).await?,
+    pub async fn metas_between(&self, from: UtcMs, to: UtcMs) -> Result<TapeMetas, PackagerError> {
+        let archived = match &self.archive {
+            Some(archive) => archive.record_runs(from, to).await?,
             None => Vec::new(),
         };
-        let archived_until = out.last().map(|m| m.seq);
-        out.extend(
-            self.live
-                .segments_between(from, to)
-                .await
-                .map_err(|e| self.live_error(&e))?
-                .into_iter()
-                .filter(|m| archived_until.is_none_or(|last| m.seq > last)),
-        );
-        Ok(out)
+        let archived_until = archived
+            .iter()
+            .rev()
+            .find_map(|run| run.records().last())
+            .map(|r| r.seq);
+        let mut live = self
+            .live
+            .segments_between(from, to)
+            .await
+            .map_err(|e| self.live_error(&e))?;
+        live.retain(|m| archived_until.is_none_or(|last| m.seq > last));
+        Ok(TapeMetas::new(archived, live))
     }
 
     /// The newest `n` segments (live).

@@ -136,8 +136,9 @@ pub enum Form {
     RangeMp4 { from: i64, duration: u32 },
     /// `timeshift_abs-T.m3u8` (and `mono-`, `video-`, `_mono` spellings).
     TimeshiftAbsPlaylist { flavor: Flavor, at: i64 },
-    /// `timeshift_abs-T.ts` and `timeshift_abs/T`.
-    TimeshiftAbsMpegts { at: i64 },
+    /// `timeshift_abs-T.ts` and `timeshift_abs/T`; `videoN-timeshift_abs-T.ts`
+    /// keeps the N-th video track and every audio track.
+    TimeshiftAbsMpegts { flavor: Flavor, at: i64 },
     /// `timeshift_rel-N.m3u8`.
     TimeshiftRelPlaylist { flavor: Flavor, behind: u32 },
     /// `timeshift_rel/N`.
@@ -198,10 +199,22 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         | Form::RangePlaylist { .. }
         | Form::TimeshiftAbsPlaylist { .. }
         | Form::TimeshiftRelPlaylist { .. }
-        | Form::Segment { .. } => {}
+        | Form::Segment { .. }
+        | Form::LiveMpegts
+        | Form::RangeMpegts { .. }
+        | Form::TimeshiftAbsMpegts {
+            flavor: Flavor::Index | Flavor::Archive | Flavor::Mono,
+            ..
+        }
+        | Form::TimeshiftRelMpegts { .. } => {}
+        Form::TimeshiftAbsMpegts { .. } => {
+            return Err(UrlError::Invalid(format!(
+                "{dir}/ and a videoN- prefix both pick tracks: use one"
+            )))
+        }
         _ => {
             return Err(UrlError::Invalid(format!(
-                "{dir}/ picks tracks of HLS playlists and segments only"
+                "{dir}/ picks tracks of HLS playlists, segments and MPEG-TS only"
             )))
         }
     }
@@ -249,6 +262,7 @@ fn parse_form(path: &str) -> Result<Playback<'_>, UrlError> {
     if n > 2 {
         let form = match parts[n - 2] {
             "timeshift_abs" => Some(Form::TimeshiftAbsMpegts {
+                flavor: Flavor::Index,
                 at: epoch(parts[n - 1])?,
             }),
             "timeshift_rel" => Some(Form::TimeshiftRelMpegts {
@@ -361,7 +375,19 @@ fn last_component_form(last: &str) -> Result<Option<Form>, UrlError> {
             flavor: suffix_flavor(kind, "timeshift_rel", flavor)?,
             behind: seconds(n)?,
         },
-        (["timeshift_abs", t], "ts") => Form::TimeshiftAbsMpegts { at: epoch(t)? },
+        (["timeshift_abs", t], "ts") => Form::TimeshiftAbsMpegts {
+            flavor: match flavor {
+                // One transport stream has one set of tracks: `video-`
+                // (a variant playlist of them) has no TS form.
+                Some(Flavor::Video) => {
+                    return Err(UrlError::Invalid(format!(
+                        "{last:?}: video- is a variant playlist; a transport stream takes videoN- or tracks-N/"
+                    )))
+                }
+                other => other.unwrap_or(Flavor::Index),
+            },
+            at: epoch(t)?,
+        },
         (["rewind", n], "m3u8") => Form::Rewind {
             flavor: flavor.unwrap_or(Flavor::Index),
             window: seconds(n)?,
@@ -516,14 +542,23 @@ mod tests {
         };
         assert_eq!(form("/ort/mono-timeshift_abs-1508403742.m3u8"), abs);
         assert_eq!(form("/ort/timeshift_abs_mono-1508403742.m3u8"), abs);
+        let ts = Form::TimeshiftAbsMpegts {
+            flavor: Flavor::Index,
+            at: 1_508_403_742,
+        };
+        assert_eq!(form("/ort/timeshift_abs-1508403742.ts"), ts);
+        assert_eq!(form("/ort/timeshift_abs/1508403742"), ts);
         assert_eq!(
-            form("/ort/timeshift_abs-1508403742.ts"),
-            Form::TimeshiftAbsMpegts { at: 1_508_403_742 }
+            form("/ort/video2-timeshift_abs-1508403742.ts"),
+            Form::TimeshiftAbsMpegts {
+                flavor: Flavor::VideoTrack(2),
+                at: 1_508_403_742
+            }
         );
-        assert_eq!(
-            form("/ort/timeshift_abs/1508403742"),
-            Form::TimeshiftAbsMpegts { at: 1_508_403_742 }
-        );
+        assert!(matches!(
+            parse("/ort/video-timeshift_abs-1508403742.ts"),
+            Err(UrlError::Invalid(_))
+        ));
         assert_eq!(
             form("/ort/timeshift_rel/3600"),
             Form::TimeshiftRelMpegts { behind: 3600 }
@@ -583,10 +618,25 @@ mod tests {
             parse("/ort/tracks-1,x/index.m3u8"),
             Err(UrlError::Invalid(_))
         ));
-        assert!(matches!(
-            parse("/ort/tracks-1/archive-1700000000-60.ts"),
-            Err(UrlError::Invalid(_))
-        ));
+        // Transport streams are cut by PID too.
+        for path in [
+            "/ort/tracks-1/archive-1700000000-60.ts",
+            "/ort/tracks-1/archive/1700000000/60/mpegts",
+            "/ort/tracks-1/timeshift_abs-1700000000.ts",
+            "/ort/tracks-1/timeshift_abs/1700000000",
+            "/ort/tracks-1/timeshift_rel/60",
+            "/ort/tracks-1/mpegts",
+        ] {
+            let p = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!((p.stream, p.tracks), ("ort", TrackSet::of(&[1])), "{path}");
+        }
+        for path in [
+            "/ort/tracks-1/archive-1700000000-60.mp4",
+            "/ort/tracks-1/video2-timeshift_abs-1700000000.ts",
+            "/ort/tracks-1/recording_status.json",
+        ] {
+            assert!(matches!(parse(path), Err(UrlError::Invalid(_))), "{path}");
+        }
         assert_eq!(
             form("/ort/video2.m3u8"),
             Form::LivePlaylist(Flavor::VideoTrack(2))

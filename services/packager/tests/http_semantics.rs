@@ -121,6 +121,11 @@ async fn playlists_are_gzipped_when_accepted_and_revalidated_by_etag() {
         .read_to_end(&mut unzipped)
         .unwrap();
     assert_eq!(unzipped, plain);
+    // The cached playlist's gzip is made once and served again.
+    let r = send(&f, Method::GET, &uri, &[("accept-encoding", "gzip")]).await;
+    assert_eq!(header(&r, "content-encoding"), "gzip");
+    assert_eq!(header(&r, "etag"), etag);
+    assert_eq!(body(r).await, zipped);
     let r = send(&f, Method::GET, &uri, &[("if-none-match", &etag)]).await;
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
 }

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, Ticks, UtcMs};
+use dvr_media::codec::TrackKind;
 use dvr_media::tracks::program_of;
 use dvr_media::{Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
@@ -82,7 +83,13 @@ async fn pids_of_segment(f: &Fixture, uri: &str) -> Vec<u16> {
         "{uri}"
     );
     assert_eq!(body.len() % 188, 0);
-    let program = program_of(&body).unwrap_or_else(|| panic!("{uri}: no program"));
+    pids_of_stream(uri, &body)
+}
+
+/// The PIDs of the program in transport stream `body` (from `uri`), which
+/// holds nothing else.
+fn pids_of_stream(uri: &str, body: &[u8]) -> Vec<u16> {
+    let program = program_of(body).unwrap_or_else(|| panic!("{uri}: no program"));
     // Every packet is PAT, PMT, a listed stream or the clock.
     for packet in body.chunks_exact(188) {
         let pid = dvr_media::ts::pid(packet);
@@ -226,6 +233,147 @@ async fn a_single_track_pair_keeps_its_media_playlist() {
     let text = text(&f, &format!("/ch/index-{T0}-8.m3u8")).await;
     assert!(text.contains("#EXTINF:"), "{text}");
     assert!(!text.contains("STREAM-INF"), "{text}");
+}
+
+#[tokio::test]
+async fn video_n_beyond_the_video_tracks_is_not_found() {
+    // One video track: video1 is the media playlist, video2 is nothing.
+    let f = recorded("h264_aac_720p.ts");
+    let one = text(&f, &format!("/ch/video1-{T0}-8.m3u8")).await;
+    assert_eq!(one, text(&f, &format!("/ch/mono-{T0}-8.m3u8")).await);
+    for uri in [
+        format!("/ch/video2-{T0}-8.m3u8"),
+        "/ch/video2.m3u8".to_owned(),
+    ] {
+        let (status, _, body) = get(&f, &uri).await;
+        let message = String::from_utf8(body).unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {message}");
+        assert!(
+            message.starts_with("stream ch has no video track 2: it has 1 at "),
+            "{uri}: {message}"
+        );
+    }
+    // Two renditions: video3 is beyond them.
+    let f = recorded("two_renditions.ts");
+    let (status, _, body) = get(&f, &format!("/ch/video3-{T0}-6.m3u8")).await;
+    let message = String::from_utf8(body).unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{message}");
+    assert!(
+        message.contains("has no video track 3: it has 2"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_streams_are_cut_by_pid() {
+    let f = recorded("two_audio_langs.ts");
+    // Downloads: the whole range, every segment cut.
+    for (uri, pids) in [
+        (format!("/ch/tracks-1/archive-{T0}-8.ts"), vec![256]),
+        (
+            format!("/ch/tracks-2,3/archive/{T0}/8/mpegts"),
+            vec![257, 258],
+        ),
+        (format!("/ch/archive-{T0}-8.ts"), vec![256, 257, 258]),
+    ] {
+        let (status, ctype, body) = get(&f, &uri).await;
+        assert_eq!(
+            (status, ctype.as_str()),
+            (StatusCode::OK, "video/mp2t"),
+            "{uri}"
+        );
+        assert_eq!(pids_of_stream(&uri, &body), pids, "{uri}");
+    }
+    // Paced streams from a moment, and live.
+    for (uri, pids) in [
+        (format!("/ch/tracks-3/timeshift_abs-{T0}.ts"), vec![258]),
+        (
+            format!("/ch/tracks-1,2/timeshift_abs/{}", T0 + 2),
+            vec![256, 257],
+        ),
+        ("/ch/tracks-2/timeshift_rel/4".to_owned(), vec![257]),
+        ("/ch/tracks-1/mpegts".to_owned(), vec![256]),
+        (
+            format!("/ch/mono-timeshift_abs-{T0}.ts"),
+            vec![256, 257, 258],
+        ),
+    ] {
+        let head = support::first_bytes(&f, &uri, 64 * 188).await;
+        let whole = &head[..head.len() / 188 * 188];
+        assert_eq!(pids_of_stream(&uri, whole), pids, "{uri}");
+    }
+    // A track the stream does not have is an answer, not an empty stream.
+    for (uri, message) in [
+        (
+            format!("/ch/tracks-4/archive-{T0}-8.ts"),
+            "has no track 4: it has 3 tracks",
+        ),
+        (
+            format!("/ch/tracks-1,5/timeshift_abs-{T0}.ts"),
+            "has no track 5: it has 3 tracks",
+        ),
+        (
+            format!("/ch/video2-timeshift_abs-{T0}.ts"),
+            "has no video track 2: it has 1",
+        ),
+    ] {
+        let (status, _, body) = get(&f, &uri).await;
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {text}");
+        assert!(text.contains(message), "{uri}: {text}");
+    }
+    let (status, _, body) = get(&f, &format!("/ch/video-timeshift_abs-{T0}.ts")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+
+    // ffprobe finds only the kept tracks, lasting the whole range. (From a
+    // file: a cut download's length is known only at its end, so over HTTP
+    // ffprobe could not seek to its end for the duration.)
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+    for (uri, want) in [
+        (
+            format!("/ch/tracks-1/archive-{T0}-8.ts"),
+            vec!["video:h264"],
+        ),
+        (
+            format!("/ch/tracks-1,3/archive/{T0}/8/mpegts"),
+            vec!["audio:aac", "video:h264"],
+        ),
+    ] {
+        let (_, _, body) = get(&f, &uri).await;
+        let file = dir.path().join(format!("{}.ts", cases.len()));
+        std::fs::write(&file, body).unwrap();
+        cases.push((file.display().to_string(), want));
+    }
+    check_with_ffprobe(8.0, cases).await;
+    let f = recorded("two_renditions.ts");
+    let base = serve(&f).await;
+    let url = format!("{base}/video2-timeshift_abs-{T0}.ts");
+    let (streams, _) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || ffprobe(&url)
+    })
+    .await
+    .unwrap();
+    assert_eq!(streams, ["audio:aac", "video:h264"], "{url}");
+    // The second video track and the audio, by PID.
+    let mono = support::first_bytes(&f, &format!("/ch/timeshift_abs-{T0}.ts"), 64 * 188).await;
+    let program = program_of(&mono).unwrap();
+    let pid_of = |kind| {
+        program
+            .streams
+            .iter()
+            .filter(move |s| s.codec.kind() == kind)
+            .map(|s| s.pid)
+    };
+    let mut want: Vec<u16> = pid_of(TrackKind::Video).skip(1).take(1).collect();
+    want.extend(pid_of(TrackKind::Audio));
+    want.sort_unstable();
+    let uri = format!("/ch/video2-timeshift_abs-{T0}.ts");
+    let head = support::first_bytes(&f, &uri, 64 * 188).await;
+    let mut got = pids_of_stream(&uri, &head[..head.len() / 188 * 188]);
+    got.sort_unstable();
+    assert_eq!(got, want);
 }
 
 /// ffprobe over HTTP: the streams it finds and the duration it reports.

@@ -170,15 +170,21 @@ pub fn metric_sample(port: u16, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The text body of a GET that must answer 200.
 pub fn text(port: u16, path: &str) -> String {
+    String::from_utf8(body_of(port, path)).unwrap()
+}
+
+/// The body of a GET that must answer 200.
+pub fn body_of(port: u16, path: &str) -> Vec<u8> {
     let (status, body) = get(port, path);
     assert_eq!(
         status,
         200,
-        "GET {path}: {}",
+        "GET {path} on port {port}: {}",
         String::from_utf8_lossy(&body)
     );
-    String::from_utf8(body).unwrap()
+    body
 }
 
 /// `2026-11-21T14:05:32.040Z` to milliseconds.
