@@ -386,8 +386,8 @@ mod tests {
             .collect();
         assert_eq!(
             blocks.len(),
-            6,
-            "descriptor, lease, catalog summary, event, auth request, auth reply"
+            7,
+            "descriptor, lease, catalog summary, event, auth request, auth reply, usage"
         );
         let d = SegmentDescriptor::decode(blocks[0].as_bytes()).unwrap();
         assert_eq!(
@@ -404,5 +404,8 @@ mod tests {
         assert_eq!((q.stream.as_str(), q.protocol.as_str()), ("news", "hls"));
         let r = AuthReply::decode(blocks[5].as_bytes()).unwrap();
         assert_eq!((r.decision, r.duration_s), (AuthDecision::Allow, 180));
+        let u = SessionUsage::decode(blocks[6].as_bytes()).unwrap();
+        assert_eq!(u.sessions[0].session, r.session, "the reply's session");
+        assert_eq!(u.sessions[0].bytes, 1_880_000);
     }
 }
