@@ -4,8 +4,8 @@
 # 1. Packager requests/s for a session whose allow is cached, beside the
 #    same request on a stream with auth off (target: within 5 %). One
 #    `dvr run` serves two streams looping the same clip, `open` (no policy)
-#    and `locked` (securetoken); wrk asks for each one's live playlist with
-#    the same connections, alternating, twice.
+#    and `locked` (securetoken); wrk asks for each one's live playlist, with
+#    the same `?token=` query, with the same connections, alternating.
 # 2. Auth decisions/s for new sessions, in process and through a real
 #    nats-server (services/auth/benches/decisions.rs).
 #
@@ -59,7 +59,9 @@ end = start + 3600
 print(hashlib.sha1(f"{stream}{ip}{start}{end}{secret}{salt}".encode()).hexdigest() + salt + str(end) + str(start))
 PY
 )
-open_url="http://127.0.0.1:$port/open/index.m3u8"
+# The same request on both streams, token included (segment URIs carry it
+# either way, so both answers are the same size): only the gate differs.
+open_url="http://127.0.0.1:$port/open/index.m3u8?token=$token"
 locked_url="http://127.0.0.1:$port/locked/index.m3u8?token=$token"
 for i in $(seq 1 120); do
   if curl -sf -o /dev/null "$open_url" && curl -sf -o /dev/null "$locked_url"; then break; fi

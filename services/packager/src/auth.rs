@@ -242,7 +242,7 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Ne
     let key = session_key(stream, ip, &token);
     let now = Instant::now();
     let stale = match gate.cached(&key) {
-        Some(c) if c.until > now => return answer(&c, request, next).await,
+        Some(c) if c.until > now => return answer(c, request, next).await,
         other => other,
     };
     let Ok(stream_name) = StreamName::new(stream) else {
@@ -298,15 +298,17 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Ne
     if decided.until > now {
         gate.remember(key, decided.clone());
     }
-    answer(&decided, request, next).await
+    answer(decided, request, next).await
 }
 
-async fn answer(decided: &Cached, request: Request, next: Next) -> Response {
+/// Serves (or refuses) as `decided` says; it is the caller's copy, so the
+/// meter moves into the response without another reference count.
+async fn answer(decided: Cached, request: Request, next: Next) -> Response {
     match (decided.decision, &decided.location) {
         (AuthDecision::Allow, _) => {
             let mut response = next.run(request).await;
-            if let Some(meter) = &decided.meter {
-                response.extensions_mut().insert(Arc::clone(meter));
+            if let Some(meter) = decided.meter {
+                response.extensions_mut().insert(meter);
             }
             response
         }
