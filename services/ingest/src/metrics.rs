@@ -44,6 +44,21 @@ struct IngestMetrics {
 /// The streams whose series exist, by holder count.
 static HOLDERS: LazyLock<dvr_telemetry::metrics::StreamSeries> = LazyLock::new(Default::default);
 
+impl IngestMetrics {
+    /// The per-stream counters, created at zero when a stream starts and
+    /// removed when its last holder stops.
+    fn stream_counters(&self) -> [&Family<StreamLabel, Counter>; 6] {
+        [
+            &self.received_bytes,
+            &self.packets,
+            &self.cc_errors,
+            &self.source_switches,
+            &self.signal_losses,
+            &self.segments,
+        ]
+    }
+}
+
 static METRICS: LazyLock<IngestMetrics> = LazyLock::new(|| {
     let m = IngestMetrics::default();
     dvr_telemetry::metrics::register(|r| {
@@ -113,14 +128,7 @@ impl StreamMetrics {
         // Create the series at zero: a stream that never receives anything
         // shows 0, not nothing.
         let m = &*METRICS;
-        for family in [
-            &m.received_bytes,
-            &m.packets,
-            &m.cc_errors,
-            &m.source_switches,
-            &m.signal_losses,
-            &m.segments,
-        ] {
+        for family in m.stream_counters() {
             let _ = family.get_or_create(&label);
         }
         m.bitrate.get_or_create(&label).set(0);
@@ -167,14 +175,7 @@ impl Drop for StreamMetrics {
         let label = &self.label;
         HOLDERS.release(&label.stream, || {
             let m = &*METRICS;
-            for family in [
-                &m.received_bytes,
-                &m.packets,
-                &m.cc_errors,
-                &m.source_switches,
-                &m.signal_losses,
-                &m.segments,
-            ] {
+            for family in m.stream_counters() {
                 family.remove(label);
             }
             m.bitrate.remove(label);

@@ -69,6 +69,20 @@ static HOLDERS: LazyLock<dvr_telemetry::metrics::StreamSeries> = LazyLock::new(D
 const RESULTS: [&str; 2] = ["ok", "error"];
 const PLACES: [&str; 3] = ["upload", "retention", "live_log"];
 
+impl RecorderMetrics {
+    /// The per-stream counters, created at zero when a stream starts and
+    /// removed when its last holder stops.
+    fn stream_counters(&self) -> [&Family<StreamLabel, Counter>; 5] {
+        [
+            &self.segments,
+            &self.uploaded_bytes,
+            &self.upload_retries,
+            &self.retention_deletions,
+            &self.retention_deleted_bytes,
+        ]
+    }
+}
+
 static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
     let m = RecorderMetrics {
         segments: Family::default(),
@@ -170,13 +184,7 @@ impl StreamMetrics {
         m.copy_interval_seconds
             .get_or_create(&stream)
             .set(copy_interval_ms / 1000);
-        for family in [
-            &m.segments,
-            &m.uploaded_bytes,
-            &m.upload_retries,
-            &m.retention_deletions,
-            &m.retention_deleted_bytes,
-        ] {
+        for family in m.stream_counters() {
             let _ = family.get_or_create(&stream);
         }
         let _ = m.backlog_seconds.get_or_create(&stream);
@@ -267,13 +275,7 @@ impl StreamMetrics {
     /// Removes every series of the stream (the last holder is gone).
     fn remove(stream: &StreamLabel) {
         let m = &*METRICS;
-        for family in [
-            &m.segments,
-            &m.uploaded_bytes,
-            &m.upload_retries,
-            &m.retention_deletions,
-            &m.retention_deleted_bytes,
-        ] {
+        for family in m.stream_counters() {
             family.remove(stream);
         }
         for family in [
