@@ -108,6 +108,30 @@ struct Session {
 }
 
 impl Session {
+    /// A session first seen in `req`, not open yet.
+    fn new(req: &AuthRequest, id: &str, now: UtcMs) -> Self {
+        Self {
+            record: SessionRecord {
+                v: PROTO_VERSION,
+                id: id.to_owned(),
+                stream: req.stream.clone(),
+                ip: req.ip.clone(),
+                user_id: None,
+                protocol: req.protocol.clone(),
+                opened_at: now,
+                updated_at: now,
+                closed_at: None,
+                bytes: 0,
+            },
+            token: req.token.clone(),
+            referer: req.referer.clone().unwrap_or_default(),
+            state: State::Closed,
+            recheck_at: now,
+            checking: false,
+            max_sessions: None,
+        }
+    }
+
     /// Changes the state, keeping the open-sessions gauge true.
     fn set_state(&mut self, state: State) {
         let (was, is) = (self.state == State::Open, state == State::Open);
@@ -486,7 +510,7 @@ impl Engine {
         now: UtcMs,
     ) -> (AuthReply, DecidedBy) {
         let denied = |why: &str, by: DecidedBy| {
-            self.close(id, now, None);
+            self.close(id, now);
             (reply(AuthDecision::Deny, 0, id, why), by)
         };
         match policy {
@@ -715,26 +739,7 @@ impl Engine {
         let session = sessions
             .map
             .entry(id.to_owned())
-            .or_insert_with(|| Session {
-                record: SessionRecord {
-                    v: PROTO_VERSION,
-                    id: id.to_owned(),
-                    stream: req.stream.clone(),
-                    ip: req.ip.clone(),
-                    user_id: None,
-                    protocol: req.protocol.clone(),
-                    opened_at: now,
-                    updated_at: now,
-                    closed_at: None,
-                    bytes: 0,
-                },
-                token: req.token.clone(),
-                referer: req.referer.clone().unwrap_or_default(),
-                state: State::Closed,
-                recheck_at,
-                checking: false,
-                max_sessions: None,
-            });
+            .or_insert_with(|| Session::new(req, id, now));
         if session.state != State::Open {
             session.record.opened_at = now;
             session.record.closed_at = None;
@@ -755,27 +760,9 @@ impl Engine {
         let session = sessions
             .map
             .entry(id.to_owned())
-            .or_insert_with(|| Session {
-                record: SessionRecord {
-                    v: PROTO_VERSION,
-                    id: id.to_owned(),
-                    stream: req.stream.clone(),
-                    ip: req.ip.clone(),
-                    user_id: None,
-                    protocol: req.protocol.clone(),
-                    opened_at: now,
-                    updated_at: now,
-                    closed_at: Some(now),
-                    bytes: 0,
-                },
-                token: req.token.clone(),
-                referer: String::new(),
-                state: State::Denied { until },
-                recheck_at: until,
-                checking: false,
-                max_sessions: None,
-            });
-        if session.state == State::Open {
+            .or_insert_with(|| Session::new(req, id, now));
+        // Closed now if it was open, or is new (denied from the start).
+        if session.state == State::Open || session.record.closed_at.is_none() {
             session.record.closed_at = Some(now);
         }
         session.set_state(State::Denied { until });
@@ -783,7 +770,7 @@ impl Engine {
     }
 
     /// Closes a session a re-decision denied (a rule or token session).
-    fn close(&self, id: &str, now: UtcMs, _why: Option<&str>) {
+    fn close(&self, id: &str, now: UtcMs) {
         let mut sessions = self.shared.lock();
         if let Some(s) = sessions.map.get_mut(id) {
             if s.state == State::Open {
