@@ -194,6 +194,15 @@ async fn published(nats: &str, stream: &StreamName) -> BTreeMap<u64, (i64, i64)>
 }
 
 /// Every archived seq with how many chunks hold it.
+/// The seqs of `these` that `other` lacks.
+fn absent_from<A, B>(these: &BTreeMap<u64, A>, other: &BTreeMap<u64, B>) -> Vec<u64> {
+    these
+        .keys()
+        .filter(|s| !other.contains_key(s))
+        .copied()
+        .collect()
+}
+
 async fn archived(s3: &S3sFs, stream: &StreamName) -> BTreeMap<u64, usize> {
     let uri: dvr_storage::StorageUri = "s3://archive/tv".parse().unwrap();
     let storage = dvr_storage::resolve(&uri, &s3.storage_config()).unwrap();
@@ -512,11 +521,7 @@ fn replicas_take_over_and_packagers_agree() {
         twice.is_empty(),
         "segments archived more than once: {twice:?}"
     );
-    let missing: Vec<u64> = published
-        .keys()
-        .filter(|s| !archived.contains_key(s))
-        .copied()
-        .collect();
+    let missing: Vec<u64> = absent_from(&published, &archived);
     assert!(
         missing.is_empty(),
         "published but not archived: {missing:?}"
@@ -592,18 +597,10 @@ fn streams_follow_the_bucket_and_survive_a_nats_restart() {
     all.sigterm();
     source.0[0].kill().unwrap();
     let after = rt.block_on(published(&url, &stream));
-    let lost: Vec<u64> = before
-        .keys()
-        .filter(|s| !after.contains_key(s))
-        .copied()
-        .collect();
+    let lost: Vec<u64> = absent_from(&before, &after);
     assert!(lost.is_empty(), "segments lost in the restart: {lost:?}");
     let archived = rt.block_on(archived(&s3, &stream));
-    let missing: Vec<u64> = after
-        .keys()
-        .filter(|s| !archived.contains_key(s))
-        .copied()
-        .collect();
+    let missing: Vec<u64> = absent_from(&after, &archived);
     assert!(
         missing.is_empty(),
         "published but not archived: {missing:?}"

@@ -122,32 +122,17 @@ fn dvr_ctl_over_http_against_dvr_run() {
     // The lock is in the archive, where retention reads it.
     let file = std::fs::read_to_string(dir.path().join("archive/ch1/locks.json")).unwrap();
     assert!(file.contains("1700000000"), "{file}");
-    ok(&ctl(
-        port,
-        Some(TOKEN),
-        &[
-            "unlock",
-            "--stream",
-            "ch1",
-            "--from",
-            "1700000000",
-            "--duration",
-            "3600",
-        ],
-    ));
-    let again = ctl(
-        port,
-        Some(TOKEN),
-        &[
-            "unlock",
-            "--stream",
-            "ch1",
-            "--from",
-            "1700000000",
-            "--duration",
-            "3600",
-        ],
-    );
+    let unlock = [
+        "unlock",
+        "--stream",
+        "ch1",
+        "--from",
+        "1700000000",
+        "--duration",
+        "3600",
+    ];
+    ok(&ctl(port, Some(TOKEN), &unlock));
+    let again = ctl(port, Some(TOKEN), &unlock);
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("404"),
