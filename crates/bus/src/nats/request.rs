@@ -97,6 +97,9 @@ impl NatsRequests {
     }
 }
 
+/// How long `serve` waits for its round trip to the server.
+const SERVE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 struct NatsReply {
     client: async_nats::Client,
     subject: String,
@@ -130,11 +133,19 @@ impl Responder for NatsRequests {
             .await
             .map_err(|e| nats_err("serve", subject, e))?;
         // The subscription must be registered with the server before the
-        // caller announces it serves: a flush is the round trip that says so.
+        // caller announces it serves. `flush` only writes the socket, so
+        // make a round trip: the server handles a connection's operations
+        // in order, so once a request to a subject nobody serves comes back
+        // ("no responders"), the subscription before it is in place.
         self.client
             .flush()
             .await
             .map_err(|e| nats_err("serve", subject, e))?;
+        let probe = async_nats::Request::new().timeout(Some(SERVE_PROBE_TIMEOUT));
+        let _ = self
+            .client
+            .send_request(self.client.new_inbox(), probe)
+            .await;
         let client = self.client.clone();
         Ok(subscriber
             .filter_map(move |msg| {
