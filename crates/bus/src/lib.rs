@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod events;
+pub mod exclusive;
 pub mod kv;
 pub mod live_log;
 pub mod metrics;
@@ -30,6 +31,7 @@ pub mod testsuite;
 
 pub use error::BusError;
 pub use events::{EventStream, Events, LocalEvents};
+pub use exclusive::Exclusive;
 pub use kv::{Kv, KvEntry, KvOp, KvWatch, MemoryKv};
 pub use live_log::LiveLog;
 pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsEvents, NatsKv, NatsLiveLog, NatsRequests};

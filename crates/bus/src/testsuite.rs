@@ -16,8 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
-use dvr_proto::{Event, EventKind, PROTO_VERSION};
+use dvr_proto::{Event, EventKind, LeaseRecord, Versioned, PROTO_VERSION};
 
+use crate::exclusive::Exclusive;
 use crate::ownership::{rendezvous, Ownership, OwnershipConfig};
 use dvr_media::codec::CodecSummary;
 use dvr_media::{Segment, SegmentFlags};
@@ -56,6 +57,7 @@ pub async fn run_all(h: &dyn Harness) {
     events_reach_subscribers(h).await;
     ownership_spreads_takes_over_and_hands_over(h).await;
     kv_list_is_a_snapshot(h).await;
+    exclusive_work_is_one_at_a_time(h).await;
 }
 
 /// A segment of `len` bytes, 2 s long, starting `seq * 2` s after a fixed
@@ -650,4 +652,85 @@ pub async fn kv_list_is_a_snapshot(h: &dyn Harness) {
         "[{n}]"
     );
     assert_eq!(kv.list("").await.unwrap().len(), 3, "[{n}] all keys");
+}
+
+/// Work under [`Exclusive`] runs one holder at a time: two replicas doing
+/// read-modify-write of a shared value with a pause in between lose no
+/// write; the key is freed after; a holder that stopped renewing is taken
+/// over after the ttl, and one that renews is not, however long it works.
+pub async fn exclusive_work_is_one_at_a_time(h: &dyn Harness) {
+    let n = h.name();
+    let ttl = Duration::from_millis(300);
+    let a = Exclusive::new(h.kv("suite_excl").await, "a").with_timing(ttl, PATIENCE);
+    let b = Exclusive::new(h.kv("suite_excl").await, "b").with_timing(ttl, PATIENCE);
+    let kv = h.kv("suite_excl").await;
+
+    // Read-modify-write with a pause in the middle, 8 times from each.
+    let shared = Arc::new(std::sync::Mutex::new(0_u32));
+    let edit = |who: Exclusive, shared: Arc<std::sync::Mutex<u32>>| async move {
+        for _ in 0..8 {
+            who.run("ch1", async {
+                let read = *shared.lock().unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                *shared.lock().unwrap() = read + 1;
+            })
+            .await
+            .unwrap();
+        }
+    };
+    tokio::join!(
+        edit(a.clone(), Arc::clone(&shared)),
+        edit(b.clone(), Arc::clone(&shared))
+    );
+    assert_eq!(*shared.lock().unwrap(), 16, "[{n}] no edit lost");
+    assert_eq!(kv.get("ch1").await.unwrap(), None, "[{n}] the key is freed");
+
+    // A holder that died: its key is taken over once not renewed for ttl.
+    kv.create("ch2", Bytes::from_static(b"{}")).await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(a.run("ch2", async { 7 }).await.unwrap(), 7, "[{n}]");
+    assert!(
+        started.elapsed() >= ttl,
+        "[{n}] taken over only after the ttl"
+    );
+
+    // A holder that works for many ttls keeps the key: b waits until a is
+    // done.
+    let a_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let long = a.run("ch3", async {
+        tokio::time::sleep(ttl * 4).await;
+        a_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let late = async {
+        tokio::time::sleep(ttl / 3).await;
+        b.run("ch3", async {
+            a_done.load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .await
+    };
+    let (first, second) = tokio::join!(long, late);
+    first.unwrap();
+    assert!(second.unwrap(), "[{n}] b ran only after a was done");
+
+    // A waiter that runs out of patience says who holds the key.
+    kv.put(
+        "ch4",
+        Bytes::from(
+            LeaseRecord {
+                v: PROTO_VERSION,
+                holder: "api-9".into(),
+                renewed: UtcMs(0),
+            }
+            .encode(),
+        ),
+    )
+    .await
+    .unwrap();
+    let impatient = Exclusive::new(h.kv("suite_excl").await, "c").with_timing(PATIENCE, ttl);
+    match impatient.run("ch4", async {}).await {
+        Err(BusError::KvConflict { reason, .. }) => {
+            assert!(reason.contains("api-9"), "[{n}] {reason}");
+        }
+        other => panic!("[{n}] expected a conflict, got {other:?}"),
+    }
 }
