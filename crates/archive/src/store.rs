@@ -574,8 +574,9 @@ impl ArchiveStore {
 
     /// Read-modify-write of `locks.json`: applies `edit` to the current
     /// file and stores the result. Not atomic against a concurrent editor
-    /// (object stores have no compare-and-swap here); the embedded mode has
-    /// one operator at a time, the API will serialize edits.
+    /// (object stores have no compare-and-swap here): the API holds a key
+    /// in the locks bucket around it (`dvr_bus::Exclusive`), so its
+    /// replicas edit one at a time.
     pub async fn update_locks<T>(
         &self,
         stream: &StreamName,

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use dvr_archive::Lock;
-use dvr_bus::{BusError, Kv, KvEntry};
+use dvr_bus::{BusError, Exclusive, Kv, KvEntry};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{StreamName, UtcMs};
 use dvr_proto::{stream_config_key, stream_from_config_key, SessionRecord, Versioned};
@@ -57,15 +57,21 @@ pub struct ApiState {
     /// The config's top-level `archive`: the root of a new stream's `dvr`
     /// that names none.
     pub default_archive: Option<String>,
-    /// Lock edits are read-modify-write of one object: one at a time.
-    pub(crate) lock_edits: tokio::sync::Mutex<()>,
+    /// Lock edits are read-modify-write of `locks.json` in a store with no
+    /// compare-and-set: one at a time per stream, across API replicas (a
+    /// key per stream in [`dvr_proto::LOCKS_KV_BUCKET`]).
+    pub(crate) lock_edits: Exclusive,
 }
 
 impl ApiState {
-    /// State over these parts.
+    /// State over these parts. `locks` is the bucket that serializes lock
+    /// edits ([`dvr_proto::LOCKS_KV_BUCKET`]), shared by every API replica;
+    /// `node` names this one there.
     pub fn new(
         streams: Arc<dyn Kv>,
         sessions: Option<Arc<dyn Kv>>,
+        locks: Arc<dyn Kv>,
+        node: &str,
         status: Arc<dyn StreamStatusSource>,
         archives: Arc<Archives>,
         default_archive: Option<String>,
@@ -76,7 +82,7 @@ impl ApiState {
             status,
             archives,
             default_archive,
-            lock_edits: tokio::sync::Mutex::default(),
+            lock_edits: Exclusive::new(locks, node),
         }
     }
 }
@@ -407,29 +413,28 @@ impl ApiState {
     ) -> Result<LockList, ApiError> {
         let lock = to_lock(range)?;
         let store = self.archive_of(name).await?;
-        let _one_at_a_time = self.lock_edits.lock().await;
         let doing = format!("stream {name}: editing its locks");
-        let locks = if add {
-            store
-                .lock(name, lock)
-                .await
-                .map_err(|e| ApiError::from_kind(&doing, &e))?
-        } else {
-            let (locks, removed) = store
-                .unlock(name, lock)
-                .await
-                .map_err(|e| ApiError::from_kind(&doing, &e))?;
-            if !removed {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "stream {name} has no lock from {} for {} s",
-                        range.from, range.duration
-                    ),
-                ));
-            }
-            locks
-        };
+        let edited = self
+            .lock_edits
+            .run(&stream_config_key(name), async {
+                if add {
+                    store.lock(name, lock).await.map(|locks| (locks, true))
+                } else {
+                    store.unlock(name, lock).await
+                }
+            })
+            .await
+            .map_err(|e| ApiError::from_kind(&doing, &e))?;
+        let (locks, found) = edited.map_err(|e| ApiError::from_kind(&doing, &e))?;
+        if !found {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "stream {name} has no lock from {} for {} s",
+                    range.from, range.duration
+                ),
+            ));
+        }
         info!(stream = %name, from = range.from, duration = range.duration, add, "api: lock edited");
         Ok(LockList {
             stream: name.to_string(),

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -18,7 +19,7 @@ use dvr_api::{ApiConfig, ApiService, ApiState, Archives, NothingRuns};
 use dvr_archive::store::ArchiveStore;
 use dvr_bus::{Kv, MemoryKv};
 use dvr_common::{StreamName, UtcMs};
-use dvr_proto::{SessionRecord, Versioned, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
+use dvr_proto::{SessionRecord, Versioned, LOCKS_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
 use dvr_storage::{
     ObjectMeta, ObjectWriter, Secret, Storage, StorageConfig, StorageResult, StorageUri,
     UploadSource,
@@ -34,58 +35,65 @@ const TOKEN: &str = "admin-token-1";
 struct Counting {
     inner: Arc<dyn Storage>,
     calls: Arc<AtomicUsize>,
+    /// Milliseconds each call waits first (a remote store's round trip,
+    /// so concurrent edits can interleave).
+    delay_ms: AtomicU64,
 }
 
 impl Counting {
-    fn hit(&self) {
+    async fn hit(&self) {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
     }
 }
 
 #[async_trait]
 impl Storage for Counting {
     async fn put(&self, key: &str, data: Bytes) -> StorageResult<()> {
-        self.hit();
+        self.hit().await;
         self.inner.put(key, data).await
     }
     async fn put_writer(&self, key: &str) -> StorageResult<Box<dyn ObjectWriter>> {
-        self.hit();
+        self.hit().await;
         self.inner.put_writer(key).await
     }
     async fn put_source(&self, key: &str, source: Arc<dyn UploadSource>) -> StorageResult<u64> {
-        self.hit();
+        self.hit().await;
         self.inner.put_source(key, source).await
     }
     async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
-        self.hit();
+        self.hit().await;
         self.inner.put_file(key, path).await
     }
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
-        self.hit();
+        self.hit().await;
         self.inner.get(key).await
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        self.hit();
+        self.hit().await;
         self.inner.get_range(key, range).await
     }
     async fn stat(&self, key: &str) -> StorageResult<Option<ObjectMeta>> {
-        self.hit();
+        self.hit().await;
         self.inner.stat(key).await
     }
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
-        self.hit();
+        self.hit().await;
         self.inner.list(prefix).await
     }
     async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.hit();
+        self.hit().await;
         self.inner.delete(key).await
     }
     async fn delete_many(&self, keys: &[String]) -> StorageResult<()> {
-        self.hit();
+        self.hit().await;
         self.inner.delete_many(keys).await
     }
     async fn check(&self) -> StorageResult<()> {
-        self.hit();
+        self.hit().await;
         self.inner.check().await
     }
     fn uri(&self) -> &str {
@@ -96,6 +104,8 @@ impl Storage for Counting {
 struct Fixture {
     streams: Arc<MemoryKv>,
     sessions: Arc<MemoryKv>,
+    locks: Arc<MemoryKv>,
+    storage: Arc<Counting>,
     calls: Arc<AtomicUsize>,
     service: ApiService,
 }
@@ -116,21 +126,17 @@ async fn fixture() -> Fixture {
     let counting = Arc::new(Counting {
         inner: real,
         calls: Arc::clone(&calls),
+        delay_ms: AtomicU64::new(0),
     });
-    let archives = Arc::new(Archives::new(StorageConfig::default()));
-    archives.insert(ROOT, Arc::new(ArchiveStore::new(counting)));
-    let state = ApiState::new(
-        Arc::clone(&streams) as Arc<dyn Kv>,
-        Some(Arc::clone(&sessions) as Arc<dyn Kv>),
-        Arc::new(NothingRuns),
-        archives,
-        Some(ROOT.to_owned()),
-    );
+    let locks = Arc::new(MemoryKv::new(LOCKS_KV_BUCKET));
+    let service = api_replica(&streams, Some(&sessions), &locks, &counting, "api-1");
     let f = Fixture {
         streams,
         sessions,
+        locks,
+        storage: counting,
         calls,
-        service: ApiService::new(state),
+        service,
     };
     // Two streams: one recording, one live only.
     let app = f.router();
@@ -156,9 +162,40 @@ async fn fixture() -> Fixture {
     f
 }
 
+/// An API over these buckets and this store, with an archive store of its
+/// own (as another process would have).
+fn api_replica(
+    streams: &Arc<MemoryKv>,
+    sessions: Option<&Arc<MemoryKv>>,
+    locks: &Arc<MemoryKv>,
+    storage: &Arc<Counting>,
+    node: &str,
+) -> ApiService {
+    let archives = Arc::new(Archives::new(StorageConfig::default()));
+    archives.insert(
+        ROOT,
+        Arc::new(ArchiveStore::new(Arc::clone(storage) as Arc<dyn Storage>)),
+    );
+    ApiService::new(ApiState::new(
+        Arc::clone(streams) as Arc<dyn Kv>,
+        sessions.map(|s| Arc::clone(s) as Arc<dyn Kv>),
+        Arc::clone(locks) as Arc<dyn Kv>,
+        node,
+        Arc::new(NothingRuns),
+        archives,
+        Some(ROOT.to_owned()),
+    ))
+}
+
 impl Fixture {
     fn router(&self) -> Router {
         self.service.embedded_router(credentials())
+    }
+
+    /// A second API process over the same buckets and archive.
+    fn second_replica(&self) -> Router {
+        api_replica(&self.streams, None, &self.locks, &self.storage, "api-2")
+            .embedded_router(credentials())
     }
 
     /// Revisions of every key, for "nothing changed".
@@ -619,6 +656,55 @@ async fn dvr_switches_are_stored_in_the_stream_settings() {
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (_, v) = call(&app, "GET", "/api/v1/status", None, Auth::Token).await;
     assert_eq!(v["streams"].as_array().unwrap().len(), 2);
+}
+
+/// Two API replicas adding locks to one stream at once, over a store with
+/// a round trip: every lock lands in the archive (`locks.json` is
+/// read-modify-write, so without one editor at a time some would be lost).
+#[tokio::test]
+async fn lock_edits_on_two_replicas_at_once_lose_nothing() {
+    let f = fixture().await;
+    let (one, two) = (f.router(), f.second_replica());
+    // A stream of its own: the memory store is shared by the tests here.
+    let (s, v) = call(
+        &one,
+        "POST",
+        "/api/v1/streams/race",
+        Some(r#"{"inputs":["udp://239.0.0.3:1234"],"dvr":{"depth":"1d"}}"#),
+        Auth::Token,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    f.storage.delay_ms.store(2, Ordering::SeqCst);
+    let add = |app: Router, first: i64| async move {
+        for i in first..first + 6 {
+            let body = format!(r#"{{"from":{},"duration":60}}"#, 1_700_000_000 + i * 100);
+            let (s, v) = call(
+                &app,
+                "POST",
+                "/api/v1/streams/race/dvr/locks",
+                Some(&body),
+                Auth::Token,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+    };
+    tokio::join!(add(one.clone(), 0), add(two, 6));
+    let (_, v) = call(
+        &one,
+        "GET",
+        "/api/v1/streams/race/dvr/locks",
+        None,
+        Auth::Token,
+    )
+    .await;
+    assert_eq!(v["locks"].as_array().unwrap().len(), 12, "{v}");
+    assert_eq!(
+        f.locks.keys().await.unwrap(),
+        Vec::<String>::new(),
+        "no edit left holding the stream"
+    );
 }
 
 #[tokio::test]

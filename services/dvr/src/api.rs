@@ -28,12 +28,22 @@ const MAX_GAPS: usize = 100;
 /// Ranges closer than this are one (timestamps jitter at segment joins).
 const GAP_TOLERANCE_MS: i64 = 1_000;
 
-/// The API's routes for this process: its streams bucket, its archives,
+/// The KV buckets the API works on.
+pub struct ApiBuckets {
+    /// [`dvr_proto::STREAMS_KV_BUCKET`].
+    pub streams: Arc<dyn Kv>,
+    /// [`dvr_proto::SESSIONS_KV_BUCKET`].
+    pub sessions: Arc<dyn Kv>,
+    /// [`dvr_proto::LOCKS_KV_BUCKET`].
+    pub locks: Arc<dyn Kv>,
+}
+
+/// The API's routes for this process: its buckets, its archives,
 /// its packager's tapes as status.
 pub fn router(
     config: &RunConfig,
-    streams: Arc<dyn Kv>,
-    sessions: Arc<dyn Kv>,
+    buckets: ApiBuckets,
+    node: &str,
     packager: &Arc<Packager>,
     archives: &HashMap<String, Arc<ArchiveStore>>,
     clock: &Arc<dyn Clock>,
@@ -48,8 +58,10 @@ pub fn router(
         clock: Arc::clone(clock),
     });
     let state = ApiState::new(
-        streams,
-        Some(sessions),
+        buckets.streams,
+        Some(buckets.sessions),
+        buckets.locks,
+        node,
         status,
         shared,
         config.node.archive.clone(),

@@ -19,7 +19,7 @@ use dvr_bus::{Kv, NatsConfig};
 use dvr_common::config::{Config, InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, SystemClock, UtcMs};
 use dvr_packager::{Packager, PackagerConfig};
-use dvr_proto::{stream_config_key, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
+use dvr_proto::{stream_config_key, LOCKS_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -208,8 +208,12 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     if roles.api {
         app = app.merge(crate::api::router(
             &run_config,
-            Arc::clone(&streams_kv),
-            sessions,
+            crate::api::ApiBuckets {
+                streams: Arc::clone(&streams_kv),
+                sessions,
+                locks: node.kv(LOCKS_KV_BUCKET).await?,
+            },
+            &node.id,
             &packager,
             &supervisor.archives().await,
             &clock,
