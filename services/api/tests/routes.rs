@@ -34,7 +34,7 @@ const TOKEN: &str = "admin-token-1";
 #[derive(Debug)]
 struct Counting {
     inner: Arc<dyn Storage>,
-    calls: Arc<AtomicUsize>,
+    calls: AtomicUsize,
     /// Milliseconds each call waits first (a remote store's round trip,
     /// so concurrent edits can interleave).
     delay_ms: AtomicU64,
@@ -106,7 +106,6 @@ struct Fixture {
     sessions: Arc<MemoryKv>,
     locks: Arc<MemoryKv>,
     storage: Arc<Counting>,
-    calls: Arc<AtomicUsize>,
     service: ApiService,
 }
 
@@ -122,10 +121,9 @@ async fn fixture() -> Fixture {
     let sessions = Arc::new(MemoryKv::new(SESSIONS_KV_BUCKET));
     let uri: StorageUri = ROOT.parse().unwrap();
     let real = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
     let counting = Arc::new(Counting {
         inner: real,
-        calls: Arc::clone(&calls),
+        calls: AtomicUsize::new(0),
         delay_ms: AtomicU64::new(0),
     });
     let locks = Arc::new(MemoryKv::new(LOCKS_KV_BUCKET));
@@ -135,7 +133,6 @@ async fn fixture() -> Fixture {
         sessions,
         locks,
         storage: counting,
-        calls,
         service,
     };
     // Two streams: one recording, one live only.
@@ -158,7 +155,7 @@ async fn fixture() -> Fixture {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "YAML body: {b}");
-    f.calls.store(0, Ordering::SeqCst);
+    f.storage.calls.store(0, Ordering::SeqCst);
     f
 }
 
@@ -209,7 +206,7 @@ impl Fixture {
     }
 
     fn storage_calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.storage.calls.load(Ordering::SeqCst)
     }
 }
 

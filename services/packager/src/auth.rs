@@ -282,13 +282,8 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Ne
             }
             // The session keeps its meter across re-checks, so bytes not
             // yet reported stay counted.
-            let meter = (reply.decision == AuthDecision::Allow).then(|| {
-                stale
-                    .as_ref()
-                    .and_then(|c| c.meter.clone())
-                    .filter(|m| m.session == reply.session)
-                    .unwrap_or_else(|| Arc::new(SessionMeter::new(reply.session.clone())))
-            });
+            let meter = (reply.decision == AuthDecision::Allow)
+                .then(|| cache::meter_for(&reply.session, stale.as_ref()));
             if meter.is_some() {
                 gate.start_reports();
             }

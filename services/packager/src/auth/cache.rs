@@ -94,16 +94,21 @@ pub(super) struct Cached {
 }
 
 impl Cached {
-    /// The same answer counting into a meter of its own.
-    fn copy(&self) -> Cached {
-        Cached {
-            meter: self
-                .meter
-                .as_ref()
-                .map(|m| Arc::new(SessionMeter::new(m.session.clone()))),
-            ..self.clone()
-        }
+    /// The same answer for another shard: it counts into `mine`'s meter
+    /// when that is the same session's, else into a new one of its own.
+    fn adopted(self, mine: Option<&Cached>) -> Cached {
+        let meter = self.meter.map(|theirs| meter_for(&theirs.session, mine));
+        Cached { meter, ..self }
     }
+}
+
+/// The meter `session` counts into: `stale`'s when that is the same
+/// session's (so bytes not reported yet stay counted), else a new one.
+pub(super) fn meter_for(session: &str, stale: Option<&Cached>) -> Arc<SessionMeter> {
+    stale
+        .and_then(|c| c.meter.clone())
+        .filter(|m| m.session == session)
+        .unwrap_or_else(|| Arc::new(SessionMeter::new(session.to_owned())))
 }
 
 /// What the cache knows of a session.
@@ -180,30 +185,17 @@ impl SessionCache {
         }
         let mut stale = mine;
         for index in (0..self.shards.len()).filter(|&i| i != own) {
-            let Some(theirs) = read(self.shard(index)).get(&key).map(Cached::copy) else {
+            let Some(theirs) = read(self.shard(index)).get(&key).cloned() else {
                 continue;
             };
             if theirs.until > now {
-                let mut shard = write(self.shard(own));
-                // Keep this thread's meter if it had one for the session.
-                let entry = match stale {
-                    Some(Cached { meter: Some(m), .. })
-                        if theirs
-                            .meter
-                            .as_ref()
-                            .is_some_and(|t| t.session == m.session) =>
-                    {
-                        Cached {
-                            meter: Some(m),
-                            ..theirs
-                        }
-                    }
-                    _ => theirs,
-                };
-                shard.insert(key, entry.clone());
+                let entry = theirs.adopted(stale.as_ref());
+                write(self.shard(own)).insert(key, entry.clone());
                 return Found::Fresh(entry);
             }
-            stale = stale.or(Some(theirs));
+            if stale.is_none() {
+                stale = Some(theirs.adopted(None));
+            }
         }
         Found::Stale(stale)
     }
