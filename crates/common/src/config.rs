@@ -25,17 +25,16 @@
 mod auth;
 mod cache;
 mod dvr;
+mod http;
 mod input;
 mod raw;
 mod schedule;
 mod stream_doc;
 mod units;
 
+use serde_saphyr::{MessageFormatter, Spanned};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
-
-use serde_saphyr::{MessageFormatter, Spanned};
 
 pub use auth::{
     expand_env, parse_auth_spec, parse_backend, AuthBackendConfig, AuthRules, AuthSpec, BackendUrl,
@@ -49,6 +48,7 @@ pub use dvr::{
     default_segment_duration_ms, root_uri, DvrConfig, MAX_COPY_INTERVAL_MS,
     MAX_SEGMENT_DURATION_MS, MIN_COPY_INTERVAL_MS, MIN_SEGMENT_DURATION_MS,
 };
+pub use http::{default_listen, HttpConfig, HttpLimits};
 pub use input::{mask_credentials, InputUrl, InputUrlError};
 pub use schedule::Schedule;
 pub use stream_doc::{format_duration_ms, format_size_bytes};
@@ -80,31 +80,6 @@ pub struct Config {
     pub auth: Option<AuthSpec>,
     /// Named rule sets and backends, for `auth://NAME`.
     pub auth_backends: BTreeMap<String, AuthBackendConfig>,
-}
-
-/// The HTTP server's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpConfig {
-    /// Address and port to listen on; default `0.0.0.0:8080`.
-    pub listen: SocketAddr,
-    /// Take the client's address from `X-Forwarded-For` (its last entry)
-    /// instead of the peer's: only behind a proxy that sets it, since a
-    /// client could otherwise claim any address. Default false.
-    pub trust_forwarded_for: bool,
-}
-
-/// Default HTTP listen address, `0.0.0.0:8080`.
-pub fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8080))
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: default_listen(),
-            trust_forwarded_for: false,
-        }
-    }
 }
 
 /// One stream.
@@ -215,22 +190,10 @@ impl Validator<'_> {
                 ),
             );
         }
-        let mut http = HttpConfig::default();
-        if let Some(trust) = raw.http.as_ref().and_then(|h| h.trust_forwarded_for) {
-            http.trust_forwarded_for = trust;
-        }
-        if let Some(listen) = raw.http.and_then(|h| h.listen) {
-            http.listen = match listen.value.parse() {
-                Ok(addr) => addr,
-                Err(_) => {
-                    return self.err(
-                        line(&listen),
-                        "http.listen",
-                        format!("invalid address {:?}: expected IP:PORT", listen.value),
-                    )
-                }
-            };
-        }
+        let http = match raw.http {
+            Some(raw) => self.http(raw)?,
+            None => HttpConfig::default(),
+        };
         let archive = match raw.archive {
             Some(a) => Some(root_uri(&a.value).or_else(|m| self.err(line(&a), "archive", m))?),
             None => None,
@@ -276,16 +239,10 @@ impl Validator<'_> {
             }
         }
         let streams = streams.into_iter().map(|(n, (_, s))| (n, s)).collect();
-        let mut packager = PackagerSettings::default();
-        if let Some(v) = raw.packager.and_then(|p| p.memory_cache) {
-            packager.memory_cache_bytes = parse_size_bytes(&v.value.0).or_else(|m| {
-                self.err(
-                    line(&v),
-                    "packager.memory_cache",
-                    format!("invalid size {:?}: {m}", v.value.0),
-                )
-            })?;
-        }
+        let packager = match raw.packager {
+            Some(raw) => self.packager(raw)?,
+            None => PackagerSettings::default(),
+        };
         Ok(Config {
             version: CONFIG_VERSION,
             http,
@@ -295,6 +252,104 @@ impl Validator<'_> {
             auth,
             auth_backends,
         })
+    }
+
+    fn http(&self, raw: raw::RawHttp) -> Result<HttpConfig, ConfigError> {
+        let mut http = HttpConfig::default();
+        if let Some(old) = raw.trust_forwarded_for {
+            return self.err(
+                line(&old),
+                "http.trust_forwarded_for",
+                "replaced by http.trusted_proxies: list the addresses of the proxies whose X-Forwarded-For to believe",
+            );
+        }
+        if let Some(listen) = raw.listen {
+            http.listen = listen.value.parse().or_else(|_| {
+                self.err(
+                    line(&listen),
+                    "http.listen",
+                    format!("invalid address {:?}: expected IP:PORT", listen.value),
+                )
+            })?;
+        }
+        for (i, net) in raw.trusted_proxies.iter().enumerate() {
+            let parsed = IpNet::parse(&net.value)
+                .or_else(|m| self.err(line(net), &format!("http.trusted_proxies[{i}]"), m))?;
+            http.trusted_proxies.push(parsed);
+        }
+        let limits = &mut http.limits;
+        let counts = [
+            (
+                "max_connections",
+                raw.max_connections,
+                &mut limits.max_connections,
+            ),
+            ("max_requests", raw.max_requests, &mut limits.max_requests),
+            (
+                "max_requests_per_client",
+                raw.max_requests_per_client,
+                &mut limits.max_requests_per_client,
+            ),
+        ];
+        for (name, value, field) in counts {
+            if let Some(v) = value {
+                *field = http::count_limit(v.value)
+                    .or_else(|m| self.err(line(&v), &format!("http.{name}"), m))?;
+            }
+        }
+        let timeouts = [
+            (
+                "header_read_timeout",
+                raw.header_read_timeout,
+                &mut limits.header_read_timeout_ms,
+            ),
+            (
+                "write_stall_timeout",
+                raw.write_stall_timeout,
+                &mut limits.write_stall_timeout_ms,
+            ),
+        ];
+        for (name, value, field) in timeouts {
+            if let Some(v) = value {
+                let path = format!("http.{name}");
+                let ms = parse_duration_ms(&v.value.0)
+                    .or_else(|e| self.err(line(&v), &path, e.to_string()))?;
+                *field = http::timeout_ms(ms).or_else(|m| self.err(line(&v), &path, m))?;
+            }
+        }
+        Ok(http)
+    }
+
+    fn packager(&self, raw: raw::RawPackager) -> Result<PackagerSettings, ConfigError> {
+        let mut packager = PackagerSettings::default();
+        if let Some(v) = raw.memory_cache {
+            packager.memory_cache_bytes = parse_size_bytes(&v.value.0).or_else(|m| {
+                self.err(
+                    line(&v),
+                    "packager.memory_cache",
+                    format!("invalid size {:?}: {m}", v.value.0),
+                )
+            })?;
+        }
+        let counts = [
+            (
+                "max_paced_streams",
+                raw.max_paced_streams,
+                &mut packager.max_paced_streams,
+            ),
+            (
+                "max_paced_streams_per_client",
+                raw.max_paced_streams_per_client,
+                &mut packager.max_paced_streams_per_client,
+            ),
+        ];
+        for (name, value, field) in counts {
+            if let Some(v) = value {
+                *field = http::count_limit(v.value)
+                    .or_else(|m| self.err(line(&v), &format!("packager.{name}"), m))?;
+            }
+        }
+        Ok(packager)
     }
 
     fn auth_spec(

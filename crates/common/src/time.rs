@@ -89,6 +89,11 @@ impl fmt::Display for DecimalSecs {
 pub struct UtcMs(pub i64);
 
 impl UtcMs {
+    /// The last second a URL or a message may name, 9999-12-31T23:59:59Z:
+    /// numbers from outside are checked against it, so no arithmetic on
+    /// them can overflow.
+    pub const LAST_SECOND: i64 = 253_402_300_799;
+
     /// Whole seconds since the epoch.
     pub const fn from_secs(secs: i64) -> UtcMs {
         UtcMs(secs * 1000)

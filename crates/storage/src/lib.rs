@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod counting;
 pub mod error;
 pub mod key;
 pub mod opendal_storage;
@@ -37,6 +38,7 @@ pub mod testsuite;
 pub mod testservers;
 
 pub use config::{RetryConfig, S3Config, Secret, StorageConfig, SwiftConfig, TimeoutConfig};
+pub use counting::CountingStorage;
 pub use error::{Op, StorageError, StorageResult};
 pub use key::{ObjectKey, MAX_KEY_LEN};
 pub use opendal_storage::OpendalStorage;

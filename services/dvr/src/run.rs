@@ -162,15 +162,17 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     // Play authorization: policies follow the streams bucket (the
     // supervisor hands every change to each authorizer).
     let mut authorizers: Vec<Arc<dyn dvr_auth::Authorizer>> = Vec::new();
-    let mut packager = Packager::new(PackagerConfig::default(), Arc::clone(&clock));
+    let packager_config = PackagerConfig {
+        max_paced_streams: config.packager.max_paced_streams,
+        max_paced_streams_per_client: config.packager.max_paced_streams_per_client,
+        ..PackagerConfig::default()
+    };
+    let mut packager = Packager::new(packager_config, Arc::clone(&clock));
     let mut gate = None;
     if roles.packager {
         let authorizer = authorizer(config, &clock, &node, &sessions);
         authorizers.push(Arc::clone(&authorizer));
-        let g = Arc::new(dvr_packager::Gate::new(
-            authorizer,
-            config.http.trust_forwarded_for,
-        ));
+        let g = Arc::new(dvr_packager::Gate::new(authorizer));
         packager = packager.with_auth(Arc::clone(&g));
         gate = Some(g);
     }
@@ -239,13 +241,14 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     dvr_archive::metrics::register();
     dvr_auth::metrics::register();
     dvr_bus::metrics::register();
-    let app = app.merge(dvr_telemetry::metrics::router());
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal());
-    server.await.context("HTTP server failed")?;
+    dvr_edge::metrics::register();
+    // Every route behind the edge: the client named through the trusted
+    // proxies, requests and connections capped, slow clients timed out.
+    let edge = dvr_edge::Edge::new(&config.http);
+    let app = edge.wrap(app.merge(dvr_telemetry::metrics::router()));
+    dvr_edge::serve(listener, app, edge, shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
     // The bytes the last seconds of playback served still count.
     if let Some(gate) = gate {
         gate.report_usage().await;

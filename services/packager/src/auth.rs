@@ -27,18 +27,19 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dvr_auth::Authorizer;
 use dvr_common::StreamName;
+use dvr_edge::ClientAddr;
 use dvr_proto::{AuthDecision, AuthRequest, SessionBytes, SessionUsage, PROTO_VERSION};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -84,20 +85,17 @@ impl SessionMeter {
 #[derive(Debug)]
 pub struct Gate {
     authorizer: Arc<dyn Authorizer>,
-    trust_forwarded_for: bool,
     cache: SessionCache,
     report_every: Duration,
     reporting: Once,
 }
 
 impl Gate {
-    /// A gate asking `authorizer`; with `trust_forwarded_for` the client
-    /// address is the last `X-Forwarded-For` entry (behind a proxy that
-    /// sets it), else the peer's.
-    pub fn new(authorizer: Arc<dyn Authorizer>, trust_forwarded_for: bool) -> Self {
+    /// A gate asking `authorizer`. The client address is the one the
+    /// edge resolved ([`ClientAddr`]), else the TCP peer's.
+    pub fn new(authorizer: Arc<dyn Authorizer>) -> Self {
         Self {
             authorizer,
-            trust_forwarded_for,
             cache: SessionCache::default(),
             report_every: USAGE_REPORT_EVERY,
             reporting: Once::new(),
@@ -159,24 +157,10 @@ impl Gate {
         });
     }
 
-    fn client_ip(&self, request: &Request) -> Option<IpAddr> {
-        if self.trust_forwarded_for {
-            let forwarded = request
-                .headers()
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-                .next_back();
-            if forwarded.is_some() {
-                return forwarded;
-            }
-        }
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_canonical())
+    /// The client: as the edge resolved it through the trusted proxies
+    /// (`http.trusted_proxies`), else the TCP peer.
+    fn client_ip(request: &Request) -> Option<IpAddr> {
+        ClientAddr::of(request.extensions()).map(|c| c.0)
     }
 }
 
@@ -214,7 +198,7 @@ impl Gate {
             return Lookup::Unprotected;
         }
         let stream = playback.stream;
-        let Some(ip) = self.client_ip(request) else {
+        let Some(ip) = Self::client_ip(request) else {
             warn!(stream, "refusing a play request without a client address");
             return Lookup::Refused;
         };

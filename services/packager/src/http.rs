@@ -1,34 +1,37 @@
 //! HTTP done right around every playback answer: CORS for browser players,
-//! `ETag` and `304 Not Modified`, byte ranges, and gzip for playlists.
+//! `ETag` and `304 Not Modified`, and gzip for playlists.
 //!
 //! The handlers in [`crate::service`] compute what to send; this middleware
 //! decides how, the same way for every form, so no handler repeats it.
 //!
 //! - CORS: `Access-Control-Allow-Origin: *` on every answer and a preflight
 //!   answer to `OPTIONS`; hls.js and dash.js on another origin need it.
-//! - `ETag`: a hash of the body of finite answers up to [`MAX_BUFFERED`]
-//!   (playlists, status), unless the handler set one (segments, whose URLs
-//!   name immutable bytes, tag them by name: hashing a megabyte per request
-//!   would cost more than sending it); `If-None-Match` gets `304`. A live
-//!   playlist's ETag changes when it moves.
-//! - `Range: bytes=…` on any finite answer (segments, downloads): `206` with
-//!   `Content-Range`, `416` when it cannot be satisfied. A streamed download
-//!   skips the bytes before the range as they come.
+//! - `ETag`: a hash of text answers (playlists, status JSON, buffered up to
+//!   [`MAX_TEXT_BYTES`]), unless the handler set one; media answers are
+//!   tagged by their handler (a segment by its name: hashing a megabyte
+//!   per request would cost more than sending it) and never buffered here.
+//!   `If-None-Match` gets `304`. A live playlist's ETag changes when it
+//!   moves.
+//! - `Range: bytes=…` is the handlers' to answer, since only they know
+//!   which stored segments a byte range touches ([`range_ask`], [`partial`]):
+//!   a one-byte range of a day-long download reads one segment. One range
+//!   per request; a multi-range request is `416`, never N reads.
 //! - gzip for playlists and JSON when the client accepts it: a 24 h VOD
 //!   playlist is hundreds of kilobytes of very repetitive text.
 
-use axum::body::{Body, HttpBody};
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
-/// Bodies up to this size are buffered for an ETag.
-pub const MAX_BUFFERED: u64 = 64 * 1024 * 1024;
+/// The most bytes of a text answer (playlist, JSON) buffered for its ETag
+/// and gzip: a day's playlist is about 330 kB, so this leaves a wide
+/// margin and still bounds what one request holds.
+pub const MAX_TEXT_BYTES: usize = 8 << 20;
 /// Text bodies smaller than this are not worth compressing.
 const MIN_GZIP: usize = 1024;
 
@@ -43,42 +46,20 @@ pub async fn playback_http(request: Request, next: Next) -> Response {
     if response.status() != StatusCode::OK {
         return response;
     }
-    let length =
-        content_length(response.headers()).or_else(|| HttpBody::size_hint(response.body()).exact());
-    let range = headers
-        .get(header::RANGE)
+    if is_text(response.headers()) {
+        return text(response, &headers).await;
+    }
+    // Media: the handler tagged it (or it is endless); only a match is
+    // answered here, without reading the body.
+    let tag = response
+        .headers()
+        .get(header::ETAG)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    match length {
-        Some(len) if len <= MAX_BUFFERED => finite(response, &headers, range.as_deref(), len).await,
-        Some(len) => match range {
-            Some(r) => ranged_stream(response, &r, len),
-            None => {
-                accept_ranges(&mut response);
-                response
-            }
-        },
-        None => {
-            // An endless stream, or a body whose length is not known yet
-            // (a playlist): buffer only text.
-            if is_text(response.headers()) {
-                let (parts, body) = response.into_parts();
-                match axum::body::to_bytes(body, MAX_BUFFERED as usize).await {
-                    Ok(bytes) => {
-                        let len = bytes.len() as u64;
-                        let response = Response::from_parts(parts, Body::from(bytes));
-                        finite(response, &headers, range.as_deref(), len).await
-                    }
-                    Err(_) => Response::builder()
-                        .status(StatusCode::INTERNAL_SERVER_ERROR)
-                        .body(Body::from("the answer could not be read\n"))
-                        .unwrap_or_default(),
-                }
-            } else {
-                response
-            }
-        }
+    if tag.is_some_and(|tag| matches_tag(&headers, &tag)) {
+        return not_modified(response);
     }
+    response
 }
 
 fn preflight() -> Response {
@@ -112,37 +93,26 @@ fn cors(h: &mut HeaderMap) {
     );
 }
 
-fn accept_ranges(response: &mut Response) {
-    response
-        .headers_mut()
-        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
 fn is_text(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.contains("mpegurl") || t.starts_with("application/json"))
 }
 
-/// A finite answer of `len` bytes: ETag, 304, range, gzip.
-async fn finite(
-    response: Response,
-    request: &HeaderMap,
-    range: Option<&str>,
-    len: u64,
-) -> Response {
+/// A text answer: buffered (up to [`MAX_TEXT_BYTES`]), tagged, `304` or
+/// gzipped.
+async fn text(response: Response, request: &HeaderMap) -> Response {
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BUFFERED as usize).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_TEXT_BYTES).await else {
+        tracing::warn!(
+            limit = MAX_TEXT_BYTES,
+            "a text answer is larger than the buffer limit"
+        );
         return Response::builder()
             .status(StatusCode::INTERNAL_SERVER_ERROR)
-            .body(Body::from("the answer could not be read\n"))
+            .body(Body::from("the answer is too large to send\n"))
             .unwrap_or_default();
     };
-    debug_assert_eq!(bytes.len() as u64, len);
     let etag = match parts
         .headers
         .get(header::ETAG)
@@ -157,34 +127,10 @@ async fn finite(
             etag
         }
     };
-    let text = is_text(&parts.headers);
-    if !text {
-        parts
-            .headers
-            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if matches_tag(request, &etag) {
+        return not_modified(Response::from_parts(parts, Body::empty()));
     }
-    if request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        parts.status = StatusCode::NOT_MODIFIED;
-        parts.headers.remove(header::CONTENT_LENGTH);
-        return Response::from_parts(parts, Body::empty());
-    }
-    if let (Some(range), false) = (range, text) {
-        return match parse_range(range, bytes.len() as u64) {
-            Some((start, end)) => {
-                parts.status = StatusCode::PARTIAL_CONTENT;
-                set_content_range(&mut parts.headers, start, end, bytes.len() as u64);
-                let slice = bytes.slice(start as usize..end as usize);
-                set_length(&mut parts.headers, slice.len() as u64);
-                Response::from_parts(parts, Body::from(slice))
-            }
-            None => unsatisfiable(bytes.len() as u64),
-        };
-    }
-    if text && bytes.len() >= MIN_GZIP && accepts_gzip(request) {
+    if bytes.len() >= MIN_GZIP && accepts_gzip(request) {
         let zipped = match parts.extensions.get::<SharedGzip>() {
             Some(shared) => shared.0.get_or_init(|| gzip(&bytes)).clone(),
             None => gzip(&bytes),
@@ -204,47 +150,57 @@ async fn finite(
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// A range of a large streamed answer: the bytes before it are skipped as
-/// they come, the stream is cut after it.
-fn ranged_stream(response: Response, range: &str, len: u64) -> Response {
-    let Some((start, end)) = parse_range(range, len) else {
-        return unsatisfiable(len);
-    };
+/// Whether `If-None-Match` names `etag` (or `*`).
+fn matches_tag(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// `304 Not Modified` in place of `response`, its body dropped unread.
+fn not_modified(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.status = StatusCode::NOT_MODIFIED;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::ACCEPT_RANGES);
+    Response::from_parts(parts, Body::empty())
+}
+
+/// What a `Range` header asks of a body of `len` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeAsk {
+    /// No range: the whole body.
+    Whole,
+    /// Bytes `[start, end)`.
+    Part(u64, u64),
+    /// A range that cannot be served (past the end, malformed, several).
+    Unsatisfiable,
+}
+
+/// What `header`, a `Range` value or none, asks of `len` bytes.
+pub fn range_ask(header: Option<&str>, len: u64) -> RangeAsk {
+    match header {
+        None => RangeAsk::Whole,
+        Some(value) => match parse_range(value, len) {
+            Some((start, end)) => RangeAsk::Part(start, end),
+            None => RangeAsk::Unsatisfiable,
+        },
+    }
+}
+
+/// `response` (holding bytes `[start, end)` of `len`) as a `206`.
+pub fn partial(response: Response, start: u64, end: u64, len: u64) -> Response {
     let (mut parts, body) = response.into_parts();
     parts.status = StatusCode::PARTIAL_CONTENT;
     set_content_range(&mut parts.headers, start, end, len);
     set_length(&mut parts.headers, end - start);
-    parts
-        .headers
-        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let stream = futures_util::stream::unfold(
-        (body.into_data_stream(), 0u64),
-        move |(mut body, mut at)| async move {
-            loop {
-                if at >= end {
-                    return None;
-                }
-                match body.next().await? {
-                    Err(e) => return Some((Err(e), (body, end))),
-                    Ok(chunk) => {
-                        let from = at;
-                        let to = at + chunk.len() as u64;
-                        at = to;
-                        let lo = start.clamp(from, to) - from;
-                        let hi = end.clamp(from, to) - from;
-                        if lo < hi {
-                            return Some((Ok(chunk.slice(lo as usize..hi as usize)), (body, at)));
-                        }
-                    }
-                }
-            }
-        },
-    );
-    Response::from_parts(parts, Body::from_stream(stream))
+    Response::from_parts(parts, body)
 }
 
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` as a half-open range within `len`.
-fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` as a half-open range within `len`;
+/// `None` for anything else, several ranges included.
+pub fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
     let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') || len == 0 {
         return None; // one range only
@@ -274,7 +230,8 @@ fn set_length(h: &mut HeaderMap, len: u64) {
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
 }
 
-fn unsatisfiable(len: u64) -> Response {
+/// `416 Range Not Satisfiable` for a body of `len` bytes.
+pub fn unsatisfiable(len: u64) -> Response {
     let mut response = Response::new(Body::from("range not satisfiable\n"));
     *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {

@@ -8,7 +8,7 @@
 //! - [`tape`]: a stream's archived and live segments, joined.
 //! - [`timeshift`]: stream mode (`timeshift_abs`, `timeshift_rel`, `rewind`).
 //! - [`paced`]: endless MPEG-TS paced in real time.
-//! - [`service`]: the HTTP handler.
+//! - [`service`]: the HTTP handler; [`query`]: the query parameters it reads.
 //! - [`http`]: CORS, ETags, ranges and gzip around every answer.
 //! - [`auth`]: play authorization in front of every answer.
 
@@ -20,6 +20,7 @@ pub mod master;
 pub mod metrics;
 pub mod paced;
 pub mod playlist;
+pub mod query;
 pub mod service;
 pub mod tape;
 pub mod timeshift;
@@ -28,5 +29,5 @@ pub mod url;
 pub use archived::StoreTape;
 pub use auth::Gate;
 pub use error::PackagerError;
-pub use service::{Packager, PackagerConfig};
+pub use service::{Packager, PackagerConfig, RequestContext};
 pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};

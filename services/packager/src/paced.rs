@@ -15,6 +15,13 @@
 //! A `tracks-…/` or `videoN-` URL cuts every segment to those tracks by PID
 //! ([`dvr_media::tracks::select`]) on its way out, as HLS track playlists
 //! do: no re-encoding.
+//!
+//! The work of one stream is bounded whatever its URL says: it starts at
+//! the tape's first segment at the earliest, a gap is crossed in one jump
+//! to where the catalog says the tape resumes (never walked in steps), the
+//! cursor yields to the runtime at every step, and each open stream holds
+//! a share of the packager's paced-stream quota (in total and per client),
+//! given back when the client hangs up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +31,11 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use dvr_common::{Clock, UtcMs};
+use dvr_edge::QuotaPermit;
 use futures_util::stream;
 use tokio::time::Instant;
 
+use crate::playlist::GAP_TOLERANCE_MS;
 use crate::tape::{StreamTape, TapeSegment};
 use crate::url::TrackSet;
 
@@ -50,6 +59,8 @@ struct Cursor {
     sent: Duration,
     /// The track numbers kept, `None` for all.
     tracks: Option<Vec<usize>>,
+    /// Its share of the open paced streams, given back with the cursor.
+    _share: QuotaPermit,
 }
 
 /// `bytes` of the segment `segment` cut down to track `numbers` (all of
@@ -79,28 +90,46 @@ impl Cursor {
     /// The next segment after the last one sent, waiting for live if needed.
     async fn next_segment(&mut self) -> TapeSegment {
         loop {
-            let found = self
-                .tape
-                .segments_between(self.at, self.at.saturating_add_ms(LOOKAHEAD_MS))
-                .await
-                .ok()
-                .and_then(|segments| {
-                    segments
-                        .into_iter()
-                        .find(|s| self.last_seq.is_none_or(|last| s.meta.seq > last))
-                });
-            if let Some(segment) = found {
-                return segment;
-            }
-            // Nothing in the next two minutes: either a long gap (jump to
-            // what follows it) or live has not got there yet (wait).
+            // However the tape answers (from a cache, at once), a long
+            // search must not keep this worker from every other request.
+            tokio::task::yield_now().await;
             let ahead = self.at.saturating_add_ms(LOOKAHEAD_MS);
-            if ahead < self.clock.now() {
-                self.at = ahead;
-            } else {
-                tokio::time::sleep(POLL).await;
+            match self.tape.segments_between(self.at, ahead).await {
+                Ok(segments) => {
+                    let next = segments
+                        .into_iter()
+                        .find(|s| self.last_seq.is_none_or(|last| s.meta.seq > last));
+                    if let Some(segment) = next {
+                        return segment;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(stream = self.tape.name(), error = %e, "paced stream: cannot read the tape yet");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            }
+            // Nothing new in the next two minutes: a gap (jump to where the
+            // tape resumes) or live has not got there yet (wait).
+            match self.resumes_after(ahead).await {
+                Some(resume) => self.at = resume,
+                None => tokio::time::sleep(POLL).await,
             }
         }
+    }
+
+    /// Where the tape resumes at or after `t`, from the recorded ranges
+    /// (the catalog and the live log's metadata: no segment is read).
+    async fn resumes_after(&self, t: UtcMs) -> Option<UtcMs> {
+        let now = self.clock.now();
+        if t >= now {
+            return None;
+        }
+        let ranges = self.tape.ranges(t, now, GAP_TOLERANCE_MS).await.ok()?;
+        ranges
+            .into_iter()
+            .find(|(_, end)| *end > t)
+            .map(|(start, _)| start.max(t))
     }
 
     /// The bytes of the next segment, sent no earlier than its turn.
@@ -129,11 +158,14 @@ impl Cursor {
 
 /// An endless MPEG-TS response playing `tape` from `start`, with only
 /// `tracks` when given.
+/// `share` is the stream's place in the paced-stream quota, held until the
+/// client hangs up.
 pub fn paced_mpegts(
     tape: StreamTape,
     start: UtcMs,
     tracks: Option<TrackSet>,
     clock: Arc<dyn Clock>,
+    share: QuotaPermit,
 ) -> Response {
     let cursor = Cursor {
         tape,
@@ -143,6 +175,7 @@ pub fn paced_mpegts(
         origin: None,
         sent: Duration::ZERO,
         tracks: tracks.map(TrackSet::numbers),
+        _share: share,
     };
     let body = stream::unfold(cursor, |mut cursor| async move {
         let chunk = cursor.next_chunk().await;

@@ -14,6 +14,13 @@ use dvr_media::SegmentMeta;
 /// A gap on the tape longer than this between two segments is a discontinuity.
 pub const GAP_TOLERANCE_MS: i64 = dvr_media::TIMELINE_GAP_TOLERANCE_MS;
 
+/// The most stored segments one playlist entry (and so one segment URL)
+/// joins: a URL's work is bounded by it, not by what the URL claims. A
+/// day of 0.5 s segments fits 7,200 entries with 24 per entry; a range
+/// whose gaps break the runs so often that it does not fit lists more
+/// entries rather than longer ones.
+pub const MAX_RUN_SEGMENTS: usize = 64;
+
 /// How the playlist behaves as the tape grows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlaylistKind {
@@ -126,10 +133,10 @@ where
     if count <= max_entries {
         return segments.collect();
     }
-    let mut per_entry = count.div_ceil(max_entries);
+    let mut per_entry = count.div_ceil(max_entries).min(MAX_RUN_SEGMENTS);
     loop {
         let merged = merge_runs(segments.clone(), per_entry, max_entries);
-        if merged.len() <= max_entries || per_entry >= count {
+        if merged.len() <= max_entries || per_entry >= count.min(MAX_RUN_SEGMENTS) {
             return merged;
         }
         per_entry += 1;

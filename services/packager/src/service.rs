@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use dvr_archive::status::{hour_ranges, StreamStatus, DETAILED_LIMIT_SECS};
 use dvr_archive::{hour_bitmap, TimeRange};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, Ticks, UtcMs};
+use dvr_edge::{ClientAddr, Quota};
 use dvr_media::codec::TrackKind;
 use dvr_media::psi::Program;
 use dvr_media::{tracks, SegmentMeta};
@@ -24,12 +25,14 @@ use futures_util::stream;
 use serde_json::json;
 
 use crate::error::PackagerError;
-use crate::http::{content_etag, fnv1a, playback_http, SharedGzip};
+use crate::http::{self, content_etag, fnv1a, playback_http, RangeAsk, SharedGzip};
 use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::{cut, paced_mpegts};
 use crate::playlist::{
     coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, GAP_TOLERANCE_MS,
+    MAX_RUN_SEGMENTS,
 };
+use crate::query::Query;
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
 use crate::url::{self, Flavor, Form, Playback, RangeEnd, TrackSet, UrlError};
@@ -39,6 +42,9 @@ const MPEGTS: &str = "video/mp2t";
 /// The longest segment the segmenter makes (its forced cut), for how far
 /// back a window must look.
 const MAX_SEGMENT_MS: i64 = 10_000;
+/// The longest stretch one segment URL may name: a coalesced entry of
+/// [`MAX_RUN_SEGMENTS`] segments of the longest kind.
+const MAX_RUN_MS: i64 = MAX_RUN_SEGMENTS as i64 * MAX_SEGMENT_MS;
 /// How far past the wall-clock head `timeshift_abs?ignore_gaps=true` reads
 /// the tape to skip gaps.
 const ABS_GAP_REACH_MS: i64 = 6 * 3_600_000;
@@ -59,16 +65,32 @@ pub struct PackagerConfig {
     /// The most entries a range playlist lists; longer ranges list runs of
     /// consecutive segments as one entry.
     pub max_entries: usize,
+    /// Endless paced MPEG-TS answers open at once.
+    pub max_paced_streams: usize,
+    /// The same per client address.
+    pub max_paced_streams_per_client: usize,
 }
 
 impl Default for PackagerConfig {
     fn default() -> Self {
+        let settings = dvr_common::config::PackagerSettings::default();
         Self {
             live_window: 6,
             max_range_secs: 24 * 3600,
             max_entries: 7200,
+            max_paced_streams: settings.max_paced_streams,
+            max_paced_streams_per_client: settings.max_paced_streams_per_client,
         }
     }
+}
+
+/// What an answer needs from the request besides its URL.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// Who asks (paced streams are counted per client).
+    pub client: Option<ClientAddr>,
 }
 
 /// A media playlist before it is rendered: what a playlist form resolved to.
@@ -175,55 +197,8 @@ pub struct Packager {
     /// Play authorization in front of every answer, when any stream has
     /// a policy.
     auth: Option<Arc<crate::auth::Gate>>,
-}
-
-/// The query parameters the packager reads.
-#[derive(Debug, Default)]
-struct Query {
-    /// The `token=…` pair exactly as the client wrote it: middleware signs
-    /// or compares tokens byte for byte, so it is never re-encoded.
-    token: Option<String>,
-    event: bool,
-    from: Option<String>,
-    to: Option<String>,
-    request: Vec<String>,
-    /// `timeshift_abs`: when the viewer started, in ms (set by our redirect).
-    started: Option<i64>,
-    /// Stream mode skips gaps instead of stopping at them.
-    ignore_gaps: bool,
-    /// Kodi's shift catch-up: play from `utc`, as of the viewer's `lutc`.
-    utc: Option<i64>,
-    lutc: Option<i64>,
-}
-
-impl Query {
-    fn parse(raw: Option<&str>) -> Query {
-        let mut q = Query::default();
-        let raw = raw.unwrap_or_default();
-        q.token = raw
-            .split('&')
-            .find(|pair| pair.starts_with("token="))
-            .map(str::to_owned);
-        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-            match &*key {
-                "event" => q.event = value == "true",
-                "from" => q.from = Some(value.into_owned()),
-                "to" => q.to = Some(value.into_owned()),
-                "request" => q.request.extend(value.split(',').map(str::to_owned)),
-                "started" => q.started = value.parse().ok(),
-                "ignore_gaps" => q.ignore_gaps = value == "true",
-                "utc" => q.utc = value.parse().ok(),
-                "lutc" => q.lutc = value.parse().ok(),
-                _ => {}
-            }
-        }
-        q
-    }
-
-    /// The part of the query that must follow the player to segment URLs.
-    fn carried(&self) -> Option<String> {
-        self.token.clone()
-    }
+    /// The open paced streams, capped in total and per client.
+    paced: Arc<Quota>,
 }
 
 impl Packager {
@@ -234,6 +209,10 @@ impl Packager {
             probes: Mutex::default(),
             rendered: Mutex::default(),
             clock,
+            paced: Quota::new(
+                config.max_paced_streams,
+                config.max_paced_streams_per_client,
+            ),
             config,
             auth: None,
         }
@@ -310,7 +289,7 @@ impl Packager {
         &self,
         path: &str,
         raw_query: Option<&str>,
-        ranged: bool,
+        context: &RequestContext,
     ) -> Result<Response, PackagerError> {
         let playback = url::parse(path).map_err(|e| match e {
             UrlError::Unknown => PackagerError::NothingRecorded(format!("no such resource {path}")),
@@ -319,7 +298,7 @@ impl Packager {
         let tape = self
             .tape(playback.stream)
             .ok_or_else(|| PackagerError::UnknownStream(playback.stream.to_owned()))?;
-        let query = Query::parse(raw_query);
+        let query = Query::parse(raw_query).map_err(PackagerError::BadRequest)?;
         let now = self.clock.now();
         let cache_key = format!("{path}?{}", raw_query.unwrap_or_default());
         if let Some(hit) = self.cached_playlist(&cache_key, now) {
@@ -332,7 +311,7 @@ impl Packager {
                 let at = self.past_instant(query.utc.unwrap_or_default(), now)?;
                 let started = query.lutc.map_or(now, UtcMs::from_secs);
                 if playback.form == Form::LiveMpegts {
-                    return self.paced(tape, at, &playback).await;
+                    return self.paced(tape, at, &playback, context).await;
                 }
                 self.abs_playlist(&tape, at, started, &query, now).await?
             }
@@ -354,7 +333,7 @@ impl Packager {
             }
             Form::LiveMpegts if tape.delay_ms() > 0 => {
                 let at = UtcMs(now.0 - tape.delay_ms());
-                return self.paced(tape, at, &playback).await;
+                return self.paced(tape, at, &playback, context).await;
             }
             Form::TimeshiftRelPlaylist { behind, .. } => {
                 let head = UtcMs(now.0 - i64::from(behind) * 1000);
@@ -363,6 +342,9 @@ impl Packager {
                     .await?
             }
             Form::Rewind { window, .. } => {
+                // The window is at most the longest range a request may
+                // list (and the tape holds no more than its depth anyway).
+                let window = window.min(self.config.max_range_secs);
                 let limit = WindowLimit::Span(i64::from(window) * 1000);
                 self.shifted_playlist(&tape, now, 0, limit, None, true)
                     .await?
@@ -379,15 +361,15 @@ impl Packager {
                             tape.name()
                         ))
                     })?;
-                return self.paced(tape, start, &playback).await;
+                return self.paced(tape, start, &playback, context).await;
             }
             Form::TimeshiftAbsMpegts { at, .. } => {
                 let at = self.past_instant(at, now)?;
-                return self.paced(tape, at, &playback).await;
+                return self.paced(tape, at, &playback, context).await;
             }
             Form::TimeshiftRelMpegts { behind } => {
                 let at = UtcMs(now.0 - i64::from(behind) * 1000);
-                return self.paced(tape, at, &playback).await;
+                return self.paced(tape, at, &playback, context).await;
             }
             Form::LivePlaylist(_) => {
                 let segments: Vec<_> = tape
@@ -438,12 +420,20 @@ impl Packager {
                 let tracks = self
                     .ts_tracks(&tape, &playback, Some(&segments[0].meta))
                     .await?;
-                return Ok(mpegts_download(tape, segments, ranged, tracks));
+                let mut response =
+                    segments_response(tape, segments, context.range.as_deref(), tracks, Lost::Skip);
+                set(&mut response, header::CONTENT_TYPE, MPEGTS);
+                return Ok(response);
             }
             Form::Segment {
                 start_second,
                 duration_ms,
             } => {
+                if i64::from(duration_ms) > MAX_RUN_MS {
+                    return Err(PackagerError::BadRequest(format!(
+                        "segment URL of {duration_ms} ms: one URL spans at most {MAX_RUN_MS} ms"
+                    )));
+                }
                 let start = UtcMs::from_secs(start_second);
                 let reach = i64::from(duration_ms).max(1000) + 1000;
                 let candidates = tape
@@ -451,30 +441,36 @@ impl Packager {
                     .await?;
                 let run = segment_run(&candidates, start_second, duration_ms)
                     .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {path}")))?;
-                let body = match (run, playback.tracks) {
-                    // The common case: the cached bytes as they are, no copy.
-                    ([one], None) => tape.read(one).await?,
-                    _ => {
-                        let mut bytes = Vec::new();
-                        for segment in run {
-                            let stored = tape.read(segment).await?;
-                            match playback.tracks {
-                                None => bytes.extend_from_slice(&stored),
-                                Some(tracks) => bytes.extend(
-                                    tracks::select(&stored, &tracks.numbers())
-                                        .map_err(|e| track_error(&tape, &segment.meta, &e))?,
-                                ),
-                            }
-                        }
-                        bytes::Bytes::from(bytes)
-                    }
-                };
                 // The URL names these bytes forever: tag them by name.
+                let planned: u64 = run.iter().map(|s| s.meta.bytes).sum();
                 let etag = format!(
                     "\"{:016x}\"",
-                    fnv1a(path.as_bytes()) ^ run[0].meta.seq ^ body.len() as u64
+                    fnv1a(path.as_bytes()) ^ run[0].meta.seq ^ planned
                 );
-                let mut response = Response::new(Body::from(body));
+                let mut response = match (run, playback.tracks) {
+                    // The common case: the cached bytes as they are, no copy.
+                    ([one], None) => {
+                        let bytes = tape.read(one).await?;
+                        bytes_response(bytes, context.range.as_deref())
+                    }
+                    // One segment cut to tracks: a track it lacks is a 404
+                    // before any byte is sent.
+                    ([one], Some(tracks)) => {
+                        let stored = tape.read(one).await?;
+                        let cut = tracks::select(&stored, &tracks.numbers())
+                            .map_err(|e| track_error(&tape, &one.meta, &e))?;
+                        bytes_response(bytes::Bytes::from(cut), context.range.as_deref())
+                    }
+                    // A coalesced run, or tracks cut out: streamed segment
+                    // by segment, never collected.
+                    _ => segments_response(
+                        tape.clone(),
+                        run.to_vec(),
+                        context.range.as_deref(),
+                        playback.tracks,
+                        Lost::Fail,
+                    ),
+                };
                 set(&mut response, header::CONTENT_TYPE, MPEGTS);
                 set(
                     &mut response,
@@ -501,13 +497,37 @@ impl Packager {
         Ok(self.cache_playlist(cache_key, response, now).await)
     }
 
-    /// An endless paced MPEG-TS from `at`, cut to the tracks the URL picks.
+    /// An endless paced MPEG-TS from `at` (the tape's first segment at the
+    /// earliest), cut to the tracks the URL picks, if the paced-stream
+    /// quota has room for the client.
     async fn paced(
         &self,
         tape: StreamTape,
         at: UtcMs,
         playback: &Playback<'_>,
+        context: &RequestContext,
     ) -> Result<Response, PackagerError> {
+        let client = context
+            .client
+            .unwrap_or(ClientAddr(std::net::Ipv4Addr::UNSPECIFIED.into()));
+        let share = match self.paced.try_acquire(client) {
+            Ok(share) => share,
+            Err(exceeded) => {
+                return Ok(dvr_edge::busy(
+                    "paced_streams",
+                    "paced MPEG-TS streams",
+                    exceeded,
+                ))
+            }
+        };
+        let (first, _) = tape.extent().await?.ok_or_else(|| {
+            PackagerError::NothingRecorded(format!(
+                "stream {} has nothing recorded yet",
+                tape.name()
+            ))
+        })?;
+        // Before the tape there is nothing to wait for: start where it does.
+        let at = at.max(first);
         let first = if playback.tracks.is_some() || ts_video(playback).is_some() {
             tape.metas_between(at, at.saturating_add_ms(FIRST_SEGMENT_REACH_MS))
                 .await?
@@ -517,7 +537,18 @@ impl Packager {
             None
         };
         let tracks = self.ts_tracks(&tape, playback, first.as_ref()).await?;
-        Ok(paced_mpegts(tape, at, tracks, Arc::clone(&self.clock)))
+        Ok(paced_mpegts(
+            tape,
+            at,
+            tracks,
+            Arc::clone(&self.clock),
+            share,
+        ))
+    }
+
+    /// Paced MPEG-TS streams open now.
+    pub fn open_paced_streams(&self) -> usize {
+        self.paced.in_use()
     }
 
     /// The tracks a transport-stream form keeps (`None`: every track): its
@@ -803,10 +834,20 @@ impl Packager {
         query: &Query,
         now: UtcMs,
     ) -> Result<MediaPlan, PackagerError> {
+        // How long the viewer has watched bounds how much tape finding its
+        // position reads; a client-supplied start cannot stretch it.
+        let elapsed = (now.0 - started.0).max(0);
+        let max_ms = i64::from(self.config.max_range_secs) * 1000;
+        if elapsed > max_ms {
+            return Err(PackagerError::BadRequest(format!(
+                "timeshift_abs: this viewer started at {}, more than {} s ago; open the URL without started (or lutc) to start again",
+                started.as_secs(),
+                self.config.max_range_secs
+            )));
+        }
         let head = if query.ignore_gaps {
             // Recorded time from `at` decides; a few hours past the wall
             // clock's head covers any gaps worth skipping.
-            let elapsed = (now.0 - started.0).max(0);
             let until = UtcMs((at.0 + elapsed + ABS_GAP_REACH_MS).min(now.0));
             let recorded: Vec<_> = tape
                 .segments_between(at, until)
@@ -962,17 +1003,21 @@ impl Packager {
     }
 }
 
-async fn handle(
-    State(packager): State<Arc<Packager>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn handle(State(packager): State<Arc<Packager>>, request: Request) -> Response {
+    let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n").into_response();
     }
-    let ranged = headers.contains_key(header::RANGE);
-    match packager.answer(uri.path(), uri.query(), ranged).await {
+    let uri = request.uri();
+    let context = RequestContext {
+        range: request
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        client: ClientAddr::of(request.extensions()),
+    };
+    match packager.answer(uri.path(), uri.query(), &context).await {
         Ok(response) => response,
         Err(err) => {
             let status = StatusCode::from_u16(err.error_kind().http_status())
@@ -987,8 +1032,8 @@ async fn handle(
 
 /// The stored segments a segment URL names: the one starting in
 /// `start_second` with that duration, or, for an entry a long playlist
-/// coalesced, the run of consecutive segments from there whose durations add
-/// up to it.
+/// coalesced, the run of consecutive segments from there (at most
+/// [`MAX_RUN_SEGMENTS`]) whose durations add up to it.
 fn segment_run(
     candidates: &[TapeSegment],
     start_second: i64,
@@ -998,7 +1043,11 @@ fn segment_run(
         .iter()
         .position(|s| s.meta.utc_start.as_secs() == start_second)?;
     let mut total = Ticks(0);
-    for (i, segment) in candidates[first..].iter().enumerate() {
+    for (i, segment) in candidates[first..]
+        .iter()
+        .enumerate()
+        .take(MAX_RUN_SEGMENTS)
+    {
         if i > 0 && starts_new_run(&candidates[first + i - 1].meta, &segment.meta) {
             return None;
         }
@@ -1014,51 +1063,177 @@ fn segment_run(
     None
 }
 
-/// Streams the segments' bytes one after the other. A segment lost from
-/// the archive (not found) is skipped with a log line, so one damaged chunk
-/// costs its own time, not the download; any other failure ends the body.
+/// What a body of stored segments does with a segment lost from the
+/// archive (not found).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lost {
+    /// Leave it out with a log line: one damaged chunk costs a download
+    /// its own time, not the whole file. The length is then not known
+    /// before the end, so such a body has no `Content-Length`.
+    Skip,
+    /// End the body with an error: its length was promised.
+    Fail,
+}
+
+/// A whole stored segment, or the part a `Range` header asks for.
+fn bytes_response(bytes: bytes::Bytes, range: Option<&str>) -> Response {
+    let len = bytes.len() as u64;
+    let mut response = match http::range_ask(range, len) {
+        RangeAsk::Whole => Response::new(Body::from(bytes)),
+        RangeAsk::Part(start, end) => {
+            // Bounded by `len`, a `usize` to start with.
+            #[allow(clippy::cast_possible_truncation)]
+            let part = bytes.slice(start as usize..end as usize);
+            http::partial(Response::new(Body::from(part)), start, end, len)
+        }
+        RangeAsk::Unsatisfiable => return http::unsatisfiable(len),
+    };
+    set(&mut response, header::ACCEPT_RANGES, "bytes");
+    response
+}
+
+/// Streams stored segments one after the other, reading each only when
+/// the client has taken the one before: memory holds one segment, never
+/// the body.
 ///
-/// With `exact_length` (a client asking for a byte range, which needs the
-/// total) the planned length is sent as `Content-Length` and a lost segment
-/// ends the body instead: the length cannot change mid-flight, and the
-/// retry, planned from the catalog that now knows the loss, is exact.
-/// Without it there is no `Content-Length`, since a skip would make it a lie.
+/// A `Range` is mapped onto the segments it touches before anything is
+/// read: `bytes=-1` of a day-long download reads one segment, not the day.
+/// A ranged answer's length is exact, so a lost segment ends it with an
+/// error (the retry, planned from a catalog that now knows the loss, is
+/// exact again); a whole answer follows `lost`.
 ///
 /// With `tracks`, every segment is cut to them by PID; the length is then
-/// not known before the end, so there is no `Content-Length` and a byte
-/// range is answered with the whole body (which HTTP allows).
-fn mpegts_download(
+/// not known before the end, so there is no `Content-Length` and a `Range`
+/// is answered with the whole body (which HTTP allows).
+fn segments_response(
     tape: StreamTape,
     segments: Vec<TapeSegment>,
-    exact_length: bool,
+    range: Option<&str>,
     tracks: Option<TrackSet>,
+    lost: Lost,
 ) -> Response {
-    let exact_length = exact_length && tracks.is_none();
-    let numbers = tracks.map(TrackSet::numbers);
-    let length: u64 = segments.iter().map(|s| s.meta.bytes).sum();
-    let body = stream::unfold(
-        (tape, segments.into_iter(), numbers),
-        move |(tape, mut rest, numbers)| async move {
-            loop {
-                let segment = rest.next()?;
-                match tape.read(&segment).await {
-                    Ok(bytes) => match cut(&tape, &segment, bytes, numbers.as_deref()) {
-                        Ok(bytes) => return Some((Ok(bytes), (tape, rest, numbers))),
-                        Err(e) => {
-                            tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a segment without the asked tracks");
-                        }
-                    },
-                    Err(e) if e.error_kind() == ErrorKind::NotFound && !exact_length => {
-                        tracing::warn!(stream = tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a lost segment");
-                    }
-                    Err(e) => return Some((Err(std::io::Error::other(e)), (tape, rest, numbers))),
-                }
+    let Some(tracks) = tracks else {
+        let total: u64 = segments.iter().map(|s| s.meta.bytes).sum();
+        return match http::range_ask(range, total) {
+            RangeAsk::Whole => {
+                let length = (lost == Lost::Fail).then_some(total);
+                let mut response = segments_body(tape, segments, 0, u64::MAX, None, lost, length);
+                set(&mut response, header::ACCEPT_RANGES, "bytes");
+                response
             }
-        },
-    );
+            RangeAsk::Part(start, end) => {
+                let (touched, skip) = touched_segments(segments, start, end);
+                let body = segments_body(
+                    tape,
+                    touched,
+                    skip,
+                    end - start,
+                    None,
+                    Lost::Fail,
+                    Some(end - start),
+                );
+                let mut response = http::partial(body, start, end, total);
+                set(&mut response, header::ACCEPT_RANGES, "bytes");
+                response
+            }
+            RangeAsk::Unsatisfiable => http::unsatisfiable(total),
+        };
+    };
+    segments_body(
+        tape,
+        segments,
+        0,
+        u64::MAX,
+        Some(tracks.numbers()),
+        lost,
+        None,
+    )
+}
+
+/// The segments holding bytes `[start, end)` of their concatenation, and
+/// how many bytes of the first to skip.
+fn touched_segments(segments: Vec<TapeSegment>, start: u64, end: u64) -> (Vec<TapeSegment>, u64) {
+    let mut at = 0u64;
+    let mut skip = 0;
+    let mut touched = Vec::new();
+    for segment in segments {
+        let (from, to) = (at, at + segment.meta.bytes);
+        at = to;
+        if to <= start {
+            continue;
+        }
+        if from >= end {
+            break;
+        }
+        if touched.is_empty() {
+            skip = start - from;
+        }
+        touched.push(segment);
+    }
+    (touched, skip)
+}
+
+/// The body of `segments`: `skip` bytes of the first left out, at most
+/// `take` bytes sent, each cut to `tracks` when given.
+fn segments_body(
+    tape: StreamTape,
+    segments: Vec<TapeSegment>,
+    skip: u64,
+    take: u64,
+    tracks: Option<Vec<usize>>,
+    lost: Lost,
+    length: Option<u64>,
+) -> Response {
+    struct State {
+        tape: StreamTape,
+        rest: std::vec::IntoIter<TapeSegment>,
+        tracks: Option<Vec<usize>>,
+        skip: u64,
+        left: u64,
+    }
+    let state = State {
+        tape,
+        rest: segments.into_iter(),
+        tracks,
+        skip,
+        left: take,
+    };
+    let body = stream::unfold(state, move |mut st| async move {
+        loop {
+            if st.left == 0 {
+                return None;
+            }
+            let segment = st.rest.next()?;
+            let bytes = match st.tape.read(&segment).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.error_kind() == ErrorKind::NotFound && lost == Lost::Skip => {
+                    tracing::warn!(stream = st.tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a lost segment");
+                    continue;
+                }
+                Err(e) => return Some((Err(std::io::Error::other(e)), st)),
+            };
+            let mut bytes = match cut(&st.tape, &segment, bytes, st.tracks.as_deref()) {
+                Ok(bytes) => bytes,
+                Err(e) if lost == Lost::Skip => {
+                    tracing::warn!(stream = st.tape.name(), seq = segment.meta.seq, error = %e, "download: skipping a segment without the asked tracks");
+                    continue;
+                }
+                Err(e) => return Some((Err(std::io::Error::other(e)), st)),
+            };
+            // Both bounded by the segment's length, a `usize`.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                let from = (st.skip as usize).min(bytes.len());
+                let to = from + (st.left.min((bytes.len() - from) as u64) as usize);
+                bytes = bytes.slice(from..to);
+            }
+            st.skip = 0;
+            st.left -= bytes.len() as u64;
+            return Some((Ok(bytes), st));
+        }
+    });
     let mut response = Response::new(Body::from_stream(body));
-    set(&mut response, header::CONTENT_TYPE, MPEGTS);
-    if exact_length {
+    if let Some(length) = length {
         response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(length));

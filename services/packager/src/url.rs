@@ -435,7 +435,9 @@ fn suffix_flavor(kind: &str, base: &str, prefix: Option<Flavor>) -> Result<Flavo
     }
 }
 
-/// A UTC epoch second: digits only, so a negative or fractional time is a 400.
+/// A UTC epoch second: digits only, so a negative or fractional time is a
+/// 400, and no later than [`UtcMs::LAST_SECOND`](dvr_common::UtcMs::LAST_SECOND),
+/// so arithmetic on it cannot overflow.
 pub fn epoch(s: &str) -> Result<i64, UrlError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UrlError::Invalid(format!(
@@ -443,7 +445,9 @@ pub fn epoch(s: &str) -> Result<i64, UrlError> {
         )));
     }
     s.parse()
-        .map_err(|_| UrlError::Invalid(format!("time {s:?} is out of range")))
+        .ok()
+        .filter(|t| *t <= dvr_common::UtcMs::LAST_SECOND)
+        .ok_or_else(|| UrlError::Invalid(format!("time {s:?} is past the year 9999")))
 }
 
 /// A positive number of seconds.
@@ -683,5 +687,15 @@ mod tests {
             parse("/ort/archive-1700000000-now.ts"),
             Err(UrlError::Invalid(_))
         ));
+        // Numbers that would overflow milliseconds are refused, not wrapped.
+        for path in [
+            "/ort/timeshift_abs/9223372036854775807",
+            "/ort/timeshift_abs-253402300800.m3u8",
+            "/ort/archive-99999999999999999999-60.ts",
+            "/ort/timeshift_rel/4294967296",
+        ] {
+            assert!(matches!(parse(path), Err(UrlError::Invalid(_))), "{path}");
+        }
+        assert!(parse("/ort/timeshift_abs/253402300799").is_ok());
     }
 }

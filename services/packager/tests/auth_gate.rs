@@ -17,7 +17,9 @@ use axum::http::{Request, StatusCode};
 use dvr_auth::securetoken::sign;
 use dvr_auth::{Authorizer, Engine};
 use dvr_bus::{BusError, SegmentLog, SegmentLogOptions};
+use dvr_common::config::{HttpConfig, IpNet};
 use dvr_common::{Config, SimulatedClock, UtcMs};
+use dvr_edge::Edge;
 use dvr_packager::{Gate, Packager, PackagerConfig, StreamTape};
 use dvr_proto::{AuthReply, AuthRequest, SessionUsage};
 use support::{segment, T0};
@@ -71,7 +73,10 @@ struct Setup {
 
 const NOW_MS: i64 = T0 * 1000 + 41_000;
 
-fn setup(trust_forwarded_for: bool) -> Setup {
+/// The packager with a securetoken stream `ort` and an open `free`,
+/// behind the HTTP edge, which believes `X-Forwarded-For` from
+/// `trusted_proxy` only.
+fn setup(trusted_proxy: Option<&str>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SimulatedClock::new(UtcMs(NOW_MS)));
     let config = Config::from_yaml_str(
@@ -84,7 +89,7 @@ fn setup(trust_forwarded_for: bool) -> Setup {
         calls: AtomicUsize::new(0),
         down: AtomicBool::new(false),
     });
-    let gate = Arc::new(Gate::new(auth.clone(), trust_forwarded_for));
+    let gate = Arc::new(Gate::new(auth.clone()));
     let packager =
         Arc::new(Packager::new(PackagerConfig::default(), clock).with_auth(Arc::clone(&gate)));
     for name in ["ort", "free"] {
@@ -97,8 +102,13 @@ fn setup(trust_forwarded_for: bool) -> Setup {
         }
         packager.add_stream(StreamTape::new(name, log, None));
     }
+    let mut http = HttpConfig::default();
+    http.trusted_proxies = trusted_proxy
+        .map(|p| IpNet::parse(p).unwrap())
+        .into_iter()
+        .collect();
     Setup {
-        router: packager.router(),
+        router: Edge::new(&http).wrap(packager.router()),
         auth,
         gate,
         _dir: dir,
@@ -133,7 +143,7 @@ async fn get_from(
 
 #[tokio::test]
 async fn nothing_of_a_protected_stream_without_an_allow() {
-    let s = setup(false);
+    let s = setup(None);
     let ip = "192.0.2.1";
     let token = token_for(ip);
     let forged = token.replace("salt", "sa1t");
@@ -203,7 +213,7 @@ async fn nothing_of_a_protected_stream_without_an_allow() {
 
 #[tokio::test]
 async fn a_cached_allow_asks_nobody() {
-    let s = setup(false);
+    let s = setup(None);
     let ip = "192.0.2.1";
     let uri = format!("/ort/index.m3u8?token={}", token_for(ip));
     for _ in 0..20 {
@@ -220,7 +230,7 @@ async fn a_cached_allow_asks_nobody() {
 /// when its cached allow runs out, a new one is refused with 503.
 #[tokio::test(start_paused = true)]
 async fn open_sessions_outlive_an_unreachable_auth_service() {
-    let s = setup(false);
+    let s = setup(None);
     let ip = "192.0.2.1";
     let uri = format!("/ort/index.m3u8?token={}", token_for(ip));
     assert_eq!(get_from(&s, Some(ip), &uri, None).await.0, StatusCode::OK);
@@ -244,14 +254,14 @@ async fn open_sessions_outlive_an_unreachable_auth_service() {
 async fn forwarded_for_counts_only_when_trusted() {
     let ip = "192.0.2.1";
     let uri = format!("/ort/index.m3u8?token={}", token_for(ip));
-    let untrusted = setup(false);
+    let untrusted = setup(None);
     let (status, _) = get_from(&untrusted, Some("127.0.0.1"), &uri, Some(ip)).await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
         "a client cannot claim an address"
     );
-    let trusted = setup(true);
+    let trusted = setup(Some("127.0.0.1"));
     let (status, _) = get_from(
         &trusted,
         Some("127.0.0.1"),
@@ -262,7 +272,7 @@ async fn forwarded_for_counts_only_when_trusted() {
     assert_eq!(
         status,
         StatusCode::OK,
-        "the proxy's last entry is the client"
+        "the rightmost address the trusted proxy names is the client"
     );
 }
 
@@ -270,7 +280,7 @@ async fn forwarded_for_counts_only_when_trusted() {
 /// its record; a report that cannot be delivered loses none of them.
 #[tokio::test(start_paused = true)]
 async fn sessions_count_the_bytes_they_served() {
-    let s = setup(false);
+    let s = setup(None);
     let ip = "192.0.2.1";
     let token = token_for(ip);
     let bytes_of = |s: &Setup| {

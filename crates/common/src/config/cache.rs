@@ -42,12 +42,21 @@ pub struct PackagerSettings {
     /// Bytes of memory for cached chunk indexes and segments, shared by
     /// every stream (0 disables the memory cache).
     pub memory_cache_bytes: u64,
+    /// Endless paced MPEG-TS answers (`mpegts`, `timeshift_abs/T`,
+    /// `timeshift_rel/N`, `timeshift_abs-T.ts`) open at once on this node;
+    /// past it `503` with `Retry-After`. Default 5,000 (about 25 KiB of
+    /// memory each).
+    pub max_paced_streams: usize,
+    /// The same per client address. Default 16.
+    pub max_paced_streams_per_client: usize,
 }
 
 impl Default for PackagerSettings {
     fn default() -> Self {
         PackagerSettings {
             memory_cache_bytes: default_memory_cache_bytes(),
+            max_paced_streams: 5000,
+            max_paced_streams_per_client: 16,
         }
     }
 }

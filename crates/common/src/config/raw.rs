@@ -98,6 +98,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for RawNamed<T> {
 pub(crate) struct RawPackager {
     #[serde(default)]
     pub memory_cache: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub max_paced_streams: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_paced_streams_per_client: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,8 +109,22 @@ pub(crate) struct RawPackager {
 pub(crate) struct RawHttp {
     #[serde(default)]
     pub listen: Option<Spanned<String>>,
+    /// Replaced by `trusted_proxies`; read only to refuse it with a line
+    /// that says so.
     #[serde(default)]
-    pub trust_forwarded_for: Option<bool>,
+    pub trust_forwarded_for: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub max_connections: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_requests: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_requests_per_client: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub header_read_timeout: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub write_stall_timeout: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -155,7 +155,7 @@ fn shape_errors_carry_the_line() {
         Config::from_yaml_str("version: 1\nhttp: { listen: 5, port: 1 }\n", "c.yaml").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "c.yaml line 2: http: unknown field `port`, expected one of listen, trust_forwarded_for"
+        "c.yaml line 2: http: unknown field `port`, expected one of listen, trust_forwarded_for, trusted_proxies, max_connections, max_requests, max_requests_per_client, header_read_timeout, write_stall_timeout"
     );
 }
 
@@ -265,7 +265,8 @@ fn cache_errors_name_line_and_field() {
 #[test]
 fn auth_policies_read_as_the_seeds_write_them() {
     let c = load("auth.yaml").unwrap();
-    assert!(c.http.trust_forwarded_for);
+    assert_eq!(c.http.trusted_proxies.len(), 2);
+    assert!(c.http.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
     let main = &c.auth_backends["main"];
     assert_eq!(main.allow.ip.len(), 2);
     assert!(main.allow.ip[1].contains("172.16.0.9".parse().unwrap()));
@@ -343,5 +344,54 @@ fn auth_errors_name_line_and_field() {
     assert_eq!(
         error_of("version: 1\nauth: auth://x\n"),
         "config.yaml line 2: auth: auth://x: no such entry in auth_backends"
+    );
+}
+
+#[test]
+fn http_limits_have_safe_defaults_and_are_checked() {
+    let c = Config::from_yaml_str("version: 1\n", "c.yaml").unwrap();
+    assert_eq!(c.http.limits, HttpLimits::default());
+    assert!(c.http.trusted_proxies.is_empty());
+    assert_eq!(c.packager.max_paced_streams, 5000);
+    assert_eq!(c.packager.max_paced_streams_per_client, 16);
+    let c = Config::from_yaml_str(
+        "version: 1\nhttp:\n  trusted_proxies: [ \"10.0.0.0/8\" ]\n  max_connections: 5\n  max_requests: 4\n  max_requests_per_client: 2\n  header_read_timeout: 2s\n  write_stall_timeout: 500ms\npackager: { max_paced_streams: 3, max_paced_streams_per_client: 1 }\n",
+        "c.yaml",
+    )
+    .unwrap();
+    let l = c.http.limits;
+    assert_eq!(
+        (l.max_connections, l.max_requests, l.max_requests_per_client),
+        (5, 4, 2)
+    );
+    assert_eq!(
+        (l.header_read_timeout_ms, l.write_stall_timeout_ms),
+        (2000, 500)
+    );
+    assert_eq!(c.packager.max_paced_streams_per_client, 1);
+    let error_of = |yaml: &str| {
+        Config::from_yaml_str(&format!("version: 1\n{yaml}"), "c.yaml")
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        error_of("http: { trust_forwarded_for: true }\n"),
+        "c.yaml line 2: http.trust_forwarded_for: replaced by http.trusted_proxies: list the addresses of the proxies whose X-Forwarded-For to believe"
+    );
+    assert_eq!(
+        error_of("http: { max_requests: 0 }\n"),
+        "c.yaml line 2: http.max_requests: must be at least 1"
+    );
+    assert_eq!(
+        error_of("http: { header_read_timeout: 1ms }\n"),
+        "c.yaml line 2: http.header_read_timeout: must be between 100ms and 1h"
+    );
+    assert_eq!(
+        error_of("http: { trusted_proxies: [ \"10.0.0.0/99\" ] }\n"),
+        "c.yaml line 2: http.trusted_proxies[0]: invalid address or network \"10.0.0.0/99\": the prefix length is too long"
+    );
+    assert_eq!(
+        error_of("packager: { max_paced_streams_per_client: 0 }\n"),
+        "c.yaml line 2: packager.max_paced_streams_per_client: must be at least 1"
     );
 }

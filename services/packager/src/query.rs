@@ -1,0 +1,117 @@
+//! The query parameters the packager reads, checked once.
+//!
+//! A parameter the packager acts on either parses or is a `400` naming
+//! it: `?started=abc` silently ignored would restart a viewer's timeline.
+//! Every number is bounded (times by [`UtcMs::LAST_SECOND`]) before any
+//! arithmetic sees it. Parameters the packager does not know are left
+//! alone: players and middleware add their own.
+
+use dvr_common::UtcMs;
+
+/// The query parameters the packager reads.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    /// The `token=…` pair exactly as the client wrote it: middleware signs
+    /// or compares tokens byte for byte, so it is never re-encoded.
+    pub token: Option<String>,
+    /// `event=true`: an EVENT playlist while the range is not over.
+    pub event: bool,
+    /// `recording_status.json`: `from` (epoch seconds or `now`).
+    pub from: Option<String>,
+    /// `recording_status.json`: `to` (epoch seconds or `now`).
+    pub to: Option<String>,
+    /// `recording_status.json`: what to answer (`ranges`, `hour_bitmap`,
+    /// `locks`, `force_detailed`).
+    pub request: Vec<String>,
+    /// `timeshift_abs`: when the viewer started, in ms (set by our redirect).
+    pub started: Option<i64>,
+    /// Stream mode skips gaps instead of stopping at them.
+    pub ignore_gaps: bool,
+    /// Kodi's shift catch-up: play from `utc` (epoch seconds)...
+    pub utc: Option<i64>,
+    /// ...as of the viewer's `lutc` (epoch seconds).
+    pub lutc: Option<i64>,
+}
+
+impl Query {
+    /// Reads a raw query string; an `Err` is the line a `400` says.
+    pub fn parse(raw: Option<&str>) -> Result<Query, String> {
+        let mut q = Query::default();
+        let raw = raw.unwrap_or_default();
+        q.token = raw
+            .split('&')
+            .find(|pair| pair.starts_with("token="))
+            .map(str::to_owned);
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+            match &*key {
+                "event" => q.event = flag("event", &value)?,
+                "ignore_gaps" => q.ignore_gaps = flag("ignore_gaps", &value)?,
+                "from" => q.from = Some(value.into_owned()),
+                "to" => q.to = Some(value.into_owned()),
+                "request" => q.request.extend(value.split(',').map(str::to_owned)),
+                "started" => {
+                    q.started = Some(number("started", &value, UtcMs::LAST_SECOND * 1000)?);
+                }
+                "utc" => q.utc = Some(number("utc", &value, UtcMs::LAST_SECOND)?),
+                "lutc" => q.lutc = Some(number("lutc", &value, UtcMs::LAST_SECOND)?),
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    /// The part of the query that must follow the player to segment URLs.
+    pub fn carried(&self) -> Option<String> {
+        self.token.clone()
+    }
+}
+
+fn flag(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{name}={value:?}: expected true or false")),
+    }
+}
+
+/// A non-negative integer up to `max`.
+fn number(name: &str, value: &str, max: i64) -> Result<i64, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{name}={value:?}: expected a whole number"));
+    }
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("{name}={value:?}: out of range (at most {max})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_parse_or_say_which_is_wrong() {
+        let q = Query::parse(Some(
+            "token=a%2Bb&event=true&started=1700000000123&utc=1700000000&lutc=1700000100&request=ranges,locks&x=y",
+        ))
+        .unwrap();
+        assert_eq!(q.token.as_deref(), Some("token=a%2Bb"));
+        assert!(q.event && !q.ignore_gaps);
+        assert_eq!(q.started, Some(1_700_000_000_123));
+        assert_eq!((q.utc, q.lutc), (Some(1_700_000_000), Some(1_700_000_100)));
+        assert_eq!(q.request, ["ranges", "locks"]);
+        assert_eq!(Query::parse(None).unwrap(), Query::default());
+        for (raw, why) in [
+            ("started=abc", "started=\"abc\": expected a whole number"),
+            ("started=-5", "started=\"-5\": expected a whole number"),
+            ("utc=99999999999999999999", "out of range"),
+            ("lutc=253402300800", "out of range"),
+            ("event=yes", "event=\"yes\": expected true or false"),
+            ("ignore_gaps=", "ignore_gaps=\"\": expected true or false"),
+        ] {
+            let e = Query::parse(Some(raw)).unwrap_err();
+            assert!(e.contains(why), "{raw}: {e}");
+        }
+    }
+}
