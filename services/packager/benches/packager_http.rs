@@ -13,7 +13,13 @@
 //! - 1 MiB segments from the packager's memory cache: throughput, beside
 //!   nginx serving the same files with sendfile;
 //! - memory per 1,000 concurrent `timeshift_abs-T.ts` viewers (RSS growth
-//!   of this process while wrk holds the streams open).
+//!   of this process while wrk holds the streams open);
+//! - what the HTTP edge and the play gate cost (issue 15): the same 1-hour
+//!   playlist and 1 MiB segments through `dvr_edge::serve` (connection and
+//!   request caps, timeouts, client address) with a securetoken policy
+//!   answered from the gate's cache, against plain `axum::serve` with no
+//!   policy; the same URLs, token included, so the answers are the same
+//!   bytes; alternating runs, medians compared.
 //!
 //! The archive is written here through the archive store, as the recorder
 //! writes it: 24 hourly chunks of 1,800 small 2 s segments (PAT, PMT and
@@ -282,7 +288,11 @@ async fn main() {
         .await
         .expect("bind");
     let ours = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, packager.router()).await });
+    let plain = Arc::clone(&packager);
+    tokio::spawn(async move { axum::serve(listener, plain.router()).await });
+    // The same tapes behind the edge, both streams under a securetoken
+    // policy: every request passes the caps and the gate's cached allow.
+    let guarded_addr = guarded(&packager, Arc::clone(&clock), &[&day, &hd]).await;
 
     // The same bytes for nginx, under the same paths.
     let from = start.as_secs();
@@ -443,4 +453,130 @@ async fn main() {
         ),
     );
     println!("{viewers_row}");
+
+    // The edge's and the gate's cost: alternating runs of the same URLs
+    // (token included) on both listeners, medians compared.
+    let token = |stream: &str| {
+        let now = clock.now().as_secs();
+        dvr_auth::securetoken::sign(
+            TOKEN_KEY,
+            false,
+            stream,
+            "127.0.0.1",
+            "s4lt",
+            now - 60,
+            now + 86_400,
+        )
+    };
+    let hour_query = format!("{hour_path}?token={}", token("day"));
+    let tokened: Vec<String> = segment_paths
+        .iter()
+        .map(|p| format!("{p}?token={}", token("hd")))
+        .collect();
+    let tokened_lua = rotate("segments-token.lua", &tokened);
+    let rounds = 3;
+    let (mut plain_rps, mut guarded_rps, mut plain_bps, mut guarded_bps) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let segs = ["-t2", "-c8", "-d", &duration, "-s", &tokened_lua];
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always meets a warmer
+        // machine.
+        let order = if round % 2 == 0 {
+            [ours, guarded_addr]
+        } else {
+            [guarded_addr, ours]
+        };
+        for addr in order {
+            let playlist = wrk(&many, &url(addr, &hour_query));
+            let segments = wrk(&segs, &url(addr, "/"));
+            let (rps, bps) = if addr == ours {
+                (&mut plain_rps, &mut plain_bps)
+            } else {
+                (&mut guarded_rps, &mut guarded_bps)
+            };
+            rps.push(playlist.requests_per_sec);
+            bps.push(segments.bytes_per_sec);
+        }
+    }
+    println!();
+    println!(
+        "the HTTP edge (caps, timeouts, client address) + play gate (cached allow) vs plain axum::serve, median of {rounds} alternating runs"
+    );
+    println!(
+        "{:<44} {:>12} {:>12}  {:<8} target",
+        "", "edge+gate", "plain", "unit"
+    );
+    let cost_row = |name: &str, with: &[f64], without: &[f64], unit: &str, scale: f64| {
+        let (a, b) = (median(with), median(without));
+        let cost = 1.0 - a / b;
+        row(
+            name,
+            a / scale,
+            b / scale,
+            unit,
+            &format!(
+                "cost <= 5 %: {:.1} % {}",
+                cost * 100.0,
+                if cost <= 0.05 { "met" } else { "MISSED" }
+            ),
+        );
+    };
+    cost_row(
+        "1 h archive playlist, requests/s",
+        &guarded_rps,
+        &plain_rps,
+        "req/s",
+        1.0,
+    );
+    cost_row(
+        "1 MiB segments from cache, MiB/s",
+        &guarded_bps,
+        &plain_bps,
+        "MiB/s",
+        f64::from(1 << 20),
+    );
+}
+
+/// The securetoken key of the guarded listener's streams.
+const TOKEN_KEY: &str = "bench-key";
+
+/// Serves `packager`'s tapes of `streams`, each under a securetoken
+/// policy, through the HTTP edge with its default limits, on a new
+/// loopback port.
+async fn guarded(
+    packager: &Packager,
+    clock: Arc<dyn Clock>,
+    streams: &[&StreamName],
+) -> SocketAddr {
+    let mut yaml = String::from("version: 1\nstreams:\n");
+    for name in streams {
+        yaml.push_str(&format!(
+            "  {name}: {{ inputs: [ \"udp://239.0.0.1:1\" ], auth: \"securetoken://{TOKEN_KEY}\" }}\n"
+        ));
+    }
+    let config = dvr_common::Config::from_yaml_str(&yaml, "bench").expect("bench config");
+    let engine = dvr_auth::Engine::new(&config, Arc::clone(&clock), None);
+    let gate = Arc::new(dvr_packager::Gate::new(Arc::new(engine)));
+    let guarded = Arc::new(Packager::new(PackagerConfig::default(), clock).with_auth(gate));
+    for name in streams {
+        let tape = packager
+            .stream_tape(name.as_str())
+            .expect("a served stream");
+        guarded.add_stream(tape);
+    }
+    let http = dvr_common::config::HttpConfig::default();
+    let edge = dvr_edge::Edge::new(&http);
+    let app = edge.wrap(guarded.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(dvr_edge::serve(listener, app, edge, std::future::pending()));
+    addr
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }

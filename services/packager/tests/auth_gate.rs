@@ -102,11 +102,13 @@ fn setup(trusted_proxy: Option<&str>) -> Setup {
         }
         packager.add_stream(StreamTape::new(name, log, None));
     }
-    let mut http = HttpConfig::default();
-    http.trusted_proxies = trusted_proxy
-        .map(|p| IpNet::parse(p).unwrap())
-        .into_iter()
-        .collect();
+    let http = HttpConfig {
+        trusted_proxies: trusted_proxy
+            .map(|p| IpNet::parse(p).unwrap())
+            .into_iter()
+            .collect(),
+        ..HttpConfig::default()
+    };
     Setup {
         router: Edge::new(&http).wrap(packager.router()),
         auth,
