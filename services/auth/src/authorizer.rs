@@ -2,7 +2,7 @@
 //! in process by the [`Engine`] (embedded mode) or over the bus by
 //! [`BusAuthorizer`], whose requests [`serve`] answers in the auth service.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +20,29 @@ use futures::StreamExt;
 use tracing::{warn, Instrument};
 
 use crate::engine::Engine;
+use crate::reads::{policy_reads, PolicyReads};
 
 /// Decides play requests.
+///
+/// An implementor provides [`Authorizer::reads`]; [`Authorizer::protects`]
+/// follows from it. (Each has a default in terms of the other, so an
+/// implementor written before `reads` existed, providing `protects` only,
+/// still compiles and is taken to read every field. One of the two must be
+/// provided.)
 #[async_trait]
 pub trait Authorizer: Send + Sync + fmt::Debug {
+    /// What the policy of `stream` decides on besides stream, client
+    /// address and token; `None` when `stream` has no policy. An answer
+    /// may be reused only for requests that agree on these fields: a cache
+    /// of answers keys on them.
+    fn reads(&self, stream: &str) -> Option<PolicyReads> {
+        self.protects(stream).then_some(PolicyReads::ALL)
+    }
+
     /// Whether plays of `stream` need an allow (it has a policy).
-    fn protects(&self, stream: &str) -> bool;
+    fn protects(&self, stream: &str) -> bool {
+        self.reads(stream).is_some()
+    }
 
     /// Takes the policies of `config`'s streams from now on: the streams
     /// bucket changed (a stream added or changed through the API).
@@ -47,8 +64,8 @@ impl Authorizer for Engine {
         Engine::set_policies(self, config);
     }
 
-    fn protects(&self, stream: &str) -> bool {
-        Engine::protects(self, stream)
+    fn reads(&self, stream: &str) -> Option<PolicyReads> {
+        Engine::reads(self, stream)
     }
 
     async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {
@@ -65,7 +82,8 @@ impl Authorizer for Engine {
 #[derive(Debug)]
 pub struct BusAuthorizer {
     requester: Arc<dyn Requester>,
-    protected: std::sync::RwLock<HashSet<String>>,
+    /// What each protected stream's policy reads ([`policy_reads`]).
+    reads: std::sync::RwLock<HashMap<String, PolicyReads>>,
     timeout: Duration,
 }
 
@@ -76,36 +94,27 @@ impl BusAuthorizer {
     pub fn new(config: &Config, requester: Arc<dyn Requester>, timeout: Duration) -> Self {
         Self {
             requester,
-            protected: std::sync::RwLock::new(protected(config)),
+            reads: std::sync::RwLock::new(policy_reads(config)),
             timeout,
         }
     }
-}
-
-/// The streams `config` gives a policy.
-fn protected(config: &Config) -> HashSet<String> {
-    config
-        .streams
-        .keys()
-        .filter(|s| config.auth_of(s).is_some())
-        .map(|s| s.as_str().to_owned())
-        .collect()
 }
 
 #[async_trait]
 impl Authorizer for BusAuthorizer {
     fn set_policies(&self, config: &Config) {
         *self
-            .protected
+            .reads
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = protected(config);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy_reads(config);
     }
 
-    fn protects(&self, stream: &str) -> bool {
-        self.protected
+    fn reads(&self, stream: &str) -> Option<PolicyReads> {
+        self.reads
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(stream)
+            .get(stream)
+            .copied()
     }
 
     async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {
@@ -195,4 +204,62 @@ pub async fn list_sessions(kv: &dyn Kv) -> Result<Vec<SessionRecord>, BusError> 
     }
     out.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An authorizer written before `reads`: it says which streams it
+    /// protects, nothing more.
+    #[derive(Debug)]
+    struct ProtectsOnly;
+
+    #[async_trait]
+    impl Authorizer for ProtectsOnly {
+        fn protects(&self, stream: &str) -> bool {
+            stream == "news"
+        }
+
+        fn set_policies(&self, _: &Config) {}
+
+        async fn check(&self, _: &AuthRequest) -> Result<AuthReply, BusError> {
+            Err(BusError::NoResponders {
+                subject: AUTH_CHECK_SUBJECT.into(),
+            })
+        }
+
+        async fn report_usage(&self, _: &SessionUsage) -> Result<(), BusError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_authorizer_that_only_protects_is_taken_to_read_everything() {
+        assert_eq!(ProtectsOnly.reads("news"), Some(PolicyReads::ALL));
+        assert_eq!(ProtectsOnly.reads("free"), None);
+    }
+
+    #[tokio::test]
+    async fn the_bus_authorizer_reads_what_the_config_says() {
+        let yaml = "version: 1\n\
+            auth_backends:\n  main: { deny: { ua: [ \"BadBot\" ] }, default: allow }\n\
+            streams:\n\
+            \x20 ort: { inputs: [ \"udp://239.0.0.1:1\" ], auth: \"auth://main\" }\n\
+            \x20 free: { inputs: [ \"udp://239.0.0.1:2\" ] }\n";
+        let config = Config::from_yaml_str(yaml, "t.yaml").unwrap();
+        let hub = Arc::new(dvr_bus::MemoryRequests::new());
+        let auth = BusAuthorizer::new(&config, hub, Duration::from_secs(1));
+        let ua = Some(PolicyReads {
+            user_agent: true,
+            ..PolicyReads::NONE
+        });
+        assert_eq!(auth.reads("ort"), ua);
+        assert!(auth.protects("ort") && !auth.protects("free"));
+        assert_eq!(auth.reads("free"), None);
+        // The streams bucket changed: the policy reads what the new one does.
+        let changed = yaml.replace("auth://main", "securetoken://K");
+        auth.set_policies(&Config::from_yaml_str(&changed, "t.yaml").unwrap());
+        assert_eq!(auth.reads("ort"), Some(PolicyReads::NONE));
+    }
 }

@@ -2,14 +2,23 @@
 //! request, and the sessions it has opened.
 //!
 //! The one idea: a *session* (hash of stream, client address and token,
-//! as the seeds define it) is decided once and then re-checked every
-//! `X-AuthDuration`; in between, its state answers. An open session whose
+//! as the seeds define it, and of each further request field the stream's
+//! policy decides on, [`PolicyReads`]) is decided once and then re-checked
+//! every `X-AuthDuration`; in between, its state answers. An open session whose
 //! re-check is due is answered from its state at once while the backends
 //! are asked in the background, so a backend that hangs never stalls a
 //! viewer who is already watching; a session that was never opened waits
 //! for the backends (at most their 3 s timeout) and stays unopened if they
 //! are silent. A denial by a backend is cached for its duration, so a
 //! banned token does not reach the backend again.
+//!
+//! Because the read fields are part of the session's identity, a request
+//! that differs in one (a User-Agent a `deny ua` rule refuses, after an
+//! allowed one opened a session; MPEG-TS after HLS for a backend that is
+//! sent the protocol) is another session, decided on its own: no state
+//! answers for a field it was not decided on. Fields the policy does not
+//! read are not in the key, so a securetoken session is one session
+//! whatever player or protocol uses it.
 //!
 //! The order of a `auth://NAME` policy is the seeds': allow token, deny
 //! token, allow ip, deny ip, allow user agent, deny user agent, then the
@@ -37,6 +46,7 @@ use crate::backend::{
     BackendAnswer, BackendQuery, Backends, BACKEND_TIMEOUT, DEFAULT_AUTH_DURATION_S,
 };
 use crate::metrics::{self, DecidedBy};
+use crate::reads::{policy_reads, PolicyReads};
 use crate::securetoken::{self, constant_time_eq};
 
 /// How long an answer for a stream without a policy may be reused.
@@ -74,12 +84,54 @@ impl Policy {
 /// Bytes of the hash a session id keeps.
 const SESSION_ID_BYTES: usize = 12;
 
-/// The session id: hex of a hash of stream, client address and token.
+/// The id of the session of a stream whose policy reads nothing besides
+/// stream, client address and token ([`PolicyReads::NONE`]): hex of a
+/// hash of the three.
 pub fn session_id(stream: &str, ip: &str, token: &str) -> String {
+    hash_session([stream, ip, token], [])
+}
+
+/// The id of `req`'s session when its stream's policy reads `reads`: hex
+/// of a hash of stream, client address, token and each field read (an
+/// absent header counts as empty, as the policies read it).
+pub fn session_id_for(req: &AuthRequest, reads: PolicyReads) -> String {
+    let fields = [
+        (b'p', reads.protocol, req.protocol.as_str()),
+        (
+            b'u',
+            reads.user_agent,
+            req.user_agent.as_deref().unwrap_or_default(),
+        ),
+        (
+            b'r',
+            reads.referer,
+            req.referer.as_deref().unwrap_or_default(),
+        ),
+    ];
+    hash_session(
+        [req.stream.as_str(), &req.ip, &req.token],
+        fields
+            .into_iter()
+            .filter(|(_, read, _)| *read)
+            .map(|(tag, _, value)| (tag, value)),
+    )
+}
+
+/// The session hash. Every value is length-prefixed and every optional
+/// one tagged, so no two lists of values hash the same text (a token
+/// holding NUL or a header holding a tag cannot pass for other fields).
+fn hash_session<'a>(always: [&str; 3], read: impl IntoIterator<Item = (u8, &'a str)>) -> String {
+    fn value(h: &mut Sha256, v: &str) {
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
     let mut h = Sha256::new();
-    for part in [stream, ip, token] {
-        h.update(part.as_bytes());
-        h.update([0]);
+    for v in always {
+        value(&mut h, v);
+    }
+    for (tag, v) in read {
+        h.update([tag]);
+        value(&mut h, v);
     }
     hex::encode(&h.finalize()[..SESSION_ID_BYTES])
 }
@@ -241,8 +293,9 @@ pub struct Engine {
 #[derive(Debug, Default)]
 struct Policies {
     by_stream: HashMap<StreamName, Policy>,
-    /// The names of `by_stream`, for a lookup by `&str` on every request.
-    protected: std::collections::HashSet<String>,
+    /// What each policy of `by_stream` reads, by name, for a lookup by
+    /// `&str` on every request ([`policy_reads`]: the same keys).
+    reads: HashMap<String, PolicyReads>,
 }
 
 impl Policies {
@@ -292,7 +345,7 @@ impl Policies {
             by_stream.insert(name.clone(), policy);
         }
         let policies = Self {
-            protected: by_stream.keys().map(|s| s.as_str().to_owned()).collect(),
+            reads: policy_reads(config),
             by_stream,
         };
         (policies, problems)
@@ -372,11 +425,18 @@ impl Engine {
 
     /// Whether plays of `stream` need an allow.
     pub fn protects(&self, stream: &str) -> bool {
-        self.shared.policies().protected.contains(stream)
+        self.shared.policies().reads.contains_key(stream)
+    }
+
+    /// What the policy of `stream` decides on besides stream, address and
+    /// token; `None` when it has no policy.
+    pub fn reads(&self, stream: &str) -> Option<PolicyReads> {
+        self.shared.policies().reads.get(stream).copied()
     }
 
     /// Takes the policies of `config`'s streams from now on (the streams
-    /// bucket changed); open sessions keep their state.
+    /// bucket changed); open sessions keep their state (a policy that now
+    /// reads other fields keys new requests to new sessions).
     pub fn set_policies(&self, config: &Config) {
         *self
             .shared
@@ -441,8 +501,21 @@ impl Engine {
 
     async fn answer(&self, req: &AuthRequest) -> (AuthReply, DecidedBy) {
         let sh = &self.shared;
-        let id = session_id(req.stream.as_str(), &req.ip, &req.token);
-        let policy = sh.policies().by_stream.get(&req.stream).cloned();
+        let (policy, reads) = {
+            let policies = sh.policies();
+            let reads = policies.reads.get(req.stream.as_str()).copied();
+            (policies.by_stream.get(&req.stream).cloned(), reads)
+        };
+        // The fields the policy reads are part of the session's identity
+        // rather than a reason to decide one session again: a session is
+        // then exactly one decision, with one state, one re-check carrying
+        // its own referer and protocol, and its own byte count. A player
+        // keeps its User-Agent, protocol and page, so it is one session;
+        // two players (or a forger trying a denied User-Agent) are two,
+        // and count as two against X-Max-Sessions, as they would from two
+        // tokens. Re-deciding one session instead would flip its state
+        // (and its record) between the answers of the players sharing it.
+        let id = session_id_for(req, reads.unwrap_or_default());
         let Some(policy) = policy else {
             let open = reply(
                 AuthDecision::Allow,
@@ -949,6 +1022,81 @@ mod tests {
         &p.by_stream[&StreamName::new(stream).unwrap()]
     }
 
+    fn request(
+        token: &str,
+        ua: Option<&str>,
+        referer: Option<&str>,
+        protocol: &str,
+    ) -> AuthRequest {
+        AuthRequest {
+            v: PROTO_VERSION,
+            stream: StreamName::new("news").unwrap(),
+            ip: "192.0.2.1".into(),
+            token: token.into(),
+            user_agent: ua.map(str::to_owned),
+            referer: referer.map(str::to_owned),
+            protocol: protocol.into(),
+        }
+    }
+
+    #[test]
+    fn a_session_is_keyed_on_the_fields_its_policy_reads() {
+        let base = request("t", Some("MAG"), Some("https://a.example/"), "hls");
+        let id = |req: &AuthRequest, reads| session_id_for(req, reads);
+        let none = PolicyReads::NONE;
+        assert_eq!(id(&base, none), session_id("news", "192.0.2.1", "t"));
+        let others = [
+            (
+                request("t", Some("VLC"), Some("https://a.example/"), "hls"),
+                "ua",
+            ),
+            (
+                request("t", Some("MAG"), Some("https://b.example/"), "hls"),
+                "referer",
+            ),
+            (
+                request("t", Some("MAG"), Some("https://a.example/"), "mpegts"),
+                "protocol",
+            ),
+        ];
+        for (other, field) in &others {
+            assert_eq!(id(other, none), id(&base, none), "{field} not read");
+            let reads = PolicyReads {
+                protocol: *field == "protocol",
+                user_agent: *field == "ua",
+                referer: *field == "referer",
+            };
+            assert_ne!(id(other, reads), id(&base, reads), "{field} read");
+            assert_ne!(
+                id(&base, reads),
+                id(&base, none),
+                "{field} read is another key"
+            );
+            assert!(is_session_id(&id(other, reads)), "a valid key");
+        }
+        // An absent header reads as empty, as the rules read it.
+        assert_eq!(
+            id(&request("t", None, None, "hls"), PolicyReads::ALL),
+            id(&request("t", Some(""), Some(""), "hls"), PolicyReads::ALL)
+        );
+        // No value can pass for a neighbour: lengths and tags keep them apart.
+        let ua = PolicyReads {
+            user_agent: true,
+            ..none
+        };
+        let referer = PolicyReads {
+            referer: true,
+            ..none
+        };
+        let x = request("t", Some("x"), None, "hls");
+        let y = request("t", None, Some("x"), "hls");
+        assert_ne!(id(&x, ua), id(&y, referer));
+        assert_ne!(
+            session_id("news", "192.0.2.1", "a\0b"),
+            session_id("news", "192.0.2.1\0a", "b")
+        );
+    }
+
     #[test]
     fn secrets_are_read_from_the_environment() {
         let (p, problems) = resolve(&[("KEY", "k3y"), ("ALLOWED", "t0ken")]);
@@ -980,7 +1128,7 @@ mod tests {
             ]
         );
         for stream in ["news", "ort"] {
-            assert!(p.protected.contains(stream), "{stream} stays protected");
+            assert!(p.reads.contains_key(stream), "{stream} stays protected");
             match policy(&p, stream) {
                 Policy::Lists(c) => {
                     assert!(c.backends.is_empty() && !c.allow_default && c.allow.token.is_empty());

@@ -6,6 +6,8 @@
 //! - [`backend`]: the HTTP backend protocol, several backends in parallel.
 //! - [`engine`]: policies in the seeds' order, and sessions: decided once,
 //!   re-checked every auth duration, mirrored into the sessions bucket.
+//! - [`reads`]: which request fields a stream's policy decides on, so no
+//!   answer is reused across a field it read.
 //! - [`metrics`]: decisions, backend latency and open sessions for
 //!   Prometheus.
 //! - [`authorizer`]: how a packager asks, in process or over the bus, and
@@ -15,7 +17,9 @@ pub mod authorizer;
 pub mod backend;
 pub mod engine;
 pub mod metrics;
+pub mod reads;
 pub mod securetoken;
 
 pub use authorizer::{list_sessions, serve, Authorizer, BusAuthorizer};
-pub use engine::{session_id, unreadable_secrets, Engine};
+pub use engine::{session_id, session_id_for, unreadable_secrets, Engine};
+pub use reads::{policy_reads, PolicyReads};

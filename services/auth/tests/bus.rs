@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dvr_auth::securetoken::sign;
-use dvr_auth::{list_sessions, serve, Authorizer, BusAuthorizer, Engine};
+use dvr_auth::{list_sessions, serve, Authorizer, BusAuthorizer, Engine, PolicyReads};
 use dvr_bus::testserver::NatsServer;
 use dvr_bus::{BusError, Kv, MemoryKv, MemoryRequests, NatsBus, NatsConfig, Requester, Responder};
 use dvr_common::{Config, ErrorKind, StreamName, SystemClock};
@@ -33,6 +33,8 @@ async fn exercise(
     }
     let auth = BusAuthorizer::new(&config, Arc::clone(&requester), Duration::from_secs(5));
     assert!(auth.protects("news") && !auth.protects("free"), "[{name}]");
+    assert_eq!(auth.reads("news"), Some(PolicyReads::NONE), "[{name}]");
+    assert_eq!(auth.reads("free"), None, "[{name}]");
     let now = SystemClock.now_secs();
     let token = sign("K", false, "news", "192.0.2.1", "salt", now - 5, now + 60);
     let ask = |token: &str| AuthRequest {

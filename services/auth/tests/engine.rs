@@ -40,7 +40,8 @@ impl Backend {
 }
 
 /// Answers by token: `good*` 200 (60 s), `bad*` 403, `moved` 302,
-/// `broken` 500, `user-*` 200 for user `u1` limited to 2 sessions.
+/// `broken` 500, `user-*` 200 for user `u1` limited to 2 sessions,
+/// `hls-only*` 200 (60 s) for `type=hls` and 403 for any other protocol.
 async fn auth(
     State(b): State<Backend>,
     Query(q): Query<HashMap<String, String>>,
@@ -57,6 +58,13 @@ async fn auth(
     let status = if token.starts_with("good") {
         headers.insert("X-AuthDuration", HeaderValue::from_static("60"));
         StatusCode::OK
+    } else if token.starts_with("hls-only") {
+        headers.insert("X-AuthDuration", HeaderValue::from_static("60"));
+        if q.get("type").map(String::as_str) == Some("hls") {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        }
     } else if token.starts_with("bad") {
         headers.insert("X-AuthDuration", HeaderValue::from_static("120"));
         StatusCode::FORBIDDEN
@@ -153,7 +161,11 @@ impl Setup {
     }
 
     async fn check_ua(&self, stream: &str, ip: &str, token: &str, ua: Option<&str>) -> AuthReply {
-        tokio::time::timeout(PATIENCE, self.engine.check(&ask(stream, ip, token, ua)))
+        self.ask(&ask(stream, ip, token, ua)).await
+    }
+
+    async fn ask(&self, request: &AuthRequest) -> AuthReply {
+        tokio::time::timeout(PATIENCE, self.engine.check(request))
             .await
             .expect("the engine answers")
     }
@@ -459,9 +471,11 @@ async fn sessions_are_listed_from_the_bucket() {
     .expect("both sessions recorded");
     assert_eq!(listed[0].stream.as_str(), "hooked");
     assert_eq!(listed[0].user_id.as_deref(), Some("u1"));
+    // The backend is sent protocol and referer: they are part of the id.
+    let reads = s.engine.reads("hooked").unwrap();
     assert_eq!(
         listed[0].id,
-        dvr_auth::session_id("hooked", "192.0.2.3", "user-a")
+        dvr_auth::session_id_for(&ask("hooked", "192.0.2.3", "user-a", None), reads)
     );
     assert_eq!(
         (listed[1].stream.as_str(), listed[1].ip.as_str()),
@@ -508,4 +522,128 @@ async fn an_error_at_a_recheck_keeps_the_session() {
         "asked again soon: {}",
         kept.duration_s
     );
+}
+
+/// Finding: a session was (stream, ip, token) only, so a User-Agent that
+/// `deny ua` refuses played once an allowed one had opened the session.
+#[tokio::test]
+async fn a_denied_user_agent_stays_denied_after_an_allowed_one() {
+    let s = setup(Duration::from_secs(3)).await;
+    let (ip, token) = ("192.0.2.20", "shared-token");
+    let allowed = s.check_ua("lists", ip, token, Some("MAG 254")).await;
+    assert_eq!(decision(&allowed), (AuthDecision::Allow, "allow ua"));
+    let denied = s.check_ua("lists", ip, token, Some("BadBot/1.0")).await;
+    assert_eq!(decision(&denied), (AuthDecision::Deny, "deny ua"));
+    assert_ne!(denied.session, allowed.session, "another session");
+    // The allowed player keeps its session, the denied one stays denied.
+    let again = s.check_ua("lists", ip, token, Some("MAG 254")).await;
+    assert_eq!(decision(&again), (AuthDecision::Allow, "open session"));
+    assert_eq!(again.session, allowed.session);
+    let denied = s.check_ua("lists", ip, token, Some("BadBot/1.0")).await;
+    assert_eq!(decision(&denied), (AuthDecision::Deny, "deny ua"));
+    // No User-Agent is a field value too: no rule allows it.
+    let none = s.check_ua("lists", ip, token, None).await;
+    assert_eq!(decision(&none), (AuthDecision::Deny, "no rule allows it"));
+}
+
+/// Finding: a backend deciding by protocol was asked once for all
+/// protocols. It is sent `type` (and `referer`), so another protocol (or
+/// page) is another session and asks it again.
+#[tokio::test]
+async fn a_backend_is_asked_again_for_another_protocol_or_referer() {
+    let s = setup(Duration::from_secs(3)).await;
+    let ip = "192.0.2.21";
+    let hls = ask("hooked", ip, "hls-only-1", Some("MAG"));
+    let allowed = s.ask(&hls).await;
+    assert_eq!(
+        (allowed.decision, allowed.duration_s),
+        (AuthDecision::Allow, 60)
+    );
+    assert_eq!(
+        decision(&s.ask(&hls).await),
+        (AuthDecision::Allow, "open session")
+    );
+    assert_eq!(
+        s.backend.asked_for("hls-only-1").len(),
+        1,
+        "a cached allow asks nobody"
+    );
+
+    let mpegts = AuthRequest {
+        protocol: "mpegts".into(),
+        ..hls.clone()
+    };
+    let denied = s.ask(&mpegts).await;
+    assert_eq!(
+        decision(&denied),
+        (AuthDecision::Deny, "backend denied (403)")
+    );
+    let asked = s.backend.asked_for("hls-only-1");
+    assert_eq!(asked.len(), 2, "asked again for mpegts");
+    assert_eq!(
+        (asked[1]["type"].as_str(), asked[1]["request_type"].as_str()),
+        ("mpegts", "new_session")
+    );
+    // The denial is that session's: HLS keeps playing.
+    assert_eq!(
+        decision(&s.ask(&hls).await),
+        (AuthDecision::Allow, "open session")
+    );
+    assert_eq!(
+        decision(&s.ask(&mpegts).await),
+        (AuthDecision::Deny, "denied earlier")
+    );
+
+    // Another page is asked about too; the User-Agent, which the backend
+    // is not sent, is not.
+    let other_page = AuthRequest {
+        referer: Some("https://elsewhere.example/".into()),
+        ..hls.clone()
+    };
+    assert_eq!(s.ask(&other_page).await.decision, AuthDecision::Allow);
+    let asked = s.backend.asked_for("hls-only-1");
+    assert_eq!(asked.len(), 3, "asked again for another referer");
+    assert_eq!(asked[2]["referer"], "https://elsewhere.example/");
+    let other_player = AuthRequest {
+        user_agent: Some("VLC".into()),
+        ..hls.clone()
+    };
+    let r = s.ask(&other_player).await;
+    assert_eq!(decision(&r), (AuthDecision::Allow, "open session"));
+    assert_eq!(r.session, allowed.session);
+    assert_eq!(s.backend.asked_for("hls-only-1").len(), 3);
+    assert_eq!(
+        s.engine.reads("hooked"),
+        Some(dvr_auth::PolicyReads {
+            protocol: true,
+            user_agent: false,
+            referer: true
+        })
+    );
+}
+
+/// A securetoken reads none of User-Agent, protocol and referer: a change
+/// of them is the same session, answered from its state.
+#[tokio::test]
+async fn a_securetoken_session_is_not_decided_again_for_fields_it_does_not_read() {
+    let s = setup(Duration::from_secs(3)).await;
+    let ip = "192.0.2.22";
+    let token = sign("SECRETKEY", false, "news", ip, "s4lt", T0 - 10, T0 + 600);
+    let first = ask("news", ip, &token, Some("MAG"));
+    let opened = s.ask(&first).await;
+    assert_eq!(
+        decision(&opened),
+        (AuthDecision::Allow, "securetoken valid")
+    );
+    let changed = AuthRequest {
+        user_agent: Some("BadBot/1.0".into()),
+        referer: None,
+        protocol: "mpegts".into(),
+        ..first
+    };
+    let r = s.ask(&changed).await;
+    assert_eq!(decision(&r), (AuthDecision::Allow, "open session"));
+    assert_eq!(r.session, opened.session);
+    assert_eq!(s.engine.sessions().len(), 1);
+    assert_eq!(s.engine.reads("news"), Some(dvr_auth::PolicyReads::NONE));
 }
