@@ -48,7 +48,7 @@ use crate::url::{self, Form};
 
 mod cache;
 
-use cache::{Cached, Found, SessionCache, SessionKey};
+use cache::{Cached, Found, ReadFields, SessionCache, SessionKey};
 
 /// How long a session that was allowed keeps playing while the auth
 /// service cannot be reached, before it is asked again.
@@ -194,16 +194,23 @@ impl Gate {
             return Lookup::Unprotected;
         };
         // Only valid names are protected, so what passes here is no stream.
-        if !self.authorizer.protects(playback.stream) {
+        let Some(reads) = self.authorizer.reads(playback.stream) else {
             return Lookup::Unprotected;
-        }
+        };
         let stream = playback.stream;
         let Some(ip) = Self::client_ip(request) else {
             warn!(stream, "refusing a play request without a client address");
             return Lookup::Refused;
         };
         let token = token(request.uri().query());
-        let key = self.cache.key(stream, ip, &token);
+        let headers = request.headers();
+        let field = |name| headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
+        let read = ReadFields {
+            protocol: reads.protocol.then(|| protocol(playback.form)),
+            user_agent: reads.user_agent.then(|| field(header::USER_AGENT)),
+            referer: reads.referer.then(|| field(header::REFERER)),
+        };
+        let key = self.cache.key(stream, ip, &token, read);
         let stale = match self.cache.find(key, now) {
             Found::Fresh(c) => return Lookup::Cached(c),
             Found::Stale(c) => c,
@@ -211,7 +218,6 @@ impl Gate {
         let Ok(stream_name) = StreamName::new(stream) else {
             return Lookup::Refused;
         };
-        let headers = request.headers();
         let question = AuthRequest {
             v: PROTO_VERSION,
             stream: stream_name,

@@ -39,8 +39,8 @@ impl Authorizer for Counted {
         self.engine.set_policies(config);
     }
 
-    fn protects(&self, stream: &str) -> bool {
-        self.engine.protects(stream)
+    fn reads(&self, stream: &str) -> Option<dvr_auth::PolicyReads> {
+        self.engine.reads(stream)
     }
 
     async fn check(&self, request: &AuthRequest) -> Result<AuthReply, BusError> {
@@ -80,7 +80,7 @@ fn setup(trusted_proxy: Option<&str>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SimulatedClock::new(UtcMs(NOW_MS)));
     let config = Config::from_yaml_str(
-        "version: 1\nstreams:\n  ort: { inputs: [ \"udp://239.0.0.1:1\" ], auth: \"securetoken://K\" }\n  free: { inputs: [ \"udp://239.0.0.1:2\" ] }\n",
+        "version: 1\nauth_backends:\n  nobots: { deny: { ua: [ \"BadBot\" ] }, default: allow }\nstreams:\n  ort: { inputs: [ \"udp://239.0.0.1:1\" ], auth: \"securetoken://K\" }\n  free: { inputs: [ \"udp://239.0.0.1:2\" ] }\n  tv: { inputs: [ \"udp://239.0.0.1:3\" ], auth: \"auth://nobots\" }\n",
         "t.yaml",
     )
     .unwrap();
@@ -92,7 +92,7 @@ fn setup(trusted_proxy: Option<&str>) -> Setup {
     let gate = Arc::new(Gate::new(auth.clone()));
     let packager =
         Arc::new(Packager::new(PackagerConfig::default(), clock).with_auth(Arc::clone(&gate)));
-    for name in ["ort", "free"] {
+    for name in ["ort", "free", "tv"] {
         let log = Arc::new(
             SegmentLog::open(dir.path().join(name), SegmentLogOptions::default()).unwrap(),
         );
@@ -141,6 +141,55 @@ async fn get_from(
     let status = response.status();
     let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn status_with_agent(s: &Setup, uri: &str, agent: &str) -> StatusCode {
+    let mut request = Request::get(uri)
+        .header("User-Agent", agent)
+        .body(Body::empty())
+        .unwrap();
+    let addr: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(addr));
+    s.router.clone().oneshot(request).await.unwrap().status()
+}
+
+/// An allow is reused only for requests that agree on what it was decided
+/// on: a User-Agent a `deny ua` rule names is refused after another one
+/// opened the session, and a policy that reads no User-Agent is not asked
+/// again for a new one.
+#[tokio::test]
+async fn a_denied_user_agent_after_an_allowed_one_is_denied() {
+    let s = setup(None);
+    let uri = "/tv/index.m3u8?token=t1";
+    assert_eq!(
+        status_with_agent(&s, uri, "Player/1.0").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_with_agent(&s, uri, "BadBot/1.0").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status_with_agent(&s, uri, "Player/1.0").await,
+        StatusCode::OK
+    );
+
+    let token = token_for("192.0.2.1");
+    let uri = format!("/ort/index.m3u8?token={token}");
+    assert_eq!(
+        status_with_agent(&s, &uri, "Player/1.0").await,
+        StatusCode::OK
+    );
+    let asked = s.auth.calls.load(Ordering::SeqCst);
+    assert_eq!(
+        status_with_agent(&s, &uri, "Other/2.0").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.auth.calls.load(Ordering::SeqCst),
+        asked,
+        "securetoken reads no User-Agent: one answer serves both"
+    );
 }
 
 #[tokio::test]

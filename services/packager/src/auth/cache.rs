@@ -34,8 +34,20 @@ const PRUNE_ABOVE: usize = 100_000;
 /// hot session no longer makes every request wait on one cache line.
 const MAX_SHARDS: usize = 8;
 
-/// A session's key, (stream, ip, token) as the seeds define it, held as
-/// a 128-bit keyed hash of the three: it sits inside the map's table, so
+/// The request fields a stream's policy decides on besides stream, ip and
+/// token (see [`dvr_auth::PolicyReads`]): `None` for a field it does not
+/// read, so requests that differ only there share an answer, and the
+/// field's value (empty when absent) for one it reads, so they do not.
+#[derive(Clone, Copy, Debug, Default, Hash)]
+pub(super) struct ReadFields<'a> {
+    pub(super) protocol: Option<&'a str>,
+    pub(super) user_agent: Option<&'a [u8]>,
+    pub(super) referer: Option<&'a [u8]>,
+}
+
+/// A session's key: (stream, ip, token) as the seeds define it, and the
+/// [`ReadFields`] the policy decides on, held as a 128-bit keyed hash of
+/// them: it sits inside the map's table, so
 /// a lookup compares 16 bytes in place instead of following pointers to
 /// the token's bytes. The keys are random per cache, so no one can make
 /// two sessions collide; by chance, two of a billion sessions collide
@@ -48,12 +60,13 @@ pub(super) struct SessionKey(u128);
 struct SessionKeys([RandomState; 2]);
 
 impl SessionKeys {
-    /// The key of the session of `token` for `stream` from `ip`.
-    fn of(&self, stream: &str, ip: IpAddr, token: &str) -> SessionKey {
+    /// The key of the session of `token` for `stream` from `ip`, with the
+    /// fields its policy reads.
+    fn of(&self, stream: &str, ip: IpAddr, token: &str, read: ReadFields<'_>) -> SessionKey {
         let [high, low] = self
             .0
             .each_ref()
-            .map(|keys| keys.hash_one((stream, ip, token)));
+            .map(|keys| keys.hash_one((stream, ip, token, read)));
         SessionKey(u128::from(high) << 64 | u128::from(low))
     }
 }
@@ -152,8 +165,14 @@ impl SessionCache {
     }
 
     /// The key of the session of `token` for `stream` from `ip`.
-    pub(super) fn key(&self, stream: &str, ip: IpAddr, token: &str) -> SessionKey {
-        self.keys.of(stream, ip, token)
+    pub(super) fn key(
+        &self,
+        stream: &str,
+        ip: IpAddr,
+        token: &str,
+        read: ReadFields<'_>,
+    ) -> SessionKey {
+        self.keys.of(stream, ip, token, read)
     }
 
     /// The calling thread's shard: threads take shard numbers in turn the
@@ -253,7 +272,12 @@ mod tests {
     }
 
     fn key(cache: &SessionCache, token: &str) -> SessionKey {
-        cache.key("ch1", IpAddr::from([10, 0, 0, 1]), token)
+        cache.key(
+            "ch1",
+            IpAddr::from([10, 0, 0, 1]),
+            token,
+            ReadFields::default(),
+        )
     }
 
     fn fresh(found: Found) -> Option<Cached> {
@@ -274,15 +298,40 @@ mod tests {
         assert!(fresh(cache.find(key(&cache, "t1"), now)).is_some());
         assert!(fresh(cache.find(key(&cache, "t2"), now)).is_none());
         let ip = IpAddr::from([10, 0, 0, 1]);
+        assert!(fresh(cache.find(
+            cache.key(
+                "ch1",
+                IpAddr::from([10, 0, 0, 2]),
+                "t1",
+                ReadFields::default()
+            ),
+            now
+        ))
+        .is_none());
         assert!(
-            fresh(cache.find(cache.key("ch1", IpAddr::from([10, 0, 0, 2]), "t1"), now)).is_none()
+            fresh(cache.find(cache.key("ch2", ip, "t1", ReadFields::default()), now)).is_none()
         );
-        assert!(fresh(cache.find(cache.key("ch2", ip, "t1"), now)).is_none());
         // The parts are hashed apart, not run together.
-        assert_ne!(cache.key("ch1", ip, "t1"), cache.key("ch1t", ip, "1"));
+        assert_ne!(
+            cache.key("ch1", ip, "t1", ReadFields::default()),
+            cache.key("ch1t", ip, "1", ReadFields::default())
+        );
+        // A field the policy reads keys the session; one it does not, not.
+        let ua = |agent: &'static [u8]| ReadFields {
+            user_agent: Some(agent),
+            ..ReadFields::default()
+        };
+        assert_ne!(
+            cache.key("ch1", ip, "t1", ua(b"A")),
+            cache.key("ch1", ip, "t1", ua(b"B"))
+        );
+        assert_ne!(
+            cache.key("ch1", ip, "t1", ua(b"")),
+            cache.key("ch1", ip, "t1", ReadFields::default())
+        );
         // Another cache has other keys.
         assert_ne!(
-            SessionCache::with_shards(1).key("ch1", ip, "t1"),
+            SessionCache::with_shards(1).key("ch1", ip, "t1", ReadFields::default()),
             key(&cache, "t1")
         );
         // Past its time the answer is stale, and still there.
