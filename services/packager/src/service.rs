@@ -27,9 +27,7 @@ use crate::error::PackagerError;
 use crate::http::{content_etag, fnv1a, playback_http, SharedGzip};
 use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::{cut, paced_mpegts};
-use crate::playlist::{
-    coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, GAP_TOLERANCE_MS,
-};
+use crate::playlist::{coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering};
 use crate::tape::{StreamTape, TapeSegment};
 use crate::timeshift::{abs_head, window, WindowLimit};
 use crate::url::{self, Flavor, Form, Playback, RangeEnd, TrackSet, UrlError};
@@ -929,7 +927,7 @@ impl Packager {
         }
         let asked = |what: &str| query.request.iter().any(|r| r == what);
         let ranges: Vec<TimeRange> = tape
-            .ranges(from, to, GAP_TOLERANCE_MS)
+            .ranges(from, to)
             .await?
             .into_iter()
             .map(|(from, to)| TimeRange { from, to })
