@@ -5,24 +5,33 @@
 //! writes it, or rebuilt from a listing plus the indexes. It answers
 //! `recording_status.json` without touching storage.
 //!
-//! Contiguity: two chunks form one recorded range when the next starts at
-//! most [`CONTIGUITY_TOLERANCE_MS`] after the previous ends. Segment ends
-//! are rounded to the millisecond and a restart or signal loss leaves at
-//! least a couple of seconds (twice the segment target) of nothing, so one
-//! second separates rounding noise from real gaps.
+//! Recorded ranges follow the tape's one gap rule, [`dvr_media::leaves_gap`]:
+//! two stretches of tape are one range unless the later starts more than
+//! [`dvr_media::TIMELINE_GAP_TOLERANCE_MS`] after the earlier ends, the same
+//! rule that makes a playlist write `#EXT-X-DISCONTINUITY`. A chunk covers a
+//! copy interval (an hour by default) and an outage can begin and end inside
+//! it, so each entry keeps the holes between its segments ([`ChunkEntry::gaps`]),
+//! not only its first start and last end; `recording_status.json` shows the
+//! same gaps once the tape is archived as while it was in the live log.
+//! A flapping source must not make the catalog grow without bound, so an
+//! entry keeps at most [`MAX_GAPS_PER_CHUNK`] holes, filling the shortest
+//! first: the ranges may then cover a few short holes, never hide recorded
+//! time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dvr_common::{StreamName, UtcMs};
-use dvr_media::breaks_timeline;
+use dvr_media::{breaks_timeline, leaves_gap, TIMELINE_GAP_TOLERANCE_MS};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
 use crate::index::{ChunkIndex, IndexRecord};
 use crate::key::{ChunkKey, ObjectKind};
 
-/// Largest hole, in milliseconds, that still counts as contiguous tape.
-pub const CONTIGUITY_TOLERANCE_MS: i64 = 1_000;
+/// Most holes a chunk's entry keeps (so at most one more recorded span):
+/// a day of hour chunks of a source that drops out every minute stays a
+/// few kilobytes. Beyond it the shortest holes are filled first.
+pub const MAX_GAPS_PER_CHUNK: usize = 64;
 
 /// What the catalog knows of one chunk; serializable so the distributed
 /// catalog can keep it in a KV bucket.
@@ -51,6 +60,14 @@ pub struct ChunkEntry {
     /// Whether its first segment carries the discontinuity flag.
     #[serde(default)]
     pub opens_discontinuous: bool,
+    /// The holes inside the chunk where nothing is recorded, oldest first:
+    /// where the next segment starts past the tape so far by more than the
+    /// gap rule's tolerance ([`dvr_media::leaves_gap`]), flagged or not. At
+    /// most [`MAX_GAPS_PER_CHUNK`], the shortest filled first. Derived from
+    /// the index; empty in entries written before it existed (read as one
+    /// span, as before) until a reload rebuilds them from the indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<TimeRange>,
 }
 
 impl ChunkEntry {
@@ -97,6 +114,20 @@ impl ChunkEntry {
             .windows(2)
             .filter(|w| breaks_timeline(w[0].utc_end(), w[1].utc_start, w[1].flags.discontinuity))
             .count();
+        let spans = merge_ranges(index.records.iter().map(|r| TimeRange {
+            from: r.utc_start,
+            to: r.utc_end(),
+        }));
+        let gaps = fill_shortest(
+            spans
+                .windows(2)
+                .map(|w| TimeRange {
+                    from: w[0].to,
+                    to: w[1].from,
+                })
+                .collect(),
+            MAX_GAPS_PER_CHUNK,
+        );
         Ok(ChunkEntry {
             first_seq: first.seq,
             last_seq: last.seq,
@@ -106,8 +137,22 @@ impl ChunkEntry {
             segments: u32::try_from(index.records.len()).unwrap_or(u32::MAX),
             breaks: u32::try_from(breaks).unwrap_or(u32::MAX),
             opens_discontinuous: first.flags.discontinuity,
+            gaps,
             key,
         })
+    }
+
+    /// The recorded spans of the chunk, oldest first: its whole time less
+    /// its [`gaps`](ChunkEntry::gaps).
+    pub fn spans(&self) -> impl Iterator<Item = TimeRange> + '_ {
+        let ends = self.gaps.iter().map(|g| g.from).chain([self.utc_end]);
+        let starts = [self.utc_start]
+            .into_iter()
+            .chain(self.gaps.iter().map(|g| g.to));
+        starts
+            .zip(ends)
+            .map(|(from, to)| TimeRange { from, to })
+            .filter(|s| s.to > s.from)
     }
 
     /// Whether the chunk holds any time of `[from, to)`.
@@ -245,16 +290,17 @@ impl Catalog {
         Some(TimeRange { from, to })
     }
 
-    /// Recorded ranges within `[from, to)`, contiguous chunks merged (see
-    /// the module doc for the tolerance), clipped to the request.
+    /// Recorded ranges within `[from, to)`: the chunks' recorded spans,
+    /// merged where no gap separates them (see the module doc), clipped to
+    /// the request.
     pub fn ranges(&self, stream: &StreamName, from: UtcMs, to: UtcMs) -> Vec<TimeRange> {
-        merge_ranges(
-            self.chunks_overlapping(stream, from, to)
+        let (wide_from, wide_to) = widen(from, to);
+        recorded_ranges(
+            self.chunks_overlapping(stream, wide_from, wide_to)
                 .into_iter()
-                .map(|e| TimeRange {
-                    from: e.utc_start.max(from),
-                    to: e.utc_end.min(to),
-                }),
+                .flat_map(ChunkEntry::spans),
+            from,
+            to,
         )
     }
 
@@ -264,10 +310,7 @@ impl Catalog {
         let spans = self
             .chunks_overlapping(stream, from.floor_hour(), ceil_hour(to))
             .into_iter()
-            .map(|e| TimeRange {
-                from: e.utc_start,
-                to: e.utc_end,
-            });
+            .flat_map(ChunkEntry::spans);
         hour_bitmap(spans, from, to)
     }
 
@@ -344,21 +387,60 @@ pub fn hour_bitmap(
     }
 }
 
-/// Merges ranges (sorted by start or not) that overlap or touch within
-/// [`CONTIGUITY_TOLERANCE_MS`]; empty ranges are dropped.
+/// Merges ranges (sorted by start or not) that no gap separates
+/// ([`dvr_media::leaves_gap`]); empty ranges are dropped.
 pub fn merge_ranges(ranges: impl IntoIterator<Item = TimeRange>) -> Vec<TimeRange> {
     let mut v: Vec<TimeRange> = ranges.into_iter().filter(|r| r.to > r.from).collect();
     v.sort_by_key(|r| (r.from, r.to));
     let mut out: Vec<TimeRange> = Vec::with_capacity(v.len());
     for r in v {
         match out.last_mut() {
-            Some(last) if r.from.0 <= last.to.0.saturating_add(CONTIGUITY_TOLERANCE_MS) => {
-                last.to = last.to.max(r.to);
-            }
+            Some(last) if !leaves_gap(last.to, r.from) => last.to = last.to.max(r.to),
             _ => out.push(r),
         }
     }
     out
+}
+
+/// The recorded ranges that `pieces` of tape (segments, chunk spans,
+/// ranges; in any order) make, clipped to `[from, to)`: merged first, so a
+/// range reaching into the request keeps its true start. The pieces must
+/// include those within [`dvr_media::TIMELINE_GAP_TOLERANCE_MS`] of the
+/// bounds ([`widen`]); the archive and the live log both answer through
+/// here, so the same tape gives the same ranges wherever it is kept.
+pub fn recorded_ranges(
+    pieces: impl IntoIterator<Item = TimeRange>,
+    from: UtcMs,
+    to: UtcMs,
+) -> Vec<TimeRange> {
+    let mut ranges = merge_ranges(pieces);
+    ranges.retain_mut(|r| {
+        r.from = r.from.max(from);
+        r.to = r.to.min(to);
+        r.to > r.from
+    });
+    ranges
+}
+
+/// `[from, to)` widened by the gap rule's tolerance on both sides: the
+/// stretch whose pieces decide [`recorded_ranges`] within `[from, to)`
+/// (a piece ending just before `from` joins a range that reaches into it).
+pub fn widen(from: UtcMs, to: UtcMs) -> (UtcMs, UtcMs) {
+    (
+        from.saturating_add_ms(-TIMELINE_GAP_TOLERANCE_MS),
+        to.saturating_add_ms(TIMELINE_GAP_TOLERANCE_MS),
+    )
+}
+
+/// `gaps` (oldest first) cut to the `max` longest, the shortest filled
+/// first (of equal ones, the later), still oldest first.
+fn fill_shortest(mut gaps: Vec<TimeRange>, max: usize) -> Vec<TimeRange> {
+    if gaps.len() > max {
+        gaps.sort_by_key(|g| (std::cmp::Reverse(g.duration_ms()), g.from));
+        gaps.truncate(max);
+        gaps.sort_by_key(|g| g.from);
+    }
+    gaps
 }
 
 /// A listing sorted into chunks ready to index, and what does not fit.
@@ -466,6 +548,154 @@ mod tests {
     fn entry(first_seq: u64, start: i64, n: u64) -> ChunkEntry {
         let key = ChunkKey::new(s(), UtcMs(start), first_seq);
         ChunkEntry::from_index(key, &index(first_seq, start, n), None).unwrap()
+    }
+
+    /// A chunk of segments given as `(start, duration, discontinuity)` in
+    /// milliseconds, seqs from `first_seq`.
+    fn chunk_of(first_seq: u64, segments: &[(i64, i64, bool)]) -> ChunkEntry {
+        let index = ChunkIndex::from_segments(
+            CodecSummary::default(),
+            segments
+                .iter()
+                .zip(first_seq..)
+                .map(|(&(start, ms, d), seq)| {
+                    (
+                        seq,
+                        UtcMs(start),
+                        Ticks::from_ms(ms),
+                        Ticks(0),
+                        1000,
+                        SegmentFlags {
+                            discontinuity: d,
+                            independent: true,
+                        },
+                    )
+                }),
+        );
+        let key = ChunkKey::new(s(), UtcMs(segments[0].0), first_seq);
+        ChunkEntry::from_index(key, &index, None).unwrap()
+    }
+
+    fn range(from: i64, to: i64) -> TimeRange {
+        TimeRange {
+            from: UtcMs(from),
+            to: UtcMs(to),
+        }
+    }
+
+    /// An hour of 2 s segments from `H0` with the source lost for 6 s, 15 s
+    /// and 5 min (each flagged on return), and a 300 ms hole (rounding, not
+    /// a gap) and a flagged PTS jump without a hole.
+    fn hour_with_outages() -> Vec<(i64, i64, bool)> {
+        let mut out = Vec::new();
+        let mut t = H0;
+        let mut flag = false;
+        while t + 2000 <= H0 + 3_600_000 {
+            out.push((t, 2000, flag));
+            t += 2000;
+            let n = out.len();
+            flag = n == 100;
+            t += match n {
+                50 => 6_000,
+                300 => 15_000,
+                600 => 300_000,
+                700 => 300,
+                _ => 0,
+            };
+            flag |= matches!(n, 50 | 300 | 600);
+        }
+        out
+    }
+
+    #[test]
+    fn gaps_inside_a_chunk_split_its_ranges() {
+        let segments = hour_with_outages();
+        let e = chunk_of(0, &segments);
+        let at = |n: usize| segments[n].0;
+        let end = |n: usize| segments[n].0 + 2000;
+        assert_eq!(
+            e.gaps,
+            vec![
+                range(end(49), at(50)),
+                range(end(299), at(300)),
+                range(end(599), at(600))
+            ]
+        );
+        assert_eq!(
+            (e.gaps[0].duration_ms(), e.gaps[1].duration_ms()),
+            (6_000, 15_000)
+        );
+        assert_eq!(e.gaps[2].duration_ms(), 300_000);
+        let mut c = Catalog::new();
+        c.insert(e.clone());
+        let last = segments.len() - 1;
+        let expected = vec![
+            range(at(0), end(49)),
+            range(at(50), end(299)),
+            range(at(300), end(599)),
+            range(at(600), end(last)),
+        ];
+        assert_eq!(c.ranges(&s(), UtcMs(0), UtcMs(i64::MAX)), expected);
+        // The same as the segments themselves give, as the live log does.
+        let pieces = segments.iter().map(|&(t, d, _)| range(t, t + d));
+        assert_eq!(recorded_ranges(pieces, UtcMs(0), UtcMs(i64::MAX)), expected);
+        // A request starting inside the 300 ms hole keeps its start.
+        let inside = UtcMs(end(699) + 100);
+        assert_eq!(
+            c.ranges(&s(), inside, UtcMs(end(last))),
+            vec![range(inside.0, end(last))]
+        );
+        // A request inside the 5 min gap has nothing recorded.
+        assert!(c.ranges(&s(), UtcMs(end(599)), UtcMs(at(600))).is_empty());
+        // An entry from before the field existed reads as one span.
+        let mut old = serde_json::to_value(&e).unwrap();
+        old.as_object_mut().unwrap().remove("gaps");
+        let old: ChunkEntry = serde_json::from_value(old).unwrap();
+        assert!(old.gaps.is_empty());
+        assert_eq!(
+            old.spans().collect::<Vec<_>>(),
+            vec![range(at(0), end(last))]
+        );
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<ChunkEntry>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn an_hour_inside_a_gap_is_not_recorded() {
+        // A three-hour chunk (a long copy interval): the first 20 minutes,
+        // then nothing until 15:10.
+        let first: Vec<(i64, i64, bool)> = (0..600).map(|i| (H0 + i * 2000, 2000, false)).collect();
+        let back = H0 + 4_200_000;
+        let rest = (0..300).map(|i| (back + i * 2000, 2000, i == 0));
+        let e = chunk_of(0, &first.into_iter().chain(rest).collect::<Vec<_>>());
+        let mut c = Catalog::new();
+        c.insert(e);
+        let b = c.hour_bitmap(&s(), UtcMs(H0), UtcMs(H0 + 3 * 3_600_000));
+        assert_eq!(b.bits, "110");
+        let b = c.hour_bitmap(&s(), UtcMs(H0 + 1_300_000), UtcMs(H0 + 3_600_000));
+        assert_eq!(b.bits, "1", "an hour with any recording stays 1");
+    }
+
+    #[test]
+    fn a_flapping_source_keeps_the_longest_gaps() {
+        // 100 outages of 1 s to 100 s, in a scrambled order.
+        let mut segments = Vec::new();
+        let mut t = H0;
+        for i in 0..=100i64 {
+            segments.push((t, 2000, i > 0));
+            t += 2000 + ((i + 1) * 37 % 101) * 1000;
+        }
+        let e = chunk_of(0, &segments);
+        assert_eq!(e.gaps.len(), MAX_GAPS_PER_CHUNK);
+        let shortest_kept = e.gaps.iter().map(TimeRange::duration_ms).min().unwrap();
+        assert_eq!(shortest_kept, (100 - MAX_GAPS_PER_CHUNK as i64 + 1) * 1000);
+        assert!(e.gaps.windows(2).all(|w| w[0].to < w[1].from));
+        // The spans still cover every segment: filled holes, no lost tape.
+        let spans: Vec<TimeRange> = e.spans().collect();
+        assert_eq!(spans.len(), MAX_GAPS_PER_CHUNK + 1);
+        for &(t, d, _) in &segments {
+            assert!(spans.iter().any(|r| r.from.0 <= t && t + d <= r.to.0));
+        }
     }
 
     #[test]
@@ -652,7 +882,76 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
     }
 
+    /// Segments from `(hole before, duration, discontinuity)` in ms, laid
+    /// end to end from `H0`.
+    fn lay_out(raw: &[(i64, i64, bool)]) -> Vec<(i64, i64, bool)> {
+        let mut t = H0;
+        raw.iter()
+            .map(|&(hole, d, flag)| {
+                t += hole;
+                let s = (t, d, flag);
+                t += d;
+                s
+            })
+            .collect()
+    }
+
     proptest! {
+        /// The catalog's ranges are the index's segments merged by the gap
+        /// rule, wherever the chunks were cut, and clipped to the request:
+        /// every recorded millisecond of the request is in a range, no range
+        /// holds a hole longer than the tolerance, and each range starts and
+        /// ends at a segment's start and end or at the request's bounds.
+        #[test]
+        fn ranges_are_the_segments_of_the_index(
+            raw in proptest::collection::vec(
+                (prop_oneof![Just(0i64), 0i64..1_500, 0i64..400_000], 1i64..4_000, any::<bool>()),
+                1..40,
+            ),
+            cuts in proptest::collection::btree_set(1usize..40, 0..4),
+            window in (0i64..1_000_000, 0i64..1_000_000),
+        ) {
+            let segments = lay_out(&raw);
+            let mut c = Catalog::new();
+            let mut first = 0;
+            for end in cuts.iter().copied().filter(|&e| e < segments.len()).chain([segments.len()]) {
+                c.insert(chunk_of(first as u64, &segments[first..end]));
+                first = end;
+            }
+            let (from, to) = (UtcMs(H0 + window.0.min(window.1)), UtcMs(H0 + window.0.max(window.1)));
+            let ranges = c.ranges(&s(), from, to);
+            let live = recorded_ranges(segments.iter().map(|&(t, d, _)| range(t, t + d)), from, to);
+            prop_assert_eq!(&ranges, &live);
+            for w in ranges.windows(2) {
+                prop_assert!(leaves_gap(w[0].to, w[1].from));
+                // Nothing recorded between two ranges.
+                prop_assert!(segments.iter().all(|&(t, d, _)| t + d <= w[0].to.0 || t >= w[1].from.0));
+            }
+            for &(t, d, _) in &segments {
+                let (a, b) = (t.max(from.0), (t + d).min(to.0));
+                if a < b {
+                    prop_assert!(ranges.iter().any(|r| r.from.0 <= a && b <= r.to.0));
+                }
+            }
+            for r in &ranges {
+                prop_assert!(r.from == from || segments.iter().any(|&(t, _, _)| t == r.from.0));
+                prop_assert!(r.to == to || segments.iter().any(|&(t, d, _)| t + d == r.to.0));
+                // No hole over the tolerance inside a range.
+                let mut inside: Vec<(i64, i64)> = segments
+                    .iter()
+                    .map(|&(t, d, _)| (t.max(r.from.0), (t + d).min(r.to.0)))
+                    .filter(|(a, b)| a < b)
+                    .collect();
+                inside.sort_unstable();
+                let mut reached = r.from.0;
+                for (a, b) in inside {
+                    prop_assert!(a - reached <= TIMELINE_GAP_TOLERANCE_MS);
+                    reached = reached.max(b);
+                }
+                prop_assert!(r.to.0 - reached <= TIMELINE_GAP_TOLERANCE_MS);
+            }
+        }
+
         #[test]
         fn merged_ranges_are_sorted_disjoint_and_cover_the_input(
             raw in proptest::collection::vec((0i64..100_000, 0i64..5_000), 0..30)
@@ -660,7 +959,7 @@ mod tests {
             let input: Vec<TimeRange> = raw.iter().map(|&(f, d)| TimeRange { from: UtcMs(f), to: UtcMs(f + d) }).collect();
             let merged = merge_ranges(input.clone());
             for w in merged.windows(2) {
-                prop_assert!(w[1].from.0 > w[0].to.0 + CONTIGUITY_TOLERANCE_MS);
+                prop_assert!(w[1].from.0 > w[0].to.0 + TIMELINE_GAP_TOLERANCE_MS);
             }
             for r in input.iter().filter(|r| r.to > r.from) {
                 prop_assert!(merged.iter().any(|m| m.from <= r.from && r.to <= m.to));

@@ -34,8 +34,8 @@ pub mod store;
 
 pub use cache::{MemoryCache, DEFAULT_MEMORY_CACHE_BYTES};
 pub use catalog::{
-    hour_bitmap, plan_rebuild, Catalog, ChunkEntry, HourBitmap, ListingPlan, TimeRange,
-    CONTIGUITY_TOLERANCE_MS,
+    hour_bitmap, merge_ranges, plan_rebuild, recorded_ranges, widen, Catalog, ChunkEntry,
+    HourBitmap, ListingPlan, TimeRange, MAX_GAPS_PER_CHUNK,
 };
 pub use disk_cache::{DiskCache, DiskCacheConfig};
 pub use error::ArchiveError;

@@ -6,21 +6,21 @@
 //! packager turns a gap into `#EXT-X-DISCONTINUITY` (or stops at it); the
 //! MPEG-TS download skips it.
 //!
-//! A gap is reported when the next segment starts more than
-//! [`CONTIGUITY_TOLERANCE_MS`] after the previous one ends (ms rounding of
-//! tick durations is far below it; signal loss is at least twice the
-//! segment target), or when the next segment is flagged `discontinuity`
-//! (the timeline restarts even if no time is missing; such a gap may have
-//! zero length). A range that starts or ends in nothing gets a leading or
-//! trailing gap, so callers can tell "not recorded" from "not yet".
+//! A gap is reported where the timeline breaks
+//! ([`dvr_media::breaks_timeline`]): the next segment starts more than
+//! [`dvr_media::TIMELINE_GAP_TOLERANCE_MS`] after the previous one ends
+//! (the gap rule the recorded ranges follow too), or it is flagged
+//! `discontinuity` (the timeline restarts even if no time is missing; such
+//! a gap may have zero length). A range that starts or ends in nothing
+//! gets a leading or trailing gap, so callers can tell "not recorded" from
+//! "not yet".
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use dvr_common::UtcMs;
-use dvr_media::CodecSummary;
+use dvr_media::{breaks_timeline, leaves_gap, CodecSummary};
 
-use crate::catalog::CONTIGUITY_TOLERANCE_MS;
 use crate::index::{ChunkIndex, IndexRecord};
 use crate::key::ChunkKey;
 
@@ -204,15 +204,13 @@ pub fn plan_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<Pl
             continue;
         }
         match cursor {
-            None if r.utc_start.0 > from.0 + CONTIGUITY_TOLERANCE_MS => {
+            None if leaves_gap(from, r.utc_start) => {
                 out.push(PlanItem::Gap {
                     from,
                     to: r.utc_start,
                 });
             }
-            Some(end)
-                if r.utc_start.0 > end.0 + CONTIGUITY_TOLERANCE_MS || r.flags.discontinuity =>
-            {
+            Some(end) if breaks_timeline(end, r.utc_start, r.flags.discontinuity) => {
                 out.push(PlanItem::Gap {
                     from: end.min(r.utc_start),
                     to: r.utc_start,
@@ -225,7 +223,7 @@ pub fn plan_range(chunks: &[ChunkRecords<'_>], from: UtcMs, to: UtcMs) -> Vec<Pl
     }
     match cursor {
         None => out.push(PlanItem::Gap { from, to }),
-        Some(end) if to.0 > end.0 + CONTIGUITY_TOLERANCE_MS => {
+        Some(end) if leaves_gap(end, to) => {
             out.push(PlanItem::Gap { from: end, to });
         }
         Some(_) => {}

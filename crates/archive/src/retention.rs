@@ -194,6 +194,7 @@ mod tests {
                     segments: 1800,
                     breaks: 0,
                     opens_discontinuous: false,
+                    gaps: Vec::new(),
                 }
             })
             .collect()

@@ -36,6 +36,8 @@ pub mod ts;
 pub mod wallclock;
 
 pub use codec::{CodecSummary, TrackInfo};
-pub use segment::{breaks_timeline, Segment, SegmentFlags, SegmentMeta, TIMELINE_GAP_TOLERANCE_MS};
+pub use segment::{
+    breaks_timeline, leaves_gap, Segment, SegmentFlags, SegmentMeta, TIMELINE_GAP_TOLERANCE_MS,
+};
 pub use segmenter::{Resume, Segmenter, SegmenterConfig};
 pub use stats::DemuxStats;

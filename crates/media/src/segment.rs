@@ -13,18 +13,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::CodecSummary;
 
-/// A hole on the tape longer than this between two segments breaks the
-/// timeline (a playlist marks it `#EXT-X-DISCONTINUITY`); shorter ones are
-/// rounding between wall-clock anchors.
+/// A hole on the tape longer than this between two segments is a gap:
+/// time with nothing recorded. Shorter ones are rounding between wall-clock
+/// anchors (segment ends are rounded to the millisecond; signal loss leaves
+/// at least twice the segment target of nothing).
 pub const TIMELINE_GAP_TOLERANCE_MS: i64 = 500;
+
+/// Whether nothing is recorded between a segment (or span of tape) that
+/// ended at `previous_end` and the next one starting at `next_start`: the
+/// one gap rule. Recorded ranges (the catalog's spans, the live log's part
+/// of `recording_status.json`) split where it holds, and playlists mark a
+/// discontinuity there ([`breaks_timeline`]), so `ranges` and
+/// `#EXT-X-DISCONTINUITY` never disagree about where the tape has a hole.
+pub fn leaves_gap(previous_end: UtcMs, next_start: UtcMs) -> bool {
+    next_start.0.saturating_sub(previous_end.0) > TIMELINE_GAP_TOLERANCE_MS
+}
 
 /// Whether a segment starting at `next_start` with the discontinuity flag
 /// `next_discontinuity` does not continue a segment that ended at
-/// `previous_end`. The one definition that playlists (which mark the break)
-/// and the catalog (which counts breaks for `EXT-X-DISCONTINUITY-SEQUENCE`)
-/// share, so the count and the marks cannot disagree.
+/// `previous_end`: a gap ([`leaves_gap`]), or a flagged restart of the
+/// timeline with no time missing (a PTS jump). The one definition that
+/// playlists (which mark the break) and the catalog (which counts breaks
+/// for `EXT-X-DISCONTINUITY-SEQUENCE`) share, so the count and the marks
+/// cannot disagree.
 pub fn breaks_timeline(previous_end: UtcMs, next_start: UtcMs, next_discontinuity: bool) -> bool {
-    next_discontinuity || next_start.0 - previous_end.0 > TIMELINE_GAP_TOLERANCE_MS
+    next_discontinuity || leaves_gap(previous_end, next_start)
 }
 
 /// Properties of a segment that players must be told about.
@@ -99,5 +112,31 @@ impl SegmentMeta {
     /// Wall-clock end (exclusive).
     pub fn utc_end(&self) -> UtcMs {
         self.utc_start.plus_ticks(self.duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_is_a_hole_beyond_the_tolerance_and_always_breaks_the_timeline() {
+        let end = UtcMs(10_000);
+        let after = |ms: i64| UtcMs(end.0 + ms);
+        assert!(!leaves_gap(end, after(TIMELINE_GAP_TOLERANCE_MS)));
+        assert!(leaves_gap(end, after(TIMELINE_GAP_TOLERANCE_MS + 1)));
+        // Overlap is not a gap; extreme values do not overflow.
+        assert!(!leaves_gap(end, after(-3_000)));
+        assert!(leaves_gap(UtcMs(i64::MIN), UtcMs(i64::MAX)));
+        assert!(!leaves_gap(UtcMs(i64::MAX), UtcMs(i64::MIN)));
+        // A flagged restart breaks the timeline without a gap; a gap breaks
+        // it with or without the flag.
+        assert!(breaks_timeline(end, end, true));
+        assert!(!breaks_timeline(
+            end,
+            after(TIMELINE_GAP_TOLERANCE_MS),
+            false
+        ));
+        assert!(breaks_timeline(end, after(6_000), false));
     }
 }

@@ -25,8 +25,6 @@ const BITRATE_SEGMENTS: usize = 10;
 /// How far back gaps are reported, and how many.
 const GAPS_WINDOW_MS: i64 = 86_400_000;
 const MAX_GAPS: usize = 100;
-/// Ranges closer than this are one (timestamps jitter at segment joins).
-const GAP_TOLERANCE_MS: i64 = 1_000;
 
 /// The KV buckets the API works on.
 pub struct ApiBuckets {
@@ -101,10 +99,7 @@ impl StreamStatusSource for TapeStatus {
         let mut gaps = Vec::new();
         if let Some((from, to)) = extent {
             let window = UtcMs(from.0.max(to.0 - GAPS_WINDOW_MS));
-            let ranges = tape
-                .ranges(window, to, GAP_TOLERANCE_MS)
-                .await
-                .unwrap_or_default();
+            let ranges = tape.ranges(window, to).await.unwrap_or_default();
             gaps = ranges
                 .windows(2)
                 .map(|w| span(w[0].1, w[1].0))

@@ -35,7 +35,6 @@ use dvr_edge::QuotaPermit;
 use futures_util::stream;
 use tokio::time::Instant;
 
-use crate::playlist::GAP_TOLERANCE_MS;
 use crate::tape::{StreamTape, TapeSegment};
 use crate::url::TrackSet;
 
@@ -125,7 +124,7 @@ impl Cursor {
         if t >= now {
             return None;
         }
-        let ranges = self.tape.ranges(t, now, GAP_TOLERANCE_MS).await.ok()?;
+        let ranges = self.tape.ranges(t, now).await.ok()?;
         ranges
             .into_iter()
             .find(|(_, end)| *end > t)

@@ -29,8 +29,7 @@ use crate::http::{self, content_etag, fnv1a, playback_http, RangeAsk, SharedGzip
 use crate::master::{master_playlist, video_track_set, video_variants};
 use crate::paced::{cut, paced_mpegts};
 use crate::playlist::{
-    coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, GAP_TOLERANCE_MS,
-    MAX_RUN_SEGMENTS,
+    coalesce, media_playlist, starts_new_run, PlaylistKind, Rendering, MAX_RUN_SEGMENTS,
 };
 use crate::query::Query;
 use crate::tape::{StreamTape, TapeSegment};
@@ -970,7 +969,7 @@ impl Packager {
         }
         let asked = |what: &str| query.request.iter().any(|r| r == what);
         let ranges: Vec<TimeRange> = tape
-            .ranges(from, to, GAP_TOLERANCE_MS)
+            .ranges(from, to)
             .await?
             .into_iter()
             .map(|(from, to)| TimeRange { from, to })

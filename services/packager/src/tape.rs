@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dvr_archive::{IndexRecord, Lock, RecordRun};
+use dvr_archive::{recorded_ranges, IndexRecord, Lock, RecordRun, TimeRange};
 use dvr_bus::{BusError, LiveLog};
 use dvr_common::HasErrorKind;
 use dvr_common::UtcMs;
@@ -320,41 +320,44 @@ impl StreamTape {
     }
 
     /// Recorded ranges within `[from, to)`: the archive's from its catalog,
-    /// then the live log's after the archive's end, merged where the tape
-    /// continues (within `tolerance_ms`).
+    /// then the live log's segments after the archive's last, merged by the
+    /// tape's one gap rule ([`dvr_media::leaves_gap`], through
+    /// [`dvr_archive::recorded_ranges`]) and clipped to the request. The
+    /// catalog keeps the gaps inside each chunk, so a stretch of tape gives
+    /// the same ranges before and after the recorder copies it.
     pub async fn ranges(
         &self,
         from: UtcMs,
         to: UtcMs,
-        tolerance_ms: i64,
     ) -> Result<Vec<(UtcMs, UtcMs)>, PackagerError> {
-        let mut ranges = match &self.archive {
-            Some(archive) => archive.ranges(from, to),
+        let (wide_from, wide_to) = dvr_archive::widen(from, to);
+        // The last seq first: a chunk committed in between is then counted
+        // twice (harmless), never missed.
+        let archived_until = self.archive.as_ref().and_then(|a| a.last_seq());
+        let mut pieces: Vec<TimeRange> = match &self.archive {
+            Some(archive) => archive
+                .ranges(wide_from, wide_to)
+                .into_iter()
+                .map(|(from, to)| TimeRange { from, to })
+                .collect(),
             None => Vec::new(),
         };
-        let archived_end = ranges.last().map(|r| r.1);
-        let live = self
-            .live
-            .segments_between(from, to)
-            .await
-            .map_err(|e| self.live_error(&e))?
+        pieces.extend(
+            self.live
+                .segments_between(wide_from, wide_to)
+                .await
+                .map_err(|e| self.live_error(&e))?
+                .into_iter()
+                .filter(|m| archived_until.is_none_or(|last| m.seq > last))
+                .map(|m| TimeRange {
+                    from: m.utc_start,
+                    to: m.utc_end(),
+                }),
+        );
+        Ok(recorded_ranges(pieces, from, to)
             .into_iter()
-            .filter(|m| archived_end.is_none_or(|end| m.utc_end() > end))
-            .map(|m| {
-                (
-                    m.utc_start.max(archived_end.unwrap_or(m.utc_start)),
-                    m.utc_end(),
-                )
-            });
-        ranges.extend(live);
-        let mut merged: Vec<(UtcMs, UtcMs)> = Vec::with_capacity(ranges.len());
-        for (a, b) in ranges {
-            match merged.last_mut() {
-                Some((_, end)) if a.0 - end.0 <= tolerance_ms => *end = (*end).max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        Ok(merged)
+            .map(|r| (r.from, r.to))
+            .collect())
     }
 
     /// The `EXT-X-DISCONTINUITY-SEQUENCE` of a window that starts with
