@@ -48,6 +48,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Runs every test of the suite in turn.
 pub async fn run_all(h: &dyn Harness) {
     large_segment_round_trip(h).await;
+    an_hours_segments_read_back_in_a_burst(h).await;
     appends_keep_order(h).await;
     get_by_seq_and_time(h).await;
     subscribe_sees_appends(h).await;
@@ -116,6 +117,28 @@ pub async fn large_segment_round_trip(h: &dyn Harness) {
         "[{}] 16 MB payload differs",
         h.name()
     );
+}
+
+/// An hour of 2 s segments read back one after the other, as a recorder
+/// copying a chunk reads them: every one comes back. (On NATS each read
+/// used to leave an ordered consumer behind for seconds, and past the
+/// server's 1,000 consumers per stream the client panicked.)
+pub async fn an_hours_segments_read_back_in_a_burst(h: &dyn Harness) {
+    let log = h.live_log("suite-hour").await;
+    let hour = 1800;
+    append_all(h, log.as_ref(), 0..hour).await;
+    for seq in 0..hour {
+        let got = log
+            .get(seq)
+            .await
+            .expect(&format!("[{}] get {seq}", h.name()))
+            .expect(&format!("[{}] segment {seq} missing", h.name()));
+        assert!(
+            got.payload == segment(seq, 188 * 10).payload,
+            "[{}] segment {seq} differs",
+            h.name()
+        );
+    }
 }
 
 /// Segments list in seq order, gaps in seq allowed; an append whose seq

@@ -29,10 +29,9 @@ use dvr_common::{StreamName, UtcMs};
 use dvr_media::{CodecSummary, Segment, SegmentMeta};
 use dvr_proto::{
     live_segments_subject, segment_msg_id, SegmentDescriptor, Versioned, HEADER_MSG_ID,
-    HEADER_PROTO_VERSION, PROTO_VERSION, SEGMENT_CHUNK_BYTES,
+    HEADER_PROTO_VERSION, PROTO_VERSION, SEGMENTS_OBJECT_BUCKET, SEGMENT_CHUNK_BYTES,
 };
 use futures::StreamExt;
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use super::{nats_err, retry, trace};
@@ -118,6 +117,9 @@ pub struct NatsLiveLog {
     js: jetstream::Context,
     live: stream::Stream,
     objects: object_store::ObjectStore,
+    /// The object store's own stream, read by direct get (see
+    /// [`NatsLiveLog::read_object`]).
+    object_stream: stream::Stream,
     op_timeout: Duration,
     shared: Arc<Shared>,
     follower: tokio::task::JoinHandle<()>,
@@ -140,6 +142,48 @@ impl Drop for NatsLiveLog {
 }
 
 impl NatsLiveLog {
+    /// The bytes of object `name`, `None` when it is gone (trimmed).
+    ///
+    /// Read chunk by chunk with direct gets on the object store's stream,
+    /// not with the client's object reader: that one creates an ordered
+    /// consumer per object, and a recorder copying an hour of 2 s segments
+    /// reads 1,800 objects within seconds, past the server's limit of
+    /// consumers per stream (and the client panics on that error).
+    async fn read_object(&self, name: &str) -> Result<Option<Vec<u8>>, BusError> {
+        let info = match self.objects.info(name).await {
+            Ok(info) => info,
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(nats_err("get segment info", name, e)),
+        };
+        if info.deleted {
+            return Ok(None);
+        }
+        let subject = format!("$O.{SEGMENTS_OBJECT_BUCKET}.C.{}", info.nuid);
+        let mut bytes = Vec::with_capacity(info.size);
+        let mut next = None;
+        for _ in 0..info.chunks {
+            let chunk = match self
+                .object_stream
+                .direct_get_next_for_subject(subject.as_str(), next)
+                .await
+            {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(nats_err("read segment bytes", name, e)),
+            };
+            bytes.extend_from_slice(&chunk.payload);
+            next = Some(chunk.sequence + 1);
+        }
+        if bytes.len() != info.size {
+            return Err(nats_err(
+                "read segment bytes",
+                name,
+                format!("read {} bytes of {}", bytes.len(), info.size),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
     pub(super) async fn open(
         js: jetstream::Context,
         live: stream::Stream,
@@ -148,6 +192,11 @@ impl NatsLiveLog {
         op_timeout: Duration,
     ) -> Result<Self, BusError> {
         let subject = live_segments_subject(stream);
+        let object_stream_name = format!("OBJ_{SEGMENTS_OBJECT_BUCKET}");
+        let object_stream = js
+            .get_stream(&object_stream_name)
+            .await
+            .map_err(|e| nats_err("get stream", &object_stream_name, e))?;
         let shared = Arc::new(Shared {
             index: Mutex::new(Index::default()),
             appended: watch::channel(None).0,
@@ -196,6 +245,7 @@ impl NatsLiveLog {
             js,
             live,
             objects,
+            object_stream,
             op_timeout,
             shared,
             follower,
@@ -349,20 +399,7 @@ impl LiveLog for NatsLiveLog {
             return Ok(None);
         };
         let name = dvr_proto::segment_object_name(&self.stream, seq);
-        let payload = retry(self.op_timeout, || async {
-            let mut object = match self.objects.get(&name).await {
-                Ok(o) => o,
-                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(nats_err("get segment bytes", &name, e)),
-            };
-            let mut buf = Vec::with_capacity(entry.meta.bytes as usize);
-            object
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| nats_err("read segment bytes", &name, e))?;
-            Ok(Some(buf))
-        })
-        .await?;
+        let payload = retry(self.op_timeout, || self.read_object(&name)).await?;
         if payload.is_none() {
             let mut index = self.shared.lock();
             index.trimmed_below = index.trimmed_below.max(seq + 1);
