@@ -40,6 +40,14 @@ pub struct Values {
     /// Port of every service's HTTP server.
     #[serde(default = "default_http_port")]
     pub http_port: u16,
+    /// Peers whose `X-Forwarded-For` names the client
+    /// (`http.trusted_proxies`): the Ingress controller's pods. Behind an
+    /// Ingress every request comes from it, so without this every viewer
+    /// would count as one client against the per-client limits. Default:
+    /// the private ranges a cluster's pod network uses; narrow it to the
+    /// controller's pod CIDR where other pods are not to be believed.
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
     /// Per-service settings.
     pub services: Services,
     /// The Ingress; `None` renders none.
@@ -53,6 +61,12 @@ fn default_log_level() -> String {
 
 fn default_http_port() -> u16 {
     8080
+}
+
+fn default_trusted_proxies() -> Vec<String> {
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// The container image.
@@ -384,10 +398,21 @@ impl Values {
     }
 
     /// The `dvr.yaml` the pods read: the operator's text plus the archive
-    /// root.
+    /// root and the trusted proxies.
     pub fn config_file(&self) -> String {
         let mut text = self.config.trim_end().to_owned();
         text.push_str(&format!("\narchive: {}\n", self.archive.root));
+        if !self.trusted_proxies.is_empty() {
+            let list: Vec<String> = self
+                .trusted_proxies
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect();
+            text.push_str(&format!(
+                "http: {{ trusted_proxies: [ {} ] }}\n",
+                list.join(", ")
+            ));
+        }
         text
     }
 

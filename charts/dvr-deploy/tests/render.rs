@@ -158,6 +158,15 @@ fn the_config_map_holds_a_config_the_dvr_reads() {
     let config = v.stream_config().unwrap();
     assert_eq!(config.archive.as_deref(), Some("s3://tv-archive/dvr"));
     assert_eq!(config.streams.len(), 2);
+    // Behind the Ingress, the viewer is named by X-Forwarded-For from the
+    // controller's pods, not counted as the controller.
+    assert_eq!(config.http.trusted_proxies.len(), 4);
+    assert!(config.http.trusted_proxies[0].contains("10.42.0.7".parse().unwrap()));
+    assert!(!config
+        .http
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains("203.0.113.9".parse().unwrap())));
 }
 
 fn error_of(text: &str) -> String {
