@@ -169,7 +169,11 @@ impl Demuxer {
         if index >= self.pes.len() || ts::is_scrambled(packet) {
             return;
         }
-        if self.only.as_ref().is_some_and(|only| !only.contains(&index)) {
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|only| !only.contains(&index))
+        {
             return;
         }
         let Some(payload) = ts::payload(packet) else {

@@ -159,7 +159,10 @@ fn parse_eac3(header: &[u8; 7]) -> Option<SyncFrame> {
     let (sample_rate, blocks) = if fscod == 3 {
         (*REDUCED_SAMPLE_RATES.get(usize::from(fscod2))?, 6)
     } else {
-        (*SAMPLE_RATES.get(usize::from(fscod))?, EAC3_BLOCKS[usize::from(fscod2)])
+        (
+            *SAMPLE_RATES.get(usize::from(fscod))?,
+            EAC3_BLOCKS[usize::from(fscod2)],
+        )
     };
     let frame_length = 2 * (frmsiz + 1);
     // Bits per frame over the frame's duration (blocks of 256 samples).
@@ -225,8 +228,14 @@ mod tests {
     fn frame_lengths_follow_the_rate_tables() {
         // 192 kb/s at 48 kHz (the clip's AC-3): 384 words.
         let frame = parse_frame(&[0x0b, 0x77, 0xb5, 0x0b, 0x14, 0x40, 0xeb, 0xf8]).unwrap();
-        assert_eq!((frame.frame_length, frame.kbps, frame.bit_rate_code), (768, 192, 10));
-        assert_eq!((frame.bsid, frame.bsmod, frame.acmod, frame.lfeon), (8, 0, 7, 1));
+        assert_eq!(
+            (frame.frame_length, frame.kbps, frame.bit_rate_code),
+            (768, 192, 10)
+        );
+        assert_eq!(
+            (frame.bsid, frame.bsmod, frame.acmod, frame.lfeon),
+            (8, 0, 7, 1)
+        );
         // 32 kb/s at 44.1 kHz: 69 words, 70 with the padding word.
         let even = parse_frame(&[0x0b, 0x77, 0, 0, 0x40, 0x40, 0x40]).unwrap();
         let odd = parse_frame(&[0x0b, 0x77, 0, 0, 0x41, 0x40, 0x40]).unwrap();
