@@ -18,7 +18,6 @@ use crate::codec::{h264, h265, AudioParams, Codec, TrackKind, VideoParams};
 use crate::demux::{AccessUnit, DemuxEvent, Demuxer};
 use crate::psi::Program;
 use crate::timestamp::WRAP;
-use crate::tracks::program_of;
 
 use super::boxes::{self, TrakSpec, TrunSample};
 use super::timing::{self, to_timescale, SegmentTiming, TimingError, VideoStamp};
@@ -41,58 +40,87 @@ pub(super) fn collect(
     if ts.len() > (u32::MAX / 2) as usize {
         return Err(Fmp4Error::TooLarge { bytes: ts.len() });
     }
-    let program = program_of(ts).ok_or(Fmp4Error::NoProgram)?;
-    let count = program.streams.len();
-    let wanted: Vec<usize> = match select {
-        Some(numbers) => {
-            for &asked in numbers {
-                if asked == 0 || asked > count {
-                    return Err(Fmp4Error::NoSuchTrack { asked, count });
-                }
-            }
-            numbers.iter().map(|n| n - 1).collect()
-        }
-        None => (0..count).collect(),
-    };
+    // Track numbers are PMT positions, so the demuxer can skip the other
+    // streams from the first packet on, before the PMT is read.
+    let wanted: Option<Vec<usize>> =
+        select.map(|numbers| numbers.iter().map(|n| n.wrapping_sub(1)).collect());
+    let mut demuxer = Demuxer::new(None);
+    if let Some(wanted) = &wanted {
+        demuxer = demuxer.only_streams(wanted);
+    }
     let mut collector = Collector {
         timing,
+        select,
         shift: None,
         size_hint: ts.len(),
-        program: Arc::clone(&program),
+        program: None,
+        error: None,
         slots: Vec::new(),
         builders: Vec::new(),
     };
-    collector.set_program(&program, &wanted);
-    let mut demuxer = Demuxer::new(Some(program.number)).only_streams(&wanted);
     let mut on_event = |event: DemuxEvent<'_>| match event {
-        DemuxEvent::Program(p) => collector.follow_program(&p),
+        DemuxEvent::Program(p) => collector.program(&p),
         DemuxEvent::AccessUnit(au) => collector.access_unit(&au),
         DemuxEvent::Pcr(_) => {}
     };
     demuxer.push(ts, &mut on_event);
     demuxer.finish(&mut on_event);
-    Ok(collector.finish(&program))
+    collector.finish()
 }
 
 /// State of the pass.
 struct Collector<'t> {
     timing: &'t SegmentTiming,
+    /// The track numbers asked for; all when `None`.
+    select: Option<&'t [usize]>,
     /// Demuxed ticks to tape ticks: the 2^33 periods the demuxer could not
     /// know (it starts afresh on each segment) plus the clock's offset.
     shift: Option<i64>,
     size_hint: usize,
-    program: Arc<Program>,
+    /// The segment's (first) program.
+    program: Option<Arc<Program>>,
+    /// A track number asked for that the program does not have.
+    error: Option<Fmp4Error>,
     /// Builder index of each stream of the current program.
     slots: Vec<Option<usize>>,
     builders: Vec<Builder>,
 }
 
 impl Collector<'_> {
-    fn set_program(&mut self, program: &Program, wanted: &[usize]) {
+    /// The first program sets up a builder per asked track. A new PMT
+    /// inside the segment keeps each stream's builder by PID; streams that
+    /// were not in the first PMT are not written.
+    fn program(&mut self, program: &Arc<Program>) {
+        if let Some(first) = &self.program {
+            if **program != **first {
+                self.slots = program
+                    .streams
+                    .iter()
+                    .map(|s| {
+                        self.builders
+                            .iter()
+                            .position(|b| b.pid == s.pid && b.codec == s.codec)
+                    })
+                    .collect();
+            }
+            return;
+        }
+        self.program = Some(Arc::clone(program));
+        let count = program.streams.len();
+        if let Some(&asked) = self
+            .select
+            .and_then(|numbers| numbers.iter().find(|&&n| n == 0 || n > count))
+        {
+            self.error = Some(Fmp4Error::NoSuchTrack { asked, count });
+            return;
+        }
         let video_share = self.size_hint;
         let audio_share = self.size_hint / 4;
         for (index, stream) in program.streams.iter().enumerate() {
-            if !wanted.contains(&index) {
+            if self
+                .select
+                .is_some_and(|numbers| !numbers.contains(&(index + 1)))
+            {
                 self.slots.push(None);
                 continue;
             }
@@ -116,24 +144,6 @@ impl Collector<'_> {
                 kind,
             });
         }
-    }
-
-    /// A new PMT inside the segment: streams keep their builders by PID;
-    /// streams that were not in the first PMT are not written.
-    fn follow_program(&mut self, program: &Arc<Program>) {
-        if Arc::ptr_eq(program, &self.program) || **program == *self.program {
-            return;
-        }
-        self.slots = program
-            .streams
-            .iter()
-            .map(|s| {
-                self.builders
-                    .iter()
-                    .position(|b| b.pid == s.pid && b.codec == s.codec)
-            })
-            .collect();
-        self.program = Arc::clone(program);
     }
 
     fn access_unit(&mut self, au: &AccessUnit<'_>) {
@@ -162,7 +172,11 @@ impl Collector<'_> {
         }
     }
 
-    fn finish(self, program: &Program) -> Fragments {
+    fn finish(self) -> Result<Fragments, Fmp4Error> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let program = self.program.ok_or(Fmp4Error::NoProgram)?;
         let end = self.timing.tape_end().0;
         let sequence_number = self.timing.sequence_number();
         let mut tracks = Vec::new();
@@ -183,11 +197,11 @@ impl Collector<'_> {
                 }),
             }
         }
-        Fragments {
+        Ok(Fragments {
             tracks,
             left_out,
             sequence_number,
-        }
+        })
     }
 }
 
