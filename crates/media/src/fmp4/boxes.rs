@@ -69,7 +69,7 @@ pub(crate) fn open_full(out: &mut Vec<u8>, kind: &[u8; 4], version: u8, flags: u
 
 /// Ends the box that starts at `at`, writing its size. Callers keep every
 /// box far below 4 GiB (the writer refuses larger input).
-pub(crate) fn close(out: &mut Vec<u8>, at: usize) {
+pub(crate) fn close(out: &mut [u8], at: usize) {
     let size = u32::try_from(out.len() - at).unwrap_or(u32::MAX);
     out[at..at + 4].copy_from_slice(&size.to_be_bytes());
 }

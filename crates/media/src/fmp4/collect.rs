@@ -804,3 +804,185 @@ fn frame_samples(config: &AudioConfig) -> u32 {
         AudioConfig::Dolby(_) => 1536,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dvr_common::UtcMs;
+
+    use super::*;
+    use crate::fmp4::TapeClock;
+    use crate::synth::TsBuilder;
+
+    /// PTS of the first access unit in these tests.
+    const P: u64 = 900_000;
+
+    /// Timing that puts PTS `P` at one second after the epoch.
+    fn timing(duration: i64) -> SegmentTiming {
+        SegmentTiming {
+            clock: TapeClock::new(UtcMs(1000), Ticks(P as i64)),
+            seq: 7,
+            pts_start: Ticks(P as i64),
+            duration: Ticks(duration),
+        }
+    }
+
+    /// An ADTS frame (AAC LC, 48 kHz, stereo) of `len` bytes, header included.
+    fn adts(len: usize, fill: u8) -> Vec<u8> {
+        let mut frame = vec![
+            0xff,
+            0xf1,
+            0x4c,
+            0x80 | ((len >> 11) & 0x03) as u8,
+            (len >> 3) as u8,
+            ((len & 0x07) << 5) as u8 | 0x1f,
+            0xfc,
+        ];
+        frame.resize(len, fill);
+        frame
+    }
+
+    fn audio_ts(pes: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut b = TsBuilder::default();
+        b.pat(1, 0x1000);
+        b.pmt(1, 0x1000, &[(0x0f, 0x101)]);
+        for (pts, es) in pes {
+            b.pes(0x101, 0xc0, *pts, None, es);
+        }
+        b.out
+    }
+
+    #[test]
+    fn adts_frames_split_across_pes_with_garbage_and_a_gap() {
+        let (a, b, c, d) = (adts(100, 1), adts(120, 2), adts(90, 3), adts(100, 4));
+        let frame = 1920; // 1024 samples at 48 kHz, in 90 kHz ticks
+        let mut first = a.clone();
+        first.extend_from_slice(&b[..40]);
+        let mut second = b[40..].to_vec();
+        second.extend_from_slice(&[0x00, 0x01, 0x02]); // not a frame
+        second.extend_from_slice(&c);
+        let ts = audio_ts(&[
+            (P, first),
+            (P + 2 * frame, second), // the PTS of C, the first frame it starts
+            (P + 13 * frame, d.clone()), // ten frames missing
+        ]);
+        let fragments = Fragments::from_ts(&ts, &timing(0), None).unwrap();
+        let track = fragments.track(1).unwrap();
+        assert_eq!(track.timescale, 48_000);
+        assert_eq!(track.base_decode_time, 48_000, "one second after the epoch");
+        let sizes: Vec<u32> = track.trun.iter().map(|t| t.size).collect();
+        assert_eq!(sizes, [93, 113, 83, 93], "ADTS headers stripped");
+        let durations: Vec<u32> = track.trun.iter().map(|t| t.duration).collect();
+        assert_eq!(durations, [1024, 1024, 11 * 1024, 1024]);
+        assert_eq!(track.duration, 14 * 1024);
+        let mut expected = a[7..].to_vec();
+        expected.extend_from_slice(&b[7..]);
+        expected.extend_from_slice(&c[7..]);
+        expected.extend_from_slice(&d[7..]);
+        assert_eq!(track.data, expected);
+        assert_eq!(track.codec_string, "mp4a.40.2");
+    }
+
+    #[test]
+    fn aac_without_a_channel_configuration_is_left_out_with_the_reason() {
+        let mut frame = adts(100, 1);
+        frame[2] &= 0xfe; // channel_configuration 0b010 -> 0b000
+        frame[3] &= 0x3f;
+        let fragments = Fragments::from_ts(&audio_ts(&[(P, frame)]), &timing(0), None).unwrap();
+        assert!(fragments.tracks().is_empty());
+        let reason = &fragments.left_out()[0].reason;
+        assert!(matches!(reason, Fmp4Error::BadStream { track: 1, .. }));
+        assert!(reason.to_string().contains("channel configuration 0"));
+    }
+
+    /// An SPS (High, 1280x720, 25 fps) and a PPS from x264.
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03,
+        0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x83, 0x19, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+    /// Another SPS (Main, 1920x1080, 29.97 fps).
+    const OTHER_SPS: &[u8] = &[
+        0x67, 0x4d, 0x40, 0x28, 0xec, 0xa0, 0x3c, 0x01, 0x13, 0xf2, 0xe0, 0x22, 0x00, 0x00, 0x07,
+        0xd2, 0x00, 0x01, 0xd4, 0xc0, 0x1e, 0x30, 0x63, 0x2c,
+    ];
+
+    fn annex_b(units: &[&[u8]]) -> Vec<u8> {
+        units
+            .iter()
+            .flat_map(|u| [&[0, 0, 0, 1][..], u].concat())
+            .collect()
+    }
+
+    fn length_prefixed(units: &[&[u8]]) -> Vec<u8> {
+        units
+            .iter()
+            .flat_map(|u| [&(u.len() as u32).to_be_bytes()[..], u].concat())
+            .collect()
+    }
+
+    #[test]
+    fn parameter_sets_go_to_the_sample_entry_and_a_change_stays_in_band() {
+        let aud: &[u8] = &[0x09, 0xf0];
+        let idr: &[u8] = &[0x65, 0x88, 0x84, 0x21];
+        let p: &[u8] = &[0x41, 0x9a, 0x02, 0x11];
+        let filler: &[u8] = &[0x0c, 0xff, 0xff];
+        let mut b = TsBuilder::default();
+        b.pat(1, 0x1000);
+        b.pmt(1, 0x1000, &[(0x1b, 0x100)]);
+        let units: [&[&[u8]]; 3] = [
+            &[aud, SPS, PPS, idr],
+            &[aud, SPS, PPS, p, filler],
+            &[aud, OTHER_SPS, PPS, p],
+        ];
+        for (i, au) in units.iter().enumerate() {
+            b.pes(0x100, 0xe0, P + i as u64 * 3600, None, &annex_b(au));
+        }
+        let fragments = Fragments::from_ts(&b.out, &timing(3 * 3600), None).unwrap();
+        let track = fragments.track(1).unwrap();
+        let mut expected = length_prefixed(&[idr]);
+        expected.extend(length_prefixed(&[p]));
+        expected.extend(length_prefixed(&[OTHER_SPS, p]));
+        assert_eq!(
+            track.data, expected,
+            "AUD, filler and repeated sets dropped"
+        );
+        assert_eq!(track.codec_string, "avc1.64001f");
+        assert_eq!(track.video.as_ref().map(|v| v.width), Some(1280));
+        let init = track.init();
+        let count = |needle: &[u8]| init.windows(needle.len()).filter(|w| *w == needle).count();
+        assert_eq!((count(SPS), count(PPS), count(OTHER_SPS)), (1, 1, 0));
+        assert_eq!(track.sap_type, 1);
+        assert_eq!(
+            track.duration,
+            3 * 3600,
+            "the last frame ends at the segment's end"
+        );
+        assert_eq!(track.base_decode_time, 90_000);
+    }
+
+    #[test]
+    fn video_without_parameter_sets_is_left_out() {
+        let mut b = TsBuilder::default();
+        b.pat(1, 0x1000);
+        b.pmt(1, 0x1000, &[(0x24, 0x100)]);
+        b.pes(0x100, 0xe0, P, None, &annex_b(&[&[0x26, 0x01, 0xaf]]));
+        let fragments = Fragments::from_ts(&b.out, &timing(3600), None).unwrap();
+        assert_eq!(
+            fragments.left_out()[0].reason,
+            Fmp4Error::NoParameterSets {
+                track: 1,
+                pid: 0x100,
+                codec: Codec::H265,
+                what: "VPS, SPS and PPS",
+            }
+        );
+    }
+
+    #[test]
+    fn bytes_without_a_program_are_an_error() {
+        assert_eq!(
+            Fragments::from_ts(&[0x47; 188 * 4], &timing(0), None).unwrap_err(),
+            Fmp4Error::NoProgram
+        );
+    }
+}
