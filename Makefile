@@ -48,8 +48,9 @@ image: ## Build the container image (needs a Docker engine; IMAGE=registry/dvr:t
 clips: ## Regenerate the committed test clips with ffmpeg
 	scripts/make-clips.sh testdata
 
-bench: build ## Measure segmenter, live path, NATS path, archive uploads, segment TTFB, packager HTTP and auth overhead against their peers (bench/README.md)
+bench: build ## Measure segmenter, fMP4 writer, live path, NATS path, archive uploads, segment TTFB, packager HTTP and auth overhead against their peers (bench/README.md)
 	bench/segmenter.sh
+	$(CARGO) bench --locked -p dvr-media --bench fmp4
 	bench/live.sh
 	bench/distributed.sh
 	bench/storage.sh

@@ -121,6 +121,19 @@ ffmpeg "${common[@]}" $(picture 640x360 6) $(tone 440 6) \
   -f mpegts "$out/two_renditions.ts"
 say two_renditions.ts "H.264 640x360 + H.264 320x180 (same GOP) + AAC eng, 6 s"
 
+# 4c. Two renditions whose keyframes do NOT align: the first keeps the 1 s
+# GOP (the segmenter cuts at it), the second has a 1.2 s GOP, so most
+# segments start in the middle of the second rendition's GOP. fMP4 output
+# must say so (no stream access point at the segment start) rather than
+# pretend. Video only, low rates: it exists for its keyframe layout.
+# shellcheck disable=SC2046
+ffmpeg "${common[@]}" $(picture 320x180 6) \
+  -filter_complex "[0:v]split=2[hi][lo0];[lo0]scale=160:90[lo]" \
+  -map "[hi]" -map "[lo]" $(x264 60k) \
+  -b:v:1 20k -maxrate:v:1 20k -bufsize:v:1 20k -g:v:1 30 -keyint_min:v:1 30 \
+  -f mpegts "$out/unaligned_renditions.ts"
+say unaligned_renditions.ts "H.264 320x180 (1 s GOP) + H.264 160x90 (1.2 s GOP), 6 s"
+
 # 5. PTS wrap. The mpegts muxer adds 1.4 s of mux delay to every timestamp, so
 # an offset of (2^33 / 90 kHz) - 1.4 s - 5.5 s puts the wrap 5.5 s into the clip,
 # mid-way through a GOP and a segment (1 s GOPs start at whole seconds). The muxer

@@ -1,4 +1,4 @@
-//! Fuzzes the demuxer and the segmenter with arbitrary bytes.
+//! Fuzzes the demuxer, the segmenter and the fMP4 writer with arbitrary bytes.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

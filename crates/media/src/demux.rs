@@ -5,6 +5,11 @@
 //! timestamp unwrapping with the segmenter and adds PES reassembly: one
 //! [`AccessUnit`] per PES packet (the unit of timestamps in TS), emitted as
 //! soon as its declared length is complete or the next PES starts.
+//!
+//! An access unit borrows its bytes from the demuxer's reassembly buffer,
+//! which is reused for the next PES of its stream: demuxing a segment
+//! allocates per stream, not per frame, which the fMP4 writer's speed
+//! depends on. A caller that keeps the bytes copies them.
 
 use std::sync::Arc;
 
@@ -21,8 +26,8 @@ use crate::ts::{self, ContinuityTracker, PacketSync, PACKET_SIZE};
 const MAX_PES_BYTES: usize = 16 << 20;
 
 /// One PES packet's elementary-stream bytes with its timestamps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessUnit {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessUnit<'a> {
     /// Index of the stream in [`Program::streams`].
     pub stream: usize,
     /// The PID it came on.
@@ -33,17 +38,17 @@ pub struct AccessUnit {
     pub dts: Option<Ticks>,
     /// Whether decoding can start here (video keyframe; always for audio).
     pub random_access: bool,
-    /// The elementary-stream bytes.
-    pub data: Vec<u8>,
+    /// The elementary-stream bytes, valid until the callback returns.
+    pub data: &'a [u8],
 }
 
 /// What the demuxer found.
 #[derive(Clone, Debug)]
-pub enum DemuxEvent {
+pub enum DemuxEvent<'a> {
     /// The program appeared or changed.
     Program(Arc<Program>),
     /// A complete access unit.
-    AccessUnit(AccessUnit),
+    AccessUnit(AccessUnit<'a>),
     /// A program clock reference (33-bit base, 90 kHz).
     Pcr(u64),
 }
@@ -68,6 +73,8 @@ pub struct Demuxer {
     unwrapper: Unwrapper,
     program: Option<Arc<Program>>,
     pes: Vec<PesAssembly>,
+    /// Stream indices to reassemble; all when `None`.
+    only: Option<Vec<usize>>,
 }
 
 impl Demuxer {
@@ -81,7 +88,16 @@ impl Demuxer {
             unwrapper: Unwrapper::default(),
             program: None,
             pes: Vec::new(),
+            only: None,
         }
+    }
+
+    /// Reassembles only the streams at these indices of
+    /// [`Program::streams`]; packets of the others are skipped unread, which
+    /// saves their copying when a caller wants one track of many.
+    pub fn only_streams(mut self, indices: &[usize]) -> Self {
+        self.only = Some(indices.to_vec());
+        self
     }
 
     /// What went wrong with the input so far.
@@ -92,7 +108,7 @@ impl Demuxer {
     }
 
     /// Feeds bytes; events arrive in stream order.
-    pub fn push(&mut self, data: &[u8], mut on_event: impl FnMut(DemuxEvent)) {
+    pub fn push(&mut self, data: &[u8], mut on_event: impl FnMut(DemuxEvent<'_>)) {
         let mut sync = std::mem::take(&mut self.sync);
         sync.push(data, |run| {
             for packet in run.chunks_exact(PACKET_SIZE) {
@@ -103,13 +119,13 @@ impl Demuxer {
     }
 
     /// Emits the access units still being assembled.
-    pub fn finish(&mut self, mut on_event: impl FnMut(DemuxEvent)) {
+    pub fn finish(&mut self, mut on_event: impl FnMut(DemuxEvent<'_>)) {
         for index in 0..self.pes.len() {
             self.emit(index, &mut on_event);
         }
     }
 
-    fn on_packet(&mut self, packet: &[u8], on_event: &mut impl FnMut(DemuxEvent)) {
+    fn on_packet(&mut self, packet: &[u8], on_event: &mut impl FnMut(DemuxEvent<'_>)) {
         self.stats.packets += 1;
         let pid = ts::pid(packet);
         if pid == self.program.as_ref().map_or(u16::MAX, |p| p.pcr_pid) {
@@ -148,9 +164,16 @@ impl Demuxer {
         &mut self,
         index: usize,
         packet: &[u8],
-        on_event: &mut impl FnMut(DemuxEvent),
+        on_event: &mut impl FnMut(DemuxEvent<'_>),
     ) {
         if index >= self.pes.len() || ts::is_scrambled(packet) {
+            return;
+        }
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|only| !only.contains(&index))
+        {
             return;
         }
         let Some(payload) = ts::payload(packet) else {
@@ -196,7 +219,7 @@ impl Demuxer {
         }
     }
 
-    fn emit(&mut self, index: usize, on_event: &mut impl FnMut(DemuxEvent)) {
+    fn emit(&mut self, index: usize, on_event: &mut impl FnMut(DemuxEvent<'_>)) {
         let Some(program) = &self.program else { return };
         let pes = &mut self.pes[index];
         if !pes.active {
@@ -204,11 +227,11 @@ impl Demuxer {
         }
         pes.active = false;
         let stream = &program.streams[index];
-        let data = std::mem::take(&mut pes.data);
+        let data = pes.data.as_slice();
         let random_access = match stream.codec {
-            Codec::H264 => nal::h264_random_access(&data) == RandomAccess::Yes,
-            Codec::H265 => nal::h265_random_access(&data) == RandomAccess::Yes,
-            Codec::Mpeg2Video => nal::mpeg2_random_access(&data) == RandomAccess::Yes,
+            Codec::H264 => nal::h264_random_access(data) == RandomAccess::Yes,
+            Codec::H265 => nal::h265_random_access(data) == RandomAccess::Yes,
+            Codec::Mpeg2Video => nal::mpeg2_random_access(data) == RandomAccess::Yes,
             other => other.kind() == TrackKind::Audio,
         };
         on_event(DemuxEvent::AccessUnit(AccessUnit {
@@ -219,5 +242,6 @@ impl Demuxer {
             random_access,
             data,
         }));
+        pes.data.clear();
     }
 }

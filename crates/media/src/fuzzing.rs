@@ -6,12 +6,15 @@ use std::sync::Arc;
 use dvr_common::{SimulatedClock, UtcMs};
 
 use crate::demux::Demuxer;
+use crate::fmp4::{Fragments, SegmentTiming};
+use crate::segment::Segment;
 use crate::segmenter::{Segmenter, SegmenterConfig};
 use crate::ts::PACKET_SIZE;
 
 /// Feeds `data` to a segmenter (in pieces whose sizes the first byte picks,
-/// with the simulated clock advancing between them) and to a demuxer, and
-/// checks the invariants that must hold for any input.
+/// with the simulated clock advancing between them), writes every segment
+/// it cuts as fMP4, feeds `data` to a demuxer, and checks the invariants
+/// that must hold for any input.
 pub fn exercise(data: &[u8]) {
     let Some((&shape, data)) = data.split_first() else {
         return;
@@ -24,22 +27,45 @@ pub fn exercise(data: &[u8]) {
     };
     let mut segmenter = Segmenter::new(config, Arc::new(clock.clone()));
     let mut last_seq = None;
-    let mut check = |seq: u64, len: usize| {
-        assert_eq!(len % PACKET_SIZE, 0, "a segment is whole packets");
-        assert!(last_seq.is_none_or(|last| seq > last), "seq only grows");
-        last_seq = Some(seq);
+    let mut run_start = None;
+    let mut check = |segment: &Segment| {
+        assert_eq!(
+            segment.payload.len() % PACKET_SIZE,
+            0,
+            "a segment is whole packets"
+        );
+        assert!(
+            last_seq.is_none_or(|last| segment.seq > last),
+            "seq only grows"
+        );
+        last_seq = Some(segment.seq);
+        if segment.flags.discontinuity || run_start.is_none() {
+            run_start = Some(segment.meta());
+        }
+        let start = run_start.unwrap_or_else(|| segment.meta());
+        let timing = SegmentTiming::new(&start, &segment.meta());
+        if let Ok(fragments) = Fragments::from_ts(&segment.payload, &timing, None) {
+            for track in fragments.tracks() {
+                let media = track.media();
+                assert!(
+                    media.len() >= track.payload_bytes(),
+                    "the samples are all there"
+                );
+            }
+            let _ = fragments.combined();
+        }
     };
     for chunk in data.chunks(piece) {
         for segment in segmenter.push(chunk) {
-            check(segment.seq, segment.payload.len());
+            check(&segment);
         }
         clock.advance_ms(i64::from(shape & 0x0f) * 100);
         for segment in segmenter.check_signal() {
-            check(segment.seq, segment.payload.len());
+            check(&segment);
         }
     }
     for segment in segmenter.finish() {
-        check(segment.seq, segment.payload.len());
+        check(&segment);
     }
     let mut demuxer = Demuxer::new(None);
     demuxer.push(data, |_| {});

@@ -11,6 +11,8 @@
 //!   and RFC 6381 strings.
 //! - [`demux`]: elementary streams reassembled into access units, for the
 //!   stages that need whole frames (probing, fMP4, export).
+//! - [`fmp4`]: a stored segment as fragmented MP4 (CMAF), per track, for
+//!   DASH and CMAF HLS.
 //! - [`retime`]: shifting timestamps and renumbering continuity counters in
 //!   place, so a looped file is one continuous stream.
 //! - [`wallclock`]: media time to UTC.
@@ -21,6 +23,7 @@
 
 pub mod codec;
 pub mod demux;
+pub mod fmp4;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod psi;

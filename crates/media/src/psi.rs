@@ -260,6 +260,10 @@ pub enum PidRole {
 pub struct ProgramTracker {
     wanted: Option<u16>,
     roles: Box<[PidRole; 8192]>,
+    /// The PIDs whose role was set from a PAT or PMT, so a new program
+    /// resets those rather than all 8192 (a tracker is made per stored
+    /// segment when packaging, where that reset was most of the PSI cost).
+    assigned: Vec<u16>,
     pat: SectionAssembler,
     pmt: SectionAssembler,
     /// (program number, PMT PID) from the last PAT, and its transport stream id.
@@ -275,6 +279,7 @@ impl ProgramTracker {
         Self {
             wanted,
             roles,
+            assigned: Vec::new(),
             pat: SectionAssembler::default(),
             pmt: SectionAssembler::default(),
             selected: None,
@@ -350,7 +355,7 @@ impl ProgramTracker {
             }
         }
         self.selected = Some(new);
-        self.roles[usize::from(pmt_pid)] = PidRole::Pmt;
+        self.assign(pmt_pid, PidRole::Pmt);
     }
 
     fn on_pmt(&mut self, section: &[u8], stats: &mut DemuxStats) -> PsiEvent {
@@ -408,25 +413,33 @@ impl ProgramTracker {
             stats.pmt_changes += 1;
         }
         self.clear_program_roles();
-        self.roles[usize::from(pmt_pid)] = PidRole::Pmt;
+        self.assign(pmt_pid, PidRole::Pmt);
         if program.pcr_pid != ts::NULL_PID {
-            self.roles[usize::from(program.pcr_pid)] = PidRole::Pcr;
+            self.assign(program.pcr_pid, PidRole::Pcr);
         }
         for (i, s) in program.streams.iter().enumerate() {
             if s.pid != PAT_PID && s.pid != pmt_pid {
                 // i < 256 by the truncate above.
-                self.roles[usize::from(s.pid)] = PidRole::Stream(i as u8);
+                self.assign(s.pid, PidRole::Stream(i as u8));
             }
         }
         self.program = Some(Arc::new(program));
         PsiEvent::ProgramChanged
     }
 
-    fn clear_program_roles(&mut self) {
-        for role in self.roles.iter_mut() {
-            if !matches!(role, PidRole::Pat) {
-                *role = PidRole::Other;
+    fn assign(&mut self, pid: u16, role: PidRole) {
+        let pid = pid & 0x1fff;
+        if pid != PAT_PID {
+            self.roles[usize::from(pid)] = role;
+            if !self.assigned.contains(&pid) {
+                self.assigned.push(pid);
             }
+        }
+    }
+
+    fn clear_program_roles(&mut self) {
+        for pid in self.assigned.drain(..) {
+            self.roles[usize::from(pid)] = PidRole::Other;
         }
     }
 }

@@ -82,7 +82,7 @@ pub fn probe(segment: &[u8], duration: Ticks) -> Option<SegmentTracks> {
     let mut demuxer = Demuxer::new(None);
     let mut program: Option<Arc<Program>> = None;
     let mut tracks: Vec<TrackInfo> = Vec::new();
-    let mut on_event = |event: DemuxEvent| match event {
+    let mut on_event = |event: DemuxEvent<'_>| match event {
         DemuxEvent::Program(p) if program.is_none() => {
             tracks = p
                 .streams
@@ -97,10 +97,10 @@ pub fn probe(segment: &[u8], duration: Ticks) -> Option<SegmentTracks> {
             };
             match track.kind {
                 TrackKind::Video if track.video.is_none() => {
-                    track.video = codec::probe_video(track.codec, &au.data);
+                    track.video = codec::probe_video(track.codec, au.data);
                 }
                 TrackKind::Audio if track.audio.is_none() => {
-                    track.audio = codec::probe_audio(track.codec, &au.data);
+                    track.audio = codec::probe_audio(track.codec, au.data);
                 }
                 _ => {}
             }

@@ -19,36 +19,74 @@ const SAMPLE_RATES: [u32; 13] = [
 /// Length of an ADTS header without CRC.
 const HEADER_LEN: usize = 7;
 
-/// Parses the ADTS header at the start of `data`; `None` if there is no
-/// sync word, a reserved value, or a frame length shorter than its header.
-/// `channel_configuration` 0 (layout in a program config element inside the
-/// frame) is not resolved and gives `None`.
-pub fn parse_adts_header(data: &[u8]) -> Option<AudioParams> {
+/// The fields of an ADTS header: what the fMP4 writer needs to split a PES
+/// into raw AAC frames and to write their AudioSpecificConfig.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdtsHeader {
+    /// MPEG-4 audio object type (the ADTS profile plus one; 2 is AAC LC).
+    pub object_type: u8,
+    /// `sampling_frequency_index`, 0 to 12.
+    pub sample_rate_index: u8,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// `channel_configuration`; 0 means a program config element inside
+    /// the frame says the layout.
+    pub channel_config: u8,
+    /// The whole frame's length, header included.
+    pub frame_length: usize,
+    /// 7, or 9 when a CRC follows the fixed header.
+    pub header_length: usize,
+    /// `number_of_raw_data_blocks_in_frame` plus one (each is 1024 samples).
+    pub raw_blocks: u8,
+}
+
+/// Reads the ADTS header at the start of `data`; `None` without a sync
+/// word, for a reserved sampling rate, or for a frame length shorter than
+/// its header.
+pub fn parse_adts(data: &[u8]) -> Option<AdtsHeader> {
     let header: &[u8; HEADER_LEN] = data.get(..HEADER_LEN)?.try_into().ok()?;
     // syncword (12) | ID (1) | layer (2), which is always 0
     if header[0] != 0xff || header[1] & 0xf6 != 0xf0 {
         return None;
     }
+    let protection_absent = header[1] & 0x01 == 1;
     let profile = header[2] >> 6;
-    let sf_index = usize::from((header[2] >> 2) & 0x0f);
+    let sample_rate_index = (header[2] >> 2) & 0x0f;
+    let sample_rate = *SAMPLE_RATES.get(usize::from(sample_rate_index))?;
     let channel_config = ((header[2] & 0x01) << 2) | (header[3] >> 6);
-    let frame_length = (u32::from(header[3] & 0x03) << 11)
-        | (u32::from(header[4]) << 3)
-        | u32::from(header[5] >> 5);
-    if frame_length < HEADER_LEN as u32 {
+    let frame_length = (usize::from(header[3] & 0x03) << 11)
+        | (usize::from(header[4]) << 3)
+        | usize::from(header[5] >> 5);
+    let header_length = if protection_absent { 7 } else { 9 };
+    if frame_length < header_length {
         return None;
     }
-    let sample_rate = *SAMPLE_RATES.get(sf_index)?;
-    let channels = match channel_config {
+    Some(AdtsHeader {
+        // ADTS profile is the MPEG-4 audio object type minus one (1 = AAC LC).
+        object_type: profile + 1,
+        sample_rate_index,
+        sample_rate,
+        channel_config,
+        frame_length,
+        header_length,
+        raw_blocks: (header[6] & 0x03) + 1,
+    })
+}
+
+/// Parses the ADTS header at the start of `data`; `None` if there is no
+/// sync word, a reserved value, or a frame length shorter than its header.
+/// `channel_configuration` 0 (layout in a program config element inside the
+/// frame) is not resolved and gives `None`.
+pub fn parse_adts_header(data: &[u8]) -> Option<AudioParams> {
+    let header = parse_adts(data)?;
+    let channels = match header.channel_config {
         0 => return None,
         7 => 8,
         n => n,
     };
-    // ADTS profile is the MPEG-4 audio object type minus one (1 = AAC LC).
-    let object_type = profile + 1;
     Some(AudioParams {
-        codec_string: format!("mp4a.40.{object_type}"),
-        sample_rate,
+        codec_string: format!("mp4a.40.{}", header.object_type),
+        sample_rate: header.sample_rate,
         channels,
     })
 }
@@ -65,6 +103,17 @@ pub fn adts_frame_length(data: &[u8]) -> Option<usize> {
         | (usize::from(header[4]) << 3)
         | usize::from(header[5] >> 5);
     (length >= HEADER_LEN).then_some(length)
+}
+
+/// The two-byte AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1) an `esds`
+/// carries for an ADTS stream: object type, sampling frequency index and
+/// channel configuration, then a GASpecificConfig of three zero bits
+/// (1024-sample frames, no core coder, no extension).
+pub fn audio_specific_config(header: &AdtsHeader) -> [u8; 2] {
+    let bits = (u16::from(header.object_type & 0x1f) << 11)
+        | (u16::from(header.sample_rate_index & 0x0f) << 7)
+        | (u16::from(header.channel_config & 0x0f) << 3);
+    bits.to_be_bytes()
 }
 
 #[cfg(test)]
@@ -125,6 +174,18 @@ mod tests {
         layer[1] |= 0x02; // layer != 0: MPEG audio, not ADTS
         assert_eq!(parse_adts_header(&layer), None);
         assert_eq!(parse_adts_header(&LC_MONO_44K[..6]), None);
+    }
+
+    #[test]
+    fn audio_specific_config_of_lc_stereo_48k() {
+        let header = parse_adts(&LC_STEREO_48K).unwrap();
+        assert_eq!(header.header_length, 7);
+        assert_eq!(header.raw_blocks, 1);
+        // ffmpeg's esds for the same stream: 11 90 (LC, index 3, 2 channels).
+        assert_eq!(audio_specific_config(&header), [0x11, 0x90]);
+        let mut crc = LC_STEREO_48K;
+        crc[1] &= 0xfe; // protection_absent 0: a CRC follows the header
+        assert_eq!(parse_adts(&crc).map(|h| h.header_length), Some(9));
     }
 
     #[test]

@@ -28,10 +28,68 @@ const REDUCED_SAMPLE_RATES: [u32; 3] = [24000, 22050, 16000];
 /// Highest valid `frmsizecod` (A/52 Table 5.18 has 38 entries).
 const MAX_FRMSIZECOD: u8 = 37;
 
+/// AC-3 bit rates in kbit/s by `frmsizecod / 2` (A/52 Table 5.18).
+const AC3_BIT_RATES: [u32; 19] = [
+    32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 576, 640,
+];
+
+/// Audio blocks of 256 samples per E-AC-3 frame by `numblkscod`.
+const EAC3_BLOCKS: [u8; 4] = [1, 2, 3, 6];
+
+/// What a sync frame header says: enough to split a PES into frames and to
+/// write an MP4 `dac3` or `dec3` box (ETSI TS 102 366 Annex F).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncFrame {
+    /// E-AC-3 (`bsid` 11 to 16) rather than AC-3.
+    pub enhanced: bool,
+    /// The frame's length in bytes.
+    pub frame_length: usize,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// `fscod`.
+    pub fscod: u8,
+    /// `bsid`.
+    pub bsid: u8,
+    /// `bsmod` (AC-3; 0, complete main, for E-AC-3, where it sits deep in
+    /// the informational metadata).
+    pub bsmod: u8,
+    /// `acmod`: the full-bandwidth channel layout.
+    pub acmod: u8,
+    /// `lfeon`.
+    pub lfeon: u8,
+    /// AC-3 `frmsizecod / 2`, the `dac3` bit rate code.
+    pub bit_rate_code: u8,
+    /// E-AC-3 `strmtyp`: 0 independent, 1 dependent, 2 AC-3 converted.
+    pub stream_type: u8,
+    /// E-AC-3 `substreamid`.
+    pub substream_id: u8,
+    /// Audio blocks of 256 samples in the frame (always 6 for AC-3).
+    pub blocks: u8,
+    /// Bit rate in kbit/s.
+    pub kbps: u32,
+}
+
+impl SyncFrame {
+    /// The track parameters this frame announces.
+    pub fn params(&self) -> Option<AudioParams> {
+        Some(AudioParams {
+            codec_string: if self.enhanced { "ec-3" } else { "ac-3" }.into(),
+            sample_rate: self.sample_rate,
+            channels: channels(u32::from(self.acmod), self.lfeon)?,
+        })
+    }
+}
+
 /// Parses the AC-3 or E-AC-3 sync frame header at the start of `data`;
 /// `None` without a sync word, for an unknown `bsid` or for reserved values.
 /// The codec string is `ac-3` or `ec-3` according to `bsid`.
 pub fn parse_sync_frame(data: &[u8]) -> Option<AudioParams> {
+    parse_frame(data)?.params()
+}
+
+/// Reads the sync frame header at the start of `data`, AC-3 or E-AC-3 by
+/// `bsid`.
+pub fn parse_frame(data: &[u8]) -> Option<SyncFrame> {
     let header: &[u8; 7] = data.get(..7)?.try_into().ok()?;
     if header[0] != 0x0b || header[1] != 0x77 {
         return None;
@@ -44,13 +102,21 @@ pub fn parse_sync_frame(data: &[u8]) -> Option<AudioParams> {
 }
 
 /// `syncinfo()` and the start of `bsi()` of an AC-3 frame (A/52 5.3).
-fn parse_ac3(header: &[u8; 7]) -> Option<AudioParams> {
-    let fscod = usize::from(header[4] >> 6);
+fn parse_ac3(header: &[u8; 7]) -> Option<SyncFrame> {
+    let fscod = header[4] >> 6;
     let frmsizecod = header[4] & 0x3f;
     if frmsizecod > MAX_FRMSIZECOD {
         return None;
     }
-    let sample_rate = *SAMPLE_RATES.get(fscod)?;
+    let sample_rate = *SAMPLE_RATES.get(usize::from(fscod))?;
+    let kbps = AC3_BIT_RATES[usize::from(frmsizecod >> 1)];
+    // Words of 16 bits per 1536-sample frame: bit rate × 1536 / rate / 16;
+    // at 44.1 kHz that is not whole and odd codes add the padding word.
+    let words = match fscod {
+        0 => 2 * kbps,
+        1 => kbps * 320 / 147 + u32::from(frmsizecod & 1),
+        _ => 3 * kbps,
+    };
     // bsi() from byte 6: acmod, then mix levels that depend on it, then lfeon.
     let mut bits = BitReader::new(header.get(6..)?);
     let acmod = bits.read_bits(3)?;
@@ -64,32 +130,58 @@ fn parse_ac3(header: &[u8; 7]) -> Option<AudioParams> {
         bits.skip(2)?; // dsurmod
     }
     let lfeon = u8::try_from(bits.read_bit()?).ok()?;
-    Some(AudioParams {
-        codec_string: "ac-3".into(),
+    Some(SyncFrame {
+        enhanced: false,
+        frame_length: usize::try_from(words * 2).ok()?,
         sample_rate,
-        channels: channels(acmod, lfeon)?,
+        fscod,
+        bsid: header[5] >> 3,
+        bsmod: header[5] & 0x07,
+        acmod: u8::try_from(acmod).ok()?,
+        lfeon,
+        bit_rate_code: frmsizecod >> 1,
+        stream_type: 0,
+        substream_id: 0,
+        blocks: 6,
+        kbps,
     })
 }
 
 /// The start of an E-AC-3 `syncinfo()`/`bsi()` (A/52 E.1.2).
-fn parse_eac3(header: &[u8; 7]) -> Option<AudioParams> {
-    let strmtyp = header[2] >> 6;
-    if strmtyp == 3 {
+fn parse_eac3(header: &[u8; 7]) -> Option<SyncFrame> {
+    let stream_type = header[2] >> 6;
+    if stream_type == 3 {
         return None; // reserved
     }
-    let fscod = usize::from(header[4] >> 6);
-    let fscod2 = usize::from((header[4] >> 4) & 0x03);
-    let sample_rate = if fscod == 3 {
-        *REDUCED_SAMPLE_RATES.get(fscod2)?
+    let frmsiz = (usize::from(header[2] & 0x07) << 8) | usize::from(header[3]);
+    let fscod = header[4] >> 6;
+    let fscod2 = (header[4] >> 4) & 0x03;
+    let (sample_rate, blocks) = if fscod == 3 {
+        (*REDUCED_SAMPLE_RATES.get(usize::from(fscod2))?, 6)
     } else {
-        *SAMPLE_RATES.get(fscod)?
+        (
+            *SAMPLE_RATES.get(usize::from(fscod))?,
+            EAC3_BLOCKS[usize::from(fscod2)],
+        )
     };
-    let acmod = u32::from((header[4] >> 1) & 0x07);
-    let lfeon = header[4] & 0x01;
-    Some(AudioParams {
-        codec_string: "ec-3".into(),
+    let frame_length = 2 * (frmsiz + 1);
+    // Bits per frame over the frame's duration (blocks of 256 samples).
+    let kbps = u64::try_from(frame_length).ok()? * 8 * u64::from(sample_rate)
+        / (u64::from(blocks) * 256 * 1000);
+    Some(SyncFrame {
+        enhanced: true,
+        frame_length,
         sample_rate,
-        channels: channels(acmod, lfeon)?,
+        fscod,
+        bsid: header[5] >> 3,
+        bsmod: 0,
+        acmod: (header[4] >> 1) & 0x07,
+        lfeon: header[4] & 0x01,
+        bit_rate_code: 0,
+        stream_type,
+        substream_id: (header[2] >> 3) & 0x07,
+        blocks,
+        kbps: u32::try_from(kbps).ok()?,
     })
 }
 
@@ -130,6 +222,31 @@ mod tests {
         // fscod 1: 44.1 kHz.
         let header = [0x0b, 0x77, 0, 0, 0x5e, 0x40, 0b0100_0000];
         assert_eq!(parse_sync_frame(&header), params("ac-3", 44100, 2));
+    }
+
+    #[test]
+    fn frame_lengths_follow_the_rate_tables() {
+        // 192 kb/s at 48 kHz (the clip's AC-3): 384 words.
+        let frame = parse_frame(&[0x0b, 0x77, 0xb5, 0x0b, 0x14, 0x40, 0xeb, 0xf8]).unwrap();
+        assert_eq!(
+            (frame.frame_length, frame.kbps, frame.bit_rate_code),
+            (768, 192, 10)
+        );
+        assert_eq!(
+            (frame.bsid, frame.bsmod, frame.acmod, frame.lfeon),
+            (8, 0, 7, 1)
+        );
+        // 32 kb/s at 44.1 kHz: 69 words, 70 with the padding word.
+        let even = parse_frame(&[0x0b, 0x77, 0, 0, 0x40, 0x40, 0x40]).unwrap();
+        let odd = parse_frame(&[0x0b, 0x77, 0, 0, 0x41, 0x40, 0x40]).unwrap();
+        assert_eq!((even.frame_length, odd.frame_length), (138, 140));
+        // 640 kb/s at 32 kHz: 1920 words.
+        let max = parse_frame(&[0x0b, 0x77, 0, 0, 0xa5, 0x40, 0x40]).unwrap();
+        assert_eq!(max.frame_length, 3840);
+        // E-AC-3: frmsiz 0x17f is 384 words; 6 blocks at 48 kHz is 192 kb/s.
+        let eac3 = parse_frame(&[0x0b, 0x77, 0x01, 0x7f, 0x34, 0x87, 0xc0]).unwrap();
+        assert_eq!((eac3.frame_length, eac3.blocks, eac3.kbps), (768, 6, 192));
+        assert!(eac3.enhanced);
     }
 
     #[test]

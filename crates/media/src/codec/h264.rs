@@ -7,7 +7,7 @@
 //! there); this module only turns its fields into what playlists carry, with
 //! integer arithmetic throughout (h264-reader's own `fps()` is a float).
 
-use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::nal::sps::{ChromaFormat, SeqParameterSet};
 use h264_reader::rbsp::{BitReader, ByteReader};
 
 use super::nal::NalUnits;
@@ -38,8 +38,41 @@ pub fn probe(es: &[u8]) -> Option<VideoParams> {
 /// Describes one SPS NAL unit, header byte included; `None` if it does not
 /// parse (truncated, corrupt, or sizes the level does not allow).
 pub fn parse_sps(nal: &[u8]) -> Option<VideoParams> {
+    parse_sps_format(nal).map(|(params, _)| params)
+}
+
+/// The SPS fields an `avcC` box carries beyond the SPS bytes themselves
+/// (ISO/IEC 14496-15 5.3.3.1): the chroma format and bit depths that the
+/// High profiles must repeat there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpsFormat {
+    /// `profile_idc`.
+    pub profile_idc: u8,
+    /// `chroma_format_idc`, 0 to 3.
+    pub chroma_format_idc: u8,
+    /// `bit_depth_luma_minus8`.
+    pub bit_depth_luma_minus8: u8,
+    /// `bit_depth_chroma_minus8`.
+    pub bit_depth_chroma_minus8: u8,
+}
+
+/// [`parse_sps`] and the [`SpsFormat`] of the same SPS.
+pub fn parse_sps_format(nal: &[u8]) -> Option<(VideoParams, SpsFormat)> {
     let reader = BitReader::new(ByteReader::skipping_h264_header(nal));
     let sps = SeqParameterSet::from_bits(reader).ok()?;
+    let chroma = &sps.chroma_info;
+    let format = SpsFormat {
+        profile_idc: sps.profile_idc.into(),
+        chroma_format_idc: match chroma.chroma_format {
+            ChromaFormat::Monochrome => 0,
+            ChromaFormat::YUV420 => 1,
+            ChromaFormat::YUV422 => 2,
+            ChromaFormat::YUV444 => 3,
+            ChromaFormat::Invalid(_) => return None,
+        },
+        bit_depth_luma_minus8: chroma.bit_depth_luma_minus8,
+        bit_depth_chroma_minus8: chroma.bit_depth_chroma_minus8,
+    };
     let (width, height) = sps.pixel_dimensions().ok()?;
     let frame_rate = sps
         .vui_parameters
@@ -49,7 +82,7 @@ pub fn parse_sps(nal: &[u8]) -> Option<VideoParams> {
         .and_then(|t| {
             FrameRate::reduced(u64::from(t.time_scale), 2 * u64::from(t.num_units_in_tick))
         });
-    Some(VideoParams {
+    let params = VideoParams {
         codec_string: codec_string(
             sps.profile_idc.into(),
             sps.constraint_flags.into(),
@@ -58,7 +91,8 @@ pub fn parse_sps(nal: &[u8]) -> Option<VideoParams> {
         width,
         height,
         frame_rate,
-    })
+    };
+    Some((params, format))
 }
 
 /// The RFC 6381 string `avc1.PPCCLL`: profile_idc, the constraint flags
@@ -145,6 +179,23 @@ mod tests {
                 frame_rate: Some(FrameRate { num: 25, den: 1 }),
             }
         );
+    }
+
+    #[test]
+    fn format_fields_for_avcc() {
+        let sps = &HIGH_720P25[4..30];
+        let (_, format) = parse_sps_format(sps).unwrap();
+        assert_eq!(
+            format,
+            SpsFormat {
+                profile_idc: 100,
+                chroma_format_idc: 1,
+                bit_depth_luma_minus8: 0,
+                bit_depth_chroma_minus8: 0,
+            }
+        );
+        let sps444 = &HIGH444_642X362_SPS[3..];
+        assert_eq!(parse_sps_format(sps444).unwrap().1.chroma_format_idc, 3);
     }
 
     #[test]

@@ -47,14 +47,56 @@ pub fn probe(es: &[u8]) -> Option<VideoParams> {
 /// Describes one SPS NAL unit, two-byte header included; `None` if it is
 /// truncated before the fields needed or carries out-of-range values.
 pub fn parse_sps(nal: &[u8]) -> Option<VideoParams> {
+    parse_sps_format(nal).map(|(params, _)| params)
+}
+
+/// The SPS fields an `hvcC` box repeats (ISO/IEC 14496-15 8.3.3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpsFormat {
+    /// `general_profile_space` (2 bits), `general_tier_flag` (1) and
+    /// `general_profile_idc` (5), packed as in the box.
+    pub profile_byte: u8,
+    /// The 32 `general_profile_compatibility_flag`s, as read.
+    pub compatibility_flags: u32,
+    /// The 48 bits of general constraint flags.
+    pub constraint_bytes: [u8; 6],
+    /// `general_level_idc`.
+    pub level_idc: u8,
+    /// `chroma_format_idc`, 0 to 3.
+    pub chroma_format_idc: u8,
+    /// `bit_depth_luma_minus8`.
+    pub bit_depth_luma_minus8: u8,
+    /// `bit_depth_chroma_minus8`.
+    pub bit_depth_chroma_minus8: u8,
+    /// `sps_max_sub_layers_minus1 + 1`.
+    pub temporal_layers: u8,
+    /// `sps_temporal_id_nesting_flag`.
+    pub temporal_id_nested: bool,
+}
+
+/// [`parse_sps`] and the [`SpsFormat`] of the same SPS.
+pub fn parse_sps_format(nal: &[u8]) -> Option<(VideoParams, SpsFormat)> {
     let data = rbsp(nal, 2, MAX_SPS_RBSP)?;
     let sps = Sps::read(&mut BitReader::new(&data))?;
-    Some(VideoParams {
+    let params = VideoParams {
         codec_string: sps.ptl.codec_string(),
         width: sps.width,
         height: sps.height,
         frame_rate: sps.frame_rate,
-    })
+    };
+    let ptl = &sps.ptl;
+    let format = SpsFormat {
+        profile_byte: (ptl.profile_space << 6) | (u8::from(ptl.tier) << 5) | ptl.profile_idc,
+        compatibility_flags: ptl.compatibility_flags,
+        constraint_bytes: ptl.constraint_bytes,
+        level_idc: ptl.level_idc,
+        chroma_format_idc: sps.chroma_format_idc,
+        bit_depth_luma_minus8: sps.bit_depth_luma_minus8,
+        bit_depth_chroma_minus8: sps.bit_depth_chroma_minus8,
+        temporal_layers: sps.max_sub_layers_minus1 + 1,
+        temporal_id_nested: sps.temporal_id_nesting,
+    };
+    Some((params, format))
 }
 
 /// The general part of `profile_tier_level()`, which is all the codec
@@ -145,6 +187,11 @@ struct Sps {
     width: u32,
     height: u32,
     frame_rate: Option<FrameRate>,
+    max_sub_layers_minus1: u8,
+    temporal_id_nesting: bool,
+    chroma_format_idc: u8,
+    bit_depth_luma_minus8: u8,
+    bit_depth_chroma_minus8: u8,
 }
 
 impl Sps {
@@ -155,7 +202,7 @@ impl Sps {
         if max_sub_layers_minus1 > 6 {
             return None;
         }
-        r.skip(1)?; // sps_temporal_id_nesting_flag
+        let temporal_id_nesting = r.read_bit()? == 1;
         let ptl = ProfileTierLevel::read(r, max_sub_layers_minus1)?;
         if r.read_ue()? > 15 {
             return None; // sps_seq_parameter_set_id
@@ -197,24 +244,28 @@ impl Sps {
                 return None;
             }
         }
-        let frame_rate = Self::read_after_window(r, max_sub_layers_minus1)?;
+        let bit_depth_luma_minus8 = u8::try_from(r.read_ue()?).ok().filter(|&d| d <= 8)?;
+        let bit_depth_chroma_minus8 = u8::try_from(r.read_ue()?).ok().filter(|&d| d <= 8)?;
+        let frame_rate = Self::read_after_bit_depths(r, max_sub_layers_minus1)?;
         Some(Self {
             ptl,
             width,
             height,
             frame_rate,
+            max_sub_layers_minus1: u8::try_from(max_sub_layers_minus1).ok()?,
+            temporal_id_nesting,
+            chroma_format_idc: u8::try_from(chroma_format_idc).ok()?,
+            bit_depth_luma_minus8,
+            bit_depth_chroma_minus8,
         })
     }
 
-    /// From `bit_depth_luma_minus8` to the VUI timing info. The outer
-    /// `Option` is a parse failure; the inner one is "no timing info".
-    fn read_after_window(
+    /// From `log2_max_pic_order_cnt_lsb_minus4` to the VUI timing info. The
+    /// outer `Option` is a parse failure; the inner one is "no timing info".
+    fn read_after_bit_depths(
         r: &mut BitReader<'_>,
         max_sub_layers_minus1: u32,
     ) -> Option<Option<FrameRate>> {
-        if r.read_ue()? > 8 || r.read_ue()? > 8 {
-            return None; // bit_depth_luma_minus8, bit_depth_chroma_minus8
-        }
         let log2_max_poc_lsb_minus4 = r.read_ue()?;
         if log2_max_poc_lsb_minus4 > 12 {
             return None;
@@ -562,6 +613,29 @@ mod tests {
                 frame_rate: Some(FrameRate { num: 25, den: 1 }),
             })
         );
+    }
+
+    #[test]
+    fn format_fields_for_hvcc() {
+        let sps = NalUnits::new(MAIN_1080P25).nth(1).unwrap();
+        assert_eq!(sps[0], 0x42, "the SPS NAL header");
+        let (_, format) = parse_sps_format(sps).unwrap();
+        assert_eq!(
+            format,
+            SpsFormat {
+                profile_byte: 0x01,
+                compatibility_flags: 0x6000_0000,
+                constraint_bytes: [0x90, 0, 0, 0, 0, 0],
+                level_idc: 120,
+                chroma_format_idc: 1,
+                bit_depth_luma_minus8: 0,
+                bit_depth_chroma_minus8: 0,
+                temporal_layers: 1,
+                temporal_id_nested: true,
+            }
+        );
+        let (_, main10) = parse_sps_format(&MAIN10_480P2997_SPS[3..]).unwrap();
+        assert_eq!((main10.profile_byte, main10.bit_depth_luma_minus8), (2, 2));
     }
 
     #[test]
