@@ -8,26 +8,34 @@
 //! - [`tape`]: a stream's archived and live segments, joined.
 //! - [`timeshift`]: stream mode (`timeshift_abs`, `timeshift_rel`, `rewind`).
 //! - [`paced`]: endless MPEG-TS paced in real time.
-//! - [`service`]: the HTTP handler; [`query`]: the query parameters it reads.
+//! - [`service`]: the HTTP handler, which hands each form to its family:
+//!   [`playlists`] (HLS), [`transport`] (MPEG-TS files, segments, paced
+//!   streams), [`status`] (`recording_status.json`); [`query`]: the query
+//!   parameters they read; [`config`]: their limits.
 //! - [`http`]: CORS, ETags, ranges and gzip around every answer.
 //! - [`auth`]: play authorization in front of every answer.
 
 pub mod archived;
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod http;
 pub mod master;
 pub mod metrics;
 pub mod paced;
 pub mod playlist;
+pub mod playlists;
 pub mod query;
 pub mod service;
+pub mod status;
 pub mod tape;
 pub mod timeshift;
+pub mod transport;
 pub mod url;
 
 pub use archived::StoreTape;
 pub use auth::Gate;
+pub use config::{PackagerConfig, RequestContext};
 pub use error::PackagerError;
-pub use service::{Packager, PackagerConfig, RequestContext};
+pub use service::Packager;
 pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};
