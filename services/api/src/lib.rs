@@ -48,7 +48,7 @@ use crate::service::*;
 /// (routed by hand, for their unencoded `/` in names).
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "dvr API", version = "1", description = "The operator's API of the DVR: streams, DVR switches, locks, status, sessions. Every route needs a bearer token or basic auth."),
+    info(title = "dvr API", version = "1", description = "The operator's API of the DVR: streams, DVR switches, locks, status, sessions. Every route needs a bearer token or basic auth (or, only where the operator set api.open_on_loopback, a direct local request); a change on basic auth is refused cross-site."),
     paths(flussonic_dvr_enable, flussonic_dvr_disable, flussonic_lock, flussonic_unlock),
     modifiers(&Security),
     security(("bearer" = []), ("basic" = [])),
