@@ -410,6 +410,34 @@ async fn basic_auth_never_changes_state_cross_site_and_a_token_needs_no_origin()
     expect(&a, 403, &["cross-site"]);
     assert!(api.stored("tool").await, "not deleted");
 
+    // The seeds' own middleware call (curl -u … --data '') is what a
+    // cross-site form sends; with the JSON content type it is a tool's.
+    let seeds = [
+        ("host", host.as_str()),
+        basic,
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let a = api
+        .send("POST", "/flussonic/api/dvr_disable/tool", &seeds, Some(""))
+        .await;
+    expect(
+        &a,
+        403,
+        &[
+            "cross-site request refused",
+            "Content-Type: application/json",
+        ],
+    );
+    let a = api
+        .send(
+            "POST",
+            "/flussonic/api/dvr_disable/tool",
+            &[("host", &host), basic, JSON],
+            Some(""),
+        )
+        .await;
+    expect(&a, 409, &["has no dvr"]);
+
     // A bearer token is no browser's ambient credential: no Origin, any
     // content type.
     let bearer = format!("Bearer {TOKEN}");
