@@ -499,6 +499,21 @@ impl Values {
                 source_name: source_name.to_owned(),
                 error,
             })?;
+        // In a pod, `kubectl port-forward` and sidecars arrive from
+        // loopback; the API service would refuse to start, so say it now.
+        let api = from_yaml_str_as::<ConfigApi>(&self.config_file(), "values config")
+            .map_err(|error| ValuesError::StreamConfig {
+                source_name: source_name.to_owned(),
+                error,
+            })?
+            .api
+            .unwrap_or_default();
+        if api.open_on_loopback {
+            return fail(
+                "config.api",
+                "api.open_on_loopback: the API in a cluster always needs credentials (kubectl port-forward and sidecars reach it from loopback); set it to false".to_owned(),
+            );
+        }
         for (name, w) in self.services.all() {
             if w.host_network && name != "ingest" {
                 return fail(
@@ -556,6 +571,22 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// What the manifests check in the stream config's `api:` section (the
+/// api crate reads the rest when the pod starts).
+#[derive(Debug, Default, Deserialize)]
+struct ApiSection {
+    /// `api.open_on_loopback`: never in a cluster.
+    #[serde(default)]
+    open_on_loopback: bool,
+}
+
+/// The stream config, only as far as its `api:` section.
+#[derive(Debug, Deserialize)]
+struct ConfigApi {
+    #[serde(default)]
+    api: Option<ApiSection>,
 }
 
 fn dns_label_message(s: &str) -> String {

@@ -150,6 +150,10 @@ fn sample_manifests_say_what_the_issue_asks() {
     assert!(sa.contains("eks.amazonaws.com/role-arn"));
     let config = get("configmap-dvr-config.yaml");
     assert!(config.contains("archive: s3://tv-archive/dvr"), "{config}");
+    assert!(
+        config.contains("api: { open_on_loopback: false }"),
+        "the API's credential-less mode shows off: {config}"
+    );
 }
 
 #[test]
@@ -219,6 +223,22 @@ fn bad_values_are_refused_with_their_line() {
 
     let e = error_of(&sample_with("max_replicas: 10", "max_replicas: 1"));
     assert!(e.contains("services.packager.autoscaling"), "{e}");
+
+    let e = error_of(&sample_with(
+        "open_on_loopback: false",
+        "open_on_loopback: true",
+    ));
+    assert!(
+        e.contains("config.api") && e.contains("api.open_on_loopback") && e.contains("credentials"),
+        "{e}"
+    );
+    let line = e.split_whitespace().nth(2).unwrap().trim_end_matches(':');
+    assert!(line.parse::<u64>().is_ok(), "a line number: {e}");
+    let e = error_of(&sample_with(
+        "api: { open_on_loopback: false }",
+        "api:\n    tokens: [ \"${DVR_ADMIN_TOKEN}\" ]\n    open_on_loopback: true",
+    ));
+    assert!(e.contains("api.open_on_loopback"), "block form too: {e}");
 }
 
 fn kubernetes_validate() -> PathBuf {

@@ -4,7 +4,14 @@
 //! api:
 //!   tokens: [ "${DVR_ADMIN_TOKEN}" ]     # bearer tokens; ${VAR} is read from the environment
 //!   users: { admin: "${DVR_ADMIN_PASSWORD}" }   # basic auth, name: password
+//!   open_on_loopback: false              # true: direct local requests need no credentials
 //! ```
+//!
+//! Without credentials the API is closed: every request is refused.
+//! `open_on_loopback` is the one way to use it without them, and only for
+//! requests that come straight from this machine ([`crate::auth`] says
+//! exactly which); it is off unless written, so no config left without an
+//! `api:` section opens anything.
 //!
 //! Secrets are best kept out of the file: `${VAR}` anywhere in a value is
 //! replaced by the variable, and an unset or empty variable is an error
@@ -23,6 +30,12 @@ pub struct ApiConfig {
     pub tokens: Vec<Secret>,
     /// Basic-auth users and their passwords.
     pub users: BTreeMap<String, Secret>,
+    /// Let a direct local request in without credentials (`api:
+    /// open_on_loopback: true`; default false). "Direct local" is judged by
+    /// [`crate::auth`]: a loopback peer naming a loopback host, with no
+    /// proxy's forwarding headers and no foreign `Origin`. Refused by the
+    /// distributed API service.
+    pub open_on_loopback: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +45,8 @@ struct RawApi {
     tokens: Vec<String>,
     #[serde(default)]
     users: BTreeMap<String, String>,
+    #[serde(default)]
+    open_on_loopback: bool,
 }
 
 /// The part of the file this crate owns; the rest is other crates'.
@@ -63,7 +78,10 @@ impl ApiConfig {
             path,
             message,
         };
-        let mut out = ApiConfig::default();
+        let mut out = ApiConfig {
+            open_on_loopback: raw.open_on_loopback,
+            ..ApiConfig::default()
+        };
         for (i, token) in raw.tokens.iter().enumerate() {
             let path = format!("api.tokens[{i}]");
             let value = expand_env(token, &env).map_err(|m| err(path.clone(), m))?;
@@ -137,5 +155,31 @@ mod tests {
         assert!(!ApiConfig::from_yaml_str("version: 1\n", "f", env)
             .unwrap()
             .has_credentials());
+    }
+
+    #[test]
+    fn open_on_loopback_is_off_unless_written() {
+        let read = |text: &str| ApiConfig::from_yaml_str(text, "dvr.yaml", env);
+        assert!(!read("version: 1\n").unwrap().open_on_loopback);
+        assert!(
+            !read("version: 1\napi: { tokens: [ t ] }\n")
+                .unwrap()
+                .open_on_loopback
+        );
+        assert!(
+            !read("version: 1\napi: { open_on_loopback: false }\n")
+                .unwrap()
+                .open_on_loopback
+        );
+        let open = read("version: 1\napi: { open_on_loopback: true }\n").unwrap();
+        assert!(open.open_on_loopback && !open.has_credentials());
+        let e = read("version: 1\napi: { open_on_loopbak: true }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `open_on_loopbak`"), "{e}");
+        let e = read("version: 1\napi:\n  open_on_loopback: maybe\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.open_on_loopback"), "{e}");
     }
 }

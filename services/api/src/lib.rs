@@ -12,7 +12,9 @@
 //! the auth service's bucket.
 //!
 //! Every route sits behind [`auth`]: bearer tokens or basic auth from the
-//! `api:` section ([`ApiConfig`]).
+//! `api:` section ([`ApiConfig`]), or, only where the operator opted in,
+//! a direct local request; never a cross-site one on a browser's ambient
+//! credentials.
 
 pub mod archives;
 pub mod auth;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use tracing::{info, warn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{Modify, OpenApi};
@@ -45,7 +48,7 @@ use crate::service::*;
 /// (routed by hand, for their unencoded `/` in names).
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "dvr API", version = "1", description = "The operator's API of the DVR: streams, DVR switches, locks, status, sessions. Every route needs a bearer token or basic auth."),
+    info(title = "dvr API", version = "1", description = "The operator's API of the DVR: streams, DVR switches, locks, status, sessions. Every route needs a bearer token or basic auth (or, only where the operator set api.open_on_loopback, a direct local request); a change on basic auth is refused cross-site."),
     paths(flussonic_dvr_enable, flussonic_dvr_disable, flussonic_lock, flussonic_unlock),
     modifiers(&Security),
     security(("bearer" = []), ("basic" = [])),
@@ -75,6 +78,10 @@ pub enum StartError {
     /// could change everything.
     #[error("the API has no credentials configured: set api.tokens (e.g. [ \"${{DVR_ADMIN_TOKEN}}\" ]) or api.users in the config; it does not start open")]
     NoCredentials,
+    /// Distributed mode with `api.open_on_loopback`: in a pod, sidecars and
+    /// `kubectl port-forward` arrive from loopback.
+    #[error("api.open_on_loopback is for a single dvr run on one machine; the distributed API service always needs credentials (in a pod, sidecars and kubectl port-forward arrive from loopback): remove it")]
+    OpenOnLoopback,
 }
 
 /// The API over its state.
@@ -129,7 +136,8 @@ impl ApiService {
         self.parts().1
     }
 
-    fn router(&self, gate: Gate) -> Router {
+    fn router(&self, config: ApiConfig) -> Router {
+        let gate = Gate { config };
         let (router, doc) = self.parts();
         let doc = Arc::new(doc);
         router
@@ -147,26 +155,31 @@ impl ApiService {
             .with_state(Arc::clone(&self.state))
     }
 
-    /// The embedded routes: without credentials they answer loopback
-    /// clients only. Serve with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so the client
-    /// address is known (without it, only credentials pass).
+    /// The routes of `dvr run` on one machine. Without credentials they
+    /// refuse everything, unless `config.open_on_loopback` lets direct
+    /// local requests in ([`auth`]); which of the two is logged once, here.
+    /// Serve with `into_make_service_with_connect_info::<SocketAddr>()` so
+    /// the client address is known (without it, only credentials pass).
     pub fn embedded_router(&self, config: ApiConfig) -> Router {
-        self.router(Gate {
-            config,
-            loopback_without_credentials: true,
-        })
+        if !config.has_credentials() {
+            if config.open_on_loopback {
+                info!("api: no credentials configured; answering direct local requests only (api.open_on_loopback)");
+            } else {
+                warn!("api: closed until credentials are set: every request is refused; set api.tokens or api.users (or api.open_on_loopback: true for direct local requests)");
+            }
+        }
+        self.router(config)
     }
 
     /// The routes of a distributed API service; refuses to exist without
-    /// credentials.
+    /// credentials or with `open_on_loopback`.
     pub fn distributed_router(&self, config: ApiConfig) -> Result<Router, StartError> {
+        if config.open_on_loopback {
+            return Err(StartError::OpenOnLoopback);
+        }
         if !config.has_credentials() {
             return Err(StartError::NoCredentials);
         }
-        Ok(self.router(Gate {
-            config,
-            loopback_without_credentials: false,
-        }))
+        Ok(self.router(config))
     }
 }

@@ -227,7 +227,11 @@ async fn call_from(
     auth: Auth,
     client: Option<SocketAddr>,
 ) -> (StatusCode, Value, axum::http::HeaderMap) {
-    let mut req = Request::builder().method(method).uri(uri);
+    // What every HTTP/1.1 client sends; the gate reads it.
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost");
     let header = match auth {
         Auth::None => None,
         Auth::Token => Some(format!("Bearer {TOKEN}")),
@@ -922,22 +926,47 @@ async fn reindex_export_sessions_and_the_document() {
 }
 
 #[tokio::test]
-async fn without_credentials_embedded_answers_loopback_only_and_distributed_refuses() {
+async fn without_credentials_embedded_is_closed_unless_opted_in_and_distributed_refuses() {
     let f = fixture().await;
-    let open = f.service.embedded_router(ApiConfig::default());
     let local = Some(SocketAddr::from(([127, 0, 0, 1], 5000)));
+    let local6 = Some(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5000)));
+    let closed = f.service.embedded_router(ApiConfig::default());
+    for client in [local, local6] {
+        let (s, v, _) =
+            call_from(&closed, "GET", "/api/v1/streams", None, Auth::None, client).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "not opted in: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("api.open_on_loopback"),
+            "{v}"
+        );
+    }
+    let open = f.service.embedded_router(ApiConfig {
+        open_on_loopback: true,
+        ..ApiConfig::default()
+    });
     let (s, _, _) = call_from(&open, "GET", "/api/v1/streams", None, Auth::None, local).await;
     assert_eq!(s, StatusCode::OK);
-    let local6 = Some(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5000)));
     let (s, _, _) = call_from(&open, "GET", "/api/v1/streams", None, Auth::None, local6).await;
+    assert_eq!(s, StatusCode::OK);
+    // An IPv4 peer on a dual-stack listener.
+    let mapped = Some(SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped(),
+        5000,
+    )));
+    let (s, _, _) = call_from(&open, "GET", "/api/v1/streams", None, Auth::None, mapped).await;
     assert_eq!(s, StatusCode::OK);
     let before = f.snapshot().await;
     let remote = Some(SocketAddr::from(([192, 168, 1, 9], 5000)));
     for (method, uri, body) in every_route() {
         for client in [remote, None] {
-            let (s, v, _) = call_from(&open, method, uri, body, Auth::Token, client).await;
-            assert_eq!(s, StatusCode::FORBIDDEN, "{method} {uri}");
-            assert!(v["error"].as_str().unwrap().contains("api.tokens"), "{v}");
+            for app in [&open, &closed] {
+                let (s, v, _) = call_from(app, method, uri, body, Auth::Token, client).await;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{method} {uri}");
+                assert!(v["error"].as_str().unwrap().contains("api.tokens"), "{v}");
+            }
         }
     }
     assert_eq!(f.snapshot().await, before);

@@ -1,5 +1,6 @@
-//! The API of a real `dvr run`: `dvr ctl --url` against it, and
-//! schemathesis fuzzing its served OpenAPI document.
+//! The API of a real `dvr run`: `dvr ctl --url` against it, schemathesis
+//! fuzzing its served OpenAPI document, and the API closed (and saying so)
+//! when no credentials are configured.
 
 mod support;
 
@@ -171,6 +172,63 @@ fn dvr_ctl_over_http_against_dvr_run() {
     // Playback stays open on the same port.
     let (status, _) = support::get(port, "/ch1/index.m3u8");
     assert_eq!(status, 200);
+}
+
+/// Without `api:` credentials and without the opt-in, `dvr run` logs once
+/// that the API is closed, and refuses even a direct local request (403,
+/// saying what to configure), while playback answers on the same port.
+#[test]
+fn without_credentials_the_api_is_closed_and_dvr_run_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let config = dir.path().join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: file://{}/archive\nstreams: {{}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let child = Command::new(dvr_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start dvr run");
+    let procs = Procs(vec![child]);
+    support::wait_for("the HTTP port", Duration::from_secs(30), || {
+        support::get(port, "/healthz").0 == 200
+    });
+    // Host: localhost from 127.0.0.1, JSON: everything the opt-in would admit.
+    for (method, path, body) in [
+        ("GET", "/api/v1/streams", ""),
+        (
+            "POST",
+            "/api/v1/streams/new",
+            r#"{"inputs":["udp://239.0.0.9:1"]}"#,
+        ),
+    ] {
+        let (status, _, body) = support::send(port, method, path, body);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        assert!(
+            body.contains("api.tokens") && body.contains("api.open_on_loopback"),
+            "{body}"
+        );
+    }
+    drop(procs);
+    let log = std::fs::read_to_string(&log).unwrap();
+    let closed = log
+        .lines()
+        .filter(|l| l.contains("api: closed until credentials are set"))
+        .count();
+    assert_eq!(closed, 1, "logged once at start:\n{log}");
 }
 
 /// schemathesis from PyPI (installed by `make test-deps`), every check,

@@ -6,7 +6,9 @@
 //! served show in the session's record (`GET /api/v1/sessions`).
 //!
 //! The key is given as `${DVR_E2E_KEY}`, read from the environment; without
-//! it `dvr run` refuses to start, naming the stream and the variable.
+//! it `dvr run` refuses to start, naming the stream and the variable. The
+//! API is called without credentials, as a local tool would, which the
+//! config allows explicitly (`api: { open_on_loopback: true }`).
 //!
 //! ffmpeg, ffprobe, chromium and hls.js are required (never skipped):
 //! `make test-deps` (scripts/install-test-deps.sh) installs them.
@@ -63,6 +65,7 @@ fn start(secs: i64) -> Dvr {
     let config = dir.path().join("dvr.yaml");
     let yaml = format!(
         "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
+         api: {{ open_on_loopback: true }}\n\
          streams:\n  ch1:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
          dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n    \
          auth: \"securetoken://${{{KEY_VAR}}}\"\n",
