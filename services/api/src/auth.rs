@@ -39,14 +39,18 @@
 //! 1. `Sec-Fetch-Site` is `cross-site` or `same-site` (another port or
 //!    subdomain is another site's page, as far as we are concerned), or
 //! 2. `Origin` is present and not this API's origin (`null` included), or
-//! 3. `Origin` is absent and the body's media type is one a plain HTML form
-//!    can send: `application/x-www-form-urlencoded`, `multipart/form-data`
-//!    or `text/plain` (browsers that predate `Origin` on POST).
+//! 3. in the loopback mode only (no credentials at all): `Origin` is absent
+//!    and the body's media type is one a plain HTML form can send
+//!    (`application/x-www-form-urlencoded`, `multipart/form-data`,
+//!    `text/plain`), which only browsers that predate `Origin` on POST do.
 //!
-//! Same-origin `fetch` with JSON (the `/admin/` page) and tools that send
-//! JSON or no body (`dvr ctl`, `curl -H 'Content-Type: application/json'`)
-//! pass; `curl -d` without a content type sends a form type and is refused
-//! with basic auth, not with a token.
+//! Rule 3 is not applied to basic auth: the seeds' middleware calls the
+//! Flussonic aliases with `curl -u user:pass --data ''` (a form type, no
+//! `Origin`), and a server-side caller cannot be told from such a browser.
+//! Every browser of the last years sends `Origin` on a cross-origin POST
+//! and `Sec-Fetch-Site` on every request, so rules 1 and 2 catch a
+//! cross-site form there. Same-origin `fetch` with JSON (the `/admin/`
+//! page) and tools (`dvr ctl`, curl) pass.
 //!
 //! **This API's origin** is the request's own host: `Origin`'s host and
 //! port equal those of `Host` (names compared without case, a missing port
@@ -312,8 +316,9 @@ fn foreign_origin(headers: &HeaderMap, host: &str) -> Option<String> {
 }
 
 /// Why a state-changing request on ambient credentials looks cross-site
-/// (`None`: it does not): the rules of the module doc.
-fn cross_site(request: &Request) -> Option<String> {
+/// (`None`: it does not): the rules of the module doc, rule 3 only with
+/// `forms_need_origin` (the loopback mode).
+fn cross_site(request: &Request, forms_need_origin: bool) -> Option<String> {
     let headers = request.headers();
     let sec_fetch_site = HeaderName::from_static("sec-fetch-site");
     for site in headers.get_all(&sec_fetch_site) {
@@ -328,6 +333,9 @@ fn cross_site(request: &Request) -> Option<String> {
             Err(why) => return Some(why),
         };
         return foreign_origin(headers, &host);
+    }
+    if !forms_need_origin {
+        return None;
     }
     for content_type in headers.get_all(header::CONTENT_TYPE) {
         let value = content_type.as_bytes();
@@ -374,18 +382,19 @@ pub(crate) async fn require_admin(
     // Ok: let in on ambient credentials (basic auth, or as a local
     // request), which a browser would also send on another site's request.
     // Err: refused, with why it was not taken as local if it could have been.
+    // Ok(true): let in as a local request, Ok(false): on basic auth.
     let admitted = match presented {
         Presented::Bearer => return next.run(request).await,
-        Presented::Basic => Ok(()),
+        Presented::Basic => Ok(false),
         Presented::Nothing | Presented::Wrong if gate.config.open_on_loopback => {
-            not_local(&request, client).map_or(Ok(()), |why| Err(Some(why)))
+            not_local(&request, client).map_or(Ok(true), |why| Err(Some(why)))
         }
         Presented::Nothing | Presented::Wrong => Err(None),
     };
     let local_why = match admitted {
-        Ok(()) => {
+        Ok(local) => {
             if changes_state(request.method()) {
-                if let Some(why) = cross_site(&request) {
+                if let Some(why) = cross_site(&request, local) {
                     warn!(client = ?client, path = %path, why = %why, "api: refused a cross-site request");
                     return ApiError::new(
                         StatusCode::FORBIDDEN,
@@ -565,7 +574,7 @@ mod tests {
             vec![host, ("sec-fetch-site", "same-origin")],
             vec![host, ("sec-fetch-site", "none")],
         ] {
-            assert_eq!(cross_site(&request("POST", &ok)), None, "{ok:?}");
+            assert_eq!(cross_site(&request("POST", &ok), true), None, "{ok:?}");
         }
         for bad in [
             vec![host, ("origin", "http://evil.example")],
@@ -582,9 +591,16 @@ mod tests {
             vec![host, ("content-type", "multipart/form-data; boundary=x")],
             vec![("origin", "http://localhost:8080")],
         ] {
-            let why = cross_site(&request("POST", &bad));
+            let why = cross_site(&request("POST", &bad), true);
             assert!(why.is_some(), "{bad:?}");
         }
+        // With basic auth, a form type without Origin is a server-side
+        // caller's (the seeds' middleware); Origin and Sec-Fetch-Site
+        // still decide.
+        let form = vec![host, ("content-type", "application/x-www-form-urlencoded")];
+        assert_eq!(cross_site(&request("POST", &form), false), None);
+        let foreign = vec![host, ("origin", "http://evil.example")];
+        assert!(cross_site(&request("POST", &foreign), false).is_some());
         assert!(changes_state(&Method::POST) && changes_state(&Method::DELETE));
         assert!(changes_state(&Method::PUT) && changes_state(&Method::PATCH));
         assert!(!changes_state(&Method::GET) && !changes_state(&Method::HEAD));
