@@ -405,11 +405,22 @@ impl Renderer<'_> {
         }
         // Who touches the archive: the recorder writes it, the packager and
         // the API read it (and lock ranges); ingest and auth never do.
-        let mut env_from = None;
+        let mut env_from: Option<Vec<EnvFromSource>> = None;
         if matches!(name, "recorder" | "packager" | "api") {
             let (vars, from) = self.archive_env();
             env.extend(vars);
             env_from = from;
+        }
+        // The API's credentials (`${VAR}`s of the config's `api:` section)
+        // reach its pods only: no other service reads that section.
+        if name == "api" && !v.api_secret.is_empty() {
+            env_from.get_or_insert_with(Vec::new).push(EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: v.api_secret.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            });
         }
         let port = i32::from(v.http_port);
         let container = Container {

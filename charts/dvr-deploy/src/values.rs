@@ -48,6 +48,11 @@ pub struct Values {
     /// controller's pod CIDR where other pods are not to be believed.
     #[serde(default = "default_trusted_proxies")]
     pub trusted_proxies: Vec<String>,
+    /// A Secret whose keys become environment variables of the API's pods
+    /// only: where the config's `api.tokens`/`api.users` take their
+    /// `${VAR}`s from (e.g. `DVR_ADMIN_TOKEN`). Empty: none.
+    #[serde(default)]
+    pub api_secret: String,
     /// Per-service settings.
     pub services: Services,
     /// The Ingress; `None` renders none.
@@ -514,6 +519,12 @@ impl Values {
                 "api.open_on_loopback: the API in a cluster always needs credentials (kubectl port-forward and sidecars reach it from loopback); set it to false".to_owned(),
             );
         }
+        if api.tokens.is_empty() && api.users.is_empty() {
+            return fail(
+                "config.api",
+                "the API in a cluster needs credentials: set api.tokens (e.g. [ \"${DVR_ADMIN_TOKEN}\" ]) in config and api_secret to the Secret that holds the variable".to_owned(),
+            );
+        }
         for (name, w) in self.services.all() {
             if w.host_network && name != "ingest" {
                 return fail(
@@ -580,6 +591,12 @@ struct ApiSection {
     /// `api.open_on_loopback`: never in a cluster.
     #[serde(default)]
     open_on_loopback: bool,
+    /// `api.tokens`: at least one of these or `users`.
+    #[serde(default)]
+    tokens: Vec<String>,
+    /// `api.users`.
+    #[serde(default)]
+    users: BTreeMap<String, String>,
 }
 
 /// The stream config, only as far as its `api:` section.

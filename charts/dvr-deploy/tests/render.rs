@@ -148,10 +148,23 @@ fn sample_manifests_say_what_the_issue_asks() {
     assert!(hpa.contains("maxReplicas: 10") && hpa.contains("minReplicas: 2"));
     let sa = get("serviceaccount-dvr.yaml");
     assert!(sa.contains("eks.amazonaws.com/role-arn"));
+    // The API's credentials reach its pods only.
+    let secret_ref = "secretRef:\n            name: dvr-api\n";
+    assert!(
+        get("deployment-dvr-api.yaml").contains(secret_ref),
+        "{}",
+        get("deployment-dvr-api.yaml")
+    );
+    for other in ["ingest", "recorder", "packager", "auth"] {
+        assert!(
+            !get(&format!("deployment-dvr-{other}.yaml")).contains("dvr-api\n"),
+            "{other}"
+        );
+    }
     let config = get("configmap-dvr-config.yaml");
     assert!(config.contains("archive: s3://tv-archive/dvr"), "{config}");
     assert!(
-        config.contains("api: { open_on_loopback: false }"),
+        config.contains("api: { tokens: [ \"${DVR_ADMIN_TOKEN}\" ] }"),
         "the API's credential-less mode shows off: {config}"
     );
 }
@@ -225,8 +238,8 @@ fn bad_values_are_refused_with_their_line() {
     assert!(e.contains("services.packager.autoscaling"), "{e}");
 
     let e = error_of(&sample_with(
-        "open_on_loopback: false",
-        "open_on_loopback: true",
+        "api: { tokens: [ \"${DVR_ADMIN_TOKEN}\" ] }",
+        "api: { tokens: [ \"${DVR_ADMIN_TOKEN}\" ], open_on_loopback: true }",
     ));
     assert!(
         e.contains("config.api") && e.contains("api.open_on_loopback") && e.contains("credentials"),
@@ -235,10 +248,17 @@ fn bad_values_are_refused_with_their_line() {
     let line = e.split_whitespace().nth(2).unwrap().trim_end_matches(':');
     assert!(line.parse::<u64>().is_ok(), "a line number: {e}");
     let e = error_of(&sample_with(
-        "api: { open_on_loopback: false }",
+        "api: { tokens: [ \"${DVR_ADMIN_TOKEN}\" ] }",
         "api:\n    tokens: [ \"${DVR_ADMIN_TOKEN}\" ]\n    open_on_loopback: true",
     ));
     assert!(e.contains("api.open_on_loopback"), "block form too: {e}");
+    // The distributed API refuses to start without credentials: so does
+    // the renderer.
+    let e = error_of(&sample_with(
+        "api: { tokens: [ \"${DVR_ADMIN_TOKEN}\" ] }",
+        "api: {}",
+    ));
+    assert!(e.contains("the API in a cluster needs credentials"), "{e}");
 }
 
 fn kubernetes_validate() -> PathBuf {

@@ -62,6 +62,13 @@ impl ApiConfig {
         !self.tokens.is_empty() || !self.users.is_empty()
     }
 
+    /// Checks the `api:` section of `text` as [`ApiConfig::from_yaml_str`]
+    /// does (unknown keys, types) without reading the environment: a
+    /// process that does not run the API must not need the API's secrets.
+    pub fn check_yaml_str(text: &str, source_name: &str) -> Result<(), ConfigError> {
+        from_yaml_str_as::<Sections>(text, source_name).map(drop)
+    }
+
     /// Reads `api:` from the config text (named `source_name` in errors),
     /// expanding `${VAR}` with `env`.
     pub fn from_yaml_str(

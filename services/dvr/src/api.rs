@@ -40,6 +40,7 @@ pub struct ApiBuckets {
 /// its packager's tapes as status.
 pub fn router(
     config: &RunConfig,
+    api: dvr_api::ApiConfig,
     buckets: ApiBuckets,
     node: &str,
     packager: &Arc<Packager>,
@@ -66,9 +67,9 @@ pub fn router(
     );
     let service = ApiService::new(state);
     if distributed {
-        Ok(service.distributed_router(config.api.clone())?)
+        Ok(service.distributed_router(api)?)
     } else {
-        Ok(service.embedded_router(config.api.clone()))
+        Ok(service.embedded_router(api))
     }
 }
 

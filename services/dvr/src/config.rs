@@ -21,8 +21,8 @@ pub struct RunConfig {
     /// How to reach and log in to the object stores behind `s3://` and
     /// `swift://` archive roots, environment applied.
     pub storage: StorageConfig,
-    /// Who may call the API (`api:`), environment expanded.
-    pub api: dvr_api::ApiConfig,
+    /// The file's text and name, for [`RunConfig::api`].
+    source: (String, String),
 }
 
 /// The sections of the file this crate owns; the rest is dvr-common's.
@@ -43,8 +43,23 @@ impl RunConfig {
         let node = Config::from_yaml_str(text, source_name)?;
         let mut storage = from_yaml_str_as::<BinarySections>(text, source_name)?.storage;
         storage.apply_env(&env);
-        let api = dvr_api::ApiConfig::from_yaml_str(text, source_name, &env)?;
-        Ok(Self { node, storage, api })
+        dvr_api::ApiConfig::check_yaml_str(text, source_name)?;
+        Ok(Self {
+            node,
+            storage,
+            source: (text.to_owned(), source_name.to_owned()),
+        })
+    }
+
+    /// Who may call the API (`api:`), its `${VAR}`s read from `env`: asked
+    /// only by a process that runs the API, so that no other pod needs the
+    /// API's secrets in its environment (the section's shape was checked
+    /// at load).
+    pub fn api(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<dvr_api::ApiConfig, ConfigError> {
+        dvr_api::ApiConfig::from_yaml_str(&self.source.0, &self.source.1, env)
     }
 }
 
@@ -148,6 +163,27 @@ streams:
         .unwrap();
         assert_eq!(c.storage.s3.region.as_deref(), Some("ap-south-1"));
         assert_eq!(c.storage.part_size, StorageConfig::default().part_size);
+    }
+
+    #[test]
+    fn only_the_api_needs_the_apis_secrets() {
+        let text = "version: 1\napi: { tokens: [ \"${DVR_ADMIN_TOKEN}\" ] }\nstreams: {}\n";
+        let c = RunConfig::from_yaml_str(text, "dvr.yaml", no_env).unwrap();
+        let e = c.api(no_env).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "dvr.yaml: api.tokens[0]: environment variable DVR_ADMIN_TOKEN is not set"
+        );
+        let api = c
+            .api(|k| (k == "DVR_ADMIN_TOKEN").then(|| "t0k".to_owned()))
+            .unwrap();
+        assert_eq!(api.tokens[0].expose(), "t0k");
+        // The section's shape is still checked for every process.
+        let text = "version: 1\napi: { token: [ \"x\" ] }\n";
+        let e = RunConfig::from_yaml_str(text, "dvr.yaml", no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api: unknown field `token`"), "{e}");
     }
 
     #[test]

@@ -208,8 +208,11 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         app = app.merge(Arc::clone(&packager).router());
     }
     if roles.api {
+        // The API's secrets are read here, by the process that runs it.
+        let api = run_config.api(|k| std::env::var(k).ok())?;
         app = app.merge(crate::api::router(
             &run_config,
+            api,
             crate::api::ApiBuckets {
                 streams: Arc::clone(&streams_kv),
                 sessions,
