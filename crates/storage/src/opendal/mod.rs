@@ -129,30 +129,7 @@ impl OpendalStorage {
     async fn operator(&self, op: Op, key: &str) -> StorageResult<Operator> {
         match &self.backend {
             Backend::Plain { op, .. } => Ok(op.clone()),
-            Backend::Swift(s) => s
-                .current()
-                .await
-                .map(|c| c.op)
-                .map_err(|e| self.auth_err(op, key, e)),
-        }
-    }
-
-    fn auth_err(&self, op: Op, key: &str, (detail, transient): (String, bool)) -> StorageError {
-        let detail = self.redactor.scrub(&detail);
-        if transient {
-            StorageError::Unavailable {
-                op,
-                key: key.to_owned(),
-                uri: self.uri.clone(),
-                detail,
-            }
-        } else {
-            StorageError::Denied {
-                op,
-                key: key.to_owned(),
-                uri: self.uri.clone(),
-                detail,
-            }
+            Backend::Swift(s) => s.logged_in(op, key, &self.uri).await.map(|c| c.op),
         }
     }
 

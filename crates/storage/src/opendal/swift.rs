@@ -75,7 +75,7 @@ impl SwiftSession {
         })
     }
 
-    pub(super) async fn current(&self) -> Result<SwiftCurrent, (String, bool)> {
+    async fn current(&self) -> Result<SwiftCurrent, (String, bool)> {
         let mut guard = self.current.lock().await;
         let now = self.clock.now();
         if let Some(c) = guard.as_ref() {
@@ -154,7 +154,12 @@ impl SwiftSession {
     }
 
     /// The current login, or the error that says why there is none.
-    async fn logged_in(&self, op: Op, key: &str, uri: &str) -> StorageResult<SwiftCurrent> {
+    pub(super) async fn logged_in(
+        &self,
+        op: Op,
+        key: &str,
+        uri: &str,
+    ) -> StorageResult<SwiftCurrent> {
         self.current().await.map_err(|(detail, transient)| {
             let detail = self.redactor.scrub(&detail);
             let (key, uri) = (key.to_owned(), uri.to_owned());
