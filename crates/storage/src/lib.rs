@@ -20,7 +20,7 @@ pub mod config;
 pub mod counting;
 pub mod error;
 pub mod key;
-pub mod opendal_storage;
+pub mod opendal;
 pub mod redact;
 pub mod resolver;
 pub mod retry;
@@ -37,11 +37,11 @@ pub mod testsuite;
 #[cfg(feature = "testsuite")]
 pub mod testservers;
 
+pub use self::opendal::OpendalStorage;
 pub use config::{RetryConfig, S3Config, Secret, StorageConfig, SwiftConfig, TimeoutConfig};
 pub use counting::CountingStorage;
 pub use error::{Op, StorageError, StorageResult};
 pub use key::{ObjectKey, MAX_KEY_LEN};
-pub use opendal_storage::OpendalStorage;
 pub use resolver::{decorate, resolve, resolve_with_clock};
 pub use retry::RetryStorage;
 pub use storage::{ObjectMeta, ObjectWriter, Storage};
@@ -56,7 +56,7 @@ pub use uri::{Protocol, StorageUri};
 /// not remember it.
 pub fn install_opendal() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    opendal::install_default();
+    ::opendal::install_default();
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use dvr_common::{Clock, SystemClock};
 
 use crate::config::StorageConfig;
 use crate::error::StorageResult;
-use crate::opendal_storage::OpendalStorage;
+use crate::opendal::OpendalStorage;
 use crate::retry::RetryStorage;
 use crate::storage::Storage;
 use crate::timeout::TimeoutStorage;

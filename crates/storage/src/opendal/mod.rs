@@ -2,11 +2,21 @@
 //! OpenDAL.
 //!
 //! One type, [`OpendalStorage`], serves every protocol; what differs is how
-//! its OpenDAL operator is made. For Swift the operator is rebuilt whenever
-//! the token is renewed (OpenDAL's Swift service takes a fixed token), and
-//! deletes go straight to Swift with `multipart-manifest=delete` so that the
-//! segments of a large upload are removed with its manifest instead of
-//! leaking.
+//! its OpenDAL operator is made. This file holds the type and what every
+//! backend shares (error mapping, the Swift-aware retry of a rejected token,
+//! ranges, listings, streamed writers); each backend's setup and its own code
+//! live beside it: `fs` (atomic writes through a hidden temporary
+//! directory), `memory` (stores shared by URI), `s3` (presigned single
+//! PUTs) and `swift` (the token-bound operator and the raw HTTP for large
+//! objects). For Swift the operator is rebuilt whenever the token is renewed
+//! (OpenDAL's Swift service takes a fixed token), and deletes go straight to
+//! Swift with `multipart-manifest=delete` so that the segments of a large
+//! upload are removed with its manifest instead of leaking.
+
+mod fs;
+mod memory;
+mod s3;
+mod swift;
 
 use std::future::Future;
 use std::ops::Range;
@@ -20,27 +30,17 @@ use dvr_common::error::ErrorKind;
 use dvr_common::{Clock, UtcMs};
 use futures::{StreamExt, TryStreamExt};
 use opendal::{ErrorKind as OdKind, Operator};
-use tokio::sync::Mutex;
 use tracing::debug;
 
-use crate::config::{S3Config, StorageConfig, SwiftConfig};
+use crate::config::StorageConfig;
 use crate::error::{Op, StorageError, StorageResult};
 use crate::key::{validate_prefix, ObjectKey};
 use crate::redact::Redactor;
 use crate::storage::{ObjectMeta, ObjectWriter, Storage};
-use crate::swift_auth::{refresh_at, SwiftAuth, SwiftToken};
-use crate::upload::{exact_stream, streamed_put, PutFailure, UploadSource, MAX_SINGLE_PUT};
+use crate::upload::{exact_stream, UploadSource, MAX_SINGLE_PUT};
 use crate::uri::{Protocol, StorageUri};
 
-/// Where Swift keeps the segments of large objects (OpenDAL's convention);
-/// hidden from listings of a container root.
-const SWIFT_SEGMENTS_PREFIX: &str = ".segments/";
-
-/// Where the file backend writes an object before renaming it into place,
-/// so a crash or an aborted upload never leaves a half-written chunk under
-/// its final key. Inside the root (rename needs one filesystem), hidden from
-/// listings.
-const FS_TMP_DIR: &str = ".dvr-tmp";
+use self::swift::SwiftSession;
 
 /// Parallel deletes against stores without a bulk delete we can use.
 const DELETE_CONCURRENCY: usize = 8;
@@ -61,10 +61,6 @@ pub struct OpendalStorage {
     /// which one it could not reach (OpenDAL's text buries it in a context).
     s3_endpoint: Option<String>,
 }
-
-/// How long a presigned upload URL stays valid: the upload must start in
-/// this time, not finish.
-const PRESIGN_VALIDITY: Duration = Duration::from_secs(900);
 
 #[derive(Debug)]
 enum Backend {
@@ -97,23 +93,16 @@ impl OpendalStorage {
             )));
         }
         let backend = match uri.protocol() {
-            Protocol::File => {
-                let tmp = format!("{}/{FS_TMP_DIR}", uri.path().trim_end_matches('/'));
-                let builder = opendal::services::Fs::default()
-                    .root(uri.path())
-                    .atomic_write_dir(&tmp);
-                let op = Operator::new(builder).map_err(|e| cfg_err(e.to_string()))?;
-                Backend::Plain {
-                    op,
-                    fs_root: Some(PathBuf::from(uri.path())),
-                }
-            }
+            Protocol::File => Backend::Plain {
+                op: fs::operator(uri).map_err(|e| cfg_err(e.to_string()))?,
+                fs_root: Some(PathBuf::from(uri.path())),
+            },
             Protocol::Memory => Backend::Plain {
-                op: memory_operator(uri)?,
+                op: memory::operator(uri)?,
                 fs_root: None,
             },
             Protocol::S3 => Backend::Plain {
-                op: s3_operator(uri, &config.s3).map_err(|e| cfg_err(e.to_string()))?,
+                op: s3::operator(uri, &config.s3).map_err(|e| cfg_err(e.to_string()))?,
                 fs_root: None,
             },
             Protocol::Swift => Backend::Swift(Arc::new(
@@ -133,43 +122,14 @@ impl OpendalStorage {
             upload_timeout: config.timeout.upload(),
             http,
             redactor,
-            s3_endpoint: (uri.protocol() == Protocol::S3).then(|| {
-                config
-                    .s3
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| "of AWS for the region".to_owned())
-            }),
+            s3_endpoint: (uri.protocol() == Protocol::S3).then(|| s3::shown_endpoint(&config.s3)),
         })
     }
 
     async fn operator(&self, op: Op, key: &str) -> StorageResult<Operator> {
         match &self.backend {
             Backend::Plain { op, .. } => Ok(op.clone()),
-            Backend::Swift(s) => s
-                .current()
-                .await
-                .map(|c| c.op)
-                .map_err(|e| self.auth_err(op, key, e)),
-        }
-    }
-
-    fn auth_err(&self, op: Op, key: &str, (detail, transient): (String, bool)) -> StorageError {
-        let detail = self.redactor.scrub(&detail);
-        if transient {
-            StorageError::Unavailable {
-                op,
-                key: key.to_owned(),
-                uri: self.uri.clone(),
-                detail,
-            }
-        } else {
-            StorageError::Denied {
-                op,
-                key: key.to_owned(),
-                uri: self.uri.clone(),
-                detail,
-            }
+            Backend::Swift(s) => s.logged_in(op, key, &self.uri).await.map(|c| c.op),
         }
     }
 
@@ -279,33 +239,6 @@ impl OpendalStorage {
             }
         }
         w.finish_op(Op::PutFile).await
-    }
-
-    /// One PUT to a presigned S3 URL, the body streamed from `source`.
-    async fn s3_single_put(
-        &self,
-        op: &Operator,
-        key: &str,
-        source: &dyn UploadSource,
-    ) -> StorageResult<()> {
-        let signed = op
-            .presign_write(key, PRESIGN_VALIDITY)
-            .await
-            .map_err(|e| map_opendal_err(&self.uri, &self.redactor, Op::PutFile, key, &e))?;
-        let headers = signed.header().clone();
-        streamed_put(
-            &self.http,
-            &signed.uri().to_string(),
-            headers,
-            source,
-            self.upload_timeout,
-        )
-        .await
-        .map_err(|f| {
-            f.into_error(Op::PutFile, key, &self.uri, &source.origin(), |t| {
-                self.redactor.scrub(t)
-            })
-        })
     }
 }
 
@@ -513,8 +446,8 @@ impl Storage for OpendalStorage {
                 continue;
             }
             let hidden = match self.protocol {
-                Protocol::Swift => path.starts_with(SWIFT_SEGMENTS_PREFIX),
-                Protocol::File => path.starts_with(FS_TMP_DIR),
+                Protocol::Swift => path.starts_with(swift::SEGMENTS_PREFIX),
+                Protocol::File => path.starts_with(fs::TMP_DIR),
                 _ => false,
             };
             if hidden {
@@ -593,13 +526,7 @@ impl Storage for OpendalStorage {
             ..
         } = &self.backend
         {
-            tokio::fs::create_dir_all(root)
-                .await
-                .map_err(|e| StorageError::Unusable {
-                    uri: self.uri.clone(),
-                    detail: format!("cannot create the archive directory: {e}"),
-                    kind: ErrorKind::Internal,
-                })?;
+            fs::create_root(root, &self.uri).await?;
         }
         let res = self
             .run(Op::Check, "", |o| async move {
@@ -716,433 +643,5 @@ impl ObjectWriter for OpendalWriter {
             .abort()
             .await
             .map_err(|e| map_opendal_err(&self.uri, &self.redactor, Op::PutStream, &self.key, &e))
-    }
-}
-
-fn s3_operator(uri: &StorageUri, cfg: &S3Config) -> opendal::Result<Operator> {
-    let mut b = opendal::services::S3::default()
-        .bucket(uri.bucket())
-        .root(&uri.root());
-    if let Some(ep) = &cfg.endpoint {
-        b = b.endpoint(ep);
-    }
-    b = b.region(cfg.region.as_deref().unwrap_or("us-east-1"));
-    if !cfg.path_style {
-        b = b.enable_virtual_host_style();
-    }
-    if let (Some(ak), Some(sk)) = (&cfg.access_key_id, &cfg.secret_access_key) {
-        b = b.access_key_id(ak).secret_access_key(sk.expose());
-        if let Some(t) = &cfg.session_token {
-            b = b.session_token(t.expose());
-        }
-    }
-    if !cfg.load_default_credentials {
-        b = b.disable_config_load();
-    }
-    Operator::new(b)
-}
-
-/// Memory stores live as long as the process and are shared by URI, so the
-/// recorder and the packager of one embedded process see the same archive.
-fn memory_operator(uri: &StorageUri) -> StorageResult<Operator> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex as StdMutex, OnceLock};
-    static STORES: OnceLock<StdMutex<HashMap<String, Operator>>> = OnceLock::new();
-    let stores = STORES.get_or_init(Default::default);
-    let mut stores = stores.lock().map_err(|_| StorageError::Config {
-        uri: uri.to_string(),
-        detail: "memory store registry poisoned".into(),
-    })?;
-    if let Some(op) = stores.get(&uri.to_string()) {
-        return Ok(op.clone());
-    }
-    let op = Operator::new(opendal::services::Memory::default().root("/")).map_err(|e| {
-        StorageError::Config {
-            uri: uri.to_string(),
-            detail: e.to_string(),
-        }
-    })?;
-    stores.insert(uri.to_string(), op.clone());
-    Ok(op)
-}
-
-/// A Swift login and the OpenDAL operator built on its token.
-#[derive(Debug)]
-struct SwiftSession {
-    auth: SwiftAuth,
-    http: reqwest::Client,
-    clock: Arc<dyn Clock>,
-    margin: Duration,
-    container: String,
-    root: String,
-    redactor: Redactor,
-    current: Mutex<Option<SwiftCurrent>>,
-}
-
-#[derive(Clone, Debug)]
-struct SwiftCurrent {
-    op: Operator,
-    token: SwiftToken,
-    refresh_at: Option<UtcMs>,
-}
-
-impl SwiftSession {
-    fn new(
-        uri: &StorageUri,
-        cfg: &SwiftConfig,
-        clock: Arc<dyn Clock>,
-        redactor: Redactor,
-    ) -> Result<Self, String> {
-        let auth = SwiftAuth::from_config(cfg)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self {
-            auth,
-            http,
-            clock,
-            margin: Duration::from_secs(cfg.refresh_margin_secs),
-            container: uri.bucket().to_owned(),
-            root: uri.root(),
-            redactor,
-            current: Mutex::new(None),
-        })
-    }
-
-    async fn current(&self) -> Result<SwiftCurrent, (String, bool)> {
-        let mut guard = self.current.lock().await;
-        let now = self.clock.now();
-        if let Some(c) = guard.as_ref() {
-            if c.refresh_at.is_none_or(|t| now < t) {
-                return Ok(c.clone());
-            }
-        }
-        let token = self.auth.authenticate(&self.http, now).await?;
-        self.redactor.add(token.token.expose());
-        let builder = opendal::services::Swift::default()
-            .endpoint(&token.storage_url)
-            .container(&self.container)
-            .root(&self.root)
-            .token(token.token.expose());
-        let op = Operator::new(builder).map_err(|e| {
-            (
-                format!(
-                    "cannot configure Swift: {}",
-                    self.redactor.scrub(&e.to_string())
-                ),
-                false,
-            )
-        })?;
-        debug!(container = %self.container, "swift token obtained");
-        let cur = SwiftCurrent {
-            op,
-            refresh_at: refresh_at(&token, self.margin),
-            token,
-        };
-        *guard = Some(cur.clone());
-        Ok(cur)
-    }
-
-    async fn invalidate(&self) {
-        *self.current.lock().await = None;
-    }
-
-    /// Names of the SLO segments stored for `key` (OpenDAL's layout:
-    /// `.segments/{root}{key}{upload-uuid}/{part:08}`). Best effort: a
-    /// failed listing returns nothing and at worst leaves garbage.
-    async fn segments_of(&self, key: &str) -> Vec<String> {
-        let Ok(cur) = self.current().await else {
-            return Vec::new();
-        };
-        let abs = format!("{}{}", self.root.trim_start_matches('/'), key);
-        let prefix = format!("{SWIFT_SEGMENTS_PREFIX}{abs}");
-        let url = format!(
-            "{}/{}?format=json&prefix={}",
-            cur.token.storage_url,
-            encode_path(&self.container),
-            encode_path(&prefix).replace('/', "%2F")
-        );
-        let resp = self
-            .http
-            .get(&url)
-            .header("X-Auth-Token", cur.token.token.expose())
-            .send()
-            .await;
-        let Ok(resp) = resp else {
-            return Vec::new();
-        };
-        if !resp.status().is_success() {
-            return Vec::new();
-        }
-        let Ok(listing) = resp.json_value().await else {
-            return Vec::new();
-        };
-        listing
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| o.get("name").and_then(|n| n.as_str()))
-            .filter(|name| name.strip_prefix(&prefix).is_some_and(is_segment_suffix))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The current login, or the error that says why there is none.
-    async fn logged_in(&self, op: Op, key: &str, uri: &str) -> StorageResult<SwiftCurrent> {
-        self.current().await.map_err(|(detail, transient)| {
-            let detail = self.redactor.scrub(&detail);
-            let (key, uri) = (key.to_owned(), uri.to_owned());
-            if transient {
-                StorageError::Unavailable {
-                    op,
-                    key,
-                    uri,
-                    detail,
-                }
-            } else {
-                StorageError::Denied {
-                    op,
-                    key,
-                    uri,
-                    detail,
-                }
-            }
-        })
-    }
-
-    /// The URL of `key` in the container, under the root.
-    fn object_url(&self, cur: &SwiftCurrent, key: &str) -> String {
-        let path = format!("{}{}", self.root.trim_start_matches('/'), key);
-        format!(
-            "{}/{}/{}",
-            cur.token.storage_url,
-            encode_path(&self.container),
-            encode_path(&path)
-        )
-    }
-
-    /// One PUT of the whole object, its body streamed from `source`; a
-    /// token that expired early is renewed once.
-    async fn single_put(
-        &self,
-        key: &str,
-        source: &dyn UploadSource,
-        timeout: Duration,
-        uri: &str,
-    ) -> StorageResult<()> {
-        let mut renewed = false;
-        loop {
-            let cur = self.logged_in(Op::PutFile, key, uri).await?;
-            let mut headers = reqwest::header::HeaderMap::new();
-            let token =
-                reqwest::header::HeaderValue::from_str(cur.token.token.expose()).map_err(|_| {
-                    StorageError::Denied {
-                        op: Op::PutFile,
-                        key: key.to_owned(),
-                        uri: uri.to_owned(),
-                        detail: "the Swift token is not a valid header value".to_owned(),
-                    }
-                })?;
-            headers.insert("X-Auth-Token", token);
-            match streamed_put(
-                &self.http,
-                &self.object_url(&cur, key),
-                headers,
-                source,
-                timeout,
-            )
-            .await
-            {
-                Ok(()) => return Ok(()),
-                Err(PutFailure::Status(401, _)) if !renewed && self.auth.can_refresh() => {
-                    self.invalidate().await;
-                    renewed = true;
-                }
-                Err(f) => {
-                    return Err(f.into_error(Op::PutFile, key, uri, &source.origin(), |t| {
-                        self.redactor.scrub(t)
-                    }))
-                }
-            }
-        }
-    }
-
-    /// Deletes segment objects by container-relative name; best effort.
-    async fn delete_segments(&self, names: &[String]) {
-        let Ok(cur) = self.current().await else {
-            return;
-        };
-        for name in names {
-            let url = format!(
-                "{}/{}/{}",
-                cur.token.storage_url,
-                encode_path(&self.container),
-                encode_path(name)
-            );
-            let res = self
-                .http
-                .delete(&url)
-                .header("X-Auth-Token", cur.token.token.expose())
-                .send()
-                .await;
-            if let Err(e) = res {
-                debug!(segment = %name, error = %e.without_url(), "could not delete a replaced segment");
-            }
-        }
-    }
-
-    /// Deletes an object and, if it is a static large object, its segments.
-    ///
-    /// `multipart-manifest=delete` removes a manifest with its segments; on a
-    /// plain object Swift 2.30 answers with an inner 400 ("not an SLO
-    /// manifest"), and a plain DELETE follows.
-    async fn delete(&self, key: &str, uri: &str) -> StorageResult<()> {
-        let mut renewed = false;
-        let mut slo = true;
-        loop {
-            let cur = self.logged_in(Op::Delete, key, uri).await?;
-            let url = format!(
-                "{}{}",
-                self.object_url(&cur, key),
-                if slo {
-                    "?multipart-manifest=delete"
-                } else {
-                    ""
-                }
-            );
-            let res = self
-                .http
-                .delete(&url)
-                .header("X-Auth-Token", cur.token.token.expose())
-                .header("Accept", "application/json")
-                .send()
-                .await;
-            let err = |detail: String, transient: bool| {
-                let (op, key, uri) = (Op::Delete, key.to_owned(), uri.to_owned());
-                if transient {
-                    StorageError::Unavailable {
-                        op,
-                        key,
-                        uri,
-                        detail,
-                    }
-                } else {
-                    StorageError::Other {
-                        op,
-                        key,
-                        uri,
-                        detail,
-                    }
-                }
-            };
-            let resp =
-                res.map_err(|e| err(self.redactor.scrub(&e.without_url().to_string()), true))?;
-            let status = resp.status();
-            if status.as_u16() == 401 && !renewed && self.auth.can_refresh() {
-                self.invalidate().await;
-                renewed = true;
-                continue;
-            }
-            if status.is_success() || status.as_u16() == 404 {
-                // The SLO middleware answers 200 with a bulk report; a
-                // failure inside it shows as its "Response Status".
-                let body = resp.text().await.unwrap_or_default();
-                let inner = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("Response Status")
-                            .and_then(|s| s.as_str())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_else(|| "200 OK".to_owned());
-                let code: u16 = inner
-                    .split(' ')
-                    .next()
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(200);
-                if code == 400 && slo {
-                    slo = false;
-                    continue;
-                }
-                if !(200..300).contains(&code) && code != 404 {
-                    return Err(err(format!("swift reported {inner}"), code >= 500));
-                }
-                return Ok(());
-            }
-            if status.as_u16() == 400 && slo {
-                slo = false;
-                continue;
-            }
-            if status.as_u16() == 401 || status.as_u16() == 403 {
-                return Err(StorageError::Denied {
-                    op: Op::Delete,
-                    key: key.to_owned(),
-                    uri: uri.to_owned(),
-                    detail: format!("swift answered {status}"),
-                });
-            }
-            let transient = status.is_server_error() || status.as_u16() == 429;
-            return Err(err(format!("swift answered {status}"), transient));
-        }
-    }
-}
-
-/// Whether `rest` is `{uuid}/{part}`, the tail of a segment name, so the
-/// segments of `a.ts` are not confused with those of `a.ts.idx`.
-fn is_segment_suffix(rest: &str) -> bool {
-    let Some((uuid, part)) = rest.split_once('/') else {
-        return false;
-    };
-    uuid.len() == 36
-        && uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-        && !part.is_empty()
-        && part.chars().all(|c| c.is_ascii_digit())
-}
-
-trait JsonValue {
-    async fn json_value(self) -> Result<serde_json::Value, ()>;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> Result<serde_json::Value, ()> {
-        let bytes = self.bytes().await.map_err(|_| ())?;
-        serde_json::from_slice(&bytes).map_err(|_| ())
-    }
-}
-
-/// Percent-encodes a path for a Swift URL, keeping `/`.
-fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char);
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_names_are_matched_exactly() {
-        assert!(is_segment_suffix(
-            "9f201046-0f40-4307-a74b-7971f733d5be/00000002"
-        ));
-        assert!(!is_segment_suffix(
-            ".idx9f201046-0f40-4307-a74b-7971f733d5be/00000002"
-        ));
-        assert!(!is_segment_suffix("9f201046-0f40-4307-a74b-7971f733d5be"));
-    }
-
-    #[test]
-    fn swift_paths_are_percent_encoded() {
-        assert_eq!(encode_path("a b/ü.ts"), "a%20b/%C3%BC.ts");
     }
 }
