@@ -3,13 +3,9 @@
 //! (so "no storage call" is measured, not assumed).
 
 use std::net::SocketAddr;
-use std::ops::Range;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -20,92 +16,20 @@ use dvr_archive::store::ArchiveStore;
 use dvr_bus::{Kv, MemoryKv};
 use dvr_common::{StreamName, UtcMs};
 use dvr_proto::{SessionRecord, Versioned, LOCKS_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
-use dvr_storage::{
-    ObjectMeta, ObjectWriter, Secret, Storage, StorageConfig, StorageResult, StorageUri,
-    UploadSource,
-};
+use dvr_storage::{CountingStorage, Secret, Storage, StorageConfig, StorageUri};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 const ROOT: &str = "memory://api-routes";
 const TOKEN: &str = "admin-token-1";
 
-/// The real storage, with every call counted.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn Storage>,
-    calls: AtomicUsize,
-    /// Milliseconds each call waits first (a remote store's round trip,
-    /// so concurrent edits can interleave).
-    delay_ms: AtomicU64,
-}
-
-impl Counting {
-    async fn hit(&self) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let delay = self.delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-    }
-}
-
-#[async_trait]
-impl Storage for Counting {
-    async fn put(&self, key: &str, data: Bytes) -> StorageResult<()> {
-        self.hit().await;
-        self.inner.put(key, data).await
-    }
-    async fn put_writer(&self, key: &str) -> StorageResult<Box<dyn ObjectWriter>> {
-        self.hit().await;
-        self.inner.put_writer(key).await
-    }
-    async fn put_source(&self, key: &str, source: Arc<dyn UploadSource>) -> StorageResult<u64> {
-        self.hit().await;
-        self.inner.put_source(key, source).await
-    }
-    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
-        self.hit().await;
-        self.inner.put_file(key, path).await
-    }
-    async fn get(&self, key: &str) -> StorageResult<Bytes> {
-        self.hit().await;
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        self.hit().await;
-        self.inner.get_range(key, range).await
-    }
-    async fn stat(&self, key: &str) -> StorageResult<Option<ObjectMeta>> {
-        self.hit().await;
-        self.inner.stat(key).await
-    }
-    async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
-        self.hit().await;
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.hit().await;
-        self.inner.delete(key).await
-    }
-    async fn delete_many(&self, keys: &[String]) -> StorageResult<()> {
-        self.hit().await;
-        self.inner.delete_many(keys).await
-    }
-    async fn check(&self) -> StorageResult<()> {
-        self.hit().await;
-        self.inner.check().await
-    }
-    fn uri(&self) -> &str {
-        self.inner.uri()
-    }
-}
-
 struct Fixture {
     streams: Arc<MemoryKv>,
     sessions: Arc<MemoryKv>,
     locks: Arc<MemoryKv>,
-    storage: Arc<Counting>,
+    storage: Arc<CountingStorage>,
+    /// Storage calls made before the test's own.
+    calls_before: usize,
     service: ApiService,
 }
 
@@ -121,18 +45,15 @@ async fn fixture() -> Fixture {
     let sessions = Arc::new(MemoryKv::new(SESSIONS_KV_BUCKET));
     let uri: StorageUri = ROOT.parse().unwrap();
     let real = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
-    let counting = Arc::new(Counting {
-        inner: real,
-        calls: AtomicUsize::new(0),
-        delay_ms: AtomicU64::new(0),
-    });
+    let counting = Arc::new(CountingStorage::new(real));
     let locks = Arc::new(MemoryKv::new(LOCKS_KV_BUCKET));
     let service = api_replica(&streams, Some(&sessions), &locks, &counting, "api-1");
-    let f = Fixture {
+    let mut f = Fixture {
         streams,
         sessions,
         locks,
         storage: counting,
+        calls_before: 0,
         service,
     };
     // Two streams: one recording, one live only.
@@ -155,7 +76,7 @@ async fn fixture() -> Fixture {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "YAML body: {b}");
-    f.storage.calls.store(0, Ordering::SeqCst);
+    f.calls_before = f.storage.calls();
     f
 }
 
@@ -165,7 +86,7 @@ fn api_replica(
     streams: &Arc<MemoryKv>,
     sessions: Option<&Arc<MemoryKv>>,
     locks: &Arc<MemoryKv>,
-    storage: &Arc<Counting>,
+    storage: &Arc<CountingStorage>,
     node: &str,
 ) -> ApiService {
     let archives = Arc::new(Archives::new(StorageConfig::default()));
@@ -206,7 +127,7 @@ impl Fixture {
     }
 
     fn storage_calls(&self) -> usize {
-        self.storage.calls.load(Ordering::SeqCst)
+        self.storage.calls() - self.calls_before
     }
 }
 
@@ -676,7 +597,7 @@ async fn lock_edits_on_two_replicas_at_once_lose_nothing() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    f.storage.delay_ms.store(2, Ordering::SeqCst);
+    f.storage.set_delay(Duration::from_millis(2));
     let add = |app: Router, first: i64| async move {
         for i in first..first + 6 {
             let body = format!(r#"{{"from":{},"duration":60}}"#, 1_700_000_000 + i * 100);

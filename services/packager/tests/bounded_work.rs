@@ -17,14 +17,13 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
-use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{BusError, LiveLog, SegmentLog, SegmentLogOptions};
-use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags, SegmentMeta};
+use dvr_common::{SimulatedClock, StreamName, UtcMs};
+use dvr_media::{CodecSummary, Segment, SegmentMeta};
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_storage::{CountingStorage, StorageConfig, StorageUri};
 use futures_util::StreamExt;
-use support::{segment, T0};
+use support::{payload, segment, write_chunks, SEG, T0};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -335,14 +334,6 @@ struct Archived {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
-const SEG: usize = 188 * 10;
-
-fn payload(seq: u64) -> Vec<u8> {
-    let mut p = vec![0x47; SEG];
-    p[1..9].copy_from_slice(&seq.to_be_bytes());
-    p
-}
-
 async fn archived() -> Archived {
     let archive = tempfile::tempdir().unwrap();
     let uri = StorageUri::parse(&format!("file://{}", archive.path().display())).unwrap();
@@ -351,25 +342,7 @@ async fn archived() -> Archived {
     ));
     let stream: StreamName = "ort".parse().unwrap();
     let store = Arc::new(ArchiveStore::new(Arc::clone(&storage) as _));
-    let flags = SegmentFlags {
-        discontinuity: false,
-        independent: true,
-    };
-    for c in 0..4u64 {
-        let start = (T0 + 20 * c as i64) * 1000;
-        let key = ChunkKey::new(stream.clone(), UtcMs(start), c * 10);
-        let seqs = c * 10..c * 10 + 10;
-        let body: Vec<u8> = seqs.clone().flat_map(payload).collect();
-        storage.put(&key.ts_key(), Bytes::from(body)).await.unwrap();
-        let index = ChunkIndex::from_segments(
-            CodecSummary::default(),
-            seqs.map(|s| {
-                let t = UtcMs(start + 2000 * (s - c * 10) as i64);
-                (s, t, Ticks::from_ms(2000), Ticks(0), SEG as u32, flags)
-            }),
-        );
-        store.commit_chunk(key, index).await.unwrap();
-    }
+    write_chunks(&(Arc::clone(&storage) as _), &store, &stream, 4).await;
     store.load(&stream).await.unwrap();
     let live = tempfile::tempdir().unwrap();
     let log =
@@ -399,8 +372,6 @@ async fn ranged(
     let body = to_bytes(body, 1 << 24).await.unwrap().to_vec();
     (parts.status, parts.headers, body)
 }
-
-use dvr_storage::Storage as _;
 
 #[tokio::test]
 async fn a_range_of_a_download_reads_only_the_segments_it_touches() {

@@ -3,29 +3,21 @@
 //! of the range is served, the hole is a gap, and a lost segment's URL
 //! answers 404 with its time.
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
-use dvr_archive::{ChunkIndex, ChunkKey, Lock};
+use dvr_archive::Lock;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, SegmentFlags};
+use dvr_common::{SimulatedClock, StreamName, UtcMs};
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_storage::{StorageConfig, StorageUri};
+use support::{payload, write_chunks, SEG, T0};
 use tower::ServiceExt;
-
-/// 2026-11-21T14:00:00Z
-const T0: i64 = 1_795_269_600;
-const SEG: usize = 188 * 10;
-
-fn payload(seq: u64) -> Vec<u8> {
-    let mut p = vec![0x47; SEG];
-    p[1..9].copy_from_slice(&seq.to_be_bytes());
-    p
-}
 
 struct Fixture {
     router: axum::Router,
@@ -44,27 +36,7 @@ async fn fixture() -> Fixture {
     let storage = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
     let stream: StreamName = "ort".parse().unwrap();
     let writer = ArchiveStore::new(Arc::clone(&storage));
-    let flags = SegmentFlags {
-        discontinuity: false,
-        independent: true,
-    };
-    let mut keys = Vec::new();
-    for c in 0..4u64 {
-        let start = (T0 + 20 * c as i64) * 1000;
-        let key = ChunkKey::new(stream.clone(), UtcMs(start), c * 10);
-        let seqs = c * 10..c * 10 + 10;
-        let body: Vec<u8> = seqs.clone().flat_map(payload).collect();
-        storage.put(&key.ts_key(), Bytes::from(body)).await.unwrap();
-        let index = ChunkIndex::from_segments(
-            CodecSummary::default(),
-            seqs.map(|s| {
-                let t = UtcMs(start + 2000 * (s - c * 10) as i64);
-                (s, t, Ticks::from_ms(2000), Ticks(0), SEG as u32, flags)
-            }),
-        );
-        writer.commit_chunk(key.clone(), index).await.unwrap();
-        keys.push(key);
-    }
+    let keys = write_chunks(&storage, &writer, &stream, 4).await;
     storage
         .put(&keys[3].idx_key(), Bytes::from_static(b"not an index"))
         .await

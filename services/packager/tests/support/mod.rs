@@ -8,8 +8,10 @@ use std::sync::Arc;
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
+use dvr_archive::store::ArchiveStore;
+use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::{SimulatedClock, Ticks, UtcMs};
+use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::{CodecSummary, Segment, SegmentFlags};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
 use futures_util::StreamExt;
@@ -118,4 +120,48 @@ pub async fn first_bytes(f: &Fixture, uri: &str, n: usize) -> Vec<u8> {
 /// Each fixture segment k is 188 * (k + 1) bytes.
 pub fn sizes(seqs: std::ops::Range<usize>) -> usize {
     seqs.map(|k| 188 * (k + 1)).sum()
+}
+
+/// Bytes of an archived test segment.
+pub const SEG: usize = 188 * 10;
+
+/// The bytes of archived test segment `seq`: TS sync bytes with the seq
+/// written in, so a mix-up shows.
+pub fn payload(seq: u64) -> Vec<u8> {
+    let mut p = vec![0x47; SEG];
+    p[1..9].copy_from_slice(&seq.to_be_bytes());
+    p
+}
+
+/// Writes `chunks` chunks of ten 2 s segments of [`payload`] from T0, back
+/// to back (seq 0, 1, ...), as the recorder writes them: the `.ts` object,
+/// then the index and catalog entry through `writer`. Returns their keys.
+pub async fn write_chunks(
+    storage: &Arc<dyn dvr_storage::Storage>,
+    writer: &ArchiveStore,
+    stream: &StreamName,
+    chunks: u64,
+) -> Vec<ChunkKey> {
+    let flags = SegmentFlags {
+        discontinuity: false,
+        independent: true,
+    };
+    let mut keys = Vec::new();
+    for c in 0..chunks {
+        let start = (T0 + 20 * c as i64) * 1000;
+        let key = ChunkKey::new(stream.clone(), UtcMs(start), c * 10);
+        let seqs = c * 10..c * 10 + 10;
+        let body: Vec<u8> = seqs.clone().flat_map(payload).collect();
+        storage.put(&key.ts_key(), Bytes::from(body)).await.unwrap();
+        let index = ChunkIndex::from_segments(
+            CodecSummary::default(),
+            seqs.map(|s| {
+                let t = UtcMs(start + 2000 * (s - c * 10) as i64);
+                (s, t, Ticks::from_ms(2000), Ticks(0), SEG as u32, flags)
+            }),
+        );
+        writer.commit_chunk(key.clone(), index).await.unwrap();
+        keys.push(key);
+    }
+    keys
 }
