@@ -501,14 +501,7 @@ impl VideoBuilder {
                 (ticks > 0).then_some(ticks)
             })
             .unwrap_or(DEFAULT_FRAME_TICKS);
-        let mut trun: Vec<TrunSample> = self
-            .sizes
-            .iter()
-            .map(|&size| TrunSample {
-                size,
-                ..TrunSample::default()
-            })
-            .collect();
+        let mut trun = samples_of(&self.sizes);
         let times = timing::video(&self.stamps, end, frame, &mut trun)?;
         let first = self.stamps[0];
         let sap_type = if !first.sync {
@@ -765,14 +758,7 @@ impl AudioBuilder {
                 (if f.enhanced { Codec::Eac3 } else { Codec::Ac3 }, audio)
             }
         };
-        let mut trun: Vec<TrunSample> = self
-            .sizes
-            .iter()
-            .map(|&size| TrunSample {
-                size,
-                ..TrunSample::default()
-            })
-            .collect();
+        let mut trun = samples_of(&self.sizes);
         let times = timing::audio(&self.positions, frame_samples(&config), &mut trun)?;
         Ok(Parts {
             codec,
@@ -803,6 +789,17 @@ fn frame_samples(config: &AudioConfig) -> u32 {
         AudioConfig::Adts(_) => 1024,
         AudioConfig::Dolby(_) => 1536,
     }
+}
+
+/// A `trun` entry per sample of `sizes`, timing to be filled in.
+fn samples_of(sizes: &[u32]) -> Vec<TrunSample> {
+    sizes
+        .iter()
+        .map(|&size| TrunSample {
+            size,
+            ..TrunSample::default()
+        })
+        .collect()
 }
 
 #[cfg(test)]
