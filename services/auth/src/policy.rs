@@ -351,6 +351,8 @@ pub(crate) fn backend_reply(answer: &BackendAnswer, id: &str) -> AuthReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::securetoken::sign;
+    use dvr_common::config::IpNet;
 
     const CONFIG: &str = "version: 1\n\
         auth_backends:\n  main: { allow: { token: [ \"${ALLOWED}\", \"plain\" ] } }\n\
@@ -487,5 +489,204 @@ mod tests {
         }
         let problems = format!("{problems:?}");
         assert!(!problems.contains("pre-"), "no part of a key is printed");
+    }
+
+    fn backend(url: &str) -> BackendUrl {
+        BackendUrl {
+            url: url.into(),
+            soft_limitation: false,
+        }
+    }
+
+    fn asking(ip: &str, token: &str, ua: Option<&str>) -> AuthRequest {
+        AuthRequest {
+            ip: ip.into(),
+            ..request(token, ua, None, "hls")
+        }
+    }
+
+    fn allowed(why: &str, by: DecidedBy) -> Verdict<'static> {
+        Verdict::Allow {
+            duration_s: DEFAULT_AUTH_DURATION_S,
+            why: why.into(),
+            by,
+        }
+    }
+
+    fn denied(why: &str, by: DecidedBy) -> Verdict<'static> {
+        Verdict::Deny {
+            why: why.into(),
+            by,
+        }
+    }
+
+    #[test]
+    fn the_lists_decide_in_the_seeds_order() {
+        let rules = |tokens: [&str; 2], ips: [&str; 2], ua: &str| AuthRules {
+            ip: ips.map(|n| IpNet::parse(n).unwrap()).to_vec(),
+            token: tokens.into_iter().map(Secret::new).collect(),
+            ua: vec![ua.into()],
+        };
+        // "both" and 10.1/16 are on both lists, as "MAG Bot" matches both.
+        let lists = AuthBackendConfig {
+            allow: rules(["good", "both"], ["10/8", "10.1/16"], "MAG"),
+            deny: rules(["bad", "both"], ["192.0.2.0/24", "10.1/16"], "Bot"),
+            backends: vec![backend("http://127.0.0.1:9/auth")],
+            allow_default: false,
+        };
+        let policy = Policy::Lists(Arc::new(lists.clone()));
+        let now = UtcMs(1_700_000_000_000);
+        let decide = |ip, token, ua| policy.decide(&asking(ip, token, ua), now);
+        let (denied_ip, allowed_ip, listed_twice_ip, other_ip) =
+            ("192.0.2.9", "10.2.0.1", "10.1.2.3", "198.51.100.1");
+        // Each rule beats every rule after it.
+        let (allow, deny) = (true, false);
+        let cases = [
+            (denied_ip, "good", "Bot", allow, "allow token"),
+            (denied_ip, "both", "Bot", allow, "allow token"),
+            (allowed_ip, "bad", "MAG", deny, "deny token"),
+            (listed_twice_ip, "t", "Bot", allow, "allow ip"),
+            (allowed_ip, "t", "Bot", allow, "allow ip"),
+            (denied_ip, "t", "MAG", deny, "deny ip"),
+            (other_ip, "t", "MAG Bot", allow, "allow ua"),
+            (other_ip, "t", "Bot", deny, "deny ua"),
+        ];
+        for (ip, token, ua, allows, why) in cases {
+            let want = if allows {
+                allowed(why, DecidedBy::List)
+            } else {
+                denied(why, DecidedBy::List)
+            };
+            assert_eq!(decide(ip, token, Some(ua)), want, "{ip} {token} {ua}");
+        }
+        // Then the backends, for a request with a token only.
+        assert_eq!(
+            decide(other_ip, "t", None),
+            Verdict::AskBackends(&lists.backends)
+        );
+        assert_eq!(
+            decide(other_ip, "", None),
+            denied("no token", DecidedBy::Default)
+        );
+        // Without backends, the default.
+        let no_backends = |allow_default| AuthBackendConfig {
+            backends: Vec::new(),
+            allow_default,
+            ..lists.clone()
+        };
+        for (allow_default, want) in [
+            (true, allowed("allow default", DecidedBy::Default)),
+            (false, denied("no rule allows it", DecidedBy::Default)),
+        ] {
+            let policy = Policy::Lists(Arc::new(no_backends(allow_default)));
+            assert_eq!(policy.decide(&asking(other_ip, "t", None), now), want);
+        }
+        // An empty token is in no token list, even one holding "".
+        let empty_token = Policy::Lists(Arc::new(AuthBackendConfig {
+            allow: AuthRules {
+                token: vec![Secret::new("")],
+                ..AuthRules::default()
+            },
+            ..no_backends(false)
+        }));
+        assert_eq!(
+            empty_token.decide(&asking(other_ip, "", None), now),
+            denied("no rule allows it", DecidedBy::Default)
+        );
+    }
+
+    #[test]
+    fn a_securetoken_opens_until_it_ends() {
+        let policy = Policy::SecureToken {
+            secret: Secret::new("k3y"),
+            hmac: false,
+        };
+        let now = UtcMs(1_700_000_000_500);
+        let secs = now.as_secs();
+        let token = |key: &str, end| sign(key, false, "news", "192.0.2.1", "s", secs - 60, end);
+        let decide = |token: &str| policy.decide(&request(token, None, None, "hls"), now);
+        let by = DecidedBy::SecureToken;
+        let open_for = |duration_s| Verdict::Allow {
+            duration_s,
+            why: "securetoken valid".into(),
+            by,
+        };
+        // Re-checked after the default duration, or when the token ends.
+        assert_eq!(
+            decide(&token("k3y", secs + 3600)),
+            open_for(DEFAULT_AUTH_DURATION_S)
+        );
+        assert_eq!(decide(&token("k3y", secs + 10)), open_for(11));
+        let expired = decide(&token("k3y", secs - 1));
+        assert!(
+            matches!(
+                &expired,
+                Verdict::Deny {
+                    by: DecidedBy::SecureToken,
+                    ..
+                }
+            ),
+            "{expired:?}"
+        );
+        let forged = decide(&token("other", secs + 3600));
+        assert!(
+            matches!(
+                &forged,
+                Verdict::Deny {
+                    by: DecidedBy::SecureToken,
+                    ..
+                }
+            ),
+            "{forged:?}"
+        );
+        assert_ne!(expired, forged, "the reason tells them apart");
+        assert_eq!(decide(""), denied("no token", DecidedBy::Default));
+    }
+
+    #[test]
+    fn a_backend_answer_is_replied_as_the_seeds_say() {
+        let id = session_id("news", "192.0.2.1", "t");
+        let allow = backend_reply(
+            &BackendAnswer::Allow {
+                duration_s: 30,
+                user_id: Some("u".into()),
+                max_sessions: Some(1),
+                backend: 1,
+            },
+            &id,
+        );
+        assert_eq!(
+            allow,
+            reply(AuthDecision::Allow, 30, &id, "backend 1 allowed")
+        );
+        let deny = backend_reply(
+            &BackendAnswer::Deny {
+                duration_s: 60,
+                status: 403,
+            },
+            &id,
+        );
+        assert_eq!(
+            deny,
+            reply(AuthDecision::Deny, 60, &id, "backend denied (403)")
+        );
+        let redirect = backend_reply(&BackendAnswer::Redirect("http://x.example/".into()), &id);
+        assert_eq!(redirect.decision, AuthDecision::Redirect);
+        assert_eq!(redirect.location.as_deref(), Some("http://x.example/"));
+        // No data leaves a new session unopened, and is not cached.
+        let silent = backend_reply(&BackendAnswer::NoData("timeout".into()), &id);
+        assert_eq!(
+            silent,
+            reply(AuthDecision::Deny, 0, &id, "not opened: timeout")
+        );
+    }
+
+    #[test]
+    fn seconds_until_round_up() {
+        let now = UtcMs(10_000);
+        assert_eq!(secs_until(now, UtcMs(10_000)), 0);
+        assert_eq!(secs_until(now, UtcMs(10_001)), 1);
+        assert_eq!(secs_until(now, UtcMs(12_000)), 2);
+        assert_eq!(secs_until(now, UtcMs(i64::MAX)), u32::MAX);
     }
 }
