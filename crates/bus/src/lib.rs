@@ -12,6 +12,7 @@
 //! context across the bus (request/reply and live-log descriptors), so a
 //! request is one trace whichever implementation runs.
 
+pub mod authorizer;
 pub mod error;
 pub mod events;
 pub mod exclusive;
@@ -29,6 +30,7 @@ pub mod testserver;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
+pub use authorizer::{Authorizer, BusAuthorizer};
 pub use error::BusError;
 pub use events::{EventStream, Events, LocalEvents};
 pub use exclusive::Exclusive;

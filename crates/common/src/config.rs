@@ -28,6 +28,7 @@ mod dvr;
 mod http;
 mod input;
 mod raw;
+mod reads;
 mod schedule;
 mod stream_doc;
 mod units;
@@ -50,6 +51,7 @@ pub use dvr::{
 };
 pub use http::{default_listen, HttpConfig, HttpLimits};
 pub use input::{mask_credentials, InputUrl, InputUrlError};
+pub use reads::{policy_reads, PolicyReads};
 pub use schedule::Schedule;
 pub use stream_doc::{format_duration_ms, format_size_bytes};
 pub use units::{parse_percent, parse_size_bytes};

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dvr_auth::securetoken::sign;
-use dvr_auth::{serve, Authorizer, BusAuthorizer, Engine};
+use dvr_auth::{serve, Engine};
 use dvr_bus::testserver::NatsServer;
+use dvr_bus::{Authorizer, BusAuthorizer};
 use dvr_bus::{NatsBus, NatsConfig};
 use dvr_common::{Clock, Config, StreamName, SystemClock};
 use dvr_proto::{AuthDecision, AuthRequest, PROTO_VERSION};

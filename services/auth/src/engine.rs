@@ -28,8 +28,8 @@ use tracing::{error, Instrument};
 use crate::backend::{BackendAnswer, BackendQuery, Backends, BACKEND_TIMEOUT};
 use crate::metrics::{self, DecidedBy};
 use crate::policy::{backend_reply, reply, Policies, Policy, Verdict};
-use crate::reads::PolicyReads;
 use crate::sessions::{Grant, SessionTable, Standing};
+use dvr_common::config::PolicyReads;
 
 pub use crate::policy::{session_id, session_id_for, OPEN_STREAM_DURATION_S};
 pub use crate::sessions::RECHECK_GRACE_S;

@@ -10,22 +10,21 @@
 //! - `sessions`: the session table: decided once, re-checked every auth
 //!   duration, mirrored into the sessions bucket, with its usage.
 //! - [`engine`]: joins the two and asks the HTTP backends.
-//! - [`reads`]: which request fields a stream's policy decides on, so no
-//!   answer is reused across a field it read.
 //! - [`metrics`]: decisions, backend latency and open sessions for
 //!   Prometheus.
-//! - [`authorizer`]: how a packager asks, in process or over the bus, and
-//!   the service loop that answers over the bus.
+//! - [`authorizer`]: the engine as the packager's in-process
+//!   [`Authorizer`](dvr_bus::Authorizer), and the service loop that answers
+//!   over the bus. (The trait and its bus client are in dvr-bus, which the
+//!   packager uses; which request fields a policy reads is
+//!   [`dvr_common::config::policy_reads`].)
 
 pub mod authorizer;
 pub mod backend;
 pub mod engine;
 pub mod metrics;
 mod policy;
-pub mod reads;
 pub mod securetoken;
 mod sessions;
 
-pub use authorizer::{list_sessions, serve, Authorizer, BusAuthorizer};
+pub use authorizer::{list_sessions, serve};
 pub use engine::{session_id, session_id_for, unreadable_secrets, Engine};
-pub use reads::{policy_reads, PolicyReads};

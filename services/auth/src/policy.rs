@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::{BackendAnswer, DEFAULT_AUTH_DURATION_S};
 use crate::metrics::DecidedBy;
-use crate::reads::{policy_reads, PolicyReads};
 use crate::securetoken::{self, constant_time_eq};
+use dvr_common::config::{policy_reads, PolicyReads};
 
 /// How long an answer for a stream without a policy may be reused.
 pub const OPEN_STREAM_DURATION_S: u32 = 3600;

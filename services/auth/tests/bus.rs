@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dvr_auth::securetoken::sign;
-use dvr_auth::{list_sessions, serve, Authorizer, BusAuthorizer, Engine, PolicyReads};
+use dvr_auth::{list_sessions, serve, Engine};
 use dvr_bus::testserver::NatsServer;
+use dvr_bus::{Authorizer, BusAuthorizer};
 use dvr_bus::{BusError, Kv, MemoryKv, MemoryRequests, NatsBus, NatsConfig, Requester, Responder};
+use dvr_common::config::PolicyReads;
 use dvr_common::{Config, ErrorKind, StreamName, SystemClock};
 use dvr_proto::{
     AuthDecision, AuthRequest, SessionBytes, SessionUsage, AUTH_CHECK_SUBJECT, AUTH_USAGE_SUBJECT,

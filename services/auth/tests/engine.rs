@@ -614,7 +614,7 @@ async fn a_backend_is_asked_again_for_another_protocol_or_referer() {
     assert_eq!(s.backend.asked_for("hls-only-1").len(), 3);
     assert_eq!(
         s.engine.reads("hooked"),
-        Some(dvr_auth::PolicyReads {
+        Some(dvr_common::config::PolicyReads {
             protocol: true,
             user_agent: false,
             referer: true
@@ -645,5 +645,8 @@ async fn a_securetoken_session_is_not_decided_again_for_fields_it_does_not_read(
     assert_eq!(decision(&r), (AuthDecision::Allow, "open session"));
     assert_eq!(r.session, opened.session);
     assert_eq!(s.engine.sessions().len(), 1);
-    assert_eq!(s.engine.reads("news"), Some(dvr_auth::PolicyReads::NONE));
+    assert_eq!(
+        s.engine.reads("news"),
+        Some(dvr_common::config::PolicyReads::NONE)
+    );
 }

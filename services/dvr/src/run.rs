@@ -161,7 +161,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let sessions = node.kv(SESSIONS_KV_BUCKET).await?;
     // Play authorization: policies follow the streams bucket (the
     // supervisor hands every change to each authorizer).
-    let mut authorizers: Vec<Arc<dyn dvr_auth::Authorizer>> = Vec::new();
+    let mut authorizers: Vec<Arc<dyn dvr_bus::Authorizer>> = Vec::new();
     let packager_config = PackagerConfig {
         max_paced_streams: config.packager.max_paced_streams,
         max_paced_streams_per_client: config.packager.max_paced_streams_per_client,
@@ -270,9 +270,9 @@ fn authorizer(
     clock: &Arc<dyn Clock>,
     node: &Node,
     sessions: &Arc<dyn Kv>,
-) -> Arc<dyn dvr_auth::Authorizer> {
+) -> Arc<dyn dvr_bus::Authorizer> {
     if node.is_distributed() {
-        Arc::new(dvr_auth::BusAuthorizer::new(
+        Arc::new(dvr_bus::BusAuthorizer::new(
             config,
             node.requester(),
             AUTH_TIMEOUT,

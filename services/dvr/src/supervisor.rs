@@ -140,7 +140,7 @@ pub struct Supervisor {
     ready: watch::Sender<bool>,
     /// Told of every change of the streams, so play authorization follows
     /// policies set through the API.
-    authorizers: Vec<Arc<dyn dvr_auth::Authorizer>>,
+    authorizers: Vec<Arc<dyn dvr_bus::Authorizer>>,
 }
 
 struct IngestWorker {
@@ -172,7 +172,7 @@ impl Supervisor {
         config: Arc<RunConfig>,
         clock: Arc<dyn Clock>,
         packager: Arc<Packager>,
-        authorizers: Vec<Arc<dyn dvr_auth::Authorizer>>,
+        authorizers: Vec<Arc<dyn dvr_bus::Authorizer>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node,

@@ -37,7 +37,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use dvr_auth::Authorizer;
+use dvr_bus::Authorizer;
 use dvr_common::StreamName;
 use dvr_edge::ClientAddr;
 use dvr_proto::{AuthDecision, AuthRequest, SessionBytes, SessionUsage, PROTO_VERSION};

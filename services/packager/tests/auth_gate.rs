@@ -15,7 +15,8 @@ use axum::body::{to_bytes, Body};
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use dvr_auth::securetoken::sign;
-use dvr_auth::{Authorizer, Engine};
+use dvr_auth::Engine;
+use dvr_bus::Authorizer;
 use dvr_bus::{BusError, SegmentLog, SegmentLogOptions};
 use dvr_common::config::{HttpConfig, IpNet};
 use dvr_common::{Config, SimulatedClock, UtcMs};
@@ -39,7 +40,7 @@ impl Authorizer for Counted {
         self.engine.set_policies(config);
     }
 
-    fn reads(&self, stream: &str) -> Option<dvr_auth::PolicyReads> {
+    fn reads(&self, stream: &str) -> Option<dvr_common::config::PolicyReads> {
         self.engine.reads(stream)
     }
 

@@ -35,7 +35,7 @@ const PRUNE_ABOVE: usize = 100_000;
 const MAX_SHARDS: usize = 8;
 
 /// The request fields a stream's policy decides on besides stream, ip and
-/// token (see [`dvr_auth::PolicyReads`]): `None` for a field it does not
+/// token (see [`dvr_common::config::PolicyReads`]): `None` for a field it does not
 /// read, so requests that differ only there share an answer, and the
 /// field's value (empty when absent) for one it reads, so they do not.
 #[derive(Clone, Copy, Debug, Default, Hash)]

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use dvr_common::config::{AuthBackendConfig, AuthSpec, Config};
+use super::{AuthBackendConfig, AuthSpec, Config};
 
 /// The request fields a stream's policy decides on, besides stream,
 /// client address and token (which every policy reads).
@@ -58,7 +58,7 @@ impl PolicyReads {
 
 /// What each stream of `config` with a policy reads, by stream name; a
 /// stream without a policy is absent. The engine and the bus authorizer
-/// both answer [`crate::Authorizer::reads`] from this one function.
+/// both answer `Authorizer::reads` (in dvr-bus) from this one function.
 pub fn policy_reads(config: &Config) -> HashMap<String, PolicyReads> {
     config
         .streams
