@@ -14,7 +14,7 @@ use dvr_storage::StorageConfig;
 use serde::Deserialize;
 
 /// Everything `dvr run` reads from its configuration file.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RunConfig {
     /// Streams, archive roots, HTTP.
     pub node: Config,
@@ -23,6 +23,17 @@ pub struct RunConfig {
     pub storage: StorageConfig,
     /// The file's text and name, for [`RunConfig::api`].
     source: (String, String),
+}
+
+impl std::fmt::Debug for RunConfig {
+    /// Without the file's text, which may hold secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunConfig")
+            .field("node", &self.node)
+            .field("storage", &self.storage)
+            .field("source", &self.source.1)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The sections of the file this crate owns; the rest is dvr-common's.

@@ -84,14 +84,8 @@ impl LockArgs {
 
 /// A UTC epoch second, as the packager's URLs take it.
 fn parse_from(s: &str) -> Result<i64, String> {
-    let secs = dvr_packager::url::epoch(s).map_err(|e| e.to_string())?;
-    // Years past 9999 are a typo (milliseconds given as seconds), not a plan.
-    if secs > 253_402_300_799 {
-        return Err(format!(
-            "time {s:?} is after the year 9999; give UTC epoch seconds, not milliseconds"
-        ));
-    }
-    Ok(secs)
+    // As in URLs: years past 9999 are milliseconds given as seconds.
+    dvr_packager::url::epoch(s).map_err(|e| e.to_string())
 }
 
 /// Seconds or a duration with a unit, a whole number of seconds, positive.

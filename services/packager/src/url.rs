@@ -447,7 +447,11 @@ pub fn epoch(s: &str) -> Result<i64, UrlError> {
     s.parse()
         .ok()
         .filter(|t| *t <= dvr_common::UtcMs::LAST_SECOND)
-        .ok_or_else(|| UrlError::Invalid(format!("time {s:?} is past the year 9999")))
+        .ok_or_else(|| {
+            UrlError::Invalid(format!(
+                "time {s:?} is past the year 9999: give UTC epoch seconds, not milliseconds"
+            ))
+        })
 }
 
 /// A positive number of seconds.
