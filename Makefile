@@ -8,7 +8,7 @@ CARGO ?= cargo
 VALUES ?= charts/dvr/values.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test test-deps unit lint fmt bench clips deploy image
+.PHONY: help run build test test-deps unit lint fmt fuzz bench clips deploy image
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -37,6 +37,11 @@ lint: ## Clippy with warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+FUZZ_SECS ?= 60
+FUZZ_TARGETS ?=
+fuzz: ## Run each fuzz target FUZZ_SECS s (default 60; FUZZ_TARGETS=url to pick) on stable Rust (fuzz/README.md)
+	FUZZ_SECS=$(FUZZ_SECS) CARGO=$(CARGO) fuzz/run.sh $(FUZZ_TARGETS)
 
 deploy: ## Render k8s/ from charts/dvr/values.yaml (then: kubectl apply -k k8s/)
 	$(CARGO) run --locked -q -p dvr -- deploy render --values $(VALUES) --out k8s

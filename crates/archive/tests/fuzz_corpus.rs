@@ -1,5 +1,10 @@
-//! Replays the fuzzers' corpora: every chunk index and object key they
-//! ever kept must still go through the archive code without a panic.
+//! Replays the fuzzers' corpora: every chunk index, object key and locks
+//! file they ever kept must still go through the archive code without a
+//! panic. The locks file checks live in `fuzz/exercise/locks_file.rs`,
+//! shared with its target.
+
+#[path = "../../../fuzz/exercise/locks_file.rs"]
+mod locks_file;
 
 fn replay(target: &str, run: fn(&[u8])) {
     dvr_common::fuzz_corpus::replay(target, 1, run);
@@ -13,6 +18,11 @@ fn chunk_index_corpus_replays_cleanly() {
 #[test]
 fn archive_key_corpus_replays_cleanly() {
     replay("archive_key", dvr_archive::fuzzing::exercise_key);
+}
+
+#[test]
+fn locks_file_corpus_replays_cleanly() {
+    replay("locks_file", locks_file::exercise_locks_file);
 }
 
 #[test]
