@@ -567,6 +567,24 @@ impl Validator<'_> {
         if let Some(depth) = parts.depth_ms {
             check_depth(depth).or_else(|m| self.err(at, &format!("{path}.depth"), m))?;
         }
+        if parts.schedule.is_some() {
+            return self.err(
+                at,
+                &format!("{path}.schedule"),
+                "recording schedules are not supported: the stream records around the clock; \
+                 remove `schedule`",
+            );
+        }
+        if parts.max_disk_usage_percent.is_some() && !root.starts_with("file://") {
+            return self.err(
+                at,
+                &format!("{path}.max_disk_usage"),
+                format!(
+                    "a disk-usage limit needs a file:// root, and {root} is an object store \
+                     (no disk to measure): use max_size"
+                ),
+            );
+        }
         Ok(DvrConfig {
             root,
             depth_ms: parts.depth_ms,
@@ -574,8 +592,6 @@ impl Validator<'_> {
             copy_interval_ms,
             max_size_bytes: parts.max_size_bytes,
             max_disk_usage_percent: parts.max_disk_usage_percent,
-            schedule: parts.schedule,
-            spool: parts.spool,
             enabled: parts.enabled.unwrap_or(true),
         })
     }
@@ -640,7 +656,6 @@ impl Validator<'_> {
             max_size_bytes,
             max_disk_usage_percent,
             schedule,
-            spool: None,
             enabled: map.enabled.as_ref().map(|e| e.value),
         })
     }

@@ -48,14 +48,9 @@ pub struct DvrConfig {
     pub copy_interval_ms: i64,
     /// Largest total size of this stream's chunks, in bytes.
     pub max_size_bytes: Option<u64>,
-    /// For local roots: delete oldest chunks while the disk is fuller than
-    /// this percentage.
+    /// For `file://` roots only: delete oldest chunks while the file
+    /// system holding the root is fuller than this percentage.
     pub max_disk_usage_percent: Option<u8>,
-    /// Record only inside these UTC times of day; `None` records always.
-    pub schedule: Option<Schedule>,
-    /// Local directory the interval being recorded is kept in before the
-    /// copy, when the one-line form says `PATH copy=URI`.
-    pub spool: Option<String>,
     /// Whether the stream records now. `false` is the seeds' `dvr_offline`:
     /// configured, not recording until `dvr_enable` (the API's
     /// `POST /api/v1/streams/S/dvr/enable`) sets it. Default `true`.
@@ -71,8 +66,9 @@ pub(crate) struct DvrLine {
     pub copy_interval_ms: Option<i64>,
     pub max_size_bytes: Option<u64>,
     pub max_disk_usage_percent: Option<u8>,
+    /// Parsed so a malformed one is named, then refused by the validator
+    /// (recording runs around the clock).
     pub schedule: Option<Schedule>,
-    pub spool: Option<String>,
     pub enabled: Option<bool>,
 }
 
@@ -95,8 +91,11 @@ pub(crate) fn parse_dvr_line(line: &str) -> Result<DvrLine, String> {
             match key {
                 "schedule" => out.schedule = Some(Schedule::parse(value).map_err(|e| bad(&e))?),
                 "copy" => {
-                    out.spool = out.root.take();
-                    out.root = Some(root_uri(value).map_err(|e| bad(&e))?);
+                    return Err(bad(
+                        "a local spool copied to another root is not supported: \
+                         give that root as the path (`URI 3d …`); the recorder \
+                         writes it directly",
+                    ))
                 }
                 "segment_duration" => out.segment_duration_ms = Some(duration(value).map_err(bad)?),
                 "copy_interval" => out.copy_interval_ms = Some(duration(value).map_err(bad)?),
@@ -205,9 +204,11 @@ mod tests {
         assert_eq!(l.schedule.map(|s| s.intervals), Some(vec![(480, 960)]));
         let l = parse_dvr_line("/storage 10080").unwrap();
         assert_eq!(l.depth_ms, Some(7 * 86_400_000), "a bare number is minutes");
-        let l = parse_dvr_line("/storage copy=s3://bucket/tv 10G").unwrap();
-        assert_eq!(l.root.as_deref(), Some("s3://bucket/tv"));
-        assert_eq!(l.spool.as_deref(), Some("file:///storage"));
+        let e = parse_dvr_line("/storage copy=s3://bucket/tv 10G").unwrap_err();
+        assert!(
+            e.starts_with("dvr token \"copy=s3://bucket/tv\": a local spool"),
+            "{e}"
+        );
         let l = parse_dvr_line("s3://b 95% segment_duration=4s copy_interval=10m").unwrap();
         assert_eq!(
             (l.segment_duration_ms, l.copy_interval_ms),

@@ -8,8 +8,7 @@
 //! YAML, so one parser takes both. Writing ([`Serialize`]) always gives the
 //! map forms with units (`7d`, `10G`) and the inputs as written (with their
 //! credentials: the document is configuration, never a log line), and
-//! reads back to an equal [`StreamConfig`]. Only a `dvr` with a spool
-//! (`PATH copy=URI`) is written as the one-line form, which alone has it.
+//! reads back to an equal [`StreamConfig`].
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -88,41 +87,8 @@ impl Serialize for StreamConfig {
     }
 }
 
-impl DvrConfig {
-    /// The one-line form (`PATH copy=URI 3d 10G …`), the only one that can
-    /// say `copy=`.
-    fn line(&self, spool: &str) -> String {
-        let mut line = format!("{spool} copy={}", self.root);
-        if let Some(d) = self.depth_ms {
-            line += &format!(" {}", format_duration_ms(d));
-        }
-        if let Some(p) = self.max_disk_usage_percent {
-            line += &format!(" {p}%");
-        }
-        if let Some(b) = self.max_size_bytes {
-            line += &format!(" {}", format_size_bytes(b));
-        }
-        if let Some(s) = &self.schedule {
-            line += &format!(" schedule={s}");
-        }
-        line += &format!(
-            " segment_duration={} copy_interval={}",
-            format_duration_ms(self.segment_duration_ms),
-            format_duration_ms(self.copy_interval_ms)
-        );
-        if !self.enabled {
-            line += " offline";
-        }
-        line
-    }
-}
-
 impl Serialize for DvrConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if let Some(spool) = &self.spool {
-            let spool = spool.strip_prefix("file://").unwrap_or(spool);
-            return s.serialize_str(&self.line(spool));
-        }
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("root", &self.root)?;
         if let Some(d) = self.depth_ms {
@@ -138,9 +104,6 @@ impl Serialize for DvrConfig {
         }
         if let Some(p) = self.max_disk_usage_percent {
             map.serialize_entry("max_disk_usage", &format!("{p}%"))?;
-        }
-        if let Some(sched) = &self.schedule {
-            map.serialize_entry("schedule", &sched.to_string())?;
         }
         map.serialize_entry("enabled", &self.enabled)?;
         map.end()
@@ -173,8 +136,8 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let mut config = Config::from_yaml_str(&text, "full.yaml").unwrap();
         let extra = "version: 1\narchive: file:///a\nstreams:\n  \
-            spooled:\n    inputs: [ \"http://u:p@h/x.ts?token=t\" ]\n    \
-            dvr: \"/spool copy=s3://b/p 3d 95% 64K schedule=1-2 offline\"\n  \
+            one_line:\n    inputs: [ \"http://u:p@h/x.ts?token=t\" ]\n    \
+            dvr: \"/spool 3d 95% 64K offline\"\n  \
             cached:\n    inputs: [ \"udp://[::1]:5000\", \"file:///c.ts?loop=3&pace=false\" ]\n    \
             dvr: { depth: 90m, segment_duration: 1500ms, copy_interval: 1m, enabled: false }\n    \
             cache: { path: /ssd, depth: 1d, max_size: 3000, misses: 2 }\n  \
@@ -191,14 +154,14 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{name}: {json}: {e}"));
             assert_eq!(&back, stream, "{name}: {json}");
         }
-        let spooled =
-            serde_json::to_value(&config.streams[&crate::StreamName::new("spooled").unwrap()])
+        let one_line =
+            serde_json::to_value(&config.streams[&crate::StreamName::new("one_line").unwrap()])
                 .unwrap();
         assert_eq!(
-            spooled["inputs"][0], "http://u:p@h/x.ts?token=t",
+            one_line["inputs"][0], "http://u:p@h/x.ts?token=t",
             "credentials kept"
         );
-        assert!(spooled["dvr"].as_str().unwrap().ends_with(" offline"));
+        assert_eq!(one_line["dvr"]["enabled"], false);
     }
 
     #[test]

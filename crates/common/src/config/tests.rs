@@ -53,11 +53,7 @@ fn the_full_config_reads_every_field() {
             segment_duration_ms: 4_000,
             copy_interval_ms: 600_000,
             max_size_bytes: Some(500 << 30),
-            max_disk_usage_percent: Some(90),
-            schedule: Some(Schedule {
-                intervals: vec![(480, 960), (1320, 90)]
-            }),
-            spool: None,
+            max_disk_usage_percent: None,
             enabled: true,
         }
     );
@@ -116,6 +112,23 @@ fn semantic_errors() {
     assert_eq!(
         error_of(&format!("{base}    dvr: \"/storage 3d replicate\"\n")),
         r#"config.yaml line 6: streams.s.dvr: unknown dvr token "replicate""#
+    );
+    // Accepted means applied: what the DVR does not do is refused.
+    assert_eq!(
+        error_of(&format!("{base}    dvr: {{ schedule: \"8:00-16:00\" }}\n")),
+        "config.yaml line 6: streams.s.dvr.schedule: recording schedules are not supported: the stream records around the clock; remove `schedule`"
+    );
+    assert_eq!(
+        error_of(&format!("{base}    dvr: \"/storage 3d schedule=8:00-16:00\"\n")),
+        "config.yaml line 6: streams.s.dvr.schedule: recording schedules are not supported: the stream records around the clock; remove `schedule`"
+    );
+    assert_eq!(
+        error_of(&format!("{base}    dvr: \"/storage copy=s3://b/tv 3d\"\n")),
+        r#"config.yaml line 6: streams.s.dvr: dvr token "copy=s3://b/tv": a local spool copied to another root is not supported: give that root as the path (`URI 3d …`); the recorder writes it directly"#
+    );
+    assert_eq!(
+        error_of(&format!("{base}    dvr: {{ root: s3://b/tv, max_disk_usage: 90% }}\n")),
+        "config.yaml line 6: streams.s.dvr.max_disk_usage: a disk-usage limit needs a file:// root, and s3://b/tv is an object store (no disk to measure): use max_size"
     );
     assert_eq!(
         error_of(&format!("{base}    dvr: {{ max_size: 10X }}\n")),
