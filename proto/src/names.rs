@@ -28,7 +28,10 @@ pub const STREAMS_KV_BUCKET: &str = "dvr_v1_streams";
 pub const LEASES_KV_BUCKET: &str = "dvr_v1_leases";
 /// KV bucket: the catalog of archived chunks.
 pub const CATALOG_KV_BUCKET: &str = "dvr_v1_catalog";
-/// KV bucket: protected ranges (also persisted in the archive).
+/// KV bucket: one key per stream ([`lock_edit_key`]) held while its
+/// `locks.json` is edited or retention plans and deletes, so a lock written
+/// meanwhile is never deleted under it. The locks themselves live in the
+/// archive.
 pub const LOCKS_KV_BUCKET: &str = "dvr_v1_locks";
 /// KV bucket: play sessions, key = the session id (hex), value a
 /// [`SessionRecord`](crate::SessionRecord) as JSON.
@@ -104,6 +107,12 @@ pub fn events_of_stream(stream: &StreamName) -> String {
 /// so the escaping is reversible).
 pub fn stream_config_key(stream: &StreamName) -> String {
     stream.as_str().replace('.', "=2E")
+}
+
+/// Key in [`LOCKS_KV_BUCKET`] held by whoever edits a stream's locks or
+/// runs its retention (`dvr_bus::Exclusive`).
+pub fn lock_edit_key(stream: &StreamName) -> String {
+    stream_config_key(stream)
 }
 
 /// The inverse of [`stream_config_key`]; `None` for a key that is no

@@ -24,7 +24,9 @@ use dvr_archive::Lock;
 use dvr_bus::{BusError, Exclusive, Kv, KvEntry};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{StreamName, UtcMs};
-use dvr_proto::{stream_config_key, stream_from_config_key, SessionRecord, Versioned};
+use dvr_proto::{
+    lock_edit_key, stream_config_key, stream_from_config_key, SessionRecord, Versioned,
+};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::{IntoParams, ToSchema};
@@ -416,7 +418,7 @@ impl ApiState {
         let doing = format!("stream {name}: editing its locks");
         let edited = self
             .lock_edits
-            .run(&stream_config_key(name), async {
+            .run(&lock_edit_key(name), async {
                 if add {
                     store.lock(name, lock).await.map(|locks| (locks, true))
                 } else {

@@ -13,7 +13,9 @@
 //! every command goes to a running DVR's API instead (`crate::ctl_http`),
 //! and `streams`, `status [S]` and `sessions` become available; without
 //! it the lock commands work on the archive directly, as before, so they
-//! still work while the DVR is stopped.
+//! still work while the DVR is stopped. A direct edit takes no turn: the
+//! API and the recorder's retention pass hold a key in the running
+//! process's locks bucket, which this process cannot see.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};

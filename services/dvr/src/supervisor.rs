@@ -26,7 +26,7 @@ use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::{ChunkEntry, MemoryCache};
-use dvr_bus::{Kv, KvOp, Ownership, OwnershipConfig};
+use dvr_bus::{Exclusive, Kv, KvOp, Ownership, OwnershipConfig};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, Ticks, UtcMs};
 use dvr_ingest::{IngestConfig, IngestStats, IngestTask, SegmentSink};
@@ -34,9 +34,9 @@ use dvr_media::{Resume, Segment, SegmenterConfig};
 use dvr_packager::{Packager, StoreTape, StreamTape};
 use dvr_proto::{
     catalog_key, stream_from_config_key, CatalogSummary, Event, EventKind, Versioned,
-    CATALOG_KV_BUCKET, LEASES_KV_BUCKET, PROTO_VERSION,
+    CATALOG_KV_BUCKET, LEASES_KV_BUCKET, LOCKS_KV_BUCKET, PROTO_VERSION,
 };
-use dvr_recorder::{RecorderConfig, StreamRecorder};
+use dvr_recorder::{DiskMeter, RecorderConfig, StreamRecorder};
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch, Mutex};
@@ -162,6 +162,10 @@ struct RecorderWorker {
 struct Workers {
     ingest: HashMap<StreamName, IngestWorker>,
     recorder: HashMap<StreamName, RecorderWorker>,
+    /// Streams seen with `dvr.enabled: false`: when one is enabled again
+    /// its recorder starts after the live log's newest segment, so the
+    /// disabled period stays out of the archive (a gap).
+    recording_paused: BTreeSet<StreamName>,
     tapes: HashMap<StreamName, StreamConfig>,
 }
 
@@ -429,6 +433,18 @@ impl Supervisor {
                     }
                 }
             }
+            // Every recorder process notes the streams whose dvr is off, so
+            // whichever takes a stream's lease when it is enabled again
+            // starts after what was made meanwhile.
+            workers
+                .recording_paused
+                .retain(|name| streams.get(name).is_some_and(|c| c.dvr.is_some()));
+            workers.recording_paused.extend(
+                streams
+                    .iter()
+                    .filter(|(_, c)| c.dvr.as_ref().is_some_and(|d| !d.enabled))
+                    .map(|(name, _)| name.clone()),
+            );
             for name in recorder_owned {
                 let Some(config) = streams.get(name) else {
                     continue;
@@ -436,7 +452,8 @@ impl Supervisor {
                 if workers.recorder.contains_key(name) {
                     continue;
                 }
-                match self.start_recorder(name, config).await {
+                let resumed = workers.recording_paused.remove(name);
+                match self.start_recorder(name, config, resumed).await {
                     Ok(Some(worker)) => {
                         workers.recorder.insert(name.clone(), worker);
                     }
@@ -579,7 +596,10 @@ impl Supervisor {
         ingest.segmenter = SegmenterConfig::with_target(Ticks::from_ms(segment_ms));
         ingest.resume = self.resume_point(name, config, &log).await?;
         info!(stream = %name, next_seq = ingest.resume.next_seq, "ingest started");
-        let trim = (config.dvr.is_none() && log.local.is_some()).then(|| {
+        // Nothing archives a stream without a recording dvr: its embedded
+        // live log keeps the live window only (NATS: the stream's max age).
+        let records = config.dvr.as_ref().is_some_and(|d| d.enabled);
+        let trim = (!records && log.local.is_some()).then(|| {
             tokio::spawn(trim_live_only(
                 Arc::clone(&log.log),
                 Arc::clone(&self.clock),
@@ -646,16 +666,29 @@ impl Supervisor {
         CatalogSummary::decode(&entry.value).ok()
     }
 
+    /// Starts the stream's recorder if it records; `resumed` (recording
+    /// was disabled and is enabled again) starts it after the live log's
+    /// newest segment, leaving what was made while disabled unarchived.
     async fn start_recorder(
         self: &Arc<Self>,
         name: &StreamName,
         config: &StreamConfig,
+        resumed: bool,
     ) -> anyhow::Result<Option<RecorderWorker>> {
         let Some(dvr) = config.dvr.as_ref().filter(|d| d.enabled) else {
             return Ok(None);
         };
         let store = self.archive(name, config).await?;
         let log = self.node.live_log(name).await?;
+        let skip_to = if resumed {
+            log.log
+                .newest()
+                .await
+                .with_context(|| format!("stream {name}: cannot read its live log"))?
+                .map(|m| m.seq)
+        } else {
+            None
+        };
         let mut recorder_config = RecorderConfig::with_copy_interval(dvr.copy_interval_ms);
         recorder_config.retention = dvr.into();
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
@@ -666,7 +699,17 @@ impl Supervisor {
             Arc::clone(&self.clock),
             recorder_config,
         )
-        .with_observer(chunks_tx);
+        .with_observer(chunks_tx)
+        .skipping_to(skip_to)
+        // Retention holds the key the API holds while it edits locks.
+        .with_lock_edits(Exclusive::new(
+            self.node.kv(LOCKS_KV_BUCKET).await?,
+            &self.node.id,
+        ));
+        let recorder = match dvr.root.strip_prefix("file://") {
+            Some(path) => recorder.with_disk(DiskMeter::new(path)),
+            None => recorder,
+        };
         info!(stream = %name, after_seq = ?recorder.archived_seq(), "recorder started");
         let (stop, stop_rx) = watch::channel(false);
         let supervisor = Arc::clone(self);

@@ -1,6 +1,7 @@
 //! The API of a real `dvr run`: `dvr ctl --url` against it, schemathesis
-//! fuzzing its served OpenAPI document, and the API closed (and saying so)
-//! when no credentials are configured.
+//! fuzzing its served OpenAPI document, the API closed (and saying so)
+//! when no credentials are configured, and `dvr/disable` keeping the
+//! disabled time out of the archive.
 
 mod support;
 
@@ -281,4 +282,67 @@ fn schemathesis_finds_no_server_error_or_schema_violation() {
         report.contains("passed") || report.contains("No issues found"),
         "{report}"
     );
+}
+
+/// `POST /api/v1/streams/ch1/dvr/{what}` with the admin token.
+fn switch_dvr(port: u16, what: &str) {
+    let (status, _, body) = support::send_with(
+        port,
+        "POST",
+        &format!("/api/v1/streams/ch1/dvr/{what}"),
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+        "",
+    );
+    assert_eq!(status, 200, "{what}: {}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn disabled_recording_is_a_gap_in_the_archive_and_enabling_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut procs, port) = start(dir.path());
+    support::let_run(Duration::from_secs(8));
+    switch_dvr(port, "disable");
+    let disabled_at = support::wall_clock_ms();
+    support::let_run(Duration::from_secs(14));
+    switch_dvr(port, "enable");
+    let enabled_at = support::wall_clock_ms();
+    support::let_run(Duration::from_secs(8));
+    // SIGTERM: the recorder writes its open window, so the archive holds
+    // everything it was asked to keep.
+    let pid = procs.0[0].id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(procs.0[0].wait().unwrap().success());
+
+    let uri: dvr_storage::StorageUri = format!("file://{}/archive", dir.path().display())
+        .parse()
+        .unwrap();
+    let storage = dvr_storage::resolve(&uri, &dvr_storage::StorageConfig::default()).unwrap();
+    let store = dvr_archive::store::ArchiveStore::new(storage);
+    let stream: dvr_common::StreamName = "ch1".parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(store.load(&stream)).unwrap();
+    let ranges = store.ranges(&stream, dvr_common::UtcMs(0), dvr_common::UtcMs(i64::MAX));
+    assert_eq!(ranges.len(), 2, "recorded, disabled, recorded: {ranges:?}");
+    let (before, after) = (ranges[0], ranges[1]);
+    // The archive stops within a segment (2 s) or so of the disable and
+    // starts again within a segment of the enable; nothing of the 14 s
+    // between is archived.
+    assert!(
+        (before.to.0 - disabled_at).abs() < 4_000,
+        "recording stopped at {} for a disable at {disabled_at}",
+        before.to.0
+    );
+    assert!(
+        after.from.0 >= enabled_at - 4_000 && after.from.0 - enabled_at < 6_000,
+        "recording resumed at {} for an enable at {enabled_at}",
+        after.from.0
+    );
+    assert!(after.from.0 - before.to.0 > 8_000, "{ranges:?}");
 }

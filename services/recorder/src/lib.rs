@@ -8,9 +8,11 @@
 //! keys: nothing is lost and nothing is duplicated.
 
 pub mod config;
+pub mod disk;
 pub mod metrics;
 pub mod recorder;
 pub mod upload;
 
 pub use config::RecorderConfig;
-pub use recorder::{RecorderError, StreamRecorder};
+pub use disk::DiskMeter;
+pub use recorder::{RecorderError, RetentionError, StreamRecorder};

@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use dvr_archive::key::copy_window;
 use dvr_archive::store::{ArchiveStore, StoreError};
-use dvr_archive::{ChunkEntry, ChunkIndex, ChunkKey};
-use dvr_bus::{BusError, LiveLog};
+use dvr_archive::{ChunkEntry, ChunkIndex, ChunkKey, RetentionPlan};
+use dvr_bus::{BusError, Exclusive, LiveLog};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_media::{CodecSummary, SegmentMeta};
+use dvr_proto::lock_edit_key;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::RecorderConfig;
+use crate::disk::DiskMeter;
 use crate::upload::LiveLogUpload;
 
 /// Why a copy failed; the recorder retries on the next tick.
@@ -43,6 +45,38 @@ pub enum RecorderError {
         stream: StreamName,
         /// The chunk's object key.
         key: String,
+        /// The storage error.
+        source: StoreError,
+    },
+}
+
+/// Why a retention pass deleted nothing; the next pass tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    /// The stream's lock-edit key could not be held (an editor kept it past
+    /// the wait, or the bus failed).
+    #[error("retention of {stream}: cannot hold the lock-edit key: {source}")]
+    LockKey {
+        /// The stream.
+        stream: StreamName,
+        /// The bus error.
+        source: BusError,
+    },
+    /// The file system under a `file://` root could not be measured.
+    #[error("retention of {stream}: cannot measure the disk at {path}: {source}")]
+    Disk {
+        /// The stream.
+        stream: StreamName,
+        /// The directory measured.
+        path: String,
+        /// The statvfs error.
+        source: std::io::Error,
+    },
+    /// Reading the locks or deleting chunks failed.
+    #[error("retention of {stream}: {source}")]
+    Archive {
+        /// The stream.
+        stream: StreamName,
         /// The storage error.
         source: StoreError,
     },
@@ -87,6 +121,11 @@ pub struct StreamRecorder {
     metrics: crate::metrics::StreamMetrics,
     /// Told of every chunk written (distributed mode publishes them).
     observer: Option<mpsc::UnboundedSender<ChunkEntry>>,
+    /// Held around each retention pass, as lock editors hold it around an
+    /// edit of `locks.json`.
+    lock_edits: Option<Exclusive>,
+    /// The file system a `file://` root is on, for a disk-percentage limit.
+    disk: Option<DiskMeter>,
 }
 
 impl StreamRecorder {
@@ -109,7 +148,36 @@ impl StreamRecorder {
             config,
             archived,
             observer: None,
+            lock_edits: None,
+            disk: None,
         }
+    }
+
+    /// Measures `disk` on each retention pass, for the policy's
+    /// disk-percentage limit (a `file://` root; the config refuses the limit
+    /// on object stores).
+    pub fn with_disk(mut self, disk: DiskMeter) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Runs each retention pass while holding the stream's key in
+    /// `lock_edits` (a [`Exclusive`] over the locks bucket), the key every
+    /// lock editor holds: a lock written while retention plans is either
+    /// read by the plan or waits until the deletes are done, and is never
+    /// deleted under it. Without it retention reads `locks.json` unguarded
+    /// (a process with no lock editors besides itself).
+    pub fn with_lock_edits(mut self, lock_edits: Exclusive) -> Self {
+        self.lock_edits = Some(lock_edits);
+        self
+    }
+
+    /// Treats every segment up to `seq` as done: they are never archived
+    /// (recording was disabled while they were made). Does nothing for a
+    /// seq the archive already passed.
+    pub fn skipping_to(mut self, seq: Option<u64>) -> Self {
+        self.archived = self.archived.max(seq);
+        self
     }
 
     /// Sends every chunk written, once it is in the archive, to `observer`.
@@ -325,13 +393,42 @@ impl StreamRecorder {
         }
     }
 
+    /// One retention pass: reads the locks, plans and deletes, all under
+    /// the stream's lock-edit key when [`Self::with_lock_edits`] gave one.
+    pub async fn retain(&self) -> Result<RetentionPlan, RetentionError> {
+        let pass = async {
+            let disk = match &self.disk {
+                Some(meter) if self.config.retention.max_disk_usage_percent.is_some() => {
+                    Some(meter.measure().map_err(|source| RetentionError::Disk {
+                        stream: self.stream.clone(),
+                        path: meter.path().display().to_string(),
+                        source,
+                    })?)
+                }
+                _ => None,
+            };
+            self.archive
+                .enforce_retention(&self.stream, &self.config.retention, self.clock.now(), disk)
+                .await
+                .map_err(|source| RetentionError::Archive {
+                    stream: self.stream.clone(),
+                    source,
+                })
+        };
+        match &self.lock_edits {
+            None => pass.await,
+            Some(exclusive) => exclusive
+                .run(&lock_edit_key(&self.stream), pass)
+                .await
+                .map_err(|source| RetentionError::LockKey {
+                    stream: self.stream.clone(),
+                    source,
+                })?,
+        }
+    }
+
     async fn enforce_retention(&self) {
-        let now = self.clock.now();
-        match self
-            .archive
-            .enforce_retention(&self.stream, &self.config.retention, now, None)
-            .await
-        {
+        match self.retain().await {
             Ok(plan) if !plan.delete.is_empty() => {
                 self.metrics
                     .retention(Some((plan.delete.len(), plan.freed_bytes)));

@@ -1,22 +1,29 @@
 //! The recorder on a simulated clock: chunks per copy window, the open window
 //! flushed at shutdown, a restart that neither loses nor duplicates a
-//! segment, and retention by depth.
+//! segment, retention by depth and by disk percentage (on a real, small
+//! tmpfs), and retention waiting for a lock edit.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
-use dvr_archive::RetentionPolicy;
-use dvr_bus::{SegmentLog, SegmentLogOptions};
+use dvr_archive::{Lock, RetentionPolicy};
+use dvr_bus::{Exclusive, Kv, MemoryKv, SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::{CodecSummary, Segment, SegmentFlags};
-use dvr_recorder::{RecorderConfig, StreamRecorder};
+use dvr_proto::{lock_edit_key, LOCKS_KV_BUCKET};
+use dvr_recorder::{DiskMeter, RecorderConfig, StreamRecorder};
 use dvr_storage::{StorageConfig, StorageUri};
 
 /// 2026-11-21T14:00:00Z
 const T0: i64 = 1_795_269_600_000;
 
 fn segment(seq: u64) -> Segment {
+    segment_of(seq, 4)
+}
+
+/// Segment `seq` with `packets` TS packets of payload.
+fn segment_of(seq: u64, packets: usize) -> Segment {
     Segment {
         seq,
         pts_start: Ticks(seq as i64 * 180_000),
@@ -27,7 +34,7 @@ fn segment(seq: u64) -> Segment {
             independent: true,
         },
         codecs: Arc::new(CodecSummary::default()),
-        payload: Bytes::from(vec![seq as u8; 188 * 4]),
+        payload: Bytes::from(vec![seq as u8; 188 * packets]),
     }
 }
 
@@ -188,4 +195,128 @@ async fn retention_deletes_whole_expired_chunks_and_the_live_log_is_trimmed() {
         4,
         "the .ts and .idx of two chunks: {listed:?}"
     );
+}
+
+#[tokio::test]
+async fn a_lock_written_while_retention_waits_for_the_edit_key_is_kept() {
+    let f = fixture("lock-race");
+    let store = Arc::new(ArchiveStore::new(Arc::clone(&f.storage)));
+    let locks: Arc<dyn Kv> = Arc::new(MemoryKv::new(LOCKS_KV_BUCKET));
+    let mut rec =
+        recorder(&f, &store).with_lock_edits(Exclusive::new(Arc::clone(&locks), "recorder"));
+    for seq in 0..150 {
+        f.log.append(&segment(seq)).unwrap();
+    }
+    f.clock.set(UtcMs(T0 + 300_000 + 12_000));
+    assert_eq!(rec.copy(false).await.unwrap(), 5);
+    // An editor (an API replica) holds the stream's key; retention, started
+    // meanwhile, must wait for it, then see the lock it wrote: the first
+    // chunk (expired by depth) stays.
+    let editor = Exclusive::new(Arc::clone(&locks), "api");
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let key = lock_edit_key(&f.stream);
+    let edit = editor.run(&key, async {
+        started_tx.send(()).unwrap();
+        // Long enough for an unguarded pass to plan and delete.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        store
+            .lock(&f.stream, Lock::new(UtcMs(T0 + 5_000), 10_000).unwrap())
+            .await
+            .unwrap();
+    });
+    let retain = async {
+        started.await.unwrap();
+        rec.retain().await.unwrap()
+    };
+    let (edited, plan) = tokio::join!(edit, retain);
+    edited.unwrap();
+    let deleted: Vec<u64> = plan.delete.iter().map(|(k, _)| k.first_seq).collect();
+    let left: Vec<u64> = store
+        .chunks(&f.stream)
+        .iter()
+        .map(|c| c.first_seq)
+        .collect();
+    assert_eq!(left, vec![0, 90, 120], "retention deleted {deleted:?}");
+}
+
+/// A tmpfs of a fixed size, mounted for one test and unmounted after it.
+/// Mounting needs root, as `make test` has in CI.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount(8) runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a {size} tmpfs, which needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn disk_percentage_retention_frees_a_real_file_system_oldest_first() {
+    let disk = Tmpfs::mount("16m");
+    let mut f = fixture("disk");
+    let uri: StorageUri = format!("file://{}/archive", disk.dir.path().display())
+        .parse()
+        .unwrap();
+    f.storage = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
+    let store = Arc::new(ArchiveStore::new(Arc::clone(&f.storage)));
+    let mut config = RecorderConfig::with_copy_interval(60_000);
+    config.retention = RetentionPolicy {
+        max_disk_usage_percent: Some(50),
+        ..RetentionPolicy::default()
+    };
+    let meter = DiskMeter::new(disk.dir.path());
+    let mut rec = StreamRecorder::new(
+        f.stream.clone(),
+        Arc::clone(&f.log) as Arc<dyn dvr_bus::LiveLog>,
+        Arc::clone(&store),
+        Arc::new(f.clock.clone()),
+        config,
+    )
+    .with_disk(meter.clone());
+    // Four one-minute chunks of 30 segments of 100 KiB: about 12 MB, 3/4
+    // of the file system.
+    for seq in 0..120 {
+        f.log.append(&segment_of(seq, 545)).unwrap();
+    }
+    f.clock.set(UtcMs(T0 + 240_000 + 12_000));
+    assert_eq!(rec.copy(false).await.unwrap(), 4);
+    let full = meter.measure().unwrap();
+    assert!(
+        full.used_bytes * 100 > full.total_bytes * 70,
+        "the chunks fill the tmpfs: {full:?}"
+    );
+    let plan = rec.retain().await.unwrap();
+    let left: Vec<u64> = store
+        .chunks(&f.stream)
+        .iter()
+        .map(|c| c.first_seq)
+        .collect();
+    assert_eq!(left, vec![60, 90], "deleted {:?}", plan.delete);
+    let after = meter.measure().unwrap();
+    assert!(
+        after.used_bytes * 100 <= after.total_bytes * 50,
+        "under the limit after the pass: {after:?}"
+    );
+    // Under the limit, the next pass deletes nothing.
+    assert!(rec.retain().await.unwrap().delete.is_empty());
 }

@@ -119,6 +119,17 @@ pub fn get_with_head(port: u16, path: &str) -> (u16, String, Vec<u8>) {
 /// A plain HTTP/1.0 request with a JSON body (empty for none): (status,
 /// response head, body).
 pub fn send(port: u16, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
+    send_with(port, method, path, "", body)
+}
+
+/// [`send`] with `head` (whole `Name: value\r\n` lines) added to the request.
+pub fn send_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    head: &str,
+    body: &str,
+) -> (u16, String, Vec<u8>) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new(), Vec::new());
     };
@@ -135,7 +146,7 @@ pub fn send(port: u16, method: &str, path: &str, body: &str) -> (u16, String, Ve
     };
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{body_head}\r\n{body}"
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{head}{body_head}\r\n{body}"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -247,6 +258,22 @@ pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Lets a real process run for `d` (a plain test thread: no executor to
+/// block).
+#[allow(clippy::disallowed_methods)]
+pub fn let_run(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// The wall clock in UTC ms, as a real `dvr run` reads it.
+#[allow(clippy::disallowed_methods)]
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 pub fn ffprobe_duration(url: &str) -> f64 {
