@@ -20,9 +20,9 @@ use k8s_openapi::api::core::v1::{
     EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
     LocalObjectReference, Namespace, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext,
-    Service, ServiceAccount, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource,
+    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -162,6 +162,100 @@ fn env(name: &str, value: &str) -> EnvVar {
         value: Some(value.to_owned()),
         ..EnvVar::default()
     }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The services, each a NATS user.
+pub const NATS_USERS: [&str; 5] = ["ingest", "recorder", "packager", "api", "auth"];
+
+/// The `authorization` block of `nats.conf`: one user per service, its
+/// password from the environment, its denials from [`nats_denials`].
+pub fn nats_authorization() -> String {
+    let list = |subjects: &[&str]| {
+        subjects
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut conf = String::from("authorization {\n  users: [\n");
+    for user in NATS_USERS {
+        let (publish, subscribe) = nats_denials(user);
+        conf.push_str(&format!(
+            "    {{ user: {user}, password: ${}, permissions: {{ publish: {{ allow: [\">\"], deny: [{}] }}, subscribe: {{ allow: [\">\"], deny: [{}] }} }} }}\n",
+            nats_password_key(user),
+            list(&publish),
+            list(&subscribe)
+        ));
+    }
+    conf.push_str("  ]\n}\n");
+    conf
+}
+
+/// The Secret key holding a service's NATS password.
+fn nats_password_key(service: &str) -> String {
+    format!("DVR_NATS_{}_PASSWORD", service.to_ascii_uppercase())
+}
+
+/// What a service may not do on the bus; everything else it may. The
+/// internet-facing packager only reads: it appends to no live log, writes
+/// no segment bytes, no setting, lock, lease, catalog entry or session, and
+/// deletes or purges no stream. The others may not write what only other
+/// services write. Only auth answers play checks. Subjects as
+/// `dvr-proto` names them (`$KV.bucket.key`, `$O.bucket.…` are how
+/// JetStream writes keys and objects; reads go through `$JS.API.…`).
+fn nats_denials(service: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+    const LIVE: &str = "dvr.v1.live.>";
+    const SEGMENTS: &str = "$O.dvr_v1_segments.>";
+    const STREAMS: &str = "$KV.dvr_v1_streams.>";
+    const LOCKS: &str = "$KV.dvr_v1_locks.>";
+    const LEASES: &str = "$KV.dvr_v1_leases.>";
+    const CATALOG: &str = "$KV.dvr_v1_catalog.>";
+    const SESSIONS: &str = "$KV.dvr_v1_sessions.>";
+    const DESTROY: [&str; 3] = [
+        "$JS.API.STREAM.DELETE.>",
+        "$JS.API.STREAM.PURGE.>",
+        "$JS.API.STREAM.MSG.DELETE.>",
+    ];
+    const ANSWER_AUTH: [&str; 2] = ["dvr.v1.auth.check", "dvr.v1.auth.usage"];
+    let publish: Vec<&str> = match service {
+        "packager" => [LIVE, SEGMENTS, STREAMS, LOCKS, LEASES, CATALOG, SESSIONS]
+            .into_iter()
+            .chain(DESTROY)
+            .collect(),
+        // Every other service seeds the settings at start.
+        "ingest" => vec![LOCKS, CATALOG, SESSIONS],
+        "recorder" => vec![LIVE, SESSIONS],
+        "api" => [LIVE, SEGMENTS, LEASES, CATALOG]
+            .into_iter()
+            .chain(DESTROY)
+            .collect(),
+        "auth" => [LIVE, SEGMENTS, LOCKS, LEASES, CATALOG]
+            .into_iter()
+            .chain(DESTROY)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let subscribe = if service == "auth" {
+        Vec::new()
+    } else {
+        ANSWER_AUTH.to_vec()
+    };
+    (publish, subscribe)
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -369,6 +463,16 @@ impl Renderer<'_> {
         }
     }
 
+    /// Copies of each JetStream stream: the in-chart cluster's size, or
+    /// what the values say for an external one.
+    fn stream_replicas(&self) -> u32 {
+        if self.v.nats.url.is_empty() {
+            self.v.nats.replicas
+        } else {
+            self.v.nats.stream_replicas
+        }
+    }
+
     fn archive_env(&self) -> (Vec<EnvVar>, Option<Vec<EnvFromSource>>) {
         let a = &self.v.archive;
         let mut vars = Vec::new();
@@ -403,6 +507,14 @@ impl Renderer<'_> {
         if !v.otlp_endpoint.is_empty() {
             env.push(self::env("OTEL_EXPORTER_OTLP_ENDPOINT", &v.otlp_endpoint));
         }
+        // Each service is its own NATS user, with the permissions
+        // `nats_denials` gives it.
+        env.push(self::env("DVR_NATS_USER", name));
+        env.push(secret_env(
+            "DVR_NATS_PASSWORD",
+            &v.nats.auth_secret,
+            &nats_password_key(name),
+        ));
         // Who touches the archive: the recorder writes it, the packager and
         // the API read it (and lock ranges); ingest and auth never do.
         let mut env_from: Option<Vec<EnvFromSource>> = None;
@@ -436,6 +548,10 @@ impl Renderer<'_> {
                     name,
                     "--nats",
                     &self.nats_url(),
+                    "--nats-replicas",
+                    &self.stream_replicas().to_string(),
+                    "--hot-tier-outage",
+                    &v.nats.hot_tier_outage,
                     "--config",
                     CONFIG_PATH,
                     "--data-dir",
@@ -668,7 +784,8 @@ impl Renderer<'_> {
 
     /// `nats.conf`: JetStream on the volume, a route to every peer by its
     /// stable StatefulSet name, lame-duck mode on shutdown so clients move
-    /// before the server goes.
+    /// before the server goes, and one user per service (passwords from
+    /// the auth Secret's environment, `$DVR_NATS_…_PASSWORD`).
     fn nats_conf(&self) -> String {
         let n = self.v.nats.replicas;
         let mut conf = format!(
@@ -676,6 +793,7 @@ impl Renderer<'_> {
              pid_file: /var/run/nats/nats.pid\nlame_duck_duration: 30s\nlame_duck_grace_period: 10s\n\
              jetstream {{\n  store_dir: /data\n}}\n"
         );
+        conf.push_str(&nats_authorization());
         if n > 1 {
             conf.push_str(&format!(
                 "cluster {{\n  name: dvr\n  listen: 0.0.0.0:{NATS_CLUSTER}\n  routes: [\n"
@@ -772,6 +890,14 @@ impl Renderer<'_> {
                 port("monitor", NATS_MONITOR),
             ]),
             env: Some(vec![field_env("POD_NAME", "metadata.name")]),
+            // The services' passwords, which nats.conf names.
+            env_from: Some(vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: n.auth_secret.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            }]),
             resources: resources(&n.resources),
             // Ready once it serves clients; alive while JetStream is;
             // catching up a stream after a restart may take minutes.

@@ -184,10 +184,32 @@ pub struct Nats {
     /// Resources of each server.
     #[serde(default)]
     pub resources: Resources,
+    /// The Secret holding one NATS password per service, keys
+    /// `DVR_NATS_INGEST_PASSWORD`, `…_RECORDER_…`, `…_PACKAGER_…`,
+    /// `…_API_…`, `…_AUTH_…`: each service connects as its own user.
+    #[serde(default = "default_nats_auth_secret")]
+    pub auth_secret: String,
+    /// Copies of each JetStream stream and bucket on an external cluster
+    /// (`url` set); the in-chart cluster uses its server count.
+    #[serde(default = "default_nats_replicas")]
+    pub stream_replicas: u32,
+    /// How long an archive outage the live log on NATS rides out
+    /// (`dvr run --hot-tier-outage`); size `storage` from it
+    /// (docs/operations.md).
+    #[serde(default = "default_hot_tier_outage")]
+    pub hot_tier_outage: String,
 }
 
 fn default_nats_replicas() -> u32 {
     3
+}
+
+fn default_nats_auth_secret() -> String {
+    "dvr-nats".to_owned()
+}
+
+fn default_hot_tier_outage() -> String {
+    "4h".to_owned()
 }
 
 fn default_nats_image() -> String {
@@ -479,6 +501,37 @@ impl Values {
                     self.nats.replicas
                 ),
             );
+        }
+        if self.nats.auth_secret.is_empty() {
+            return fail(
+                "nats.auth_secret",
+                "the bus is closed: name the Secret with one password per service (docs/operations.md shows the kubectl command)".to_owned(),
+            );
+        }
+        if !self.nats.url.is_empty() && self.nats.stream_replicas == 0 {
+            return fail(
+                "nats.stream_replicas",
+                "at least one copy of each stream".to_owned(),
+            );
+        }
+        match dvr_common::time::parse_duration_ms(&self.nats.hot_tier_outage) {
+            Ok(ms) if ms >= 60_000 => {}
+            Ok(_) => {
+                return fail(
+                    "nats.hot_tier_outage",
+                    format!("{:?} is under a minute", self.nats.hot_tier_outage),
+                )
+            }
+            Err(e) => {
+                return fail(
+                    "nats.hot_tier_outage",
+                    format!(
+                        "invalid duration {:?}: {}",
+                        self.nats.hot_tier_outage,
+                        e.reason()
+                    ),
+                )
+            }
         }
         let url = &self.nats.url;
         if !(url.is_empty() || url.starts_with("nats://") || url.starts_with("tls://")) {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dvr_common::fuzz_corpus::repo_path;
+use dvr_deploy::render::NATS_USERS;
 use dvr_deploy::{render, render_to_dir, rendered_files, Manifest, Values};
 
 /// The Kubernetes versions the manifests must be valid for: the oldest the
@@ -372,6 +373,13 @@ fn nats_server_accepts_the_rendered_config() {
         .arg("-c")
         .arg(&path)
         .env("POD_NAME", "nats-0")
+        // The auth Secret's keys, as the StatefulSet's envFrom gives them.
+        .envs(NATS_USERS.map(|u| {
+            (
+                format!("DVR_NATS_{}_PASSWORD", u.to_ascii_uppercase()),
+                "secret",
+            )
+        }))
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}; run `make test-deps`", server.display()));
     assert!(

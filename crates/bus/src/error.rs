@@ -48,6 +48,15 @@ pub enum BusError {
         /// The client's error.
         source: async_nats::Error,
     },
+    /// NATS refused this process (credentials, TLS setup): retrying will
+    /// not help.
+    #[error("nats {target}: {detail}")]
+    Refused {
+        /// The server URL.
+        target: String,
+        /// Why, naming the user or file, never a secret.
+        detail: String,
+    },
     /// A KV write whose condition did not hold: the key exists (create) or
     /// its revision moved on (update).
     #[error("kv {bucket}/{key}: {reason}")]
@@ -116,6 +125,7 @@ impl HasErrorKind for BusError {
             BusError::Corrupt { .. } => ErrorKind::InvalidData,
             BusError::OutOfOrder { .. } | BusError::KvConflict { .. } => ErrorKind::Conflict,
             BusError::Nats { .. } | BusError::Lagged { .. } => ErrorKind::Unavailable,
+            BusError::Refused { .. } => ErrorKind::Forbidden,
             BusError::InvalidKey { .. } => ErrorKind::BadRequest,
             BusError::Proto { .. } => ErrorKind::InvalidData,
             BusError::NoResponders { .. } => ErrorKind::Unavailable,

@@ -36,7 +36,10 @@ pub use events::{EventStream, Events, LocalEvents};
 pub use exclusive::Exclusive;
 pub use kv::{Kv, KvEntry, KvOp, KvWatch, MemoryKv};
 pub use live_log::LiveLog;
-pub use nats::{LiveLogConfig, NatsBus, NatsConfig, NatsEvents, NatsKv, NatsLiveLog, NatsRequests};
+pub use nats::{
+    LiveLogConfig, NatsAuth, NatsBus, NatsConfig, NatsCredentials, NatsEvents, NatsKv, NatsLiveLog,
+    NatsRequests, NatsTls,
+};
 pub use ownership::{Ownership, OwnershipConfig};
 pub use request::{IncomingRequest, MemoryRequests, RequestStream, Requester, Responder};
 pub use segment_log::{SegmentLog, SegmentLogOptions};

@@ -24,12 +24,20 @@ pub struct NatsServer {
     pub port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    env: Vec<(String, String)>,
     proc: Option<Proc>,
 }
 
 impl NatsServer {
     /// Starts a server with an empty store.
     pub async fn start() -> Self {
+        Self::start_with("", &[]).await
+    }
+
+    /// Starts a server whose config has `extra` appended (an
+    /// `authorization` block, say), with `env` in its environment (the
+    /// variables such a block names).
+    pub async fn start_with(extra: &str, env: &[(&str, &str)]) -> Self {
         let bin = find_nats_server();
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -38,7 +46,7 @@ impl NatsServer {
         // acknowledged (the default syncs every 2 minutes; production gets
         // the same guarantee from 3 replicas).
         let conf = format!(
-            "host: 127.0.0.1\nport: {port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            "host: 127.0.0.1\nport: {port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{extra}",
             dir.path().join("store").display()
         );
         std::fs::write(dir.path().join("nats.conf"), conf).expect("write nats.conf");
@@ -46,6 +54,10 @@ impl NatsServer {
             port,
             dir,
             bin,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             proc: None,
         };
         me.restart().await;
@@ -75,7 +87,9 @@ impl NatsServer {
         self.kill();
         let log = self.log();
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("-c").arg(self.dir.path().join("nats.conf"));
+        cmd.arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut proc = Proc::spawn("nats-server", &mut cmd, &log);
         wait_for_port(self.port, &mut proc, &log, Duration::from_secs(20)).await;
         self.proc = Some(proc);

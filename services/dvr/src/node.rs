@@ -85,6 +85,15 @@ impl Node {
         matches!(self.kind, Kind::Nats(_))
     }
 
+    /// How long the live log keeps a segment whatever the recorder does:
+    /// NATS's max age; `None` embedded, where only the recorder trims.
+    pub fn hot_tier(&self) -> Option<std::time::Duration> {
+        match &self.kind {
+            Kind::Embedded { .. } => None,
+            Kind::Nats(bus) => Some(bus.config().live.max_age),
+        }
+    }
+
     /// Whether the bus is reachable now.
     pub fn is_connected(&self) -> bool {
         match &self.kind {

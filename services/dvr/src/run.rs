@@ -15,7 +15,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
-use dvr_bus::{Kv, NatsConfig};
+use dvr_bus::{Kv, LiveLogConfig, NatsConfig, NatsCredentials};
+use dvr_common::config::MAX_COPY_INTERVAL_MS;
 use dvr_common::config::{Config, InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, SystemClock, UtcMs};
 use dvr_packager::{Packager, PackagerConfig};
@@ -55,6 +56,23 @@ pub struct RunArgs {
     /// production).
     #[arg(long, value_name = "N", default_value_t = 1)]
     nats_replicas: usize,
+    /// How long an archive outage the NATS live log rides out (with
+    /// --nats): it keeps a segment for the longest copy interval (1 h) plus
+    /// this, then drops it archived or not.
+    #[arg(long, value_name = "DURATION", default_value = "4h", value_parser = parse_outage)]
+    hot_tier_outage: std::time::Duration,
+}
+
+/// A duration of at least one minute (`4h`, `90m`).
+fn parse_outage(s: &str) -> Result<std::time::Duration, String> {
+    let ms = dvr_common::time::parse_duration_ms(s)
+        .map_err(|e| format!("duration {s:?}: {}", e.reason()))?;
+    if ms < 60_000 {
+        return Err(format!(
+            "{s:?} is under a minute: the live log would drop segments before an upload retry"
+        ));
+    }
+    Ok(std::time::Duration::from_millis(ms.unsigned_abs()))
 }
 
 /// The clip the demo loops, built into the binary so `dvr run` works from
@@ -131,7 +149,17 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         Some(url) => {
             let roles = Roles::parse(args.services.as_deref().unwrap_or("all"))?;
             let mut nats = NatsConfig::new(url);
-            nats.live.replicas = args.nats_replicas;
+            // Secrets come from the environment only (a mounted Secret),
+            // never from arguments that `ps` shows.
+            nats.credentials = NatsCredentials::from_env(url, |name| std::env::var(name).ok())
+                .map_err(anyhow::Error::msg)?;
+            // The longest copy interval any stream may get (the API can
+            // add one later), plus the outage budget.
+            nats.live = LiveLogConfig::for_copy_interval(
+                std::time::Duration::from_millis(MAX_COPY_INTERVAL_MS.unsigned_abs()),
+                args.hot_tier_outage,
+                args.nats_replicas,
+            );
             nats.kv_replicas = args.nats_replicas;
             (Node::nats(node_id, nats).await?, roles)
         }
@@ -154,9 +182,13 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     info!(node = %node.id, services = ?roles.names(), distributed = node.is_distributed(), "starting");
 
     // The streams bucket: the config file's streams seed it (on NATS only
-    // where absent, so what the API changed survives a restart).
+    // where absent, so what the API changed survives a restart), from any
+    // process but a packager-only one: the internet-facing packager may
+    // not write settings on a closed bus.
     let streams_kv = node.kv(STREAMS_KV_BUCKET).await?;
-    seed_streams(&streams_kv, config, node.is_distributed()).await?;
+    if !node.is_distributed() || roles.ingest || roles.recorder || roles.api || roles.auth {
+        seed_streams(&streams_kv, config, node.is_distributed()).await?;
+    }
 
     let sessions = node.kv(SESSIONS_KV_BUCKET).await?;
     // Play authorization: policies follow the streams bucket (the

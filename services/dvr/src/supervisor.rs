@@ -691,6 +691,10 @@ impl Supervisor {
         };
         let mut recorder_config = RecorderConfig::with_copy_interval(dvr.copy_interval_ms);
         recorder_config.retention = dvr.into();
+        recorder_config.hot_tier_ms = self
+            .node
+            .hot_tier()
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let recorder = StreamRecorder::new(
             name.clone(),

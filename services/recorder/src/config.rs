@@ -23,6 +23,12 @@ pub struct RecorderConfig {
     /// Longest wait between two attempts while the archive is failing; the
     /// wait starts at [`Self::tick`] and doubles per failure up to this.
     pub retry_backoff_max: Duration,
+    /// How long the live log keeps a segment whatever the recorder does
+    /// (on NATS the streams' max age: the copy interval plus the outage
+    /// budget); `None` where nothing expires it (the embedded live log).
+    /// The recorder warns, and `dvr_recorder_hot_tier_seconds` lets an
+    /// alert fire, when the backlog passes three quarters of it.
+    pub hot_tier_ms: Option<i64>,
 }
 
 impl RecorderConfig {
@@ -36,6 +42,7 @@ impl RecorderConfig {
             tick: Duration::from_secs(1),
             retention_every: Duration::from_secs(60),
             retry_backoff_max: Duration::from_secs(15),
+            hot_tier_ms: None,
         }
     }
 }

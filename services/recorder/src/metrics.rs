@@ -57,6 +57,7 @@ struct RecorderMetrics {
     errors: Family<OutcomeLabels, Counter>,
     backlog_seconds: Family<StreamLabel, Gauge>,
     copy_interval_seconds: Family<StreamLabel, Gauge>,
+    hot_tier_seconds: Family<StreamLabel, Gauge>,
     last_chunk_timestamp_seconds: Family<StreamLabel, Gauge>,
     retention_deletions: Family<StreamLabel, Counter>,
     retention_deleted_bytes: Family<StreamLabel, Counter>,
@@ -93,6 +94,7 @@ static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
         errors: Family::default(),
         backlog_seconds: Family::default(),
         copy_interval_seconds: Family::default(),
+        hot_tier_seconds: Family::default(),
         last_chunk_timestamp_seconds: Family::default(),
         retention_deletions: Family::default(),
         retention_deleted_bytes: Family::default(),
@@ -142,6 +144,12 @@ static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
             Unit::Seconds,
             m.copy_interval_seconds.clone(),
         );
+        r.register_with_unit(
+            "dvr_recorder_hot_tier",
+            "How long the live log keeps a segment whatever the recorder does (NATS max age); a backlog reaching it loses segments",
+            Unit::Seconds,
+            m.hot_tier_seconds.clone(),
+        );
         r.register(
             "dvr_recorder_last_chunk_timestamp_seconds",
             "When the last chunk was written (Unix time)",
@@ -175,7 +183,11 @@ pub(crate) struct StreamMetrics {
 }
 
 impl StreamMetrics {
-    pub(crate) fn new(stream: &str, copy_interval_ms: i64) -> StreamMetrics {
+    pub(crate) fn new(
+        stream: &str,
+        copy_interval_ms: i64,
+        hot_tier_ms: Option<i64>,
+    ) -> StreamMetrics {
         let m = &*METRICS;
         HOLDERS.hold(stream);
         let stream = StreamLabel {
@@ -184,6 +196,9 @@ impl StreamMetrics {
         m.copy_interval_seconds
             .get_or_create(&stream)
             .set(copy_interval_ms / 1000);
+        if let Some(ms) = hot_tier_ms {
+            m.hot_tier_seconds.get_or_create(&stream).set(ms / 1000);
+        }
         for family in m.stream_counters() {
             let _ = family.get_or_create(&stream);
         }
@@ -281,6 +296,7 @@ impl StreamMetrics {
         for family in [
             &m.backlog_seconds,
             &m.copy_interval_seconds,
+            &m.hot_tier_seconds,
             &m.last_chunk_timestamp_seconds,
         ] {
             family.remove(stream);
@@ -323,8 +339,8 @@ mod tests {
                 .filter(|l| l.contains("stream=\"metrics-drop\""))
                 .count()
         };
-        let first = StreamMetrics::new("metrics-drop", 60_000);
-        let second = StreamMetrics::new("metrics-drop", 60_000);
+        let first = StreamMetrics::new("metrics-drop", 60_000, None);
+        let second = StreamMetrics::new("metrics-drop", 60_000, None);
         second.backlog(None, UtcMs(0));
         assert!(series(&dvr_telemetry::metrics::render()) > 10);
         drop(first);

@@ -138,7 +138,11 @@ impl StreamRecorder {
         config: RecorderConfig,
     ) -> Self {
         let archived = archive.last_seq(&stream);
-        let metrics = crate::metrics::StreamMetrics::new(stream.as_str(), config.copy_interval_ms);
+        let metrics = crate::metrics::StreamMetrics::new(
+            stream.as_str(),
+            config.copy_interval_ms,
+            config.hot_tier_ms,
+        );
         Self {
             metrics,
             stream,
@@ -339,12 +343,14 @@ impl StreamRecorder {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retention = tokio::time::interval(self.config.retention_every);
         let mut outage: Option<Outage> = None;
+        let mut hot_tier_warned = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let pending = self.log.segments_after(self.archived).await.unwrap_or_default();
                     let oldest = pending.first().map(|m| m.utc_start);
                     self.metrics.backlog(oldest, self.clock.now());
+                    self.watch_hot_tier(oldest, &mut hot_tier_warned);
                     if outage.as_ref().is_some_and(|o| Instant::now() < o.retry_at) {
                         continue;
                     }
@@ -425,6 +431,28 @@ impl StreamRecorder {
                     source,
                 })?,
         }
+    }
+
+    /// Warns once when the oldest unarchived segment has used three
+    /// quarters of the hot tier's keep time (and once when it is back
+    /// under): past it, the live log drops segments never archived.
+    fn watch_hot_tier(&self, oldest: Option<UtcMs>, warned: &mut bool) {
+        let Some(hot_tier_ms) = self.config.hot_tier_ms else {
+            return;
+        };
+        let age_ms = oldest.map_or(0, |t| self.clock.now().0 - t.0);
+        let near = age_ms > hot_tier_ms / 4 * 3;
+        if near && !*warned {
+            warn!(
+                stream = %self.stream,
+                backlog_secs = age_ms / 1000,
+                hot_tier_secs = hot_tier_ms / 1000,
+                "the archive backlog nears what the live log keeps: segments older than hot_tier_secs expire unarchived"
+            );
+        } else if !near && *warned {
+            info!(stream = %self.stream, backlog_secs = age_ms / 1000, "the archive backlog is back within the hot tier's budget");
+        }
+        *warned = near;
     }
 
     async fn enforce_retention(&self) {

@@ -9,6 +9,7 @@
 //! conditional or last-writer-wins), so a write that returned `Ok` is stored
 //! exactly once.
 
+mod credentials;
 mod events;
 mod kv;
 mod live_log;
@@ -22,6 +23,7 @@ use async_nats::jetstream::{self, object_store, stream};
 use dvr_common::StreamName;
 use dvr_proto::{LIVE_STREAM, LIVE_STREAM_SUBJECTS, SEGMENTS_OBJECT_BUCKET};
 
+pub use self::credentials::{NatsAuth, NatsCredentials, NatsTls};
 pub use self::events::NatsEvents;
 pub use self::kv::NatsKv;
 pub use self::live_log::NatsLiveLog;
@@ -52,17 +54,20 @@ impl LiveLogConfig {
 }
 
 impl Default for LiveLogConfig {
-    /// One-hour copy interval plus one hour of margin, one replica.
+    /// One-hour copy interval plus a four-hour outage budget, one replica.
     fn default() -> Self {
-        Self::for_copy_interval(Duration::from_secs(3600), Duration::from_secs(3600), 1)
+        Self::for_copy_interval(Duration::from_secs(3600), Duration::from_secs(4 * 3600), 1)
     }
 }
 
 /// How to reach NATS and what to create there.
 #[derive(Clone, Debug)]
 pub struct NatsConfig {
-    /// Server URL(s), comma-separated, e.g. `nats://nats:4222`.
+    /// Server URL(s), comma-separated, e.g. `nats://nats:4222`
+    /// (`tls://…` requires TLS).
     pub url: String,
+    /// Who this process is to the server, and TLS.
+    pub credentials: NatsCredentials,
     /// Live-log stream and object-store settings.
     pub live: LiveLogConfig,
     /// Replicas of KV buckets.
@@ -77,6 +82,7 @@ impl NatsConfig {
     pub fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
+            credentials: NatsCredentials::default(),
             live: LiveLogConfig::default(),
             kv_replicas: 1,
             op_timeout: Duration::from_secs(30),
@@ -92,18 +98,51 @@ pub struct NatsBus {
 }
 
 impl NatsBus {
-    /// Connects (retrying until the server answers, within `op_timeout`).
+    /// Connects, retrying until the server answers within `op_timeout`.
+    /// Credentials the server refuses fail at once, naming the user (never
+    /// the secret): retrying would not change the answer.
     pub async fn connect(config: NatsConfig) -> Result<Self, BusError> {
-        let client = tokio::time::timeout(
-            config.op_timeout,
-            async_nats::ConnectOptions::new()
-                .name("dvr")
-                .retry_on_initial_connect()
-                .connect(config.url.as_str()),
-        )
-        .await
-        .map_err(|e| nats_err("connect", &config.url, e))?
-        .map_err(|e| nats_err("connect", &config.url, e))?;
+        let deadline = tokio::time::Instant::now() + config.op_timeout;
+        let mut backoff = Duration::from_millis(100);
+        let client = loop {
+            let options = config
+                .credentials
+                .apply(
+                    async_nats::ConnectOptions::new()
+                        .name("dvr")
+                        .event_callback(|event| async move {
+                            // Permission violations arrive here, not as
+                            // the failed call's error.
+                            if let async_nats::Event::ServerError(e) = event {
+                                tracing::warn!(error = %e, "NATS refused an operation");
+                            }
+                        }),
+                )
+                .await
+                .map_err(|detail| BusError::Refused {
+                    target: config.url.clone(),
+                    detail,
+                })?;
+            match options.connect(config.url.as_str()).await {
+                Ok(client) => break client,
+                Err(e) if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation => {
+                    return Err(BusError::Refused {
+                        target: config.url.clone(),
+                        detail: format!(
+                            "the server refused the credentials ({}): check DVR_NATS_* and the \
+                             server's authorization",
+                            config.credentials.auth.who()
+                        ),
+                    });
+                }
+                Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::debug!(error = %e, url = %config.url, "NATS not reachable yet, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(nats_err("connect", &config.url, e)),
+            }
+        };
         Ok(Self {
             js: jetstream::new(client),
             config,
