@@ -466,6 +466,12 @@ fn replicas_take_over_and_packagers_agree() {
     assert!(
         other_recorder.metric("dvr_bus_consume_delay_seconds_count{consumer=\"live_log\"}") >= 1.0
     );
+    // On NATS the recorder says how long the live log keeps a segment
+    // (1 h + the default 4 h outage budget).
+    assert_eq!(
+        other_recorder.metric("dvr_recorder_hot_tier_seconds{stream=\"ch1\"}"),
+        5.0 * 3600.0
+    );
 
     // The ingest owner dies; the other must take over within 10 s.
     let ingest_owner = owner(&[&ingest[0], &ingest[1]], "ingest", "ch1")

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use dvr_storage::testservers::{free_port, wait_for_port, Proc};
+use dvr_storage::testservers::{free_port, free_ports, wait_for_port, Proc};
 
 /// What to run when nats-server is missing.
 pub const INSTALL_HINT: &str =
@@ -93,6 +93,84 @@ impl NatsServer {
         let mut proc = Proc::spawn("nats-server", &mut cmd, &log);
         wait_for_port(self.port, &mut proc, &log, Duration::from_secs(20)).await;
         self.proc = Some(proc);
+    }
+}
+
+/// `n` nats-servers clustered on loopback (JetStream on each, routes to
+/// every other), as the chart's StatefulSet runs them; a server can be
+/// killed and started again.
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// Each server's client port, by index (its name is `n{index}`).
+    pub ports: Vec<u16>,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    procs: Vec<Option<Proc>>,
+}
+
+impl NatsCluster {
+    /// Starts `n` servers and returns once each accepts clients (the
+    /// JetStream meta leader may still be being elected).
+    pub async fn start(n: usize) -> Self {
+        let bin = find_nats_server();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let all = free_ports(2 * n);
+        let (clients, routes) = all.split_at(n);
+        for i in 0..n {
+            let peers: Vec<String> = routes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| format!("    nats://127.0.0.1:{p}"))
+                .collect();
+            let conf = format!(
+                "server_name: n{i}\nhost: 127.0.0.1\nport: {}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n\
+                 cluster {{\n  name: dvr\n  listen: 127.0.0.1:{}\n  routes: [\n{}\n  ]\n}}\n",
+                clients[i],
+                dir.path().join(format!("store{i}")).display(),
+                routes[i],
+                peers.join("\n")
+            );
+            std::fs::write(dir.path().join(format!("n{i}.conf")), conf).expect("write conf");
+        }
+        let mut me = Self {
+            ports: clients.to_vec(),
+            dir,
+            bin,
+            procs: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            me.start_server(i).await;
+        }
+        me
+    }
+
+    /// Every server's URL, comma-separated, as a client is given them.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills server `i` (`kill -9`), keeping its store.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.procs[i].take() {
+            p.stop();
+        }
+    }
+
+    /// Starts server `i` (again) on its port and store.
+    pub async fn start_server(&mut self, i: usize) {
+        self.kill(i);
+        let log = self.dir.path().join(format!("n{i}.log"));
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-c")
+            .arg(self.dir.path().join(format!("n{i}.conf")));
+        let mut proc = Proc::spawn(&format!("nats-server n{i}"), &mut cmd, &log);
+        wait_for_port(self.ports[i], &mut proc, &log, Duration::from_secs(20)).await;
+        self.procs[i] = Some(proc);
     }
 }
 

@@ -233,3 +233,89 @@ async fn nats_retention_follows_the_config() {
         }
     }
 }
+
+/// Three nats-servers, every live-log message kept on all three: killing
+/// the server that leads the live log while segments are being appended
+/// loses none and stores none twice. The appends in flight wait through
+/// the leader election (each retried under its `Nats-Msg-Id`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_survive_losing_the_leading_server_of_three() {
+    use dvr_bus::testserver::NatsCluster;
+    use dvr_proto::LIVE_STREAM;
+
+    let mut cluster = NatsCluster::start(3).await;
+    let mut config = NatsConfig::new(&cluster.url());
+    config.live = LiveLogConfig {
+        replicas: 3,
+        max_age: Duration::from_secs(3600),
+    };
+    config.kv_replicas = 3;
+    let bus = NatsBus::connect(config).await.unwrap();
+    let stream = StreamName::new("ch-cluster").unwrap();
+    // The cluster elects its JetStream meta leader after the servers are
+    // up: creating the replicated stream waits for it.
+    let mut tries = 0;
+    let log = loop {
+        match bus.live_log(&stream).await {
+            Ok(log) => break log,
+            Err(e) => {
+                tries += 1;
+                assert!(tries < 60, "no replicated live log after 30 s: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let leader = bus
+        .stream_leader(LIVE_STREAM)
+        .await
+        .unwrap()
+        .expect("a replicated stream has a leader");
+    let leader: usize = leader.trim_start_matches('n').parse().unwrap();
+
+    const SEGMENTS: u64 = 120;
+    let log = Arc::new(log);
+    let appender = {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move {
+            for seq in 0..SEGMENTS {
+                log.append(&segment(seq, 188 * 20))
+                    .await
+                    .map_err(|e| (seq, e))?;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Ok::<(), (u64, dvr_bus::BusError)>(())
+        })
+    };
+    // A third of the way in, the leader dies.
+    while log.newest().await.unwrap().map_or(0, |m| m.seq) < SEGMENTS / 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.kill(leader);
+    appender
+        .await
+        .unwrap()
+        .unwrap_or_else(|(seq, e)| panic!("append of seq {seq} failed: {e}"));
+    let new_leader = bus.stream_leader(LIVE_STREAM).await.unwrap();
+    assert_ne!(
+        new_leader,
+        Some(format!("n{leader}")),
+        "a new leader was elected"
+    );
+
+    let listed: Vec<u64> = log
+        .segments_after(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(
+        listed,
+        (0..SEGMENTS).collect::<Vec<_>>(),
+        "each seq once, in order"
+    );
+    for seq in 0..SEGMENTS {
+        let got = log.get(seq).await.unwrap().expect("every segment's bytes");
+        assert_eq!(got.payload, segment(seq, 188 * 20).payload, "seq {seq}");
+    }
+}

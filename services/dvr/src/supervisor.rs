@@ -29,7 +29,7 @@ use dvr_archive::{ChunkEntry, MemoryCache};
 use dvr_bus::{Exclusive, Kv, KvOp, Ownership, OwnershipConfig};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, Ticks, UtcMs};
-use dvr_ingest::{IngestConfig, IngestStats, IngestTask, SegmentSink};
+use dvr_ingest::{IngestConfig, IngestStats, IngestTask, Queued, SegmentSink};
 use dvr_media::{Resume, Segment, SegmenterConfig};
 use dvr_packager::{Packager, StoreTape, StreamTape};
 use dvr_proto::{
@@ -50,6 +50,11 @@ use crate::node::{LogHandle, Node};
 /// How long a stream without `dvr` keeps its live log (embedded mode; on
 /// NATS the live stream's own retention applies).
 const LIVE_ONLY_KEEP_MS: i64 = 5 * 60_000;
+
+/// Segments ingest may have made but the live log not yet taken: about half
+/// a minute at 2 s, enough for a NATS leader election, at most a few tens
+/// of MB a stream.
+const INGEST_QUEUE_SEGMENTS: usize = 16;
 
 /// Which services this process runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -605,7 +610,11 @@ impl Supervisor {
                 Arc::clone(&self.clock),
             ))
         });
-        let task = IngestTask::spawn(ingest, Arc::clone(&self.clock), LogSink { log });
+        // A queue in front of the live log: an append held up by a NATS
+        // leader election (seconds; each retried under its Nats-Msg-Id)
+        // does not stop the inputs being read.
+        let sink = Queued::spawn(LogSink { log }, INGEST_QUEUE_SEGMENTS);
+        let task = IngestTask::spawn(ingest, Arc::clone(&self.clock), sink);
         self.publish(name, EventKind::RecordingStarted, serde_json::Map::new())
             .await;
         Ok(IngestWorker {

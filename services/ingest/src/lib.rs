@@ -25,5 +25,5 @@ pub use config::IngestConfig;
 pub use error::IngestError;
 pub use input::{open_source, InputUrl, Source};
 pub use service::{run_stream, IngestTask};
-pub use sink::SegmentSink;
+pub use sink::{Queued, QueuedError, SegmentSink};
 pub use stats::IngestStats;

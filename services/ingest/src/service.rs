@@ -292,6 +292,11 @@ pub async fn run_stream<S: SegmentSink>(
     }
     drop(tasks);
     stream.end_run().await?;
+    stream.sink.flush().await.map_err(|e| IngestError::Sink {
+        stream: config.name.clone(),
+        seq: stream.segmenter.next_seq(),
+        source: Box::new(e),
+    })?;
     stream.publish(None);
     Ok(stream.counters)
 }

@@ -102,6 +102,17 @@ impl NatsBus {
     /// Credentials the server refuses fail at once, naming the user (never
     /// the secret): retrying would not change the answer.
     pub async fn connect(config: NatsConfig) -> Result<Self, BusError> {
+        // `nats://a:4222,nats://b:4222`: the client tries them all, and
+        // moves to another when its server goes.
+        let servers = config
+            .url
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BusError::Refused {
+                target: config.url.clone(),
+                detail: format!("not a list of NATS server URLs: {e}"),
+            })?;
         let deadline = tokio::time::Instant::now() + config.op_timeout;
         let mut backoff = Duration::from_millis(100);
         let client = loop {
@@ -123,7 +134,7 @@ impl NatsBus {
                     target: config.url.clone(),
                     detail,
                 })?;
-            match options.connect(config.url.as_str()).await {
+            match options.connect(servers.as_slice()).await {
                 Ok(client) => break client,
                 Err(e) if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation => {
                     return Err(BusError::Refused {
@@ -147,6 +158,22 @@ impl NatsBus {
             js: jetstream::new(client),
             config,
         })
+    }
+
+    /// The name of the server leading JetStream stream `name` (its
+    /// replicas follow it), for status and tests; `None` on a single
+    /// server.
+    pub async fn stream_leader(&self, name: &str) -> Result<Option<String>, BusError> {
+        let mut stream = self
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|e| nats_err("get stream", name, e))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| nats_err("stream info", name, e))?;
+        Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
     }
 
     /// The settings it was made with.

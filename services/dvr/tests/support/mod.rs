@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use dvr_common::CivilTime;
 
 /// Metric families only a process on NATS lists (embedded mode has no
-/// leases, no remote requests and no followers): e2e/distributed.rs finds
-/// the lease and consume ones on a recorder, traces.rs the request one on
-/// a packager asking auth.
+/// leases, no remote requests, no followers and no hot tier that expires):
+/// e2e/distributed.rs finds the lease, consume and hot-tier ones on a
+/// recorder, traces.rs the request one on a packager asking auth.
 pub const DISTRIBUTED_FAMILIES: &[&str] = &[
+    "dvr_recorder_hot_tier_seconds",
     "dvr_bus_lease_moves",
     "dvr_bus_leases_held",
     "dvr_bus_consume_delay_seconds",
