@@ -18,11 +18,11 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
-    LocalObjectReference, Namespace, ObjectFieldSelector, PersistentVolumeClaim,
+    KeyToPath, LocalObjectReference, Namespace, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource,
-    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -289,6 +289,40 @@ fn empty_dir(name: &str) -> Volume {
     }
 }
 
+/// A Secret's keys as files (`keys`: all of them when empty).
+fn secret_volume(name: &str, secret: &str, keys: &[&str]) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items: (!keys.is_empty()).then(|| {
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: (*k).to_owned(),
+                        path: (*k).to_owned(),
+                        ..KeyToPath::default()
+                    })
+                    .collect()
+            }),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// Where pods find the NATS TLS Secret's files.
+pub const NATS_TLS_DIR: &str = "/etc/nats-tls";
+
+/// A `tls { … }` block of `nats.conf` for the files in `dir` (a server
+/// certificate, its key and the CA that verifies peers), for the client
+/// port and, inside `cluster`, for routes.
+pub fn nats_tls(dir: &str, indent: &str) -> String {
+    format!(
+        "{indent}tls {{\n{indent}  cert_file: \"{dir}/tls.crt\"\n{indent}  key_file: \"{dir}/tls.key\"\n\
+         {indent}  ca_file: \"{dir}/ca.crt\"\n{indent}  timeout: 5\n{indent}}}\n"
+    )
+}
+
 fn config_volume(name: &str, config_map: &str) -> Volume {
     Volume {
         name: name.to_owned(),
@@ -457,7 +491,12 @@ impl Renderer<'_> {
 
     fn nats_url(&self) -> String {
         if self.v.nats.url.is_empty() {
-            format!("nats://nats:{NATS_CLIENT}")
+            let scheme = if self.v.nats.tls_secret.is_empty() {
+                "nats"
+            } else {
+                "tls"
+            };
+            format!("{scheme}://nats:{NATS_CLIENT}")
         } else {
             self.v.nats.url.clone()
         }
@@ -515,6 +554,11 @@ impl Renderer<'_> {
             &v.nats.auth_secret,
             &nats_password_key(name),
         ));
+        // The CA that signed the NATS servers' certificate (only ca.crt is
+        // mounted: a service pod never holds the servers' key).
+        if !v.nats.tls_secret.is_empty() {
+            env.push(self::env("DVR_NATS_CA", &format!("{NATS_TLS_DIR}/ca.crt")));
+        }
         // Who touches the archive: the recorder writes it, the packager and
         // the API read it (and lock ranges); ingest and auth never do.
         let mut env_from: Option<Vec<EnvFromSource>> = None;
@@ -577,11 +621,18 @@ impl Renderer<'_> {
             // on a big archive: a minute before liveness counts.
             startup_probe: Some(http_probe("/healthz", "http", 2, 30)),
             security_context: Some(container_security()),
-            volume_mounts: Some(vec![
-                mount("config", "/etc/dvr", true),
-                mount("data", DATA_DIR, false),
-                mount("tmp", "/tmp", false),
-            ]),
+            volume_mounts: Some(
+                [
+                    mount("config", "/etc/dvr", true),
+                    mount("data", DATA_DIR, false),
+                    mount("tmp", "/tmp", false),
+                ]
+                .into_iter()
+                .chain(
+                    (!v.nats.tls_secret.is_empty()).then(|| mount("nats-tls", NATS_TLS_DIR, true)),
+                )
+                .collect(),
+            ),
             ..Container::default()
         };
         let host_network = w.host_network;
@@ -620,11 +671,19 @@ impl Renderer<'_> {
                     .map(|n| LocalObjectReference { name: n.clone() })
                     .collect()
             }),
-            volumes: Some(vec![
-                config_volume("config", "dvr-config"),
-                empty_dir("data"),
-                empty_dir("tmp"),
-            ]),
+            volumes: Some(
+                [
+                    config_volume("config", "dvr-config"),
+                    empty_dir("data"),
+                    empty_dir("tmp"),
+                ]
+                .into_iter()
+                .chain(
+                    (!v.nats.tls_secret.is_empty())
+                        .then(|| secret_volume("nats-tls", &v.nats.tls_secret, &["ca.crt"])),
+                )
+                .collect(),
+            ),
             ..PodSpec::default()
         };
         let autoscaled = w.autoscaling.is_some();
@@ -793,6 +852,10 @@ impl Renderer<'_> {
              pid_file: /var/run/nats/nats.pid\nlame_duck_duration: 30s\nlame_duck_grace_period: 10s\n\
              jetstream {{\n  store_dir: /data\n}}\n"
         );
+        let tls = !self.v.nats.tls_secret.is_empty();
+        if tls {
+            conf.push_str(&nats_tls(NATS_TLS_DIR, ""));
+        }
         conf.push_str(&nats_authorization());
         if n > 1 {
             conf.push_str(&format!(
@@ -803,7 +866,11 @@ impl Renderer<'_> {
                     "    nats://nats-{i}.nats-headless:{NATS_CLUSTER}\n"
                 ));
             }
-            conf.push_str("  ]\n}\n");
+            conf.push_str("  ]\n");
+            if tls {
+                conf.push_str(&nats_tls(NATS_TLS_DIR, "  "));
+            }
+            conf.push_str("}\n");
         }
         conf
     }
@@ -918,11 +985,16 @@ impl Renderer<'_> {
                 ..k8s_openapi::api::core::v1::Lifecycle::default()
             }),
             security_context: Some(container_security()),
-            volume_mounts: Some(vec![
-                mount("config", "/etc/nats", true),
-                mount("data", "/data", false),
-                mount("run", "/var/run/nats", false),
-            ]),
+            volume_mounts: Some(
+                [
+                    mount("config", "/etc/nats", true),
+                    mount("data", "/data", false),
+                    mount("run", "/var/run/nats", false),
+                ]
+                .into_iter()
+                .chain((!n.tls_secret.is_empty()).then(|| mount("nats-tls", NATS_TLS_DIR, true)))
+                .collect(),
+            ),
             ..Container::default()
         };
         let claim = PersistentVolumeClaim {
@@ -983,10 +1055,15 @@ impl Renderer<'_> {
                             }),
                             ..Affinity::default()
                         }),
-                        volumes: Some(vec![
-                            config_volume("config", "nats-config"),
-                            empty_dir("run"),
-                        ]),
+                        volumes: Some(
+                            [config_volume("config", "nats-config"), empty_dir("run")]
+                                .into_iter()
+                                .chain(
+                                    (!n.tls_secret.is_empty())
+                                        .then(|| secret_volume("nats-tls", &n.tls_secret, &[])),
+                                )
+                                .collect(),
+                        ),
                         ..PodSpec::default()
                     }),
                 },

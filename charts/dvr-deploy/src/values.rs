@@ -193,6 +193,12 @@ pub struct Nats {
     /// (`url` set); the in-chart cluster uses its server count.
     #[serde(default = "default_nats_replicas")]
     pub stream_replicas: u32,
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`, `ca.crt`, as
+    /// cert-manager writes it): the in-chart servers serve clients and
+    /// routes with it and the services trust its `ca.crt`; with an external
+    /// `tls://` cluster only `ca.crt` is used. Empty: plain NATS.
+    #[serde(default)]
+    pub tls_secret: String,
     /// How long an archive outage the live log on NATS rides out
     /// (`dvr run --hot-tier-outage`); size `storage` from it
     /// (docs/operations.md).

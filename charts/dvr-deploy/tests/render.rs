@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dvr_common::fuzz_corpus::repo_path;
-use dvr_deploy::render::NATS_USERS;
+use dvr_deploy::render::{NATS_TLS_DIR, NATS_USERS};
 use dvr_deploy::{render, render_to_dir, rendered_files, Manifest, Values};
 
 /// The Kubernetes versions the manifests must be valid for: the oldest the
@@ -347,9 +347,9 @@ fn kubernetes_validate_catches_a_field_the_api_lacks() {
     assert!(!status.status.success(), "a misspelt field passed");
 }
 
-#[test]
-fn nats_server_accepts_the_rendered_config() {
-    let manifests = render(&values("charts/dvr/values.yaml")).unwrap();
+/// `nats-server -t` on the `nats.conf` of `manifests`, with the auth
+/// Secret's variables set and, for TLS, the Secret's files in `tls`.
+fn nats_server_accepts(manifests: &[Manifest], tls: Option<&Path>) {
     let cm = manifests
         .iter()
         .find(|m| m.file == "configmap-nats-config.yaml")
@@ -361,10 +361,14 @@ fn nats_server_accepts_the_rendered_config() {
     let parsed: Cm = dvr_common::config::from_yaml_str_as(&cm.yaml, &cm.file).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The store dir is the pod's volume; point it at a scratch directory.
-    let conf = parsed.data["nats.conf"].replace(
+    let mut conf = parsed.data["nats.conf"].replace(
         "store_dir: /data",
         &format!("store_dir: {}", dir.path().join("js").display()),
     );
+    if let Some(tls) = tls {
+        assert!(conf.contains(NATS_TLS_DIR), "{conf}");
+        conf = conf.replace(NATS_TLS_DIR, &tls.display().to_string());
+    }
     let path = dir.path().join("nats.conf");
     std::fs::write(&path, conf).unwrap();
     let server = tools_dir().join("bin/nats-server");
@@ -388,4 +392,43 @@ fn nats_server_accepts_the_rendered_config() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn nats_server_accepts_the_rendered_config() {
+    nats_server_accepts(&render(&values("charts/dvr/values.yaml")).unwrap(), None);
+}
+
+/// With `nats.tls_secret` the servers serve TLS to clients and routes, and
+/// every service dials `tls://` trusting only the Secret's `ca.crt`.
+#[test]
+fn with_a_tls_secret_nats_and_the_services_speak_tls() {
+    let text = sample_with("  tls_secret: \"\"\n", "  tls_secret: dvr-nats-tls\n");
+    let manifests = render(&Values::from_yaml_str(&text, "tls.yaml").unwrap()).unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    dvr_bus::testserver::tls_files(certs.path());
+    nats_server_accepts(&manifests, Some(certs.path()));
+    let packager = manifests
+        .iter()
+        .find(|m| m.file == "deployment-dvr-packager.yaml")
+        .unwrap();
+    assert!(
+        packager.yaml.contains("tls://nats:4222"),
+        "{}",
+        packager.yaml
+    );
+    assert!(
+        packager.yaml.contains("value: /etc/nats-tls/ca.crt"),
+        "{}",
+        packager.yaml
+    );
+    assert!(
+        !packager.yaml.contains("tls.key"),
+        "a service pod never mounts the servers' key"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let values_file = certs.path().join("tls.yaml");
+    std::fs::write(&values_file, &text).unwrap();
+    render_to_dir(&values_file, out.path()).unwrap();
+    validate(out.path());
 }

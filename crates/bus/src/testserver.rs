@@ -174,6 +174,69 @@ impl NatsCluster {
     }
 }
 
+/// Writes into `dir` a CA (`ca.crt`, `ca.key`) and a server certificate it
+/// signed for 127.0.0.1 and localhost (`tls.crt`, `tls.key`): the files of
+/// the chart's `nats.tls_secret`, as cert-manager would make them. Made
+/// with openssl (`make test-deps` installs it).
+pub fn tls_files(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (make test-deps installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write san.ext");
+    let key = ["-newkey", "rsa:2048", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &key,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dvr-test-ca",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &key,
+        &["-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=nats"],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
 /// `NATS_SERVER_BIN`, then `~/.cache/dvr/tools/bin`, then `PATH`; checks
 /// the version.
 fn find_nats_server() -> PathBuf {

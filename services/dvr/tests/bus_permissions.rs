@@ -1,20 +1,22 @@
-//! The closed bus, on a real nats-server running the `authorization` block
-//! `dvr deploy render` writes into `nats.conf`: each service is its own
-//! user; a wrong or missing password is refused at connect with a line
-//! naming the user (never the secret); the internet-facing packager reads
-//! the live log and the settings but cannot append, write a setting or
-//! answer a play check; ingest appends and auth answers.
+//! The closed bus, on a real nats-server running the `authorization` (and
+//! `tls`) blocks `dvr deploy render` writes into `nats.conf`: each service
+//! is its own user; a wrong or missing password is refused at connect with
+//! a line naming the user (never the secret); the internet-facing packager
+//! reads the live log and the settings but cannot append, write a setting
+//! or answer a play check; ingest appends and auth answers; with TLS a
+//! client that trusts the CA connects and one that does not is refused.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use dvr_bus::testserver::NatsServer;
+use dvr_bus::testserver::{tls_files, NatsServer};
 use dvr_bus::testsuite::segment;
 use dvr_bus::{
-    BusError, Kv, LiveLog, NatsAuth, NatsBus, NatsConfig, NatsCredentials, Requester, Responder,
+    BusError, Kv, LiveLog, NatsAuth, NatsBus, NatsConfig, NatsCredentials, NatsTls, Requester,
+    Responder,
 };
 use dvr_common::StreamName;
-use dvr_deploy::render::{nats_authorization, NATS_USERS};
+use dvr_deploy::render::{nats_authorization, nats_tls, NATS_USERS};
 use dvr_proto::{AUTH_CHECK_SUBJECT, AUTH_QUEUE_GROUP, STREAMS_KV_BUCKET};
 use futures::StreamExt;
 
@@ -25,6 +27,11 @@ fn password(user: &str) -> String {
 /// A nats-server with the rendered users, their passwords in its
 /// environment as the chart's Secret puts them there.
 async fn closed_server() -> NatsServer {
+    closed_server_with("").await
+}
+
+/// [`closed_server`] with `more` in its config.
+async fn closed_server_with(more: &str) -> NatsServer {
     let env: Vec<(String, String)> = NATS_USERS
         .iter()
         .map(|u| {
@@ -35,15 +42,20 @@ async fn closed_server() -> NatsServer {
         })
         .collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    NatsServer::start_with(&nats_authorization(), &env).await
+    NatsServer::start_with(&format!("{more}{}", nats_authorization()), &env).await
 }
 
 async fn connect(server: &NatsServer, auth: NatsAuth) -> Result<NatsBus, BusError> {
+    connect_tls(server, auth, NatsTls::default()).await
+}
+
+async fn connect_tls(
+    server: &NatsServer,
+    auth: NatsAuth,
+    tls: NatsTls,
+) -> Result<NatsBus, BusError> {
     let mut config = NatsConfig::new(&server.url());
-    config.credentials = NatsCredentials {
-        auth,
-        ..NatsCredentials::default()
-    };
+    config.credentials = NatsCredentials { auth, tls };
     // A refused write is never acknowledged: fail after 3 s, not 30.
     config.op_timeout = Duration::from_secs(3);
     NatsBus::connect(config).await
@@ -158,4 +170,39 @@ async fn the_packager_reads_but_cannot_append_write_settings_or_answer_play_chec
         .await
         .unwrap();
     assert_eq!(answer, Bytes::from_static(b"allowed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_a_client_trusting_the_ca_connects_and_others_are_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    tls_files(certs.path());
+    let dir = certs.path().display().to_string();
+    let server = closed_server_with(&nats_tls(&dir, "")).await;
+    let ingest = || NatsAuth::UserPassword {
+        user: "ingest".into(),
+        password: password("ingest"),
+    };
+    let trusting = NatsTls {
+        required: true,
+        ca_file: Some(certs.path().join("ca.crt")),
+        client_cert: None,
+    };
+    let bus = connect_tls(&server, ingest(), trusting).await.unwrap();
+    let kv = bus.kv(STREAMS_KV_BUCKET).await.unwrap();
+    kv.put("ch1", Bytes::from_static(b"{}")).await.unwrap();
+    // The system's roots do not know this CA: refused, not retried for
+    // the whole timeout.
+    let untrusting = NatsTls {
+        required: true,
+        ..NatsTls::default()
+    };
+    let refused = connect_tls(&server, ingest(), untrusting)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, BusError::Refused { .. } | BusError::Nats { .. }),
+        "{refused}"
+    );
+    // Plain NATS to a server that requires TLS fails too.
+    assert!(connect(&server, ingest()).await.is_err());
 }

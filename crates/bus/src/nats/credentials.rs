@@ -164,6 +164,9 @@ impl NatsCredentials {
             }
         };
         if self.tls.required {
+            // The workspace's one TLS stack (rustls with ring), as every
+            // client that builds a TLS config installs it.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             options = options.require_tls(true);
         }
         if let Some(ca) = &self.tls.ca_file {

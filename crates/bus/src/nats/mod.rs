@@ -146,6 +146,15 @@ impl NatsBus {
                         ),
                     });
                 }
+                Err(e) if e.kind() == async_nats::ConnectErrorKind::Tls => {
+                    return Err(BusError::Refused {
+                        target: config.url.clone(),
+                        detail: format!(
+                            "TLS: {e}: check DVR_NATS_CA (the CA that signed the servers' \
+                             certificate) and the URL's host"
+                        ),
+                    });
+                }
                 Err(e) if tokio::time::Instant::now() + backoff < deadline => {
                     tracing::debug!(error = %e, url = %config.url, "NATS not reachable yet, retrying");
                     tokio::time::sleep(backoff).await;
