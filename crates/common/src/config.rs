@@ -567,14 +567,6 @@ impl Validator<'_> {
         if let Some(depth) = parts.depth_ms {
             check_depth(depth).or_else(|m| self.err(at, &format!("{path}.depth"), m))?;
         }
-        if parts.schedule.is_some() {
-            return self.err(
-                at,
-                &format!("{path}.schedule"),
-                "recording schedules are not supported: the stream records around the clock; \
-                 remove `schedule`",
-            );
-        }
         if parts.max_disk_usage_percent.is_some() && !root.starts_with("file://") {
             return self.err(
                 at,
@@ -592,6 +584,7 @@ impl Validator<'_> {
             copy_interval_ms,
             max_size_bytes: parts.max_size_bytes,
             max_disk_usage_percent: parts.max_disk_usage_percent,
+            schedule: parts.schedule,
             enabled: parts.enabled.unwrap_or(true),
         })
     }

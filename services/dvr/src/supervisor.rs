@@ -700,6 +700,7 @@ impl Supervisor {
         };
         let mut recorder_config = RecorderConfig::with_copy_interval(dvr.copy_interval_ms);
         recorder_config.retention = dvr.into();
+        recorder_config.schedule = dvr.schedule.clone();
         recorder_config.hot_tier_ms = self
             .node
             .hot_tier()

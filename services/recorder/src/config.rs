@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use dvr_archive::RetentionPolicy;
+use dvr_common::config::Schedule;
 
 /// The recorder's settings for one stream.
 #[derive(Clone, Debug)]
@@ -29,6 +30,10 @@ pub struct RecorderConfig {
     /// The recorder warns, and `dvr_recorder_hot_tier_seconds` lets an
     /// alert fire, when the backlog passes three quarters of it.
     pub hot_tier_ms: Option<i64>,
+    /// Archive only the segments that start inside these UTC times of
+    /// day; the others are never copied (the live log lets them go).
+    /// `None` archives everything.
+    pub schedule: Option<Schedule>,
 }
 
 impl RecorderConfig {
@@ -43,6 +48,7 @@ impl RecorderConfig {
             retention_every: Duration::from_secs(60),
             retry_backoff_max: Duration::from_secs(15),
             hot_tier_ms: None,
+            schedule: None,
         }
     }
 }

@@ -213,12 +213,16 @@ impl StreamRecorder {
             if !closed && !flush {
                 break;
             }
-            let started = Instant::now();
-            let result = self.write_chunk(&group).await;
-            self.metrics
-                .chunk(&result, &group, started.elapsed(), self.clock.now());
-            result?;
-            written += 1;
+            for run in self.scheduled(&group) {
+                let started = Instant::now();
+                let result = self.write_chunk(run).await;
+                self.metrics
+                    .chunk(&result, run, started.elapsed(), self.clock.now());
+                result?;
+                written += 1;
+            }
+            // What the schedule left out is done with too: never archived.
+            self.archived = self.archived.max(group.last().map(|m| m.seq));
         }
         let keep_after =
             UtcMs(now.0 - self.config.copy_interval_ms - self.config.live_log_margin_ms);
@@ -228,6 +232,29 @@ impl StreamRecorder {
             .await
             .map_err(|source| self.live_log_error(source))?;
         Ok(written)
+    }
+
+    /// The runs of `group` to archive: all of it without a schedule, else
+    /// each run of consecutive segments that start inside it (a chunk's
+    /// segments stay consecutive; the holes show as gaps in the catalog).
+    fn scheduled<'g>(&self, group: &'g [SegmentMeta]) -> Vec<&'g [SegmentMeta]> {
+        let Some(schedule) = &self.config.schedule else {
+            return vec![group];
+        };
+        let runs: Vec<&[SegmentMeta]> = group
+            .chunk_by(|a, b| schedule.contains(a.utc_start) == schedule.contains(b.utc_start))
+            .filter(|run| schedule.contains(run[0].utc_start))
+            .collect();
+        let kept: usize = runs.iter().map(|r| r.len()).sum();
+        if kept < group.len() {
+            debug!(
+                stream = %self.stream,
+                left_out = group.len() - kept,
+                first_seq = group[0].seq,
+                "segments outside the recording schedule are not archived"
+            );
+        }
+        runs
     }
 
     fn live_log_error(&self, source: BusError) -> RecorderError {

@@ -1,7 +1,8 @@
 //! The recorder on a simulated clock: chunks per copy window, the open window
 //! flushed at shutdown, a restart that neither loses nor duplicates a
-//! segment, retention by depth and by disk percentage (on a real, small
-//! tmpfs), and retention waiting for a lock edit.
+//! segment, a recording schedule across midnight, retention by depth and by
+//! disk percentage (on a real, small tmpfs), and retention waiting for a
+//! lock edit.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::{Lock, RetentionPolicy};
 use dvr_bus::{Exclusive, Kv, MemoryKv, SegmentLog, SegmentLogOptions};
+use dvr_common::config::Schedule;
 use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::{CodecSummary, Segment, SegmentFlags};
 use dvr_proto::{lock_edit_key, LOCKS_KV_BUCKET};
@@ -24,11 +26,16 @@ fn segment(seq: u64) -> Segment {
 
 /// Segment `seq` with `packets` TS packets of payload.
 fn segment_of(seq: u64, packets: usize) -> Segment {
+    segment_from(T0, seq, packets)
+}
+
+/// Segment `seq` of a tape that starts at `start` (2 s segments).
+fn segment_from(start: i64, seq: u64, packets: usize) -> Segment {
     Segment {
         seq,
         pts_start: Ticks(seq as i64 * 180_000),
         duration: Ticks::from_secs(2),
-        utc_start: UtcMs(T0 + seq as i64 * 2000),
+        utc_start: UtcMs(start + seq as i64 * 2000),
         flags: SegmentFlags {
             discontinuity: false,
             independent: true,
@@ -319,4 +326,44 @@ async fn disk_percentage_retention_frees_a_real_file_system_oldest_first() {
     );
     // Under the limit, the next pass deletes nothing.
     assert!(rec.retain().await.unwrap().delete.is_empty());
+}
+
+#[tokio::test]
+async fn a_schedule_across_midnight_archives_only_what_starts_inside_it() {
+    let f = fixture("schedule");
+    let store = Arc::new(ArchiveStore::new(Arc::clone(&f.storage)));
+    let mut config = RecorderConfig::with_copy_interval(60_000);
+    config.schedule = Some(Schedule::parse("23:59-0:01").unwrap());
+    let mut rec = StreamRecorder::new(
+        f.stream.clone(),
+        Arc::clone(&f.log) as Arc<dyn dvr_bus::LiveLog>,
+        Arc::clone(&store),
+        Arc::new(f.clock.clone()),
+        config,
+    );
+    // Six minutes from 23:58:00 UTC: only 23:59:00 to 00:01:00 is wanted.
+    let start = T0 + 9 * 3_600_000 + 58 * 60_000;
+    for seq in 0..180 {
+        f.log.append(&segment_from(start, seq, 4)).unwrap();
+    }
+    f.clock.set(UtcMs(start + 7 * 60_000));
+    assert_eq!(
+        rec.copy(false).await.unwrap(),
+        2,
+        "the 23:59 and 00:00 windows"
+    );
+    let chunks: Vec<(u64, u64)> = store
+        .chunks(&f.stream)
+        .iter()
+        .map(|c| (c.first_seq, c.last_seq))
+        .collect();
+    assert_eq!(chunks, vec![(30, 59), (60, 89)]);
+    // What the schedule left out is done with: the recorder goes on after
+    // it, and the next pass writes nothing again.
+    assert_eq!(rec.archived_seq(), Some(179));
+    assert_eq!(rec.copy(true).await.unwrap(), 0);
+    assert_eq!(
+        archived_seqs(&store, &f.stream).await,
+        (30..90).collect::<Vec<_>>()
+    );
 }

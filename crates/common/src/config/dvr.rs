@@ -51,6 +51,9 @@ pub struct DvrConfig {
     /// For `file://` roots only: delete oldest chunks while the file
     /// system holding the root is fuller than this percentage.
     pub max_disk_usage_percent: Option<u8>,
+    /// Archive only segments that start inside these UTC times of day;
+    /// `None` archives around the clock.
+    pub schedule: Option<Schedule>,
     /// Whether the stream records now. `false` is the seeds' `dvr_offline`:
     /// configured, not recording until `dvr_enable` (the API's
     /// `POST /api/v1/streams/S/dvr/enable`) sets it. Default `true`.
@@ -66,8 +69,6 @@ pub(crate) struct DvrLine {
     pub copy_interval_ms: Option<i64>,
     pub max_size_bytes: Option<u64>,
     pub max_disk_usage_percent: Option<u8>,
-    /// Parsed so a malformed one is named, then refused by the validator
-    /// (recording runs around the clock).
     pub schedule: Option<Schedule>,
     pub enabled: Option<bool>,
 }

@@ -105,6 +105,9 @@ impl Serialize for DvrConfig {
         if let Some(p) = self.max_disk_usage_percent {
             map.serialize_entry("max_disk_usage", &format!("{p}%"))?;
         }
+        if let Some(sched) = &self.schedule {
+            map.serialize_entry("schedule", &sched.to_string())?;
+        }
         map.serialize_entry("enabled", &self.enabled)?;
         map.end()
     }
@@ -137,7 +140,7 @@ mod tests {
         let mut config = Config::from_yaml_str(&text, "full.yaml").unwrap();
         let extra = "version: 1\narchive: file:///a\nstreams:\n  \
             one_line:\n    inputs: [ \"http://u:p@h/x.ts?token=t\" ]\n    \
-            dvr: \"/spool 3d 95% 64K offline\"\n  \
+            dvr: \"/spool 3d 95% 64K schedule=1-2 offline\"\n  \
             cached:\n    inputs: [ \"udp://[::1]:5000\", \"file:///c.ts?loop=3&pace=false\" ]\n    \
             dvr: { depth: 90m, segment_duration: 1500ms, copy_interval: 1m, enabled: false }\n    \
             cache: { path: /ssd, depth: 1d, max_size: 3000, misses: 2 }\n  \

@@ -54,6 +54,9 @@ fn the_full_config_reads_every_field() {
             copy_interval_ms: 600_000,
             max_size_bytes: Some(500 << 30),
             max_disk_usage_percent: None,
+            schedule: Some(Schedule {
+                intervals: vec![(480, 960), (1320, 90)]
+            }),
             enabled: true,
         }
     );
@@ -115,12 +118,10 @@ fn semantic_errors() {
     );
     // Accepted means applied: what the DVR does not do is refused.
     assert_eq!(
-        error_of(&format!("{base}    dvr: {{ schedule: \"8:00-16:00\" }}\n")),
-        "config.yaml line 6: streams.s.dvr.schedule: recording schedules are not supported: the stream records around the clock; remove `schedule`"
-    );
-    assert_eq!(
-        error_of(&format!("{base}    dvr: \"/storage 3d schedule=8:00-16:00\"\n")),
-        "config.yaml line 6: streams.s.dvr.schedule: recording schedules are not supported: the stream records around the clock; remove `schedule`"
+        error_of(&format!(
+            "{base}    dvr: \"/storage 3d schedule=8:00-8:00\"\n"
+        )),
+        r#"config.yaml line 6: streams.s.dvr: dvr token "schedule=8:00-8:00": interval "8:00-8:00" is empty"#
     );
     assert_eq!(
         error_of(&format!("{base}    dvr: \"/storage copy=s3://b/tv 3d\"\n")),
