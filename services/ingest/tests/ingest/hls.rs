@@ -222,6 +222,10 @@ async fn serve_hls(scenario: Scenario) -> (std::net::SocketAddr, Arc<Live>) {
         .route("/live/index.m3u8", get(live_playlist))
         .route("/live/{name}", get(segment))
         .route("/fixed/{name}", get(fixed))
+        .route(
+            "/moved/index.m3u8",
+            get(|| async { axum::response::Redirect::temporary("/live/index.m3u8") }),
+        )
         .with_state(Arc::clone(&live));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -401,6 +405,10 @@ async fn masters_pick_a_variant_and_unusable_playlists_fail_the_input() {
         .expect("the low variant plays")
         .unwrap();
     assert_eq!(chunk.data[0], 0x47, "transport stream");
+    // Redirected: segments are relative to where the playlist was served.
+    let moved = format!("hls://127.0.0.1:{}/moved/index.m3u8", addr.port());
+    let chunk = open(moved).await.next_chunk().await;
+    assert!(chunk.is_ok_and(|c| c.is_some_and(|c| c.data[0] == 0x47)));
     let mut source = open(format!("{base}/master.m3u8?bandwidth=1000000")).await;
     assert!(
         source.next_chunk().await.is_ok(),

@@ -108,8 +108,12 @@ impl Fetcher {
     }
 
     /// Fetches and parses a playlist, reading at most
-    /// [`playlist::MAX_PLAYLIST_BYTES`].
-    async fn fetch_playlist(&self, url: &reqwest::Url) -> Result<Playlist, IngestError> {
+    /// [`playlist::MAX_PLAYLIST_BYTES`]. Returns the URL it was served from
+    /// after redirects, which its relative URIs are resolved against.
+    async fn fetch_playlist(
+        &self,
+        url: &reqwest::Url,
+    ) -> Result<(reqwest::Url, Playlist), IngestError> {
         let too_big = || {
             self.error(format!(
                 "playlist {} is larger than {} bytes",
@@ -118,6 +122,7 @@ impl Fetcher {
             ))
         };
         let mut response = self.get(url, Some(PLAYLIST_TIMEOUT)).await?;
+        let base = response.url().clone();
         let cap = playlist::MAX_PLAYLIST_BYTES;
         if response.content_length().is_some_and(|n| n > cap as u64) {
             return Err(too_big());
@@ -133,8 +138,23 @@ impl Fetcher {
             }
             text.extend_from_slice(&chunk);
         }
-        playlist::parse(&text)
-            .map_err(|e| self.error(format!("playlist {}: {e}", mask_credentials(url.as_str()))))
+        let parsed = playlist::parse(&text)
+            .map_err(|e| self.error(format!("playlist {}: {e}", mask_credentials(url.as_str()))))?;
+        Ok((base, parsed))
+    }
+
+    /// Fetches a playlist that must be a media playlist (a variant's).
+    async fn fetch_media(
+        &self,
+        url: &reqwest::Url,
+    ) -> Result<(reqwest::Url, MediaPlaylist), IngestError> {
+        match self.fetch_playlist(url).await? {
+            (base, Playlist::Media(media)) => Ok((base, media)),
+            (_, Playlist::Master(_)) => Err(self.error(format!(
+                "variant playlist {} is a master playlist",
+                mask_credentials(url.as_str())
+            ))),
+        }
     }
 }
 
@@ -150,6 +170,9 @@ pub struct HlsSource {
     options: HttpOptions,
     /// The media playlist followed, once known.
     media_url: Option<reqwest::Url>,
+    /// Where it was last served from (after redirects): segment URIs are
+    /// relative to this.
+    media_base: Option<reqwest::Url>,
     window: LiveWindow,
     queue: VecDeque<Queued>,
     /// The segment being read.
@@ -234,6 +257,7 @@ impl HlsSource {
             fetcher,
             options: options.clone(),
             media_url: None,
+            media_base: None,
             window: LiveWindow::default(),
             queue: VecDeque::new(),
             body: None,
@@ -328,32 +352,20 @@ impl HlsSource {
 
     async fn load(&mut self) -> Result<(), IngestError> {
         let started = Instant::now();
-        let (url, media) = match self.media_url.clone() {
-            Some(url) => match self.fetcher.fetch_playlist(&url).await? {
-                Playlist::Media(media) => (url, media),
-                Playlist::Master(_) => {
-                    return Err(self.error(format!(
-                        "variant playlist {} is a master playlist",
-                        mask_credentials(url.as_str())
-                    )))
-                }
-            },
+        let (url, base, media) = match self.media_url.clone() {
+            Some(url) => {
+                let (base, media) = self.fetcher.fetch_media(&url).await?;
+                (url, base, media)
+            }
             None => {
                 let top = self.parse_url(&self.playlist_url)?;
                 match self.fetcher.fetch_playlist(&top).await? {
-                    Playlist::Media(media) => (top, media),
-                    Playlist::Master(master) => {
-                        let url = self.choose_media(&top, &master)?;
+                    (base, Playlist::Media(media)) => (top, base, media),
+                    (base, Playlist::Master(master)) => {
+                        let url = self.choose_media(&base, &master)?;
                         tracing::info!(input = %self.url, variant = %mask_credentials(url.as_str()), "hls variant chosen");
-                        match self.fetcher.fetch_playlist(&url).await? {
-                            Playlist::Media(media) => (url, media),
-                            Playlist::Master(_) => {
-                                return Err(self.error(format!(
-                                    "variant playlist {} is a master playlist",
-                                    mask_credentials(url.as_str())
-                                )))
-                            }
-                        }
+                        let (base, media) = self.fetcher.fetch_media(&url).await?;
+                        (url, base, media)
                     }
                 }
             }
@@ -373,6 +385,7 @@ impl HlsSource {
             program_date_time: s.program_date_time,
         }));
         self.media_url = Some(url);
+        self.media_base = Some(base);
         let target =
             Duration::from_millis(u64::try_from(media.target_duration.as_ms()).unwrap_or(1000));
         self.next_reload = Some(started + if changed { target } else { target / 2 });
@@ -412,7 +425,7 @@ impl HlsSource {
 
     /// Starts fetching the next queued segment; a failure skips it.
     async fn open_segment(&mut self, segment: Queued) -> Result<(), IngestError> {
-        let Some(base) = self.media_url.clone() else {
+        let Some(base) = self.media_base.clone() else {
             return Ok(());
         };
         let masked = mask_credentials(&segment.uri);
