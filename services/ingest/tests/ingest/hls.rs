@@ -208,6 +208,52 @@ async fn fixed(UrlPath(name): UrlPath<String>) -> Response {
     text.into_response()
 }
 
+/// The clip cut by ffmpeg into a master playlist whose variant has video
+/// only and names an audio group with its own playlist (`-var_stream_map`).
+fn separate_audio_cut() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        require_ffmpeg();
+        let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/h264_aac_720p.ts");
+        let dir = std::env::temp_dir().join(format!("dvr-ingest-hls-audio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = ffmpeg(&["-i"])
+            .arg(&clip)
+            .args(["-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "hls"])
+            .args(["-hls_time", "1", "-hls_list_size", "0"])
+            .args([
+                "-hls_flags",
+                "program_date_time",
+                "-master_pl_name",
+                "master.m3u8",
+            ])
+            .args(["-var_stream_map", "v:0,agroup:aud a:0,agroup:aud"])
+            .arg("-hls_segment_filename")
+            .arg(dir.join("s%v_%d.ts"))
+            .arg(dir.join("p%v.m3u8"))
+            .status()
+            .expect("ffmpeg runs");
+        assert!(
+            status.success(),
+            "ffmpeg could not cut the clip into HLS renditions"
+        );
+        dir
+    })
+}
+
+/// The separate-audio cut as a live stream that stopped growing: the
+/// playlists without `EXT-X-ENDLIST`.
+async fn separate_audio(UrlPath(name): UrlPath<String>) -> Response {
+    let path = separate_audio_cut().join(&name);
+    match std::fs::read(&path) {
+        Ok(data) if name.ends_with(".m3u8") => String::from_utf8_lossy(&data)
+            .replace("#EXT-X-ENDLIST", "")
+            .into_response(),
+        Ok(data) => data.into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// Starts the server; returns its address and state.
 async fn serve_hls(scenario: Scenario) -> (std::net::SocketAddr, Arc<Live>) {
     cut();
@@ -222,6 +268,7 @@ async fn serve_hls(scenario: Scenario) -> (std::net::SocketAddr, Arc<Live>) {
         .route("/live/index.m3u8", get(live_playlist))
         .route("/live/{name}", get(segment))
         .route("/fixed/{name}", get(fixed))
+        .route("/sep/{name}", get(separate_audio))
         .route(
             "/moved/index.m3u8",
             get(|| async { axum::response::Redirect::temporary("/live/index.m3u8") }),
@@ -418,11 +465,14 @@ async fn masters_pick_a_variant_and_unusable_playlists_fail_the_input() {
     let mut source = open(format!("{base}/master.m3u8")).await;
     let e = source.next_chunk().await.expect_err("404").to_string();
     assert!(e.contains("high/index.m3u8") && e.contains("404"), "{e}");
+    // The credentials go on to the variant (masked in the message).
+    assert_eq!(e.matches("bob:***@").count(), 2, "{e}");
     for (name, why, kind) in [
+        // The audio rendition's playlist is missing.
         (
             "audio-master.m3u8",
-            "separate audio renditions are not supported",
-            ErrorKind::InvalidData,
+            "/fixed/en.m3u8) answered 404",
+            ErrorKind::Unavailable,
         ),
         (
             "fmp4.m3u8",
@@ -451,4 +501,84 @@ async fn masters_pick_a_variant_and_unusable_playlists_fail_the_input() {
         );
         assert_eq!(e.error_kind(), kind, "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_audio_rendition_is_muxed_beside_the_video() {
+    init_logs();
+    let (addr, _live) = serve_hls(Scenario::default()).await;
+    let dir = separate_audio_cut();
+    let master = std::fs::read_to_string(dir.join("master.m3u8")).unwrap();
+    assert!(
+        master.contains("TYPE=AUDIO") && master.contains("URI="),
+        "{master}"
+    );
+    let video_only = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(dir.join("s0_0.ts"))
+        .output()
+        .expect("ffprobe runs");
+    let kinds = String::from_utf8_lossy(&video_only.stdout);
+    assert!(
+        kinds.contains("video") && !kinds.contains("audio"),
+        "{kinds}"
+    );
+    let input = format!("hls://127.0.0.1:{}/sep/master.m3u8", addr.port());
+    let (tx, mut rx) = mpsc::channel(256);
+    let task = IngestTask::spawn(config(&[&input]), Arc::new(SystemClock), tx);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let stats = task.stop().await.expect("ingest ran");
+    let segments = drain(&mut rx).await;
+    let listing = describe(&segments);
+    assert!(!segments.is_empty(), "{stats:?}");
+    assert_well_formed(&segments);
+    let recorded = dir.join("recorded.ts");
+    let bytes: Vec<u8> = segments.iter().flat_map(|s| s.payload.to_vec()).collect();
+    std::fs::write(&recorded, bytes).unwrap();
+    let times = |stream: &str| -> Vec<i64> {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", stream])
+            .args(["-show_entries", "packet=pts", "-of", "csv=p=0"])
+            .arg(&recorded)
+            .output()
+            .expect("ffprobe runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+            .collect()
+    };
+    let (video, audio) = (times("v:0"), times("a:0"));
+    let span = |t: &[i64]| (t.iter().min().copied(), t.iter().max().copied());
+    eprintln!(
+        "separate audio: {} video and {} audio packets, spans {:?} and {:?}\n{listing}",
+        video.len(),
+        audio.len(),
+        span(&video),
+        span(&audio)
+    );
+    // The live edge is the last three seconds: 75 pictures, about 140 AAC frames.
+    assert!(video.len() >= 50, "{listing}");
+    assert!(
+        audio.len() * 2 >= video.len() * 3,
+        "sound recorded: {} audio packets",
+        audio.len()
+    );
+    let (Some(v0), Some(v1)) = span(&video) else {
+        panic!("video")
+    };
+    let (Some(a0), Some(a1)) = span(&audio) else {
+        panic!("audio")
+    };
+    assert!(
+        (a0 - v0).abs() < 9_000 && (a1 - v1).abs() < 9_000,
+        "aligned to 0.1 s"
+    );
+    assert_eq!(stats.cc_errors, 0, "{stats:?}");
 }

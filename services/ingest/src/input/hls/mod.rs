@@ -7,18 +7,22 @@
 //! yields the segments' bytes back to back, so the segmenter sees one
 //! stream; a playlist reset or `EXT-X-DISCONTINUITY` shows up there as a
 //! timestamp jump, which it already handles. A master playlist is read once
-//! per connection to pick the variant (`?bandwidth=`).
+//! per connection to pick the variant (`?bandwidth=`). When the variant's
+//! audio comes from its own rendition playlist, both playlists are followed
+//! and each video segment is muxed with the audio up to its time ([`mux`]);
+//! segments are then fetched whole rather than streamed.
 //!
 //! Time: a segment's `EXT-X-PROGRAM-DATE-TIME` goes out with its first bytes
 //! as a UTC hint (`?pdt=`: `keep` always, `wall` never, `auto` when within a
 //! minute of the wall clock); the segmenter anchors each run on it.
 //!
 //! Failures: an unreachable, malformed or refused playlist (fMP4, encrypted,
-//! byte ranges, audio in its own rendition) is an error of the input, so a
+//! byte ranges) is an error of the input, so a
 //! backup takes over; a segment that cannot be fetched is skipped with a
 //! warning, and only three in a row make an error.
 
 mod live;
+mod mux;
 pub mod playlist;
 
 use std::collections::hash_map::RandomState;
@@ -35,6 +39,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use self::live::LiveWindow;
+use self::mux::RenditionMux;
 use self::playlist::{MasterPlaylist, MediaPlaylist, Playlist, Variant};
 use super::http::{backoff_delay, build_client, request_error};
 use super::{mask_credentials, BoxFuture, HttpOptions, InputUrl, Source, SourceChunk};
@@ -44,6 +49,8 @@ use crate::error::IngestError;
 const PLAYLIST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest segment accepted; the rest of a larger one is dropped.
 const MAX_SEGMENT_BYTES: u64 = 256 << 20;
+/// Largest segment fetched whole (to mux an audio rendition in).
+const MAX_MUXED_SEGMENT_BYTES: usize = 64 << 20;
 /// Segments failing in a row before the input counts as lost.
 const MAX_SEGMENT_FAILURES: u32 = 3;
 
@@ -122,7 +129,13 @@ impl Fetcher {
             ))
         };
         let mut response = self.get(url, Some(PLAYLIST_TIMEOUT)).await?;
-        let base = response.url().clone();
+        // reqwest sends the URL's credentials as basic auth and leaves them
+        // out of the final URL; relative URIs on the same origin need them.
+        let mut base = response.url().clone();
+        if base.origin() == url.origin() && base.username().is_empty() {
+            let _ = base.set_username(url.username());
+            let _ = base.set_password(url.password());
+        }
         let cap = playlist::MAX_PLAYLIST_BYTES;
         if response.content_length().is_some_and(|n| n > cap as u64) {
             return Err(too_big());
@@ -143,6 +156,49 @@ impl Fetcher {
         Ok((base, parsed))
     }
 
+    /// Refuses what ingest cannot record.
+    fn check_media(&self, url: &reqwest::Url, media: &MediaPlaylist) -> Result<(), IngestError> {
+        let refuse = |what: &str| {
+            Err(self.error(format!(
+                "playlist {} {what}; only MPEG-TS segments in the clear are supported",
+                mask_credentials(url.as_str())
+            )))
+        };
+        if media.init_section {
+            return refuse("has fMP4 segments (EXT-X-MAP)");
+        }
+        if let Some(method) = &media.encryption {
+            return refuse(&format!("is encrypted (EXT-X-KEY METHOD={method})"));
+        }
+        if media.byte_ranges {
+            return refuse("uses byte ranges (EXT-X-BYTERANGE)");
+        }
+        Ok(())
+    }
+
+    /// Fetches a segment whole, at most [`MAX_MUXED_SEGMENT_BYTES`].
+    async fn fetch_whole(&self, base: &reqwest::Url, uri: &str) -> Result<Vec<u8>, IngestError> {
+        let url = base
+            .join(uri)
+            .map_err(|e| self.error(format!("segment URI {}: {e}", mask_credentials(uri))))?;
+        let mut response = self.get(&url, None).await?;
+        let mut data = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| request_error(&self.url, e))?
+        {
+            if data.len() + chunk.len() > MAX_MUXED_SEGMENT_BYTES {
+                return Err(self.error(format!(
+                    "segment {} is larger than {MAX_MUXED_SEGMENT_BYTES} bytes",
+                    mask_credentials(uri)
+                )));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Ok(data)
+    }
+
     /// Fetches a playlist that must be a media playlist (a variant's).
     async fn fetch_media(
         &self,
@@ -158,6 +214,18 @@ impl Fetcher {
     }
 }
 
+/// One media playlist followed: the variant's, or its audio rendition's.
+#[derive(Debug, Default)]
+struct Track {
+    /// The media playlist.
+    url: Option<reqwest::Url>,
+    /// Where it was last served from (after redirects): segment URIs are
+    /// relative to this.
+    base: Option<reqwest::Url>,
+    window: LiveWindow,
+    queue: VecDeque<Queued>,
+}
+
 /// A live HLS playlist, pulled.
 pub struct HlsSource {
     url: InputUrl,
@@ -168,13 +236,10 @@ pub struct HlsSource {
     clock: Arc<dyn Clock>,
     fetcher: Fetcher,
     options: HttpOptions,
-    /// The media playlist followed, once known.
-    media_url: Option<reqwest::Url>,
-    /// Where it was last served from (after redirects): segment URIs are
-    /// relative to this.
-    media_base: Option<reqwest::Url>,
-    window: LiveWindow,
-    queue: VecDeque<Queued>,
+    /// The variant's media playlist.
+    video: Track,
+    /// The audio rendition's, when it has its own, and the muxer for it.
+    audio: Option<(Track, RenditionMux)>,
     /// The segment being read.
     body: Option<Reading>,
     /// The UTC hint for the first bytes of the segment being read.
@@ -203,21 +268,58 @@ impl std::fmt::Debug for HlsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HlsSource")
             .field("url", &self.url)
-            .field("queued", &self.queue.len())
+            .field("queued", &self.video.queue.len())
             .field("reading", &self.body.is_some())
             .field("failures", &self.failures)
             .finish_non_exhaustive()
     }
 }
 
-/// The variant `bandwidth` picks.
+/// Reloads one media playlist and queues what is new in it. Returns whether
+/// anything was, whether the playlist has ended, and its target duration.
+async fn load_track(
+    fetcher: &Fetcher,
+    track: &mut Track,
+    align: Option<UtcMs>,
+) -> Result<(bool, bool, Duration), IngestError> {
+    let Some(url) = track.url.clone() else {
+        return Ok((false, false, Duration::from_secs(1)));
+    };
+    let (base, media) = fetcher.fetch_media(&url).await?;
+    fetcher.check_media(&url, &media)?;
+    let update = track.window.update(&media, align);
+    let playlist = mask_credentials(url.as_str());
+    if update.reset {
+        tracing::warn!(input = %fetcher.url, %playlist, "hls media sequence restarted: following the new one");
+    }
+    if update.skipped > 0 {
+        tracing::warn!(input = %fetcher.url, %playlist, skipped = update.skipped, "hls segments left the window before they were fetched");
+    }
+    let changed = !update.new.is_empty();
+    track.queue.extend(update.new.into_iter().map(|s| Queued {
+        msn: s.msn,
+        uri: s.uri,
+        program_date_time: s.program_date_time,
+    }));
+    track.base = Some(base);
+    let target = u64::try_from(media.target_duration.as_ms()).unwrap_or(1000);
+    Ok((changed, media.ended, Duration::from_millis(target)))
+}
+
+/// The variant `bandwidth` picks, among those with pictures unless every
+/// variant is audio only.
 fn pick_variant(variants: &[Variant], bandwidth: HlsBandwidth) -> Option<&Variant> {
-    let lowest = variants.iter().min_by_key(|v| v.bandwidth);
-    match bandwidth {
-        HlsBandwidth::Max => variants.iter().max_by_key(|v| v.bandwidth),
-        HlsBandwidth::Min => lowest,
-        HlsBandwidth::AtMost(n) => variants
+    let has_video = variants.iter().any(|v| !v.audio_only);
+    let candidates = || {
+        variants
             .iter()
+            .filter(move |v| !(has_video && v.audio_only))
+    };
+    let lowest = candidates().min_by_key(|v| v.bandwidth);
+    match bandwidth {
+        HlsBandwidth::Max => candidates().max_by_key(|v| v.bandwidth),
+        HlsBandwidth::Min => lowest,
+        HlsBandwidth::AtMost(n) => candidates()
             .filter(|v| v.bandwidth <= n)
             .max_by_key(|v| v.bandwidth)
             .or(lowest),
@@ -256,10 +358,8 @@ impl HlsSource {
             clock,
             fetcher,
             options: options.clone(),
-            media_url: None,
-            media_base: None,
-            window: LiveWindow::default(),
-            queue: VecDeque::new(),
+            video: Track::default(),
+            audio: None,
             body: None,
             pending_hint: None,
             next_reload: None,
@@ -279,53 +379,33 @@ impl HlsSource {
             .map_err(|e| self.error(format!("{}: {e}", mask_credentials(text))))
     }
 
-    /// The media playlist to follow, from a master's variants.
+    /// The media playlists to follow, from a master's variants: the
+    /// variant's, and its audio rendition's when that has its own (the
+    /// group's `DEFAULT=YES` one, else its first).
     fn choose_media(
         &self,
         base: &reqwest::Url,
         master: &MasterPlaylist,
-    ) -> Result<reqwest::Url, IngestError> {
+    ) -> Result<(reqwest::Url, Option<reqwest::Url>), IngestError> {
         let variant = pick_variant(&master.variants, self.bandwidth)
             .ok_or_else(|| self.error("master playlist without variants".to_owned()))?;
-        if let Some(group) = &variant.audio {
-            let separate = master
+        let join = |uri: &str| {
+            base.join(uri)
+                .map_err(|e| self.error(format!("URI {}: {e}", mask_credentials(uri))))
+        };
+        let audio = variant.audio.as_ref().and_then(|group| {
+            let group: Vec<_> = master
                 .renditions
                 .iter()
-                .any(|r| r.kind == "AUDIO" && r.group == *group && r.uri.is_some());
-            if separate {
-                return Err(self.error(format!(
-                    "the variant of {} b/s plays audio group {group:?} from its own playlist; \
-                     separate audio renditions are not supported yet",
-                    variant.bandwidth
-                )));
-            }
-        }
-        base.join(&variant.uri).map_err(|e| {
-            self.error(format!(
-                "variant URI {}: {e}",
-                mask_credentials(&variant.uri)
-            ))
-        })
-    }
-
-    /// Refuses what ingest cannot record.
-    fn check_media(&self, url: &reqwest::Url, media: &MediaPlaylist) -> Result<(), IngestError> {
-        let refuse = |what: &str| {
-            Err(self.error(format!(
-                "playlist {} {what}; only MPEG-TS segments in the clear are supported",
-                mask_credentials(url.as_str())
-            )))
-        };
-        if media.init_section {
-            return refuse("has fMP4 segments (EXT-X-MAP)");
-        }
-        if let Some(method) = &media.encryption {
-            return refuse(&format!("is encrypted (EXT-X-KEY METHOD={method})"));
-        }
-        if media.byte_ranges {
-            return refuse("uses byte ranges (EXT-X-BYTERANGE)");
-        }
-        Ok(())
+                .filter(|r| r.kind == "AUDIO" && r.group == *group)
+                .collect();
+            let chosen = group.iter().find(|r| r.default).or(group.first())?;
+            chosen.uri.as_deref()
+        });
+        let video = join(&variant.uri)?;
+        // An audio-only variant names its own group: nothing to mux in.
+        let audio = audio.map(join).transpose()?.filter(|a| *a != video);
+        Ok((video, audio))
     }
 
     /// Loads the media playlist (through the master the first time) and
@@ -342,8 +422,9 @@ impl HlsSource {
             }
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
-                // A master may have moved its variants: read it again.
-                self.media_url = None;
+                // A master may have moved its variants: read it again (the
+                // windows stay, so nothing is fetched twice).
+                self.video.url = None;
                 self.next_reload = None;
                 Err(e)
             }
@@ -352,44 +433,45 @@ impl HlsSource {
 
     async fn load(&mut self) -> Result<(), IngestError> {
         let started = Instant::now();
-        let (url, base, media) = match self.media_url.clone() {
-            Some(url) => {
-                let (base, media) = self.fetcher.fetch_media(&url).await?;
-                (url, base, media)
-            }
-            None => {
-                let top = self.parse_url(&self.playlist_url)?;
-                match self.fetcher.fetch_playlist(&top).await? {
-                    (base, Playlist::Media(media)) => (top, base, media),
-                    (base, Playlist::Master(master)) => {
-                        let url = self.choose_media(&base, &master)?;
-                        tracing::info!(input = %self.url, variant = %mask_credentials(url.as_str()), "hls variant chosen");
-                        let (base, media) = self.fetcher.fetch_media(&url).await?;
-                        (url, base, media)
-                    }
+        if self.video.url.is_none() {
+            let top = self.parse_url(&self.playlist_url)?;
+            let (base, playlist) = self.fetcher.fetch_playlist(&top).await?;
+            let audio = match playlist {
+                Playlist::Media(_) => None,
+                Playlist::Master(master) => {
+                    let (video, audio) = self.choose_media(&base, &master)?;
+                    tracing::info!(
+                        input = %self.url,
+                        variant = %mask_credentials(video.as_str()),
+                        audio = audio.as_ref().map(|a| mask_credentials(a.as_str())),
+                        "hls variant chosen"
+                    );
+                    self.video.url = Some(video);
+                    audio
                 }
+            };
+            // A media playlist is read again below: one request more, once.
+            self.video.url.get_or_insert(top);
+            let same_audio =
+                self.audio.as_ref().map(|(t, _)| t.url.as_ref()) == Some(audio.as_ref());
+            if !same_audio {
+                self.audio = audio.map(|url| {
+                    let track = Track {
+                        url: Some(url),
+                        ..Track::default()
+                    };
+                    (track, RenditionMux::default())
+                });
             }
-        };
-        self.check_media(&url, &media)?;
-        let update = self.window.update(&media);
-        if update.reset {
-            tracing::warn!(input = %self.url, "hls media sequence restarted: following the new one");
         }
-        if update.skipped > 0 {
-            tracing::warn!(input = %self.url, skipped = update.skipped, "hls segments left the window before they were fetched");
+        let (changed, ended, target) = load_track(&self.fetcher, &mut self.video, None).await?;
+        if let Some((audio, _)) = &mut self.audio {
+            // Audio starts with the video, not at its own live edge.
+            let align = self.video.queue.front().and_then(|s| s.program_date_time);
+            load_track(&self.fetcher, audio, align).await?;
         }
-        let changed = !update.new.is_empty();
-        self.queue.extend(update.new.into_iter().map(|s| Queued {
-            msn: s.msn,
-            uri: s.uri,
-            program_date_time: s.program_date_time,
-        }));
-        self.media_url = Some(url);
-        self.media_base = Some(base);
-        let target =
-            Duration::from_millis(u64::try_from(media.target_duration.as_ms()).unwrap_or(1000));
         self.next_reload = Some(started + if changed { target } else { target / 2 });
-        if !changed && media.ended {
+        if !changed && ended {
             return Err(IngestError::Ended {
                 url: self.url.to_string(),
             });
@@ -425,7 +507,7 @@ impl HlsSource {
 
     /// Starts fetching the next queued segment; a failure skips it.
     async fn open_segment(&mut self, segment: Queued) -> Result<(), IngestError> {
-        let Some(base) = self.media_base.clone() else {
+        let Some(base) = self.video.base.clone() else {
             return Ok(());
         };
         let masked = mask_credentials(&segment.uri);
@@ -446,6 +528,51 @@ impl HlsSource {
             }
             Err(e) => self.segment_failed(segment.msn, &masked, e),
         }
+    }
+
+    /// A video segment muxed with every audio segment queued so far; `None`
+    /// when it was skipped.
+    async fn muxed_segment(&mut self, segment: Queued) -> Result<Option<SourceChunk>, IngestError> {
+        let Some((mut audio, mut mux)) = self.audio.take() else {
+            return Ok(None);
+        };
+        let result = self.mux_into(segment, &mut audio, &mut mux).await;
+        self.audio = Some((audio, mux));
+        result
+    }
+
+    async fn mux_into(
+        &mut self,
+        segment: Queued,
+        audio: &mut Track,
+        mux: &mut RenditionMux,
+    ) -> Result<Option<SourceChunk>, IngestError> {
+        while let Some(part) = audio.queue.pop_front() {
+            let Some(base) = audio.base.clone() else {
+                break;
+            };
+            match self.fetcher.fetch_whole(&base, &part.uri).await {
+                Ok(data) => mux.push_audio(&data),
+                Err(e) => self.segment_failed(part.msn, &mask_credentials(&part.uri), e)?,
+            }
+        }
+        let Some(base) = self.video.base.clone() else {
+            return Ok(None);
+        };
+        let data = match self.fetcher.fetch_whole(&base, &segment.uri).await {
+            Ok(data) => data,
+            Err(e) => {
+                self.segment_failed(segment.msn, &mask_credentials(&segment.uri), e)?;
+                return Ok(None);
+            }
+        };
+        self.segment_failures = 0;
+        let mut out = Vec::with_capacity(data.len());
+        mux.push_video(&data, &mut out);
+        Ok(Some(SourceChunk {
+            data: out.into(),
+            utc_hint: self.hint(segment.program_date_time),
+        }))
     }
 
     /// A segment could not be read: skipped, unless too many in a row failed.
@@ -491,7 +618,14 @@ impl HlsSource {
                 }
                 continue;
             }
-            if let Some(segment) = self.queue.pop_front() {
+            if self.audio.is_some() {
+                if let Some(segment) = self.video.queue.pop_front() {
+                    if let Some(chunk) = self.muxed_segment(segment).await? {
+                        return Ok(Some(chunk));
+                    }
+                    continue;
+                }
+            } else if let Some(segment) = self.video.queue.pop_front() {
                 self.open_segment(segment).await?;
                 continue;
             }
@@ -523,8 +657,9 @@ mod tests {
             bandwidth,
             uri: format!("{bandwidth}.m3u8"),
             audio: None,
+            audio_only: bandwidth == 9_000_000,
         };
-        let variants = [v(800_000), v(3_000_000), v(1_500_000)];
+        let variants = [v(800_000), v(3_000_000), v(1_500_000), v(9_000_000)];
         let pick = |b| pick_variant(&variants, b).map(|v| v.bandwidth);
         assert_eq!(pick(HlsBandwidth::Max), Some(3_000_000));
         assert_eq!(pick(HlsBandwidth::Min), Some(800_000));
@@ -536,5 +671,10 @@ mod tests {
             "none fits: the lowest"
         );
         assert_eq!(pick_variant(&[], HlsBandwidth::Max), None);
+        let audio_only = [v(9_000_000)];
+        assert_eq!(
+            pick_variant(&audio_only, HlsBandwidth::Min).map(|v| v.bandwidth),
+            Some(9_000_000)
+        );
     }
 }

@@ -50,6 +50,8 @@ pub struct Variant {
     pub uri: String,
     /// The `AUDIO` rendition group it plays with, if any.
     pub audio: Option<String>,
+    /// Its `CODECS` are all audio codecs: a variant without pictures.
+    pub audio_only: bool,
 }
 
 /// One `EXT-X-MEDIA`.
@@ -61,6 +63,8 @@ pub struct Rendition {
     pub group: String,
     /// Its own media playlist; `None` when it is muxed into the variant.
     pub uri: Option<String>,
+    /// `DEFAULT=YES`: the one to play without a choice.
+    pub default: bool,
 }
 
 /// A media playlist.
@@ -127,6 +131,7 @@ enum Pending {
     Variant {
         bandwidth: u64,
         audio: Option<String>,
+        audio_only: bool,
     },
     Segment {
         duration: Ticks,
@@ -178,7 +183,11 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
                 Pending::None => {
                     return Err(err("URI without #EXTINF or #EXT-X-STREAM-INF".into()))
                 }
-                Pending::Variant { bandwidth, audio } => {
+                Pending::Variant {
+                    bandwidth,
+                    audio,
+                    audio_only,
+                } => {
                     if master.variants.len() + master.renditions.len() >= MAX_VARIANTS {
                         return Err(err(format!("more than {MAX_VARIANTS} variants")));
                     }
@@ -186,6 +195,7 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
                         bandwidth,
                         uri: line.to_owned(),
                         audio,
+                        audio_only,
                     });
                 }
                 Pending::Segment { duration } => {
@@ -267,6 +277,8 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
                 pending = Pending::Variant {
                     bandwidth,
                     audio: attribute(value, "AUDIO").map(str::to_owned),
+                    audio_only: attribute(value, "CODECS")
+                        .is_some_and(|c| c.split(',').all(|c| is_audio_codec(c.trim()))),
                 };
             }
             "#EXT-X-MEDIA" => {
@@ -282,6 +294,7 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
                     kind: field("TYPE")?,
                     group: field("GROUP-ID")?,
                     uri: attribute(value, "URI").map(str::to_owned),
+                    default: attribute(value, "DEFAULT") == Some("YES"),
                 });
             }
             _ => {} // comments and tags ingest does not use
@@ -297,6 +310,15 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
     media.target_duration =
         target.ok_or_else(|| whole("media playlist without #EXT-X-TARGETDURATION"))?;
     Ok(Playlist::Media(media))
+}
+
+/// Whether an RFC 6381 codec string names an audio codec.
+fn is_audio_codec(codec: &str) -> bool {
+    [
+        "mp4a", "ac-3", "ec-3", "opus", "mp3", "flac", "fLaC", "alac",
+    ]
+    .iter()
+    .any(|prefix| codec.starts_with(prefix))
 }
 
 /// The value of attribute `name` in an attribute list (`A=1,B="x,y"`),
@@ -479,7 +501,8 @@ mod tests {
         let text = "#EXTM3U\n\
             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aac\",NAME=\"English, main\",URI=\"audio/en.m3u8\"\n\
             #EXT-X-STREAM-INF:BANDWIDTH=1280000,CODECS=\"avc1.4d401f,mp4a.40.2\",AUDIO=\"aac\"\nlow/index.m3u8\n\
-            #EXT-X-STREAM-INF:BANDWIDTH=2560000,RESOLUTION=1280x720\nhigh/index.m3u8\n";
+            #EXT-X-STREAM-INF:BANDWIDTH=2560000,RESOLUTION=1280x720\nhigh/index.m3u8\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS=\"mp4a.40.2\",AUDIO=\"aac\"\naudio/en.m3u8\n";
         let Ok(Playlist::Master(m)) = parse(text.as_bytes()) else {
             panic!("master")
         };
@@ -489,17 +512,26 @@ mod tests {
                 Variant {
                     bandwidth: 1_280_000,
                     uri: "low/index.m3u8".into(),
-                    audio: Some("aac".into())
+                    audio: Some("aac".into()),
+                    audio_only: false,
                 },
                 Variant {
                     bandwidth: 2_560_000,
                     uri: "high/index.m3u8".into(),
-                    audio: None
+                    audio: None,
+                    audio_only: false,
+                },
+                Variant {
+                    bandwidth: 64_000,
+                    uri: "audio/en.m3u8".into(),
+                    audio: Some("aac".into()),
+                    audio_only: true,
                 },
             ]
         );
         assert_eq!(m.renditions[0].uri.as_deref(), Some("audio/en.m3u8"));
         assert_eq!(m.renditions[0].kind, "AUDIO");
+        assert!(!m.renditions[0].default);
     }
 
     #[test]
