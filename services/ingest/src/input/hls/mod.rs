@@ -652,6 +652,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_pdt_mode_decides_which_date_times_become_hints() {
+        let now = UtcMs(1_800_000_000_000);
+        let clock: Arc<dyn Clock> = Arc::new(dvr_common::SimulatedClock::new(now));
+        let source = |mode: &str| {
+            let url: InputUrl = format!("hls://origin.example/x.m3u8?pdt={mode}")
+                .parse()
+                .unwrap();
+            HlsSource::new(url, &HttpOptions::default(), Arc::clone(&clock)).unwrap()
+        };
+        let near = Some(now.saturating_add_ms(-59_000));
+        let far = Some(now.saturating_add_ms(-3_600_000));
+        let (mut auto, mut keep, mut wall) = (source("auto"), source("keep"), source("wall"));
+        assert_eq!(auto.hint(near), near);
+        assert_eq!(auto.hint(far), None, "an hour off: the wall clock anchors");
+        assert_eq!(auto.hint(near), near, "back within a minute");
+        assert_eq!(keep.hint(far), far);
+        assert_eq!(wall.hint(near), None);
+        assert_eq!(auto.hint(None), None);
+    }
+
+    #[test]
     fn picks_the_variant_the_bandwidth_option_names() {
         let v = |bandwidth| Variant {
             bandwidth,
