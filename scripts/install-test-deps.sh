@@ -13,6 +13,9 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Debian's venv module.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -x /usr/bin/time ] || need_apt+=(time)
+# The DASH tests (services/packager/tests/fmp4_forms.rs) check every MPD
+# against the schema in testdata/schemas/dash/ with xmllint.
+command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 # The storage tests' one-node Swift and memcached (see install-storage-test-deps.sh),
 # asked for here so apt-get update runs once for everything.
 for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \

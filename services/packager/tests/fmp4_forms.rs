@@ -1,0 +1,520 @@
+//! DASH manifests and CMAF HLS over clips recorded by the real segmenter:
+//! every MPD is checked against the DASH MPD schema by xmllint, ffprobe and
+//! ffmpeg read the static MPD and the `.fmp4.m3u8` forms over real HTTP,
+//! the fMP4 pieces answer with the TS forms' HTTP semantics, bad input gets
+//! the TS forms' one-line 4xx, and two packagers over the same tape answer
+//! the same bytes.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use dvr_common::fuzz_corpus::repo_path;
+use dvr_packager::{Packager, PackagerConfig};
+use support::{body, ffprobe, get, header, recorded, recorded_runs, send, serve, Fixture, T0};
+
+const MPD: &str = "application/dash+xml";
+
+/// Checks `mpd` (from `uri`) against the DASH MPD schema, offline.
+fn assert_valid_mpd(uri: &str, mpd: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.mpd");
+    std::fs::write(&file, mpd).unwrap();
+    let schemas = repo_path("testdata/schemas/dash");
+    let out = Command::new("xmllint")
+        .env("XML_CATALOG_FILES", schemas.join("catalog.xml"))
+        .args(["--nonet", "--noout", "--schema"])
+        .arg(schemas.join("DASH-MPD.xsd"))
+        .arg(&file)
+        .output()
+        .expect("xmllint (make test-deps: libxml2-utils)");
+    assert!(
+        out.status.success(),
+        "{uri}: not a valid MPD: {}\n{mpd}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A text answer of `uri` with its content type, which must be 200.
+async fn text_of(f: &Fixture, uri: &str, ctype: &str) -> String {
+    let (status, got, body) = get(f, uri).await;
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{uri}: {text}");
+    assert_eq!(got, ctype, "{uri}");
+    text
+}
+
+/// The values of attribute `name` in `text`, in order.
+fn attributes(text: &str, name: &str) -> Vec<String> {
+    let needle = format!(" {name}=\"");
+    text.match_indices(&needle)
+        .map(|(at, _)| {
+            let rest = &text[at + needle.len()..];
+            rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+        })
+        .collect()
+}
+
+/// The URIs of an HLS playlist: its lines and its `URI="…"` attributes.
+fn uris(playlist: &str) -> Vec<String> {
+    let mut out: Vec<String> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    out.extend(playlist.lines().filter_map(|l| {
+        l.split_once("URI=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(uri, _)| uri.to_owned())
+    }));
+    out
+}
+
+/// The `tfdt` base media decode times of an fMP4 media segment.
+fn decode_times(mut bytes: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    // Walk top-level boxes, descending into moof and traf.
+    let mut stack: Vec<&[u8]> = Vec::new();
+    loop {
+        if bytes.len() < 8 {
+            match stack.pop() {
+                Some(rest) => {
+                    bytes = rest;
+                    continue;
+                }
+                None => return out,
+            }
+        }
+        let size = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        let kind = &bytes[4..8];
+        assert!(size >= 8 && size <= bytes.len(), "bad box size {size}");
+        let (this, rest) = bytes.split_at(size);
+        match kind {
+            b"moof" | b"traf" => {
+                stack.push(rest);
+                bytes = &this[8..];
+            }
+            b"tfdt" => {
+                assert_eq!(this[8], 1, "tfdt version 1");
+                out.push(u64::from_be_bytes(this[12..20].try_into().unwrap()));
+                bytes = rest;
+            }
+            _ => bytes = rest,
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_mpd_is_valid_dash() {
+    // Two runs of tape with 10 s between them: 26 s in all, and now is 1 s
+    // past their end.
+    let f = recorded_runs(&["two_audio_langs.ts", "two_audio_langs.ts"], 10_000);
+    let forms = [
+        "/ch/index.mpd".to_owned(),
+        "/ch/rewind-12.mpd".to_owned(),
+        format!("/ch/archive-{T0}-8.mpd"),
+        format!("/ch/archive-{T0}-26.mpd"),
+        format!("/ch/archive-{T0}-26.mpd?dynamic=true&token=a%26b"),
+        format!("/ch/index-{T0}-now.mpd"),
+        format!("/ch/tracks-1,3/archive-{T0}-26.mpd"),
+    ];
+    for uri in &forms {
+        let mpd = text_of(&f, uri, MPD).await;
+        assert_valid_mpd(uri, &mpd);
+    }
+    // A complete range: static, one Period per run, each with the video and
+    // one set per audio language.
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-26.mpd"), MPD).await;
+    assert!(mpd.contains("type=\"static\""), "{mpd}");
+    assert!(!mpd.contains("publishTime"), "{mpd}");
+    assert_eq!(mpd.matches("<Period ").count(), 2, "{mpd}");
+    assert_eq!(mpd.matches("<AdaptationSet ").count(), 6, "{mpd}");
+    assert_eq!(attributes(&mpd, "lang"), ["eng", "deu", "eng", "deu"]);
+    let starts = attributes(&mpd, "start");
+    assert_eq!(starts[0], "PT0S");
+    // The second run starts 8 s of tape and 10 s of gap later.
+    assert!(starts[1].starts_with("PT18"), "{starts:?}");
+    for codec in attributes(&mpd, "codecs") {
+        assert!(
+            codec.starts_with("avc1.64") || codec == "mp4a.40.2",
+            "{codec}"
+        );
+    }
+    // The same range while it is not over: dynamic, published at the end of
+    // its last segment, reaching back to its start.
+    let now = dvr_common::Clock::now(&*f.clock);
+    let live = text_of(&f, &format!("/ch/archive-{T0}-60.mpd"), MPD).await;
+    assert!(live.contains("type=\"dynamic\""), "{live}");
+    assert!(live.contains("availabilityStartTime=\"1970-01-01T00:00:00.000Z\""));
+    // (The fixture's clock is 1 s past the end of the tape.)
+    assert_eq!(
+        attributes(&live, "publishTime"),
+        [dvr_common::UtcMs(now.0 - 1000).to_string()]
+    );
+    let forced = text_of(&f, &format!("/ch/archive-{T0}-60.mpd?dynamic=false"), MPD).await;
+    assert!(forced.contains("type=\"static\""), "{forced}");
+    // A track selection names its tracks only, beside the MPD's directory.
+    let picked = text_of(&f, &format!("/ch/tracks-1,3/archive-{T0}-26.mpd"), MPD).await;
+    assert_eq!(picked.matches("<Representation ").count(), 4, "{picked}");
+    assert!(
+        picked.contains("media=\"../tracks-3/frag-$Time$.m4s\""),
+        "{picked}"
+    );
+    // Start-over names the server for time, when the client said its host.
+    let r = send(
+        &f,
+        Method::GET,
+        &format!("/ch/index-{T0}-now.mpd?token=t"),
+        &[("host", "dvr.example:8080")],
+    )
+    .await;
+    let mpd = String::from_utf8(body(r).await).unwrap();
+    assert!(
+        mpd.contains(&format!("<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-head:2014\" value=\"http://dvr.example:8080/ch/index-{T0}-now.mpd?token=t\"/>")),
+        "{mpd}"
+    );
+    assert_valid_mpd("start-over", &mpd);
+}
+
+#[tokio::test]
+async fn segments_are_on_the_tape_clock_and_periods_follow_runs() {
+    let f = recorded_runs(&["h264_aac_720p.ts", "h264_aac_720p.ts"], 10_000);
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-40.mpd"), MPD).await;
+    let periods = attributes(&mpd, "id")
+        .into_iter()
+        .filter_map(|id| id.strip_prefix('p').map(|t| t.parse::<i64>().unwrap()))
+        .collect::<Vec<_>>();
+    assert_eq!(periods.len(), 2, "{mpd}");
+    assert_eq!(periods[0], T0 * 90_000, "the tape starts at T0");
+    // Each Period's offset is its first @t, and its first segment's video
+    // decode time is that @t.
+    let offsets = attributes(&mpd, "presentationTimeOffset");
+    for t in &periods {
+        assert!(offsets.contains(&t.to_string()), "{mpd}");
+        let (status, ctype, bytes) = get(&f, &format!("/ch/tracks-1/frag-{t}.m4s")).await;
+        assert_eq!(
+            (status, ctype.as_str()),
+            (StatusCode::OK, "video/iso.segment")
+        );
+        assert_eq!(decode_times(&bytes), [*t as u64]);
+    }
+    // Fixed 2 s GOPs: each timeline is a repeated entry (and the run's
+    // last, shorter segment), not a list.
+    for timeline in mpd.split("<SegmentTimeline>").skip(1) {
+        let timeline = &timeline[..timeline.find("</SegmentTimeline>").unwrap()];
+        assert!(timeline.matches("<S ").count() <= 2, "{timeline}");
+        assert!(
+            timeline.starts_with("<S t=\"") && timeline.contains(" d=\"180000\" r=\""),
+            "{timeline}"
+        );
+    }
+
+    // CMAF HLS: one map for both runs (the same parameter sets), a
+    // discontinuity between them, version 7.
+    let playlist = text_of(
+        &f,
+        &format!("/ch/archive-{T0}-40.fmp4.m3u8"),
+        "application/vnd.apple.mpegurl",
+    )
+    .await;
+    assert!(
+        playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n"),
+        "{playlist}"
+    );
+    assert_eq!(playlist.matches("#EXT-X-MAP:").count(), 1, "{playlist}");
+    assert_eq!(
+        playlist.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{playlist}"
+    );
+    // Every URI it names answers.
+    for uri in uris(&playlist) {
+        let (status, _, body) = get(&f, &format!("/ch/{uri}")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_and_ffmpeg_read_the_fmp4_forms() {
+    let f = recorded("h264_aac_720p.ts");
+    let hevc = recorded("h265_aac.ts");
+    let langs = recorded("two_audio_langs.ts");
+    let cases = [
+        (
+            serve(&f).await,
+            format!("archive-{T0}-10.mpd"),
+            10.0,
+            vec!["audio:aac", "video:h264"],
+        ),
+        (
+            serve(&f).await,
+            format!("archive-{T0}-10.fmp4.m3u8"),
+            10.0,
+            vec!["audio:aac", "video:h264"],
+        ),
+        (
+            serve(&f).await,
+            format!("tracks-1/archive-{T0}-10.fmp4.m3u8"),
+            10.0,
+            vec!["video:h264"],
+        ),
+        (
+            serve(&hevc).await,
+            format!("archive-{T0}-8.mpd"),
+            8.0,
+            vec!["audio:aac", "video:hevc"],
+        ),
+        (
+            serve(&hevc).await,
+            format!("archive-{T0}-8.fmp4.m3u8"),
+            8.0,
+            vec!["audio:aac", "video:hevc"],
+        ),
+        // The master playlist over the tracks, as CMAF.
+        (
+            serve(&langs).await,
+            format!("archive-{T0}-8.fmp4.m3u8"),
+            8.0,
+            vec!["audio:aac", "audio:aac", "video:h264"],
+        ),
+    ];
+    for (base, file, secs, want) in cases {
+        let url = format!("{base}/{file}");
+        let checked = url.clone();
+        let (streams, duration, warnings) =
+            tokio::task::spawn_blocking(move || (ffprobe(&checked), warnings_of(&checked)))
+                .await
+                .map(|((s, d), w)| (s, d, w))
+                .unwrap();
+        assert_eq!(streams, want, "{url}");
+        // Right to within one 2 s segment.
+        assert!((duration - secs).abs() <= 2.0, "{url}: {duration} s");
+        assert!(warnings.is_empty(), "{url}: {warnings}");
+    }
+}
+
+/// What ffmpeg says, at warning level, decoding all of `url` to nothing.
+fn warnings_of(url: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "warning", "-i", url, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg (make test-deps)");
+    assert!(
+        out.status.success(),
+        "{url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn fmp4_pieces_have_the_ts_forms_http() {
+    let f = recorded("h264_aac_720p.ts");
+    let playlist = text_of(
+        &f,
+        &format!("/ch/archive-{T0}-10.fmp4.m3u8"),
+        "application/vnd.apple.mpegurl",
+    )
+    .await;
+    let listed = uris(&playlist);
+    let init = listed.iter().find(|u| u.starts_with("init-")).unwrap();
+    let frag = listed.iter().find(|u| u.starts_with("frag-")).unwrap();
+    let mpd_uri = format!("/ch/archive-{T0}-10.mpd");
+    for (uri, ctype, cache) in [
+        (
+            format!("/ch/{init}"),
+            "video/mp4",
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            format!("/ch/{frag}"),
+            "video/iso.segment",
+            "public, max-age=31536000, immutable",
+        ),
+        (mpd_uri.clone(), MPD, "max-age=60"),
+    ] {
+        let r = send(&f, Method::GET, &uri, &[]).await;
+        assert_eq!(r.status(), StatusCode::OK, "{uri}");
+        assert_eq!(header(&r, "content-type"), ctype, "{uri}");
+        assert_eq!(header(&r, "cache-control"), cache, "{uri}");
+        assert_eq!(header(&r, "access-control-allow-origin"), "*", "{uri}");
+        let etag = header(&r, "etag").to_owned();
+        assert!(etag.starts_with('"'), "{uri}: {etag:?}");
+        let whole = body(r).await;
+        assert!(!whole.is_empty());
+        let r = send(&f, Method::GET, &uri, &[("if-none-match", &etag)]).await;
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{uri}");
+        let r = send(&f, Method::HEAD, &uri, &[]).await;
+        assert_eq!(r.status(), StatusCode::OK, "{uri}");
+        assert_eq!(header(&r, "content-type"), ctype, "{uri}");
+        assert!(body(r).await.is_empty(), "{uri}");
+        if ctype != MPD {
+            let r = send(&f, Method::GET, &uri, &[("range", "bytes=0-7")]).await;
+            assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{uri}");
+            assert_eq!(body(r).await, whole[..8], "{uri}");
+        }
+    }
+    // The init is the one its name says: `ftyp` first.
+    let (_, _, bytes) = get(&f, &format!("/ch/{init}")).await;
+    assert_eq!(&bytes[4..8], b"ftyp");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_one_line_4xx() {
+    let f = recorded("h264_ac3_mp2.ts");
+    let t = T0 * 90_000;
+    for (uri, status, says) in [
+        (
+            format!("/ch/archive-{}-10.mpd", T0 - 1000),
+            StatusCode::NOT_FOUND,
+            "nothing recorded on ch between",
+        ),
+        (
+            format!("/ch/archive-{T0}-90000.mpd"),
+            StatusCode::BAD_REQUEST,
+            "longer than the limit",
+        ),
+        (
+            format!("/ch/archive-{T0}-6.mpd?dynamic=yes"),
+            StatusCode::BAD_REQUEST,
+            "dynamic=\"yes\"",
+        ),
+        (
+            format!("/ch/tracks-9/archive-{T0}-6.mpd"),
+            StatusCode::NOT_FOUND,
+            "there is no track 9",
+        ),
+        (
+            format!("/ch/tracks-9/archive-{T0}-6.fmp4.m3u8"),
+            StatusCode::NOT_FOUND,
+            "has no track 9",
+        ),
+        (
+            format!("/ch/init-{t}-0000000000000000.mp4"),
+            StatusCode::NOT_FOUND,
+            "no init segment 0000000000000000",
+        ),
+        (
+            format!("/ch/frag-{}.m4s", t + 90),
+            StatusCode::NOT_FOUND,
+            "no segment of ch starts at tape time",
+        ),
+        (
+            format!("/ch/frag-{}.m4s", t - 90_000),
+            StatusCode::NOT_FOUND,
+            "no segment of ch starts at tape time",
+        ),
+        (
+            format!("/ch/frag-{t}-999999.m4s"),
+            StatusCode::BAD_REQUEST,
+            "one URL spans at most",
+        ),
+        (
+            format!("/ch/init-{t}-00.mp4"),
+            StatusCode::BAD_REQUEST,
+            "not 16 lowercase hex digits",
+        ),
+        // MPEG audio (track 3) has no fMP4 form.
+        (
+            format!("/ch/tracks-3/frag-{t}.m4s"),
+            StatusCode::NOT_FOUND,
+            "MPEG audio, which fMP4 output does not carry",
+        ),
+        (
+            "/nope/index.mpd".to_owned(),
+            StatusCode::NOT_FOUND,
+            "unknown stream nope",
+        ),
+    ] {
+        let (got, _, body) = get(&f, &uri).await;
+        let message = String::from_utf8(body).unwrap();
+        assert_eq!(got, status, "{uri}: {message}");
+        assert!(message.contains(says), "{uri}: {message}");
+        assert_eq!(message.matches('\n').count(), 1, "{uri}: {message:?}");
+        assert!(message.ends_with('\n'));
+    }
+    // The tracks fMP4 carries answer: H.264 and AC-3.
+    for n in [1, 2] {
+        let (status, _, body) = get(&f, &format!("/ch/tracks-{n}/frag-{t}.m4s")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "track {n}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_packagers_answer_the_same_bytes() {
+    let f = recorded_runs(&["two_audio_langs.ts", "two_audio_langs.ts"], 4_000);
+    let other = Arc::new(Packager::new(
+        PackagerConfig::default(),
+        Arc::clone(&f.clock) as Arc<dyn dvr_common::Clock>,
+    ));
+    other.add_stream(f.packager.stream_tape("ch").unwrap());
+    let g = Fixture {
+        router: Arc::clone(&other).router(),
+        packager: other,
+        clock: Arc::clone(&f.clock),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let host = [("host", "dvr.example")];
+    let mut uris = vec![
+        format!("/ch/archive-{T0}-30.mpd"),
+        format!("/ch/archive-{T0}-now.mpd"),
+        "/ch/index.mpd".to_owned(),
+        format!("/ch/archive-{T0}-30.fmp4.m3u8"),
+    ];
+    // Every piece the MPD names: each Representation's init and the media
+    // segment at each Period's start.
+    let mpd = text_of(&f, &uris[0], MPD).await;
+    let mut period = String::new();
+    for line in mpd.lines() {
+        if let Some(id) = attributes(line, "id")
+            .first()
+            .filter(|_| line.starts_with("<Period"))
+        {
+            period = id.trim_start_matches('p').to_owned();
+        }
+        for init in attributes(line, "initialization") {
+            uris.push(format!("/ch/{init}"));
+        }
+        for media in attributes(line, "media") {
+            uris.push(format!("/ch/{}", media.replace("$Time$", &period)));
+        }
+    }
+    // And every segment of each track's CMAF playlist.
+    for n in 1..=3 {
+        let uri = format!("/ch/tracks-{n}/archive-{T0}-30.fmp4.m3u8");
+        let playlist = text_of(&f, &uri, "application/vnd.apple.mpegurl").await;
+        uris.extend(uris_of_track(n, &playlist));
+        uris.push(uri);
+    }
+    assert!(uris.len() > 20, "{uris:?}");
+    for uri in &uris {
+        let a = send(&f, Method::GET, uri, &host).await;
+        let b = send(&g, Method::GET, uri, &host).await;
+        assert_eq!(
+            (a.status(), b.status()),
+            (StatusCode::OK, StatusCode::OK),
+            "{uri}"
+        );
+        assert_eq!(header(&a, "etag"), header(&b, "etag"), "{uri}");
+        assert_eq!(body(a).await, body(b).await, "{uri}");
+    }
+}
+
+fn uris_of_track(n: usize, playlist: &str) -> Vec<String> {
+    uris(playlist)
+        .into_iter()
+        .map(|u| format!("/ch/tracks-{n}/{u}"))
+        .collect()
+}
