@@ -15,8 +15,10 @@
 //!   the samples carry their own rate).
 //! - **One AdaptationSet per kind + language + codec**; a second video
 //!   track joins the first's set only if it starts its segments with the
-//!   same kind of stream access point, and `startWithSAP` is written only
-//!   when it is true of every Representation. Each Representation is one
+//!   same kind of stream access point (judged on the run's first two
+//!   segments: every encoder starts with a keyframe, so the first alone
+//!   says nothing), and `startWithSAP` is written only when it is true of
+//!   every Representation. Each Representation is one
 //!   track (`tracks-N/` pieces, [`crate::cmaf`]); codecs, sizes and rates
 //!   come from the run's first segment.
 //! - **The same bytes on every replica**: nothing here reads a clock. A
@@ -27,6 +29,7 @@
 //!   `HEAD` of the MPD's own URL), so players need no outside time server.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::header;
@@ -96,6 +99,25 @@ fn xml(text: &str) -> String {
 /// An `xs:language` as the schema's pattern allows it, else `None`.
 fn language(code: Option<&str>) -> Option<&str> {
     code.filter(|c| (1..=8).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+/// `first` with each track's SAP type as it holds for `next` too: the
+/// larger of the two, or 0 where either does not start with one.
+fn with_access_points_of(first: &SegmentView, next: &SegmentView) -> SegmentView {
+    let mut out = first.clone();
+    for track in &mut out.tracks {
+        let later = next
+            .tracks
+            .iter()
+            .find(|t| t.number == track.number)
+            .map_or(0, |t| t.sap_type);
+        track.sap_type = if later == 0 || track.sap_type == 0 {
+            0
+        } else {
+            track.sap_type.max(later)
+        };
+    }
+    out
 }
 
 /// The tracks of a Period grouped into AdaptationSets.
@@ -339,7 +361,21 @@ impl Packager {
             )));
         }
         let selection = asked.playback.tracks;
-        let views = self.run_views(tape, &plan.segments, selection).await?;
+        let mut views = self.run_views(tape, &plan.segments, selection).await?;
+        // A rendition's keyframes can line up with the cut at a run's
+        // start by chance (every encoder starts with one): its stream
+        // access points are judged on the run's first two segments.
+        for i in 0..views.len() {
+            let start = views[i].0;
+            let end = views.get(i + 1).map_or(plan.segments.len(), |next| next.0);
+            if end - start < 2 {
+                continue;
+            }
+            let second = &plan.segments[start + 1];
+            if let Ok(next) = self.segment_view(tape, second, selection).await {
+                views[i].1 = Arc::new(with_access_points_of(&views[i].1, &next));
+            }
+        }
         let periods: Vec<PeriodSpec<'_>> = views
             .iter()
             .enumerate()

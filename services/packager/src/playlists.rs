@@ -387,6 +387,14 @@ impl Packager {
             return media(String::new(), None).await;
         };
         let whole_query = raw_query.filter(|q| !q.is_empty());
+        // CMAF masters offer only the tracks fMP4 carries (no MPEG audio).
+        let carried_tracks;
+        let found = if fmp4 {
+            carried_tracks = fmp4_tracks(found);
+            &carried_tracks
+        } else {
+            found
+        };
         match flavor {
             Flavor::Index | Flavor::Archive => Ok(playlist_response(
                 master_playlist(found, file, whole_query),
@@ -598,6 +606,18 @@ fn redirect_with_start(path: &str, raw_query: Option<&str>, now: UtcMs) -> Respo
     }
     set(&mut response, header::CACHE_CONTROL, "no-cache");
     response
+}
+
+/// `tracks` with those fMP4 does not carry marked as data, so master
+/// playlists leave them out (track numbers stay PMT positions).
+fn fmp4_tracks(tracks: &tracks::SegmentTracks) -> tracks::SegmentTracks {
+    let mut out = tracks.clone();
+    for track in &mut out.tracks {
+        if !dvr_media::fmp4::carries(track.codec) {
+            track.kind = TrackKind::Data;
+        }
+    }
+    out
 }
 
 fn playlist_response(text: String, cache: &'static str) -> Response {

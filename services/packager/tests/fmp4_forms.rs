@@ -518,3 +518,55 @@ fn uris_of_track(n: usize, playlist: &str) -> Vec<String> {
         .map(|u| format!("/ch/tracks-{n}/{u}"))
         .collect()
 }
+
+#[tokio::test]
+async fn adaptation_sets_tell_the_truth_about_renditions() {
+    // Aligned keyframes: both renditions in one set, switchable.
+    let f = recorded("two_renditions.ts");
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-6.mpd"), MPD).await;
+    assert_valid_mpd("two_renditions", &mpd);
+    let sets: Vec<&str> = mpd.split("<AdaptationSet ").skip(1).collect();
+    assert_eq!(sets.len(), 2, "{mpd}");
+    assert!(sets[0].contains("contentType=\"video\"") && sets[0].contains("startWithSAP=\"1\""));
+    assert_eq!(sets[0].matches("<Representation ").count(), 2, "{mpd}");
+    // The second rendition's GOP is 1.2 s: after the first segment its
+    // segments start mid-GOP, so it is a set of its own with no SAP claim.
+    let f = recorded("unaligned_renditions.ts");
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-6.mpd"), MPD).await;
+    assert_valid_mpd("unaligned_renditions", &mpd);
+    let sets: Vec<&str> = mpd.split("<AdaptationSet ").skip(1).collect();
+    assert_eq!(sets.len(), 2, "{mpd}");
+    assert!(sets[0].contains("startWithSAP=\"1\""), "{mpd}");
+    assert!(sets[1].contains("contentType=\"video\""), "{mpd}");
+    assert!(!sets[1].contains("startWithSAP"), "{mpd}");
+    // Audio only, and AC-3 beside H.264 with the MPEG audio left out.
+    let f = recorded("aac_only.ts");
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-10.mpd"), MPD).await;
+    assert_valid_mpd("aac_only", &mpd);
+    assert_eq!(attributes(&mpd, "contentType"), ["audio"]);
+    let f = recorded("h264_ac3_mp2.ts");
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-6.mpd"), MPD).await;
+    assert_valid_mpd("h264_ac3_mp2", &mpd);
+    assert_eq!(attributes(&mpd, "codecs")[1], "ac-3", "{mpd}");
+    assert_eq!(mpd.matches("<Representation ").count(), 2, "{mpd}");
+    // The CMAF master offers the AC-3 track, not the MPEG audio.
+    let master = text_of(
+        &f,
+        &format!("/ch/archive-{T0}-6.fmp4.m3u8"),
+        "application/vnd.apple.mpegurl",
+    )
+    .await;
+    let listed = uris(&master);
+    assert!(
+        listed.iter().any(|u| u.starts_with("tracks-2/")),
+        "{master}"
+    );
+    assert!(
+        !listed.iter().any(|u| u.starts_with("tracks-3/")),
+        "{master}"
+    );
+    for uri in listed {
+        let playlist = text_of(&f, &format!("/ch/{uri}"), "application/vnd.apple.mpegurl").await;
+        assert!(playlist.contains("#EXT-X-MAP:URI=\"init-"), "{playlist}");
+    }
+}
