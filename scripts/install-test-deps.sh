@@ -74,13 +74,18 @@ if ! "$TOOLS/schemathesis-venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMAT
   "$TOOLS/schemathesis-venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-# hls.js, pinned, into the tools cache (nothing big in the repository); the
-# players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js.
+# hls.js and dash.js, pinned, into the tools cache (nothing big in the
+# repository); the players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js
+# and $TOOLS/node_modules/dashjs/dist/dash.all.min.js. One npm command for
+# both: npm removes what a later install without a package.json does not name.
 HLSJS_VERSION=1.5.20
-if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json"; then
-  echo "installing hls.js $HLSJS_VERSION into $TOOLS/node_modules"
+DASHJS_VERSION=4.7.4
+if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json" \
+  || ! grep -qs "\"version\": \"$DASHJS_VERSION\"" "$TOOLS/node_modules/dashjs/package.json"; then
+  echo "installing hls.js $HLSJS_VERSION and dash.js $DASHJS_VERSION into $TOOLS/node_modules"
   mkdir -p "$TOOLS"
-  npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error "hls.js@$HLSJS_VERSION" >/dev/null
+  npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error \
+    "hls.js@$HLSJS_VERSION" "dashjs@$DASHJS_VERSION" >/dev/null
 fi
 
 # s3s-fs, built once into the tools cache.

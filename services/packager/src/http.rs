@@ -5,7 +5,8 @@
 //! decides how, the same way for every form, so no handler repeats it.
 //!
 //! - CORS: `Access-Control-Allow-Origin: *` on every answer and a preflight
-//!   answer to `OPTIONS`; hls.js and dash.js on another origin need it.
+//!   answer to `OPTIONS`; hls.js and dash.js on another origin need it
+//!   (dash.js also reads `Date`, for the MPD's `UTCTiming`).
 //! - `ETag`: a hash of text answers (playlists, status JSON, buffered up to
 //!   [`MAX_TEXT_BYTES`]), unless the handler set one; media answers are
 //!   tagged by their handler (a segment by its name: hashing a megabyte
@@ -91,7 +92,9 @@ fn cors(h: &mut HeaderMap) {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range, ETag"),
+        // `Date`: dash.js on another origin reads the server's time from
+        // it (the MPD's `UTCTiming` http-head).
+        HeaderValue::from_static("Content-Length, Content-Range, ETag, Date"),
     );
 }
 

@@ -345,6 +345,11 @@ async fn fmp4_pieces_have_the_ts_forms_http() {
         assert_eq!(header(&r, "content-type"), ctype, "{uri}");
         assert_eq!(header(&r, "cache-control"), cache, "{uri}");
         assert_eq!(header(&r, "access-control-allow-origin"), "*", "{uri}");
+        // dash.js on another origin reads the server's time from `Date`.
+        assert!(
+            header(&r, "access-control-expose-headers").contains("Date"),
+            "{uri}"
+        );
         let etag = header(&r, "etag").to_owned();
         assert!(etag.starts_with('"'), "{uri}: {etag:?}");
         let whole = body(r).await;
