@@ -74,18 +74,20 @@ if ! "$TOOLS/schemathesis-venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMAT
   "$TOOLS/schemathesis-venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-# hls.js and dash.js, pinned, into the tools cache (nothing big in the
-# repository); the players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js
-# and $TOOLS/node_modules/dashjs/dist/dash.all.min.js. One npm command for
-# both: npm removes what a later install without a package.json does not name.
+# hls.js, dash.js and Shaka Player, pinned, into the tools cache (nothing big
+# in the repository); the players test reads their dist/ scripts under
+# $TOOLS/node_modules. One npm command for all: npm removes what a later
+# install without a package.json does not name.
 HLSJS_VERSION=1.5.20
 DASHJS_VERSION=4.7.4
+SHAKA_VERSION=4.16.50
 if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json" \
-  || ! grep -qs "\"version\": \"$DASHJS_VERSION\"" "$TOOLS/node_modules/dashjs/package.json"; then
-  echo "installing hls.js $HLSJS_VERSION and dash.js $DASHJS_VERSION into $TOOLS/node_modules"
+  || ! grep -qs "\"version\": \"$DASHJS_VERSION\"" "$TOOLS/node_modules/dashjs/package.json" \
+  || ! grep -qs "\"version\": \"$SHAKA_VERSION\"" "$TOOLS/node_modules/shaka-player/package.json"; then
+  echo "installing hls.js $HLSJS_VERSION, dash.js $DASHJS_VERSION and Shaka Player $SHAKA_VERSION into $TOOLS/node_modules"
   mkdir -p "$TOOLS"
   npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error \
-    "hls.js@$HLSJS_VERSION" "dashjs@$DASHJS_VERSION" >/dev/null
+    "hls.js@$HLSJS_VERSION" "dashjs@$DASHJS_VERSION" "shaka-player@$SHAKA_VERSION" >/dev/null
 fi
 
 # s3s-fs, built once into the tools cache.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use support::{
     dashjs, free_tcp_port, get, get_with_head, header, hlsjs, open_in_chromium, recorded_span,
-    segments, serve_page, start_dvr, testdata, wait_for, which, write_config_streams, Procs,
+    segments, serve_page, shaka, start_dvr, testdata, wait_for, which, write_config_streams, Procs,
     INSTALL,
 };
 
@@ -585,35 +585,87 @@ fn ffprobe_reads_every_playlist_and_mpegts_form() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// A page playing each `(name, url, hls.js config)` in its own muted
-/// `<video>`, logging `currentTime` every 500 ms and every hls.js error
-/// through `console.log`, as `DVRLOG name ...` lines.
-fn player_page(streams: &[(&str, String, &str)]) -> String {
+/// A page playing each `(name, url, config)` in its own muted `<video>`
+/// with the player `script` (served by [`serve_page`]), started by `start`
+/// (JavaScript seeing `name`, `url`, `config`, `video` and `log`), logging
+/// `currentTime` every 500 ms, each `waiting`, and what `start` logs,
+/// through `console.log` as `DVRLOG name ...` lines.
+fn mse_page(script: &str, start: &str, streams: &[(&str, String, &str)]) -> String {
     let list: Vec<String> = streams
         .iter()
-        .map(|(name, url, config)| format!("[\"{name}\", \"{url}\", {config}]"))
+        .map(|(name, url, config)| {
+            let config = if config.is_empty() { "{}" } else { config };
+            format!("[\"{name}\", \"{url}\", {config}]")
+        })
         .collect();
     format!(
-        r#"<!doctype html><html><body><script src="/hls.min.js"></script><script>
+        r#"<!doctype html><html><body><script src="/{script}"></script><script>
 const log = (...a) => console.log("DVRLOG " + a.join(" "));
-if (!Hls.isSupported()) log("page fatal hls.js finds no MediaSource for H.264 + AAC");
+if (!window.MediaSource) log("page fatal no MediaSource");
 for (const [name, url, config] of [{}]) {{
   const video = document.createElement("video");
   video.muted = true;
   document.body.appendChild(video);
+  video.addEventListener("waiting", () => log(name, "waiting", video.currentTime.toFixed(3)));
+  {start}
+  setInterval(() => log(name, "t", performance.now().toFixed(0), video.currentTime.toFixed(3)), 500);
+}}
+</script></body></html>"#,
+        list.join(", ")
+    )
+}
+
+/// hls.js with each stream's config; every hls.js error logged (fatal ones
+/// as such) and each media playlist load.
+fn player_page(streams: &[(&str, String, &str)]) -> String {
+    mse_page(
+        "hls.min.js",
+        r#"if (!Hls.isSupported()) log("page fatal hls.js finds no MediaSource for H.264 + AAC");
   const hls = new Hls(config);
   hls.on(Hls.Events.ERROR, (_, d) => log(name, d.fatal ? "fatal" : "error", d.type, d.details,
     d.response ? d.response.code : "", d.url || (d.frag && d.frag.url) || ""));
   hls.on(Hls.Events.MANIFEST_PARSED, () =>
     video.play().catch(e => log(name, "fatal play()", e)));
   hls.on(Hls.Events.LEVEL_LOADED, (_, d) => log(name, "loaded", d.details.url));
-  video.addEventListener("waiting", () => log(name, "waiting", video.currentTime.toFixed(3)));
   hls.loadSource(url);
-  hls.attachMedia(video);
-  setInterval(() => log(name, "t", performance.now().toFixed(0), video.currentTime.toFixed(3)), 500);
-}}
-</script></body></html>"#,
-        list.join(", ")
+  hls.attachMedia(video);"#,
+        streams,
+    )
+}
+
+/// dash.js: every error event fatal to the test, each manifest load logged.
+fn dash_page(streams: &[(&str, String, &str)]) -> String {
+    mse_page(
+        "dash.all.min.js",
+        r#"const player = dashjs.MediaPlayer().create();
+  player.updateSettings({debug: {logLevel: dashjs.Debug.LOG_LEVEL_WARNING}});
+  const events = dashjs.MediaPlayer.events;
+  player.on(events.ERROR, e => log(name, "fatal", JSON.stringify(e.error || e).slice(0, 300)));
+  player.on(events.PLAYBACK_ERROR, e => log(name, "fatal playback", JSON.stringify(e.error || e).slice(0, 300)));
+  player.on(events.MANIFEST_LOADED, e => log(name, "loaded", (e.data && e.data.url) || url));
+  player.initialize(video, url, true);"#,
+        streams,
+    )
+}
+
+/// Shaka Player: critical errors fatal to the test, recoverable ones
+/// noted; started at `config.start` seconds when given; each manifest
+/// request logged.
+fn shaka_page(streams: &[(&str, String, &str)]) -> String {
+    mse_page(
+        "shaka-player.compiled.js",
+        r#"shaka.polyfill.installAll();
+  const player = new shaka.Player();
+  player.addEventListener("error", e => log(name, e.detail.severity === 2 ? "fatal" : "error",
+    e.detail.code, JSON.stringify(e.detail.data).slice(0, 300)));
+  player.getNetworkingEngine().registerRequestFilter((type, request) => {
+    if (type === shaka.net.NetworkingEngine.RequestType.MANIFEST) log(name, "loaded", request.uris[0]);
+  });
+  player.attach(video)
+    .then(() => player.load(url, config.start))
+    .then(() => video.play())
+    .catch(e => log(name, "fatal load", e.code, e.message || ""));"#,
+        streams,
     )
 }
 
@@ -844,37 +896,6 @@ fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A page playing each `(name, url, start)` with dash.js in its own muted
-/// `<video>`, logging as [`player_page`] does: `currentTime` every 500 ms,
-/// every dash.js error (all fatal to the test), each manifest load.
-fn dash_page(streams: &[(&str, String, &str)]) -> String {
-    let list: Vec<String> = streams
-        .iter()
-        .map(|(name, url, _)| format!("[\"{name}\", \"{url}\"]"))
-        .collect();
-    format!(
-        r#"<!doctype html><html><body><script src="/dash.all.min.js"></script><script>
-const log = (...a) => console.log("DVRLOG " + a.join(" "));
-if (!window.MediaSource) log("page fatal no MediaSource");
-for (const [name, url] of [{}]) {{
-  const video = document.createElement("video");
-  video.muted = true;
-  document.body.appendChild(video);
-  const player = dashjs.MediaPlayer().create();
-  player.updateSettings({{debug: {{logLevel: dashjs.Debug.LOG_LEVEL_WARNING}}}});
-  const events = dashjs.MediaPlayer.events;
-  player.on(events.ERROR, e => log(name, "fatal", JSON.stringify(e.error || e).slice(0, 300)));
-  player.on(events.PLAYBACK_ERROR, e => log(name, "fatal playback", JSON.stringify(e.error || e).slice(0, 300)));
-  player.on(events.MANIFEST_LOADED, e => log(name, "loaded", (e.data && e.data.url) || url));
-  video.addEventListener("waiting", () => log(name, "waiting", video.currentTime.toFixed(3)));
-  player.initialize(video, url, true);
-  setInterval(() => log(name, "t", performance.now().toFixed(0), video.currentTime.toFixed(3)), 500);
-}}
-</script></body></html>"#,
-        list.join(", ")
-    )
-}
-
 #[test]
 fn dashjs_in_chromium_plays_live_a_range_and_start_over_from_its_start() {
     dashjs();
@@ -905,10 +926,61 @@ fn dashjs_in_chromium_plays_live_a_range_and_start_over_from_its_start() {
         ),
     ];
     let logs = watch_players(dash_page(&streams), &streams);
+    let failures = dash_failures(&streams, &logs, from, "dash.js");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn shaka_in_chromium_plays_live_a_range_and_start_over_from_its_start() {
+    shaka();
+    which("chromium");
+    let rec = record(20);
+    let from = rec.start + 2;
+    let start = format!("{{start: {from}}}");
+    let streams = [
+        ("live", rec.url(&format!("/ch1/index.mpd?{TOKEN}")), ""),
+        (
+            "range",
+            rec.url(&format!("/ch1/archive-{from}-10.mpd?{TOKEN}")),
+            "",
+        ),
+        // Start-over, loaded at FROM: a dynamic MPD's presentation time is
+        // the tape's, in epoch seconds.
+        (
+            "start_over",
+            rec.url(&format!("/ch1/archive-{from}-now.mpd?{TOKEN}")),
+            start.as_str(),
+        ),
+        (
+            "languages",
+            rec.url(&format!("/ch2/archive-{from}-10.mpd?{TOKEN}")),
+            "",
+        ),
+    ];
+    let logs = watch_players(shaka_page(&streams), &streams);
+    let failures = dash_failures(&streams, &logs, from, "Shaka");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What is wrong with how a DASH player played `streams` (named as in the
+/// dash.js and Shaka tests): the live MPD not reloaded, start-over not
+/// starting at `from`, or any stream not playing through.
+fn dash_failures(
+    streams: &[(&str, String, &str)],
+    logs: &std::collections::BTreeMap<String, PlayerLog>,
+    from: i64,
+    player: &str,
+) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, url, _) in &streams {
+    for (name, url, _) in streams {
         let log: PlayerLog = logs.get(*name).cloned().unwrap_or_default();
-        println!("{name}: dash.js loaded {:?}", log.loads);
+        println!("{name}: {player} loaded {:?}", log.loads);
+        if !log.loads.iter().all(|u| u.contains(TOKEN)) {
+            failures.push(format!(
+                "{name}: a manifest load lost `{TOKEN}`: {:?}",
+                log.loads
+            ));
+        }
         if *name == "live" && log.loads.len() < 2 {
             failures.push(format!(
                 "{name}: a dynamic MPD not reloaded: {:?}",
@@ -927,5 +999,5 @@ fn dashjs_in_chromium_plays_live_a_range_and_start_over_from_its_start() {
         }
         failures.extend(played_through(name, url, &log));
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }

@@ -323,6 +323,11 @@ pub fn dashjs() -> PathBuf {
     player_js("dashjs/dist/dash.all.min.js")
 }
 
+/// Shaka Player, installed by `make test-deps` into the tools cache.
+pub fn shaka() -> PathBuf {
+    player_js("shaka-player/dist/shaka-player.compiled.js")
+}
+
 /// A player script under the tools cache's `node_modules`.
 fn player_js(path: &str) -> PathBuf {
     let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
@@ -337,14 +342,16 @@ fn player_js(path: &str) -> PathBuf {
     js
 }
 
-/// Serves `page` at `/`, hls.js at `/hls.min.js` and dash.js at
-/// `/dash.all.min.js` on a port of its own (another origin than the DVR's,
+/// Serves `page` at `/`, hls.js at `/hls.min.js`, dash.js at
+/// `/dash.all.min.js` and Shaka Player at `/shaka-player.compiled.js` on a
+/// port of its own (another origin than the DVR's,
 /// so CORS is exercised).
 pub fn serve_page(page: String) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let js = std::fs::read(hlsjs()).unwrap();
     let dash = std::fs::read(dashjs()).unwrap();
+    let shaka = std::fs::read(shaka()).unwrap();
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             let mut buf = [0; 4096];
@@ -354,6 +361,8 @@ pub fn serve_page(page: String) -> u16 {
                 ("text/javascript", js.as_slice())
             } else if request.starts_with("GET /dash.all.min.js") {
                 ("text/javascript", dash.as_slice())
+            } else if request.starts_with("GET /shaka-player.compiled.js") {
+                ("text/javascript", shaka.as_slice())
             } else if request.starts_with("GET / ") {
                 ("text/html", page.as_bytes())
             } else {
