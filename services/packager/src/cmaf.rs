@@ -43,7 +43,7 @@ use dvr_media::fmp4::{Fmp4Error, Fragments, InitId, SegmentTiming, TapeClock};
 use dvr_media::SegmentMeta;
 
 use crate::error::PackagerError;
-use crate::playlist::starts_new_run;
+use crate::playlist::{starts_new_run, tape_start, RunInit};
 use crate::service::{set, Asked, Packager};
 use crate::tape::{StreamTape, TapeSegment};
 use crate::transport::{bytes_response, run_etag, run_from, IMMUTABLE, MAX_RUN_MS};
@@ -58,6 +58,29 @@ const VIEW_CACHE_ENTRIES: usize = 4096;
 /// The most continuous runs of tape one fMP4 playlist or MPD lists: each
 /// costs a segment read the first time.
 pub(crate) const MAX_RUNS: usize = 128;
+
+/// How many segments of a run a manifest tries for its view.
+const RUN_TRIES: usize = 3;
+
+/// A continuous run of a manifest and what it holds.
+#[derive(Clone, Debug)]
+pub(crate) struct RunView {
+    /// Where the run starts in the listed segments.
+    pub(crate) start: usize,
+    /// The segment the view was read from (init URLs name it).
+    pub(crate) read: SegmentMeta,
+    pub(crate) view: Arc<SegmentView>,
+}
+
+impl RunView {
+    /// The run's init segment for the whole selection.
+    pub(crate) fn init(&self) -> RunInit {
+        RunInit {
+            at: tape_start(&self.read),
+            id: self.view.init,
+        }
+    }
+}
 
 /// The cache of [`SegmentView`]s by stream, segment and track selection.
 pub(crate) type Views = HashMap<(String, u64, Option<TrackSet>), Arc<SegmentView>>;
@@ -226,14 +249,15 @@ impl Packager {
         Ok(view)
     }
 
-    /// The view of each continuous run of `segments` (its first segment),
-    /// with the index where the run starts; at most [`MAX_RUNS`].
+    /// The view of each continuous run of `segments`, read from its first
+    /// segment or, when that one cannot be read (lost from the archive),
+    /// from one of the next [`RUN_TRIES`]; at most [`MAX_RUNS`] runs.
     pub(crate) async fn run_views(
         &self,
         tape: &StreamTape,
         segments: &[SegmentMeta],
         selection: Option<TrackSet>,
-    ) -> Result<Vec<(usize, Arc<SegmentView>)>, PackagerError> {
+    ) -> Result<Vec<RunView>, PackagerError> {
         let starts = run_starts(segments);
         if starts.len() > MAX_RUNS {
             return Err(PackagerError::BadRequest(format!(
@@ -243,11 +267,33 @@ impl Packager {
             )));
         }
         let mut out = Vec::with_capacity(starts.len());
-        for start in starts {
-            out.push((
-                start,
-                self.segment_view(tape, &segments[start], selection).await?,
-            ));
+        for (i, &start) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).copied().unwrap_or(segments.len());
+            let mut first_error = None;
+            for (k, read) in segments[start..end].iter().take(RUN_TRIES).enumerate() {
+                match self.segment_view(tape, read, selection).await {
+                    Ok(view) => {
+                        out.push(RunView {
+                            start,
+                            read: *read,
+                            view,
+                        });
+                        first_error = None;
+                        break;
+                    }
+                    // A lost segment: the next of the run says the same.
+                    Err(e) if e.error_kind() == dvr_common::ErrorKind::NotFound => {
+                        if k == 0 {
+                            tracing::warn!(stream = tape.name(), seq = read.seq, error = %e, "fMP4 manifest: reading the next segment of the run");
+                            first_error = Some(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
         }
         Ok(out)
     }

@@ -41,16 +41,19 @@ use dvr_media::SegmentMeta;
 use crate::cmaf::{SegmentView, TrackView};
 use crate::error::PackagerError;
 use crate::http::DASH_XML;
-use crate::playlist::{init_name, tape_start};
+use crate::playlist::{init_name, tape_start, RunInit};
 use crate::playlists::Planned;
 use crate::service::{form_name, set, Asked, Packager};
 use crate::tape::StreamTape;
 use crate::url::{Flavor, Form, RangeEnd};
 
-/// One Period: a continuous run of tape and what its first segment holds.
+/// One Period: a continuous run of tape and what it holds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PeriodSpec<'a> {
     pub(crate) view: &'a SegmentView,
+    /// The tape time of the segment the view (and the init segments) are
+    /// read from: the run's first, unless that one is lost.
+    pub(crate) init_at: i64,
     pub(crate) segments: &'a [SegmentMeta],
 }
 
@@ -296,7 +299,10 @@ pub(crate) fn mpd(spec: &MpdSpec<'_>) -> String {
                 let _ = writeln!(
                     out,
                     "<SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"{t}\" initialization=\"{dir}{}{query}\" media=\"{dir}frag-$Time$.m4s{query}\">",
-                    init_name(run_first, track.init)
+                    init_name(RunInit {
+                        at: period.init_at,
+                        id: track.init,
+                    })
                 );
                 out.push_str(&timeline);
                 out.push_str("\n</SegmentTemplate>\n</Representation>\n");
@@ -366,24 +372,30 @@ impl Packager {
         // start by chance (every encoder starts with one): its stream
         // access points are judged on the run's first two segments.
         for i in 0..views.len() {
-            let start = views[i].0;
-            let end = views.get(i + 1).map_or(plan.segments.len(), |next| next.0);
-            if end - start < 2 {
+            let end = views
+                .get(i + 1)
+                .map_or(plan.segments.len(), |next| next.start);
+            let Some(next) = plan.segments[..end]
+                .iter()
+                .find(|s| s.seq > views[i].read.seq)
+            else {
                 continue;
-            }
-            let second = &plan.segments[start + 1];
-            if let Ok(next) = self.segment_view(tape, second, selection).await {
-                views[i].1 = Arc::new(with_access_points_of(&views[i].1, &next));
+            };
+            if let Ok(next) = self.segment_view(tape, next, selection).await {
+                views[i].view = Arc::new(with_access_points_of(&views[i].view, &next));
             }
         }
         let periods: Vec<PeriodSpec<'_>> = views
             .iter()
             .enumerate()
-            .map(|(i, (start, view))| {
-                let end = views.get(i + 1).map_or(plan.segments.len(), |next| next.0);
+            .map(|(i, run)| {
+                let end = views
+                    .get(i + 1)
+                    .map_or(plan.segments.len(), |next| next.start);
                 PeriodSpec {
-                    view,
-                    segments: &plan.segments[*start..end],
+                    view: &run.view,
+                    init_at: tape_start(&run.read),
+                    segments: &plan.segments[run.start..end],
                 }
             })
             .collect();
@@ -543,6 +555,7 @@ mod tests {
             .iter()
             .map(|segments| PeriodSpec {
                 view: &view,
+                init_at: tape_start(&segments[0]),
                 segments,
             })
             .collect();

@@ -184,7 +184,17 @@ pub enum Media<'a> {
     Ts,
     /// fMP4 made from it: the init segment of each run of the playlist (a
     /// run ends at a gap or discontinuity), in order.
-    Fmp4(&'a [InitId]),
+    Fmp4(&'a [RunInit]),
+}
+
+/// A run's init segment: its id and the segment it is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunInit {
+    /// The tape time of the segment it is made from (the run's first,
+    /// unless that one could not be read).
+    pub at: i64,
+    /// Its name.
+    pub id: InitId,
 }
 
 /// The tape time of a segment in fMP4 names and DASH: its UTC start in
@@ -193,10 +203,10 @@ pub fn tape_start(meta: &SegmentMeta) -> i64 {
     meta.utc_start.0.saturating_mul(dvr_common::TICKS_PER_MS)
 }
 
-/// The name of a run's init segment: `init-T-ID.mp4`, `T` the tape time of
-/// the run's first segment, which the packager reads to make it.
-pub fn init_name(first: &SegmentMeta, id: InitId) -> String {
-    format!("init-{}-{id}.mp4", tape_start(first))
+/// The name of an init segment: `init-T-ID.mp4`, `T` the tape time of the
+/// segment the packager reads to make it.
+pub fn init_name(init: RunInit) -> String {
+    format!("init-{}-{}.mp4", init.at, init.id)
 }
 
 /// How a media playlist is written besides its segments.
@@ -272,15 +282,15 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
             if let Media::Fmp4(inits) = media {
                 // A new map only where the init changes: the same
                 // parameter sets after a gap keep the one loaded.
-                let id = inits.get(run).or(inits.last()).copied();
-                if let Some(id) = id.filter(|id| mapped != Some(*id)) {
-                    let _ = write!(out, "#EXT-X-MAP:URI=\"{prefix}{}", init_name(segment, id));
+                let init = inits.get(run).or(inits.last()).copied();
+                if let Some(init) = init.filter(|i| mapped != Some(i.id)) {
+                    let _ = write!(out, "#EXT-X-MAP:URI=\"{prefix}{}", init_name(init));
                     if let Some(q) = query {
                         out.push(b'?');
                         out.extend_from_slice(q.replace('"', "%22").as_bytes());
                     }
                     out.extend_from_slice(b"\"\n");
-                    mapped = Some(id);
+                    mapped = Some(init.id);
                 }
             }
         }
@@ -432,8 +442,15 @@ mod tests {
             meta(9, t + 14_000, 1960, true),
             meta(10, t + 20_000, 2000, true),
         ];
-        let (a, b) = (InitId([1; 8]), InitId([2; 8]));
-        let inits = [a, a, b];
+        let init = |segment: &SegmentMeta, byte| RunInit {
+            at: tape_start(segment),
+            id: InitId([byte; 8]),
+        };
+        let inits = [
+            init(&segments[0], 1),
+            init(&segments[2], 1),
+            init(&segments[3], 2),
+        ];
         let how = Rendering {
             prefix: "tracks-1/",
             query: Some("token=abc"),

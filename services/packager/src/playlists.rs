@@ -16,10 +16,11 @@ use dvr_media::codec::TrackKind;
 use dvr_media::psi::Program;
 use dvr_media::{tracks, SegmentMeta};
 
+use crate::cmaf::RunView;
 use crate::error::PackagerError;
 use crate::http::{content_etag, SharedGzip};
 use crate::master::{master_playlist, video_variants};
-use crate::playlist::{coalesce, media_playlist, Media, PlaylistKind, Rendering};
+use crate::playlist::{coalesce, media_playlist, Media, PlaylistKind, Rendering, RunInit};
 use crate::query::Query;
 use crate::service::{
     form_name, no_video_track, nothing_between, set, Asked, Packager, MAX_SEGMENT_MS,
@@ -27,7 +28,6 @@ use crate::service::{
 use crate::tape::StreamTape;
 use crate::timeshift::{abs_head, window, WindowLimit};
 use crate::url::{Flavor, Form, Packaging, Playback, RangeEnd, TrackSet};
-use dvr_media::fmp4::InitId;
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 /// How far past the wall-clock head `timeshift_abs?ignore_gaps=true` reads
@@ -322,11 +322,11 @@ impl Packager {
             let plan = &plan;
             let carried = carried.as_deref();
             async move {
-                let inits: Vec<InitId> = if fmp4 {
+                let inits: Vec<RunInit> = if fmp4 {
                     self.run_views(tape, &plan.segments, selection)
                         .await?
                         .iter()
-                        .map(|(_, view)| view.init)
+                        .map(RunView::init)
                         .collect()
                 } else {
                     Vec::new()

@@ -11,9 +11,18 @@ use std::process::Command;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use dvr_archive::store::ArchiveStore;
+use dvr_archive::{ChunkIndex, ChunkKey};
+use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::fuzz_corpus::repo_path;
-use dvr_packager::{Packager, PackagerConfig};
-use support::{body, ffprobe, get, header, recorded, recorded_runs, send, serve, Fixture, T0};
+use dvr_common::{SimulatedClock, StreamName, UtcMs};
+use dvr_media::CodecSummary;
+use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_storage::{StorageConfig, StorageUri};
+use support::{
+    body, ffprobe, get, header, recorded, recorded_runs, segmented, send, serve, Fixture, T0,
+};
 
 const MPD: &str = "application/dash+xml";
 
@@ -151,7 +160,7 @@ async fn every_mpd_is_valid_dash() {
     // (The fixture's clock is 1 s past the end of the tape.)
     assert_eq!(
         attributes(&live, "publishTime"),
-        [dvr_common::UtcMs(now.0 - 1000).to_string()]
+        [UtcMs(now.0 - 1000).to_string()]
     );
     let forced = text_of(&f, &format!("/ch/archive-{T0}-60.mpd?dynamic=false"), MPD).await;
     assert!(forced.contains("type=\"static\""), "{forced}");
@@ -574,4 +583,86 @@ async fn adaptation_sets_tell_the_truth_about_renditions() {
         let playlist = text_of(&f, &format!("/ch/{uri}"), "application/vnd.apple.mpegurl").await;
         assert!(playlist.contains("#EXT-X-MAP:URI=\"init-"), "{playlist}");
     }
+}
+
+#[tokio::test]
+async fn a_run_whose_first_segment_is_lost_is_described_by_the_next() {
+    // A file:// archive of a real recording: the first segment alone in
+    // one chunk, the rest in another; then the first chunk's object is
+    // deleted behind the DVR's back.
+    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
+    let segments = segmented(&["h264_aac_720p.ts"], 0, &clock);
+    let archive = tempfile::tempdir().unwrap();
+    let uri = StorageUri::parse(&format!("file://{}", archive.path().display())).unwrap();
+    let storage = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
+    let stream: StreamName = "ch".parse().unwrap();
+    let writer = ArchiveStore::new(Arc::clone(&storage));
+    let mut keys = Vec::new();
+    for part in [&segments[..1], &segments[1..]] {
+        let key = ChunkKey::new(stream.clone(), part[0].utc_start, part[0].seq);
+        let body: Vec<u8> = part.iter().flat_map(|s| s.payload.to_vec()).collect();
+        storage.put(&key.ts_key(), Bytes::from(body)).await.unwrap();
+        let index = ChunkIndex::from_segments(
+            CodecSummary::default(),
+            part.iter().map(|s| {
+                let length = u32::try_from(s.payload.len()).unwrap();
+                (s.seq, s.utc_start, s.duration, s.pts_start, length, s.flags)
+            }),
+        );
+        writer.commit_chunk(key.clone(), index).await.unwrap();
+        keys.push(key);
+    }
+    let store = Arc::new(ArchiveStore::new(Arc::clone(&storage)));
+    store.load(&stream).await.unwrap();
+    storage.delete(&keys[0].ts_key()).await.unwrap();
+    let live = tempfile::tempdir().unwrap();
+    let log =
+        Arc::new(SegmentLog::open(live.path().join("ch"), SegmentLogOptions::default()).unwrap());
+    clock.set(UtcMs(segments.last().unwrap().utc_end().0 + 1000));
+    let packager = Arc::new(Packager::new(
+        PackagerConfig::default(),
+        Arc::clone(&clock) as Arc<dyn dvr_common::Clock>,
+    ));
+    let tape = StoreTape::new(stream, store);
+    packager.add_stream(StreamTape::new("ch", log, Some(Arc::new(tape))));
+    let f = Fixture {
+        router: Arc::clone(&packager).router(),
+        packager,
+        clock,
+        _dir: archive,
+    };
+    let second = segments[1].utc_start.0 * 90;
+    // The MPD and the CMAF playlist name inits made from the second
+    // segment, and those answer.
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-10.mpd"), MPD).await;
+    assert_valid_mpd("lost first segment", &mpd);
+    let inits = attributes(&mpd, "initialization");
+    assert_eq!(inits.len(), 2, "{mpd}");
+    let playlist = text_of(
+        &f,
+        &format!("/ch/archive-{T0}-10.fmp4.m3u8"),
+        "application/vnd.apple.mpegurl",
+    )
+    .await;
+    let map = uris(&playlist)
+        .into_iter()
+        .find(|u| u.starts_with("init-"))
+        .unwrap();
+    for init in inits.iter().chain([&map]) {
+        assert!(init.contains(&format!("init-{second}-")), "{init}");
+        let (status, ctype, _) = get(&f, &format!("/ch/{init}")).await;
+        assert_eq!(
+            (status, ctype.as_str()),
+            (StatusCode::OK, "video/mp4"),
+            "{init}"
+        );
+    }
+    // The lost segment itself is a 404 naming it.
+    let (status, _, body) = get(&f, &format!("/ch/tracks-1/frag-{}.m4s", T0 * 90_000)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }

@@ -200,13 +200,11 @@ pub fn recorded(clip: &str) -> Fixture {
     recorded_runs(&[clip], 0)
 }
 
-/// `clips` recorded one after the other as stream `ch` from T0, each by a
-/// segmenter of its own starting `gap_ms` after the one before ended (a
-/// new run of tape, its first segment flagged as a discontinuity); now is
-/// 1 s after the end.
-pub fn recorded_runs(clips: &[&str], gap_ms: i64) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
+/// `clips` cut by the real segmenter one after the other from `clock`'s
+/// time, each by a segmenter of its own starting `gap_ms` after the one
+/// before ended (a new run of tape, its first segment flagged as a
+/// discontinuity), numbered from seq 0.
+pub fn segmented(clips: &[&str], gap_ms: i64, clock: &Arc<SimulatedClock>) -> Vec<Segment> {
     let mut segments: Vec<Segment> = Vec::new();
     for (i, clip) in clips.iter().enumerate() {
         if let Some(last) = segments.last() {
@@ -214,7 +212,7 @@ pub fn recorded_runs(clips: &[&str], gap_ms: i64) -> Fixture {
         }
         let mut segmenter = Segmenter::new(
             SegmenterConfig::with_target(Ticks::from_secs(2)),
-            Arc::clone(&clock) as Arc<dyn dvr_common::Clock>,
+            Arc::clone(clock) as Arc<dyn dvr_common::Clock>,
         );
         let bytes = std::fs::read(repo_path(&format!("testdata/{clip}"))).unwrap();
         let mut run = segmenter.push(&bytes);
@@ -228,6 +226,17 @@ pub fn recorded_runs(clips: &[&str], gap_ms: i64) -> Fixture {
             segments.push(segment);
         }
     }
+    segments
+}
+
+/// `clips` recorded one after the other as stream `ch` from T0, each by a
+/// segmenter of its own starting `gap_ms` after the one before ended (a
+/// new run of tape, its first segment flagged as a discontinuity); now is
+/// 1 s after the end.
+pub fn recorded_runs(clips: &[&str], gap_ms: i64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
+    let segments = segmented(clips, gap_ms, &clock);
     let log =
         Arc::new(SegmentLog::open(dir.path().join("ch"), SegmentLogOptions::default()).unwrap());
     for segment in &segments {
