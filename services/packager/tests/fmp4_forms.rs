@@ -666,3 +666,50 @@ async fn a_run_whose_first_segment_is_lost_is_described_by_the_next() {
         String::from_utf8_lossy(&body)
     );
 }
+
+#[tokio::test]
+async fn every_cmaf_hls_form_lists_pieces_that_answer() {
+    let f = recorded_runs(&["h264_aac_720p.ts", "h264_aac_720p.ts"], 4_000);
+    let abs = format!("/ch/timeshift_abs-{}.fmp4.m3u8", T0 + 2);
+    let r = send(&f, Method::GET, &abs, &[]).await;
+    assert_eq!(r.status(), StatusCode::FOUND, "{abs}");
+    let started = header(&r, "location").to_owned();
+    assert!(started.starts_with(&format!("{abs}?started=")), "{started}");
+    for path in [
+        "/ch/index.fmp4.m3u8".to_owned(),
+        "/ch/rewind-30.fmp4.m3u8".to_owned(),
+        format!("/ch/archive-{T0}-now.fmp4.m3u8"),
+        "/ch/timeshift_rel-6.fmp4.m3u8".to_owned(),
+        started,
+        format!("/ch/mono-{T0}-24.fmp4.m3u8"),
+        format!("/ch/video1-{T0}-24.fmp4.m3u8"),
+        "/ch/tracks-2/index.fmp4.m3u8".to_owned(),
+    ] {
+        let playlist = text_of(&f, &path, "application/vnd.apple.mpegurl").await;
+        assert!(
+            playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n"),
+            "{path}: {playlist}"
+        );
+        assert!(
+            playlist.contains("#EXT-X-MAP:URI=\"init-"),
+            "{path}: {playlist}"
+        );
+        let dir = &path[..path.rfind('/').unwrap() + 1];
+        let listed = uris(&playlist);
+        assert!(listed.len() >= 2, "{path}: {playlist}");
+        for uri in listed {
+            let ctype = if uri.starts_with("init-") {
+                "video/mp4"
+            } else {
+                "video/iso.segment"
+            };
+            let (status, got, body) = get(&f, &format!("{dir}{uri}")).await;
+            assert_eq!(
+                (status, got.as_str()),
+                (StatusCode::OK, ctype),
+                "{path}: {uri}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}
