@@ -16,6 +16,13 @@ python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The DASH tests (services/packager/tests/fmp4_forms.rs) check every MPD
 # against the schema in testdata/schemas/dash/ with xmllint.
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+# ... and GStreamer's dashdemux plays an MPD of several Periods to its end
+# (playbin with fakesinks: the demuxers, souphttpsrc and libav's decoders).
+command -v gst-launch-1.0 >/dev/null 2>&1 || need_apt+=(gstreamer1.0-tools)
+for plugin in dashdemux:gstreamer1.0-plugins-bad souphttpsrc:gstreamer1.0-plugins-good \
+              avdec_h264:gstreamer1.0-libav; do
+  gst-inspect-1.0 "${plugin%%:*}" >/dev/null 2>&1 || need_apt+=("${plugin##*:}")
+done
 # The storage tests' one-node Swift and memcached (see install-storage-test-deps.sh),
 # asked for here so apt-get update runs once for everything.
 for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \

@@ -1,6 +1,7 @@
 //! DASH manifests and CMAF HLS over clips recorded by the real segmenter:
 //! every MPD is checked against the DASH MPD schema by xmllint, ffprobe and
 //! ffmpeg read the static MPD and the `.fmp4.m3u8` forms over real HTTP,
+//! GStreamer's playbin (dashdemux) plays an MPD of two Periods to its end,
 //! the fMP4 pieces answer with the TS forms' HTTP semantics, bad input gets
 //! the TS forms' one-line 4xx, and two packagers over the same tape answer
 //! the same bytes.
@@ -712,4 +713,57 @@ async fn every_cmaf_hls_form_lists_pieces_that_answer() {
             );
         }
     }
+}
+
+/// Seconds in GStreamer's `H:MM:SS.nnnnnnnnn`.
+fn gst_seconds(time: &str) -> f64 {
+    time.split(':')
+        .map(|part| part.parse::<f64>().unwrap())
+        .fold(0.0, |total, part| total * 60.0 + part)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_plays_an_mpd_of_two_periods_to_its_end() {
+    // Two runs of 10 s with 4 s between them: a static MPD of two Periods.
+    let f = recorded_runs(&["h264_aac_720p.ts", "h264_aac_720p.ts"], 4_000);
+    let url = format!("{}/archive-{T0}-24.mpd", serve(&f).await);
+    let mpd = text_of(&f, &format!("/ch/archive-{T0}-24.mpd"), MPD).await;
+    assert!(mpd.contains("type=\"static\"") && mpd.matches("<Period ").count() == 2);
+    let played = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["120", "gst-launch-1.0", "-v", "playbin"])
+            .arg(format!("uri={played}"))
+            .args([
+                "video-sink=fakesink sync=false silent=false",
+                "audio-sink=fakesink sync=false silent=false",
+            ])
+            .output()
+            .expect("gst-launch-1.0 (make test-deps: GStreamer)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Got EOS from element \"playbin0\""),
+        "{url}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        stdout.lines().rev().take(8).collect::<Vec<_>>().join("\n")
+    );
+    // Decoded pictures, on the tape's clock, from both Periods up to the
+    // end of the tape.
+    let pictures: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.contains("vbin/GstFakeSink") && l.contains("chain"))
+        .filter_map(|l| l.split("pts: ").nth(1)?.split(',').next().map(gst_seconds))
+        .collect();
+    let t0 = T0 as f64;
+    assert!(pictures.len() >= 450, "{} pictures", pictures.len());
+    assert!(pictures.iter().any(|&t| t < t0 + 10.0), "{pictures:?}");
+    assert!(pictures.iter().any(|&t| t > t0 + 14.0), "{pictures:?}");
+    let last = pictures.iter().copied().fold(0.0, f64::max);
+    assert!(
+        (last - (t0 + 24.0)).abs() < 0.5,
+        "the last picture at {last}"
+    );
 }
