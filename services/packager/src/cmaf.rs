@@ -27,6 +27,9 @@
 //! start can differ by less than a millisecond (90 ticks) where the index
 //! rounded the UTC start, which players absorb.
 //!
+//! Made pieces are kept in a bounded cache ([`BuiltCache`]): a live
+//! stream's viewers all ask for its newest few segments.
+//!
 //! Manifests read one segment per continuous run of tape (the first) for
 //! the init ids, codecs and tracks ([`SegmentView`]), from a small cache,
 //! and at most [`MAX_RUNS`] per request.
@@ -79,6 +82,48 @@ impl RunView {
             at: tape_start(&self.read),
             id: self.view.init,
         }
+    }
+}
+
+/// Bytes of made fMP4 pieces kept: every viewer of a live stream asks for
+/// the same few newest segments, and a range's viewers for the same ones.
+const BUILT_BYTES: usize = 64 << 20;
+
+/// The fMP4 pieces of one stored segment for one track selection.
+#[derive(Debug)]
+pub(crate) struct Built {
+    init_id: InitId,
+    init: Bytes,
+    media: Bytes,
+}
+
+/// Made pieces by stream, segment and track selection, at most
+/// [`BUILT_BYTES`]; emptied when full, like the other caches here, which
+/// costs one rebuild per segment in use.
+#[derive(Debug, Default)]
+pub(crate) struct BuiltCache {
+    pieces: HashMap<(String, u64, Option<TrackSet>), Arc<Built>>,
+    bytes: usize,
+}
+
+impl BuiltCache {
+    fn get(&self, key: &(String, u64, Option<TrackSet>)) -> Option<Arc<Built>> {
+        self.pieces.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: (String, u64, Option<TrackSet>), built: Arc<Built>) {
+        let size = built.init.len() + built.media.len();
+        if size > BUILT_BYTES {
+            return;
+        }
+        if self.bytes + size > BUILT_BYTES {
+            self.pieces.clear();
+            self.bytes = 0;
+        }
+        if let Some(old) = self.pieces.insert(key, built) {
+            self.bytes -= old.init.len() + old.media.len();
+        }
+        self.bytes += size;
     }
 }
 
@@ -304,6 +349,36 @@ impl Packager {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The fMP4 pieces of `segment` for `selection`, from the cache or
+    /// made (and kept) now.
+    async fn built(
+        &self,
+        tape: &StreamTape,
+        segment: &TapeSegment,
+        selection: Option<TrackSet>,
+    ) -> Result<Arc<Built>, PackagerError> {
+        let key = (tape.name().to_owned(), segment.meta.seq, selection);
+        if let Some(hit) = self.lock_built().get(&key) {
+            return Ok(hit);
+        }
+        let stored = tape.read(segment).await?;
+        let fragments = fragments(tape, &segment.meta, &stored, selection)?;
+        let (init_id, init, media) = pieces(tape, &segment.meta, &fragments, selection)?;
+        let built = Arc::new(Built {
+            init_id,
+            init,
+            media,
+        });
+        self.lock_built().insert(key, Arc::clone(&built));
+        Ok(built)
+    }
+
+    fn lock_built(&self) -> std::sync::MutexGuard<'_, BuiltCache> {
+        self.built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The stored segments an fMP4 URL names: the one starting at tape time
     /// `at`, or the run from there lasting `duration_ms`.
     async fn segments_at(
@@ -356,9 +431,7 @@ impl Packager {
         let selection = asked.playback.tracks;
         let mut media: Vec<Bytes> = Vec::with_capacity(run.len());
         for segment in &run {
-            let stored = tape.read(segment).await?;
-            let fragments = fragments(tape, &segment.meta, &stored, selection)?;
-            media.push(pieces(tape, &segment.meta, &fragments, selection)?.2);
+            media.push(self.built(tape, segment, selection).await?.media.clone());
         }
         let body = match <[Bytes; 1]>::try_from(media) {
             Ok([one]) => one,
@@ -385,9 +458,8 @@ impl Packager {
         let run = self.segments_at(tape, at, None).await?;
         let segment = &run[0];
         let selection = asked.playback.tracks;
-        let stored = tape.read(segment).await?;
-        let fragments = fragments(tape, &segment.meta, &stored, selection)?;
-        let (found, init, _) = pieces(tape, &segment.meta, &fragments, selection)?;
+        let built = self.built(tape, segment, selection).await?;
+        let (found, init) = (built.init_id, built.init.clone());
         if found != InitId(id) {
             return Err(PackagerError::NothingRecorded(format!(
                 "no init segment {} at tape time {at} of {}: the segment there has init {found}",
@@ -437,6 +509,31 @@ mod tests {
         ];
         assert_eq!(run_starts(&segments), [0, 2, 3]);
         assert!(run_starts(&[]).is_empty());
+    }
+
+    #[test]
+    fn made_pieces_are_kept_within_their_bytes() {
+        let piece = |len: usize| {
+            Arc::new(Built {
+                init_id: InitId([0; 8]),
+                init: Bytes::new(),
+                media: Bytes::from(vec![0; len]),
+            })
+        };
+        let key = |seq| ("ch".to_owned(), seq, None);
+        let mut cache = BuiltCache::default();
+        cache.insert(key(1), piece(BUILT_BYTES / 2));
+        cache.insert(key(1), piece(BUILT_BYTES / 2));
+        assert_eq!(cache.bytes, BUILT_BYTES / 2, "a replaced entry is not counted twice");
+        cache.insert(key(2), piece(BUILT_BYTES / 2));
+        assert!(cache.get(&key(1)).is_some() && cache.bytes == BUILT_BYTES);
+        // Full: emptied, then the new one kept.
+        cache.insert(key(3), piece(1));
+        assert!(cache.get(&key(1)).is_none() && cache.get(&key(3)).is_some());
+        assert_eq!(cache.bytes, 1);
+        // Larger than the whole cache: not kept.
+        cache.insert(key(4), piece(BUILT_BYTES + 1));
+        assert!(cache.get(&key(4)).is_none());
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct Packager {
     /// What a segment holds as fMP4, per track selection
     /// ([`crate::cmaf`]): one read per continuous run of a manifest.
     pub(crate) views: Mutex<crate::cmaf::Views>,
+    /// Made fMP4 pieces ([`crate::cmaf`]).
+    pub(crate) built: Mutex<crate::cmaf::BuiltCache>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: PackagerConfig,
     /// Play authorization in front of every answer, when any stream has
@@ -133,6 +135,7 @@ impl Packager {
             probes: Mutex::default(),
             rendered: Mutex::default(),
             views: Mutex::default(),
+            built: Mutex::default(),
             clock,
             paced: Quota::new(
                 config.max_paced_streams,
