@@ -524,7 +524,11 @@ mod tests {
         let mut cache = BuiltCache::default();
         cache.insert(key(1), piece(BUILT_BYTES / 2));
         cache.insert(key(1), piece(BUILT_BYTES / 2));
-        assert_eq!(cache.bytes, BUILT_BYTES / 2, "a replaced entry is not counted twice");
+        assert_eq!(
+            cache.bytes,
+            BUILT_BYTES / 2,
+            "a replaced entry is not counted twice"
+        );
         cache.insert(key(2), piece(BUILT_BYTES / 2));
         assert!(cache.get(&key(1)).is_some() && cache.bytes == BUILT_BYTES);
         // Full: emptied, then the new one kept.

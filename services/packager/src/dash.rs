@@ -216,13 +216,17 @@ pub(crate) fn mpd(spec: &MpdSpec<'_>) -> String {
             );
         }
         Some(live) => {
+            // Players join four segments behind the newest: a segment is
+            // listed only once recorded, and the MPD is reloaded every
+            // segment, so dash.js joining three behind rebuffered at the
+            // live edge (stalls of 1 to 1.5 s in the players test).
             let _ = write!(
                 out,
                 " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"PT{target}S\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"PT{}S\"",
                 UtcMs(0),
                 last.utc_end(),
                 duration(live.depth),
-                3 * target
+                4 * target
             );
         }
     }
@@ -592,7 +596,7 @@ mod tests {
         spec.live = Some(Live { depth: 18 * 90_000 });
         let text = mpd(&spec);
         assert!(text.contains("type=\"dynamic\" availabilityStartTime=\"1970-01-01T00:00:00.000Z\" publishTime=\"2026-11-22T14:05:50.040Z\""), "{text}");
-        assert!(text.contains("timeShiftBufferDepth=\"PT18S\""));
+        assert!(text.contains("timeShiftBufferDepth=\"PT18S\" suggestedPresentationDelay=\"PT8S\""));
         assert!(text.contains(&format!(
             "<Period id=\"p{}\" start=\"PT{}.04S\">",
             t * 90,
