@@ -331,6 +331,28 @@ impl PassSpan {
     }
 }
 
+/// A clip played `passes` times as one continuous stream (timestamps
+/// shifted by a pass each time, continuity counters renumbered), as ingest
+/// loops a file: for benchmarks and tools that need a long stream from a
+/// short clip.
+pub fn looped(clip: &[u8], passes: usize) -> Vec<u8> {
+    let mut span = PassSpan::default();
+    for packet in clip.chunks_exact(PACKET_SIZE) {
+        span.observe(packet);
+    }
+    let mut retimer = Retimer::new();
+    let mut out = Vec::with_capacity(clip.len() * passes);
+    for _ in 0..passes {
+        for packet in clip.chunks_exact(PACKET_SIZE) {
+            let start = out.len();
+            out.extend_from_slice(packet);
+            retimer.apply(&mut out[start..]);
+        }
+        retimer.next_pass(span.duration().unwrap_or_default());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

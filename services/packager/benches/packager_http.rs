@@ -14,6 +14,9 @@
 //!   nginx serving the same files with sendfile;
 //! - memory per 1,000 concurrent `timeshift_abs-T.ts` viewers (RSS growth
 //!   of this process while wrk holds the streams open);
+//! - fMP4 (issue 18): media pieces made from cached TS segments against the
+//!   same TS segments (requests/s, both warm), and a 24-hour MPD's p99
+//!   latency, every request a new URL, beside nginx serving one;
 //! - what the HTTP edge and the play gate cost (issue 15): the same 1-hour
 //!   playlist and 1 MiB segments through `dvr_edge::serve` (connection and
 //!   request caps, timeouts, client address) with a securetoken policy
@@ -24,7 +27,9 @@
 //! The archive is written here through the archive store, as the recorder
 //! writes it: 24 hourly chunks of 1,800 small 2 s segments (PAT, PMT and
 //! filler: the playlist figures do not read segment bytes) and one chunk of
-//! 1 MiB segments. Run by `bench/packager.sh`, which installs wrk and nginx,
+//! 1 MiB segments; for fMP4, the committed H.264 + AAC clip looped and cut
+//! by the real segmenter (fMP4 needs real pictures and frames). Run by
+//! `bench/packager.sh`, which installs wrk and nginx,
 //! starts nginx on a loopback port and passes `DVR_BENCH_NGINX`,
 //! `DVR_BENCH_NGINX_ROOT` and `DVR_BENCH_WRK`. What is measured and why:
 //! bench/README.md.
@@ -40,8 +45,9 @@ use dvr_archive::store::ArchiveStore;
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::fuzz_corpus::repo_path;
-use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
-use dvr_media::{CodecSummary, SegmentFlags};
+use dvr_common::{Clock, SimulatedClock, StreamName, SystemClock, Ticks, UtcMs};
+use dvr_media::retime::looped;
+use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_storage::{StorageConfig, StorageUri};
 
@@ -110,6 +116,65 @@ async fn write_chunk(
         }),
     );
     store.commit_chunk(key, index).await.expect("commit chunk");
+}
+
+/// The committed clip looped to about `bytes` and cut by the real
+/// segmenter into 2 s segments from `start`.
+fn real_segments(clip: &[u8], bytes: usize, start: UtcMs) -> Vec<Segment> {
+    let passes = bytes.div_ceil(clip.len()).max(1);
+    let clock = SimulatedClock::new(start);
+    let mut segmenter = Segmenter::new(SegmenterConfig::default(), Arc::new(clock));
+    let mut segments = segmenter.push(&looped(clip, passes));
+    segments.extend(segmenter.finish());
+    segments
+}
+
+/// Writes `segments` as one chunk, indexed with their own timing.
+async fn write_segments(
+    store: &ArchiveStore,
+    storage: &Arc<dyn dvr_storage::Storage>,
+    stream: &StreamName,
+    segments: &[Segment],
+) {
+    let first = &segments[0];
+    let key = ChunkKey::new(stream.clone(), first.utc_start, first.seq);
+    let body: Vec<u8> = segments
+        .iter()
+        .flat_map(|s| s.payload.iter().copied())
+        .collect();
+    storage
+        .put(&key.ts_key(), Bytes::from(body))
+        .await
+        .expect("put chunk");
+    let index = ChunkIndex::from_segments(
+        (*first.codecs).clone(),
+        segments.iter().map(|s| {
+            let length = u32::try_from(s.payload.len()).expect("segment size");
+            (s.seq, s.utc_start, s.duration, s.pts_start, length, s.flags)
+        }),
+    );
+    store.commit_chunk(key, index).await.expect("commit chunk");
+}
+
+/// The media lines of the playlist at `path` (following a master's first
+/// variant), as absolute paths under `/stream/`, and its `EXT-X-MAP`s.
+async fn pieces(addr: SocketAddr, stream: &str, path: &str) -> Vec<String> {
+    let text = String::from_utf8(get(addr, path).await).expect("utf-8");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(map) = line
+            .strip_prefix("#EXT-X-MAP:URI=\"")
+            .and_then(|rest| rest.split('"').next())
+        {
+            out.push(format!("/{stream}/{map}"));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            if line.ends_with(".m3u8") {
+                return Box::pin(pieces(addr, stream, &format!("/{stream}/{line}"))).await;
+            }
+            out.push(format!("/{stream}/{line}"));
+        }
+    }
+    out
 }
 
 /// What wrk reported.
@@ -268,13 +333,53 @@ async fn main() {
         write_chunk(&writer, &storage, &day, at, h * PER_HOUR, PER_HOUR, &small).await;
     }
     write_chunk(&writer, &storage, &hd, start, 0, BIG_SEGMENTS, &big).await;
+    // fMP4: about 16 MB of real pictures and frames (~5 minutes), and a
+    // day whose first hour starts with them (a manifest describes a run
+    // from its first segments; the rest are the small ones).
+    let (cmaf, mpd_day): (StreamName, StreamName) = (
+        "cmaf".parse().expect("name"),
+        "mpdday".parse().expect("name"),
+    );
+    let real = real_segments(&clip, 16 << 20, start);
+    write_segments(&writer, &storage, &cmaf, &real).await;
+    for h in 0..24u64 {
+        let at = start.saturating_add_ms(h as i64 * 3_600_000);
+        let mut hour: Vec<Segment> = (0..PER_HOUR)
+            .map(|i| Segment {
+                seq: h * PER_HOUR + i,
+                utc_start: at.saturating_add_ms(2000 * i as i64),
+                duration: Ticks::from_ms(2000),
+                pts_start: Ticks::ZERO,
+                flags: SegmentFlags {
+                    discontinuity: false,
+                    independent: true,
+                },
+                codecs: Arc::clone(&real[0].codecs),
+                payload: small.clone(),
+            })
+            .collect();
+        if h == 0 {
+            for (slot, segment) in hour.iter_mut().zip(&real[..2]) {
+                slot.payload = segment.payload.clone();
+                slot.pts_start = segment.pts_start;
+            }
+        }
+        write_segments(&writer, &storage, &mpd_day, &hour).await;
+    }
 
     // A packager as a replica starts: the catalog loaded from the archive.
     let store = Arc::new(ArchiveStore::new(Arc::clone(&storage)));
     store.load(&day).await.expect("load day");
     store.load(&hd).await.expect("load hd");
+    store.load(&cmaf).await.expect("load cmaf");
+    store.load(&mpd_day).await.expect("load mpdday");
     let packager = Arc::new(Packager::new(PackagerConfig::default(), Arc::clone(&clock)));
-    for (name, live) in [(&day, "live-day"), (&hd, "live-hd")] {
+    for (name, live) in [
+        (&day, "live-day"),
+        (&hd, "live-hd"),
+        (&cmaf, "live-cmaf"),
+        (&mpd_day, "live-mpdday"),
+    ] {
         let log = SegmentLog::open(scratch.path().join(live), SegmentLogOptions::default())
             .expect("live log");
         let tape = StoreTape::new(name.clone(), Arc::clone(&store));
@@ -453,6 +558,74 @@ async fn main() {
         ),
     );
     println!("{viewers_row}");
+
+    // fMP4 pieces against the TS segments they are made from, both warm;
+    // and a day's MPD, generated for every request.
+    let span = real.iter().map(|s| s.duration.as_ms()).sum::<i64>() / 1000;
+    let ts_pieces = pieces(ours, "cmaf", &format!("/cmaf/archive-{from}-{span}.m3u8")).await;
+    let fmp4_pieces = pieces(
+        ours,
+        "cmaf",
+        &format!("/cmaf/archive-{from}-{span}.fmp4.m3u8"),
+    )
+    .await;
+    for path in ts_pieces.iter().chain(&fmp4_pieces) {
+        let body = get(ours, path).await; // into the caches
+        assert!(!body.is_empty(), "{path}");
+    }
+    let ts_lua = rotate("ts-pieces.lua", &ts_pieces);
+    let fmp4_lua = rotate("fmp4-pieces.lua", &fmp4_pieces);
+    let a = wrk(
+        &["-t2", "-c8", "-d", &duration, "-s", &fmp4_lua],
+        &url(ours, "/"),
+    );
+    let b = wrk(
+        &["-t2", "-c8", "-d", &duration, "-s", &ts_lua],
+        &url(ours, "/"),
+    );
+    let share = a.requests_per_sec / b.requests_per_sec;
+    println!(
+        "{:<44} {:>12} {:>12}  {:<8} target",
+        "", "fMP4", "TS", "unit"
+    );
+    row(
+        &format!(
+            "cached pieces ({} fMP4, {} TS), req/s",
+            fmp4_pieces.len(),
+            ts_pieces.len()
+        ),
+        a.requests_per_sec,
+        b.requests_per_sec,
+        "req/s",
+        &format!(
+            ">= 80 % of TS: {:.0} % {}",
+            share * 100.0,
+            if share >= 0.8 { "met" } else { "MISSED" }
+        ),
+    );
+    let mpd_path = format!("/mpdday/archive-{from}-86400.mpd?dynamic=false");
+    let mpd = get(ours, &mpd_path).await;
+    put_file(&www, "/mpdday/day.mpd", &mpd);
+    let mpds: Vec<String> = (0..3600)
+        .map(|i| format!("/mpdday/archive-{}-86400.mpd?dynamic=false", from + i))
+        .collect();
+    let mpds = rotate("mpds.lua", &mpds);
+    let a = wrk(&[&single[..], &["-s", &mpds]].concat(), &url(ours, "/"));
+    let b = wrk(&single, &url(nginx, "/mpdday/day.mpd"));
+    println!(
+        "{:<44} {:>12} {:>12}  {:<8} target",
+        "", "packager", "nginx", "unit"
+    );
+    row(
+        &format!("24 h MPD ({} bytes), p99 latency", mpd.len()),
+        a.p99_ms,
+        b.p99_ms,
+        "ms",
+        &format!(
+            "< 10 ms: {}",
+            if a.p99_ms < 10.0 { "met" } else { "MISSED" }
+        ),
+    );
 
     // The edge's and the gate's cost: alternating runs of the same URLs
     // (token included) on both listeners, medians compared.
