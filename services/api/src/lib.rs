@@ -16,7 +16,6 @@
 //! a direct local request; never a cross-site one on a browser's ambient
 //! credentials.
 
-pub mod archives;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -35,7 +34,6 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use archives::Archives;
 pub use config::ApiConfig;
 pub use error::ApiError;
 pub use service::ApiState;

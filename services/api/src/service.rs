@@ -20,7 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use dvr_archive::Lock;
+use dvr_archive::{ArchiveRegistry, Lock, RegistryError};
 use dvr_bus::{BusError, Exclusive, Kv, KvEntry};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{StreamName, UtcMs};
@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::archives::Archives;
 use crate::error::{ApiError, ErrorBody};
 use crate::schema::StreamDoc;
 use crate::status::{Span, StreamStatus, StreamStatusSource};
@@ -54,8 +53,8 @@ pub struct ApiState {
     pub sessions: Option<Arc<dyn Kv>>,
     /// What runs the streams.
     pub status: Arc<dyn StreamStatusSource>,
-    /// Archives for locks and reindex.
-    pub archives: Arc<Archives>,
+    /// Archives for locks and reindex, shared with the rest of the process.
+    pub archives: Arc<ArchiveRegistry>,
     /// The config's top-level `archive`: the root of a new stream's `dvr`
     /// that names none.
     pub default_archive: Option<String>,
@@ -75,7 +74,7 @@ impl ApiState {
         locks: Arc<dyn Kv>,
         node: &str,
         status: Arc<dyn StreamStatusSource>,
-        archives: Arc<Archives>,
+        archives: Arc<ArchiveRegistry>,
         default_archive: Option<String>,
     ) -> Self {
         Self {
@@ -404,7 +403,12 @@ impl ApiState {
                 "stream {name} has no dvr, so no archive"
             )));
         };
-        self.archives.get(name, &dvr.root)
+        self.archives.get(&dvr.root).map_err(|e| match e {
+            RegistryError::Root { root, source } => {
+                ApiError::conflict(format!("stream {name}: its archive root {root}: {source}"))
+            }
+            e => ApiError::from_kind(&format!("stream {name}: opening its archive"), &e),
+        })
     }
 
     async fn edit_lock(
