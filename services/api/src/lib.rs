@@ -19,8 +19,9 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod routes;
 pub mod schema;
-pub mod service;
+pub mod state;
 pub mod status;
 
 use std::sync::Arc;
@@ -36,11 +37,11 @@ use utoipa_axum::routes;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
-pub use service::ApiState;
+pub use state::ApiState;
 pub use status::{LastSegment, NothingRuns, RuntimeStatus, Span, StreamStatus, StreamStatusSource};
 
 use crate::auth::Gate;
-use crate::service::*;
+use crate::routes::*;
 
 /// The document's frame: title, security schemes, the Flussonic aliases
 /// (routed by hand, for their unencoded `/` in names).
