@@ -33,8 +33,8 @@ pub struct ApiBuckets {
     pub locks: Arc<dyn Kv>,
 }
 
-/// The API's routes for this process: its buckets, its archives,
-/// its packager's tapes as status.
+/// The API's routes for this process: its buckets, the process's archive
+/// registry (the stores its recorder and packager use), its packager's tapes as status.
 pub fn router(
     config: &RunConfig,
     api: dvr_api::ApiConfig,
