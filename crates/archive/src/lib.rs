@@ -17,6 +17,7 @@
 //! - [`status`]: the JSON shapes of `recording_status.json`.
 //! - [`store`]: the archive on a storage backend, with the catalog in memory;
 //!   [`cache`] and [`disk_cache`] keep indexes and segments near the packager.
+//! - [`registry`]: one store per archive root, shared by every caller.
 
 pub mod cache;
 pub mod catalog;
@@ -28,6 +29,7 @@ pub mod key;
 pub mod lock;
 pub mod metrics;
 pub mod plan;
+pub mod registry;
 pub mod retention;
 pub mod status;
 pub mod store;
@@ -45,4 +47,5 @@ pub use lock::{Lock, LocksFile};
 pub use plan::{
     plan_range, record_runs, records_in_range, ChunkRecords, PlanItem, PlannedSegment, RecordRun,
 };
+pub use registry::{ArchiveRegistry, RegistryError};
 pub use retention::{plan_retention, DiskUsage, RetentionPlan, RetentionPolicy};

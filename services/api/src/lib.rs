@@ -16,12 +16,12 @@
 //! a direct local request; never a cross-site one on a browser's ambient
 //! credentials.
 
-pub mod archives;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod routes;
 pub mod schema;
-pub mod service;
+pub mod state;
 pub mod status;
 
 use std::sync::Arc;
@@ -35,14 +35,13 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use archives::Archives;
 pub use config::ApiConfig;
 pub use error::ApiError;
-pub use service::ApiState;
+pub use state::ApiState;
 pub use status::{LastSegment, NothingRuns, RuntimeStatus, Span, StreamStatus, StreamStatusSource};
 
 use crate::auth::Gate;
-use crate::service::*;
+use crate::routes::*;
 
 /// The document's frame: title, security schemes, the Flussonic aliases
 /// (routed by hand, for their unencoded `/` in names).

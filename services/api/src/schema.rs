@@ -1,15 +1,26 @@
-//! The OpenAPI schema of a stream's settings document.
+//! The request and response types of the routes, and the OpenAPI schema
+//! of a stream's settings document.
 //!
-//! The document's Rust type lives in dvr-common, which does not know
-//! utoipa, and its reading is a validator, not a derive; so its schema is
-//! written here, from the same fields the config file accepts
+//! The types derive their schemas. The settings document's is written by
+//! hand: its Rust type lives in dvr-common, which does not know utoipa, and
+//! its reading is a validator, not a derive; so its schema is written here, from the same fields the config file accepts
 //! (`crates/common/src/config/raw.rs`), unknown fields refused as there.
 
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's params(...) expansion names types by path"
+)]
+
+use dvr_archive::Lock;
+use dvr_proto::SessionRecord;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{
     ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
 };
 use utoipa::openapi::RefOr;
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+use crate::status::{Span, StreamStatus};
 
 /// A stream's settings: one entry of the config file's `streams:` map.
 #[derive(Debug)]
@@ -111,3 +122,121 @@ impl PartialSchema for StreamDoc {
 }
 
 impl ToSchema for StreamDoc {}
+
+/// A stream's stored settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamEntry {
+    /// The stream's name.
+    pub name: String,
+    /// The bucket revision of these settings: send it back as `If-Match`
+    /// to update only what you read.
+    pub revision: u64,
+    /// The settings, as one entry of the config file's `streams:`.
+    #[schema(value_type = StreamDoc)]
+    pub config: serde_json::Value,
+}
+
+/// Every stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamList {
+    /// By name.
+    pub streams: Vec<StreamEntry>,
+}
+
+/// Every stream's status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusList {
+    /// By name.
+    pub streams: Vec<StreamStatus>,
+}
+
+/// The DVR switch of a stream after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DvrSwitch {
+    /// The stream.
+    pub name: String,
+    /// Whether it records now.
+    pub dvr_enabled: bool,
+    /// The bucket revision of its settings.
+    pub revision: u64,
+}
+
+/// A range to lock or unlock, in the seeds' units.
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LockRange {
+    /// Start, UTC epoch seconds.
+    #[schema(minimum = 0, maximum = 253_402_300_799_i64)]
+    #[param(minimum = 0, maximum = 253_402_300_799_i64)]
+    pub from: i64,
+    /// Length in seconds, positive.
+    #[schema(minimum = 1, maximum = 316_224_000_i64)]
+    #[param(minimum = 1, maximum = 316_224_000_i64)]
+    pub duration: i64,
+}
+
+/// The seeds' `dvr/lock` and `dvr/unlock` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlussonicLock {
+    /// The stream.
+    pub stream: String,
+    /// Start, UTC epoch seconds.
+    pub from: i64,
+    /// Length in seconds.
+    pub duration: i64,
+}
+
+/// A stream's locks, the seeds' shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LockList {
+    /// The stream.
+    pub stream: String,
+    /// Protected ranges, oldest first.
+    #[schema(value_type = Vec<Span>)]
+    pub locks: Vec<Lock>,
+}
+
+/// What a reindex found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReindexReport {
+    /// The stream.
+    pub stream: String,
+    /// Chunks now in the catalog.
+    pub chunks: usize,
+    /// Half-written chunks (the recorder's replay rewrites them).
+    pub orphans: Vec<String>,
+    /// Chunks whose index is unreadable (served as gaps).
+    pub bad: Vec<String>,
+    /// Recorded ranges.
+    pub ranges: Vec<Span>,
+}
+
+/// An export request (reserved: MP4 export comes later).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// Start, UTC epoch seconds.
+    pub from: i64,
+    /// Length in seconds.
+    pub duration: i64,
+    /// File name under the export directory: relative, no `..`, no NUL.
+    pub file: Option<String>,
+}
+
+/// Play sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    /// As the auth service records them (`dvr_proto::SessionRecord`).
+    #[schema(value_type = Vec<Object>)]
+    pub sessions: Vec<SessionRecord>,
+}
+
+/// Query of `GET /api/v1/sessions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    /// Only this stream's sessions.
+    pub stream: Option<String>,
+}

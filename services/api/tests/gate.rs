@@ -8,7 +8,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dvr_api::{ApiConfig, ApiService, ApiState, Archives, NothingRuns, StartError};
+use dvr_api::{ApiConfig, ApiService, ApiState, NothingRuns, StartError};
+use dvr_archive::ArchiveRegistry;
 use dvr_bus::{Kv, MemoryKv};
 use dvr_common::StreamName;
 use dvr_proto::{stream_config_key, LOCKS_KV_BUCKET, STREAMS_KV_BUCKET};
@@ -42,7 +43,7 @@ fn service(streams: &Arc<MemoryKv>) -> ApiService {
         Arc::new(MemoryKv::new(LOCKS_KV_BUCKET)),
         "api-1",
         Arc::new(NothingRuns),
-        Arc::new(Archives::new(StorageConfig::default())),
+        Arc::new(ArchiveRegistry::new(StorageConfig::default(), 0)),
         None,
     ))
 }

@@ -11,8 +11,9 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use bytes::Bytes;
-use dvr_api::{ApiConfig, ApiService, ApiState, Archives, NothingRuns};
+use dvr_api::{ApiConfig, ApiService, ApiState, NothingRuns};
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::ArchiveRegistry;
 use dvr_bus::{Kv, MemoryKv};
 use dvr_common::{StreamName, UtcMs};
 use dvr_proto::{SessionRecord, Versioned, LOCKS_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
@@ -89,7 +90,7 @@ fn api_replica(
     storage: &Arc<CountingStorage>,
     node: &str,
 ) -> ApiService {
-    let archives = Arc::new(Archives::new(StorageConfig::default()));
+    let archives = Arc::new(ArchiveRegistry::new(StorageConfig::default(), 0));
     archives.insert(
         ROOT,
         Arc::new(ArchiveStore::new(Arc::clone(storage) as Arc<dyn Storage>)),

@@ -1,15 +1,12 @@
 //! The API inside `dvr run`: the status of the streams from this process's
 //! tapes, and the API's routes beside the others on the one HTTP port.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use dvr_api::{
-    ApiService, ApiState, Archives, LastSegment, RuntimeStatus, Span, StreamStatusSource,
-};
-use dvr_archive::store::ArchiveStore;
+use dvr_api::{ApiService, ApiState, LastSegment, RuntimeStatus, Span, StreamStatusSource};
+use dvr_archive::ArchiveRegistry;
 use dvr_bus::Kv;
 use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_packager::Packager;
@@ -36,22 +33,18 @@ pub struct ApiBuckets {
     pub locks: Arc<dyn Kv>,
 }
 
-/// The API's routes for this process: its buckets, its archives,
-/// its packager's tapes as status.
+/// The API's routes for this process: its buckets, the process's archive
+/// registry (the stores its recorder and packager use), its packager's tapes as status.
 pub fn router(
     config: &RunConfig,
     api: dvr_api::ApiConfig,
     buckets: ApiBuckets,
     node: &str,
     packager: &Arc<Packager>,
-    archives: &HashMap<String, Arc<ArchiveStore>>,
+    registry: Arc<ArchiveRegistry>,
     clock: &Arc<dyn Clock>,
     distributed: bool,
 ) -> anyhow::Result<Router> {
-    let shared = Arc::new(Archives::new(config.storage.clone()));
-    for (root, store) in archives {
-        shared.insert(root, Arc::clone(store));
-    }
     let status = Arc::new(TapeStatus {
         packager: Arc::clone(packager),
         clock: Arc::clone(clock),
@@ -62,7 +55,7 @@ pub fn router(
         buckets.locks,
         node,
         status,
-        shared,
+        registry,
         config.node.archive.clone(),
     );
     let service = ApiService::new(state);

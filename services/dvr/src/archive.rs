@@ -13,10 +13,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use dvr_archive::store::ArchiveStore;
-use dvr_archive::MemoryCache;
+use dvr_archive::ArchiveRegistry;
 use dvr_common::config::{root_uri, Config};
 use dvr_common::StreamName;
-use dvr_storage::{Storage, StorageConfig, StorageUri};
+use dvr_storage::StorageConfig;
 
 use crate::config::RunConfig;
 
@@ -74,7 +74,7 @@ impl Target {
     /// cache (a tool reads each object once). Store settings come from the
     /// config's `storage:` section when there is a config, and from the
     /// environment as always.
-    pub async fn open(&self) -> anyhow::Result<ArchiveStore> {
+    pub async fn open(&self) -> anyhow::Result<Arc<ArchiveStore>> {
         let root = self.root()?;
         let storage_config = match &self.config {
             Some(path) => {
@@ -91,36 +91,12 @@ impl Target {
                 c
             }
         };
-        let storage = open_storage(&self.stream, &root, &storage_config).await?;
-        Ok(ArchiveStore::with_memory_cache(
-            storage,
-            MemoryCache::new(0),
-        ))
+        let stream = &self.stream;
+        ArchiveRegistry::new(storage_config, 0)
+            .open(&root)
+            .await
+            .map_err(|e| anyhow!("stream {stream}: {e}"))
     }
-}
-
-/// The storage behind an archive root, checked at once: a missing bucket,
-/// refused credentials or a dead endpoint is one line naming the stream and
-/// the URI (the storage error already says what to check; no chain).
-pub async fn open_storage(
-    stream: &StreamName,
-    root: &str,
-    config: &StorageConfig,
-) -> anyhow::Result<Arc<dyn Storage>> {
-    if let Some(dir) = root.strip_prefix("file://") {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("stream {stream}: cannot create archive root {dir}"))?;
-    }
-    let uri: StorageUri = root
-        .parse()
-        .map_err(|e| anyhow!("stream {stream}: archive root: {e}"))?;
-    let storage =
-        dvr_storage::resolve(&uri, config).map_err(|e| anyhow!("stream {stream}: {e}"))?;
-    storage
-        .check()
-        .await
-        .map_err(|e| anyhow!("stream {stream}: {e}"))?;
-    Ok(storage)
 }
 
 /// Runs an offline tool's future on a small runtime.

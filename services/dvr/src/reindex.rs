@@ -9,6 +9,7 @@
 //! rewrites) and damaged ones (an index that does not decode or disagrees
 //! with its object), and, with `--check`, to alert on them from cron.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::bail;
@@ -74,7 +75,7 @@ pub fn run(args: &ReindexArgs) -> anyhow::Result<()> {
 
 async fn reindex(args: &ReindexArgs) -> anyhow::Result<Report> {
     let stream = &args.target.stream;
-    let store: ArchiveStore = args.target.open().await?;
+    let store: Arc<ArchiveStore> = args.target.open().await?;
     // Wall time of the listing and reads, for the operator; not a clock read
     // that any logic depends on.
     let started = Instant::now();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
+use dvr_archive::ArchiveRegistry;
 use dvr_bus::{Kv, LiveLogConfig, NatsConfig, NatsCredentials};
 use dvr_common::config::MAX_COPY_INTERVAL_MS;
 use dvr_common::config::{Config, InputUrl, StreamConfig};
@@ -219,12 +220,19 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         });
     }
     let packager = Arc::new(packager);
+    // One store per archive root for the whole process: the recorder, the
+    // packager and the API see the same catalog and locks.
+    let registry = Arc::new(ArchiveRegistry::new(
+        run_config.storage.clone(),
+        run_config.node.packager.memory_cache_bytes,
+    ));
     let supervisor = Supervisor::new(
         Arc::clone(&node),
         roles,
         Arc::clone(&run_config),
         Arc::clone(&clock),
         Arc::clone(&packager),
+        Arc::clone(&registry),
         authorizers,
     );
     // A store that cannot be reached is a startup error, not a stream that
@@ -252,7 +260,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
             },
             &node.id,
             &packager,
-            &supervisor.archives().await,
+            registry,
             &clock,
             node.is_distributed(),
         )?);

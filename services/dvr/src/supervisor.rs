@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
-use dvr_archive::{ChunkEntry, MemoryCache};
+use dvr_archive::{ArchiveRegistry, ChunkEntry};
 use dvr_bus::{Exclusive, Kv, KvOp, Ownership, OwnershipConfig};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, Ticks, UtcMs};
@@ -43,7 +43,6 @@ use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::archive::open_storage;
 use crate::config::RunConfig;
 use crate::node::{LogHandle, Node};
 
@@ -138,7 +137,8 @@ pub struct Supervisor {
     config: Arc<RunConfig>,
     clock: Arc<dyn Clock>,
     packager: Arc<Packager>,
-    archives: Mutex<HashMap<String, Arc<ArchiveStore>>>,
+    /// The process's stores, one per root, shared with the API.
+    registry: Arc<ArchiveRegistry>,
     /// Which store each recorded stream's archive is in.
     stream_stores: Mutex<HashMap<StreamName, Arc<ArchiveStore>>>,
     status: std::sync::Mutex<Status>,
@@ -181,6 +181,7 @@ impl Supervisor {
         config: Arc<RunConfig>,
         clock: Arc<dyn Clock>,
         packager: Arc<Packager>,
+        registry: Arc<ArchiveRegistry>,
         authorizers: Vec<Arc<dyn dvr_bus::Authorizer>>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -189,7 +190,7 @@ impl Supervisor {
             config,
             clock,
             packager,
-            archives: Mutex::default(),
+            registry,
             stream_stores: Mutex::default(),
             status: std::sync::Mutex::default(),
             ready: watch::channel(false).0,
@@ -229,11 +230,6 @@ impl Supervisor {
     /// Whether the first reconcile is done and the bus is up.
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow() && self.node.is_connected()
-    }
-
-    /// The archive stores opened so far, by root.
-    pub async fn archives(&self) -> HashMap<String, Arc<ArchiveStore>> {
-        self.archives.lock().await.clone()
     }
 
     fn set_status(&self, f: impl FnOnce(&mut Status)) {
@@ -558,19 +554,11 @@ impl Supervisor {
             .dvr
             .as_ref()
             .ok_or_else(|| anyhow!("stream {name} has no dvr"))?;
-        let store = {
-            let mut archives = self.archives.lock().await;
-            match archives.get(&dvr.root) {
-                Some(store) => Arc::clone(store),
-                None => {
-                    let storage = open_storage(name, &dvr.root, &self.config.storage).await?;
-                    let memory = MemoryCache::new(self.config.node.packager.memory_cache_bytes);
-                    let store = Arc::new(ArchiveStore::with_memory_cache(storage, memory));
-                    archives.insert(dvr.root.clone(), Arc::clone(&store));
-                    store
-                }
-            }
-        };
+        let store = self
+            .registry
+            .open(&dvr.root)
+            .await
+            .map_err(|e| anyhow!("stream {name}: {e}"))?;
         let report = store
             .load(name)
             .await
