@@ -24,6 +24,7 @@
 pub mod codec;
 pub mod demux;
 pub mod fmp4;
+pub mod mp4;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod psi;
