@@ -180,12 +180,14 @@ impl Layout {
         for build in &mut builds {
             let from = to_timescale(start, build.timescale);
             let to = to_timescale(window.end, build.timescale);
-            let video_start = match build.kind {
-                TrackKind::Video => video_start(segments, build.number, start),
+            // Video: from the keyframe at or before the start to the last
+            // sample (in decode order) presented before the end, so every
+            // picture shown has its references; the edit list hides what
+            // those present past the end.
+            let span = match build.kind {
+                TrackKind::Video => video_span(segments, build.number, start, window.end),
                 _ => None,
             };
-            let mut started = false;
-            let mut ended = false;
             for (index, segment) in segments.iter().enumerate() {
                 let Some(track) = segment.table.track(build.number) else {
                     continue;
@@ -201,15 +203,9 @@ impl Layout {
                 for (i, sample) in track.samples.iter().enumerate() {
                     let presentation = decode + i64::from(sample.composition_offset);
                     let keep = match build.kind {
-                        TrackKind::Video => {
-                            if !started && video_start == Some((index, i)) {
-                                started = true;
-                            }
-                            if started && decode >= to {
-                                ended = true;
-                            }
-                            started && !ended
-                        }
+                        TrackKind::Video => span
+                            .as_ref()
+                            .is_some_and(|span| span.contains(&(index, i))),
                         _ => presentation >= from && presentation < to,
                     };
                     if keep {
@@ -276,7 +272,7 @@ impl Layout {
             pieces[i].at = payload;
             payload += pieces[i].data.end - pieces[i].data.start;
         }
-        let movie = movie(&builds);
+        let movie = movie(&builds, window.end);
         let mut ftyp = Vec::new();
         boxes::ftyp(&mut ftyp, b"isom", &[b"isom", b"iso2", b"avc1", b"mp41"]);
         let large_mdat = payload + 8 > u64::from(u32::MAX);
@@ -395,15 +391,18 @@ fn snapped_start(segments: &[SegmentTables<'_>], numbers: &[usize], from: Ticks)
     Ticks(best.or(first).unwrap_or(from.0))
 }
 
-/// The (segment, sample) where video track `number` starts: its last
-/// keyframe presented at or before `start`, or its first keyframe.
-fn video_start(
+/// The (segment, sample) positions of video track `number` to export:
+/// from its last keyframe presented at or before `start` (or its first
+/// keyframe) to its last sample presented before `end`.
+fn video_span(
     segments: &[SegmentTables<'_>],
     number: usize,
     start: Ticks,
-) -> Option<(usize, usize)> {
+    end: Ticks,
+) -> Option<std::ops::RangeInclusive<(usize, usize)>> {
     let mut first = None;
     let mut best = None;
+    let mut last = None;
     for_each_sample(segments, number, |segment, i, presentation, sample| {
         if sample.sync {
             first.get_or_insert((segment, i));
@@ -411,8 +410,13 @@ fn video_start(
                 best = Some((segment, i));
             }
         }
+        if presentation < end.0 {
+            last = Some((segment, i));
+        }
     });
-    best.or(first)
+    let from = best.or(first)?;
+    let to = last.filter(|&last| last >= from)?;
+    Some(from..=to)
 }
 
 /// Calls `f(segment, index, presentation, sample)` for every sample of a
@@ -461,7 +465,7 @@ fn rescale_up(value: i64, from: u32, to: u32) -> i64 {
     ((i128::from(value) * i128::from(to) + from - 1).div_euclid(from)) as i64
 }
 
-fn movie(builds: &[Build]) -> Movie {
+fn movie(builds: &[Build], end: Ticks) -> Movie {
     let starts: Vec<i64> = builds
         .iter()
         .map(|b| rescale_up(b.first_presentation, b.timescale, MOVIE_TIMESCALE))
@@ -474,7 +478,9 @@ fn movie(builds: &[Build]) -> Movie {
         let total: u64 = build.durations.iter().map(|&d| u64::from(d)).sum();
         let media_time = (build.first_presentation - build.first_decode.unwrap_or(0)).max(0);
         let shown = (total as i64 - media_time).max(0);
-        let shown = rescale(shown, build.timescale, MOVIE_TIMESCALE) as u64;
+        let shown = rescale(shown, build.timescale, MOVIE_TIMESCALE);
+        // Pictures kept as references past the end are not shown.
+        let shown = shown.min(end.0 - track_start).max(0) as u64;
         let delay = (track_start - start) as u64;
         let mut list = Vec::new();
         if delay > 0 {
