@@ -256,3 +256,107 @@ fn an_export_from_mid_segment_starts_at_the_keyframe_before() {
     let (_, complaints) = tool("ffmpeg", &["-nostdin", "-v", "warning", "-i"], &path);
     assert!(complaints.is_empty(), "ffmpeg complains: {complaints}");
 }
+
+/// A >4 GiB export laid out from synthetic tables (a long tape's worth of
+/// big samples, with the clip's real sample entries) and written as a
+/// sparse file: ffprobe must read its duration and frame counts from the
+/// 64-bit `moov`, and find a packet past 4 GiB where `co64` says.
+#[test]
+fn an_export_past_four_gibibytes_is_read_by_ffprobe() {
+    let segments = segments("h264_aac_720p.ts");
+    let real = tables(&segments);
+    // 3 segments, each the clip's first segment's tracks with every video
+    // sample 30 MB: about 4.5 GB of media.
+    let mut table = real[0].clone();
+    for track in &mut table.tracks {
+        if track.kind == dvr_media::codec::TrackKind::Video {
+            for sample in &mut track.samples {
+                sample.size = 30_000_000;
+            }
+        }
+    }
+    let seconds: i64 = table.tracks[0]
+        .samples
+        .iter()
+        .map(|s| i64::from(s.duration))
+        .sum();
+    let tables = vec![table.clone(), table.clone(), table];
+    let at: Vec<SegmentTables<'_>> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| SegmentTables {
+            table,
+            tape_start: Ticks(1_000_000 + i as i64 * seconds),
+        })
+        .collect();
+    let end = Ticks(1_000_000 + 3 * seconds);
+    let layout = Layout::new(&at, None, Ticks(1_000_000)..end).unwrap();
+    assert!(layout.len() > 1 << 32);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.mp4");
+    let file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut &file, layout.head()).unwrap();
+    file.set_len(layout.len()).unwrap(); // sparse: zeros, no disk
+    let (out, _) = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_entries",
+            "format=duration,size:stream=codec_name,nb_frames",
+        ],
+        &path,
+    );
+    let probed: Value = serde_json::from_str(&out).unwrap();
+    let size: u64 = probed["format"]["size"].as_str().unwrap().parse().unwrap();
+    assert_eq!(size, layout.len());
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = (3 * seconds) as f64 / 90_000.0;
+    assert!(
+        (duration - expected).abs() <= 0.045,
+        "ffprobe says {duration} s, the tables {expected} s"
+    );
+    let frames: usize = probed["streams"][0]["nb_frames"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(frames, 3 * tables[0].tracks[0].samples.len());
+    // The last video packet sits past 4 GiB, where the layout put it.
+    let (out, _) = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-select_streams",
+            "v",
+            "-read_intervals",
+            &format!("{:.3}%", expected - 0.5),
+            "-show_entries",
+            "packet=pos,size",
+        ],
+        &path,
+    );
+    let probed: Value = serde_json::from_str(&out).unwrap();
+    let last = probed["packets"].as_array().unwrap().last().unwrap().clone();
+    let pos: u64 = last["pos"].as_str().unwrap().parse().unwrap();
+    assert!(pos > 1 << 32, "{last}");
+    let video_len = 30_000_000u64;
+    assert_eq!(
+        layout.spans(pos..pos + video_len),
+        vec![Span::Media {
+            segment: 2,
+            track: 1,
+            data: video_len * (tables[2].tracks[0].samples.len() as u64 - 1)
+                ..video_len * tables[2].tracks[0].samples.len() as u64
+        }]
+    );
+}
