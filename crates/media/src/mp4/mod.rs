@@ -41,7 +41,10 @@ use crate::codec::TrackKind;
 use crate::fmp4::boxes::{self, close, open, open_full, Put, Timed, TrakSpec};
 use crate::fmp4::to_timescale;
 
-pub use table::{Sample, SampleTable, TableError, TableTrack, TABLE_VERSION};
+pub use table::{
+    decode_chunk_tables, encode_chunk_tables, Sample, SampleTable, TableError, TableTrack,
+    TABLE_VERSION,
+};
 
 /// `mvhd` timescale: the tape's 90 kHz, so edits are exact for video.
 const MOVIE_TIMESCALE: u32 = 90_000;

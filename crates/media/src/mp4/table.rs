@@ -21,6 +21,11 @@
 //! bytes, sample count (u32), then per sample size (u32), duration (u32),
 //! composition offset (i32) and flags (u8, bit 0 = sync). Decoding checks
 //! every length against the bytes left and refuses trailing bytes.
+//!
+//! **A chunk's tables** (the archive's `.smp` object beside each `.ts`):
+//! `DSMC`, version byte, count (u32), then per segment its seq (u64), the
+//! table's length (u32) and the table. A segment whose table could not be
+//! made is absent; readers compute it from the segment's bytes.
 
 use dvr_common::Ticks;
 
@@ -31,6 +36,7 @@ use crate::fmp4::{mp4_language, to_timescale, Fmp4Error, Fragments, SegmentTimin
 /// The table format this build writes and reads.
 pub const TABLE_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"DSMP";
+const CHUNK_MAGIC: &[u8; 4] = b"DSMC";
 /// Bytes of one sample in the encoding.
 const SAMPLE_BYTES: usize = 13;
 
@@ -250,6 +256,41 @@ impl SampleTable {
     }
 }
 
+/// The `.smp` form of a chunk's tables, by segment seq.
+pub fn encode_chunk_tables(tables: &[(u64, SampleTable)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(CHUNK_MAGIC);
+    out.push(TABLE_VERSION);
+    out.extend_from_slice(&(tables.len() as u32).to_be_bytes());
+    for (seq, table) in tables {
+        let bytes = table.encode();
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// Reads the `.smp` form, checking every length.
+pub fn decode_chunk_tables(bytes: &[u8]) -> Result<Vec<(u64, SampleTable)>, TableError> {
+    let mut r = Reader(bytes);
+    if r.take(4)? != CHUNK_MAGIC || r.u8()? != TABLE_VERSION {
+        return Err(TableError::Version);
+    }
+    let count = r.u32()? as usize;
+    // Each entry takes at least 12 bytes: no allocation beyond the input.
+    let mut out = Vec::with_capacity(count.min(r.0.len() / 12));
+    for _ in 0..count {
+        let seq = u64::from_be_bytes(r.array()?);
+        let len = r.u32()? as usize;
+        out.push((seq, SampleTable::decode(r.take(len)?)?));
+    }
+    if !r.0.is_empty() {
+        return Err(TableError::Truncated);
+    }
+    Ok(out)
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -317,6 +358,20 @@ mod tests {
         let second = more.tracks[0].samples[1];
         more.tracks[0].samples.push(second);
         assert_eq!(more.encode().len() - bytes.len(), 13);
+    }
+
+    #[test]
+    fn chunk_tables_round_trip_and_refuse_truncation() {
+        let tables = vec![(7, sample_table()), (8, SampleTable::default())];
+        let bytes = encode_chunk_tables(&tables);
+        assert_eq!(decode_chunk_tables(&bytes).unwrap(), tables);
+        for len in 0..bytes.len() {
+            assert!(decode_chunk_tables(&bytes[..len]).is_err(), "{len} bytes");
+        }
+        assert_eq!(
+            decode_chunk_tables(&sample_table().encode()),
+            Err(TableError::Version)
+        );
     }
 
     #[test]
