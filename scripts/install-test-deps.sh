@@ -13,6 +13,16 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Debian's venv module.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -x /usr/bin/time ] || need_apt+=(time)
+# The DASH tests (services/packager/tests/fmp4_forms.rs) check every MPD
+# against the schema in testdata/schemas/dash/ with xmllint.
+command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+# ... and GStreamer's dashdemux plays an MPD of several Periods to its end
+# (playbin with fakesinks: the demuxers, souphttpsrc and libav's decoders).
+command -v gst-launch-1.0 >/dev/null 2>&1 || need_apt+=(gstreamer1.0-tools)
+for plugin in dashdemux:gstreamer1.0-plugins-bad souphttpsrc:gstreamer1.0-plugins-good \
+              avdec_h264:gstreamer1.0-libav; do
+  gst-inspect-1.0 "${plugin%%:*}" >/dev/null 2>&1 || need_apt+=("${plugin##*:}")
+done
 # The storage tests' one-node Swift and memcached (see install-storage-test-deps.sh),
 # asked for here so apt-get update runs once for everything.
 for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \
@@ -73,13 +83,20 @@ if ! "$TOOLS/schemathesis-venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMAT
   "$TOOLS/schemathesis-venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-# hls.js, pinned, into the tools cache (nothing big in the repository); the
-# players test reads $TOOLS/node_modules/hls.js/dist/hls.min.js.
+# hls.js, dash.js and Shaka Player, pinned, into the tools cache (nothing big
+# in the repository); the players test reads their dist/ scripts under
+# $TOOLS/node_modules. One npm command for all: npm removes what a later
+# install without a package.json does not name.
 HLSJS_VERSION=1.5.20
-if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json"; then
-  echo "installing hls.js $HLSJS_VERSION into $TOOLS/node_modules"
+DASHJS_VERSION=4.7.4
+SHAKA_VERSION=4.16.50
+if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json" \
+  || ! grep -qs "\"version\": \"$DASHJS_VERSION\"" "$TOOLS/node_modules/dashjs/package.json" \
+  || ! grep -qs "\"version\": \"$SHAKA_VERSION\"" "$TOOLS/node_modules/shaka-player/package.json"; then
+  echo "installing hls.js $HLSJS_VERSION, dash.js $DASHJS_VERSION and Shaka Player $SHAKA_VERSION into $TOOLS/node_modules"
   mkdir -p "$TOOLS"
-  npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error "hls.js@$HLSJS_VERSION" >/dev/null
+  npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error \
+    "hls.js@$HLSJS_VERSION" "dashjs@$DASHJS_VERSION" "shaka-player@$SHAKA_VERSION" >/dev/null
 fi
 
 # s3s-fs, built once into the tools cache.

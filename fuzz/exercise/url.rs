@@ -127,6 +127,21 @@ fn check_form(path: &str, form: Form) {
             );
             positive(duration_ms);
         }
+        Form::RewindDash { window } => positive(window),
+        Form::Fmp4Init { at, .. } | Form::Fmp4Fragment { at, .. } => {
+            // Tape times are 90 kHz ticks, bounded like epoch seconds.
+            assert!(
+                (0..=UtcMs::LAST_SECOND * 90_000).contains(&at),
+                "{path:?}: tape time {at} out of bounds"
+            );
+            if let Form::Fmp4Fragment {
+                duration_ms: Some(ms),
+                ..
+            } = form
+            {
+                positive(ms);
+            }
+        }
         Form::LiveMpegts | Form::LiveDash | Form::RecordingStatus | Form::Embed => {}
     }
 }

@@ -50,7 +50,7 @@ pub use dvr::{
     MAX_SEGMENT_DURATION_MS, MIN_COPY_INTERVAL_MS, MIN_SEGMENT_DURATION_MS,
 };
 pub use http::{default_listen, HttpConfig, HttpLimits};
-pub use input::{mask_credentials, InputUrl, InputUrlError};
+pub use input::{mask_credentials, HlsBandwidth, InputUrl, InputUrlError, PdtMode};
 pub use reads::{policy_reads, PolicyReads};
 pub use schedule::Schedule;
 pub use stream_doc::{format_duration_ms, format_size_bytes};

@@ -97,27 +97,52 @@ impl Program {
     /// PID and the program descriptors stay: a dropped PCR PID keeps its
     /// clock in adaptation-only packets (see [`crate::tracks`]).
     pub fn pmt_section_with(&self, keep: &[u16]) -> Vec<u8> {
+        let mut out = self.pmt_section[..self.es_loop_start()].to_vec();
+        for (pid, entry) in self.es_entries() {
+            if keep.contains(&pid) {
+                out.extend_from_slice(entry);
+            }
+        }
+        finish_section(out)
+    }
+
+    /// This program's PMT section with stream `pid` of `other` appended as
+    /// `new_pid` (its stream type and descriptors kept), length and CRC
+    /// recomputed: how a separately delivered rendition (HLS audio) joins
+    /// the program. `None` if `other` has no stream `pid`.
+    pub fn pmt_section_adding(&self, other: &Program, pid: u16, new_pid: u16) -> Option<Vec<u8>> {
+        let (_, entry) = other.es_entries().find(|(p, _)| *p == pid)?;
+        let mut out = self.pmt_section[..self.pmt_section.len().saturating_sub(4)].to_vec();
+        let at = out.len();
+        out.extend_from_slice(entry);
+        out[at + 1] = (out[at + 1] & 0xe0) | (new_pid >> 8) as u8 & 0x1f;
+        out[at + 2] = new_pid as u8;
+        Some(finish_section(out))
+    }
+
+    /// Where the elementary-stream loop of the PMT section begins.
+    fn es_loop_start(&self) -> usize {
         let s = &self.pmt_section;
         let info_len = usize::from(u16::from_be_bytes([s[10], s[11]]) & 0x0fff);
-        let loop_start = (12 + info_len).min(s.len().saturating_sub(4));
-        let mut out = s[..loop_start].to_vec();
-        let mut at = loop_start;
-        while at + 5 <= s.len() - 4 {
+        (12 + info_len).min(s.len().saturating_sub(4))
+    }
+
+    /// The PMT's elementary-stream entries: (PID, the entry's bytes).
+    fn es_entries(&self) -> impl Iterator<Item = (u16, &[u8])> {
+        let s = &self.pmt_section;
+        let end = s.len().saturating_sub(4);
+        let mut at = self.es_loop_start();
+        std::iter::from_fn(move || {
+            if at + 5 > end {
+                return None;
+            }
             let pid = u16::from_be_bytes([s[at + 1], s[at + 2]]) & 0x1fff;
             let es_len = usize::from(u16::from_be_bytes([s[at + 3], s[at + 4]]) & 0x0fff);
-            let end = (at + 5 + es_len).min(s.len() - 4);
-            if keep.contains(&pid) {
-                out.extend_from_slice(&s[at..end]);
-            }
-            at = end;
-        }
-        // section_length counts the bytes after it, CRC included.
-        let length = u16::try_from(out.len() + 4 - 3).unwrap_or(0x3fd) & 0x0fff;
-        out[1] = (out[1] & 0xf0) | (length >> 8) as u8;
-        out[2] = length as u8;
-        let crc = mpegts_crc::sum32(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
+            let stop = (at + 5 + es_len).min(end);
+            let entry = (pid, &s[at..stop]);
+            at = stop;
+            Some(entry)
+        })
     }
 
     /// Whether two programs carry the same streams with the same codecs (a new
@@ -130,6 +155,17 @@ impl Program {
                 .zip(&other.streams)
                 .all(|(a, b)| a.pid == b.pid && a.codec == b.codec)
     }
+}
+
+/// A section whose CRC is still to come: sets its length (which counts the
+/// bytes after it, CRC included) and appends the CRC.
+fn finish_section(mut out: Vec<u8>) -> Vec<u8> {
+    let length = u16::try_from(out.len() + 4 - 3).unwrap_or(0x3fd) & 0x0fff;
+    out[1] = (out[1] & 0xf0) | (length >> 8) as u8;
+    out[2] = length as u8;
+    let crc = mpegts_crc::sum32(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// Packetizes one PSI section on `pid`, starting at continuity counter
@@ -541,6 +577,37 @@ mod tests {
         assert_eq!(tracker.role(0x101), PidRole::Stream(1));
         assert_eq!(tracker.role(0x102), PidRole::Other);
         assert_eq!(stats.psi_errors, 0);
+    }
+
+    /// The program a PAT and one PMT section describe.
+    fn program_of(pmt: &[u8]) -> Arc<Program> {
+        let mut tracker = ProgramTracker::new(None);
+        let mut stats = DemuxStats::default();
+        tracker.push(&packets(0, &pat_for(1, 0, 1, 0x1000)), &mut stats);
+        tracker.push(&packets(0x1000, pmt), &mut stats);
+        assert_eq!(stats.psi_errors, 0);
+        Arc::clone(tracker.program().expect("a program"))
+    }
+
+    #[test]
+    fn a_stream_of_another_program_joins_under_a_new_pid() {
+        let lang = [0x0a, 4, b'e', b'n', b'g', 0];
+        let video = program_of(&pmt_section(1, &[(0x1b, 0x100, &[])]));
+        let audio = program_of(&pmt_section(1, &[(0x0f, 0x100, &lang)]));
+        let merged = video.pmt_section_adding(&audio, 0x100, 0x101).unwrap();
+        let program = program_of(&merged);
+        let streams: Vec<_> = program
+            .streams
+            .iter()
+            .map(|s| (s.pid, s.codec, s.language.as_deref()))
+            .collect();
+        assert_eq!(
+            streams,
+            vec![(0x100, Codec::H264, None), (0x101, Codec::Aac, Some("eng"))]
+        );
+        assert_eq!(video.pmt_section_adding(&audio, 0x102, 0x101), None);
+        // Removing it again gives the video's own section back.
+        assert_eq!(program.pmt_section_with(&[0x100]), video.pmt_section);
     }
 
     #[test]

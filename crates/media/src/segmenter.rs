@@ -21,6 +21,13 @@
 //! discontinuity, which ends the segment and re-anchors the wall clock. No
 //! data for `signal_loss_after` ends the open segment too (see
 //! [`Segmenter::check_signal`]); the next segment carries the discontinuity.
+//!
+//! A source that knows the UTC of what it sends (HLS with
+//! `EXT-X-PROGRAM-DATE-TIME`) hands it over with [`Segmenter::hint_utc`]
+//! before the bytes: the hint is bound to the next PES of the primary stream,
+//! and a run is then anchored on it instead of on the arrival time. Within a
+//! run the hints only re-anchor when they drift more than a second from the
+//! stream's own clock, so a jittery origin does not make the tape jitter.
 
 use std::sync::Arc;
 
@@ -34,7 +41,11 @@ use crate::segment::{Segment, SegmentFlags};
 use crate::stats::DemuxStats;
 use crate::timestamp::{parse_pes_header, Unwrapper};
 use crate::ts::{self, ContinuityTracker, PacketSync, PACKET_SIZE};
-use crate::wallclock::WallClock;
+use crate::wallclock::{Anchor, WallClock};
+
+/// How far a UTC hint may drift from the running anchor before the next
+/// segment is anchored on it again.
+const MAX_HINT_DRIFT_MS: i64 = 1000;
 
 /// How much of a PES the random-access scan may look at before giving up.
 const MAX_SCAN_BYTES: usize = 64 * 1024;
@@ -247,6 +258,10 @@ pub struct Segmenter {
     last_pes_pts: Option<Ticks>,
     /// `clock.now()` of the current push.
     now: UtcMs,
+    /// A UTC hint waiting for the next primary PES start.
+    utc_hint: Option<UtcMs>,
+    /// The last hint, bound to a PTS of the current run.
+    hint_anchor: Option<Anchor>,
     expected_len: usize,
     out: Vec<Segment>,
 }
@@ -291,6 +306,8 @@ impl Segmenter {
             adts: None,
             last_pes_pts: None,
             now,
+            utc_hint: None,
+            hint_anchor: None,
             expected_len: 256 * 1024,
             out: Vec::new(),
         }
@@ -324,6 +341,14 @@ impl Segmenter {
         sync.push(data, |run| self.process_run(run));
         self.sync = sync;
         std::mem::take(&mut self.out)
+    }
+
+    /// Tells the segmenter the UTC of the next bytes pushed: the next PES of
+    /// the primary stream starts at `utc`. A new run is anchored on it; within
+    /// a run it re-anchors the next segment only when it is more than a
+    /// second away from the stream's clock. The tape never goes back.
+    pub fn hint_utc(&mut self, utc: UtcMs) {
+        self.utc_hint = Some(utc);
     }
 
     /// Ends the open segment if no data has arrived for the signal-loss time;
@@ -373,6 +398,7 @@ impl Segmenter {
         self.waiting_since = None;
         self.pending_discontinuity = true;
         self.last_pes_pts = None;
+        self.hint_anchor = None;
         for side in &mut self.side {
             side.open = false;
             side.remaining = None;
@@ -614,6 +640,10 @@ impl Segmenter {
         if discontinuity {
             self.stats.discontinuities += 1;
             self.timing = Timing::default();
+            self.hint_anchor = None;
+        }
+        if let Some(utc) = self.utc_hint.take() {
+            self.hint_anchor = Some(Anchor { pts, utc });
         }
         self.timing.observe(pts, decode);
         self.last_pes_pts = Some(pts);
@@ -721,8 +751,13 @@ impl Segmenter {
     /// moves behind a fresh PAT and PMT.
     fn start_segment(&mut self, c: Candidate, random_access: bool) {
         let discontinuity = c.discontinuity || self.pending_discontinuity;
-        if discontinuity || self.wall.current().is_none() {
-            self.wall.anchor(c.pts, self.now);
+        let hinted = self.hint_anchor.map(|h| h.utc.plus_ticks(c.pts - h.pts));
+        let drifted = match (hinted, self.wall.utc_of(c.pts)) {
+            (Some(hinted), Some(running)) => (hinted.0 - running.0).abs() > MAX_HINT_DRIFT_MS,
+            _ => false,
+        };
+        if discontinuity || self.wall.current().is_none() || drifted {
+            self.wall.anchor(c.pts, hinted.unwrap_or(self.now));
         }
         let utc_start = self.wall.utc_of(c.pts).unwrap_or(self.now);
         let mut next = BytesMut::with_capacity(self.expected_len);
@@ -966,6 +1001,45 @@ mod tests {
             );
         }
         assert_eq!(segments[0].pts_start, Ticks(900_000 + 3600));
+    }
+
+    #[test]
+    fn utc_hints_anchor_the_run_and_re_anchor_only_past_a_second_of_drift() {
+        // Two 10 s halves, one continuous timeline, IDR every second: 2 s
+        // segments, one starting where the second half does.
+        let first_half = av_stream(900_000, 250, 25);
+        let second_half = av_stream(900_000 + 250 * 3600, 250, 25);
+        let hls = UtcMs(T0.0 - 30_000);
+        // Where the stream's own clock puts the second half.
+        let running = hls.saturating_add_ms(10_000);
+        for (drift_ms, re_anchored) in [(300, false), (-300, false), (2_500, true), (-2_500, false)]
+        {
+            let clock = SimulatedClock::new(T0);
+            let mut seg = segmenter(&clock);
+            seg.hint_utc(hls);
+            let mut out = seg.push(&first_half);
+            seg.hint_utc(running.saturating_add_ms(drift_ms));
+            out.extend(seg.push(&second_half));
+            out.extend(seg.finish());
+            let listing: Vec<_> = out
+                .iter()
+                .map(|s| (s.utc_start.0 - hls.0, s.duration.as_ms()))
+                .collect();
+            assert_eq!(out[0].utc_start, hls, "anchored on the hint, not the clock");
+            assert_eq!(out.len(), 10, "{listing:?}");
+            let second = &out[5];
+            assert_eq!(second.pts_start, Ticks(900_000 + 251 * 3600));
+            let expected = if re_anchored {
+                running.saturating_add_ms(drift_ms)
+            } else {
+                // Within a second, or backwards: the tape keeps its clock.
+                running
+            };
+            assert_eq!(second.utc_start, expected, "drift {drift_ms}: {listing:?}");
+            for pair in out.windows(2) {
+                assert!(pair[1].utc_start >= pair[0].utc_end(), "{listing:?}");
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! languages), then ffprobe reads every HLS and MPEG-TS form the packager
 //! serves, and hls.js in Debian's headless Chromium plays a VOD range, a
 //! start-over EVENT playlist, a `timeshift_abs` stream and a multi-track
-//! master playlist while the test watches `currentTime` advance.
+//! master playlist, and the VOD range and master again as CMAF HLS
+//! (`.fmp4.m3u8`), while the test watches `currentTime` advance; dash.js
+//! plays live `index.mpd`, a static range, start-over from its start and
+//! a range with two languages the same way.
 //!
 //! The page is served by the test on an origin of its own, so Chromium
 //! (with web security on) also judges the packager's CORS headers.
@@ -18,8 +21,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    free_tcp_port, get, get_with_head, header, hlsjs, open_in_chromium, recorded_span, segments,
-    serve_page, start_dvr, testdata, wait_for, which, write_config_streams, Procs, INSTALL,
+    dashjs, free_tcp_port, get, get_with_head, header, hlsjs, open_in_chromium, recorded_span,
+    segments, serve_page, shaka, start_dvr, testdata, wait_for, which, write_config_streams, Procs,
+    INSTALL,
 };
 
 /// Carried through every URL: middleware puts its auth there.
@@ -581,35 +585,87 @@ fn ffprobe_reads_every_playlist_and_mpegts_form() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// A page playing each `(name, url, hls.js config)` in its own muted
-/// `<video>`, logging `currentTime` every 500 ms and every hls.js error
-/// through `console.log`, as `DVRLOG name ...` lines.
-fn player_page(streams: &[(&str, String, &str)]) -> String {
+/// A page playing each `(name, url, config)` in its own muted `<video>`
+/// with the player `script` (served by [`serve_page`]), started by `start`
+/// (JavaScript seeing `name`, `url`, `config`, `video` and `log`), logging
+/// `currentTime` every 500 ms, each `waiting`, and what `start` logs,
+/// through `console.log` as `DVRLOG name ...` lines.
+fn mse_page(script: &str, start: &str, streams: &[(&str, String, &str)]) -> String {
     let list: Vec<String> = streams
         .iter()
-        .map(|(name, url, config)| format!("[\"{name}\", \"{url}\", {config}]"))
+        .map(|(name, url, config)| {
+            let config = if config.is_empty() { "{}" } else { config };
+            format!("[\"{name}\", \"{url}\", {config}]")
+        })
         .collect();
     format!(
-        r#"<!doctype html><html><body><script src="/hls.min.js"></script><script>
+        r#"<!doctype html><html><body><script src="/{script}"></script><script>
 const log = (...a) => console.log("DVRLOG " + a.join(" "));
-if (!Hls.isSupported()) log("page fatal hls.js finds no MediaSource for H.264 + AAC");
+if (!window.MediaSource) log("page fatal no MediaSource");
 for (const [name, url, config] of [{}]) {{
   const video = document.createElement("video");
   video.muted = true;
   document.body.appendChild(video);
+  video.addEventListener("waiting", () => log(name, "waiting", video.currentTime.toFixed(3)));
+  {start}
+  setInterval(() => log(name, "t", performance.now().toFixed(0), video.currentTime.toFixed(3)), 500);
+}}
+</script></body></html>"#,
+        list.join(", ")
+    )
+}
+
+/// hls.js with each stream's config; every hls.js error logged (fatal ones
+/// as such) and each media playlist load.
+fn player_page(streams: &[(&str, String, &str)]) -> String {
+    mse_page(
+        "hls.min.js",
+        r#"if (!Hls.isSupported()) log("page fatal hls.js finds no MediaSource for H.264 + AAC");
   const hls = new Hls(config);
   hls.on(Hls.Events.ERROR, (_, d) => log(name, d.fatal ? "fatal" : "error", d.type, d.details,
     d.response ? d.response.code : "", d.url || (d.frag && d.frag.url) || ""));
   hls.on(Hls.Events.MANIFEST_PARSED, () =>
     video.play().catch(e => log(name, "fatal play()", e)));
   hls.on(Hls.Events.LEVEL_LOADED, (_, d) => log(name, "loaded", d.details.url));
-  video.addEventListener("waiting", () => log(name, "waiting", video.currentTime.toFixed(3)));
   hls.loadSource(url);
-  hls.attachMedia(video);
-  setInterval(() => log(name, "t", performance.now().toFixed(0), video.currentTime.toFixed(3)), 500);
-}}
-</script></body></html>"#,
-        list.join(", ")
+  hls.attachMedia(video);"#,
+        streams,
+    )
+}
+
+/// dash.js: every error event fatal to the test, each manifest load logged.
+fn dash_page(streams: &[(&str, String, &str)]) -> String {
+    mse_page(
+        "dash.all.min.js",
+        r#"const player = dashjs.MediaPlayer().create();
+  player.updateSettings({debug: {logLevel: dashjs.Debug.LOG_LEVEL_WARNING}});
+  const events = dashjs.MediaPlayer.events;
+  player.on(events.ERROR, e => log(name, "fatal", JSON.stringify(e.error || e).slice(0, 300)));
+  player.on(events.PLAYBACK_ERROR, e => log(name, "fatal playback", JSON.stringify(e.error || e).slice(0, 300)));
+  player.on(events.MANIFEST_LOADED, e => log(name, "loaded", (e.data && e.data.url) || url));
+  player.initialize(video, url, true);"#,
+        streams,
+    )
+}
+
+/// Shaka Player: critical errors fatal to the test, recoverable ones
+/// noted; started at `config.start` seconds when given; each manifest
+/// request logged.
+fn shaka_page(streams: &[(&str, String, &str)]) -> String {
+    mse_page(
+        "shaka-player.compiled.js",
+        r#"shaka.polyfill.installAll();
+  const player = new shaka.Player();
+  player.addEventListener("error", e => log(name, e.detail.severity === 2 ? "fatal" : "error",
+    e.detail.code, JSON.stringify(e.detail.data).slice(0, 300)));
+  player.getNetworkingEngine().registerRequestFilter((type, request) => {
+    if (type === shaka.net.NetworkingEngine.RequestType.MANIFEST) log(name, "loaded", request.uris[0]);
+  });
+  player.attach(video)
+    .then(() => player.load(url, config.start))
+    .then(() => video.play())
+    .catch(e => log(name, "fatal load", e.code, e.message || ""));"#,
+        streams,
     )
 }
 
@@ -687,6 +743,72 @@ fn note(logs: &mut std::collections::BTreeMap<String, PlayerLog>, line: &str) {
     }
 }
 
+/// How long each player must play, in page time.
+const PLAY_MS: f64 = 7_000.0;
+
+/// Opens `page` in Chromium and collects the `DVRLOG` lines of `streams`
+/// until every player has played [`PLAY_MS`] (or failed), or 25 s of page
+/// time have passed.
+fn watch_players(
+    page: String,
+    streams: &[(&str, String, &str)],
+) -> std::collections::BTreeMap<String, PlayerLog> {
+    let chromium = open_in_chromium(serve_page(page));
+    let mut logs = std::collections::BTreeMap::new();
+    for line in BufReader::new(chromium.stderr).lines() {
+        let Ok(line) = line else { break };
+        note(&mut logs, &line);
+        let page_ms = logs
+            .values()
+            .filter_map(|l: &PlayerLog| l.samples.last().map(|s| s.0))
+            .fold(0.0, f64::max);
+        let done = streams.iter().all(|(name, _, _)| {
+            logs.get(*name)
+                .is_some_and(|l| l.played_ms() >= PLAY_MS || !l.fatal.is_empty())
+        });
+        if done || page_ms > 25_000.0 || logs.contains_key("page") {
+            break;
+        }
+    }
+    if let Some(page) = logs.get("page") {
+        panic!("page: {:?}", page.fatal);
+    }
+    logs
+}
+
+/// What is wrong with how player `name` played `url`: a fatal error, too
+/// little playing, a stall, or `currentTime` not keeping up.
+fn played_through(name: &str, url: &str, log: &PlayerLog) -> Option<String> {
+    let (stall, advanced) = log.judge(PLAY_MS);
+    println!(
+        "{name}: played {:.1} s of page time, currentTime +{advanced:.2} s, longest stall {stall:.0} ms, errors {:?}",
+        log.played_ms() / 1e3,
+        log.errors
+    );
+    if !log.fatal.is_empty() {
+        Some(format!(
+            "{name} ({url}): fatal player errors {:?}",
+            log.fatal
+        ))
+    } else if log.played_ms() < PLAY_MS {
+        Some(format!(
+            "{name} ({url}): played {:.1} s, not {} s; samples {:?}; errors {:?}",
+            log.played_ms() / 1e3,
+            PLAY_MS / 1e3,
+            log.samples,
+            log.errors
+        ))
+    } else if stall > 1_500.0 || advanced < PLAY_MS / 1e3 - 2.0 {
+        Some(format!(
+            "{name} ({url}): currentTime stalled {stall:.0} ms, advanced {advanced:.2} s in {} s; samples {:?}",
+            PLAY_MS / 1e3,
+            log.samples
+        ))
+    } else {
+        None
+    }
+}
+
 #[test]
 fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
     // Missing tools fail before the recording, not after.
@@ -718,40 +840,23 @@ fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
             rec.url(&format!("/ch2/index-{from}-10.m3u8?{TOKEN}")),
             "{}",
         ),
+        // The same as CMAF HLS: fMP4 made from the stored TS, muxed, and
+        // per track under a master.
+        (
+            "vod_fmp4",
+            rec.url(&format!("/ch1/index-{from}-10.fmp4.m3u8?{TOKEN}")),
+            "{}",
+        ),
+        (
+            "master_fmp4",
+            rec.url(&format!("/ch2/index-{from}-10.fmp4.m3u8?{TOKEN}")),
+            "{}",
+        ),
     ];
-    let chromium = open_in_chromium(serve_page(player_page(&streams)));
-    let stderr = chromium.stderr;
-
-    // Up to 25 s of page time for every player to start and play 7 s.
-    const PLAY_MS: f64 = 7_000.0;
-    let mut logs = std::collections::BTreeMap::new();
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { break };
-        note(&mut logs, &line);
-        let page_ms = logs
-            .values()
-            .filter_map(|l: &PlayerLog| l.samples.last().map(|s| s.0))
-            .fold(0.0, f64::max);
-        let done = streams.iter().all(|(name, _, _)| {
-            logs.get(*name)
-                .is_some_and(|l| l.played_ms() >= PLAY_MS || !l.fatal.is_empty())
-        });
-        if done || page_ms > 25_000.0 || logs.contains_key("page") {
-            break;
-        }
-    }
+    let logs = watch_players(player_page(&streams), &streams);
     let mut failures = Vec::new();
-    if let Some(page) = logs.get("page") {
-        failures.push(format!("page: {:?}", page.fatal));
-    }
     for (name, url, _) in &streams {
         let log: PlayerLog = logs.get(*name).cloned().unwrap_or_default();
-        let (stall, advanced) = log.judge(PLAY_MS);
-        println!(
-            "{name}: played {:.1} s of page time, currentTime +{advanced:.2} s, longest stall {stall:.0} ms, errors {:?}",
-            log.played_ms() / 1e3,
-            log.errors
-        );
         println!("{name}: hls.js loaded {:?}", log.loads);
         let started: std::collections::BTreeSet<&str> = log
             .loads
@@ -764,13 +869,13 @@ fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
                 log.loads
             ));
         }
-        if *name == "master" && !log.loads.iter().any(|u| u.contains("/ch2/tracks-1/")) {
+        if name.starts_with("master") && !log.loads.iter().any(|u| u.contains("/ch2/tracks-1/")) {
             failures.push(format!(
                 "{name}: the video variant tracks-1/ was not loaded: {:?}",
                 log.loads
             ));
         }
-        if *name != "vod" && *name != "master" && log.loads.len() < 2 {
+        if !name.starts_with("vod") && !name.starts_with("master") && log.loads.len() < 2 {
             failures.push(format!(
                 "{name}: a live playlist not reloaded: {:?}",
                 log.loads
@@ -786,26 +891,113 @@ fn hlsjs_in_chromium_plays_vod_start_over_timeshift_abs_and_a_master() {
                 log.loads
             ));
         }
-        if !log.fatal.is_empty() {
-            failures.push(format!(
-                "{name} ({url}): fatal hls.js errors {:?}",
-                log.fatal
-            ));
-        } else if log.played_ms() < PLAY_MS {
-            failures.push(format!(
-                "{name} ({url}): played {:.1} s, not {} s; samples {:?}; errors {:?}",
-                log.played_ms() / 1e3,
-                PLAY_MS / 1e3,
-                log.samples,
-                log.errors
-            ));
-        } else if stall > 1_500.0 || advanced < PLAY_MS / 1e3 - 2.0 {
-            failures.push(format!(
-                "{name} ({url}): currentTime stalled {stall:.0} ms, advanced {advanced:.2} s in {} s; samples {:?}",
-                PLAY_MS / 1e3,
-                log.samples
-            ));
-        }
+        failures.extend(played_through(name, url, &log));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn dashjs_in_chromium_plays_live_a_range_and_start_over_from_its_start() {
+    dashjs();
+    which("chromium");
+    let rec = record(20);
+    let from = rec.start + 2;
+    let streams = [
+        ("live", rec.url(&format!("/ch1/index.mpd?{TOKEN}")), ""),
+        // A complete range: a static MPD.
+        (
+            "range",
+            rec.url(&format!("/ch1/archive-{from}-10.mpd?{TOKEN}")),
+            "",
+        ),
+        // Start-over: dynamic, joined at FROM through the MPD anchor.
+        (
+            "start_over",
+            rec.url(&format!(
+                "/ch1/archive-{from}-now.mpd?{TOKEN}#t=posix:{from}"
+            )),
+            "",
+        ),
+        // Two languages: three AdaptationSets.
+        (
+            "languages",
+            rec.url(&format!("/ch2/archive-{from}-10.mpd?{TOKEN}")),
+            "",
+        ),
+    ];
+    let logs = watch_players(dash_page(&streams), &streams);
+    let failures = dash_failures(&streams, &logs, from, "dash.js");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn shaka_in_chromium_plays_live_a_range_and_start_over_from_its_start() {
+    shaka();
+    which("chromium");
+    let rec = record(20);
+    let from = rec.start + 2;
+    let start = format!("{{start: {from}}}");
+    let streams = [
+        ("live", rec.url(&format!("/ch1/index.mpd?{TOKEN}")), ""),
+        (
+            "range",
+            rec.url(&format!("/ch1/archive-{from}-10.mpd?{TOKEN}")),
+            "",
+        ),
+        // Start-over, loaded at FROM: a dynamic MPD's presentation time is
+        // the tape's, in epoch seconds.
+        (
+            "start_over",
+            rec.url(&format!("/ch1/archive-{from}-now.mpd?{TOKEN}")),
+            start.as_str(),
+        ),
+        (
+            "languages",
+            rec.url(&format!("/ch2/archive-{from}-10.mpd?{TOKEN}")),
+            "",
+        ),
+    ];
+    let logs = watch_players(shaka_page(&streams), &streams);
+    let failures = dash_failures(&streams, &logs, from, "Shaka");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What is wrong with how a DASH player played `streams` (named as in the
+/// dash.js and Shaka tests): the live MPD not reloaded, start-over not
+/// starting at `from`, or any stream not playing through.
+fn dash_failures(
+    streams: &[(&str, String, &str)],
+    logs: &std::collections::BTreeMap<String, PlayerLog>,
+    from: i64,
+    player: &str,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, url, _) in streams {
+        let log: PlayerLog = logs.get(*name).cloned().unwrap_or_default();
+        println!("{name}: {player} loaded {:?}", log.loads);
+        if !log.loads.iter().all(|u| u.contains(TOKEN)) {
+            failures.push(format!(
+                "{name}: a manifest load lost `{TOKEN}`: {:?}",
+                log.loads
+            ));
+        }
+        if *name == "live" && log.loads.len() < 2 {
+            failures.push(format!(
+                "{name}: a dynamic MPD not reloaded: {:?}",
+                log.loads
+            ));
+        }
+        // A dynamic MPD's presentation time is the tape's (epoch seconds):
+        // start-over must begin at FROM, not near live.
+        if *name == "start_over" {
+            match log.playing().first() {
+                Some(&(_, at)) if (at - from as f64).abs() <= 3.0 => {}
+                other => failures.push(format!(
+                    "{name}: playback began at {other:?}, not at {from}"
+                )),
+            }
+        }
+        failures.extend(played_through(name, url, &log));
+    }
+    failures
 }

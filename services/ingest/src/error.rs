@@ -44,6 +44,15 @@ pub enum IngestError {
         /// The status code.
         status: u16,
     },
+    /// An HLS input's playlist cannot be used: malformed, or a form ingest
+    /// refuses (fMP4, encryption, separate audio).
+    #[error("hls input {url}: {reason}")]
+    Hls {
+        /// The input, credentials masked.
+        url: String,
+        /// What is wrong, naming the playlist (masked) when it is not the input's.
+        reason: String,
+    },
     /// A live source ended its stream (it will be reconnected).
     #[error("input {url} ended its stream")]
     Ended {
@@ -87,6 +96,7 @@ impl HasErrorKind for IngestError {
             | IngestError::HttpStatus { .. }
             | IngestError::Ended { .. }
             | IngestError::Sink { .. } => ErrorKind::Unavailable,
+            IngestError::Hls { .. } => ErrorKind::InvalidData,
             IngestError::TaskDied { .. } => ErrorKind::Internal,
         }
     }

@@ -24,6 +24,9 @@ pub struct Chunk {
     pub data: Bytes,
     /// Wall-clock arrival time.
     pub arrival: UtcMs,
+    /// The UTC the source gave the bytes' start, if any (HLS program
+    /// date-time); the segmenter anchors on it instead of `arrival`.
+    pub utc_hint: Option<UtcMs>,
 }
 
 /// What the service must do after an event.
@@ -206,6 +209,7 @@ mod tests {
         Chunk {
             data: Bytes::from_static(&[0x47; 188]),
             arrival: UtcMs(at),
+            utc_hint: None,
         }
     }
 

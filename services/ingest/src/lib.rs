@@ -1,7 +1,7 @@
 //! Ingest: turns a stream's inputs into segments (ARCHITECTURE section 2).
 //!
 //! A stream has inputs in priority order ([`input`]: UDP unicast or
-//! multicast, HTTP-TS pull, looped files). They all run; [`failover`] picks
+//! multicast, HTTP-TS pull, HLS pull, looped files). They all run; [`failover`] picks
 //! the first live one and switches when it is lost or when a better one
 //! returns. What plays goes through the media crate's keyframe segmenter and
 //! out to a [`SegmentSink`] (the live log). [`run_stream`] is the loop;

@@ -8,7 +8,8 @@
 //! time before pushing it. Live chunks arrive "now" anyway; a backup's
 //! backlog replayed at a switch keeps the time it really arrived, which is
 //! what lets the tape resume where the lost input stopped instead of after
-//! the detection timeout.
+//! the detection timeout. A chunk whose source knows its UTC (HLS program
+//! date-time) carries it as a hint, handed to the segmenter before the bytes.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,7 +48,7 @@ async fn run_input(
     tx: mpsc::Sender<(usize, InputEvent)>,
 ) {
     let mut source = loop {
-        match open_source(&url, &http).await {
+        match open_source(&url, &http, Arc::clone(&clock)).await {
             Ok(source) => break source,
             Err(e) => {
                 if tx.send((index, InputEvent::Error(e))).await.is_err() {
@@ -59,9 +60,10 @@ async fn run_input(
     };
     loop {
         let event = match source.next_chunk().await {
-            Ok(Some(data)) => InputEvent::Data(Chunk {
-                data,
+            Ok(Some(chunk)) => InputEvent::Data(Chunk {
+                data: chunk.data,
                 arrival: clock.now(),
+                utc_hint: chunk.utc_hint,
             }),
             Ok(None) => InputEvent::Ended,
             Err(e) => InputEvent::Error(e),
@@ -121,6 +123,9 @@ impl<S: SegmentSink> Stream<'_, S> {
 
     async fn push(&mut self, chunk: &Chunk) -> Result<(), IngestError> {
         self.seg_clock.set(chunk.arrival);
+        if let Some(utc) = chunk.utc_hint {
+            self.segmenter.hint_utc(utc);
+        }
         for segment in self.segmenter.push(&chunk.data) {
             self.emit(Some(segment)).await?;
         }

@@ -500,9 +500,13 @@ async fn http_errors_name_the_input_with_credentials_masked() {
     let input = url(&format!(
         "tshttp://bob:s3cret@127.0.0.1:{port}/x.ts?token=t0ps3cret"
     ));
-    let mut source = dvr_ingest::open_source(&input, &dvr_ingest::input::HttpOptions::default())
-        .await
-        .expect("http sources connect lazily");
+    let mut source = dvr_ingest::open_source(
+        &input,
+        &dvr_ingest::input::HttpOptions::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("http sources connect lazily");
     let err = source.next_chunk().await.expect_err("nothing listens");
     let text = err.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
@@ -514,3 +518,6 @@ async fn http_errors_name_the_input_with_credentials_masked() {
     assert_eq!(err.error_kind(), ErrorKind::Unavailable);
     assert!(err.error_kind().is_transient());
 }
+
+#[path = "ingest/hls.rs"]
+mod hls;

@@ -364,7 +364,7 @@ fn protocol(form: Form) -> &'static str {
         | Form::RangeMpegts { .. }
         | Form::TimeshiftAbsMpegts { .. }
         | Form::TimeshiftRelMpegts { .. } => "mpegts",
-        Form::LiveDash | Form::RangeDash { .. } => "dash",
+        Form::LiveDash | Form::RewindDash { .. } | Form::RangeDash { .. } => "dash",
         Form::RangeMp4 { .. } => "mp4",
         _ => "hls",
     }

@@ -39,4 +39,6 @@ pub struct RequestContext {
     pub range: Option<String>,
     /// Who asks (paced streams are counted per client).
     pub client: Option<ClientAddr>,
+    /// `scheme://host` the client addressed, from its `Host` header.
+    pub origin: Option<String>,
 }

@@ -14,6 +14,10 @@ pub enum PackagerError {
     /// The stream exists but the tape has nothing there.
     #[error("{0}")]
     NothingRecorded(String),
+    /// The tape holds it, but it cannot be given in the asked form (a
+    /// stream without the parameter sets fMP4 needs).
+    #[error("{0}")]
+    Unprocessable(String),
     /// The URL form is recognized but not served by this version.
     #[error("{0} is not supported yet")]
     NotSupported(&'static str),
@@ -37,6 +41,7 @@ impl HasErrorKind for PackagerError {
                 ErrorKind::NotFound
             }
             PackagerError::NotSupported(_) => ErrorKind::NotFound,
+            PackagerError::Unprocessable(_) => ErrorKind::InvalidData,
             PackagerError::Storage {
                 transient: true, ..
             } => ErrorKind::Unavailable,

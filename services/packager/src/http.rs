@@ -5,7 +5,8 @@
 //! decides how, the same way for every form, so no handler repeats it.
 //!
 //! - CORS: `Access-Control-Allow-Origin: *` on every answer and a preflight
-//!   answer to `OPTIONS`; hls.js and dash.js on another origin need it.
+//!   answer to `OPTIONS`; hls.js and dash.js on another origin need it
+//!   (dash.js also reads `Date`, for the MPD's `UTCTiming`).
 //! - `ETag`: a hash of text answers (playlists, status JSON, buffered up to
 //!   [`MAX_TEXT_BYTES`]), unless the handler set one; media answers are
 //!   tagged by their handler (a segment by its name: hashing a megabyte
@@ -16,7 +17,7 @@
 //!   which stored segments a byte range touches ([`range_ask`], [`partial`]):
 //!   a one-byte range of a day-long download reads one segment. One range
 //!   per request; a multi-range request is `416`, never N reads.
-//! - gzip for playlists and JSON when the client accepts it: a 24 h VOD
+//! - gzip for playlists, MPDs and JSON when the client accepts it: a 24 h VOD
 //!   playlist is hundreds of kilobytes of very repetitive text.
 
 use axum::body::Body;
@@ -32,6 +33,8 @@ use std::sync::{Arc, OnceLock};
 /// and gzip: a day's playlist is about 330 kB, so this leaves a wide
 /// margin and still bounds what one request holds.
 pub const MAX_TEXT_BYTES: usize = 8 << 20;
+/// `Content-Type` of DASH manifests: text like the playlists (ETag, gzip).
+pub const DASH_XML: &str = "application/dash+xml";
 /// Text bodies smaller than this are not worth compressing.
 const MIN_GZIP: usize = 1024;
 
@@ -89,14 +92,18 @@ fn cors(h: &mut HeaderMap) {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range, ETag"),
+        // `Date`: dash.js on another origin reads the server's time from
+        // it (the MPD's `UTCTiming` http-head).
+        HeaderValue::from_static("Content-Length, Content-Range, ETag, Date"),
     );
 }
 
 fn is_text(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.contains("mpegurl") || t.starts_with("application/json"))
+        .is_some_and(|t| {
+            t.contains("mpegurl") || t.starts_with("application/json") || t == DASH_XML
+        })
 }
 
 /// A text answer: buffered (up to [`MAX_TEXT_BYTES`]), tagged, `304` or

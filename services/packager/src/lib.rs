@@ -12,12 +12,16 @@
 //!   [`playlists`] (HLS), [`transport`] (MPEG-TS files, segments, paced
 //!   streams), [`status`] (`recording_status.json`); [`query`]: the query
 //!   parameters they read; [`config`]: their limits.
+//! - [`dash`]: DASH manifests; [`cmaf`]: fMP4 init and media segments
+//!   made from the stored TS on request (DASH and `.fmp4.m3u8` CMAF HLS).
 //! - [`http`]: CORS, ETags, ranges and gzip around every answer.
 //! - [`auth`]: play authorization in front of every answer.
 
 pub mod archived;
 pub mod auth;
+pub mod cmaf;
 pub mod config;
+pub mod dash;
 pub mod error;
 pub mod http;
 pub mod master;

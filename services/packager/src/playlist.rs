@@ -5,10 +5,16 @@
 //! URL means the same bytes forever and any packager replica resolves it. A
 //! new `#EXT-X-PROGRAM-DATE-TIME` opens the playlist and follows every
 //! discontinuity, which is also marked wherever the tape has a gap.
+//!
+//! The same writer gives CMAF HLS ([`Media::Fmp4`]): version 7, an
+//! `#EXT-X-MAP` naming each run's init segment where it changes, and
+//! `frag-T-MS.m4s` segments named by their tape time in 90 kHz ticks, which
+//! the packager makes from the same stored TS on request ([`crate::cmaf`]).
 
 use std::io::Write;
 
 use dvr_common::{Ticks, UtcMs};
+use dvr_media::fmp4::InitId;
 use dvr_media::SegmentMeta;
 
 /// A gap on the tape longer than this between two segments is a discontinuity.
@@ -170,6 +176,39 @@ fn merge_runs(
     out
 }
 
+/// What a playlist's segments are.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Media<'a> {
+    /// The stored MPEG-TS.
+    #[default]
+    Ts,
+    /// fMP4 made from it: the init segment of each run of the playlist (a
+    /// run ends at a gap or discontinuity), in order.
+    Fmp4(&'a [RunInit]),
+}
+
+/// A run's init segment: its id and the segment it is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunInit {
+    /// The tape time of the segment it is made from (the run's first,
+    /// unless that one could not be read).
+    pub at: i64,
+    /// Its name.
+    pub id: InitId,
+}
+
+/// The tape time of a segment in fMP4 names and DASH: its UTC start in
+/// 90 kHz ticks since the epoch (a millisecond is 90 ticks).
+pub fn tape_start(meta: &SegmentMeta) -> i64 {
+    meta.utc_start.0.saturating_mul(dvr_common::TICKS_PER_MS)
+}
+
+/// The name of an init segment: `init-T-ID.mp4`, `T` the tape time of the
+/// segment the packager reads to make it.
+pub fn init_name(init: RunInit) -> String {
+    format!("init-{}-{}.mp4", init.at, init.id)
+}
+
 /// How a media playlist is written besides its segments.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rendering<'a> {
@@ -181,6 +220,8 @@ pub struct Rendering<'a> {
     /// `EXT-X-DISCONTINUITY-SEQUENCE`: timeline breaks on the tape before
     /// the first segment (written when not 0).
     pub discontinuity_sequence: u64,
+    /// TS or fMP4 segments.
+    pub media: Media<'a>,
 }
 
 /// Renders a media playlist.
@@ -189,6 +230,7 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
         prefix,
         query,
         discontinuity_sequence,
+        media,
     } = how;
     // An entry is 45 bytes, plus the prefix and the query.
     let per_entry = 48 + prefix.len() + query.map_or(0, |q| q.len() + 1);
@@ -200,7 +242,12 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
         .unwrap_or(Ticks::from_secs(2));
     // TARGETDURATION is the longest EXTINF rounded up to whole seconds.
     let target_secs = (target.0 + 89_999) / 90_000;
-    out.extend_from_slice(b"#EXTM3U\n#EXT-X-VERSION:3\n");
+    out.extend_from_slice(match media {
+        Media::Ts => b"#EXTM3U\n#EXT-X-VERSION:3\n",
+        // EXT-X-MAP in a playlist without I-frames only needs 6; 7 is what
+        // Apple's authoring spec asks of fMP4.
+        Media::Fmp4(_) => b"#EXTM3U\n#EXT-X-VERSION:7\n",
+    });
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", target_secs.max(1));
     let _ = writeln!(
         out,
@@ -222,17 +269,44 @@ pub fn media_playlist(kind: PlaylistKind, segments: &[SegmentMeta], how: Renderi
         out.extend_from_slice(b"#EXT-X-INDEPENDENT-SEGMENTS\n");
     }
     let mut previous: Option<&SegmentMeta> = None;
+    let mut run = 0usize;
+    let mut mapped: Option<InitId> = None;
     for segment in segments {
         let new_run = previous.is_none_or(|p| starts_new_run(p, segment));
         if previous.is_some() && new_run {
             out.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
+            run += 1;
         }
         if new_run {
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", segment.utc_start);
+            if let Media::Fmp4(inits) = media {
+                // A new map only where the init changes: the same
+                // parameter sets after a gap keep the one loaded.
+                let init = inits.get(run).or(inits.last()).copied();
+                if let Some(init) = init.filter(|i| mapped != Some(i.id)) {
+                    let _ = write!(out, "#EXT-X-MAP:URI=\"{prefix}{}", init_name(init));
+                    if let Some(q) = query {
+                        out.push(b'?');
+                        out.extend_from_slice(q.replace('"', "%22").as_bytes());
+                    }
+                    out.extend_from_slice(b"\"\n");
+                    mapped = Some(init.id);
+                }
+            }
         }
         push_extinf(&mut out, segment.duration);
         out.extend_from_slice(prefix.as_bytes());
-        push_segment_path(&mut out, segment);
+        match media {
+            Media::Ts => push_segment_path(&mut out, segment),
+            Media::Fmp4(_) => {
+                let _ = write!(
+                    out,
+                    "frag-{}-{}.m4s",
+                    tape_start(segment),
+                    segment.duration.as_ms()
+                );
+            }
+        }
         if let Some(q) = query {
             out.push(b'?');
             out.extend_from_slice(q.as_bytes());
@@ -357,6 +431,57 @@ mod tests {
         assert!(merged.iter().any(|m| m.seq == 10 && m.flags.discontinuity));
         let text = media_playlist(PlaylistKind::Vod, &merged, Rendering::default());
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn fmp4_playlists_map_each_init_where_it_changes() {
+        let t = 1_795_356_332_040;
+        let segments = [
+            meta(7, t, 2000, false),
+            meta(8, t + 2000, 2000, false),
+            meta(9, t + 14_000, 1960, true),
+            meta(10, t + 20_000, 2000, true),
+        ];
+        let init = |segment: &SegmentMeta, byte| RunInit {
+            at: tape_start(segment),
+            id: InitId([byte; 8]),
+        };
+        let inits = [
+            init(&segments[0], 1),
+            init(&segments[2], 1),
+            init(&segments[3], 2),
+        ];
+        let how = Rendering {
+            prefix: "tracks-1/",
+            query: Some("token=abc"),
+            media: Media::Fmp4(&inits),
+            ..Rendering::default()
+        };
+        let text = media_playlist(PlaylistKind::Vod, &segments, how);
+        let expected = "#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:7
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T14:05:32.040Z
+#EXT-X-MAP:URI=\"tracks-1/init-161582069883600-0101010101010101.mp4?token=abc\"
+#EXTINF:2.000,
+tracks-1/frag-161582069883600-2000.m4s?token=abc
+#EXTINF:2.000,
+tracks-1/frag-161582070063600-2000.m4s?token=abc
+#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T14:05:46.040Z
+#EXTINF:1.960,
+tracks-1/frag-161582071143600-1960.m4s?token=abc
+#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T14:05:52.040Z
+#EXT-X-MAP:URI=\"tracks-1/init-161582071683600-0202020202020202.mp4?token=abc\"
+#EXTINF:2.000,
+tracks-1/frag-161582071683600-2000.m4s?token=abc
+#EXT-X-ENDLIST
+";
+        assert_eq!(text, expected);
     }
 
     #[test]

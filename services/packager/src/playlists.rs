@@ -1,4 +1,4 @@
-//! The HLS playlist forms: live windows, rewind, past ranges (VOD and
+//! The HLS playlist forms (TS, and CMAF with `.fmp4.m3u8`): live windows, rewind, past ranges (VOD and
 //! EVENT), start-over, and the stateless timeshift playlists, with the two
 //! caches that keep them cheap: rendered complete ranges (a popular
 //! programme is rendered once a minute, not once a viewer) and what the
@@ -16,17 +16,18 @@ use dvr_media::codec::TrackKind;
 use dvr_media::psi::Program;
 use dvr_media::{tracks, SegmentMeta};
 
+use crate::cmaf::RunView;
 use crate::error::PackagerError;
 use crate::http::{content_etag, SharedGzip};
 use crate::master::{master_playlist, video_variants};
-use crate::playlist::{coalesce, media_playlist, PlaylistKind, Rendering};
+use crate::playlist::{coalesce, media_playlist, Media, PlaylistKind, Rendering, RunInit};
 use crate::query::Query;
 use crate::service::{
     form_name, no_video_track, nothing_between, set, Asked, Packager, MAX_SEGMENT_MS,
 };
 use crate::tape::StreamTape;
 use crate::timeshift::{abs_head, window, WindowLimit};
-use crate::url::{Flavor, Form, Playback, RangeEnd};
+use crate::url::{Flavor, Form, Packaging, Playback, RangeEnd, TrackSet};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 /// How far past the wall-clock head `timeshift_abs?ignore_gaps=true` reads
@@ -38,9 +39,17 @@ const ABS_LEAD_MS: i64 = 6_000;
 
 /// A media playlist before it is rendered: what a playlist form resolved to.
 pub(crate) struct MediaPlan {
-    kind: PlaylistKind,
-    segments: Vec<SegmentMeta>,
-    cache: &'static str,
+    pub(crate) kind: PlaylistKind,
+    pub(crate) segments: Vec<SegmentMeta>,
+    pub(crate) cache: &'static str,
+}
+
+/// What [`Packager::plan`] resolved a form to.
+pub(crate) enum Planned {
+    /// Segments to list.
+    Plan(MediaPlan),
+    /// An answer of its own.
+    Answer(Response),
 }
 
 /// What a segment holds, as far as playlists care.
@@ -100,7 +109,43 @@ impl Packager {
         if let Some(hit) = self.cached_playlist(&cache_key, now) {
             return Ok(hit);
         }
-        let plan = match asked.playback.form {
+        let plan = match self.plan(tape, asked, asked.playback.form, true).await? {
+            Planned::Plan(plan) => plan,
+            Planned::Answer(response) => return Ok(response),
+        };
+        // A complete past range is the same for a minute (its max-age):
+        // every viewer of a popular programme asks for the same URL.
+        let cacheable = plan.kind == PlaylistKind::Vod && plan.cache == VOD_CACHE_CONTROL;
+        let response = self
+            .render(
+                tape,
+                &asked.playback,
+                asked.path,
+                asked.raw_query,
+                query,
+                plan,
+            )
+            .await?;
+        if !cacheable {
+            return Ok(response);
+        }
+        Ok(self.cache_playlist(cache_key, response, now).await)
+    }
+
+    /// What a playlist form lists (the HLS forms, and the DASH forms as
+    /// the HLS form they match): the segments of its window or range, or
+    /// an answer of its own (the redirect that starts a `timeshift_abs`).
+    /// A long range is coalesced into at most `max_entries` entries when
+    /// `coalesce` (HLS); DASH lists every segment.
+    pub(crate) async fn plan(
+        &self,
+        tape: &StreamTape,
+        asked: &Asked<'_>,
+        form: Form,
+        coalesce_range: bool,
+    ) -> Result<Planned, PackagerError> {
+        let (query, now) = (&asked.query, asked.now);
+        let plan = match form {
             Form::LivePlaylist(_) if query.utc.is_some() => {
                 // Kodi's "shift": from `utc`, the clock started at `lutc`
                 // (or now), so the URL itself carries the timeline.
@@ -115,7 +160,13 @@ impl Packager {
                         self.abs_playlist(tape, at, UtcMs(started), query, now)
                             .await?
                     }
-                    None => return Ok(redirect_with_start(asked.path, asked.raw_query, now)),
+                    None => {
+                        return Ok(Planned::Answer(redirect_with_start(
+                            asked.path,
+                            asked.raw_query,
+                            now,
+                        )))
+                    }
                 }
             }
             Form::LivePlaylist(_) if tape.delay_ms() > 0 => {
@@ -163,7 +214,11 @@ impl Packager {
                 if metas.is_empty() {
                     return Err(nothing_between(tape, from, to));
                 }
-                let metas = coalesce(metas.iter(), self.config.max_entries);
+                let metas = if coalesce_range {
+                    coalesce(metas.iter(), self.config.max_entries)
+                } else {
+                    metas.to_vec()
+                };
                 let complete = to <= now;
                 let kind = match end {
                     RangeEnd::Now => PlaylistKind::Event,
@@ -183,23 +238,7 @@ impl Packager {
             }
             other => return Err(PackagerError::NotSupported(form_name(other))),
         };
-        // A complete past range is the same for a minute (its max-age):
-        // every viewer of a popular programme asks for the same URL.
-        let cacheable = plan.kind == PlaylistKind::Vod && plan.cache == VOD_CACHE_CONTROL;
-        let response = self
-            .render(
-                tape,
-                &asked.playback,
-                asked.path,
-                asked.raw_query,
-                query,
-                plan,
-            )
-            .await?;
-        if !cacheable {
-            return Ok(response);
-        }
-        Ok(self.cache_playlist(cache_key, response, now).await)
+        Ok(Planned::Plan(plan))
     }
 
     /// A rendered VOD playlist from the cache, if fresh.
@@ -276,13 +315,33 @@ impl Packager {
             PlaylistKind::Live => tape.breaks_before(first).await?,
             PlaylistKind::Event | PlaylistKind::Vod => 0,
         };
-        let media = |prefix: &str| {
-            let how = Rendering {
-                prefix,
-                query: carried.as_deref(),
-                discontinuity_sequence,
-            };
-            playlist_response(media_playlist(plan.kind, &plan.segments, how), plan.cache)
+        let fmp4 = playback.packaging == Packaging::Fmp4;
+        // The media playlist of the tracks `selection` (all: `None`), its
+        // segment URLs under `prefix`; for fMP4 with each run's init.
+        let media = |prefix: String, selection: Option<TrackSet>| {
+            let plan = &plan;
+            let carried = carried.as_deref();
+            async move {
+                let inits: Vec<RunInit> = if fmp4 {
+                    self.run_views(tape, &plan.segments, selection)
+                        .await?
+                        .iter()
+                        .map(RunView::init)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let how = Rendering {
+                    prefix: &prefix,
+                    query: carried,
+                    discontinuity_sequence,
+                    media: if fmp4 { Media::Fmp4(&inits) } else { Media::Ts },
+                };
+                Ok::<_, PackagerError>(playlist_response(
+                    media_playlist(plan.kind, &plan.segments, how),
+                    plan.cache,
+                ))
+            }
         };
         let file = path.rsplit('/').next().unwrap_or_default();
         if let Some(tracks) = playback.tracks {
@@ -301,7 +360,7 @@ impl Packager {
                     first.utc_start.as_secs()
                 )));
             }
-            return Ok(media(""));
+            return media(String::new(), playback.tracks).await;
         }
         let flavor = match playback.form {
             Form::LivePlaylist(f)
@@ -312,7 +371,7 @@ impl Packager {
             _ => Flavor::Mono,
         };
         if flavor == Flavor::Mono {
-            return Ok(media(""));
+            return media(String::new(), None).await;
         }
         // Only a program with several tracks changes the answer; a stream
         // with one video and one audio keeps its one media playlist.
@@ -325,9 +384,17 @@ impl Packager {
                 // playlist at all, not every track under another name.
                 no_video_track(tape, program, n, first)?;
             }
-            return Ok(media(""));
+            return media(String::new(), None).await;
         };
         let whole_query = raw_query.filter(|q| !q.is_empty());
+        // CMAF masters offer only the tracks fMP4 carries (no MPEG audio).
+        let carried_tracks;
+        let found = if fmp4 {
+            carried_tracks = fmp4_tracks(found);
+            &carried_tracks
+        } else {
+            found
+        };
         match flavor {
             Flavor::Index | Flavor::Archive => Ok(playlist_response(
                 master_playlist(found, file, whole_query),
@@ -339,9 +406,9 @@ impl Packager {
             )),
             Flavor::VideoTrack(n) => {
                 let set = no_video_track(tape, &found.program, n, first)?;
-                Ok(media(&format!("{}/", set.dir())))
+                media(format!("{}/", set.dir()), Some(set)).await
             }
-            Flavor::Mono => Ok(media("")),
+            Flavor::Mono => media(String::new(), None).await,
         }
     }
 
@@ -539,6 +606,18 @@ fn redirect_with_start(path: &str, raw_query: Option<&str>, now: UtcMs) -> Respo
     }
     set(&mut response, header::CACHE_CONTROL, "no-cache");
     response
+}
+
+/// `tracks` with those fMP4 does not carry marked as data, so master
+/// playlists leave them out (track numbers stay PMT positions).
+fn fmp4_tracks(tracks: &tracks::SegmentTracks) -> tracks::SegmentTracks {
+    let mut out = tracks.clone();
+    for track in &mut out.tracks {
+        if !dvr_media::fmp4::carries(track.codec) {
+            track.kind = TrackKind::Data;
+        }
+    }
+    out
 }
 
 fn playlist_response(text: String, cache: &'static str) -> Response {

@@ -31,6 +31,9 @@ pub struct Query {
     pub utc: Option<i64>,
     /// ...as of the viewer's `lutc` (epoch seconds).
     pub lutc: Option<i64>,
+    /// `archive-FROM-DUR.mpd`: `dynamic=true|false` forces the MPD type;
+    /// `auto` (or none) is dynamic while the range is not over.
+    pub dynamic: Option<bool>,
 }
 
 impl Query {
@@ -54,6 +57,14 @@ impl Query {
                 }
                 "utc" => q.utc = Some(number("utc", &value, UtcMs::LAST_SECOND)?),
                 "lutc" => q.lutc = Some(number("lutc", &value, UtcMs::LAST_SECOND)?),
+                "dynamic" => {
+                    q.dynamic = match &*value {
+                        "auto" => None,
+                        other => Some(flag("dynamic", other).map_err(|_| {
+                            format!("dynamic={other:?}: expected auto, true or false")
+                        })?),
+                    };
+                }
                 _ => {}
             }
         }
@@ -102,6 +113,11 @@ mod tests {
         assert_eq!((q.utc, q.lutc), (Some(1_700_000_000), Some(1_700_000_100)));
         assert_eq!(q.request, ["ranges", "locks"]);
         assert_eq!(Query::parse(None).unwrap(), Query::default());
+        assert_eq!(Query::parse(Some("dynamic=auto")).unwrap().dynamic, None);
+        assert_eq!(
+            Query::parse(Some("dynamic=false")).unwrap().dynamic,
+            Some(false)
+        );
         for (raw, why) in [
             ("started=abc", "started=\"abc\": expected a whole number"),
             ("started=-5", "started=\"-5\": expected a whole number"),
@@ -109,6 +125,10 @@ mod tests {
             ("lutc=253402300800", "out of range"),
             ("event=yes", "event=\"yes\": expected true or false"),
             ("ignore_gaps=", "ignore_gaps=\"\": expected true or false"),
+            (
+                "dynamic=yes",
+                "dynamic=\"yes\": expected auto, true or false",
+            ),
         ] {
             let e = Query::parse(Some(raw)).unwrap_err();
             assert!(e.contains(why), "{raw}: {e}");

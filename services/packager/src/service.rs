@@ -5,7 +5,10 @@
 //!   start-over, timeshift) and their caches;
 //! - [`crate::transport`]: the MPEG-TS forms (downloads, segments, paced
 //!   streams);
-//! - [`crate::status`]: the `recording_status.json` answers.
+//! - [`crate::status`]: the `recording_status.json` answers;
+//! - [`crate::dash`]: the DASH manifests;
+//! - [`crate::cmaf`]: fMP4 init and media segments, made from the stored
+//!   TS on request (and what CMAF HLS playlists and MPDs need to name them).
 //!
 //! Every answer is computed from the tape alone, so any replica gives the
 //! same bytes for the same URL. Errors are one line of text with the status
@@ -110,6 +113,11 @@ pub struct Packager {
     pub(crate) probes: Mutex<HashMap<(String, u64), Arc<Probed>>>,
     /// Rendered complete VOD playlists by path and query.
     pub(crate) rendered: Mutex<HashMap<String, Rendered>>,
+    /// What a segment holds as fMP4, per track selection
+    /// ([`crate::cmaf`]): one read per continuous run of a manifest.
+    pub(crate) views: Mutex<crate::cmaf::Views>,
+    /// Made fMP4 pieces ([`crate::cmaf`]).
+    pub(crate) built: Mutex<crate::cmaf::BuiltCache>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: PackagerConfig,
     /// Play authorization in front of every answer, when any stream has
@@ -126,6 +134,8 @@ impl Packager {
             streams: RwLock::default(),
             probes: Mutex::default(),
             rendered: Mutex::default(),
+            views: Mutex::default(),
+            built: Mutex::default(),
             clock,
             paced: Quota::new(
                 config.max_paced_streams,
@@ -225,6 +235,13 @@ impl Packager {
             now: self.clock.now(),
         };
         match playback.form {
+            Form::LiveDash | Form::RewindDash { .. } | Form::RangeDash { .. } => {
+                self.mpd(&tape, &asked).await
+            }
+            Form::Fmp4Init { at, id } => self.fmp4_init(&tape, &asked, at, id).await,
+            Form::Fmp4Fragment { at, duration_ms } => {
+                self.fmp4_fragment(&tape, &asked, at, duration_ms).await
+            }
             Form::LivePlaylist(_)
             | Form::Rewind { .. }
             | Form::RangePlaylist { .. }
@@ -271,6 +288,7 @@ async fn handle(State(packager): State<Arc<Packager>>, request: Request) -> Resp
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         client: ClientAddr::of(request.extensions()),
+        origin: origin(request.headers()),
     };
     match packager.answer(uri.path(), uri.query(), &context).await {
         Ok(response) => response,
@@ -283,6 +301,25 @@ async fn handle(State(packager): State<Arc<Packager>>, request: Request) -> Resp
             (status, format!("{err}\n")).into_response()
         }
     }
+}
+
+/// `scheme://host` of the request as the client addressed it (the `Host`
+/// header; `X-Forwarded-Proto` behind a TLS proxy), for the few answers
+/// that must name an absolute URL.
+fn origin(headers: &axum::http::HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    valid.then(|| format!("{scheme}://{host}"))
 }
 
 pub(crate) fn json_response(value: &serde_json::Value) -> Response {
@@ -302,7 +339,8 @@ pub(crate) fn form_name(form: Form) -> &'static str {
     match form {
         Form::LivePlaylist(_) => "live HLS",
         Form::LiveMpegts => "live MPEG-TS",
-        Form::LiveDash | Form::RangeDash { .. } => "DASH",
+        Form::LiveDash | Form::RewindDash { .. } | Form::RangeDash { .. } => "DASH",
+        Form::Fmp4Init { .. } | Form::Fmp4Fragment { .. } => "fMP4 segments",
         Form::Rewind { .. } => "rewind playlists",
         Form::RangePlaylist { .. } => "range playlists",
         Form::RangeMpegts { .. } => "range MPEG-TS",

@@ -29,9 +29,12 @@ use crate::service::{
 use crate::tape::{StreamTape, TapeSegment};
 use crate::url::{Flavor, Form, Playback, RangeEnd, TrackSet};
 
+/// `Cache-Control` of a segment URL: it names the same bytes forever.
+pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
 /// The longest stretch one segment URL may name: a coalesced entry of
 /// [`MAX_RUN_SEGMENTS`] segments of the longest kind.
-const MAX_RUN_MS: i64 = MAX_RUN_SEGMENTS as i64 * MAX_SEGMENT_MS;
+pub(crate) const MAX_RUN_MS: i64 = MAX_RUN_SEGMENTS as i64 * MAX_SEGMENT_MS;
 /// How far from its start a track-cut MPEG-TS looks for the first segment,
 /// whose program decides what its track numbers mean.
 const FIRST_SEGMENT_REACH_MS: i64 = 120_000;
@@ -109,12 +112,7 @@ impl Packager {
             .await?;
         let run = segment_run(&candidates, start_second, duration_ms)
             .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {}", asked.path)))?;
-        // The URL names these bytes forever: tag them by name.
-        let planned: u64 = run.iter().map(|s| s.meta.bytes).sum();
-        let etag = format!(
-            "\"{:016x}\"",
-            fnv1a(asked.path.as_bytes()) ^ run[0].meta.seq ^ planned
-        );
+        let etag = run_etag(asked.path, run);
         let mut response = match (run, asked.playback.tracks) {
             // The common case: the cached bytes as they are, no copy.
             ([one], None) => {
@@ -140,11 +138,7 @@ impl Packager {
             ),
         };
         set(&mut response, header::CONTENT_TYPE, MPEGTS);
-        set(
-            &mut response,
-            header::CACHE_CONTROL,
-            "public, max-age=31536000, immutable",
-        );
+        set(&mut response, header::CACHE_CONTROL, IMMUTABLE);
         if let Ok(v) = HeaderValue::from_str(&etag) {
             response.headers_mut().insert(header::ETAG, v);
         }
@@ -282,6 +276,24 @@ fn segment_run(
     let first = candidates
         .iter()
         .position(|s| s.meta.utc_start.as_secs() == start_second)?;
+    run_from(candidates, first, duration_ms)
+}
+
+/// The ETag of a segment URL naming `run`: the URL names these bytes
+/// forever, so they are tagged by name, not hashed.
+pub(crate) fn run_etag(path: &str, run: &[TapeSegment]) -> String {
+    let planned: u64 = run.iter().map(|s| s.meta.bytes).sum();
+    let seq = run.first().map_or(0, |s| s.meta.seq);
+    format!("\"{:016x}\"", fnv1a(path.as_bytes()) ^ seq ^ planned)
+}
+
+/// The run of consecutive segments from `candidates[first]` (at most
+/// [`MAX_RUN_SEGMENTS`], never across a break) lasting `duration_ms`.
+pub(crate) fn run_from(
+    candidates: &[TapeSegment],
+    first: usize,
+    duration_ms: u32,
+) -> Option<&[TapeSegment]> {
     let mut total = Ticks(0);
     for (i, segment) in candidates[first..]
         .iter()
@@ -316,7 +328,7 @@ enum Lost {
 }
 
 /// A whole stored segment, or the part a `Range` header asks for.
-fn bytes_response(bytes: bytes::Bytes, range: Option<&str>) -> Response {
+pub(crate) fn bytes_response(bytes: bytes::Bytes, range: Option<&str>) -> Response {
     let len = bytes.len() as u64;
     let mut response = match http::range_ask(range, len) {
         RangeAsk::Whole => Response::new(Body::from(bytes)),

@@ -111,7 +111,19 @@ pub enum RangeEnd {
     Now,
 }
 
-/// What a playback URL asks for. Times are UTC epoch seconds.
+/// How the media of a playlist form is packaged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Packaging {
+    /// MPEG-TS segments (`.m3u8`, `.ts`).
+    #[default]
+    Ts,
+    /// Fragmented MP4 (CMAF) made from the stored TS on request:
+    /// `.fmp4.m3u8` playlists, DASH manifests, `init-…mp4` and `frag-…m4s`.
+    Fmp4,
+}
+
+/// What a playback URL asks for. Times are UTC epoch seconds, except the
+/// tape times of fMP4 pieces, which are 90 kHz ticks since the epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Form {
     /// `index.m3u8`, `mono.m3u8`, `video.m3u8`: live.
@@ -120,6 +132,8 @@ pub enum Form {
     LiveMpegts,
     /// `index.mpd`: live DASH.
     LiveDash,
+    /// `rewind-N.mpd`: live DASH with an N-second window.
+    RewindDash { window: u32 },
     /// `rewind-N.m3u8`: live with an N-second window.
     Rewind { flavor: Flavor, window: u32 },
     /// `{flavor}-FROM-DUR.m3u8` and `{flavor}-FROM-now.m3u8`.
@@ -150,6 +164,15 @@ pub enum Form {
     Segment { start_second: i64, duration_ms: u32 },
     /// `embed.html`: the player page.
     Embed,
+    /// `init-T-ID.mp4`: the fMP4 init segment named `ID` (16 hex digits,
+    /// an [`InitId`](dvr_media::fmp4::InitId)) of the stored segment that
+    /// starts at tape time `T` (90 kHz ticks since the epoch).
+    Fmp4Init { at: i64, id: [u8; 8] },
+    /// `frag-T.m4s`: the stored segment that starts at tape time `T` as an
+    /// fMP4 media segment (the DASH `$Time$`); `frag-T-MS.m4s`: the run of
+    /// consecutive segments from there lasting `MS` milliseconds (a
+    /// coalesced playlist entry).
+    Fmp4Fragment { at: i64, duration_ms: Option<u32> },
 }
 
 /// A parsed playback path.
@@ -161,6 +184,8 @@ pub struct Playback<'a> {
     pub form: Form,
     /// Tracks picked by a `tracks-…/` directory; `None` for all of them.
     pub tracks: Option<TrackSet>,
+    /// TS, or fMP4 (`.fmp4.m3u8`, `.mpd`, `.mp4` init and `.m4s` pieces).
+    pub packaging: Packaging,
 }
 
 /// Why a path is not a playback URL.
@@ -206,7 +231,12 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
             flavor: Flavor::Index | Flavor::Archive | Flavor::Mono,
             ..
         }
-        | Form::TimeshiftRelMpegts { .. } => {}
+        | Form::TimeshiftRelMpegts { .. }
+        | Form::LiveDash
+        | Form::RewindDash { .. }
+        | Form::RangeDash { .. }
+        | Form::Fmp4Init { .. }
+        | Form::Fmp4Fragment { .. } => {}
         Form::TimeshiftAbsMpegts { .. } => {
             return Err(UrlError::Invalid(format!(
                 "{dir}/ and a videoN- prefix both pick tracks: use one"
@@ -214,7 +244,7 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         }
         _ => {
             return Err(UrlError::Invalid(format!(
-                "{dir}/ picks tracks of HLS playlists, segments and MPEG-TS only"
+                "{dir}/ picks tracks of HLS and DASH playlists, segments and MPEG-TS only"
             )))
         }
     }
@@ -245,6 +275,7 @@ fn parse_form(path: &str) -> Result<Playback<'_>, UrlError> {
                 stream: stream_of(6)?,
                 form,
                 tracks: None,
+                packaging: Packaging::Ts,
             });
         }
     }
@@ -256,6 +287,7 @@ fn parse_form(path: &str) -> Result<Playback<'_>, UrlError> {
             stream: stream_of(4)?,
             form: Form::RangeMpegts { from, duration },
             tracks: None,
+            packaging: Packaging::Ts,
         });
     }
     // timeshift_abs/T and timeshift_rel/N
@@ -275,15 +307,41 @@ fn parse_form(path: &str) -> Result<Playback<'_>, UrlError> {
                 stream: stream_of(2)?,
                 form,
                 tracks: None,
+                packaging: Packaging::Ts,
             });
         }
     }
     let last = parts[n - 1];
-    let form = last_component_form(last)?.ok_or(UrlError::Unknown)?;
+    let (form, packaging) = match last.strip_suffix(".fmp4.m3u8") {
+        // Every HLS playlist form, as CMAF: the same name with `.fmp4`.
+        Some(stem) => match last_component_form(&format!("{stem}.m3u8"))? {
+            Some(
+                form @ (Form::LivePlaylist(_)
+                | Form::Rewind { .. }
+                | Form::RangePlaylist { .. }
+                | Form::TimeshiftAbsPlaylist { .. }
+                | Form::TimeshiftRelPlaylist { .. }),
+            ) => (form, Packaging::Fmp4),
+            _ => return Err(UrlError::Unknown),
+        },
+        None => {
+            let form = last_component_form(last)?.ok_or(UrlError::Unknown)?;
+            let packaging = match form {
+                Form::LiveDash
+                | Form::RewindDash { .. }
+                | Form::RangeDash { .. }
+                | Form::Fmp4Init { .. }
+                | Form::Fmp4Fragment { .. } => Packaging::Fmp4,
+                _ => Packaging::Ts,
+            };
+            (form, packaging)
+        }
+    };
     Ok(Playback {
         stream: stream_of(1)?,
         form,
         tracks: None,
+        packaging,
     })
 }
 
@@ -348,6 +406,31 @@ fn last_component_form(last: &str) -> Result<Option<Form>, UrlError> {
         return Ok(Some(Form::LivePlaylist(flavor)));
     }
     let fields: Vec<&str> = stem.split('-').collect();
+    match (&fields[..], ext) {
+        (["init", t, id], "mp4") => {
+            return Ok(Some(Form::Fmp4Init {
+                at: tape_time(t)?,
+                id: init_id(id)?,
+            }))
+        }
+        (["frag", t], "m4s") => {
+            return Ok(Some(Form::Fmp4Fragment {
+                at: tape_time(t)?,
+                duration_ms: None,
+            }))
+        }
+        (["frag", t, ms], "m4s") => {
+            return Ok(Some(Form::Fmp4Fragment {
+                at: tape_time(t)?,
+                duration_ms: Some(seconds(ms).map_err(|_| {
+                    UrlError::Invalid(format!(
+                        "frag duration {ms:?} is not a positive number of milliseconds"
+                    ))
+                })?),
+            }))
+        }
+        _ => {}
+    }
     let known = Flavor::parse(fields[0]).is_some()
         || fields[0].starts_with("timeshift_")
         || fields[0] == "rewind";
@@ -390,6 +473,9 @@ fn last_component_form(last: &str) -> Result<Option<Form>, UrlError> {
         },
         (["rewind", n], "m3u8") => Form::Rewind {
             flavor: flavor.unwrap_or(Flavor::Index),
+            window: seconds(n)?,
+        },
+        (["rewind", n], "mpd") if flavor.is_none() => Form::RewindDash {
             window: seconds(n)?,
         },
         ([name, from, end], ext) if flavor.is_none() => {
@@ -452,6 +538,38 @@ pub fn epoch(s: &str) -> Result<i64, UrlError> {
                 "time {s:?} is past the year 9999: give UTC epoch seconds, not milliseconds"
             ))
         })
+}
+
+/// A tape time: 90 kHz ticks since the epoch, digits only, no later than
+/// the last second a URL may name.
+pub fn tape_time(s: &str) -> Result<i64, UrlError> {
+    let bad = || {
+        UrlError::Invalid(format!(
+            "tape time {s:?} is not a count of 90 kHz ticks since the epoch"
+        ))
+    };
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    s.parse::<i64>()
+        .ok()
+        .filter(|t| *t <= dvr_common::UtcMs::LAST_SECOND * dvr_common::time::TICKS_PER_SEC)
+        .ok_or_else(bad)
+}
+
+/// An init segment's name: 16 lowercase hex digits.
+fn init_id(s: &str) -> Result<[u8; 8], UrlError> {
+    let bad = || UrlError::Invalid(format!("init id {s:?} is not 16 lowercase hex digits"));
+    if s.len() != 16
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad());
+    }
+    u64::from_str_radix(s, 16)
+        .map(u64::to_be_bytes)
+        .map_err(|_| bad())
 }
 
 /// A positive number of seconds.
@@ -665,6 +783,90 @@ mod tests {
             }
         );
         assert_eq!(parse("/ort/video0.m3u8"), Err(UrlError::Unknown));
+    }
+
+    #[test]
+    fn dash_and_fmp4_forms() {
+        assert_eq!(form("/ort/index.mpd"), Form::LiveDash);
+        assert_eq!(
+            form("/ort/rewind-600.mpd"),
+            Form::RewindDash { window: 600 }
+        );
+        let p = parse("/live/ort/tracks-2/init-161578464000000-00ff00ff00ff00ff.mp4").unwrap();
+        assert_eq!((p.stream, p.tracks), ("live/ort", TrackSet::of(&[2])));
+        assert_eq!(p.packaging, Packaging::Fmp4);
+        assert_eq!(
+            p.form,
+            Form::Fmp4Init {
+                at: 161_578_464_000_000,
+                id: [0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff]
+            }
+        );
+        assert_eq!(
+            form("/ort/tracks-1/frag-161578464000000.m4s"),
+            Form::Fmp4Fragment {
+                at: 161_578_464_000_000,
+                duration_ms: None
+            }
+        );
+        assert_eq!(
+            form("/ort/frag-161578464000000-4000.m4s"),
+            Form::Fmp4Fragment {
+                at: 161_578_464_000_000,
+                duration_ms: Some(4000)
+            }
+        );
+        // Every HLS playlist form as CMAF.
+        for (path, expected) in [
+            ("/ort/index.fmp4.m3u8", Form::LivePlaylist(Flavor::Index)),
+            (
+                "/ort/video2.fmp4.m3u8",
+                Form::LivePlaylist(Flavor::VideoTrack(2)),
+            ),
+            (
+                "/ort/rewind-60.fmp4.m3u8",
+                Form::Rewind {
+                    flavor: Flavor::Index,
+                    window: 60,
+                },
+            ),
+            (
+                "/ort/archive-1700000000-now.fmp4.m3u8",
+                Form::RangePlaylist {
+                    flavor: Flavor::Archive,
+                    from: 1_700_000_000,
+                    end: RangeEnd::Now,
+                },
+            ),
+            (
+                "/ort/timeshift_abs-1700000000.fmp4.m3u8",
+                Form::TimeshiftAbsPlaylist {
+                    flavor: Flavor::Index,
+                    at: 1_700_000_000,
+                },
+            ),
+        ] {
+            let p = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!((p.form, p.packaging), (expected, Packaging::Fmp4), "{path}");
+        }
+        assert_eq!(parse("/ort/index.m3u8").unwrap().packaging, Packaging::Ts);
+        assert_eq!(
+            parse("/ort/archive-1700000000-60.fmp4.m3u8")
+                .unwrap()
+                .stream,
+            "ort"
+        );
+        assert_eq!(parse("/ort/mpegts.fmp4.m3u8"), Err(UrlError::Unknown));
+        for path in [
+            "/ort/init-1-00ff.mp4",
+            "/ort/init-1-00FF00FF00FF00FF.mp4",
+            "/ort/init-x-00ff00ff00ff00ff.mp4",
+            "/ort/frag-99999999999999999999.m4s",
+            "/ort/frag-1-0.m4s",
+            "/ort/frag--1.m4s",
+        ] {
+            assert!(matches!(parse(path), Err(UrlError::Invalid(_))), "{path}");
+        }
     }
 
     #[test]

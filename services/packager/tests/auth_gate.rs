@@ -206,6 +206,11 @@ async fn nothing_of_a_protected_stream_without_an_allow() {
         "/ort/recording_status.json".to_owned(),
         format!("/ort/archive-{T0}-10.ts"),
         format!("/ort/archive-{T0}-10.m3u8?token=nope"),
+        // The fMP4 forms sit behind the same gate.
+        "/ort/index.mpd".to_owned(),
+        format!("/ort/archive-{T0}-10.fmp4.m3u8?token={forged}"),
+        format!("/ort/tracks-1/frag-{}.m4s", T0 * 90_000),
+        format!("/ort/init-{}-0123456789abcdef.mp4", T0 * 90_000),
     ] {
         let (status, body) = get_from(&s, Some(ip), &uri, None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");

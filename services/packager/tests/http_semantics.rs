@@ -5,33 +5,8 @@ mod support;
 
 use std::io::Read;
 
-use axum::body::{to_bytes, Body};
-use axum::http::{Method, Request, StatusCode};
-use axum::response::Response;
-use support::{fixture, get, Fixture, T0};
-use tower::ServiceExt;
-
-async fn send(f: &Fixture, method: Method, uri: &str, headers: &[(&str, &str)]) -> Response {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    f.router
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap()
-}
-
-fn header<'a>(r: &'a Response, name: &str) -> &'a str {
-    r.headers()
-        .get(name)
-        .map_or("", |v| v.to_str().unwrap_or(""))
-}
-
-async fn body(r: Response) -> Vec<u8> {
-    to_bytes(r.into_body(), 1 << 30).await.unwrap().to_vec()
-}
+use axum::http::{Method, StatusCode};
+use support::{body, fixture, get, header, send, T0};
 
 const SEGMENT: &str = "/ort/2026/11/21/14/00/02-02000.ts";
 

@@ -7,50 +7,10 @@
 
 mod support;
 
-use std::process::Command;
-use std::sync::Arc;
-
 use axum::http::StatusCode;
-use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::fuzz_corpus::repo_path;
-use dvr_common::{SimulatedClock, Ticks, UtcMs};
 use dvr_media::codec::TrackKind;
 use dvr_media::tracks::program_of;
-use dvr_media::{Segmenter, SegmenterConfig};
-use dvr_packager::{Packager, PackagerConfig, StreamTape};
-use support::{get, Fixture, T0};
-
-/// `clip` recorded as stream `ch` from T0; now is 1 s after its end.
-fn recorded(clip: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
-    let mut segmenter = Segmenter::new(
-        SegmenterConfig::with_target(Ticks::from_secs(2)),
-        Arc::clone(&clock) as Arc<dyn dvr_common::Clock>,
-    );
-    let bytes = std::fs::read(repo_path(&format!("testdata/{clip}"))).unwrap();
-    let mut segments = segmenter.push(&bytes);
-    segments.extend(segmenter.finish());
-    assert!(segments.len() >= 3, "{} segments", segments.len());
-    let log =
-        Arc::new(SegmentLog::open(dir.path().join("ch"), SegmentLogOptions::default()).unwrap());
-    for segment in &segments {
-        log.append(segment).unwrap();
-    }
-    let end = segments.last().unwrap().utc_end();
-    clock.set(UtcMs(end.0 + 1000));
-    let packager = Arc::new(Packager::new(
-        PackagerConfig::default(),
-        Arc::clone(&clock) as Arc<dyn dvr_common::Clock>,
-    ));
-    packager.add_stream(StreamTape::new("ch", log, None));
-    Fixture {
-        router: Arc::clone(&packager).router(),
-        packager,
-        clock,
-        _dir: dir,
-    }
-}
+use support::{ffprobe, get, recorded, serve, Fixture, T0};
 
 async fn text(f: &Fixture, uri: &str) -> String {
     let (status, ctype, body) = get(f, uri).await;
@@ -374,48 +334,6 @@ async fn transport_streams_are_cut_by_pid() {
     let mut got = pids_of_stream(&uri, &head[..head.len() / 188 * 188]);
     got.sort_unstable();
     assert_eq!(got, want);
-}
-
-/// ffprobe over HTTP: the streams it finds and the duration it reports.
-fn ffprobe(url: &str) -> (Vec<String>, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_entries"])
-        .args(["stream=codec_type,codec_name:format=duration", url])
-        .output()
-        .expect("ffprobe (make test-deps)");
-    assert!(
-        out.status.success(),
-        "{url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut streams: Vec<String> = v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{}:{}",
-                s["codec_type"].as_str().unwrap(),
-                s["codec_name"].as_str().unwrap()
-            )
-        })
-        .collect();
-    streams.sort();
-    let duration = v["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0.0);
-    (streams, duration)
-}
-
-/// Serves `f` on a loopback port for ffprobe; returns the stream's base URL.
-async fn serve(f: &Fixture) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let router = f.router.clone();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://127.0.0.1:{port}/ch")
 }
 
 /// ffprobe finds exactly the streams `want` at each URL, lasting `secs`

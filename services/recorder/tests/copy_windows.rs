@@ -68,12 +68,17 @@ fn fixture(name: &str) -> Fixture {
     }
 }
 
+/// A recorder with one-minute windows and a depth of two minutes.
 fn recorder(f: &Fixture, store: &Arc<ArchiveStore>) -> StreamRecorder {
     let mut config = RecorderConfig::with_copy_interval(60_000);
     config.retention = RetentionPolicy {
         depth_ms: Some(120_000),
         ..RetentionPolicy::default()
     };
+    recorder_with(f, store, config)
+}
+
+fn recorder_with(f: &Fixture, store: &Arc<ArchiveStore>, config: RecorderConfig) -> StreamRecorder {
     StreamRecorder::new(
         f.stream.clone(),
         Arc::clone(&f.log) as Arc<dyn dvr_bus::LiveLog>,
@@ -81,6 +86,11 @@ fn recorder(f: &Fixture, store: &Arc<ArchiveStore>) -> StreamRecorder {
         Arc::new(f.clock.clone()),
         config,
     )
+}
+
+/// The first seq of each chunk in the catalog.
+fn chunk_starts(store: &ArchiveStore, stream: &StreamName) -> Vec<u64> {
+    store.chunks(stream).iter().map(|c| c.first_seq).collect()
 }
 
 /// Every archived seq, from the chunk indexes, in order.
@@ -190,11 +200,7 @@ async fn retention_deletes_whole_expired_chunks_and_the_live_log_is_trimmed() {
         .await
         .unwrap();
     assert_eq!(plan.delete.len(), 3);
-    let left: Vec<u64> = store
-        .chunks(&f.stream)
-        .iter()
-        .map(|c| c.first_seq)
-        .collect();
+    let left = chunk_starts(&store, &f.stream);
     assert_eq!(left, vec![90, 120]);
     let listed = f.storage.list("ch1/").await.unwrap();
     assert_eq!(
@@ -238,11 +244,7 @@ async fn a_lock_written_while_retention_waits_for_the_edit_key_is_kept() {
     let (edited, plan) = tokio::join!(edit, retain);
     edited.unwrap();
     let deleted: Vec<u64> = plan.delete.iter().map(|(k, _)| k.first_seq).collect();
-    let left: Vec<u64> = store
-        .chunks(&f.stream)
-        .iter()
-        .map(|c| c.first_seq)
-        .collect();
+    let left = chunk_starts(&store, &f.stream);
     assert_eq!(left, vec![0, 90, 120], "retention deleted {deleted:?}");
 }
 
@@ -292,14 +294,7 @@ async fn disk_percentage_retention_frees_a_real_file_system_oldest_first() {
         ..RetentionPolicy::default()
     };
     let meter = DiskMeter::new(disk.dir.path());
-    let mut rec = StreamRecorder::new(
-        f.stream.clone(),
-        Arc::clone(&f.log) as Arc<dyn dvr_bus::LiveLog>,
-        Arc::clone(&store),
-        Arc::new(f.clock.clone()),
-        config,
-    )
-    .with_disk(meter.clone());
+    let mut rec = recorder_with(&f, &store, config).with_disk(meter.clone());
     // Four one-minute chunks of 30 segments of 100 KiB: about 12 MB, 3/4
     // of the file system.
     for seq in 0..120 {
@@ -313,11 +308,7 @@ async fn disk_percentage_retention_frees_a_real_file_system_oldest_first() {
         "the chunks fill the tmpfs: {full:?}"
     );
     let plan = rec.retain().await.unwrap();
-    let left: Vec<u64> = store
-        .chunks(&f.stream)
-        .iter()
-        .map(|c| c.first_seq)
-        .collect();
+    let left = chunk_starts(&store, &f.stream);
     assert_eq!(left, vec![60, 90], "deleted {:?}", plan.delete);
     let after = meter.measure().unwrap();
     assert!(
@@ -334,13 +325,7 @@ async fn a_schedule_across_midnight_archives_only_what_starts_inside_it() {
     let store = Arc::new(ArchiveStore::new(Arc::clone(&f.storage)));
     let mut config = RecorderConfig::with_copy_interval(60_000);
     config.schedule = Some(Schedule::parse("23:59-0:01").unwrap());
-    let mut rec = StreamRecorder::new(
-        f.stream.clone(),
-        Arc::clone(&f.log) as Arc<dyn dvr_bus::LiveLog>,
-        Arc::clone(&store),
-        Arc::new(f.clock.clone()),
-        config,
-    );
+    let mut rec = recorder_with(&f, &store, config);
     // Six minutes from 23:58:00 UTC: only 23:59:00 to 00:01:00 is wanted.
     let start = T0 + 9 * 3_600_000 + 58 * 60_000;
     for seq in 0..180 {

@@ -43,6 +43,16 @@ pub enum InputUrl {
         /// Release bytes at the stream's own rate (the default).
         paced: bool,
     },
+    /// HLS pull: `hls://host/path.m3u8` (`hlss://` for https), or an
+    /// `http(s)://` URL whose path ends in `.m3u8`.
+    Hls {
+        /// The playlist URL fetched (`http` or `https`), without our options.
+        url: String,
+        /// Which variant of a master playlist to record.
+        bandwidth: HlsBandwidth,
+        /// How `EXT-X-PROGRAM-DATE-TIME` stamps the tape.
+        pdt: PdtMode,
+    },
     /// `timeshift://OTHER/N`: OTHER's tape, N seconds behind live.
     Timeshift {
         /// The recorded stream to read.
@@ -52,12 +62,51 @@ pub enum InputUrl {
     },
 }
 
+/// Which variant of an HLS master playlist plays (`?bandwidth=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HlsBandwidth {
+    /// The highest `BANDWIDTH` (the default).
+    #[default]
+    Max,
+    /// The lowest `BANDWIDTH`.
+    Min,
+    /// The highest `BANDWIDTH` not above this many bits per second, or the
+    /// lowest variant when all are above.
+    AtMost(u64),
+}
+
+/// How an HLS input's `EXT-X-PROGRAM-DATE-TIME` stamps the tape (`?pdt=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PdtMode {
+    /// Follow the PDT when it is within [`PdtMode::AUTO_TOLERANCE_MS`] of
+    /// the wall clock, else anchor on the wall clock (the default).
+    #[default]
+    Auto,
+    /// Follow any PDT (a feed delayed on purpose).
+    Keep,
+    /// Ignore the PDT: the wall clock anchors each run.
+    Wall,
+}
+
+impl PdtMode {
+    /// How far from the wall clock `auto` still trusts a PDT.
+    pub const AUTO_TOLERANCE_MS: i64 = 60_000;
+
+    fn as_str(self) -> &'static str {
+        match self {
+            PdtMode::Auto => "auto",
+            PdtMode::Keep => "keep",
+            PdtMode::Wall => "wall",
+        }
+    }
+}
+
 impl InputUrl {
-    /// The URL an HTTP input fetches (`tshttp://` becomes `http://`); `None`
-    /// for other inputs.
+    /// The URL an HTTP or HLS input fetches (`tshttp://` becomes `http://`,
+    /// `hls://` the playlist's `http://` URL); `None` for other inputs.
     pub fn fetch_url(&self) -> Option<String> {
         match self {
-            InputUrl::Http { url } => Some(url.clone()),
+            InputUrl::Http { url } | InputUrl::Hls { url, .. } => Some(url.clone()),
             InputUrl::TsHttp { url } => url
                 .split_once("://")
                 .map(|(_, rest)| format!("http://{rest}")),
@@ -83,10 +132,19 @@ impl FromStr for InputUrl {
             reason: reason.to_owned(),
         };
         let (scheme, rest) = input.split_once("://").ok_or_else(|| {
-            err("missing scheme (udp://, http://, https://, tshttp://, file://, timeshift://)")
+            err("missing scheme (udp://, http://, https://, tshttp://, hls://, hlss://, file://, timeshift://)")
         })?;
         match scheme.to_ascii_lowercase().as_str() {
             "udp" => parse_udp(rest).map_err(|e| err(&e)),
+            scheme @ ("hls" | "hlss") => {
+                check_authority(rest).map_err(err)?;
+                let fetch = if scheme == "hls" { "http" } else { "https" };
+                parse_hls(fetch, rest, false).map_err(|e| err(&e))
+            }
+            scheme @ ("http" | "https") if is_playlist_path(rest) => {
+                check_authority(rest).map_err(err)?;
+                parse_hls(scheme, rest, true).map_err(|e| err(&e))
+            }
             scheme @ ("http" | "https" | "tshttp") => {
                 check_authority(rest).map_err(err)?;
                 let url = format!("{scheme}://{rest}");
@@ -99,7 +157,7 @@ impl FromStr for InputUrl {
             "file" => parse_file(rest).map_err(|e| err(&e)),
             "timeshift" => parse_timeshift(rest).map_err(|e| err(&e)),
             _ => Err(err(&format!(
-                "unsupported scheme {scheme:?} (use udp, http, https, tshttp, file or timeshift)"
+                "unsupported scheme {scheme:?} (use udp, http, https, tshttp, hls, hlss, file or timeshift)"
             ))),
         }
     }
@@ -219,6 +277,81 @@ fn parse_file(rest: &str) -> Result<InputUrl, String> {
     })
 }
 
+/// Whether the path of `rest` (after `scheme://`) ends in `.m3u8`: such an
+/// `http(s)://` input is a playlist, never a transport stream.
+fn is_playlist_path(rest: &str) -> bool {
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let path = &rest[..end];
+    path.contains('/')
+        && path
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.to_ascii_lowercase().ends_with(".m3u8"))
+}
+
+/// An HLS input from `rest` (after `scheme://`), fetched as `fetch://`.
+/// `bandwidth` and `pdt` in the query are ours and leave the fetched URL.
+/// Other keys are refused after `hls://`; after `http(s)://` they are the
+/// origin's (tokens, signatures) and stay in the URL.
+fn parse_hls(fetch: &str, rest: &str, origin_query: bool) -> Result<InputUrl, String> {
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((r, f)) => (r, Some(f)),
+        None => (rest, None),
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut bandwidth = HlsBandwidth::default();
+    let mut pdt = PdtMode::default();
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "bandwidth" => {
+                bandwidth = match value {
+                    "max" => HlsBandwidth::Max,
+                    "min" => HlsBandwidth::Min,
+                    n => match n.parse::<u64>() {
+                        Ok(n) if n > 0 => HlsBandwidth::AtMost(n),
+                        _ => {
+                            return Err(format!(
+                                "bandwidth={value}: expected max, min or bits per second"
+                            ))
+                        }
+                    },
+                }
+            }
+            "pdt" => {
+                pdt = match value {
+                    "auto" => PdtMode::Auto,
+                    "keep" => PdtMode::Keep,
+                    "wall" => PdtMode::Wall,
+                    _ => return Err(format!("pdt={value}: expected keep, wall or auto")),
+                }
+            }
+            _ if origin_query => kept.push(pair),
+            _ => {
+                return Err(format!(
+                    "unknown option {key:?} (known: bandwidth, pdt; origin query \
+                     parameters need the http(s):// form)"
+                ))
+            }
+        }
+    }
+    let mut url = format!("{fetch}://{path}");
+    if !kept.is_empty() {
+        url.push('?');
+        url.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        url.push('#');
+        url.push_str(f);
+    }
+    Ok(InputUrl::Hls {
+        url,
+        bandwidth,
+        pdt,
+    })
+}
+
 fn parse_timeshift(rest: &str) -> Result<InputUrl, String> {
     let (source, secs) = rest
         .rsplit_once('/')
@@ -236,9 +369,61 @@ fn parse_timeshift(rest: &str) -> Result<InputUrl, String> {
     })
 }
 
+impl InputUrl {
+    /// The input as written in a config file, credentials included; it
+    /// parses back to the same value.
+    pub fn written(&self) -> String {
+        match self {
+            InputUrl::Http { url } | InputUrl::TsHttp { url } => url.clone(),
+            InputUrl::Hls {
+                url,
+                bandwidth,
+                pdt,
+            } => hls_written(url, *bandwidth, *pdt),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// An HLS input's written form: the fetched URL (as `hls(s)://` when its
+/// path does not end in `.m3u8`), then the options that are not defaults.
+fn hls_written(url: &str, bandwidth: HlsBandwidth, pdt: PdtMode) -> String {
+    let (base, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) if !is_playlist_path(rest) => {
+            let scheme = if scheme == "https" { "hlss" } else { "hls" };
+            format!("{scheme}://{rest}")
+        }
+        _ => base.to_owned(),
+    };
+    let mut sep = if out.contains('?') { '&' } else { '?' };
+    let mut option = |text: String| {
+        out.push(sep);
+        out.push_str(&text);
+        sep = '&';
+    };
+    match bandwidth {
+        HlsBandwidth::Max => {}
+        HlsBandwidth::Min => option("bandwidth=min".to_owned()),
+        HlsBandwidth::AtMost(n) => option(format!("bandwidth={n}")),
+    }
+    if pdt != PdtMode::Auto {
+        option(format!("pdt={}", pdt.as_str()));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
 impl fmt::Display for InputUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            InputUrl::Hls { .. } => f.write_str(&mask_credentials(&self.written())),
             InputUrl::Udp {
                 interface,
                 host,
@@ -481,6 +666,74 @@ mod tests {
                 .to_string(),
             r#"invalid input URL "udp://239.0.0.1": missing :port"#
         );
+    }
+
+    #[test]
+    fn parses_hls_inputs_and_their_options() {
+        use HlsBandwidth::{AtMost, Max, Min};
+        let hls = |url: &str, bandwidth, pdt| InputUrl::Hls {
+            url: url.to_owned(),
+            bandwidth,
+            pdt,
+        };
+        assert_eq!(
+            ok("hls://origin.example/live/index.m3u8"),
+            hls("http://origin.example/live/index.m3u8", Max, PdtMode::Auto)
+        );
+        assert_eq!(
+            ok("hlss://origin.example:8443/live?bandwidth=min&pdt=keep"),
+            hls("https://origin.example:8443/live", Min, PdtMode::Keep)
+        );
+        // An http(s) playlist is HLS, not TS; foreign keys are the origin's.
+        assert_eq!(
+            ok("https://cdn.example/a/Index.M3U8?token=abc&bandwidth=800000&pdt=wall"),
+            hls(
+                "https://cdn.example/a/Index.M3U8?token=abc",
+                AtMost(800_000),
+                PdtMode::Wall
+            )
+        );
+        assert!(matches!(
+            ok("http://cdn.example/a.m3u8.ts"),
+            InputUrl::Http { .. }
+        ));
+        assert!(matches!(
+            ok("tshttp://cdn.example/a.m3u8"),
+            InputUrl::TsHttp { .. }
+        ));
+        for s in [
+            "hls://origin.example/live",
+            "hlss://origin.example/live?bandwidth=min",
+            "http://origin.example/live.m3u8",
+            "https://origin.example/live.m3u8?token=abc&bandwidth=500&pdt=keep",
+        ] {
+            assert_eq!(ok(s).written(), s);
+            assert_eq!(ok(&ok(s).written()), ok(s));
+        }
+        assert_eq!(
+            ok("hls://origin.example/x.m3u8?pdt=wall").written(),
+            "http://origin.example/x.m3u8?pdt=wall"
+        );
+        assert_eq!(
+            ok("hlss://u:pw@origin.example/x.m3u8").to_string(),
+            "https://u:***@origin.example/x.m3u8"
+        );
+        for (bad, why) in [
+            (
+                "hls://origin.example/x.m3u8?token=1",
+                "unknown option \"token\"",
+            ),
+            (
+                "hls://origin.example/x.m3u8?bandwidth=fast",
+                "bandwidth=fast",
+            ),
+            ("hls://origin.example/x.m3u8?bandwidth=0", "bandwidth=0"),
+            ("https://origin.example/x.m3u8?pdt=never", "pdt=never"),
+            ("hls://", "missing host"),
+        ] {
+            let e = bad.parse::<InputUrl>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -37,11 +37,7 @@ impl StreamConfig {
 
 /// An input as it is written in a config file, credentials included.
 fn input_text(input: &InputUrl) -> String {
-    match input {
-        InputUrl::Http { url } | InputUrl::TsHttp { url } => url.clone(),
-        // No credentials in the other forms: Display is the written form.
-        other => other.to_string(),
-    }
+    input.written()
 }
 
 /// Milliseconds in the largest unit that divides them (`7d`, `90m`, `1500ms`).

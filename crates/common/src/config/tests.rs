@@ -145,7 +145,11 @@ fn semantic_errors() {
     );
     assert_eq!(
         error_of("version: 1\nstreams:\n  s:\n    inputs: [\"rtmp://x/y\"]\n"),
-        r#"config.yaml line 4: streams.s.inputs[0]: invalid input URL "rtmp://x/y": unsupported scheme "rtmp" (use udp, http, https, tshttp, file or timeshift)"#
+        r#"config.yaml line 4: streams.s.inputs[0]: invalid input URL "rtmp://x/y": unsupported scheme "rtmp" (use udp, http, https, tshttp, hls, hlss, file or timeshift)"#
+    );
+    assert_eq!(
+        error_of("version: 1\nstreams:\n  s:\n    inputs: [\"hls://h/x.m3u8?bandwith=min\"]\n"),
+        r#"config.yaml line 4: streams.s.inputs[0]: invalid input URL "hls://h/x.m3u8?bandwith=min": unknown option "bandwith" (known: bandwidth, pdt; origin query parameters need the http(s):// form)"#
     );
     assert_eq!(
         error_of("version: 1\nstreams:\n  s:\n    inputs: [\"udp://1.2.3.4:5\"]\n    dvr: 3d\n"),

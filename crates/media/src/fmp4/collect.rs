@@ -125,6 +125,7 @@ impl Collector<'_> {
                 continue;
             }
             let kind = match stream.codec {
+                codec if !super::carries(codec) => Kind::Unsupported,
                 Codec::H264 | Codec::H265 => {
                     Kind::Video(VideoBuilder::new(stream.codec, video_share))
                 }

@@ -175,6 +175,15 @@ pub fn codec_name(codec: Codec) -> String {
     }
 }
 
+/// Whether fMP4 output carries tracks of `codec`: H.264, H.265, AAC (in
+/// ADTS), AC-3 and E-AC-3. Others come back in [`Fragments::left_out`].
+pub fn carries(codec: Codec) -> bool {
+    matches!(
+        codec,
+        Codec::H264 | Codec::H265 | Codec::Aac | Codec::Ac3 | Codec::Eac3
+    )
+}
+
 /// One track of a segment, ready to be written as fMP4.
 #[derive(Clone, Debug)]
 pub struct Track {

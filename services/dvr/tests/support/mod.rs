@@ -343,6 +343,21 @@ pub fn which(name: &str) -> PathBuf {
 
 /// hls.js, installed by `make test-deps` into the tools cache.
 pub fn hlsjs() -> PathBuf {
+    player_js("hls.js/dist/hls.min.js")
+}
+
+/// dash.js, installed by `make test-deps` into the tools cache.
+pub fn dashjs() -> PathBuf {
+    player_js("dashjs/dist/dash.all.min.js")
+}
+
+/// Shaka Player, installed by `make test-deps` into the tools cache.
+pub fn shaka() -> PathBuf {
+    player_js("shaka-player/dist/shaka-player.compiled.js")
+}
+
+/// A player script under the tools cache's `node_modules`.
+fn player_js(path: &str) -> PathBuf {
     let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
         || {
             let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
@@ -350,17 +365,21 @@ pub fn hlsjs() -> PathBuf {
         },
         PathBuf::from,
     );
-    let js = tools.join("node_modules/hls.js/dist/hls.min.js");
+    let js = tools.join("node_modules").join(path);
     assert!(js.is_file(), "{} is missing: {INSTALL}", js.display());
     js
 }
 
-/// Serves `page` at `/` and hls.js at `/hls.min.js` on a port of its own
-/// (another origin than the DVR's, so CORS is exercised).
+/// Serves `page` at `/`, hls.js at `/hls.min.js`, dash.js at
+/// `/dash.all.min.js` and Shaka Player at `/shaka-player.compiled.js` on a
+/// port of its own (another origin than the DVR's,
+/// so CORS is exercised).
 pub fn serve_page(page: String) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let js = std::fs::read(hlsjs()).unwrap();
+    let dash = std::fs::read(dashjs()).unwrap();
+    let shaka = std::fs::read(shaka()).unwrap();
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             let mut buf = [0; 4096];
@@ -368,6 +387,10 @@ pub fn serve_page(page: String) -> u16 {
             let request = String::from_utf8_lossy(&buf[..n]);
             let (ctype, body) = if request.starts_with("GET /hls.min.js") {
                 ("text/javascript", js.as_slice())
+            } else if request.starts_with("GET /dash.all.min.js") {
+                ("text/javascript", dash.as_slice())
+            } else if request.starts_with("GET /shaka-player.compiled.js") {
+                ("text/javascript", shaka.as_slice())
             } else if request.starts_with("GET / ") {
                 ("text/html", page.as_bytes())
             } else {

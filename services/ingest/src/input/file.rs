@@ -22,7 +22,7 @@ use dvr_media::ts::{PacketSync, PACKET_SIZE};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::time::Instant;
 
-use super::{BoxFuture, InputUrl, Source};
+use super::{BoxFuture, InputUrl, Source, SourceChunk};
 use crate::error::IngestError;
 
 /// Bytes read (and released) at a time: 56 packets, about 10 KiB.
@@ -222,7 +222,7 @@ impl Source for FileSource {
         &self.url
     }
 
-    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, IngestError>> {
-        Box::pin(self.read())
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<SourceChunk>, IngestError>> {
+        Box::pin(async { Ok(self.read().await?.map(SourceChunk::from)) })
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{mask_credentials, BoxFuture, InputUrl, Source};
+use super::{mask_credentials, BoxFuture, InputUrl, Source, SourceChunk};
 use crate::error::IngestError;
 
 /// Connection behaviour of HTTP inputs.
@@ -53,6 +53,45 @@ pub fn backoff_delay(options: &HttpOptions, attempt: u32, random: u64) -> Durati
     Duration::from_millis(u64::try_from(half + jitter).unwrap_or(u64::MAX))
 }
 
+/// The HTTP client of one input: its timeouts, our user agent, rustls.
+pub(super) fn build_client(
+    url: &InputUrl,
+    options: &HttpOptions,
+) -> Result<reqwest::Client, IngestError> {
+    // reqwest is built without a default crypto provider; ring is ours.
+    // Installing fails harmlessly when another part already did.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.read_timeout)
+        .user_agent(concat!("dvr-ingest/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| IngestError::Http {
+            url: url.to_string(),
+            message: mask_credentials(&e.to_string()),
+            timeout: false,
+        })
+}
+
+/// A request of input `url` failed: the error names the input (masked) and
+/// reqwest's chain of causes, without the unmasked URL reqwest would print.
+pub(super) fn request_error(url: &InputUrl, e: reqwest::Error) -> IngestError {
+    let timeout = e.is_timeout();
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    IngestError::Http {
+        url: url.to_string(),
+        message: mask_credentials(&message),
+        timeout,
+    }
+}
+
 type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// A streaming GET that reconnects.
@@ -80,19 +119,7 @@ impl std::fmt::Debug for HttpSource {
 impl HttpSource {
     /// A source for `target` (already `http` or `https`); connects lazily.
     pub fn new(url: InputUrl, target: &str, options: &HttpOptions) -> Result<Self, IngestError> {
-        // reqwest is built without a default crypto provider; ring is ours.
-        // Installing fails harmlessly when another part already did.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
-            .user_agent(concat!("dvr-ingest/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| IngestError::Http {
-                url: url.to_string(),
-                message: mask_credentials(&e.to_string()),
-                timeout: false,
-            })?;
+        let client = build_client(&url, options)?;
         Ok(HttpSource {
             url,
             target: target.to_owned(),
@@ -105,21 +132,7 @@ impl HttpSource {
     }
 
     fn http_error(&self, e: reqwest::Error) -> IngestError {
-        let timeout = e.is_timeout();
-        // reqwest's message names the URL unmasked: drop it, keep the causes.
-        let e = e.without_url();
-        let mut message = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            message.push_str(": ");
-            message.push_str(&c.to_string());
-            cause = c.source();
-        }
-        IngestError::Http {
-            url: self.url.to_string(),
-            message: mask_credentials(&message),
-            timeout,
-        }
+        request_error(&self.url, e)
     }
 
     async fn connect(&mut self) -> Result<Body, IngestError> {
@@ -182,8 +195,8 @@ impl Source for HttpSource {
         &self.url
     }
 
-    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, IngestError>> {
-        Box::pin(self.read())
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<SourceChunk>, IngestError>> {
+        Box::pin(async { Ok(self.read().await?.map(SourceChunk::from)) })
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::{BoxFuture, InputUrl, Source};
+use super::{BoxFuture, InputUrl, Source, SourceChunk};
 use crate::error::IngestError;
 
 /// Receive buffer asked of the kernel (it may grant less; see `rmem_max`).
@@ -140,7 +140,7 @@ impl Source for UdpSource {
         &self.url
     }
 
-    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, IngestError>> {
-        Box::pin(self.recv())
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<SourceChunk>, IngestError>> {
+        Box::pin(async { Ok(self.recv().await?.map(SourceChunk::from)) })
     }
 }

@@ -3,16 +3,19 @@
 
 #![allow(dead_code)] // each test binary uses a part of it
 
+use std::process::Command;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
+use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags};
+use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
 use futures_util::StreamExt;
 use tower::ServiceExt;
@@ -76,6 +79,31 @@ pub fn fixture_with(config: PackagerConfig) -> Fixture {
         clock,
         _dir: dir,
     }
+}
+
+/// `uri` asked with `method` and `headers`.
+pub async fn send(f: &Fixture, method: Method, uri: &str, headers: &[(&str, &str)]) -> Response {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    f.router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// A header of `r`, or empty.
+pub fn header<'a>(r: &'a Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .map_or("", |v| v.to_str().unwrap_or(""))
+}
+
+/// The whole body of `r`.
+pub async fn body(r: Response) -> Vec<u8> {
+    to_bytes(r.into_body(), 1 << 30).await.unwrap().to_vec()
 }
 
 pub async fn get(f: &Fixture, uri: &str) -> (StatusCode, String, Vec<u8>) {
@@ -164,4 +192,109 @@ pub async fn write_chunks(
         keys.push(key);
     }
     keys
+}
+
+/// `clip` recorded as stream `ch` from T0 by the real segmenter; now is
+/// 1 s after its end.
+pub fn recorded(clip: &str) -> Fixture {
+    recorded_runs(&[clip], 0)
+}
+
+/// `clips` cut by the real segmenter one after the other from `clock`'s
+/// time, each by a segmenter of its own starting `gap_ms` after the one
+/// before ended (a new run of tape, its first segment flagged as a
+/// discontinuity), numbered from seq 0.
+pub fn segmented(clips: &[&str], gap_ms: i64, clock: &Arc<SimulatedClock>) -> Vec<Segment> {
+    let mut segments: Vec<Segment> = Vec::new();
+    for (i, clip) in clips.iter().enumerate() {
+        if let Some(last) = segments.last() {
+            clock.set(UtcMs(last.utc_end().0 + gap_ms));
+        }
+        let mut segmenter = Segmenter::new(
+            SegmenterConfig::with_target(Ticks::from_secs(2)),
+            Arc::clone(clock) as Arc<dyn dvr_common::Clock>,
+        );
+        let bytes = std::fs::read(repo_path(&format!("testdata/{clip}"))).unwrap();
+        let mut run = segmenter.push(&bytes);
+        run.extend(segmenter.finish());
+        assert!(run.len() >= 3, "{clip}: {} segments", run.len());
+        for (k, mut segment) in run.into_iter().enumerate() {
+            segment.seq = segments.len() as u64;
+            if k == 0 && i > 0 {
+                segment.flags.discontinuity = true;
+            }
+            segments.push(segment);
+        }
+    }
+    segments
+}
+
+/// `clips` recorded one after the other as stream `ch` from T0, each by a
+/// segmenter of its own starting `gap_ms` after the one before ended (a
+/// new run of tape, its first segment flagged as a discontinuity); now is
+/// 1 s after the end.
+pub fn recorded_runs(clips: &[&str], gap_ms: i64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
+    let segments = segmented(clips, gap_ms, &clock);
+    let log =
+        Arc::new(SegmentLog::open(dir.path().join("ch"), SegmentLogOptions::default()).unwrap());
+    for segment in &segments {
+        log.append(segment).unwrap();
+    }
+    let end = segments.last().unwrap().utc_end();
+    clock.set(UtcMs(end.0 + 1000));
+    let packager = Arc::new(Packager::new(
+        PackagerConfig::default(),
+        Arc::clone(&clock) as Arc<dyn dvr_common::Clock>,
+    ));
+    packager.add_stream(StreamTape::new("ch", log, None));
+    Fixture {
+        router: Arc::clone(&packager).router(),
+        packager,
+        clock,
+        _dir: dir,
+    }
+}
+
+/// ffprobe over HTTP: the streams it finds and the duration it reports.
+pub fn ffprobe(url: &str) -> (Vec<String>, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json", "-show_entries"])
+        .args(["stream=codec_type,codec_name:format=duration", url])
+        .output()
+        .expect("ffprobe (make test-deps)");
+    assert!(
+        out.status.success(),
+        "{url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut streams: Vec<String> = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["codec_type"].as_str().unwrap(),
+                s["codec_name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    streams.sort();
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    (streams, duration)
+}
+
+/// Serves `f` on a loopback port for ffprobe; returns the stream's base URL.
+pub async fn serve(f: &Fixture) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = f.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://127.0.0.1:{port}/ch")
 }
