@@ -24,9 +24,9 @@
 pub mod codec;
 pub mod demux;
 pub mod fmp4;
-pub mod mp4;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mp4;
 pub mod psi;
 pub mod retime;
 pub mod segment;

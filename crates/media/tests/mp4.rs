@@ -238,7 +238,14 @@ fn an_export_from_mid_segment_starts_at_the_keyframe_before() {
     std::fs::write(&path, &bytes).unwrap();
     let (out, warnings) = tool(
         "ffprobe",
-        &["-v", "warning", "-of", "json", "-show_entries", "format=duration"],
+        &[
+            "-v",
+            "warning",
+            "-of",
+            "json",
+            "-show_entries",
+            "format=duration",
+        ],
         &path,
     );
     assert!(warnings.is_empty(), "ffprobe warns: {warnings}");
@@ -280,7 +287,7 @@ fn an_export_past_four_gibibytes_is_read_by_ffprobe() {
         .iter()
         .map(|s| i64::from(s.duration))
         .sum();
-    let tables = vec![table.clone(), table.clone(), table];
+    let tables = [table.clone(), table.clone(), table];
     let at: Vec<SegmentTables<'_>> = tables
         .iter()
         .enumerate()
@@ -346,7 +353,12 @@ fn an_export_past_four_gibibytes_is_read_by_ffprobe() {
         &path,
     );
     let probed: Value = serde_json::from_str(&out).unwrap();
-    let last = probed["packets"].as_array().unwrap().last().unwrap().clone();
+    let last = probed["packets"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     let pos: u64 = last["pos"].as_str().unwrap().parse().unwrap();
     assert!(pos > 1 << 32, "{last}");
     let video_len = 30_000_000u64;

@@ -78,7 +78,7 @@ impl Packager {
             .zip(&starts)
             .map(|(table, &tape_start)| SegmentTables { table, tape_start })
             .collect();
-        let numbers = asked.playback.tracks.map(|t| t.numbers());
+        let numbers = asked.playback.tracks.map(crate::url::TrackSet::numbers);
         let window = Ticks(from.0 * 90)..Ticks(to.0 * 90 - joined.0);
         let layout = Layout::new(&at, numbers.as_deref(), window).map_err(|e| match e {
             Mp4Error::Empty => crate::service::nothing_between(&tape, from, to),
@@ -247,7 +247,18 @@ fn body(
                 segment,
                 track,
                 data,
-            } => media(&mut st.converted, &st.tape, &st.segments, st.tracks.as_deref(), segment, track, data).await,
+            } => {
+                media(
+                    &mut st.converted,
+                    &st.tape,
+                    &st.segments,
+                    st.tracks.as_deref(),
+                    segment,
+                    track,
+                    data,
+                )
+                .await
+            }
         };
         Some((bytes.map_err(std::io::Error::other), st))
     });
@@ -276,7 +287,7 @@ async fn media(
     let fragments = &converted.as_ref().map(|c| &c.1).ok_or("no segment")?;
     let bytes = fragments
         .track(track)
-        .map(|t| t.data())
+        .map(dvr_media::fmp4::Track::data)
         .unwrap_or_default();
     let (start, end) = (data.start as usize, data.end as usize);
     let part = bytes.get(start..end).ok_or_else(|| {

@@ -245,8 +245,8 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         }
         _ => {
             return Err(UrlError::Invalid(format!(
-                "{dir}/ picks tracks of HLS and DASH playlists, segments, MPEG-TS and MP4 exports only"
-            )))
+            "{dir}/ picks tracks of HLS and DASH playlists, segments, MPEG-TS and MP4 exports only"
+        )))
         }
     }
     playback.stream = stream;

@@ -68,7 +68,12 @@ async fn an_export_plays_with_the_tapes_duration_moov_first() {
     let tape = tape_seconds(&segmented(&[CLIP], 0, &clock));
     let uri = format!("/ch/archive-{T0}-60.mp4");
     let (status, ctype, whole) = get(&f, &uri).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&whole));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&whole)
+    );
     assert_eq!(ctype, "video/mp4");
     assert!(position(&whole, b"moov") < position(&whole, b"mdat"));
     assert_eq!(&whole[4..8], b"ftyp");
@@ -230,7 +235,10 @@ async fn a_gap_is_refused_unless_ignore_gaps_joins_the_parts() {
     let (status, _, text) = get(&f, &uri).await;
     let text = String::from_utf8(text).unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
-    assert!(text.contains("gap") && text.contains("ignore_gaps=true"), "{text}");
+    assert!(
+        text.contains("gap") && text.contains("ignore_gaps=true"),
+        "{text}"
+    );
 
     let base = serve(&f).await;
     let url = format!("{base}/archive-{T0}-60.mp4?ignore_gaps=true");
@@ -266,7 +274,10 @@ async fn archived(with_tables: bool) -> (axum::Router, Arc<CountingStorage>, tem
         let first = &chunk[0];
         let key = ChunkKey::new(stream.clone(), first.utc_start, first.seq);
         let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.payload.to_vec()).collect();
-        storage.put(&key.ts_key(), Bytes::from(bytes)).await.unwrap();
+        storage
+            .put(&key.ts_key(), Bytes::from(bytes))
+            .await
+            .unwrap();
         if with_tables {
             let tables: Vec<(u64, SampleTable)> = chunk
                 .iter()
@@ -346,7 +357,10 @@ async fn stored_sample_tables_let_a_range_read_only_what_it_returns() {
     let (_, tail_without) = fetch(&without, &uri, Some("bytes=-1000")).await;
     assert_eq!(tail_without, tail);
     let reads_without = counted_without.reads() - before;
-    assert!(reads_without > reads, "{reads_without} reads without tables");
+    assert!(
+        reads_without > reads,
+        "{reads_without} reads without tables"
+    );
 
     // The same file either way: the tables are what the bytes give.
     let (status, whole) = fetch(&with, &uri, None).await;

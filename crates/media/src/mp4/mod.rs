@@ -206,9 +206,9 @@ impl Layout {
                 for (i, sample) in track.samples.iter().enumerate() {
                     let presentation = decode + i64::from(sample.composition_offset);
                     let keep = match build.kind {
-                        TrackKind::Video => span
-                            .as_ref()
-                            .is_some_and(|span| span.contains(&(index, i))),
+                        TrackKind::Video => {
+                            span.as_ref().is_some_and(|span| span.contains(&(index, i)))
+                        }
                         _ => presentation >= from && presentation < to,
                     };
                     if keep {
@@ -262,9 +262,9 @@ impl Layout {
         builds.retain(|b| !b.sizes.is_empty());
         // A window after the tape's end snaps back to its last keyframe:
         // nothing of it is there.
-        let ends_after_start = builds.iter().any(|b| {
-            rescale(b.next_decode, b.timescale, MOVIE_TIMESCALE) > window.start.0
-        });
+        let ends_after_start = builds
+            .iter()
+            .any(|b| rescale(b.next_decode, b.timescale, MOVIE_TIMESCALE) > window.start.0);
         if builds.is_empty() || !ends_after_start {
             return Err(Mp4Error::Empty);
         }

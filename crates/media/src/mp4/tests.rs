@@ -87,7 +87,7 @@ fn whole_segments_lay_out_to_their_exact_size() {
     assert!(find(head, b"moov").unwrap() < find(head, b"mdat").unwrap());
     let mdat = find(head, b"mdat").unwrap();
     assert_eq!(mdat + 8, head.len());
-    assert_eq!(be32(head, mdat) as u64, payload + 8);
+    assert_eq!(u64::from(be32(head, mdat)), payload + 8);
     assert!(find(head, b"co64").is_none());
     assert_eq!(layout.start(), Ticks(1_000_000));
     assert_eq!(layout.duration(), Ticks(360_000));
@@ -192,10 +192,7 @@ fn a_gap_between_segments_lengthens_the_last_sample_before_it() {
     let stts = find(head, b"stts").unwrap();
     // 49 × 3600, one of 3600 + 90000, 50 × 3600.
     assert_eq!(be32(head, stts + 12), 3);
-    assert_eq!(
-        (be32(head, stts + 16), be32(head, stts + 20)),
-        (49, 3600)
-    );
+    assert_eq!((be32(head, stts + 16), be32(head, stts + 20)), (49, 3600));
     assert_eq!((be32(head, stts + 24), be32(head, stts + 28)), (1, 93_600));
 }
 
