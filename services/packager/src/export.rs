@@ -12,7 +12,10 @@
 //!
 //! **Time.** FROM snaps back to the keyframe at or before it (or forward to
 //! the tape's first keyframe when FROM is a little before the tape); the
-//! end cuts at FROM + DUR. A range that crosses a gap in the recording is
+//! end cuts at FROM + DUR. With `?precise=true` the samples are the same but
+//! one edit per track (the same instant and length on all of them) starts
+//! the presentation at FROM and ends it at FROM + DUR, to the frame, with no
+//! re-encoding ([`Layout::precise`]). A range that crosses a gap in the recording is
 //! refused with a 400 naming it, unless `ignore_gaps=true`: then the parts
 //! are joined, each run placed right after the one before, so the file has
 //! no hole (its duration is the recorded time). Durations come from the
@@ -80,7 +83,12 @@ impl Packager {
             .collect();
         let numbers = asked.playback.tracks.map(crate::url::TrackSet::numbers);
         let window = Ticks(from.0 * 90)..Ticks(to.0 * 90 - joined.0);
-        let layout = Layout::new(&at, numbers.as_deref(), window).map_err(|e| match e {
+        let layout = if asked.query.precise {
+            Layout::precise(&at, numbers.as_deref(), window)
+        } else {
+            Layout::new(&at, numbers.as_deref(), window)
+        };
+        let layout = layout.map_err(|e| match e {
             Mp4Error::Empty => crate::service::nothing_between(&tape, from, to),
             Mp4Error::NoSuchTrack(n) => PackagerError::NothingRecorded(format!(
                 "stream {} has no track {n} that MP4 can carry between {} and {}",

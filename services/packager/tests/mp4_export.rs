@@ -133,6 +133,65 @@ async fn the_start_snaps_to_the_keyframe_at_or_before_it() {
         .unwrap();
 }
 
+/// Each stream's start time and the format's duration, by ffprobe.
+fn probe_starts(url: &str) -> (Vec<f64>, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "warning", "-of", "json", "-show_entries"])
+        .args(["format=duration:stream=start_time", url])
+        .output()
+        .expect("ffprobe (make test-deps)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{url}: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let starts = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["start_time"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let duration = v["format"]["duration"].as_str().unwrap().parse().unwrap();
+    (starts, duration)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn precise_exports_last_the_asked_span_with_tracks_together() {
+    // Two runs 0.5 s apart (not a gap): the second run's keyframes (one a
+    // second) fall half-way between whole seconds, so FROM is inside a GOP.
+    let f = recorded_runs(&[CLIP, CLIP], 500);
+    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
+    let segments = segmented(&[CLIP, CLIP], 500, &clock);
+    let second = segments.iter().find(|s| s.flags.discontinuity).unwrap();
+    let from = second.utc_start.0 / 1000 + 2;
+    assert_ne!((from * 1000 - second.utc_start.0) % 1000, 0);
+    let base = serve(&f).await;
+    let url = format!("{base}/archive-{from}-4.mp4?precise=true");
+    let (starts, duration) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || probe_starts(&url)
+    })
+    .await
+    .unwrap();
+    // To a video frame (40 ms) and an AAC frame (21 ms).
+    assert!((duration - 4.0).abs() <= 0.04, "ffprobe says {duration} s");
+    assert_eq!(starts.len(), 2);
+    assert!(
+        (starts[0] - starts[1]).abs() <= 0.022,
+        "video and audio start apart: {starts:?}"
+    );
+    tokio::task::spawn_blocking(move || assert_decodes(&url))
+        .await
+        .unwrap();
+    // The keyframe export of the same range lasts longer: it starts earlier.
+    let (_, keyframe) =
+        tokio::task::spawn_blocking(move || probe_starts(&format!("{base}/archive-{from}-4.mp4")))
+            .await
+            .unwrap();
+    assert!(
+        (keyframe - 4.5).abs() <= 0.045,
+        "{keyframe} s: from the keyframe half a second before FROM"
+    );
+}
+
 #[tokio::test]
 async fn ranges_are_spans_of_the_whole_and_head_and_etags_behave() {
     let f = recorded(CLIP);

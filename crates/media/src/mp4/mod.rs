@@ -137,11 +137,36 @@ struct Build {
 impl Layout {
     /// Lays out the export of `window` (tape ticks) from `segments`, which
     /// are consecutive and cover the window; `tracks` selects track
-    /// numbers (all when `None`).
+    /// numbers (all when `None`). The file starts at the keyframe at or
+    /// before the window's start.
     pub fn new(
         segments: &[SegmentTables<'_>],
         tracks: Option<&[usize]>,
         window: Range<Ticks>,
+    ) -> Result<Layout, Mp4Error> {
+        Self::build(segments, tracks, window, false)
+    }
+
+    /// [`Layout::new`], presented from the window's start to its end to
+    /// the frame (`?precise=true`), without re-encoding: every track keeps
+    /// its samples from the keyframe at or before the start (the lead-in),
+    /// and one edit per track, the same instant and duration on all of
+    /// them, hides the lead-in and trims the end. Where the window starts
+    /// before a track has samples, or ends after one stops, the edit
+    /// starts (ends) where every track has media, so they stay together.
+    pub fn precise(
+        segments: &[SegmentTables<'_>],
+        tracks: Option<&[usize]>,
+        window: Range<Ticks>,
+    ) -> Result<Layout, Mp4Error> {
+        Self::build(segments, tracks, window, true)
+    }
+
+    fn build(
+        segments: &[SegmentTables<'_>],
+        tracks: Option<&[usize]>,
+        window: Range<Ticks>,
+        precise: bool,
     ) -> Result<Layout, Mp4Error> {
         let mut numbers: Vec<usize> = segments
             .iter()
@@ -275,7 +300,11 @@ impl Layout {
             pieces[i].at = payload;
             payload += pieces[i].data.end - pieces[i].data.start;
         }
-        let movie = movie(&builds, window.end);
+        let movie = if precise {
+            precise_movie(&builds, &window)
+        } else {
+            movie(&builds, window.end)
+        };
         let mut ftyp = Vec::new();
         boxes::ftyp(&mut ftyp, b"isom", &[b"isom", b"iso2", b"avc1", b"mp41"]);
         let large_mdat = payload + 8 > u64::from(u32::MAX);
@@ -499,6 +528,44 @@ fn movie(builds: &[Build], end: Ticks) -> Movie {
         duration,
         edits,
         media,
+    }
+}
+
+/// The movie of [`Layout::precise`]: one edit per track from `F`, the
+/// window's start or the latest track start, to `E`, the window's end or
+/// the earliest track end.
+fn precise_movie(builds: &[Build], window: &Range<Ticks>) -> Movie {
+    let first = |b: &Build| b.first_decode.unwrap_or(0);
+    let totals: Vec<u64> = builds
+        .iter()
+        .map(|b| b.durations.iter().map(|&d| u64::from(d)).sum())
+        .collect();
+    let latest_start = builds
+        .iter()
+        .map(|b| rescale_up(b.first_presentation, b.timescale, MOVIE_TIMESCALE))
+        .max()
+        .unwrap_or(0);
+    let earliest_end = builds
+        .iter()
+        .zip(&totals)
+        .map(|(b, &total)| rescale(first(b) + total as i64, b.timescale, MOVIE_TIMESCALE))
+        .min()
+        .unwrap_or(0);
+    let start = window.start.0.max(latest_start);
+    let end = window.end.0.min(earliest_end).max(start);
+    let duration = (end - start) as u64;
+    let edits = builds
+        .iter()
+        .map(|b| {
+            let media_time = (to_timescale(Ticks(start), b.timescale) - first(b)).max(0);
+            vec![(duration, media_time)]
+        })
+        .collect();
+    Movie {
+        start,
+        duration,
+        edits,
+        media: totals,
     }
 }
 

@@ -232,3 +232,35 @@ fn past_four_gibibytes_offsets_are_64_bit_and_the_mdat_is_large() {
         }]
     );
 }
+
+#[test]
+fn precise_exports_keep_the_lead_in_behind_one_identical_edit() {
+    let tables = two_segments();
+    let from = Ticks(1_000_000 + 135_000);
+    let to = Ticks(1_000_000 + 270_000);
+    let snapped = Layout::new(&at(&tables), None, from..to).unwrap();
+    let precise = Layout::precise(&at(&tables), None, from..to).unwrap();
+    // The same samples; only the edits and durations differ.
+    assert_eq!(
+        precise.len() - precise.head().len() as u64,
+        snapped.len() - snapped.head().len() as u64
+    );
+    assert_eq!(precise.start(), from);
+    assert_eq!(precise.duration(), Ticks(135_000));
+    let head = precise.head();
+    let elst: Vec<usize> = head
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"elst")
+        .map(|(at, _)| at - 4)
+        .collect();
+    assert_eq!(elst.len(), 2);
+    for &at in &elst {
+        assert_eq!(be32(head, at + 12), 1, "one entry");
+        let duration = u64::from_be_bytes(head[at + 16..at + 24].try_into().unwrap());
+        assert_eq!(duration, 135_000);
+    }
+    // Video: media time 45_000 (0.5 s) past its keyframe at 1.09 s.
+    let video_time = i64::from_be_bytes(head[elst[0] + 24..elst[0] + 32].try_into().unwrap());
+    assert_eq!(video_time, 45_000);
+}
