@@ -6,7 +6,7 @@
 //! `Content-Length`, `Accept-Ranges: bytes`, and a `Range` is mapped onto
 //! the segments it touches (a `bytes=-1000` of an hour reads one segment).
 //! The tables come from the `.smp` object the recorder stores beside each
-//! chunk (one read per chunk); a segment without one (a chunk written
+//! chunk (one read per chunk, then kept decoded in a 32 MiB cache); a segment without one (a chunk written
 //! before `.smp` existed, a segment still in the live log) has its table
 //! computed from its bytes, which reads it once more.
 //!
@@ -75,7 +75,7 @@ impl Packager {
         let segments = self.recorded(&tape, from, to).await?;
         let metas: Vec<SegmentMeta> = segments.iter().map(|s| s.meta).collect();
         let (starts, joined) = placements(&tape, &metas, asked.query.ignore_gaps)?;
-        let tables = load_tables(&tape, &segments).await;
+        let tables = self.load_tables(&tape, &segments).await;
         let at: Vec<SegmentTables<'_>> = tables
             .iter()
             .zip(&starts)
@@ -174,49 +174,90 @@ fn placements(
     Ok((out, Ticks(closed)))
 }
 
-/// Each segment's sample table: from its chunk's `.smp` (read once per
-/// chunk), else computed from its bytes. A segment whose table cannot be
-/// had (lost, no program) gets an empty one and is left out of the file,
-/// with a log line: the tracks' timing closes over it.
-async fn load_tables(tape: &StreamTape, segments: &[TapeSegment]) -> Vec<SampleTable> {
-    let mut stored: HashMap<&str, HashMap<u64, SampleTable>> = HashMap::new();
-    let mut out = Vec::with_capacity(segments.len());
-    for segment in segments {
-        let meta = &segment.meta;
-        if let Location::Archive { key, .. } = &segment.location {
-            if !stored.contains_key(key.as_str()) {
-                let tables = match tape.sample_tables(key).await {
-                    Ok(Some(bytes)) => decode_chunk_tables(&bytes).unwrap_or_else(|e| {
-                        tracing::warn!(stream = tape.name(), key = %key, error = %e, "export: unreadable sample tables, computing them");
-                        Vec::new()
-                    }),
-                    Ok(None) => Vec::new(),
-                    Err(e) => {
-                        tracing::warn!(stream = tape.name(), key = %key, error = %e, "export: sample tables not read, computing them");
-                        Vec::new()
-                    }
-                };
-                stored.insert(key.as_str(), tables.into_iter().collect());
-            }
-            if let Some(table) = stored
-                .get_mut(key.as_str())
-                .and_then(|tables| tables.remove(&meta.seq))
-            {
-                out.push(table);
-                continue;
-            }
+/// At most this many bytes of `.smp` objects are kept decoded
+/// ([`TableCache`]); past it the cache is emptied.
+const TABLE_CACHE_BYTES: usize = 32 << 20;
+
+/// Chunks' decoded sample tables by chunk key, so a warm export (the same
+/// programme asked again, a player's next `Range`) reads no `.smp`. A
+/// chunk's objects are never rewritten with other bytes (keys are
+/// deterministic and a replay writes the same bytes), so entries need no
+/// invalidation; a chunk retention deleted is never planned again.
+#[derive(Debug, Default)]
+pub(crate) struct TableCache {
+    chunks: HashMap<String, Arc<HashMap<u64, SampleTable>>>,
+    bytes: usize,
+}
+
+impl Packager {
+    /// The decoded `.smp` of chunk `key`: cached, read, or empty (none
+    /// stored, or unreadable: logged, and the tables are computed).
+    async fn chunk_tables(&self, tape: &StreamTape, key: &str) -> Arc<HashMap<u64, SampleTable>> {
+        if let Some(hit) = self.lock_tables().chunks.get(key) {
+            return Arc::clone(hit);
         }
-        let computed = match tape.read(segment).await {
-            Ok(bytes) => SampleTable::from_ts(&bytes, meta.pts_start, meta.duration)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let bytes = match tape.sample_tables(key).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Arc::default(),
+            Err(e) => {
+                tracing::warn!(stream = tape.name(), key = %key, error = %e, "export: sample tables not read, computing them");
+                return Arc::default();
+            }
         };
-        out.push(computed.unwrap_or_else(|e| {
-            tracing::warn!(stream = tape.name(), seq = meta.seq, error = %e, "export: a segment left out");
-            SampleTable::default()
-        }));
+        let tables = match decode_chunk_tables(&bytes) {
+            Ok(tables) => Arc::new(tables.into_iter().collect::<HashMap<_, _>>()),
+            Err(e) => {
+                tracing::warn!(stream = tape.name(), key = %key, error = %e, "export: unreadable sample tables, computing them");
+                return Arc::default();
+            }
+        };
+        let mut cache = self.lock_tables();
+        if cache.bytes + bytes.len() > TABLE_CACHE_BYTES {
+            cache.chunks.clear();
+            cache.bytes = 0;
+        }
+        cache.bytes += bytes.len();
+        cache.chunks.insert(key.to_owned(), Arc::clone(&tables));
+        tables
     }
-    out
+
+    fn lock_tables(&self) -> std::sync::MutexGuard<'_, TableCache> {
+        self.tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Each segment's sample table: from its chunk's `.smp` (read once per
+    /// chunk, then cached), else computed from its bytes. A segment whose
+    /// table cannot be had (lost, no program) gets an empty one and is
+    /// left out of the file, with a log line: the tracks' timing closes
+    /// over it.
+    async fn load_tables(&self, tape: &StreamTape, segments: &[TapeSegment]) -> Vec<SampleTable> {
+        let mut out = Vec::with_capacity(segments.len());
+        let mut chunk: Option<(&str, Arc<HashMap<u64, SampleTable>>)> = None;
+        for segment in segments {
+            let meta = &segment.meta;
+            if let Location::Archive { key, .. } = &segment.location {
+                if chunk.as_ref().map(|c| c.0) != Some(key.as_str()) {
+                    chunk = Some((key.as_str(), self.chunk_tables(tape, key).await));
+                }
+                if let Some(table) = chunk.as_ref().and_then(|c| c.1.get(&meta.seq)) {
+                    out.push(table.clone());
+                    continue;
+                }
+            }
+            let computed = match tape.read(segment).await {
+                Ok(bytes) => SampleTable::from_ts(&bytes, meta.pts_start, meta.duration)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(computed.unwrap_or_else(|e| {
+                tracing::warn!(stream = tape.name(), seq = meta.seq, error = %e, "export: a segment left out");
+                SampleTable::default()
+            }));
+        }
+        out
+    }
 }
 
 /// The body of bytes `range` of the export: the head's part, then each

@@ -119,6 +119,8 @@ pub struct Packager {
     pub(crate) views: Mutex<crate::cmaf::Views>,
     /// Made fMP4 pieces ([`crate::cmaf`]).
     pub(crate) built: Mutex<crate::cmaf::BuiltCache>,
+    /// Decoded `.smp` sample tables of chunks ([`crate::export`]).
+    pub(crate) tables: Mutex<crate::export::TableCache>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: PackagerConfig,
     /// Play authorization in front of every answer, when any stream has
@@ -137,6 +139,7 @@ impl Packager {
             rendered: Mutex::default(),
             views: Mutex::default(),
             built: Mutex::default(),
+            tables: Mutex::default(),
             clock,
             paced: Quota::new(
                 config.max_paced_streams,
