@@ -33,7 +33,10 @@ use crate::codec::TrackKind;
 use crate::fmp4::boxes::SYNC_SAMPLE;
 use crate::fmp4::{mp4_language, to_timescale, Fmp4Error, Fragments, SegmentTiming, TapeClock};
 
-/// The table format this build writes and reads.
+/// The table format this build writes and reads. Tables describe the bytes
+/// the fMP4 collector converts a segment to: a change of that conversion
+/// that changes sample sizes (dropping other NAL units, say) must bump this,
+/// so stored tables of the old form are recomputed instead of trusted.
 pub const TABLE_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"DSMP";
 const CHUNK_MAGIC: &[u8; 4] = b"DSMC";
