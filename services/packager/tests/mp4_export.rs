@@ -2,8 +2,10 @@
 //! and ffmpeg read exports over real HTTP with the tape's duration and no
 //! warning, `moov` comes before `mdat`, a `Range` returns exactly the bytes
 //! of the same span of the whole download and reads only the segments it
-//! touches (with the recorder's `.smp` sample tables) , HEAD and ETags
-//! behave, and bad input gets the TS forms' one-line 4xx.
+//! touches (with the recorder's `.smp` sample tables), HEAD and ETags
+//! behave, `?precise=true` lasts the asked span with the tracks together,
+//! a gap is refused or joined by `ignore_gaps`, and bad input gets the TS
+//! forms' one-line 4xx.
 
 mod support;
 
