@@ -450,7 +450,8 @@ pub struct ListingPlan {
     /// [`ChunkEntry::from_index`] with the `.ts` size given here.
     pub complete: Vec<(ChunkKey, u64)>,
     /// Keys of half-written chunks (one object without the other): a crash
-    /// between the two uploads; the recorder's replay rewrites them.
+    /// between the two uploads; the recorder's replay rewrites them. Also
+    /// `.smp` sample tables of a chunk that is not complete.
     pub orphans: Vec<String>,
     /// Keys that are not archive objects (other than `locks.json`).
     pub foreign: Vec<String>,
@@ -461,6 +462,7 @@ pub struct ListingPlan {
 pub fn plan_rebuild<'a>(listing: impl IntoIterator<Item = (&'a str, u64)>) -> ListingPlan {
     let mut ts: BTreeMap<ChunkKey, (String, u64)> = BTreeMap::new();
     let mut idx: BTreeMap<ChunkKey, String> = BTreeMap::new();
+    let mut smp: Vec<(ChunkKey, String)> = Vec::new();
     let mut plan = ListingPlan::default();
     for (key, size) in listing {
         match ChunkKey::parse(key) {
@@ -469,6 +471,11 @@ pub fn plan_rebuild<'a>(listing: impl IntoIterator<Item = (&'a str, u64)>) -> Li
             }
             Ok((k, ObjectKind::Index)) => {
                 idx.insert(k, key.to_owned());
+            }
+            // Sample tables are optional beside a chunk; ones without a
+            // complete chunk are orphans like its other objects.
+            Ok((k, ObjectKind::SampleTables)) => {
+                smp.push((k, key.to_owned()));
             }
             Err(_) if key.ends_with("/locks.json") => {}
             Err(_) => plan.foreign.push(key.to_owned()),
@@ -486,6 +493,11 @@ pub fn plan_rebuild<'a>(listing: impl IntoIterator<Item = (&'a str, u64)>) -> Li
         idx.iter()
             .filter(|(k, _)| !both.contains(k))
             .map(|(_, n)| n.clone()),
+    );
+    plan.orphans.extend(
+        smp.into_iter()
+            .filter(|(k, _)| !both.contains(k))
+            .map(|(_, n)| n),
     );
     plan.complete.sort_by_key(|(k, _)| (k.hour, k.first_seq));
     plan
@@ -858,7 +870,10 @@ mod tests {
             b.idx_key(),
             half.ts_key(),
         );
+        let (asmp, hsmp) = (a.smp_key(), half.smp_key());
         let listing = vec![
+            (asmp.as_str(), 900u64),
+            (hsmp.as_str(), 90),
             (bidx.as_str(), 500u64),
             (bts.as_str(), 2_000),
             (ats.as_str(), 1_800_000),
@@ -872,7 +887,9 @@ mod tests {
             plan.complete,
             vec![(a.clone(), 1_800_000), (b.clone(), 2_000)]
         );
-        assert_eq!(plan.orphans, vec![hts.clone()]);
+        // A chunk's sample tables are neither a chunk nor foreign; those of
+        // a half-written chunk are orphans with it.
+        assert_eq!(plan.orphans, vec![hts.clone(), hsmp.clone()]);
         assert_eq!(plan.foreign, vec!["ort/notes.txt".to_owned()]);
         let (catalog, errors) = Catalog::rebuild(vec![
             (a, 1_800_000, index(0, H0, 1800)),

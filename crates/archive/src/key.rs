@@ -1,7 +1,12 @@
 //! Object keys, and where the recorder cuts chunks.
 //!
 //! ARCHITECTURE section 5: `{stream}/{YYYY}/{MM}/{DD}/{HH}/{first_seq:020}.ts`
-//! and `.idx` beside it, `{stream}/locks.json` for locks. Keys are a pure
+//! and `.idx` beside it, `{stream}/locks.json` for locks. A third object,
+//! `.smp`, holds the chunk's per-segment sample tables (what an MP4
+//! export's `moov` is made of, `dvr_media::mp4`); it is optional: a chunk
+//! exists by its `.ts` and `.idx`, and readers compute the tables from the
+//! `.ts` when the `.smp` is missing (chunks written before it existed, or a
+//! failed write). Keys are a pure
 //! function of (stream, hour of the first segment, first seq), so a
 //! recorder replaying an interval after a crash rewrites the same objects,
 //! and a listing is enough to rebuild the catalog. The seq is zero-padded so
@@ -28,6 +33,8 @@ pub enum ObjectKind {
     Chunk,
     /// `.idx`: the chunk index.
     Index,
+    /// `.smp`: the segments' sample tables (optional).
+    SampleTables,
 }
 
 /// The identity of a chunk: everything its object keys are made of.
@@ -61,6 +68,7 @@ impl ChunkKey {
         let ext = match kind {
             ObjectKind::Chunk => "ts",
             ObjectKind::Index => "idx",
+            ObjectKind::SampleTables => "smp",
         };
         format!("{}{:020}.{ext}", self.hour_prefix(), self.first_seq)
     }
@@ -73,6 +81,11 @@ impl ChunkKey {
     /// The `.idx` key.
     pub fn idx_key(&self) -> String {
         self.object_key(ObjectKind::Index)
+    }
+
+    /// The `.smp` key.
+    pub fn smp_key(&self) -> String {
+        self.object_key(ObjectKind::SampleTables)
     }
 
     /// The end (exclusive) of the hour every segment start of this chunk lies in.
@@ -95,15 +108,17 @@ impl ChunkKey {
             parts.next(),
             parts.next(),
         ) else {
-            return Err(err("expected STREAM/YYYY/MM/DD/HH/SEQ.ts|idx"));
+            return Err(err("expected STREAM/YYYY/MM/DD/HH/SEQ.ts|idx|smp"));
         };
         let stream = StreamName::new(stream).map_err(|e| err(&e.to_string()))?;
         let (seq, kind) = if let Some(s) = file.strip_suffix(".ts") {
             (s, ObjectKind::Chunk)
         } else if let Some(s) = file.strip_suffix(".idx") {
             (s, ObjectKind::Index)
+        } else if let Some(s) = file.strip_suffix(".smp") {
+            (s, ObjectKind::SampleTables)
         } else {
-            return Err(err("file is neither .ts nor .idx"));
+            return Err(err("file is neither .ts, .idx nor .smp"));
         };
         let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(seq, 20) {
@@ -206,7 +221,15 @@ mod tests {
             ChunkKey::parse(&k.ts_key()),
             Ok((k.clone(), ObjectKind::Chunk))
         );
-        assert_eq!(ChunkKey::parse(&k.idx_key()), Ok((k, ObjectKind::Index)));
+        assert_eq!(
+            ChunkKey::parse(&k.idx_key()),
+            Ok((k.clone(), ObjectKind::Index))
+        );
+        assert_eq!(k.smp_key(), "ort/2026/11/21/14/00000000000000000042.smp");
+        assert_eq!(
+            ChunkKey::parse(&k.smp_key()),
+            Ok((k, ObjectKind::SampleTables))
+        );
         let nested = ChunkKey::new(stream("news/hd"), T, u64::MAX);
         assert_eq!(ChunkKey::parse(&nested.ts_key()).unwrap().0, nested);
     }

@@ -77,13 +77,14 @@ pub struct RetentionPlan {
 }
 
 impl RetentionPlan {
-    /// Every object key to delete: each chunk's `.idx` then its `.ts` (the
-    /// index first, so a crash in between leaves an orphan `.ts` that a
-    /// rebuild reports, never an index pointing at nothing).
+    /// Every object key to delete: each chunk's `.idx`, its `.ts`, then its
+    /// optional `.smp` (the index first, so a crash in between leaves an
+    /// orphan that a rebuild reports, never an index pointing at nothing;
+    /// deleting a `.smp` that was never written is harmless).
     pub fn object_keys(&self) -> Vec<String> {
         self.delete
             .iter()
-            .flat_map(|(k, _)| [k.idx_key(), k.ts_key()])
+            .flat_map(|(k, _)| [k.idx_key(), k.ts_key(), k.smp_key()])
             .collect()
     }
 }
@@ -238,8 +239,11 @@ mod tests {
         );
         let plan = plan_retention(&c, &[], &policy, clock.now(), None);
         assert!(plan.delete.iter().all(|(_, r)| *r == Reason::Depth));
-        assert_eq!(plan.object_keys().len(), 48);
+        // Three objects a chunk: .idx first, then .ts and the .smp tables.
+        assert_eq!(plan.object_keys().len(), 72);
         assert!(plan.object_keys()[0].ends_with(".idx"));
+        assert!(plan.object_keys()[1].ends_with(".ts"));
+        assert!(plan.object_keys()[2].ends_with(".smp"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod demux;
 pub mod fmp4;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mp4;
 pub mod psi;
 pub mod retime;
 pub mod segment;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use dvr_archive::store::{ArchiveStore, StoreError};
-use dvr_archive::{Lock, PlanItem, RecordRun};
-use dvr_common::error::HasErrorKind;
+use dvr_archive::{ChunkKey, Lock, PlanItem, RecordRun};
+use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{StreamName, UtcMs};
 
 use crate::error::PackagerError;
@@ -96,6 +96,17 @@ impl ArchivedTape for StoreTape {
                 )))
             }
             Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, PackagerError> {
+        let Ok((key, _)) = ChunkKey::parse(chunk_key) else {
+            return Ok(None);
+        };
+        match self.store.storage().get(&key.smp_key()).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.error_kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(&e.into())),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod cmaf;
 pub mod config;
 pub mod dash;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod master;
 pub mod metrics;

@@ -25,8 +25,12 @@ pub struct Query {
     pub request: Vec<String>,
     /// `timeshift_abs`: when the viewer started, in ms (set by our redirect).
     pub started: Option<i64>,
-    /// Stream mode skips gaps instead of stopping at them.
+    /// Stream mode skips gaps instead of stopping at them; an MP4 export
+    /// joins the parts of a range with a gap.
     pub ignore_gaps: bool,
+    /// `archive-FROM-DUR.mp4`: start and end at FROM and FROM+DUR to the
+    /// frame (an edit list), not at the keyframe before FROM.
+    pub precise: bool,
     /// Kodi's shift catch-up: play from `utc` (epoch seconds)...
     pub utc: Option<i64>,
     /// ...as of the viewer's `lutc` (epoch seconds).
@@ -49,6 +53,7 @@ impl Query {
             match &*key {
                 "event" => q.event = flag("event", &value)?,
                 "ignore_gaps" => q.ignore_gaps = flag("ignore_gaps", &value)?,
+                "precise" => q.precise = flag("precise", &value)?,
                 "from" => q.from = Some(value.into_owned()),
                 "to" => q.to = Some(value.into_owned()),
                 "request" => q.request.extend(value.split(',').map(str::to_owned)),

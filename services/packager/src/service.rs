@@ -8,7 +8,8 @@
 //! - [`crate::status`]: the `recording_status.json` answers;
 //! - [`crate::dash`]: the DASH manifests;
 //! - [`crate::cmaf`]: fMP4 init and media segments, made from the stored
-//!   TS on request (and what CMAF HLS playlists and MPDs need to name them).
+//!   TS on request (and what CMAF HLS playlists and MPDs need to name them);
+//! - [`crate::export`]: a range as one progressive MP4.
 //!
 //! Every answer is computed from the tape alone, so any replica gives the
 //! same bytes for the same URL. Errors are one line of text with the status
@@ -118,6 +119,8 @@ pub struct Packager {
     pub(crate) views: Mutex<crate::cmaf::Views>,
     /// Made fMP4 pieces ([`crate::cmaf`]).
     pub(crate) built: Mutex<crate::cmaf::BuiltCache>,
+    /// Decoded `.smp` sample tables of chunks ([`crate::export`]).
+    pub(crate) tables: Mutex<crate::export::TableCache>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: PackagerConfig,
     /// Play authorization in front of every answer, when any stream has
@@ -136,6 +139,7 @@ impl Packager {
             rendered: Mutex::default(),
             views: Mutex::default(),
             built: Mutex::default(),
+            tables: Mutex::default(),
             clock,
             paced: Quota::new(
                 config.max_paced_streams,
@@ -252,6 +256,9 @@ impl Packager {
             | Form::TimeshiftRelMpegts { .. } => self.paced_form(tape, &asked).await,
             Form::RangeMpegts { from, duration } => {
                 self.download(tape, &asked, from, duration).await
+            }
+            Form::RangeMp4 { from, duration } => {
+                self.mp4_export(tape, &asked, from, duration).await
             }
             Form::Segment {
                 start_second,

@@ -52,6 +52,9 @@ pub trait ArchivedTape: Send + Sync + Debug {
     async fn record_runs(&self, from: UtcMs, to: UtcMs) -> Result<Vec<RecordRun>, PackagerError>;
     /// The bytes of an archived segment.
     async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
+    /// The `.smp` sample tables stored beside the chunk whose object key is
+    /// `chunk_key`; `None` when there are none (chunks written before them).
+    async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, PackagerError>;
     /// Start and end of everything archived.
     async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError>;
     /// Recorded ranges within `[from, to)`, from the catalog: no storage
@@ -316,6 +319,15 @@ impl StreamTape {
                     transient: false,
                 }),
             },
+        }
+    }
+
+    /// The `.smp` sample tables beside the archive chunk `chunk_key`;
+    /// `None` when it has none or the tape has no archive.
+    pub async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, PackagerError> {
+        match &self.archive {
+            Some(archive) => archive.sample_tables(chunk_key).await,
+            None => Ok(None),
         }
     }
 

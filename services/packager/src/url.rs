@@ -227,6 +227,7 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         | Form::Segment { .. }
         | Form::LiveMpegts
         | Form::RangeMpegts { .. }
+        | Form::RangeMp4 { .. }
         | Form::TimeshiftAbsMpegts {
             flavor: Flavor::Index | Flavor::Archive | Flavor::Mono,
             ..
@@ -244,8 +245,8 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         }
         _ => {
             return Err(UrlError::Invalid(format!(
-                "{dir}/ picks tracks of HLS and DASH playlists, segments and MPEG-TS only"
-            )))
+            "{dir}/ picks tracks of HLS and DASH playlists, segments, MPEG-TS and MP4 exports only"
+        )))
         }
     }
     playback.stream = stream;
@@ -752,12 +753,12 @@ mod tests {
             "/ort/tracks-1/timeshift_abs/1700000000",
             "/ort/tracks-1/timeshift_rel/60",
             "/ort/tracks-1/mpegts",
+            "/ort/tracks-1/archive-1700000000-60.mp4",
         ] {
             let p = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert_eq!((p.stream, p.tracks), ("ort", TrackSet::of(&[1])), "{path}");
         }
         for path in [
-            "/ort/tracks-1/archive-1700000000-60.mp4",
             "/ort/tracks-1/video2-timeshift_abs-1700000000.ts",
             "/ort/tracks-1/recording_status.json",
         ] {

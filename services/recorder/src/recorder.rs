@@ -330,12 +330,25 @@ impl StreamRecorder {
             ));
         }
         // One PUT streamed from the live log (parts only past 5 GiB).
-        let source = LiveLogUpload::new(self.stream.clone(), Arc::clone(&self.log), group);
+        let source = Arc::new(LiveLogUpload::new(
+            self.stream.clone(),
+            Arc::clone(&self.log),
+            group,
+        ));
         self.archive
             .storage()
-            .put_source(&ts_key, Arc::new(source))
+            .put_source(&ts_key, Arc::clone(&source) as _)
             .await
             .map_err(|e| archive_err(e.into()))?;
+        // The sample tables (MP4 export) before the index that makes the
+        // chunk exist, so a chunk that exists has them. They are optional:
+        // a failed write is logged, and readers compute them from the `.ts`.
+        if let Some(tables) = source.sample_tables() {
+            let smp_key = key.smp_key();
+            if let Err(error) = self.archive.storage().put(&smp_key, tables).await {
+                warn!(stream = %self.stream, key = %smp_key, %error, "sample tables not written; exports compute them from the chunk");
+            }
+        }
         let index = ChunkIndex::from_segments(codecs, records);
         let entry = self
             .archive

@@ -6,12 +6,21 @@
 //! holding them is in the archive. Uploading streams them from it one
 //! segment at a time, so a chunk of any size costs one segment of memory,
 //! and a retry reads them again from the start.
+//!
+//! On the way through, each segment's MP4 sample table is taken
+//! ([`SampleTable::from_ts`], one demux pass over bytes already in memory)
+//! so the recorder can store the chunk's `.smp` beside it without reading
+//! the live log twice. A segment whose table cannot be made (no program
+//! tables, no track MP4 can carry) is left out of it; readers then compute
+//! it from the segment, and fail the same way.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use dvr_bus::LiveLog;
 use dvr_common::StreamName;
+use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::SegmentMeta;
 use dvr_storage::UploadSource;
 use futures::stream::BoxStream;
@@ -24,6 +33,8 @@ pub struct LiveLogUpload {
     log: Arc<dyn LiveLog>,
     segments: Vec<SegmentMeta>,
     len: u64,
+    /// Each segment's sample table, by seq, as the upload went past it.
+    tables: Arc<Mutex<BTreeMap<u64, SampleTable>>>,
 }
 
 impl LiveLogUpload {
@@ -35,7 +46,20 @@ impl LiveLogUpload {
             log,
             segments: segments.to_vec(),
             len,
+            tables: Arc::default(),
         }
+    }
+
+    /// The chunk's `.smp` bytes: the tables of the segments the last
+    /// upload read, `None` when it could make none.
+    pub fn sample_tables(&self) -> Option<Bytes> {
+        let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let list: Vec<(u64, SampleTable)> = self
+            .segments
+            .iter()
+            .filter_map(|m| tables.get(&m.seq).map(|t| (m.seq, t.clone())))
+            .collect();
+        (!list.is_empty()).then(|| Bytes::from(encode_chunk_tables(&list)))
     }
 }
 
@@ -46,13 +70,27 @@ impl UploadSource for LiveLogUpload {
 
     fn open(&self) -> BoxStream<'static, std::io::Result<Bytes>> {
         let log = Arc::clone(&self.log);
-        let seqs: Vec<u64> = self.segments.iter().map(|m| m.seq).collect();
-        futures::stream::iter(seqs)
-            .then(move |seq| {
+        let tables = Arc::clone(&self.tables);
+        futures::stream::iter(self.segments.clone())
+            .then(move |meta| {
                 let log = Arc::clone(&log);
+                let tables = Arc::clone(&tables);
+                let seq = meta.seq;
                 async move {
                     match log.get(seq).await {
-                        Ok(Some(segment)) => Ok(segment.payload),
+                        Ok(Some(segment)) => {
+                            if let Ok(table) = SampleTable::from_ts(
+                                &segment.payload,
+                                meta.pts_start,
+                                meta.duration,
+                            ) {
+                                tables
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .insert(seq, table);
+                            }
+                            Ok(segment.payload)
+                        }
                         Ok(None) => Err(std::io::Error::new(
                             std::io::ErrorKind::NotFound,
                             format!("segment {seq} is no longer in the live log"),

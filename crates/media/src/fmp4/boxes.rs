@@ -116,23 +116,10 @@ pub(crate) struct TrakSpec<'a> {
 /// and track identity reach the bytes.
 pub(crate) fn moov(out: &mut Vec<u8>, tracks: &[TrakSpec<'_>]) {
     let moov = open(out, b"moov");
-    let mvhd = open_full(out, b"mvhd", 0, 0);
-    out.u32(0); // creation_time
-    out.u32(0); // modification_time
-    out.u32(1000); // timescale
-    out.u32(0); // duration
-    out.u32(0x0001_0000); // rate 1.0
-    out.u16(0x0100); // volume 1.0
-    out.extend_from_slice(&[0; 10]); // reserved
-    for m in MATRIX {
-        out.u32(m);
-    }
-    out.extend_from_slice(&[0; 24]); // pre_defined
     let next = tracks.iter().map(|t| t.track_id).max().unwrap_or(0);
-    out.u32(next.saturating_add(1)); // next_track_ID
-    close(out, mvhd);
+    mvhd(out, 1000, 0, next.saturating_add(1));
     for track in tracks {
-        trak(out, track);
+        trak(out, track, None);
     }
     let mvex = open(out, b"mvex");
     for track in tracks {
@@ -148,15 +135,74 @@ pub(crate) fn moov(out: &mut Vec<u8>, tracks: &[TrakSpec<'_>]) {
     close(out, moov);
 }
 
-fn trak(out: &mut Vec<u8>, track: &TrakSpec<'_>) {
+/// `mvhd`: version 1 (64-bit times) when `duration` needs it. Creation and
+/// modification times are 0: the bytes depend on the media only.
+pub(crate) fn mvhd(out: &mut Vec<u8>, timescale: u32, duration: u64, next_track_id: u32) {
+    let wide = duration > u64::from(u32::MAX);
+    let mvhd = open_full(out, b"mvhd", u8::from(wide), 0);
+    times(out, wide, 0);
+    out.u32(timescale);
+    times_tail(out, wide, duration);
+    out.u32(0x0001_0000); // rate 1.0
+    out.u16(0x0100); // volume 1.0
+    out.extend_from_slice(&[0; 10]); // reserved
+    for m in MATRIX {
+        out.u32(m);
+    }
+    out.extend_from_slice(&[0; 24]); // pre_defined
+    out.u32(next_track_id);
+    close(out, mvhd);
+}
+
+/// Creation and modification time (0), 32 or 64 bits each.
+fn times(out: &mut Vec<u8>, wide: bool, value: u64) {
+    for _ in 0..2 {
+        times_tail(out, wide, value);
+    }
+}
+
+/// A duration field of a version 0 (32-bit) or 1 (64-bit) box.
+fn times_tail(out: &mut Vec<u8>, wide: bool, value: u64) {
+    if wide {
+        out.u64(value);
+    } else {
+        out.u32(u32::try_from(value).unwrap_or(u32::MAX));
+    }
+}
+
+/// What a `trak` of a progressive (not fragmented) MP4 adds: durations, an
+/// edit list and the sample tables.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timed<'a> {
+    /// The track's presented duration, in the movie timescale (`tkhd`).
+    pub movie_duration: u64,
+    /// The sum of its sample durations, in its own timescale (`mdhd`).
+    pub media_duration: u64,
+    /// `elst` entries: (segment_duration in the movie timescale,
+    /// media_time in the track's; -1 for an empty edit).
+    pub edits: &'a [(u64, i64)],
+    /// Every sample entry (the first is [`TrakSpec::sample_entry`]'s
+    /// place), back to back, and how many there are.
+    pub sample_entries: &'a [u8],
+    pub entry_count: u32,
+    /// The `stbl` boxes after `stsd`: `stts`, `ctts`, `stss`, `stsz`,
+    /// `stsc`, `stco`/`co64`, already written.
+    pub tables: &'a [u8],
+}
+
+/// A `trak`: with empty sample tables for fragments (`timed` is `None`),
+/// or with durations, an edit list and the given tables.
+pub(crate) fn trak(out: &mut Vec<u8>, track: &TrakSpec<'_>, timed: Option<&Timed<'_>>) {
     let trak = open(out, b"trak");
     // tkhd: track enabled and in the movie.
-    let tkhd = open_full(out, b"tkhd", 0, 0x000003);
-    out.u32(0); // creation_time
-    out.u32(0); // modification_time
+    let movie_duration = timed.map_or(0, |t| t.movie_duration);
+    let media_duration = timed.map_or(0, |t| t.media_duration);
+    let wide = movie_duration > u64::from(u32::MAX);
+    let tkhd = open_full(out, b"tkhd", u8::from(wide), 0x000003);
+    times(out, wide, 0);
     out.u32(track.track_id);
     out.u32(0); // reserved
-    out.u32(0); // duration
+    times_tail(out, wide, movie_duration);
     out.extend_from_slice(&[0; 8]); // reserved
     out.u16(0); // layer
     out.u16(0); // alternate_group
@@ -174,12 +220,25 @@ fn trak(out: &mut Vec<u8>, track: &TrakSpec<'_>) {
     out.u32(height << 16);
     close(out, tkhd);
 
+    if let Some(timed) = timed.filter(|t| !t.edits.is_empty()) {
+        let edts = open(out, b"edts");
+        let elst = open_full(out, b"elst", 1, 0);
+        out.u32(timed.edits.len() as u32);
+        for &(duration, media_time) in timed.edits {
+            out.u64(duration);
+            out.u64(media_time as u64);
+            out.u32(0x0001_0000); // media_rate 1.0
+        }
+        close(out, elst);
+        close(out, edts);
+    }
+
     let mdia = open(out, b"mdia");
-    let mdhd = open_full(out, b"mdhd", 0, 0);
-    out.u32(0); // creation_time
-    out.u32(0); // modification_time
+    let wide = media_duration > u64::from(u32::MAX);
+    let mdhd = open_full(out, b"mdhd", u8::from(wide), 0);
+    times(out, wide, 0);
     out.u32(track.timescale);
-    out.u32(0); // duration
+    times_tail(out, wide, media_duration);
     let [a, b, c] = track
         .language
         .map(|ch| u16::from(ch.wrapping_sub(0x60) & 0x1f));
@@ -217,19 +276,31 @@ fn trak(out: &mut Vec<u8>, track: &TrakSpec<'_>) {
     close(out, dinf);
     let stbl = open(out, b"stbl");
     let stsd = open_full(out, b"stsd", 0, 0);
-    out.u32(1); // entry_count
-    out.extend_from_slice(track.sample_entry);
-    close(out, stsd);
-    // Empty sample tables: every sample is in a fragment.
-    for kind in [b"stts", b"stsc", b"stco"] {
-        let at = open_full(out, kind, 0, 0);
-        out.u32(0); // entry_count
-        close(out, at);
+    match timed {
+        Some(timed) => {
+            out.u32(timed.entry_count);
+            out.extend_from_slice(timed.sample_entries);
+        }
+        None => {
+            out.u32(1); // entry_count
+            out.extend_from_slice(track.sample_entry);
+        }
     }
-    let stsz = open_full(out, b"stsz", 0, 0);
-    out.u32(0); // sample_size
-    out.u32(0); // sample_count
-    close(out, stsz);
+    close(out, stsd);
+    if let Some(timed) = timed {
+        out.extend_from_slice(timed.tables);
+    } else {
+        // Empty sample tables: every sample is in a fragment.
+        for kind in [b"stts", b"stsc", b"stco"] {
+            let at = open_full(out, kind, 0, 0);
+            out.u32(0); // entry_count
+            close(out, at);
+        }
+        let stsz = open_full(out, b"stsz", 0, 0);
+        out.u32(0); // sample_size
+        out.u32(0); // sample_count
+        close(out, stsz);
+    }
     close(out, stbl);
     close(out, minf);
     close(out, mdia);

@@ -37,7 +37,7 @@
 //! be described (no SPS, AAC without a channel configuration): each comes
 //! back in [`Fragments::left_out`] with the reason.
 
-mod boxes;
+pub(crate) mod boxes;
 mod collect;
 pub mod timing;
 
@@ -261,6 +261,23 @@ impl Track {
         self.data.len()
     }
 
+    /// The samples, converted (length-prefixed NAL units, AAC without
+    /// ADTS), back to back in decode order: the `mdat` payload of this
+    /// track, which a progressive MP4 ([`crate::mp4`]) also carries.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Each sample's duration, size, flags and composition offset.
+    pub(crate) fn samples(&self) -> &[TrunSample] {
+        &self.trun
+    }
+
+    /// The sample entry box (`avc1`, `hvc1`, `mp4a`, `ac-3`, `ec-3`).
+    pub(crate) fn sample_entry(&self) -> &[u8] {
+        &self.sample_entry
+    }
+
     fn media_len_estimate(&self) -> usize {
         256 + self.trun.len() * 16 + self.data.len()
     }
@@ -388,7 +405,7 @@ impl Fragments {
 
 /// The `mdhd` language: an ISO 639-2/T code of three lowercase letters, or
 /// `und`.
-fn mp4_language(language: Option<&str>) -> [u8; 3] {
+pub(crate) fn mp4_language(language: Option<&str>) -> [u8; 3] {
     match language.map(str::as_bytes) {
         Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_lowercase) => [a, b, c],
         _ => *b"und",

@@ -1,0 +1,350 @@
+//! `archive-FROM-DUR.mp4` (and `tracks-…/archive-FROM-DUR.mp4`): a range of
+//! the tape as one progressive MP4, `moov` first.
+//!
+//! The file is laid out ([`dvr_media::mp4::Layout`]) from the segments'
+//! sample tables before a byte of media is read: so the answer has an exact
+//! `Content-Length`, `Accept-Ranges: bytes`, and a `Range` is mapped onto
+//! the segments it touches (a `bytes=-1000` of an hour reads one segment).
+//! The tables come from the `.smp` object the recorder stores beside each
+//! chunk (one read per chunk, then kept decoded in a 32 MiB cache); a segment without one (a chunk written
+//! before `.smp` existed, a segment still in the live log) has its table
+//! computed from its bytes, which reads it once more.
+//!
+//! **Time.** FROM snaps back to the keyframe at or before it (or forward to
+//! the tape's first keyframe when FROM is a little before the tape); the
+//! end cuts at FROM + DUR. With `?precise=true` the samples are the same but
+//! one edit per track (the same instant and length on all of them) starts
+//! the presentation at FROM and ends it at FROM + DUR, to the frame, with no
+//! re-encoding ([`Layout::precise`]). A range that crosses a gap in the recording is
+//! refused with a 400 naming it, unless `ignore_gaps=true`: then the parts
+//! are joined, each run placed right after the one before, so the file has
+//! no hole (its duration is the recorded time). Durations come from the
+//! media timestamps, never the clock.
+//!
+//! **Bounds.** A range is at most [`MAX_MP4_SECS`] (and the packager's
+//! `max_range_secs`): the `moov` is O(samples), about 30 bytes a sample
+//! while it is built (tables, sample lists, the box), some 20 MB for three
+//! hours of 25 fps video with 48 kHz audio. The body is streamed segment by
+//! segment: memory holds the layout and one converted segment.
+//!
+//! **The same bytes everywhere.** The ETag is a hash of the `ftyp` and
+//! `moov` (which list every sample's size and time) and the file's length:
+//! the tape decides it, not the clock or the replica.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use bytes::Bytes;
+use dvr_common::Ticks;
+use dvr_media::fmp4::{Fragments, TapeClock};
+use dvr_media::mp4::{decode_chunk_tables, Layout, Mp4Error, SampleTable, SegmentTables, Span};
+use dvr_media::{leaves_gap, SegmentMeta};
+use futures_util::stream;
+
+use crate::cmaf::{run_starts, timing};
+use crate::error::PackagerError;
+use crate::http::{self, content_etag, RangeAsk};
+use crate::service::{set, Asked, Packager};
+use crate::tape::{Location, StreamTape, TapeSegment};
+use crate::url::RangeEnd;
+
+/// The longest range one MP4 export may cover, in seconds (3 hours).
+pub(crate) const MAX_MP4_SECS: u32 = 3 * 3600;
+
+/// `Content-Type` of an export.
+const MP4: &str = "video/mp4";
+
+impl Packager {
+    /// `archive-FROM-DUR.mp4`: see the module doc.
+    pub(crate) async fn mp4_export(
+        &self,
+        tape: StreamTape,
+        asked: &Asked<'_>,
+        from: i64,
+        duration: u32,
+    ) -> Result<Response, PackagerError> {
+        if duration == 0 || duration > MAX_MP4_SECS {
+            return Err(PackagerError::BadRequest(format!(
+                "an MP4 export lasts 1 to {MAX_MP4_SECS} s, not {duration} s"
+            )));
+        }
+        let (from, to) = self.range(from, RangeEnd::Duration(duration), asked.now)?;
+        let segments = self.recorded(&tape, from, to).await?;
+        let metas: Vec<SegmentMeta> = segments.iter().map(|s| s.meta).collect();
+        let (starts, joined) = placements(&tape, &metas, asked.query.ignore_gaps)?;
+        let tables = self.load_tables(&tape, &segments).await;
+        let at: Vec<SegmentTables<'_>> = tables
+            .iter()
+            .zip(&starts)
+            .map(|(table, &tape_start)| SegmentTables { table, tape_start })
+            .collect();
+        let numbers = asked.playback.tracks.map(crate::url::TrackSet::numbers);
+        let window = Ticks(from.0 * 90)..Ticks(to.0 * 90 - joined.0);
+        let layout = if asked.query.precise {
+            Layout::precise(&at, numbers.as_deref(), window)
+        } else {
+            Layout::new(&at, numbers.as_deref(), window)
+        };
+        let layout = layout.map_err(|e| match e {
+            Mp4Error::Empty => crate::service::nothing_between(&tape, from, to),
+            Mp4Error::NoSuchTrack(n) => PackagerError::NothingRecorded(format!(
+                "stream {} has no track {n} that MP4 can carry between {} and {}",
+                tape.name(),
+                from.as_secs(),
+                to.as_secs()
+            )),
+        })?;
+        drop(at);
+        drop(tables);
+        let len = layout.len();
+        let etag = {
+            let mut tagged = layout.head().to_vec();
+            tagged.extend_from_slice(&len.to_be_bytes());
+            content_etag(&tagged)
+        };
+        let layout = Arc::new(layout);
+        let mut response = match http::range_ask(asked.context.range.as_deref(), len) {
+            RangeAsk::Whole => {
+                let mut r = body(tape, segments, Arc::clone(&layout), numbers, 0..len);
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                r
+            }
+            RangeAsk::Part(start, end) => {
+                let mut r = body(tape, segments, Arc::clone(&layout), numbers, start..end);
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+                http::partial(r, start, end, len)
+            }
+            RangeAsk::Unsatisfiable => return Ok(http::unsatisfiable(len)),
+        };
+        set(&mut response, header::CONTENT_TYPE, MP4);
+        set(&mut response, header::ACCEPT_RANGES, "bytes");
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            response.headers_mut().insert(header::ETAG, v);
+        }
+        Ok(response)
+    }
+}
+
+/// Where each segment starts on the export's timeline (tape ticks) and how
+/// much recording-gap time was closed up: each run of tape on its own
+/// clock (anchored at its first segment, as the segmenter anchors it); a
+/// gap is refused, or with `ignore_gaps` closed by moving what follows it
+/// back.
+fn placements(
+    tape: &StreamTape,
+    metas: &[SegmentMeta],
+    ignore_gaps: bool,
+) -> Result<(Vec<Ticks>, Ticks), PackagerError> {
+    let runs = run_starts(metas);
+    let mut out = Vec::with_capacity(metas.len());
+    let mut clock = TapeClock::of_run(&metas[0]);
+    let mut closed = 0i64;
+    let mut previous_end: Option<i64> = None;
+    for (i, meta) in metas.iter().enumerate() {
+        if i > 0 && runs.contains(&i) {
+            let before = &metas[i - 1];
+            if leaves_gap(before.utc_end(), meta.utc_start) {
+                if !ignore_gaps {
+                    return Err(PackagerError::BadRequest(format!(
+                        "the recording of {} has a gap from {} to {} inside the range: export the parts apart, or add ignore_gaps=true to join them",
+                        tape.name(),
+                        before.utc_end().as_secs(),
+                        meta.utc_start.as_secs()
+                    )));
+                }
+                let new_clock = TapeClock::of_run(meta);
+                let start = new_clock.tape_time(meta.pts_start).0 - closed;
+                if let Some(end) = previous_end {
+                    closed += (start - end).max(0);
+                }
+                clock = new_clock;
+            } else {
+                clock = TapeClock::of_run(meta);
+            }
+        }
+        let start = clock.tape_time(meta.pts_start).0 - closed;
+        previous_end = Some(start + meta.duration.0);
+        out.push(Ticks(start));
+    }
+    Ok((out, Ticks(closed)))
+}
+
+/// At most this many bytes of `.smp` objects are kept decoded
+/// ([`TableCache`]); past it the cache is emptied.
+const TABLE_CACHE_BYTES: usize = 32 << 20;
+
+/// Chunks' decoded sample tables by chunk key, so a warm export (the same
+/// programme asked again, a player's next `Range`) reads no `.smp`. A
+/// chunk's objects are never rewritten with other bytes (keys are
+/// deterministic and a replay writes the same bytes), so entries need no
+/// invalidation; a chunk retention deleted is never planned again.
+#[derive(Debug, Default)]
+pub(crate) struct TableCache {
+    chunks: HashMap<String, Arc<HashMap<u64, SampleTable>>>,
+    bytes: usize,
+}
+
+impl Packager {
+    /// The decoded `.smp` of chunk `key`: cached, read, or empty (none
+    /// stored, or unreadable: logged, and the tables are computed).
+    async fn chunk_tables(&self, tape: &StreamTape, key: &str) -> Arc<HashMap<u64, SampleTable>> {
+        if let Some(hit) = self.lock_tables().chunks.get(key) {
+            return Arc::clone(hit);
+        }
+        let bytes = match tape.sample_tables(key).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Arc::default(),
+            Err(e) => {
+                tracing::warn!(stream = tape.name(), key = %key, error = %e, "export: sample tables not read, computing them");
+                return Arc::default();
+            }
+        };
+        let tables = match decode_chunk_tables(&bytes) {
+            Ok(tables) => Arc::new(tables.into_iter().collect::<HashMap<_, _>>()),
+            Err(e) => {
+                tracing::warn!(stream = tape.name(), key = %key, error = %e, "export: unreadable sample tables, computing them");
+                return Arc::default();
+            }
+        };
+        let mut cache = self.lock_tables();
+        if cache.bytes + bytes.len() > TABLE_CACHE_BYTES {
+            cache.chunks.clear();
+            cache.bytes = 0;
+        }
+        cache.bytes += bytes.len();
+        cache.chunks.insert(key.to_owned(), Arc::clone(&tables));
+        tables
+    }
+
+    fn lock_tables(&self) -> std::sync::MutexGuard<'_, TableCache> {
+        self.tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Each segment's sample table: from its chunk's `.smp` (read once per
+    /// chunk, then cached), else computed from its bytes. A segment whose
+    /// table cannot be had (lost, no program) gets an empty one and is
+    /// left out of the file, with a log line: the tracks' timing closes
+    /// over it.
+    async fn load_tables(&self, tape: &StreamTape, segments: &[TapeSegment]) -> Vec<SampleTable> {
+        let mut out = Vec::with_capacity(segments.len());
+        let mut chunk: Option<(&str, Arc<HashMap<u64, SampleTable>>)> = None;
+        for segment in segments {
+            let meta = &segment.meta;
+            if let Location::Archive { key, .. } = &segment.location {
+                if chunk.as_ref().map(|c| c.0) != Some(key.as_str()) {
+                    chunk = Some((key.as_str(), self.chunk_tables(tape, key).await));
+                }
+                if let Some(table) = chunk.as_ref().and_then(|c| c.1.get(&meta.seq)) {
+                    out.push(table.clone());
+                    continue;
+                }
+            }
+            let computed = match tape.read(segment).await {
+                Ok(bytes) => SampleTable::from_ts(&bytes, meta.pts_start, meta.duration)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(computed.unwrap_or_else(|e| {
+                tracing::warn!(stream = tape.name(), seq = meta.seq, error = %e, "export: a segment left out");
+                SampleTable::default()
+            }));
+        }
+        out
+    }
+}
+
+/// The body of bytes `range` of the export: the head's part, then each
+/// touched segment read and converted in turn (one in memory at a time).
+/// A segment whose converted bytes no longer match its table ends the body
+/// with an error: its length was promised.
+fn body(
+    tape: StreamTape,
+    segments: Vec<TapeSegment>,
+    layout: Arc<Layout>,
+    tracks: Option<Vec<usize>>,
+    range: std::ops::Range<u64>,
+) -> Response {
+    struct State {
+        tape: StreamTape,
+        segments: Vec<TapeSegment>,
+        layout: Arc<Layout>,
+        tracks: Option<Vec<usize>>,
+        spans: std::vec::IntoIter<Span>,
+        converted: Option<(usize, Fragments)>,
+    }
+    let spans = layout.spans(range).into_iter();
+    let state = State {
+        tape,
+        segments,
+        layout,
+        tracks,
+        spans,
+        converted: None,
+    };
+    let stream = stream::unfold(state, |mut st| async move {
+        let span = st.spans.next()?;
+        let bytes = match span {
+            Span::Head(r) => Ok(Bytes::copy_from_slice(&st.layout.head()[r])),
+            Span::Media {
+                segment,
+                track,
+                data,
+            } => {
+                media(
+                    &mut st.converted,
+                    &st.tape,
+                    &st.segments,
+                    st.tracks.as_deref(),
+                    segment,
+                    track,
+                    data,
+                )
+                .await
+            }
+        };
+        Some((bytes.map_err(std::io::Error::other), st))
+    });
+    Response::new(Body::from_stream(stream))
+}
+
+/// Bytes `data` of `track`'s converted samples in `segments[segment]`,
+/// converting the segment unless it is the one in `converted`.
+async fn media(
+    converted: &mut Option<(usize, Fragments)>,
+    tape: &StreamTape,
+    segments: &[TapeSegment],
+    tracks: Option<&[usize]>,
+    segment: usize,
+    track: usize,
+    data: std::ops::Range<u64>,
+) -> Result<Bytes, String> {
+    if converted.as_ref().map(|c| c.0) != Some(segment) {
+        *converted = None; // one segment in memory at a time
+        let stored = &segments[segment];
+        let ts = tape.read(stored).await.map_err(|e| e.to_string())?;
+        let fragments = Fragments::from_ts(&ts, &timing(&stored.meta), tracks)
+            .map_err(|e| format!("segment {}: {e}", stored.meta.seq))?;
+        *converted = Some((segment, fragments));
+    }
+    let fragments = &converted.as_ref().map(|c| &c.1).ok_or("no segment")?;
+    let bytes = fragments
+        .track(track)
+        .map(dvr_media::fmp4::Track::data)
+        .unwrap_or_default();
+    let (start, end) = (data.start as usize, data.end as usize);
+    let part = bytes.get(start..end).ok_or_else(|| {
+        format!(
+            "segment {} track {track}: {} bytes converted, the sample table says at least {end}",
+            segments[segment].meta.seq,
+            bytes.len()
+        )
+    })?;
+    Ok(Bytes::copy_from_slice(part))
+}
