@@ -239,6 +239,11 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     if roles.packager {
         app = app.merge(Arc::clone(&packager).router());
     }
+    if roles.packager || roles.api {
+        // The operator page and the player page's scripts (embed.html
+        // itself is the packager's, behind its playback gate).
+        app = app.merge(dvr_web::router());
+    }
     if roles.api {
         // The API's secrets are read here, by the process that runs it.
         let api = run_config.api(|k| std::env::var(k).ok())?;

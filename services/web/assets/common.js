@@ -25,12 +25,14 @@ export function duration(secs) {
   return `${Math.floor(secs / 86400)} d ${Math.floor(secs / 3600) % 24} h`;
 }
 
-/** An element with attributes and children (strings become text, never HTML). */
+/** An element with attributes (`style` an object of properties) and children (strings become text, never HTML). */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    // Through the CSSOM: the pages' Content-Security-Policy refuses style attributes.
+    else if (k === "style") Object.assign(node.style, v);
     else node.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {

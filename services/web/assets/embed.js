@@ -15,6 +15,8 @@ const video = $("video");
 const message = $("message");
 /** How often the timeline asks for recording_status.json, in ms. */
 const REFRESH_MS = 5000;
+/** The widest recording_status.json request answered second by second. */
+const DETAILED_SECS = 4 * 86400 - 60;
 
 /** A URL of this stream with the page's token. */
 function streamUrl(path, absolute = false) {
@@ -137,8 +139,11 @@ function setupDvr() {
   let failed = false;
   async function refresh() {
     const now = Math.floor(Date.now() / 1000);
-    // A month back at most: the timeline's widest view.
-    const from = now - 30 * 86400;
+    // What is shown, and as much again before it; first the last four
+    // days, the most the server details second by second (wider asks
+    // are answered in whole hours).
+    const view = timeline.view;
+    const from = view ? Math.max(0, Math.floor(view.from - (view.to - view.from))) : now - DETAILED_SECS;
     try {
       const r = await fetch(streamUrl(`recording_status.json?from=${from}&to=now&request=ranges,locks`));
       if (!r.ok) throw r.status;

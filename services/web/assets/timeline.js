@@ -133,7 +133,7 @@ export class Timeline {
       const width = this.pct(b) - left;
       return el("div", {
         class: cls,
-        style: `left:${left}%;width:${Math.max(width, 0.2)}%`,
+        style: { left: `${left}%`, width: `${Math.max(width, 0.2)}%` },
         ...extra,
       });
     };
@@ -156,13 +156,13 @@ export class Timeline {
     }
     if (this.selection) parts.push(bar("sel", this.selection.from, this.selection.to));
     if (this.now >= from && this.now <= to) {
-      parts.push(el("div", { class: "edge", style: `left:${this.pct(this.now)}%`, title: "live edge" }));
+      parts.push(el("div", { class: "edge", style: { left: `${this.pct(this.now)}%` }, title: "live edge" }));
     }
     if (this.playhead !== null && this.playhead >= from && this.playhead <= to) {
-      parts.push(el("div", { class: "playhead", style: `left:${this.pct(this.playhead)}%` }));
+      parts.push(el("div", { class: "playhead", style: { left: `${this.pct(this.playhead)}%` } }));
     }
     if (this.cursor !== null && this.cursor !== undefined) {
-      parts.push(el("div", { class: "hover", style: `left:${this.pct(this.cursor)}%` }));
+      parts.push(el("div", { class: "hover", style: { left: `${this.pct(this.cursor)}%` } }));
     }
     this.track.replaceChildren(...parts);
     this.root.dataset.from = String(Math.floor(from));
@@ -170,7 +170,7 @@ export class Timeline {
     const step = this.step();
     const ticks = [];
     for (let t = Math.ceil(from / step) * step; t <= to; t += step) {
-      ticks.push(el("span", { style: `left:${this.pct(t)}%` }, local(t, step >= 86400)));
+      ticks.push(el("span", { style: { left: `${this.pct(t)}%` } }, local(t, step >= 86400)));
     }
     this.axis.replaceChildren(...ticks);
   }

@@ -98,13 +98,21 @@ pub fn router() -> Router {
             get(|| async { Redirect::permanent(&format!("/{ADMIN_PREFIX}/")) }),
         )
         .route(&format!("/{ADMIN_PREFIX}/"), get(admin_page))
-        .route(&format!("/{ASSET_PREFIX}/{{version}}/{{*file}}"), get(asset))
+        .route(
+            &format!("/{ASSET_PREFIX}/{{version}}/{{*file}}"),
+            get(asset),
+        )
 }
 
 /// `embed.html` for `stream` (a validated stream name): the page reads
 /// its query (`dvr`, `token`, `autoplay`, `mute`, `from`) in the browser.
 pub fn embed_page(stream: &str) -> Response {
-    page(StatusCode::OK, &render(EMBED_HTML, stream, ""), EMBED_CSP, false)
+    page(
+        StatusCode::OK,
+        &render(EMBED_HTML, stream, ""),
+        EMBED_CSP,
+        false,
+    )
 }
 
 /// `embed.html` when the playback gate refused: `403`, and the page says
@@ -249,7 +257,10 @@ mod tests {
         let tag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         assert!(body.len() > 100_000, "hls.js is {} bytes", body.len());
-        assert_eq!(ask(&path, Some(&tag)).await.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(
+            ask(&path, Some(&tag)).await.status(),
+            StatusCode::NOT_MODIFIED
+        );
 
         let old = ask(&format!("/{ASSET_PREFIX}/0123456789ab/embed.js"), None).await;
         assert_eq!(old.status(), StatusCode::OK);
@@ -271,6 +282,14 @@ mod tests {
         let html = String::from_utf8(body.to_vec()).unwrap();
         assert!(html.contains(&format!("/{ASSET_PREFIX}/{}/admin.js", version())));
         assert!(!html.contains("{{"), "{html}");
+    }
+
+    #[test]
+    fn no_stream_can_be_named_like_the_pages() {
+        for prefix in [ASSET_PREFIX, ADMIN_PREFIX] {
+            assert!(dvr_common::RESERVED_STREAM_NAMES.contains(&prefix));
+            assert!(dvr_common::StreamName::new(prefix).is_err());
+        }
     }
 
     #[tokio::test]
