@@ -35,7 +35,7 @@ export function el(tag, attrs = {}, ...children) {
     else if (k === "style") Object.assign(node.style, v);
     else node.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c !== undefined && c !== null) node.append(c);
   }
   return node;
