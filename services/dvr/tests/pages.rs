@@ -13,6 +13,7 @@
 //!   `recording_status.json` then shows, its calls carrying a Bearer
 //!   token and no cookie;
 //! - a protected stream's page without a token is `403` and says so;
+//! - the API refuses to create a stream named `admin` or `_dvr`;
 //! - no page asks any other origin for anything.
 //!
 //! Screenshots at desktop and phone widths go to `target/screenshots/`.
@@ -27,8 +28,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    free_tcp_port, free_udp_port, get, playwright_core, start_dvr_with_env, start_source, testdata,
-    wait_for, which, Procs, INSTALL,
+    free_tcp_port, free_udp_port, get, playwright_core, send_with, start_dvr_with_env,
+    start_source, testdata, wait_for, which, Procs, INSTALL,
 };
 
 const ADMIN_TOKEN: &str = "pages-admin-token";
@@ -126,6 +127,23 @@ fn the_player_and_operator_pages_in_chromium() {
         },
     );
     let tape = ranges(http);
+
+    // The pages' paths cannot be taken by a stream.
+    for reserved in ["admin", "_dvr"] {
+        let (status, _, body) = send_with(
+            http,
+            "POST",
+            &format!("/api/v1/streams/{reserved}"),
+            &format!("Authorization: Bearer {ADMIN_TOKEN}\r\n"),
+            r#"{"inputs": ["udp://127.0.0.1:9"]}"#,
+        );
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{reserved}: {body}");
+        assert!(
+            body.contains("reserved for the server's own pages"),
+            "{body}"
+        );
+    }
     let lock_from = tape[0].0 + 2;
 
     let shots = screenshots();
