@@ -12,7 +12,8 @@
 //! - the operator page lists the streams and adds a lock that
 //!   `recording_status.json` then shows, its calls carrying a Bearer
 //!   token and no cookie;
-//! - a protected stream's page without a token is `403` and says so;
+//! - a protected stream's page without a token is `403` and says so; with
+//!   one it plays, and every request for the stream carries the token;
 //! - the API refuses to create a stream named `admin` or `_dvr`;
 //! - no page asks any other origin for anything.
 //!
@@ -34,6 +35,10 @@ use support::{
 
 const ADMIN_TOKEN: &str = "pages-admin-token";
 const SEGMENT_S: f64 = 2.0;
+/// How often the player page reads recording_status.json (embed.js).
+const REFRESH_S: i64 = 5;
+/// The `securetoken` secret of the protected stream `paid`.
+const PAID_KEY: &str = "pages-secret";
 
 /// `ranges` of `recording_status.json` over everything: `(from, to)`;
 /// none while the server is not up.
@@ -104,7 +109,7 @@ fn the_player_and_operator_pages_in_chromium() {
         &dir.path().join("data"),
         &[
             ("DVR_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("DVR_PAGES_KEY", "pages-secret"),
+            ("DVR_PAGES_KEY", PAID_KEY),
         ],
     )]);
 
@@ -146,6 +151,16 @@ fn the_player_and_operator_pages_in_chromium() {
     }
     let lock_from = tape[0].0 + 2;
 
+    let now = support::wall_clock_ms() / 1000;
+    let paid_token = dvr_auth::securetoken::sign(
+        PAID_KEY,
+        false,
+        "paid",
+        "127.0.0.1",
+        "pagessalt",
+        now - 60,
+        now + 3600,
+    );
     let shots = screenshots();
     let out = Command::new("timeout")
         .arg("180")
@@ -158,6 +173,7 @@ fn the_player_and_operator_pages_in_chromium() {
         .env("BASE", format!("http://127.0.0.1:{http}"))
         .env("STREAM", "ch1")
         .env("PROTECTED", "paid")
+        .env("PROTECTED_TOKEN", &paid_token)
         .env("API_TOKEN", ADMIN_TOKEN)
         .env("SHOTS", &shots)
         .env("LOCK_FROM", lock_from.to_string())
@@ -211,7 +227,18 @@ fn the_player_and_operator_pages_in_chromium() {
         .map(|s| (s["from"].as_i64().unwrap(), s["to"].as_i64().unwrap()))
         .collect();
     assert!(listed.len() >= 2, "the tape has a gap: {listed:?}");
-    assert_eq!(drawn, listed, "drawn spans vs recording_status.json");
+    // The page drew from its last refresh (every 5 s), the status was read
+    // after it: the newest range may have grown since by a few segments,
+    // every other edge is the same second.
+    let n = listed.len();
+    assert_eq!(drawn.len(), n, "drawn {drawn:?} vs listed {listed:?}");
+    assert_eq!(drawn[..n - 1], listed[..n - 1], "closed ranges");
+    assert_eq!(drawn[n - 1].0, listed[n - 1].0, "the newest range's start");
+    let grown = listed[n - 1].1 - drawn[n - 1].1;
+    assert!(
+        (0..=REFRESH_S + SEGMENT_S as i64).contains(&grown),
+        "drawn {drawn:?} vs listed {listed:?}"
+    );
     for s in timeline["spans"].as_array().unwrap() {
         let x = |t: f64| (t.clamp(view_from, view_to) - view_from) / (view_to - view_from) * width;
         for (edge, at) in [("left", num(&s["from"])), ("right", num(&s["to"]))] {
@@ -289,6 +316,22 @@ fn the_player_and_operator_pages_in_chromium() {
         "{refused}"
     );
     assert_eq!(num(&refused["currentTime"]), 0.0);
+
+    // With its token it plays, and no request for it lost the token.
+    let paid = step("protected_with_token");
+    assert_eq!(paid["status"], 200);
+    let asked = paid["asked"].as_array().unwrap();
+    for form in ["index.m3u8", "recording_status.json", ".ts"] {
+        assert!(
+            asked.iter().any(|u| u.as_str().unwrap().contains(form)),
+            "no {form} request in {asked:?}"
+        );
+    }
+    assert_eq!(
+        paid["without"],
+        serde_json::json!([]),
+        "requests without the token"
+    );
 
     let done = step("done");
     assert_eq!(

@@ -3,7 +3,7 @@
 // It measures and reports (one JSON object per line on stdout, `{"step":…}`);
 // the Rust test judges. Arguments come as environment variables:
 // PLAYWRIGHT (path of playwright-core), CHROMIUM, BASE (http://127.0.0.1:PORT),
-// STREAM, PROTECTED, API_TOKEN, SHOTS (screenshot directory), LOCK_FROM.
+// STREAM, PROTECTED, PROTECTED_TOKEN, API_TOKEN, SHOTS (screenshot directory), LOCK_FROM.
 const { chromium } = require(process.env.PLAYWRIGHT);
 
 const env = (k) => {
@@ -144,6 +144,26 @@ async function main() {
       currentTime: await p.evaluate(() => document.querySelector("video").currentTime),
     });
     await p.screenshot({ path: `${env("SHOTS")}/embed-refused.png` });
+    await p.close();
+  }
+
+  // 7. The protected stream with its token: it plays, and every request
+  // for the stream carries the token.
+  {
+    const p = await context.newPage();
+    const asked = [];
+    p.on("request", (r) => {
+      if (r.url().startsWith(`${BASE}/${env("PROTECTED")}/`)) asked.push(r.url());
+    });
+    const token = encodeURIComponent(env("PROTECTED_TOKEN"));
+    const response = await p.goto(`${BASE}/${env("PROTECTED")}/embed.html?dvr=true&autoplay&mute&token=${token}`);
+    await p.waitForSelector('[data-role="timeline"] .range', { state: "attached", timeout: 20000 });
+    await p.waitForFunction(() => document.querySelector("video").currentTime > 0.5, null, { timeout: 30000 });
+    report("protected_with_token", {
+      status: response.status(),
+      asked,
+      without: asked.filter((u) => new URL(u).searchParams.get("token") !== env("PROTECTED_TOKEN")),
+    });
     await p.close();
   }
 
