@@ -2,7 +2,8 @@
 //! headless Chromium through `embed.html` and `/admin/` of a real `dvr
 //! run` (tests/pages/drive.cjs measures, this test judges):
 //!
-//! - the player page plays live (`currentTime` advances);
+//! - the player page plays live (`currentTime` advances), and a range
+//!   given by `?from=&to=`;
 //! - `?dvr=true` draws the recorded spans `recording_status.json` lists,
 //!   for a tape with a gap (the source silent for a while), each at its
 //!   place on the timeline;
@@ -172,6 +173,7 @@ fn the_player_and_operator_pages_in_chromium() {
         .env("CHROMIUM", &chromium)
         .env("BASE", format!("http://127.0.0.1:{http}"))
         .env("STREAM", "ch1")
+        .env("RANGE_FROM", (tape[1].0 + 1).to_string())
         .env("PROTECTED", "paid")
         .env("PROTECTED_TOKEN", &paid_token)
         .env("API_TOKEN", ADMIN_TOKEN)
@@ -205,6 +207,15 @@ fn the_player_and_operator_pages_in_chromium() {
     assert!(
         advanced > 2.0,
         "live currentTime advanced {advanced} s in 3 s"
+    );
+
+    // `?from=&to=` plays that range as VOD.
+    let range = step("range");
+    assert_eq!(range["source"], format!("archive-{}-6.m3u8", tape[1].0 + 1));
+    let duration = num(&range["duration"]);
+    assert!(
+        (4.0..=10.0).contains(&duration),
+        "range of 6 s lasts {duration} s"
     );
 
     // Every recorded span in view is drawn, where it belongs.

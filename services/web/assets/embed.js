@@ -2,7 +2,7 @@
 // own HLS on Safari), and with ?dvr=true the archive's timeline to seek,
 // select, download and copy URLs. Every request goes to this server, with
 // the page's ?token= carried along (the packager repeats it into segment
-// URLs). Query: dvr, token, autoplay, mute, from (UTC seconds).
+// URLs). Query: dvr, token, autoplay, mute, from and to (UTC seconds).
 
 import { copy, duration, local, utc } from "./common.js";
 import { Timeline } from "./timeline.js";
@@ -186,8 +186,16 @@ function main() {
   video.muted = flag("mute");
   if (params.has("dvr") && flag("dvr")) setupDvr();
   const from = Number.parseInt(params.get("from") ?? "", 10);
-  if (Number.isFinite(from) && from > 0) playFrom(from);
-  else live();
+  const to = Number.parseInt(params.get("to") ?? "", 10);
+  if (Number.isFinite(from) && from > 0 && Number.isFinite(to) && to > from) {
+    // A closed range: the VOD playlist of exactly that.
+    playingFrom = from;
+    play(`archive-${from}-${to - from}.m3u8`, true);
+  } else if (Number.isFinite(from) && from > 0) {
+    playFrom(from);
+  } else {
+    live();
+  }
 }
 
 // hls.min.js is a classic deferred script: it has run before this module.

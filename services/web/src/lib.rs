@@ -105,7 +105,8 @@ pub fn router() -> Router {
 }
 
 /// `embed.html` for `stream` (a validated stream name): the page reads
-/// its query (`dvr`, `token`, `autoplay`, `mute`, `from`) in the browser.
+/// its query (`dvr`, `token`, `autoplay`, `mute`, `from`, `to`) in the
+/// browser.
 pub fn embed_page(stream: &str) -> Response {
     page(
         StatusCode::OK,

@@ -3,7 +3,7 @@
 // It measures and reports (one JSON object per line on stdout, `{"step":…}`);
 // the Rust test judges. Arguments come as environment variables:
 // PLAYWRIGHT (path of playwright-core), CHROMIUM, BASE (http://127.0.0.1:PORT),
-// STREAM, PROTECTED, PROTECTED_TOKEN, API_TOKEN, SHOTS (screenshot directory), LOCK_FROM.
+// STREAM, RANGE_FROM, PROTECTED, PROTECTED_TOKEN, API_TOKEN, SHOTS (screenshot directory), LOCK_FROM.
 const { chromium } = require(process.env.PLAYWRIGHT);
 
 const env = (k) => {
@@ -41,6 +41,19 @@ async function main() {
     await sleep(3000);
     const t1 = await page.evaluate(() => document.querySelector("video").currentTime);
     report("live", { t0, t1, source: await page.evaluate(() => document.body.dataset.source) });
+    await page.close();
+  }
+
+  // 1b. A closed range from the query.
+  {
+    const page = await context.newPage();
+    const from = Number(env("RANGE_FROM"));
+    await page.goto(`${BASE}/${STREAM}/embed.html?from=${from}&to=${from + 6}&autoplay&mute`);
+    await page.waitForFunction(() => document.querySelector("video").currentTime > 1, null, { timeout: 30000 });
+    report("range", {
+      source: await page.evaluate(() => document.body.dataset.source),
+      duration: await page.evaluate(() => document.querySelector("video").duration),
+    });
     await page.close();
   }
 
