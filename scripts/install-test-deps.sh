@@ -85,18 +85,23 @@ fi
 
 # hls.js, dash.js and Shaka Player, pinned, into the tools cache (nothing big
 # in the repository); the players test reads their dist/ scripts under
-# $TOOLS/node_modules. One npm command for all: npm removes what a later
-# install without a package.json does not name.
+# $TOOLS/node_modules. playwright-core drives Debian's Chromium for the
+# pages test (services/dvr/tests/pages.rs; it downloads no browser). One
+# npm command for all: npm removes what a later install without a
+# package.json does not name.
 HLSJS_VERSION=1.5.20
 DASHJS_VERSION=4.7.4
 SHAKA_VERSION=4.16.50
+PLAYWRIGHT_CORE_VERSION=1.65.2
 if ! grep -qs "\"version\": \"$HLSJS_VERSION\"" "$TOOLS/node_modules/hls.js/package.json" \
   || ! grep -qs "\"version\": \"$DASHJS_VERSION\"" "$TOOLS/node_modules/dashjs/package.json" \
-  || ! grep -qs "\"version\": \"$SHAKA_VERSION\"" "$TOOLS/node_modules/shaka-player/package.json"; then
-  echo "installing hls.js $HLSJS_VERSION, dash.js $DASHJS_VERSION and Shaka Player $SHAKA_VERSION into $TOOLS/node_modules"
+  || ! grep -qs "\"version\": \"$SHAKA_VERSION\"" "$TOOLS/node_modules/shaka-player/package.json" \
+  || ! grep -qs "\"version\": \"$PLAYWRIGHT_CORE_VERSION\"" "$TOOLS/node_modules/playwright-core/package.json"; then
+  echo "installing hls.js $HLSJS_VERSION, dash.js $DASHJS_VERSION, Shaka Player $SHAKA_VERSION and playwright-core $PLAYWRIGHT_CORE_VERSION into $TOOLS/node_modules"
   mkdir -p "$TOOLS"
   npm install --prefix "$TOOLS" --no-save --no-audit --no-fund --loglevel=error \
-    "hls.js@$HLSJS_VERSION" "dashjs@$DASHJS_VERSION" "shaka-player@$SHAKA_VERSION" >/dev/null
+    "hls.js@$HLSJS_VERSION" "dashjs@$DASHJS_VERSION" "shaka-player@$SHAKA_VERSION" \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null
 fi
 
 # s3s-fs, built once into the tools cache.

@@ -19,5 +19,5 @@ pub mod time;
 pub use clock::{Clock, SimulatedClock, SystemClock};
 pub use config::{Config, ConfigError};
 pub use error::{ErrorKind, HasErrorKind};
-pub use stream_name::{StreamName, StreamNameError};
+pub use stream_name::{StreamName, StreamNameError, RESERVED_STREAM_NAMES};
 pub use time::{CivilTime, DurationParseError, Ticks, UtcMs, TICKS_PER_MS, TICKS_PER_SEC};

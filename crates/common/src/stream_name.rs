@@ -16,6 +16,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The longest stream name accepted, in bytes.
 pub const MAX_STREAM_NAME_LEN: usize = 128;
 
+/// First path components the HTTP server keeps for itself: the operator
+/// page (`/admin/`) and the pages' scripts (`/_dvr/…`, see `dvr-web`). A
+/// stream named so would be shadowed by them.
+pub const RESERVED_STREAM_NAMES: &[&str] = &["admin", "_dvr"];
+
 /// A validated stream name, e.g. `ort`, `news/hd`, `channel-1.backup`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamName(String);
@@ -68,6 +73,12 @@ impl StreamName {
                 "." | ".." => return Err(err("'.' and '..' are not allowed as components")),
                 _ => {}
             }
+        }
+        let first = name.split('/').next().unwrap_or_default();
+        if RESERVED_STREAM_NAMES.contains(&first) {
+            return Err(err(
+                "'admin' and '_dvr' are reserved for the server's own pages",
+            ));
         }
         Ok(StreamName(name.to_owned()))
     }
@@ -150,6 +161,12 @@ mod tests {
             assert!(StreamName::new(bad).is_err(), "{bad:?}");
         }
         assert!(StreamName::new(&"a".repeat(129)).is_err());
+        for reserved in ["admin", "_dvr", "admin/hd", "_dvr/x"] {
+            let e = StreamName::new(reserved).unwrap_err();
+            assert!(e.reason().contains("reserved"), "{reserved}: {e}");
+        }
+        assert!(StreamName::new("news/admin").is_ok());
+        assert!(StreamName::new("administration").is_ok());
         let e = StreamName::new("../etc").unwrap_err();
         assert_eq!(
             e.to_string(),

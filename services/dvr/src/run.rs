@@ -247,6 +247,11 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     if roles.packager {
         app = app.merge(Arc::clone(&packager).router());
     }
+    if roles.packager || roles.api {
+        // The operator page and the player page's scripts (embed.html
+        // itself is the packager's, behind its playback gate).
+        app = app.merge(dvr_web::router());
+    }
     if roles.api {
         // The API's secrets are read here, by the process that runs it.
         let api = run_config.api(|k| std::env::var(k).ok())?;
@@ -269,7 +274,12 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     if roles.packager {
-        print_urls(listener.local_addr().unwrap_or(listen), config, clock.now());
+        print_urls(
+            listener.local_addr().unwrap_or(listen),
+            config,
+            clock.now(),
+            roles.api,
+        );
     } else {
         println!(
             "dvr {} is running on http://{}/ (/healthz, /readyz, /status, /metrics)",
@@ -385,7 +395,9 @@ async fn shutdown_signal() {
     }
 }
 
-fn print_urls(addr: SocketAddr, config: &Config, now: UtcMs) {
+/// The URLs to open; the operator page only where this process runs the
+/// API it calls.
+fn print_urls(addr: SocketAddr, config: &Config, now: UtcMs, api: bool) {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::new([127, 0, 0, 1].into(), addr.port())
     } else {
@@ -403,6 +415,10 @@ fn print_urls(addr: SocketAddr, config: &Config, now: UtcMs) {
         println!("    last hour     http://{host}/{name}/archive-{hour_ago}-3600.m3u8");
         println!("    download      http://{host}/{name}/archive-{hour_ago}-3600.ts");
         println!("    status        http://{host}/{name}/recording_status.json?from={hour_ago}&request=ranges");
+        println!("    player        http://{host}/{name}/embed.html?dvr=true");
+    }
+    if api {
+        println!("operator page: http://{host}/admin/ (needs an api.tokens token)");
     }
     println!(
         "try: ffplay http://{host}/{}/index.m3u8",

@@ -251,8 +251,26 @@ fn per_session(taken: &[(Arc<SessionMeter>, u64)]) -> Vec<SessionBytes> {
         .collect()
 }
 
-/// The middleware (`axum::middleware::from_fn_with_state`).
+/// The middleware (`axum::middleware::from_fn_with_state`). A refused
+/// `embed.html` is the player page saying so (it carries no media), not a
+/// bare `403` the viewer would see as a blank frame.
 pub async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    // The suffix first: the one parse more stays off every other request.
+    let path = request.uri().path();
+    let embed = match path.ends_with("/embed.html").then(|| url::parse(path)) {
+        Some(Ok(playback)) if playback.form == Form::Embed => Some(playback.stream.to_owned()),
+        _ => None,
+    };
+    let response = decide(gate, request, next).await;
+    match embed {
+        Some(stream) if response.status() == StatusCode::FORBIDDEN => {
+            dvr_web::refused_page(&stream)
+        }
+        _ => response,
+    }
+}
+
+async fn decide(gate: Arc<Gate>, request: Request, next: Next) -> Response {
     let now = Instant::now();
     let Ask {
         key,

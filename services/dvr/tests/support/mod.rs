@@ -356,6 +356,12 @@ pub fn shaka() -> PathBuf {
     player_js("shaka-player/dist/shaka-player.compiled.js")
 }
 
+/// playwright-core's entry point, installed by `make test-deps` into the
+/// tools cache (it drives Debian's Chromium; it brings no browser).
+pub fn playwright_core() -> PathBuf {
+    player_js("playwright-core/index.js")
+}
+
 /// A player script under the tools cache's `node_modules`.
 fn player_js(path: &str) -> PathBuf {
     let tools = std::env::var_os("DVR_TOOLS_DIR").map_or_else(
