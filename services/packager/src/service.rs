@@ -266,7 +266,6 @@ impl Packager {
             } => self.segment(tape, &asked, start_second, duration_ms).await,
             Form::RecordingStatus => self.recording_status(&tape, &asked.query, asked.now).await,
             Form::Embed => Ok(dvr_web::embed_page(tape.name())),
-            other => Err(PackagerError::NotSupported(form_name(other))),
         }
     }
 
