@@ -42,9 +42,18 @@ fn check(raw: Option<&str>) {
             assert_eq!(q.carried(), q.token);
         }
         Err(line) => {
-            let named = ["event=", "ignore_gaps=", "started=", "utc=", "lutc="]
-                .iter()
-                .any(|name| line.starts_with(name));
+            let named = [
+                "event=",
+                "ignore_gaps=",
+                "started=",
+                "utc=",
+                "lutc=",
+                "precise=",
+                "dynamic=",
+                "timelapse=",
+            ]
+            .iter()
+            .any(|name| line.starts_with(name));
             assert!(named, "{text:?}: {line:?} names no parameter");
             assert!(!line.contains('\n'), "{text:?}: {line:?} is not one line");
         }
@@ -132,7 +141,8 @@ fn check_built(input: &mut Input<'_>) {
     check(Some(&raw));
 }
 
-/// Whether a pair names a parameter the packager reads.
+/// Whether a pair names a parameter the packager reads (or refuses by
+/// name, as `timelapse`).
 fn known(pair: &str) -> bool {
     let name = pair.split('=').next().unwrap_or_default();
     let name = form_urlencoded::parse(name.as_bytes())
@@ -149,6 +159,9 @@ fn known(pair: &str) -> bool {
         "started",
         "utc",
         "lutc",
+        "precise",
+        "dynamic",
+        "timelapse",
     ]
     .contains(&name.as_str())
 }

@@ -73,7 +73,9 @@ impl Query {
                 // The seeds' MP4 option this packager does not do: an
                 // export of the whole range instead would be a wrong answer.
                 "timelapse" => {
-                    return Err("timelapse is not supported: export the range without it".to_owned())
+                    return Err(format!(
+                        "timelapse={value:?}: not supported: export the range without it"
+                    ));
                 }
                 _ => {}
             }
@@ -134,7 +136,7 @@ mod tests {
             ("utc=99999999999999999999", "out of range"),
             ("lutc=253402300800", "out of range"),
             ("event=yes", "event=\"yes\": expected true or false"),
-            ("timelapse=60", "timelapse is not supported"),
+            ("timelapse=60", "timelapse=\"60\": not supported"),
             ("ignore_gaps=", "ignore_gaps=\"\": expected true or false"),
             (
                 "dynamic=yes",
