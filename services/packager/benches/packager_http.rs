@@ -606,8 +606,10 @@ async fn main() {
     let mpd_path = format!("/mpdday/archive-{from}-86400.mpd?dynamic=false");
     let mpd = get(ours, &mpd_path).await;
     put_file(&www, "/mpdday/day.mpd", &mpd);
+    // A new URL each time by its length: a manifest describes a run from
+    // its first segments, which only at `from` carry pictures here.
     let mpds: Vec<String> = (0..3600)
-        .map(|i| format!("/mpdday/archive-{}-86400.mpd?dynamic=false", from + i))
+        .map(|i| format!("/mpdday/archive-{from}-{}.mpd?dynamic=false", 86_400 - i))
         .collect();
     let mpds = rotate("mpds.lua", &mpds);
     let a = wrk(&[&single[..], &["-s", &mpds]].concat(), &url(ours, "/"));
