@@ -115,6 +115,7 @@ impl ApiService {
             .routes(routes!(reindex))
             .routes(routes!(export))
             .routes(routes!(list_sessions))
+            .routes(routes!(storage_health))
             .split_for_parts();
         let router = router
             .route(

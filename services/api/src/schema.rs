@@ -240,3 +240,29 @@ pub struct SessionQuery {
     /// Only this stream's sessions.
     pub stream: Option<String>,
 }
+
+/// Whether the archives answer (`GET /api/v1/storage`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct StorageHealth {
+    /// When the roots were checked, UTC seconds (answers are reused for
+    /// 10 s).
+    pub checked_at: u64,
+    /// The config's default archive and every stream's, each once.
+    pub archives: Vec<ArchiveHealth>,
+}
+
+/// One archive root's check.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ArchiveHealth {
+    /// The root, credentials masked.
+    pub root: String,
+    /// The streams recording there.
+    pub streams: Vec<String>,
+    /// The backend answered its check (bucket there, credentials accepted).
+    pub ok: bool,
+    /// How long the check took, in ms.
+    pub latency_ms: u64,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

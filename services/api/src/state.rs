@@ -36,6 +36,8 @@ pub struct ApiState {
     /// compare-and-set: one at a time per stream, across API replicas (a
     /// key per stream in [`dvr_proto::LOCKS_KV_BUCKET`]).
     pub(crate) lock_edits: Exclusive,
+    /// The last `GET /api/v1/storage` answer.
+    pub(crate) storage_health: crate::routes::storage::HealthCache,
 }
 
 impl ApiState {
@@ -58,6 +60,7 @@ impl ApiState {
             archives,
             default_archive,
             lock_edits: Exclusive::new(locks, node),
+            storage_health: Default::default(),
         }
     }
 }

@@ -9,8 +9,17 @@
 //!   place on the timeline;
 //! - a click in the past plays from there: the PROGRAM-DATE-TIME at the
 //!   start of what plays is within one segment of the second clicked;
-//! - a drag selects a range and offers `archive-FROM-DUR.mp4`;
-//! - the operator page lists the streams and adds a lock that
+//! - a drag selects a range and offers `archive-FROM-DUR.mp4`, which
+//!   ffprobe reads with the selected duration;
+//! - the calendar has a button for each day the hour bitmap has recorded
+//!   hours in, and a day's button shows that day on the timeline;
+//! - the seeds' query options: `play_duration` stops playback, `ago`
+//!   plays from that far behind live, `autoplay=false` waits,
+//!   `realtime=true` is answered with a line naming it, a malformed
+//!   `from` is refused with a line naming it; the speed and the link to
+//!   the moment playing work;
+//! - the operator page shows the archive's storage answering, lists the
+//!   streams and adds a lock that
 //!   `recording_status.json` then shows, its calls carrying a Bearer
 //!   token and no cookie;
 //! - a protected stream's page without a token is `403` and says so; with
@@ -179,6 +188,8 @@ fn the_player_and_operator_pages_in_chromium() {
         .env("API_TOKEN", ADMIN_TOKEN)
         .env("SHOTS", &shots)
         .env("LOCK_FROM", lock_from.to_string())
+        // The calendar's days are the browser's: make them UTC days.
+        .env("TZ", "UTC")
         .output()
         .unwrap_or_else(|e| panic!("node: {e}: {INSTALL}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -273,9 +284,23 @@ fn the_player_and_operator_pages_in_chromium() {
         "clicked {target}, playback starts at PROGRAM-DATE-TIME {start:.2}"
     );
 
+    // The speed holds across the new source; the link names the moment.
+    assert_eq!(num(&seek["playbackRate"]), 2.0, "{seek}");
+    let link = seek["link"].as_str().unwrap();
+    let linked: f64 = link
+        .split_once("embed.html?dvr=true&from=")
+        .and_then(|(_, t)| t.parse().ok())
+        .unwrap_or_else(|| panic!("link {link}"));
+    assert!(
+        (linked - num(&seek["linkPlayhead"])).abs() <= 1.5,
+        "link {link} vs playhead {}",
+        seek["linkPlayhead"]
+    );
+
     // A drag offers the range as MP4.
     let download = step("select")["download"].as_str().unwrap().to_owned();
-    let parts: Vec<&str> = download
+    let (download_path, download_query) = download.split_once('?').unwrap_or((&download, ""));
+    let parts: Vec<&str> = download_path
         .strip_prefix("/ch1/archive-")
         .and_then(|d| d.strip_suffix(".mp4"))
         .unwrap_or_else(|| panic!("download link {download}"))
@@ -289,12 +314,139 @@ fn the_player_and_operator_pages_in_chromium() {
         "selection {sel_from}+{sel_dur}, dragged over {expect_from:.0}+{expect_dur:.0}"
     );
 
+    // The MP4 behind the link: ffprobe reads it, as long as the recorded
+    // time in the selection (the export starts at the keyframe before
+    // FROM); a selection across the gap asks for the parts joined.
+    let sel_to = sel_from + sel_dur;
+    let overlapping: Vec<i64> = listed
+        .iter()
+        .map(|&(f, t)| t.min(sel_to) - f.max(sel_from))
+        .filter(|&secs| secs > 0)
+        .collect();
+    assert_eq!(
+        download_query == "ignore_gaps=true",
+        overlapping.len() > 1,
+        "{download} over {listed:?}"
+    );
+    let recorded: i64 = overlapping.iter().sum();
+    let (status, mp4) = get(http, &download);
+    assert_eq!(status, 200, "{download}");
+    let file = dir.path().join("selection.mp4");
+    std::fs::write(&file, &mp4).unwrap();
+    let probe = support::ffprobe_json(&file);
+    let seconds: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (seconds - recorded as f64).abs() <= SEGMENT_S + 0.5,
+        "the {sel_dur} s selection ({recorded} s recorded) exports {seconds} s"
+    );
+    assert!(
+        probe["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["codec_name"] == "h264"),
+        "{probe}"
+    );
+
+    // The calendar: one button per UTC day (the browser runs in UTC) with
+    // a recorded hour, and a day's button shows that day.
+    let calendar = step("calendar");
+    let bits = calendar["bitmap"]["hour_bitmap"].as_str().unwrap();
+    let bits_from = calendar["bitmap"]["hour_bitmap_from"].as_i64().unwrap();
+    let mut expected: Vec<i64> = bits
+        .char_indices()
+        .filter(|(_, c)| *c == '1')
+        .map(|(i, _)| (bits_from + i as i64 * 3600).div_euclid(86400) * 86400)
+        .collect();
+    expected.dedup();
+    let days: Vec<i64> = calendar["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["from"].as_i64().unwrap())
+        .collect();
+    assert!(!expected.is_empty(), "{calendar}");
+    assert_eq!(days, expected, "{calendar}");
+    let (day_from, day_to) = (days[0], days[0] + 86400);
+    let shown = &calendar["view"];
+    let (shown_from, shown_to) = (num(&shown["from"]), num(&shown["to"]));
+    // The day ends at now at the latest; it starts at its midnight unless
+    // it is younger than the shortest view (30 s).
+    let ends = (day_to as f64).min(num(&calendar["now"]));
+    let starts_at_midnight = (shown_from - day_from as f64).abs() <= 1.0;
+    assert!(
+        (shown_to - ends).abs() <= 6.0 && (starts_at_midnight || shown_to - shown_from <= 31.0),
+        "day {day_from}..{day_to} shows {shown}"
+    );
+
+    // The seeds' options.
+    let limited = step("play_duration");
+    assert!(
+        limited["notice"]
+            .as_str()
+            .unwrap()
+            .contains("play_duration=3"),
+        "{limited}"
+    );
+    assert_eq!(limited["later"]["paused"], true, "{limited}");
+    assert!(
+        (num(&limited["later"]["currentTime"]) - num(&limited["stoppedAt"]["currentTime"])).abs()
+            < 0.1,
+        "{limited}"
+    );
+    let ago = step("ago");
+    let ago_from: f64 = ago["source"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("archive-"))
+        .and_then(|s| s.strip_suffix("-now.m3u8"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{ago}"));
+    assert!((num(&ago["now"]) - 30.0 - ago_from).abs() <= 2.0, "{ago}");
+    let realtime = step("realtime");
+    assert!(
+        realtime["notice"]
+            .as_str()
+            .unwrap()
+            .contains("realtime=true"),
+        "{realtime}"
+    );
+    assert_eq!(realtime["source"], "index.m3u8");
+    let waiting = step("no_autoplay");
+    // hls.js may set the start position, but nothing plays.
+    assert_eq!(waiting["later"]["paused"], true, "{waiting}");
+    assert_eq!(
+        waiting["before"]["currentTime"], waiting["later"]["currentTime"],
+        "{waiting}"
+    );
+    let bad = step("bad_from");
+    assert!(
+        bad["message"].as_str().unwrap().contains(r#"from="abc""#),
+        "{bad}"
+    );
+    assert!(bad["source"].is_null(), "{bad}");
+
     // The operator page lists both streams and adds the lock, with a
     // Bearer token and no cookie.
     let admin = step("admin");
     assert_eq!(admin["listed"], serde_json::json!(["ch1", "paid"]));
     assert_eq!(admin["locks"].as_array().unwrap().len(), 1, "{admin}");
     assert_eq!(admin["cookie"], "");
+    let storage = admin["storage"].as_array().unwrap();
+    assert_eq!(storage.len(), 1, "{admin}");
+    assert_eq!(storage[0]["ok"], true, "{admin}");
+    assert_eq!(
+        storage[0]["root"],
+        format!("file://{}/archive", dir.path().display()),
+        "{admin}"
+    );
+    assert!(
+        storage[0]["text"].as_str().unwrap().contains("ch1, paid"),
+        "{admin}"
+    );
     let posts = admin["posts"].as_array().unwrap();
     assert!(!posts.is_empty());
     for post in posts {

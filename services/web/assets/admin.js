@@ -1,5 +1,6 @@
 // The operator page, /admin/: every stream with its state, recording on
-// and off, its locks, and a link to its player. It uses only the public
+// and off, its locks, and a link to its player; above them whether each
+// archive's storage answers. It uses only the public
 // API (/api/v1, docs/api.md) with the token the operator types in, kept
 // in this tab's sessionStorage and sent as `Authorization: Bearer`: no
 // cookie, so no other site can make the browser call the API (CSRF).
@@ -35,6 +36,7 @@ function say(text) {
 
 function showLogin(why) {
   list.replaceChildren();
+  $("storage").hidden = true;
   login.hidden = false;
   $("logout").hidden = true;
   say(why);
@@ -130,6 +132,15 @@ function card(s, config, locks) {
       : null);
 }
 
+/** The archives' check (`GET /api/v1/storage`), one line per root. */
+function storageRows(health) {
+  return health.archives.map((a) => el("li", { class: a.ok ? "ok" : "bad", "data-root": a.root },
+    el("span", { class: `state ${a.ok ? "ok" : "bad"}` }, a.ok ? "answers" : "failing"), " ",
+    el("code", {}, a.root), ` ${a.latency_ms} ms`,
+    a.streams.length ? ` · ${a.streams.join(", ")}` : " · no stream",
+    a.error ? el("div", { class: "error" }, a.error) : null));
+}
+
 let busy = false;
 async function refresh() {
   if (busy) return;
@@ -139,13 +150,16 @@ async function refresh() {
   }
   busy = true;
   try {
-    const [{ streams: configs }, { streams }] = await Promise.all([api("GET", "streams"), api("GET", "status")]);
+    const [{ streams: configs }, { streams }, health] = await Promise.all([
+      api("GET", "streams"), api("GET", "status"), api("GET", "storage")]);
     const byName = new Map(configs.map((c) => [c.name, c.config]));
     const locks = await Promise.all(streams.map((s) => s.dvr_configured
       ? api("GET", `streams/${enc(s.name)}/dvr/locks`).then((l) => l.locks).catch(() => [])
       : Promise.resolve([])));
     login.hidden = true;
     $("logout").hidden = false;
+    $("storage").hidden = false;
+    $("storage-list").replaceChildren(...storageRows(health));
     // Keep a lock form being typed into: redraw only when nothing has focus in the list.
     if (!list.contains(document.activeElement) || document.activeElement.tagName === "BUTTON") {
       list.replaceChildren(...streams.map((s, i) => card(s, byName.get(s.name), locks[i])));

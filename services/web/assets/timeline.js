@@ -53,6 +53,16 @@ export class Timeline {
     return { from: to - span, to };
   }
 
+  /** Shows `from`..`to`, ending at now at the latest (a day not over yet
+   *  shows from its start to now), within the zoom limits. */
+  show(from, to) {
+    to = Math.min(to, this.now);
+    const span = Math.min(MAX_SPAN, Math.max(MIN_SPAN, to - from));
+    this.view = { from: to - span, to };
+    this.followLive = this.view.to >= this.now - 1;
+    this.draw();
+  }
+
   /** Zooms by `factor` (< 1 in) around second `at` (the middle by default). */
   zoom(factor, at) {
     const { from, to } = this.view;

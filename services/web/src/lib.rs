@@ -56,6 +56,7 @@ const ASSETS: &[Asset] = &[
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("common.js", JS),
     asset!("timeline.js", JS),
+    asset!("calendar.js", JS),
     asset!("embed.js", JS),
     asset!("admin.js", JS),
     asset!("vendor/hls.min.js", JS),
@@ -105,8 +106,8 @@ pub fn router() -> Router {
 }
 
 /// `embed.html` for `stream` (a validated stream name): the page reads
-/// its query (`dvr`, `token`, `autoplay`, `mute`, `from`, `to`) in the
-/// browser.
+/// its query (`dvr`, `token`, `autoplay`, `mute`, `from`, `to`, `ago`,
+/// `play_duration`, `realtime`) in the browser.
 pub fn embed_page(stream: &str) -> Response {
     page(
         StatusCode::OK,

@@ -9,7 +9,7 @@
 //!
 //! The routes by family: [`streams`] (settings, status, DVR switches),
 //! [`locks`] (locks and reindex, the archive edits), [`exports`],
-//! [`sessions`], and [`flussonic`] (the aliases middleware calls). Their
+//! [`sessions`], [`storage`] (whether the archives answer), and [`flussonic`] (the aliases middleware calls). Their
 //! types and document are in [`crate::schema`], what they share in
 //! [`crate::state`].
 
@@ -22,12 +22,14 @@ pub mod exports;
 pub mod flussonic;
 pub mod locks;
 pub mod sessions;
+pub mod storage;
 pub mod streams;
 
 pub use exports::*;
 pub use flussonic::*;
 pub use locks::*;
 pub use sessions::*;
+pub use storage::*;
 pub use streams::*;
 
 use axum::extract::{FromRequestParts, Path};

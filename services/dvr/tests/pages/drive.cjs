@@ -85,6 +85,8 @@ async function main() {
     const track = await page.$('[data-role="timeline"] .track');
     const tb = await track.boundingBox();
     const x = tb.x + ((target + 0.5 - view.from) / (view.to - view.from)) * tb.width;
+    // Archive at twice the speed: the rate must hold across the new source.
+    await page.selectOption('[data-role="rate"]', "2");
     await page.mouse.click(x, tb.y + tb.height / 2);
     await page.waitForFunction(() => (document.body.dataset.source || "").startsWith("archive-"), null, { timeout: 5000 });
     await page.waitForFunction(() => document.querySelector("video").currentTime > 0.5 && window.dvrPlayhead() !== null, null, { timeout: 30000 });
@@ -92,8 +94,14 @@ async function main() {
       source: document.body.dataset.source,
       playhead: window.dvrPlayhead(),
       currentTime: document.querySelector("video").currentTime,
+      playbackRate: document.querySelector("video").playbackRate,
     }));
-    report("seek", { target, ...seen });
+    // The link to this moment.
+    await page.click('[data-role="link"]');
+    await page.waitForSelector('[data-role="link-field"]:not([hidden])', { timeout: 5000 });
+    const link = await page.inputValue('[data-role="link-field"]');
+    report("seek", { target, ...seen, link, linkPlayhead: await page.evaluate(() => window.dvrPlayhead()) });
+    await page.selectOption('[data-role="rate"]', "1");
   }
 
   // 4. Drag to select: the export and copy links.
@@ -106,11 +114,58 @@ async function main() {
     await page.waitForSelector('[data-role="selection"]:not([hidden])', { timeout: 5000 });
     report("select", { download: await page.getAttribute('[data-role="download"]', "href") });
     await page.screenshot({ path: `${env("SHOTS")}/embed-selection-desktop.png` });
+  }
+
+  // 4b. The calendar: its days against the hour bitmap, and a day's button
+  // shows that day on the timeline.
+  {
     await page.setViewportSize(PHONE);
     await sleep(500);
     await page.screenshot({ path: `${env("SHOTS")}/embed-phone.png`, fullPage: true });
+    await page.setViewportSize(DESKTOP);
+    await page.waitForSelector('[data-role="calendar"] button', { timeout: 20000 });
+    const days = await page.$$eval('[data-role="calendar"] button', (b) => b.map((e) => ({ from: +e.dataset.from, to: +e.dataset.to })));
+    const bitmap = await page.evaluate(async () => (await (await fetch("recording_status.json?request=hour_bitmap")).json())[0]);
+    await page.click('[data-role="calendar"] button');
+    const tl = await page.$eval('[data-role="timeline"]', (e) => ({ from: +e.dataset.from, to: +e.dataset.to }));
+    report("calendar", { days, bitmap, view: tl, now: Date.now() / 1000 });
   }
   await page.close();
+
+  // 4c. The seeds' other options.
+  {
+    const open = async (query) => {
+      const p = await context.newPage();
+      await p.goto(`${BASE}/${STREAM}/embed.html?${query}`);
+      return p;
+    };
+    const text = (p, role) => p.textContent(`[data-role="${role}"]`);
+    const video = (p) => p.evaluate(() => ({ currentTime: document.querySelector("video").currentTime, paused: document.querySelector("video").paused }));
+    let p = await open("play_duration=3&mute");
+    await p.waitForFunction(() => document.querySelector('[data-role="notice"]').textContent.includes("play_duration"), null, { timeout: 30000 });
+    const stoppedAt = await video(p);
+    await sleep(1500);
+    report("play_duration", { notice: await text(p, "notice"), stoppedAt, later: await video(p) });
+    await p.close();
+    p = await open("ago=30&mute");
+    await p.waitForFunction(() => document.body.dataset.source, null, { timeout: 5000 });
+    report("ago", { source: await p.evaluate(() => document.body.dataset.source), now: Date.now() / 1000 });
+    await p.close();
+    p = await open("realtime=true&mute");
+    await p.waitForFunction(() => document.querySelector("video").currentTime > 0.5, null, { timeout: 30000 });
+    report("realtime", { notice: await text(p, "notice"), source: await p.evaluate(() => document.body.dataset.source) });
+    await p.close();
+    p = await open("autoplay=false");
+    await sleep(3000);
+    const before = await video(p);
+    await sleep(1500);
+    report("no_autoplay", { before, later: await video(p) });
+    await p.close();
+    p = await open("from=abc&mute");
+    await sleep(500);
+    report("bad_from", { message: await text(p, "message"), source: await p.evaluate(() => document.body.dataset.source || null) });
+    await p.close();
+  }
 
   // 5. The operator page: the list, then a lock.
   {
@@ -123,6 +178,7 @@ async function main() {
     await admin.fill('input[name="token"]', env("API_TOKEN"));
     await admin.click('form[data-role="login"] button[type="submit"]');
     await admin.waitForSelector(`section.stream[data-stream="${STREAM}"]`, { timeout: 15000 });
+    await admin.waitForSelector('[data-role="storage-list"] li', { timeout: 15000 });
     const listed = await admin.$$eval("section.stream", (s) => s.map((e) => e.dataset.stream));
     const card = `section.stream[data-stream="${STREAM}"]`;
     const lockFrom = Number(env("LOCK_FROM"));
@@ -139,6 +195,7 @@ async function main() {
     await admin.screenshot({ path: `${env("SHOTS")}/admin-phone.png`, fullPage: true });
     report("admin", {
       listed,
+      storage: await admin.$$eval('[data-role="storage-list"] li', (l) => l.map((e) => ({ ok: e.classList.contains("ok"), root: e.dataset.root, text: e.textContent }))),
       locks: await admin.$$eval(`${card} [data-role="locks"] li`, (l) => l.map((e) => e.textContent)),
       cookie: await admin.evaluate(() => document.cookie),
       posts: posts.map((p) => ({ url: p.url, authorization: Boolean(p.headers.authorization), cookie: p.headers.cookie || null })),

@@ -298,6 +298,29 @@ pub fn ffprobe_duration(url: &str) -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// ffprobe's `-show_format -show_streams` of a file or URL, as JSON.
+pub fn ffprobe_json(input: &Path) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_format",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
+        .arg(input)
+        .output()
+        .expect("ffprobe: run `make test-deps`");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffprobe {}: {}",
+        input.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// ffmpeg sending a live H.264 + AAC stream to a UDP port in real time, for
 /// `secs` seconds.
 pub fn start_source(udp: u16, pattern: &str, secs: u32) -> Child {
