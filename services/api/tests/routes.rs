@@ -236,6 +236,7 @@ fn every_route() -> Vec<(&'static str, &'static str, Option<&'static str>)> {
             Some(r#"{"from":1700000000,"duration":60}"#),
         ),
         ("GET", "/api/v1/sessions", None),
+        ("GET", "/api/v1/storage", None),
         ("POST", "/flussonic/api/dvr_enable/ort", None),
         ("POST", "/flussonic/api/dvr_disable/ort", None),
         (
@@ -743,6 +744,56 @@ async fn locks_through_both_apis_reach_the_archive() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn storage_health_checks_each_root_once_per_answer() {
+    let f = fixture().await;
+    let app = f.router();
+    // A stream recording into a directory that cannot be: its parent is
+    // a file.
+    let file = std::env::temp_dir().join(format!("dvr-api-not-a-dir-{}", std::process::id()));
+    std::fs::write(&file, b"x").unwrap();
+    let missing = file.join("archive");
+    let body = format!(
+        r#"{{"inputs":["udp://239.0.0.3:1234"],"dvr":{{"depth":"1d","root":"file://{}"}}}}"#,
+        missing.display()
+    );
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/v1/streams/far",
+        Some(&body),
+        Auth::Token,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let calls = f.storage_calls();
+    let (s, v) = call(&app, "GET", "/api/v1/storage", None, Auth::Token).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let archives = v["archives"].as_array().unwrap();
+    assert_eq!(archives.len(), 2, "{v}");
+    assert_eq!(
+        archives[0]["root"],
+        format!("file://{}", missing.display()),
+        "{v}"
+    );
+    assert_eq!(archives[0]["streams"], json!(["far"]), "{v}");
+    assert_eq!(archives[0]["ok"], false, "{v}");
+    assert!(
+        archives[0]["error"].as_str().unwrap().contains("archive"),
+        "{v}"
+    );
+    assert_eq!(archives[1]["root"], ROOT, "{v}");
+    assert_eq!(archives[1]["streams"], json!(["ort"]), "{v}");
+    assert_eq!(archives[1]["ok"], true, "{v}");
+    assert!(archives[1].get("error").is_none(), "{v}");
+    assert_eq!(f.storage_calls() - calls, 1, "one check of the memory root");
+    // Within the answer's life nobody checks again.
+    let (_, again) = call(&app, "GET", "/api/v1/storage", None, Auth::Token).await;
+    assert_eq!(again, v);
+    assert_eq!(f.storage_calls() - calls, 1, "the answer was reused");
+    std::fs::remove_file(file).unwrap();
 }
 
 #[tokio::test]
