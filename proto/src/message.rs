@@ -205,6 +205,44 @@ impl Versioned for CatalogSummary {
     }
 }
 
+/// What the ingest running a stream reports in
+/// [`RUNTIME_KV_BUCKET`](crate::RUNTIME_KV_BUCKET): which input plays and
+/// the counters since it started, for the API's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestReport {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The stream.
+    pub stream: StreamName,
+    /// The node running it.
+    pub node: String,
+    /// When this was written.
+    pub at: UtcMs,
+    /// The input playing now: its index in the stream's `inputs`…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_index: Option<usize>,
+    /// …and its URL, credentials masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// Changes of the playing input.
+    pub switches: u64,
+    /// Times every input was lost, or the signal stopped inside a segment.
+    pub signal_losses: u64,
+    /// Continuity-counter errors (lost or reordered TS packets).
+    pub cc_errors: u64,
+    /// Timestamp discontinuities the segmenter saw in the source.
+    pub discontinuities: u64,
+    /// Bytes read from the playing inputs.
+    pub bytes: u64,
+}
+
+impl Versioned for IngestReport {
+    const WHAT: &'static str = "ingest report";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
 /// A play session in [`SESSIONS_KV_BUCKET`](crate::SESSIONS_KV_BUCKET):
 /// one viewer (stream, client address, token) as the auth service tracks it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,6 +36,15 @@ pub const LOCKS_KV_BUCKET: &str = "dvr_v1_locks";
 /// KV bucket: play sessions, key = the session id (hex), value a
 /// [`SessionRecord`](crate::SessionRecord) as JSON.
 pub const SESSIONS_KV_BUCKET: &str = "dvr_v1_sessions";
+/// KV bucket: what the services running a stream report about it (today
+/// the ingest: the input playing and its counters, an
+/// [`IngestReport`](crate::IngestReport)), key [`runtime_key`]. On NATS
+/// its entries expire [`RUNTIME_MAX_AGE_SECS`] after their last write, so
+/// the report of a node that died goes with it; a writer rewrites its
+/// entries well within that and deletes them when it stops.
+pub const RUNTIME_KV_BUCKET: &str = "dvr_v1_runtime";
+/// How long a [`RUNTIME_KV_BUCKET`] entry lives without being rewritten.
+pub const RUNTIME_MAX_AGE_SECS: u64 = 30;
 
 /// Header: JetStream de-duplication id; the live log sets it to
 /// [`segment_msg_id`] so a retried append is stored once.
@@ -126,6 +135,12 @@ pub fn stream_from_config_key(key: &str) -> Option<StreamName> {
 /// [`stream_config_key`].
 pub fn lease_key(role: &str, stream: &StreamName) -> String {
     format!("{role}.{}", stream_config_key(stream))
+}
+
+/// Key in [`RUNTIME_KV_BUCKET`] for what `role` reports about a stream:
+/// `{role}.{stream}`, escaped as [`lease_key`] does.
+pub fn runtime_key(role: &str, stream: &StreamName) -> String {
+    lease_key(role, stream)
 }
 
 /// Key in [`CATALOG_KV_BUCKET`] for a stream's catalog summary.

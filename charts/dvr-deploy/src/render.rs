@@ -213,9 +213,9 @@ fn nats_password_key(service: &str) -> String {
 
 /// What a service may not do on the bus; everything else it may. The
 /// internet-facing packager only reads: it appends to no live log, writes
-/// no segment bytes, no setting, lock, lease, catalog entry or session, and
-/// deletes or purges no stream. The others may not write what only other
-/// services write. Only auth answers play checks. Subjects as
+/// no segment bytes, no setting, lock, lease, catalog entry, session or
+/// runtime report, and deletes or purges no stream. The others may not
+/// write what only other services write. Only auth answers play checks. Subjects as
 /// `dvr-proto` names them (`$KV.bucket.key`, `$O.bucket.…` are how
 /// JetStream writes keys and objects; reads go through `$JS.API.…`).
 fn nats_denials(service: &str) -> (Vec<&'static str>, Vec<&'static str>) {
@@ -226,6 +226,7 @@ fn nats_denials(service: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     const LEASES: &str = "$KV.dvr_v1_leases.>";
     const CATALOG: &str = "$KV.dvr_v1_catalog.>";
     const SESSIONS: &str = "$KV.dvr_v1_sessions.>";
+    const RUNTIME: &str = "$KV.dvr_v1_runtime.>";
     const DESTROY: [&str; 3] = [
         "$JS.API.STREAM.DELETE.>",
         "$JS.API.STREAM.PURGE.>",
@@ -233,18 +234,20 @@ fn nats_denials(service: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     ];
     const ANSWER_AUTH: [&str; 2] = ["dvr.v1.auth.check", "dvr.v1.auth.usage"];
     let publish: Vec<&str> = match service {
-        "packager" => [LIVE, SEGMENTS, STREAMS, LOCKS, LEASES, CATALOG, SESSIONS]
-            .into_iter()
-            .chain(DESTROY)
-            .collect(),
+        "packager" => [
+            LIVE, SEGMENTS, STREAMS, LOCKS, LEASES, CATALOG, SESSIONS, RUNTIME,
+        ]
+        .into_iter()
+        .chain(DESTROY)
+        .collect(),
         // Every other service seeds the settings at start.
         "ingest" => vec![LOCKS, CATALOG, SESSIONS],
         "recorder" => vec![LIVE, SESSIONS],
-        "api" => [LIVE, SEGMENTS, LEASES, CATALOG]
+        "api" => [LIVE, SEGMENTS, LEASES, CATALOG, RUNTIME]
             .into_iter()
             .chain(DESTROY)
             .collect(),
-        "auth" => [LIVE, SEGMENTS, LOCKS, LEASES, CATALOG]
+        "auth" => [LIVE, SEGMENTS, LOCKS, LEASES, CATALOG, RUNTIME]
             .into_iter()
             .chain(DESTROY)
             .collect(),

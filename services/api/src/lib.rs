@@ -38,7 +38,9 @@ use utoipa_axum::routes;
 pub use config::ApiConfig;
 pub use error::ApiError;
 pub use state::ApiState;
-pub use status::{LastSegment, NothingRuns, RuntimeStatus, Span, StreamStatus, StreamStatusSource};
+pub use status::{
+    IngestState, LastSegment, NothingRuns, RuntimeStatus, Span, StreamStatus, StreamStatusSource,
+};
 
 use crate::auth::Gate;
 use crate::routes::*;

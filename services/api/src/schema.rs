@@ -244,9 +244,9 @@ pub struct SessionQuery {
 /// Whether the archives answer (`GET /api/v1/storage`).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct StorageHealth {
-    /// When the roots were checked, UTC seconds (answers are reused for
-    /// 10 s).
-    pub checked_at: u64,
+    /// How long ago the roots were checked, in ms (an answer is reused
+    /// for 10 s).
+    pub age_ms: u64,
     /// The config's default archive and every stream's, each once.
     pub archives: Vec<ArchiveHealth>,
 }

@@ -36,6 +36,9 @@ pub struct ApiState {
     /// compare-and-set: one at a time per stream, across API replicas (a
     /// key per stream in [`dvr_proto::LOCKS_KV_BUCKET`]).
     pub(crate) lock_edits: Exclusive,
+    /// The runtime bucket ([`dvr_proto::RUNTIME_KV_BUCKET`]) the ingest
+    /// reports into, when the process has one ([`ApiState::with_runtime`]).
+    pub runtime: Option<Arc<dyn Kv>>,
     /// The last `GET /api/v1/storage` answer.
     pub(crate) storage_health: crate::routes::storage::HealthCache,
 }
@@ -61,7 +64,15 @@ impl ApiState {
             default_archive,
             lock_edits: Exclusive::new(locks, node),
             storage_health: Default::default(),
+            runtime: None,
         }
+    }
+
+    /// Reads what the ingest reports from `runtime`
+    /// ([`dvr_proto::RUNTIME_KV_BUCKET`]) into the streams' status.
+    pub fn with_runtime(mut self, runtime: Arc<dyn Kv>) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 }
 

@@ -71,6 +71,49 @@ impl StreamStatusSource for NothingRuns {
     }
 }
 
+/// What the ingest running a stream reports (the runtime bucket,
+/// [`dvr_proto::RUNTIME_KV_BUCKET`]): the same for every API replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IngestState {
+    /// The node running it.
+    pub node: String,
+    /// When it reported, UTC epoch milliseconds (every 5 s, and at once
+    /// when the input changes).
+    pub reported_at_ms: i64,
+    /// The input playing: its index in `inputs`…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_index: Option<usize>,
+    /// …and its URL, credentials masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// Changes of the playing input since the ingest started.
+    pub switches: u64,
+    /// Times every input was lost or the signal stopped inside a segment.
+    pub signal_losses: u64,
+    /// Continuity-counter errors (lost or reordered TS packets).
+    pub cc_errors: u64,
+    /// Timestamp discontinuities in the source.
+    pub discontinuities: u64,
+    /// Bytes read from the inputs.
+    pub bytes: u64,
+}
+
+impl From<dvr_proto::IngestReport> for IngestState {
+    fn from(r: dvr_proto::IngestReport) -> Self {
+        Self {
+            node: r.node,
+            reported_at_ms: r.at.0,
+            input_index: r.input_index,
+            input: r.input,
+            switches: r.switches,
+            signal_losses: r.signal_losses,
+            cc_errors: r.cc_errors,
+            discontinuities: r.discontinuities,
+            bytes: r.bytes,
+        }
+    }
+}
+
 /// A stream's status as `GET /api/v1/streams/{name}/status` answers it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct StreamStatus {
@@ -85,4 +128,8 @@ pub struct StreamStatus {
     /// What the running stream reports (defaults when not running).
     #[serde(flatten)]
     pub runtime: RuntimeStatus,
+    /// What its ingest reports, wherever it runs; absent when no ingest
+    /// runs it (or reported within the last 30 s, on NATS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestState>,
 }

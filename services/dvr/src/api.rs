@@ -31,6 +31,8 @@ pub struct ApiBuckets {
     pub sessions: Arc<dyn Kv>,
     /// [`dvr_proto::LOCKS_KV_BUCKET`].
     pub locks: Arc<dyn Kv>,
+    /// [`dvr_proto::RUNTIME_KV_BUCKET`].
+    pub runtime: Arc<dyn Kv>,
 }
 
 /// The API's routes for this process: its buckets, the process's archive
@@ -57,7 +59,8 @@ pub fn router(
         status,
         registry,
         config.node.archive.clone(),
-    );
+    )
+    .with_runtime(buckets.runtime);
     let service = ApiService::new(state);
     if distributed {
         Ok(service.distributed_router(api)?)

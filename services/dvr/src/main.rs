@@ -11,6 +11,7 @@ mod inspect;
 mod node;
 mod reindex;
 mod run;
+mod runtime;
 mod supervisor;
 
 use clap::{Parser, Subcommand};

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use dvr_bus::{
@@ -87,7 +88,7 @@ impl Node {
 
     /// How long the live log keeps a segment whatever the recorder does:
     /// NATS's max age; `None` embedded, where only the recorder trims.
-    pub fn hot_tier(&self) -> Option<std::time::Duration> {
+    pub fn hot_tier(&self) -> Option<Duration> {
         match &self.kind {
             Kind::Embedded { .. } => None,
             Kind::Nats(bus) => Some(bus.config().live.max_age),
@@ -131,16 +132,23 @@ impl Node {
         Ok(handle)
     }
 
-    /// A KV bucket.
+    /// A KV bucket. On NATS the runtime bucket's entries expire
+    /// ([`dvr_proto::RUNTIME_MAX_AGE_SECS`]), so a dead node's reports go;
+    /// in one process their writer deletes them when it stops.
     pub async fn kv(&self, bucket: &str) -> anyhow::Result<Arc<dyn Kv>> {
         let mut kvs = self.kvs.lock().await;
         if let Some(kv) = kvs.get(bucket) {
             return Ok(Arc::clone(kv));
         }
+        let max_age = if bucket == dvr_proto::RUNTIME_KV_BUCKET {
+            Duration::from_secs(dvr_proto::RUNTIME_MAX_AGE_SECS)
+        } else {
+            Duration::ZERO
+        };
         let kv: Arc<dyn Kv> = match &self.kind {
             Kind::Embedded { .. } => Arc::new(MemoryKv::new(bucket)),
             Kind::Nats(bus) => Arc::new(
-                bus.kv(bucket)
+                bus.kv_with_max_age(bucket, max_age)
                     .await
                     .with_context(|| format!("cannot open the KV bucket {bucket} on NATS"))?,
             ),

@@ -21,7 +21,9 @@ use dvr_common::config::MAX_COPY_INTERVAL_MS;
 use dvr_common::config::{Config, InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, SystemClock, UtcMs};
 use dvr_packager::{Packager, PackagerConfig};
-use dvr_proto::{stream_config_key, LOCKS_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET};
+use dvr_proto::{
+    stream_config_key, LOCKS_KV_BUCKET, RUNTIME_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -262,6 +264,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
                 streams: Arc::clone(&streams_kv),
                 sessions,
                 locks: node.kv(LOCKS_KV_BUCKET).await?,
+                runtime: node.kv(RUNTIME_KV_BUCKET).await?,
             },
             &node.id,
             &packager,

@@ -34,7 +34,7 @@ use dvr_media::{Resume, Segment, SegmenterConfig};
 use dvr_packager::{Packager, StoreTape, StreamTape};
 use dvr_proto::{
     catalog_key, stream_from_config_key, CatalogSummary, Event, EventKind, Versioned,
-    CATALOG_KV_BUCKET, LEASES_KV_BUCKET, LOCKS_KV_BUCKET, PROTO_VERSION,
+    CATALOG_KV_BUCKET, LEASES_KV_BUCKET, LOCKS_KV_BUCKET, PROTO_VERSION, RUNTIME_KV_BUCKET,
 };
 use dvr_recorder::{DiskMeter, RecorderConfig, StreamRecorder};
 use futures::StreamExt;
@@ -45,6 +45,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::RunConfig;
 use crate::node::{LogHandle, Node};
+use crate::runtime::IngestReporter;
 
 /// How long a stream without `dvr` keeps its live log (embedded mode; on
 /// NATS the live stream's own retention applies).
@@ -154,6 +155,9 @@ struct IngestWorker {
     trim: Option<JoinHandle<()>>,
     last: IngestStats,
     in_gap: bool,
+    /// Its reports for the API; `None` when the bucket cannot be opened
+    /// (the ingest runs anyway).
+    reporter: Option<IngestReporter>,
 }
 
 struct RecorderWorker {
@@ -605,12 +609,20 @@ impl Supervisor {
         let task = IngestTask::spawn(ingest, Arc::clone(&self.clock), sink);
         self.publish(name, EventKind::RecordingStarted, serde_json::Map::new())
             .await;
+        let reporter = match self.node.kv(RUNTIME_KV_BUCKET).await {
+            Ok(kv) => Some(IngestReporter::new(kv, &self.node.id, name)),
+            Err(e) => {
+                warn!(stream = %name, error = %format!("{e:#}"), "the ingest's status will not be reported");
+                None
+            }
+        };
         Ok(IngestWorker {
             config: config.clone(),
             task,
             trim,
             last: IngestStats::default(),
             in_gap: false,
+            reporter,
         })
     }
 
@@ -620,6 +632,9 @@ impl Supervisor {
         }
         if let Err(e) = worker.task.stop().await {
             warn!(stream = %name, error = %e, "ingest stopped with an error");
+        }
+        if let Some(reporter) = worker.reporter {
+            reporter.clear().await;
         }
         info!(stream = %name, "ingest stopped");
         self.publish(name, EventKind::RecordingStopped, serde_json::Map::new())
@@ -811,8 +826,8 @@ impl Supervisor {
         }
     }
 
-    /// Once a second: turns ingest counters into events, and notices an
-    /// ingest that ended on its own.
+    /// Once a second: turns ingest counters into events and reports
+    /// ([`IngestReporter`]), and notices an ingest that ended on its own.
     async fn watch_ingest(&self, workers: &mut Workers) {
         for (name, worker) in &mut workers.ingest {
             let now = worker.task.stats();
@@ -831,6 +846,9 @@ impl Supervisor {
                 worker.in_gap = false;
                 self.publish(name, EventKind::GapClosed, serde_json::Map::new())
                     .await;
+            }
+            if let Some(reporter) = &mut worker.reporter {
+                reporter.observe(&now, &worker.config, self.clock.now());
             }
             worker.last = now;
         }

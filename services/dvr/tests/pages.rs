@@ -18,8 +18,9 @@
 //!   `realtime=true` is answered with a line naming it, a malformed
 //!   `from` is refused with a line naming it; the speed and the link to
 //!   the moment playing work;
-//! - the operator page shows the archive's storage answering, lists the
-//!   streams and adds a lock that
+//! - the operator page shows the archive's storage answering and the
+//!   input each ingest reports playing, lists the streams and adds a lock
+//!   that
 //!   `recording_status.json` then shows, its calls carrying a Bearer
 //!   token and no cookie;
 //! - a protected stream's page without a token is `403` and says so; with
@@ -447,6 +448,25 @@ fn the_player_and_operator_pages_in_chromium() {
         storage[0]["text"].as_str().unwrap().contains("ch1, paid"),
         "{admin}"
     );
+    // What the ingest reports: the input playing, and the signal it lost
+    // for the gap; the card shows the same.
+    let (status, _, body) = send_with(
+        http,
+        "GET",
+        "/api/v1/streams/ch1/status",
+        &format!("Authorization: Bearer {ADMIN_TOKEN}\r\n"),
+        "",
+    );
+    assert_eq!(status, 200);
+    let ingest = serde_json::from_slice::<Value>(&body).unwrap()["ingest"].clone();
+    let input = format!("udp://127.0.0.1:{udp}");
+    assert_eq!(ingest["input"], input.as_str(), "{ingest}");
+    assert_eq!(ingest["input_index"], 0, "{ingest}");
+    assert!(ingest["signal_losses"].as_u64().unwrap() >= 1, "{ingest}");
+    assert!(ingest["bytes"].as_u64().unwrap() > 0, "{ingest}");
+    let card = admin["card"].as_str().unwrap();
+    assert!(card.contains(&format!("{input} (input 1, on ")), "{card}");
+    assert!(card.contains("signal losses"), "{card}");
     let posts = admin["posts"].as_array().unwrap();
     assert!(!posts.is_empty());
     for post in posts {

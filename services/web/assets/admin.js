@@ -113,6 +113,11 @@ function card(s, config, locks) {
     ["Gaps (last day)", String(s.gaps?.length ?? 0)],
     ["Depth", dvr.depth ?? (s.dvr_configured ? "—" : "no DVR")],
     ["Inputs", (config?.inputs ?? []).map((i) => i.replace(/\/\/[^/@]*@/, "//…@")).join(", ") || "—"],
+    ["Playing", s.ingest?.input ? `${s.ingest.input} (input ${s.ingest.input_index + 1}, on ${s.ingest.node})` : "—"],
+    ["Since start", s.ingest
+      ? `${s.ingest.switches} switches, ${s.ingest.signal_losses} signal losses, ` +
+        `${s.ingest.cc_errors} CC errors, ${s.ingest.discontinuities} discontinuities`
+      : "—"],
   ];
   const lockRows = locks.map((l) => el("li", {},
     `${utc(l.from)} (${local(l.from, true)} local) + ${duration(l.duration)} `,

@@ -221,6 +221,17 @@ impl NatsBus {
 
     /// A KV bucket, created with file storage if missing.
     pub async fn kv(&self, bucket: &str) -> Result<NatsKv, BusError> {
+        self.kv_with_max_age(bucket, Duration::ZERO).await
+    }
+
+    /// Opens or creates a KV bucket whose entries expire `max_age` after
+    /// their last write (`Duration::ZERO`: never). An existing bucket keeps
+    /// its settings.
+    pub async fn kv_with_max_age(
+        &self,
+        bucket: &str,
+        max_age: Duration,
+    ) -> Result<NatsKv, BusError> {
         let store = match self.js.get_key_value(bucket).await {
             Ok(s) => s,
             Err(_) => self
@@ -228,6 +239,7 @@ impl NatsBus {
                 .create_key_value(jetstream::kv::Config {
                     bucket: bucket.to_owned(),
                     history: 1,
+                    max_age,
                     storage: stream::StorageType::File,
                     num_replicas: self.config.kv_replicas,
                     ..Default::default()

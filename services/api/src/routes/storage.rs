@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::Json;
@@ -36,7 +36,9 @@ pub async fn storage_health(State(api): AppState) -> Result<Json<StorageHealth>,
     let mut cached = api.storage_health.0.lock().await;
     if let Some((at, health)) = cached.as_ref() {
         if at.elapsed() < FRESH_FOR {
-            return Ok(Json(health.clone()));
+            let mut health = health.clone();
+            health.age_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+            return Ok(Json(health));
         }
     }
     let health = check_all(&api).await?;
@@ -92,11 +94,8 @@ async fn check_all(api: &ApiState) -> Result<StorageHealth, ApiError> {
         }
     }
     archives.sort_by_key(|(index, _)| *index);
-    let checked_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     Ok(StorageHealth {
-        checked_at,
+        age_ms: 0,
         archives: archives.into_iter().map(|(_, a)| a).collect(),
     })
 }

@@ -8,14 +8,14 @@ use axum::Json;
 use bytes::Bytes;
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::StreamName;
-use dvr_proto::stream_config_key;
-use tracing::info;
+use dvr_proto::{runtime_key, stream_config_key, IngestReport, Versioned};
+use tracing::{debug, info};
 
 use super::StreamParam;
 use crate::error::{ApiError, ErrorBody};
 use crate::schema::{DvrSwitch, StatusList, StreamDoc, StreamEntry, StreamList};
 use crate::state::{bus_error, ApiState, AppState};
-use crate::status::StreamStatus;
+use crate::status::{IngestState, StreamStatus};
 
 pub(crate) fn entry_json(name: &StreamName, revision: u64, config: &StreamConfig) -> StreamEntry {
     StreamEntry {
@@ -77,8 +77,9 @@ impl ApiState {
 
     pub(crate) async fn status_of(&self, name: &StreamName, config: &StreamConfig) -> StreamStatus {
         let runtime = self.status.runtime(name).await;
+        let ingest = self.ingest_report(name).await;
         let dvr_enabled = config.dvr.as_ref().is_some_and(|d| d.enabled);
-        let running = runtime.is_some();
+        let running = runtime.is_some() || ingest.is_some();
         let mut runtime = runtime.unwrap_or_default();
         // The runner may not have followed a dvr_disable yet.
         runtime.recording &= dvr_enabled;
@@ -88,6 +89,21 @@ impl ApiState {
             dvr_enabled,
             running,
             runtime,
+            ingest,
+        }
+    }
+
+    /// The ingest's report from the runtime bucket; `None` without a
+    /// bucket, a report, or one this build reads (logged).
+    async fn ingest_report(&self, name: &StreamName) -> Option<IngestState> {
+        let kv = self.runtime.as_ref()?;
+        let entry = kv.get(&runtime_key("ingest", name)).await.ok()??;
+        match IngestReport::decode(&entry.value) {
+            Ok(report) => Some(report.into()),
+            Err(e) => {
+                debug!(stream = %name, error = %e, "unreadable ingest report");
+                None
+            }
         }
     }
 }

@@ -197,6 +197,7 @@ async function main() {
       listed,
       storage: await admin.$$eval('[data-role="storage-list"] li', (l) => l.map((e) => ({ ok: e.classList.contains("ok"), root: e.dataset.root, text: e.textContent }))),
       locks: await admin.$$eval(`${card} [data-role="locks"] li`, (l) => l.map((e) => e.textContent)),
+      card: await admin.textContent(card),
       cookie: await admin.evaluate(() => document.cookie),
       posts: posts.map((p) => ({ url: p.url, authorization: Boolean(p.headers.authorization), cookie: p.headers.cookie || null })),
     });
