@@ -30,7 +30,8 @@ for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \
            swift-ring-builder:swift memcached:memcached; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
-# The NATS TLS tests make a CA and a server certificate with openssl.
+# The NATS TLS tests make a CA and a server certificate with openssl; the
+# HLS AES-128 test encrypts and decrypts segments with it.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The players test (services/dvr/tests/players.rs): hls.js from npm plays
 # our playlists in Debian's headless Chromium.

@@ -201,7 +201,7 @@ async fn fixed(UrlPath(name): UrlPath<String>) -> Response {
              #EXT-X-STREAM-INF:BANDWIDTH=400000,AUDIO=\"a\"\n../live/index.m3u8\n"
         }
         "fmp4.m3u8" => "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2,\na.m4s\n",
-        "aes.m3u8" => "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:2,\na.ts\n",
+        "sample-aes.m3u8" => "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"k\"\n#EXTINF:2,\na.ts\n",
         "broken.m3u8" => "#EXTM3U\n#EXTINF:2,\na.ts\n",
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
@@ -254,6 +254,115 @@ async fn separate_audio(UrlPath(name): UrlPath<String>) -> Response {
     }
 }
 
+/// The key of the AES-128 cut.
+const AES_KEY: [u8; 16] = *b"dvr-test-aes-key";
+
+/// The clip cut by ffmpeg into AES-128 segments (`-hls_key_info_file`
+/// without an IV: each segment's IV is its media sequence number).
+fn aes_cut() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        require_ffmpeg();
+        let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/h264_aac_720p.ts");
+        let dir = std::env::temp_dir().join(format!("dvr-ingest-hls-aes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k.key"), AES_KEY).unwrap();
+        std::fs::write(dir.join("bad.key"), [0x55; 16]).unwrap();
+        std::fs::write(dir.join("short.key"), b"12345").unwrap();
+        let info = dir.join("key.info");
+        std::fs::write(&info, format!("k.key\n{}\n", dir.join("k.key").display())).unwrap();
+        let status = ffmpeg(&["-i"])
+            .arg(&clip)
+            .args([
+                "-c",
+                "copy",
+                "-f",
+                "hls",
+                "-hls_time",
+                "1",
+                "-hls_list_size",
+                "0",
+            ])
+            .arg("-hls_key_info_file")
+            .arg(&info)
+            .arg("-hls_segment_filename")
+            .arg(dir.join("e%d.ts"))
+            .arg(dir.join("index.m3u8"))
+            .status()
+            .expect("ffmpeg runs");
+        assert!(
+            status.success(),
+            "ffmpeg could not cut the clip into AES-128 HLS"
+        );
+        // The clear cut encrypted by openssl, each segment under its media
+        // sequence number as IV (ffmpeg always writes an explicit IV), and
+        // a playlist that names no IV.
+        let mut text = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:{IMPLICIT_FIRST_MSN}\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"k.key\"\n"
+        );
+        for (i, (bytes, _)) in cut().files.iter().enumerate() {
+            let msn = IMPLICIT_FIRST_MSN + i as u64;
+            let clear = dir.join(format!("clear{i}.ts"));
+            std::fs::write(&clear, bytes).unwrap();
+            let out = Command::new("openssl")
+                .args([
+                    "enc",
+                    "-aes-128-cbc",
+                    "-K",
+                    &hex(&AES_KEY),
+                    "-iv",
+                    &format!("{msn:032x}"),
+                    "-in",
+                ])
+                .arg(&clear)
+                .arg("-out")
+                .arg(dir.join(format!("p{i}.ts")))
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text.push_str(&format!("#EXTINF:1.0,\np{i}.ts\n"));
+        }
+        std::fs::write(dir.join("implicit.m3u8"), text).unwrap();
+        dir
+    })
+}
+
+/// The media sequence number of the first openssl-encrypted segment: not
+/// 0, so IVs differ from ffmpeg's.
+const IMPLICIT_FIRST_MSN: u64 = 40;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The AES-128 cut as a live stream that stopped growing; `bad.m3u8` and
+/// `short.m3u8` name a wrong key and a 5-byte one.
+async fn aes(UrlPath(name): UrlPath<String>) -> Response {
+    let dir = aes_cut();
+    let playlist = |key: &str| {
+        let text = std::fs::read_to_string(dir.join("index.m3u8")).unwrap();
+        text.replace("#EXT-X-ENDLIST", "")
+            .replace("URI=\"k.key\"", &format!("URI=\"{key}\""))
+    };
+    match name.as_str() {
+        "index.m3u8" => playlist("k.key").into_response(),
+        "bad.m3u8" => playlist("bad.key").into_response(),
+        "short.m3u8" => playlist("short.key").into_response(),
+        "implicit.m3u8" => std::fs::read_to_string(dir.join(&name))
+            .unwrap()
+            .into_response(),
+        _ => match std::fs::read(dir.join(&name)) {
+            Ok(data) => data.into_response(),
+            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        },
+    }
+}
+
 /// Starts the server; returns its address and state.
 async fn serve_hls(scenario: Scenario) -> (std::net::SocketAddr, Arc<Live>) {
     cut();
@@ -269,6 +378,7 @@ async fn serve_hls(scenario: Scenario) -> (std::net::SocketAddr, Arc<Live>) {
         .route("/live/{name}", get(segment))
         .route("/fixed/{name}", get(fixed))
         .route("/sep/{name}", get(separate_audio))
+        .route("/aes/{name}", get(aes))
         .route(
             "/moved/index.m3u8",
             get(|| async { axum::response::Redirect::temporary("/live/index.m3u8") }),
@@ -480,8 +590,8 @@ async fn masters_pick_a_variant_and_unusable_playlists_fail_the_input() {
             ErrorKind::InvalidData,
         ),
         (
-            "aes.m3u8",
-            "encrypted (EXT-X-KEY METHOD=AES-128)",
+            "sample-aes.m3u8",
+            "cannot decrypt (EXT-X-KEY METHOD=SAMPLE-AES)",
             ErrorKind::InvalidData,
         ),
         (
@@ -581,4 +691,88 @@ async fn a_separate_audio_rendition_is_muxed_beside_the_video() {
         "aligned to 0.1 s"
     );
     assert_eq!(stats.cc_errors, 0, "{stats:?}");
+}
+
+/// An independent decryption of an AES-128 segment: openssl's.
+fn openssl_decrypt(file: &Path, iv: u128) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args([
+            "enc",
+            "-d",
+            "-aes-128-cbc",
+            "-K",
+            &hex(&AES_KEY),
+            "-iv",
+            &format!("{iv:032x}"),
+            "-in",
+        ])
+        .arg(file)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aes_128_segments_are_decrypted_and_a_wrong_key_fails_the_input() {
+    init_logs();
+    let (addr, _live) = serve_hls(Scenario::default()).await;
+    let dir = aes_cut();
+    let Ok(Playlist::Media(media)) =
+        playlist::parse(&std::fs::read(dir.join("index.m3u8")).unwrap())
+    else {
+        panic!("ffmpeg wrote a media playlist");
+    };
+    // ffmpeg names the IV (zero) once for every segment.
+    assert!(media
+        .segments
+        .iter()
+        .all(|s| s.key.as_ref().is_some_and(|k| k.iv == Some([0; 16]))));
+    let open = |name: &str| {
+        let input = format!("hls://127.0.0.1:{}/aes/{name}", addr.port());
+        async move {
+            dvr_ingest::open_source(
+                &url(&input),
+                &dvr_ingest::input::HttpOptions::default(),
+                Arc::new(SystemClock),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // A first load starts three segments from the end; each segment comes
+    // out whole, exactly as openssl decrypts it.
+    let mut source = open("index.m3u8").await;
+    for segment in &media.segments[media.segments.len() - 3..] {
+        let chunk = source.next_chunk().await.unwrap().expect("a segment");
+        let expected = openssl_decrypt(&dir.join(&segment.uri), 0);
+        assert_eq!(chunk.data.len(), expected.len(), "{}", segment.uri);
+        assert!(
+            chunk.data == expected,
+            "{} decrypts differently",
+            segment.uri
+        );
+    }
+    // Without an IV in the playlist, each segment's media sequence number
+    // is its IV: the clear bytes come back exactly.
+    let mut source = open("implicit.m3u8").await;
+    let files = &cut().files;
+    for (bytes, _) in &files[files.len() - 3..] {
+        let chunk = source.next_chunk().await.unwrap().expect("a segment");
+        assert!(chunk.data == *bytes, "a segment decrypts differently");
+    }
+    // A wrong key: three segments that do not decrypt make the input fail,
+    // naming the key; a key of the wrong size is refused as such.
+    for (name, why) in [
+        ("bad.m3u8", "does not decrypt with its key"),
+        ("short.m3u8", "key short.key is 5 bytes, not 16"),
+    ] {
+        let mut source = open(name).await;
+        let e = source.next_chunk().await.expect_err(name).to_string();
+        assert!(e.contains(why), "{name}: {e}");
+    }
 }

@@ -112,6 +112,7 @@ mod tests {
                     duration: Ticks::from_secs(2),
                     program_date_time: None,
                     discontinuity: false,
+                    key: None,
                 })
                 .collect(),
             ..MediaPlaylist::default()

@@ -16,11 +16,15 @@
 //! as a UTC hint (`?pdt=`: `keep` always, `wall` never, `auto` when within a
 //! minute of the wall clock); the segmenter anchors each run on it.
 //!
-//! Failures: an unreachable, malformed or refused playlist (fMP4, encrypted,
-//! byte ranges) is an error of the input, so a
+//! AES-128 segments are fetched whole and decrypted ([`decrypt`]) with the
+//! key their playlist names (fetched once, kept by URL).
+//!
+//! Failures: an unreachable, malformed or refused playlist (fMP4, SAMPLE-AES
+//! or a DRM key format, byte ranges) is an error of the input, so a
 //! backup takes over; a segment that cannot be fetched is skipped with a
 //! warning, and only three in a row make an error.
 
+mod decrypt;
 mod live;
 mod mux;
 pub mod playlist;
@@ -38,9 +42,10 @@ use dvr_common::{Clock, UtcMs};
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
+use self::decrypt::KeyCache;
 use self::live::LiveWindow;
 use self::mux::RenditionMux;
-use self::playlist::{MasterPlaylist, MediaPlaylist, Playlist, Variant};
+use self::playlist::{MasterPlaylist, MediaPlaylist, Playlist, SegmentKey, Variant};
 use super::http::{backoff_delay, build_client, request_error};
 use super::{mask_credentials, BoxFuture, HttpOptions, InputUrl, Source, SourceChunk};
 use crate::error::IngestError;
@@ -51,6 +56,8 @@ const PLAYLIST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SEGMENT_BYTES: u64 = 256 << 20;
 /// Largest segment fetched whole (to mux an audio rendition in).
 const MAX_MUXED_SEGMENT_BYTES: usize = 64 << 20;
+/// Largest key response read: a key is 16 bytes.
+const MAX_KEY_BYTES: usize = 64;
 /// Segments failing in a row before the input counts as lost.
 const MAX_SEGMENT_FAILURES: u32 = 3;
 
@@ -72,6 +79,7 @@ struct Queued {
     msn: u64,
     uri: String,
     program_date_time: Option<UtcMs>,
+    key: Option<SegmentKey>,
 }
 
 /// The HTTP side, apart from the source's state so that requests borrow
@@ -80,6 +88,7 @@ struct Queued {
 struct Fetcher {
     url: InputUrl,
     client: reqwest::Client,
+    keys: KeyCache,
 }
 
 impl Fetcher {
@@ -160,7 +169,7 @@ impl Fetcher {
     fn check_media(&self, url: &reqwest::Url, media: &MediaPlaylist) -> Result<(), IngestError> {
         let refuse = |what: &str| {
             Err(self.error(format!(
-                "playlist {} {what}; only MPEG-TS segments in the clear are supported",
+                "playlist {} {what}; only MPEG-TS segments, in the clear or AES-128, are supported",
                 mask_credentials(url.as_str())
             )))
         };
@@ -168,7 +177,9 @@ impl Fetcher {
             return refuse("has fMP4 segments (EXT-X-MAP)");
         }
         if let Some(method) = &media.encryption {
-            return refuse(&format!("is encrypted (EXT-X-KEY METHOD={method})"));
+            return refuse(&format!(
+                "is encrypted in a way ingest cannot decrypt (EXT-X-KEY {method})"
+            ));
         }
         if media.byte_ranges {
             return refuse("uses byte ranges (EXT-X-BYTERANGE)");
@@ -195,6 +206,59 @@ impl Fetcher {
                 )));
             }
             data.extend_from_slice(&chunk);
+        }
+        Ok(data)
+    }
+
+    /// The AES-128 key at `uri` (relative to the playlist `base`):
+    /// exactly 16 bytes, kept once fetched.
+    async fn key(&self, base: &reqwest::Url, uri: &str) -> Result<[u8; 16], IngestError> {
+        let masked = mask_credentials(uri);
+        let url = base
+            .join(uri)
+            .map_err(|e| self.error(format!("key URI {masked}: {e}")))?;
+        if let Some(key) = self.keys.get(url.as_str()) {
+            return Ok(key);
+        }
+        let mut response = self.get(&url, Some(PLAYLIST_TIMEOUT)).await?;
+        let mut data = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| request_error(&self.url, e))?
+        {
+            data.extend_from_slice(&chunk);
+            if data.len() > MAX_KEY_BYTES {
+                break;
+            }
+        }
+        let key: [u8; 16] = data.as_slice().try_into().map_err(|_| {
+            self.error(format!(
+                "key {masked} is {}{} bytes, not 16",
+                data.len(),
+                if data.len() > MAX_KEY_BYTES { "+" } else { "" }
+            ))
+        })?;
+        self.keys.insert(url.as_str(), key);
+        Ok(key)
+    }
+
+    /// Fetches a segment whole and decrypts it when its playlist says so.
+    async fn fetch_segment(
+        &self,
+        base: &reqwest::Url,
+        segment: &Queued,
+    ) -> Result<Vec<u8>, IngestError> {
+        let mut data = self.fetch_whole(base, &segment.uri).await?;
+        if let Some(key) = &segment.key {
+            let secret = self.key(base, &key.uri).await?;
+            decrypt::decrypt(&mut data, &secret, &key.iv_for(segment.msn)).map_err(|why| {
+                self.error(format!(
+                    "segment {} {why} {}",
+                    mask_credentials(&segment.uri),
+                    mask_credentials(&key.uri)
+                ))
+            })?;
         }
         Ok(data)
     }
@@ -300,6 +364,7 @@ async fn load_track(
         msn: s.msn,
         uri: s.uri,
         program_date_time: s.program_date_time,
+        key: s.key,
     }));
     track.base = Some(base);
     let target = u64::try_from(media.target_duration.as_ms()).unwrap_or(1000);
@@ -349,6 +414,7 @@ impl HlsSource {
         let fetcher = Fetcher {
             url: url.clone(),
             client: build_client(&url, options)?,
+            keys: KeyCache::default(),
         };
         Ok(HlsSource {
             url,
@@ -511,15 +577,27 @@ impl HlsSource {
             return Ok(());
         };
         let masked = mask_credentials(&segment.uri);
-        let opened = match base.join(&segment.uri) {
-            Ok(url) => self.fetcher.get(&url, None).await,
-            Err(e) => Err(self.error(format!("segment URI {masked}: {e}"))),
+        // An encrypted segment is whole before its first byte can go out.
+        let opened: Result<Body, IngestError> = if segment.key.is_some() {
+            self.fetcher
+                .fetch_segment(&base, &segment)
+                .await
+                .map(|data| -> Body { Box::pin(futures_util::stream::iter([Ok(data.into())])) })
+        } else {
+            match base.join(&segment.uri) {
+                Ok(url) => self
+                    .fetcher
+                    .get(&url, None)
+                    .await
+                    .map(|response| -> Body { Box::pin(response.bytes_stream()) }),
+                Err(e) => Err(self.error(format!("segment URI {masked}: {e}"))),
+            }
         };
         match opened {
-            Ok(response) => {
+            Ok(body) => {
                 self.pending_hint = self.hint(segment.program_date_time);
                 self.body = Some(Reading {
-                    body: Box::pin(response.bytes_stream()),
+                    body,
                     msn: segment.msn,
                     uri: masked,
                     read: 0,
@@ -551,7 +629,7 @@ impl HlsSource {
             let Some(base) = audio.base.clone() else {
                 break;
             };
-            match self.fetcher.fetch_whole(&base, &part.uri).await {
+            match self.fetcher.fetch_segment(&base, &part).await {
                 Ok(data) => mux.push_audio(&data),
                 Err(e) => self.segment_failed(part.msn, &mask_credentials(&part.uri), e)?,
             }
@@ -559,7 +637,7 @@ impl HlsSource {
         let Some(base) = self.video.base.clone() else {
             return Ok(None);
         };
-        let data = match self.fetcher.fetch_whole(&base, &segment.uri).await {
+        let data = match self.fetcher.fetch_segment(&base, &segment).await {
             Ok(data) => data,
             Err(e) => {
                 self.segment_failed(segment.msn, &mask_credentials(&segment.uri), e)?;

@@ -5,7 +5,8 @@
 //! number of segments and of variants have caps, and anything past them is an
 //! error rather than more work. Only what ingest uses is kept; tags it does
 //! not know are skipped, as the RFC asks of clients. What ingest cannot
-//! record (fMP4 init sections, encryption, byte ranges) is kept as a flag so
+//! record (fMP4 init sections, encryption other than AES-128, byte ranges)
+//! is kept as a flag so
 //! the source can refuse it with a message naming it.
 
 use std::fmt;
@@ -80,7 +81,9 @@ pub struct MediaPlaylist {
     pub ended: bool,
     /// `EXT-X-MAP` was seen: segments are fMP4.
     pub init_section: bool,
-    /// The method of an `EXT-X-KEY` other than `NONE`.
+    /// An `EXT-X-KEY` ingest cannot decrypt: its method (`SAMPLE-AES`, …)
+    /// or key format. `AES-128` with the identity key format is decrypted
+    /// ([`MediaSegment::key`]).
     pub encryption: Option<String>,
     /// `EXT-X-BYTERANGE` was seen.
     pub byte_ranges: bool,
@@ -101,6 +104,45 @@ pub struct MediaSegment {
     pub program_date_time: Option<UtcMs>,
     /// `EXT-X-DISCONTINUITY` precedes it.
     pub discontinuity: bool,
+    /// The `EXT-X-KEY` (`METHOD=AES-128`) that encrypts it, if any.
+    pub key: Option<SegmentKey>,
+}
+
+/// How an `AES-128` segment is encrypted: AES-128-CBC with PKCS#7 padding,
+/// under the 16-byte key at `uri`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentKey {
+    /// The key's URI, relative to the playlist.
+    pub uri: String,
+    /// `IV=0x…`; without it the IV is the segment's media sequence number
+    /// (RFC 8216, 5.2).
+    pub iv: Option<[u8; 16]>,
+}
+
+impl SegmentKey {
+    /// The IV of the segment with media sequence number `msn`.
+    pub fn iv_for(&self, msn: u64) -> [u8; 16] {
+        self.iv.unwrap_or_else(|| {
+            let mut iv = [0; 16];
+            iv[8..].copy_from_slice(&msn.to_be_bytes());
+            iv
+        })
+    }
+}
+
+/// An `IV` attribute: `0x` and 32 hex digits.
+fn parse_iv(text: &str) -> Option<[u8; 16]> {
+    let hex = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut iv = [0; 16];
+    for (i, byte) in iv.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(iv)
 }
 
 /// Why a playlist was refused: the line (1-based, 0 for the whole text) and
@@ -166,6 +208,7 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
     let mut discontinuity = false;
     let mut next_pdt: Option<UtcMs> = None;
     let mut explicit_pdt = false;
+    let mut key: Option<SegmentKey> = None;
     for (number, line) in lines {
         let err = |reason: String| PlaylistError {
             line: number,
@@ -218,6 +261,7 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
                         duration,
                         program_date_time,
                         discontinuity,
+                        key: key.clone(),
                     });
                     next_pdt = program_date_time.map(|t| t.plus_ticks(duration));
                     discontinuity = false;
@@ -266,9 +310,36 @@ pub fn parse(text: &[u8]) -> Result<Playlist, PlaylistError> {
             "#EXT-X-BYTERANGE" => media.byte_ranges = true,
             "#EXT-X-KEY" => {
                 let method = attribute(value, "METHOD").unwrap_or_default();
-                if method != "NONE" && media.encryption.is_none() {
-                    media.encryption = Some(method.to_owned());
+                let format = attribute(value, "KEYFORMAT").unwrap_or("identity");
+                key = None;
+                if method == "NONE" {
+                    continue;
                 }
+                if method != "AES-128" || format != "identity" {
+                    if media.encryption.is_none() {
+                        media.encryption = Some(if format == "identity" {
+                            format!("METHOD={method}")
+                        } else {
+                            format!("METHOD={method}, KEYFORMAT={format}")
+                        });
+                    }
+                    continue;
+                }
+                let uri = attribute(value, "URI")
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| err("#EXT-X-KEY METHOD=AES-128 without a URI".into()))?;
+                let iv = match attribute(value, "IV") {
+                    None => None,
+                    Some(text) => Some(parse_iv(text).ok_or_else(|| {
+                        err(format!(
+                            "#EXT-X-KEY IV {text:?} is not 0x and 32 hex digits"
+                        ))
+                    })?),
+                };
+                key = Some(SegmentKey {
+                    uri: uri.to_owned(),
+                    iv,
+                });
             }
             "#EXT-X-STREAM-INF" => {
                 let bandwidth = attribute(value, "BANDWIDTH")
@@ -541,10 +612,54 @@ mod tests {
              #EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:4,\na.m4s\n#EXT-X-ENDLIST\n",
         );
         assert!(m.init_section && m.ended);
-        assert_eq!(m.encryption.as_deref(), Some("AES-128"));
+        assert_eq!(m.encryption, None, "AES-128 is decrypted");
+        let m = media(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"k\"\n#EXTINF:4,\na.ts\n",
+        );
+        assert_eq!(m.encryption.as_deref(), Some("METHOD=SAMPLE-AES"));
+        let m = media(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\",KEYFORMAT=\"com.apple.streamingkeydelivery\"\n#EXTINF:4,\na.ts\n",
+        );
+        assert_eq!(
+            m.encryption.as_deref(),
+            Some("METHOD=AES-128, KEYFORMAT=com.apple.streamingkeydelivery")
+        );
         let m =
             media("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-KEY:METHOD=NONE\n#EXTINF:4,\na.ts\n");
         assert_eq!(m.encryption, None);
+    }
+
+    #[test]
+    fn aes_keys_apply_to_the_segments_after_them() {
+        let m = media(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:4,\nclear.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"k1\"\n#EXTINF:4,\na.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"k2\",IV=0x000102030405060708090A0B0C0D0E0F\n#EXTINF:4,\nb.ts\n\
+             #EXT-X-KEY:METHOD=NONE\n#EXTINF:4,\nc.ts\n",
+        );
+        let keys: Vec<_> = m.segments.iter().map(|s| s.key.clone()).collect();
+        assert_eq!(keys[0], None);
+        let k1 = keys[1].clone().unwrap();
+        assert_eq!((k1.uri.as_str(), k1.iv), ("k1", None));
+        // Without IV: the media sequence number, big-endian.
+        let mut iv = [0; 16];
+        iv[15] = 8;
+        assert_eq!(k1.iv_for(8), iv);
+        let k2 = keys[2].clone().unwrap();
+        assert_eq!(k2.uri, "k2");
+        assert_eq!(k2.iv_for(9), std::array::from_fn(|i| i as u8));
+        assert_eq!(keys[3], None);
+        for (bad, why) in [
+            ("#EXT-X-KEY:METHOD=AES-128", "without a URI"),
+            (
+                "#EXT-X-KEY:METHOD=AES-128,URI=\"k\",IV=0x12",
+                "is not 0x and 32 hex digits",
+            ),
+        ] {
+            let text = format!("#EXTM3U\n#EXT-X-TARGETDURATION:4\n{bad}\n#EXTINF:4,\na.ts\n");
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]
