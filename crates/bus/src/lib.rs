@@ -20,6 +20,7 @@ pub mod kv;
 pub mod live_log;
 pub mod metrics;
 pub mod nats;
+pub mod node;
 pub mod ownership;
 pub mod request;
 #[cfg(feature = "testsuite")]
@@ -40,6 +41,7 @@ pub use nats::{
     LiveLogConfig, NatsAuth, NatsBus, NatsConfig, NatsCredentials, NatsEvents, NatsKv, NatsLiveLog,
     NatsRequests, NatsTls,
 };
+pub use node::Node;
 pub use ownership::{Ownership, OwnershipConfig};
 pub use request::{IncomingRequest, MemoryRequests, RequestStream, Requester, Responder};
 pub use segment_log::{SegmentLog, SegmentLogOptions};

@@ -3,9 +3,10 @@
 //! Ingest appends, the recorder reads by seq and trims what it archived, the
 //! packager reads by time and waits for new segments. The embedded
 //! [`SegmentLog`] implements it by delegating to its own (synchronous)
-//! methods, so its existing callers keep using those unchanged; the NATS
-//! implementation is [`crate::nats::NatsLiveLog`]. Both pass
-//! [`crate::testsuite`].
+//! methods; an append, a file write that may wait for the disk, runs in
+//! `block_in_place` on a multi-threaded runtime so the async threads go on
+//! meanwhile. The NATS implementation is [`crate::nats::NatsLiveLog`]. Both
+//! pass [`crate::testsuite`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -62,7 +63,13 @@ pub trait LiveLog: Send + Sync + fmt::Debug {
 #[async_trait]
 impl LiveLog for SegmentLog {
     async fn append(&self, segment: &Segment) -> Result<(), BusError> {
-        SegmentLog::append(self, segment)
+        let multi_threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_threaded {
+            tokio::task::block_in_place(|| SegmentLog::append(self, segment))
+        } else {
+            SegmentLog::append(self, segment)
+        }
     }
 
     async fn get(&self, seq: u64) -> Result<Option<Segment>, BusError> {

@@ -8,7 +8,6 @@ mod ctl_http;
 mod deploy;
 mod health;
 mod inspect;
-mod node;
 mod reindex;
 mod run;
 mod runtime;

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::RunConfig;
-use crate::node::Node;
+use dvr_bus::Node;
 use crate::supervisor::{default_node_id, Roles, Supervisor};
 
 /// Arguments of `dvr run`.

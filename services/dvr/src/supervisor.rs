@@ -26,7 +26,7 @@ use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::{ArchiveRegistry, ChunkEntry};
-use dvr_bus::{Exclusive, Kv, KvOp, Ownership, OwnershipConfig};
+use dvr_bus::{Exclusive, Kv, KvOp, LiveLog, Node, Ownership, OwnershipConfig};
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, Ticks, UtcMs};
 use dvr_ingest::{IngestConfig, IngestStats, IngestTask, Queued, SegmentSink};
@@ -44,7 +44,6 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::RunConfig;
-use crate::node::{LogHandle, Node};
 use crate::runtime::IngestReporter;
 
 /// How long a stream without `dvr` keeps its live log (embedded mode; on
@@ -543,7 +542,7 @@ impl Supervisor {
             )) as Arc<dyn dvr_packager::ArchivedTape>),
             None => None,
         };
-        Ok(StreamTape::new(name.to_string(), log.log, archived))
+        Ok(StreamTape::new(name.to_string(), log, archived))
     }
 
     /// The archive store of a stream's root (opened once per root), with
@@ -596,9 +595,9 @@ impl Supervisor {
         // Nothing archives a stream without a recording dvr: its embedded
         // live log keeps the live window only (NATS: the stream's max age).
         let records = config.dvr.as_ref().is_some_and(|d| d.enabled);
-        let trim = (!records && log.local.is_some()).then(|| {
+        let trim = (!records && !self.node.is_distributed()).then(|| {
             tokio::spawn(trim_live_only(
-                Arc::clone(&log.log),
+                Arc::clone(&log),
                 Arc::clone(&self.clock),
             ))
         });
@@ -648,10 +647,9 @@ impl Supervisor {
         &self,
         name: &StreamName,
         config: &StreamConfig,
-        log: &LogHandle,
+        log: &Arc<dyn LiveLog>,
     ) -> anyhow::Result<Resume> {
         let logged = log
-            .log
             .newest()
             .await
             .with_context(|| format!("stream {name}: cannot read its live log"))?;
@@ -693,8 +691,7 @@ impl Supervisor {
         let store = self.archive(name, config).await?;
         let log = self.node.live_log(name).await?;
         let skip_to = if resumed {
-            log.log
-                .newest()
+            log.newest()
                 .await
                 .with_context(|| format!("stream {name}: cannot read its live log"))?
                 .map(|m| m.seq)
@@ -711,7 +708,7 @@ impl Supervisor {
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let recorder = StreamRecorder::new(
             name.clone(),
-            log.log,
+            log,
             store,
             Arc::clone(&self.clock),
             recorder_config,
@@ -792,7 +789,7 @@ impl Supervisor {
     async fn follow_catalog(self: Arc<Self>) {
         loop {
             let watch = match self.node.kv(CATALOG_KV_BUCKET).await {
-                Ok(kv) => kv.watch("").await.map_err(anyhow::Error::from),
+                Ok(kv) => kv.watch("").await,
                 Err(e) => Err(e),
             };
             let mut watch = match watch {
@@ -979,37 +976,22 @@ pub fn delayed_source(config: &StreamConfig) -> Option<(StreamName, i64)> {
     }
 }
 
-/// Appends ingest's segments to the live log (a blocking file write off
-/// the async threads when embedded).
+/// Appends ingest's segments to the live log.
 #[derive(Debug)]
 struct LogSink {
-    log: LogHandle,
+    log: Arc<dyn LiveLog>,
 }
 
 impl SegmentSink for LogSink {
     type Error = dvr_bus::BusError;
 
     async fn append(&mut self, segment: Segment) -> Result<(), Self::Error> {
-        match &self.log.local {
-            Some(local) => {
-                let local = Arc::clone(local);
-                let dir = local.dir().to_path_buf();
-                match tokio::task::spawn_blocking(move || local.append(&segment)).await {
-                    Ok(result) => result,
-                    Err(e) => Err(dvr_bus::BusError::Io {
-                        op: "append",
-                        path: dir,
-                        source: std::io::Error::other(e),
-                    }),
-                }
-            }
-            None => self.log.log.append(&segment).await,
-        }
+        self.log.append(&segment).await
     }
 }
 
 /// Keeps the live log of a stream without DVR to a few minutes.
-async fn trim_live_only(log: Arc<dyn dvr_bus::LiveLog>, clock: Arc<dyn Clock>) {
+async fn trim_live_only(log: Arc<dyn LiveLog>, clock: Arc<dyn Clock>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         tick.tick().await;

@@ -5,7 +5,8 @@
 //! through a broadcast channel; every service is in this process, so that
 //! is all the sharing needed. Distributed (`--nats URL`): the same things
 //! on JetStream, shared with the other processes. Services ask this module
-//! for a stream's live log or a bucket and never know which one they got.
+//! for a stream's live log or a bucket and never know which one they got
+//! (the embedded log moves its file writes off the async threads itself).
 //! One handle per stream and bucket is kept per process, so the JetStream
 //! followers and the embedded files are opened once.
 
@@ -14,21 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use dvr_bus::{
-    Events, Kv, LiveLog, LocalEvents, MemoryKv, MemoryRequests, NatsBus, NatsConfig, Requester,
-    Responder, SegmentLog, SegmentLogOptions,
-};
 use dvr_common::StreamName;
 use tokio::sync::Mutex;
 
-/// A stream's live log, and the embedded file log behind it when there is
-/// one (its appends are blocking file writes, done off the async threads).
-#[derive(Clone, Debug)]
-pub struct LogHandle {
-    pub log: Arc<dyn LiveLog>,
-    pub local: Option<Arc<SegmentLog>>,
-}
+use crate::{
+    BusError, Events, Kv, LiveLog, LocalEvents, MemoryKv, MemoryRequests, NatsBus, NatsConfig,
+    Requester, Responder, SegmentLog, SegmentLogOptions,
+};
 
 /// The bus of this process.
 #[derive(Debug)]
@@ -36,7 +29,7 @@ pub struct Node {
     /// This process's id among the replicas (leases, events).
     pub id: String,
     kind: Kind,
-    logs: Mutex<HashMap<StreamName, LogHandle>>,
+    logs: Mutex<HashMap<StreamName, Arc<dyn LiveLog>>>,
     kvs: Mutex<HashMap<String, Arc<dyn Kv>>>,
     events: Arc<dyn Events>,
 }
@@ -67,11 +60,8 @@ impl Node {
 
     /// The bus over NATS at `config.url` (waits for the server, within the
     /// config's operation timeout).
-    pub async fn nats(id: String, config: NatsConfig) -> anyhow::Result<Self> {
-        let url = config.url.clone();
-        let bus = NatsBus::connect(config)
-            .await
-            .with_context(|| format!("cannot connect to NATS at {url}"))?;
+    pub async fn nats(id: String, config: NatsConfig) -> Result<Self, BusError> {
+        let bus = NatsBus::connect(config).await?;
         Ok(Self {
             id,
             events: Arc::new(bus.events()),
@@ -104,38 +94,26 @@ impl Node {
     }
 
     /// The live log of `stream`.
-    pub async fn live_log(&self, stream: &StreamName) -> anyhow::Result<LogHandle> {
+    pub async fn live_log(&self, stream: &StreamName) -> Result<Arc<dyn LiveLog>, BusError> {
         let mut logs = self.logs.lock().await;
-        if let Some(handle) = logs.get(stream) {
-            return Ok(handle.clone());
+        if let Some(log) = logs.get(stream) {
+            return Ok(Arc::clone(log));
         }
-        let handle = match &self.kind {
+        let log: Arc<dyn LiveLog> = match &self.kind {
             Kind::Embedded { data_dir, .. } => {
                 let dir = data_dir.join("livelog").join(stream.as_str());
-                let log = Arc::new(
-                    SegmentLog::open(&dir, SegmentLogOptions::default())
-                        .with_context(|| format!("stream {stream}: cannot open its live log"))?,
-                );
-                LogHandle {
-                    log: Arc::clone(&log) as Arc<dyn LiveLog>,
-                    local: Some(log),
-                }
+                Arc::new(SegmentLog::open(&dir, SegmentLogOptions::default())?)
             }
-            Kind::Nats(bus) => LogHandle {
-                log: Arc::new(bus.live_log(stream).await.with_context(|| {
-                    format!("stream {stream}: cannot open its live log on NATS")
-                })?),
-                local: None,
-            },
+            Kind::Nats(bus) => Arc::new(bus.live_log(stream).await?),
         };
-        logs.insert(stream.clone(), handle.clone());
-        Ok(handle)
+        logs.insert(stream.clone(), Arc::clone(&log));
+        Ok(log)
     }
 
     /// A KV bucket. On NATS the runtime bucket's entries expire
     /// ([`dvr_proto::RUNTIME_MAX_AGE_SECS`]), so a dead node's reports go;
     /// in one process their writer deletes them when it stops.
-    pub async fn kv(&self, bucket: &str) -> anyhow::Result<Arc<dyn Kv>> {
+    pub async fn kv(&self, bucket: &str) -> Result<Arc<dyn Kv>, BusError> {
         let mut kvs = self.kvs.lock().await;
         if let Some(kv) = kvs.get(bucket) {
             return Ok(Arc::clone(kv));
@@ -147,11 +125,7 @@ impl Node {
         };
         let kv: Arc<dyn Kv> = match &self.kind {
             Kind::Embedded { .. } => Arc::new(MemoryKv::new(bucket)),
-            Kind::Nats(bus) => Arc::new(
-                bus.kv_with_max_age(bucket, max_age)
-                    .await
-                    .with_context(|| format!("cannot open the KV bucket {bucket} on NATS"))?,
-            ),
+            Kind::Nats(bus) => Arc::new(bus.kv_with_max_age(bucket, max_age).await?),
         };
         kvs.insert(bucket.to_owned(), Arc::clone(&kv));
         Ok(kv)
