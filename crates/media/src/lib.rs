@@ -15,6 +15,7 @@
 //!   DASH and CMAF HLS.
 //! - [`retime`]: shifting timestamps and renumbering continuity counters in
 //!   place, so a looped file is one continuous stream.
+//! - [`flv`]: FLV tag bodies (RTMP's audio and video) read and muxed to TS.
 //! - [`ts_mux`]: elementary-stream frames (H.264, AAC) muxed into MPEG-TS,
 //!   for inputs that do not carry TS (RTMP).
 //! - [`wallclock`]: media time to UTC.
@@ -25,6 +26,7 @@
 
 pub mod codec;
 pub mod demux;
+pub mod flv;
 pub mod fmp4;
 #[doc(hidden)]
 pub mod fuzzing;
