@@ -440,6 +440,8 @@ async fn masters_pick_a_variant_and_unusable_playlists_fail_the_input() {
             &url(&input),
             &dvr_ingest::input::HttpOptions::default(),
             Arc::new(SystemClock),
+            "test",
+            None,
         )
         .await
         .expect("hls sources connect lazily")
