@@ -32,6 +32,9 @@ pub struct ApiState {
     /// The config's top-level `archive`: the root of a new stream's `dvr`
     /// that names none.
     pub default_archive: Option<String>,
+    /// Whether the config has an RTMP listener (`rtmp.listen`): without
+    /// one a stream with a `publish://` input is refused.
+    pub takes_publishes: bool,
     /// Lock edits are read-modify-write of `locks.json` in a store with no
     /// compare-and-set: one at a time per stream, across API replicas (a
     /// key per stream in [`dvr_proto::LOCKS_KV_BUCKET`]).
@@ -57,8 +60,16 @@ impl ApiState {
             status,
             archives,
             default_archive,
+            takes_publishes: false,
             lock_edits: Exclusive::new(locks, node),
         }
+    }
+
+    /// The same state, taking streams with `publish://` inputs when `yes`.
+    #[must_use]
+    pub fn with_publishes(mut self, yes: bool) -> Self {
+        self.takes_publishes = yes;
+        self
     }
 }
 
@@ -143,13 +154,28 @@ impl ApiState {
         Ok(out)
     }
 
-    /// A delayed channel's source must be a stored stream that records.
+    /// A delayed channel's source must be a stored stream that records; a
+    /// `publish://` input needs the RTMP listener, and is taken once.
     pub(crate) async fn check_sources(
         &self,
         name: &StreamName,
         config: &StreamConfig,
     ) -> Result<(), ApiError> {
+        let mut publishes = 0;
         for (i, input) in config.inputs.iter().enumerate() {
+            if *input == InputUrl::Publish {
+                publishes += 1;
+                if !self.takes_publishes {
+                    return Err(ApiError::bad_request(format!(
+                        "stream.inputs[{i}]: publish:// needs the RTMP listener (rtmp.listen in the config file)"
+                    )));
+                }
+                if publishes > 1 {
+                    return Err(ApiError::bad_request(format!(
+                        "stream.inputs[{i}]: a stream takes publishes once: a second publish:// adds nothing"
+                    )));
+                }
+            }
             if let InputUrl::Timeshift { source, .. } = input {
                 let records = if source == name {
                     false

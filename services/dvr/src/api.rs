@@ -57,7 +57,8 @@ pub fn router(
         status,
         registry,
         config.node.archive.clone(),
-    );
+    )
+    .with_publishes(config.node.rtmp.is_some());
     let service = ApiService::new(state);
     if distributed {
         Ok(service.distributed_router(api)?)
