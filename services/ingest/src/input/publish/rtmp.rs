@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::{Publish, PublishHub};
+use super::{Publish, PublishHub, Refusal};
 
 /// Connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -238,10 +238,17 @@ impl Connection {
                     if self.publish.is_some() {
                         return Ok(Next::Close("a second publish on one connection".to_owned()));
                     }
-                    let (stream, token) = resolve(&self.hub, &app_name, &stream_key);
-                    match self.hub.begin(&stream, &token, self.peer).await {
+                    let admitted = match resolve(&self.hub, &app_name, &stream_key) {
+                        Some((stream, token)) => self
+                            .hub
+                            .begin(&stream, &token, self.peer)
+                            .await
+                            .map_err(|refusal| (stream, refusal)),
+                        None => Err((String::new(), unknown(&app_name))),
+                    };
+                    match admitted {
                         Ok(publish) => {
-                            info!(peer = %self.peer, stream, "publish started");
+                            info!(peer = %self.peer, stream = publish.stream(), "publish started");
                             self.publish = Some(Active {
                                 publish,
                                 flv: FlvToTs::new(),
@@ -251,7 +258,7 @@ impl Connection {
                                 .map_err(|e| format!("publish: {e}"))?;
                             pending.extend(answer);
                         }
-                        Err(refusal) => {
+                        Err((stream, refusal)) => {
                             warn!(
                                 peer = %self.peer,
                                 stream,
@@ -355,8 +362,9 @@ fn split_token(s: &str) -> (&str, Option<String>) {
 }
 
 /// The stream and token a publish to application `app` with stream key
-/// `key` means (see the module documentation).
-fn resolve(hub: &PublishHub, app: &str, key: &str) -> (String, String) {
+/// `key` means (see the module documentation); `None` when no stream
+/// matches.
+fn resolve(hub: &PublishHub, app: &str, key: &str) -> Option<(String, String)> {
     let (app, app_token) = split_token(app.trim_matches('/'));
     let (key, key_token) = split_token(key.trim_matches('/'));
     let token = key_token.or(app_token);
@@ -366,15 +374,27 @@ fn resolve(hub: &PublishHub, app: &str, key: &str) -> (String, String) {
         format!("{app}/{key}")
     };
     if hub.knows(&whole) {
-        return (whole, token.unwrap_or_default());
+        return Some((whole, token.unwrap_or_default()));
     }
     if !key.is_empty() && hub.knows(key) {
-        return (key.to_owned(), token.unwrap_or_default());
+        return Some((key.to_owned(), token.unwrap_or_default()));
     }
     if hub.knows(app) {
-        return (app.to_owned(), token.unwrap_or_else(|| key.to_owned()));
+        return Some((app.to_owned(), token.unwrap_or_else(|| key.to_owned())));
     }
-    (whole, token.unwrap_or_default())
+    None
+}
+
+/// The refusal of a publish no stream matches. The stream key is not
+/// shown: it may be a token.
+fn unknown(app: &str) -> Refusal {
+    let (app, _) = split_token(app.trim_matches('/'));
+    Refusal {
+        code: "NetStream.Publish.BadName",
+        reason: format!(
+            "no stream ingested here matches the path (application {app:?}; the stream key is not shown, it may be a token)"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -387,12 +407,19 @@ mod tests {
         let _a = hub.register_stream("news/hd");
         let _b = hub.register_stream("ort");
         let r = |app: &str, key: &str| resolve(&hub, app, key);
-        let own = |s: &str, t: &str| (s.to_owned(), t.to_owned());
+        let own = |s: &str, t: &str| Some((s.to_owned(), t.to_owned()));
         assert_eq!(r("news", "hd"), own("news/hd", ""));
         assert_eq!(r("live", "ort?token=abc"), own("ort", "abc"));
         assert_eq!(r("ort?token=abc", ""), own("ort", "abc"));
         assert_eq!(r("ort", "SECRET"), own("ort", "SECRET"));
         assert_eq!(r("ort", "x?token=t"), own("ort", "t"));
-        assert_eq!(r("live", "nope"), own("live/nope", ""));
+        assert_eq!(r("live", "nope"), None);
+        assert_eq!(r("elsewhere", "SECRET"), None);
+        let refusal = unknown("elsewhere?token=t");
+        assert!(
+            refusal.reason.contains("application \"elsewhere\""),
+            "{}",
+            refusal.reason
+        );
     }
 }
