@@ -103,6 +103,33 @@ fn audio_codec_name(id: u8) -> String {
     }
 }
 
+/// Checks the codec ids a publisher's `onMetaData` declares
+/// (`videocodecid`, `audiocodecid`; Enhanced RTMP writes a FourCC there as a
+/// number), so a stream in a codec that cannot be recorded is refused
+/// before any of its media, not at its first video tag after some audio.
+pub fn check_declared_codecs(video: Option<u32>, audio: Option<u32>) -> Result<(), FlvError> {
+    match video {
+        None | Some(7) => {}
+        Some(id) if id > 0xff => {
+            let fourcc = String::from_utf8_lossy(&id.to_be_bytes()).into_owned();
+            return Err(FlvError::UnsupportedVideo(format!(
+                "{fourcc} (Enhanced RTMP)"
+            )));
+        }
+        Some(id) => return Err(FlvError::UnsupportedVideo(video_codec_name(id as u8))),
+    }
+    match audio {
+        None | Some(10) => Ok(()),
+        Some(id) if id > 0xff => {
+            let fourcc = String::from_utf8_lossy(&id.to_be_bytes()).into_owned();
+            Err(FlvError::UnsupportedAudio(format!(
+                "{fourcc} (Enhanced RTMP)"
+            )))
+        }
+        Some(id) => Err(FlvError::UnsupportedAudio(audio_codec_name(id as u8))),
+    }
+}
+
 /// Reads a video tag body.
 pub fn parse_video(body: &[u8]) -> Result<VideoTag<'_>, FlvError> {
     let Some(&first) = body.first() else {
@@ -317,6 +344,26 @@ mod tests {
     }
 
     #[test]
+    fn declared_codecs_other_than_h264_and_aac_are_refused() {
+        assert_eq!(check_declared_codecs(Some(7), Some(10)), Ok(()));
+        assert_eq!(check_declared_codecs(None, Some(10)), Ok(()));
+        assert_eq!(
+            check_declared_codecs(Some(2), Some(10))
+                .unwrap_err()
+                .to_string(),
+            "video codec Sorenson H.263 is not supported (H.264 only)"
+        );
+        let hvc1 = u32::from_be_bytes(*b"hvc1");
+        assert_eq!(
+            check_declared_codecs(Some(hvc1), None)
+                .unwrap_err()
+                .to_string(),
+            "video codec hvc1 (Enhanced RTMP) is not supported (H.264 only)"
+        );
+        assert!(check_declared_codecs(Some(7), Some(2)).is_err());
+    }
+
+    #[test]
     fn timestamps_extend_past_32_bits_and_frames_read_back() {
         let mut conv = FlvToTs::new();
         let mut out = BytesMut::new();
@@ -374,5 +421,44 @@ mod tests {
             conv.push_audio(0, &[0xaf, 1, 1], &mut out),
             Err(FlvError::Mux(MuxError::NoConfig("audio")))
         );
+    }
+
+    proptest::proptest! {
+        /// Any tag bodies, after real sequence headers or not: no panic,
+        /// whole packets out, nothing written for a refused tag.
+        #[test]
+        fn any_tags_mux_to_whole_packets_or_are_refused(
+            configs in proptest::bool::ANY,
+            tags in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::num::u32::ANY,
+                 proptest::collection::vec(proptest::num::u8::ANY, 0..300)),
+                0..40,
+            ),
+        ) {
+            let mut conv = FlvToTs::new();
+            let mut out = BytesMut::new();
+            if configs {
+                conv.push_video(0, &avc_sequence_header(), &mut out).unwrap();
+                conv.push_audio(0, &[0xaf, 0, 0x11, 0x90], &mut out).unwrap();
+            }
+            for (video, ms, mut body) in tags {
+                // Steer half the bodies to the H.264/AAC paths.
+                if let Some(first) = body.first_mut() {
+                    if ms % 2 == 0 {
+                        *first = if video { 0x17 | (*first & 0x20) } else { 0xaf };
+                    }
+                }
+                let before = out.len();
+                let pushed = if video {
+                    conv.push_video(ms, &body, &mut out)
+                } else {
+                    conv.push_audio(ms, &body, &mut out)
+                };
+                proptest::prop_assert_eq!(out.len() % crate::ts::PACKET_SIZE, 0);
+                if pushed.is_err() {
+                    proptest::prop_assert_eq!(out.len(), before);
+                }
+            }
+        }
     }
 }

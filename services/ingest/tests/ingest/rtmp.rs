@@ -1,6 +1,7 @@
 //! RTMP publish against ffmpeg as the encoder: what it publishes is cut
-//! into H.264 + AAC segments of the right length, and a publish to a
-//! stream that is not there is refused (ffmpeg fails).
+//! into H.264 + AAC segments of the right length; a publish to a stream
+//! that is not there, and one in a codec other than H.264 (ffmpeg's FLV1),
+//! are refused (ffmpeg fails) and record nothing.
 
 use super::*;
 use dvr_ingest::input::publish::rtmp::RtmpListener;
@@ -8,12 +9,18 @@ use dvr_ingest::input::PublishHub;
 
 /// `secs` seconds of the test pattern published in real time to `url`.
 fn publish(url: &str, secs: u32) -> Ffmpeg {
+    publish_video(url, secs, "libx264")
+}
+
+/// [`publish`] with video encoded by `encoder`.
+fn publish_video(url: &str, secs: u32, encoder: &str) -> Ffmpeg {
     require_ffmpeg();
     let t = secs.to_string();
     let child = ffmpeg(&["-re"])
         .args(SOURCE)
         .args(["-t", &t])
         .args(&ENCODE[..ENCODE.len() - 2])
+        .args(["-c:v", encoder])
         .args(["-f", "flv", url])
         .spawn()
         .expect("ffmpeg starts");
@@ -21,7 +28,7 @@ fn publish(url: &str, secs: u32) -> Ffmpeg {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_rtmp_publish_is_recorded_and_an_unknown_stream_refused() {
+async fn an_rtmp_publish_is_recorded_and_unknown_streams_and_codecs_refused() {
     init_logs();
     let hub = PublishHub::new(None);
     let listener = RtmpListener::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&hub))
@@ -34,14 +41,24 @@ async fn an_rtmp_publish_is_recorded_and_an_unknown_stream_refused() {
     let task = IngestTask::spawn(config, Arc::new(SystemClock), tx);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let mut refused = publish(&format!("rtmp://127.0.0.1:{port}/live/nope"), 1);
-    let status = loop {
-        if let Some(status) = refused.0.try_wait().expect("ffmpeg status") {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(!status.success(), "a publish to an unknown stream fails");
+    for (what, mut refused) in [
+        (
+            "an unknown stream",
+            publish(&format!("rtmp://127.0.0.1:{port}/live/nope"), 1),
+        ),
+        (
+            "FLV1 video",
+            publish_video(&format!("rtmp://127.0.0.1:{port}/live/test"), 2, "flv"),
+        ),
+    ] {
+        let status = loop {
+            if let Some(status) = refused.0.try_wait().expect("ffmpeg status") {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!status.success(), "a publish of {what} fails");
+    }
 
     let mut sender = publish(&format!("rtmp://127.0.0.1:{port}/live/test"), 5);
     sender.wait().await;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use dvr_media::flv::{FlvError, FlvToTs};
+use dvr_media::flv::{check_declared_codecs, FlvError, FlvToTs};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
@@ -243,8 +243,8 @@ impl Connection {
                             .hub
                             .begin(&stream, &token, self.peer)
                             .await
-                            .map_err(|refusal| (stream, refusal)),
-                        None => Err((String::new(), unknown(&app_name))),
+                            .map_err(|refusal| (Some(stream), refusal)),
+                        None => Err((None, unknown(&app_name))),
                     };
                     match admitted {
                         Ok(publish) => {
@@ -261,7 +261,7 @@ impl Connection {
                         Err((stream, refusal)) => {
                             warn!(
                                 peer = %self.peer,
-                                stream,
+                                stream = stream.as_deref(),
                                 code = refusal.code,
                                 reason = %refusal.reason,
                                 "publish refused"
@@ -293,6 +293,14 @@ impl Connection {
                         return Ok(Next::Close(reason));
                     }
                 }
+                ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                    let declared =
+                        check_declared_codecs(metadata.video_codec_id, metadata.audio_codec_id);
+                    if let (Err(e), Some(active)) = (declared, &self.publish) {
+                        let stream = active.publish.stream().to_owned();
+                        return Ok(self.refuse_codec(&e, &stream));
+                    }
+                }
                 ServerSessionEvent::PublishStreamFinished { .. } => {
                     if let Some(active) = self.publish.take() {
                         info!(peer = %self.peer, stream = active.publish.stream(), frames = active.flv.frames, "publish finished");
@@ -305,6 +313,17 @@ impl Connection {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// Ends the publish of a codec that cannot be recorded, with a line
+    /// naming it.
+    fn refuse_codec(&mut self, e: &FlvError, stream: &str) -> Next {
+        error!(peer = %self.peer, stream, error = %e, "publish refused: codec not supported");
+        let reason = format!("publish refused: {e}");
+        if let Some(active) = self.publish.take() {
+            active.publish.end(reason.clone());
+        }
+        Next::Close(reason)
     }
 
     /// Converts one audio or video message and hands it on.
@@ -320,12 +339,8 @@ impl Connection {
         match pushed {
             Ok(_) => {}
             Err(e @ (FlvError::UnsupportedVideo(_) | FlvError::UnsupportedAudio(_))) => {
-                error!(peer = %self.peer, stream = active.publish.stream(), error = %e, "publish refused: codec not supported");
-                let reason = format!("publish refused: {e}");
-                if let Some(active) = self.publish.take() {
-                    active.publish.end(reason.clone());
-                }
-                return Next::Close(reason);
+                let stream = active.publish.stream().to_owned();
+                return self.refuse_codec(&e, &stream);
             }
             Err(e) => {
                 debug!(peer = %self.peer, stream = active.publish.stream(), error = %e, "frame dropped");
