@@ -1,7 +1,8 @@
 //! RTMP publish against ffmpeg as the encoder: what it publishes is cut
 //! into H.264 + AAC segments of the right length; a publish to a stream
 //! that is not there, and one in a codec other than H.264 (ffmpeg's FLV1),
-//! are refused (ffmpeg fails) and record nothing.
+//! are refused (ffmpeg fails) and record nothing; a play request is
+//! refused at once.
 
 use super::*;
 use dvr_ingest::input::publish::rtmp::RtmpListener;
@@ -41,14 +42,24 @@ async fn an_rtmp_publish_is_recorded_and_unknown_streams_and_codecs_refused() {
     let task = IngestTask::spawn(config, Arc::new(SystemClock), tx);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
+    let started = std::time::Instant::now();
     for (what, mut refused) in [
         (
-            "an unknown stream",
+            "a publish to an unknown stream",
             publish(&format!("rtmp://127.0.0.1:{port}/live/nope"), 1),
         ),
         (
-            "FLV1 video",
+            "a publish of FLV1 video",
             publish_video(&format!("rtmp://127.0.0.1:{port}/live/test"), 2, "flv"),
+        ),
+        (
+            "a play request",
+            Ffmpeg(
+                ffmpeg(&["-i", &format!("rtmp://127.0.0.1:{port}/live/test")])
+                    .args(["-t", "1", "-f", "null", "-"])
+                    .spawn()
+                    .expect("ffmpeg starts"),
+            ),
         ),
     ] {
         let status = loop {
@@ -57,8 +68,14 @@ async fn an_rtmp_publish_is_recorded_and_unknown_streams_and_codecs_refused() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        assert!(!status.success(), "a publish of {what} fails");
+        assert!(!status.success(), "{what} fails");
     }
+    // Answered, not left to the 10 s admission timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 
     let mut sender = publish(&format!("rtmp://127.0.0.1:{port}/live/test"), 5);
     sender.wait().await;

@@ -131,12 +131,12 @@ enum Next {
 
 impl Connection {
     async fn run(&mut self) -> Result<(), String> {
-        let leftover = tokio::time::timeout(ADMIT_TIMEOUT, self.handshake())
+        let admit_by = tokio::time::Instant::now() + ADMIT_TIMEOUT;
+        let leftover = tokio::time::timeout_at(admit_by, self.handshake())
             .await
             .map_err(|_| "handshake timed out".to_owned())??;
         let (mut session, results) =
             ServerSession::new(ServerSessionConfig::new()).map_err(|e| format!("session: {e}"))?;
-        let admit_by = tokio::time::Instant::now() + ADMIT_TIMEOUT;
         let mut results = results;
         if !leftover.is_empty() {
             results.extend(
@@ -292,6 +292,21 @@ impl Connection {
                     if let Next::Close(reason) = self.media(false, timestamp.value, &data).await {
                         return Ok(Next::Close(reason));
                     }
+                }
+                ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                    let answer = session
+                        .reject_request(
+                            request_id,
+                            "NetStream.Play.Failed",
+                            "this RTMP port takes publishes only: play over HTTP",
+                        )
+                        .map_err(|e| format!("play refusal: {e}"))?;
+                    for result in answer {
+                        if let ServerSessionResult::OutboundResponse(packet) = result {
+                            self.write(&packet.bytes).await?;
+                        }
+                    }
+                    return Ok(Next::Close("a play request: publishes only".to_owned()));
                 }
                 ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                     let declared =
