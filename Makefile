@@ -57,6 +57,7 @@ bench: build ## Measure segmenter, fMP4 writer, live path, NATS path, archive up
 	bench/segmenter.sh
 	$(CARGO) bench --locked -p dvr-media --bench fmp4
 	bench/live.sh
+	bench/inputs.sh
 	bench/distributed.sh
 	bench/storage.sh
 	bench/segment_ttfb.sh

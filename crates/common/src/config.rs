@@ -10,6 +10,7 @@
 //! ```yaml
 //! version: 1
 //! http: { listen: "0.0.0.0:8080" }
+//! rtmp: { listen: "0.0.0.0:1935" }   # only for publish:// inputs
 //! archive: file:///var/lib/dvr
 //! streams:
 //!   ort:
@@ -71,6 +72,9 @@ pub struct Config {
     pub version: u32,
     /// The HTTP server.
     pub http: HttpConfig,
+    /// The RTMP listener encoders publish to; `None`: no listener, and no
+    /// stream may have a `publish://` input.
+    pub rtmp: Option<RtmpConfig>,
     /// Default archive root URI for every stream's `dvr` (`file:///var/lib/dvr`,
     /// `s3://bucket/prefix`, `swift://container/prefix`).
     pub archive: Option<String>,
@@ -82,6 +86,14 @@ pub struct Config {
     pub auth: Option<AuthSpec>,
     /// Named rule sets and backends, for `auth://NAME`.
     pub auth_backends: BTreeMap<String, AuthBackendConfig>,
+}
+
+/// The RTMP listener (`rtmp:`), one per process: every stream with a
+/// `publish://` input takes its publishes from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtmpConfig {
+    /// The address to listen on, e.g. `0.0.0.0:1935`.
+    pub listen: std::net::SocketAddr,
 }
 
 /// One stream.
@@ -196,6 +208,18 @@ impl Validator<'_> {
             Some(raw) => self.http(raw)?,
             None => HttpConfig::default(),
         };
+        let rtmp = match raw.rtmp {
+            Some(r) => Some(RtmpConfig {
+                listen: r.listen.value.parse().or_else(|_| {
+                    self.err(
+                        line(&r.listen),
+                        "rtmp.listen",
+                        format!("{:?} is not an address:port", r.listen.value),
+                    )
+                })?,
+            }),
+            None => None,
+        };
         let archive = match raw.archive {
             Some(a) => Some(root_uri(&a.value).or_else(|m| self.err(line(&a), "archive", m))?),
             None => None,
@@ -224,7 +248,30 @@ impl Validator<'_> {
             streams.insert(stream_name, (line(&name), config));
         }
         // Delayed channels read another stream's tape: it must exist and record.
+        // A publish:// input needs the RTMP listener, and one is enough.
         for (name, (at, stream)) in &streams {
+            let publishes = stream
+                .inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| **i == InputUrl::Publish);
+            for (n, (i, _)) in publishes.enumerate() {
+                let path = format!("streams.{name}.inputs[{i}]");
+                if rtmp.is_none() {
+                    return self.err(
+                        *at,
+                        &path,
+                        "publish:// needs the RTMP listener: set rtmp: { listen: \"0.0.0.0:1935\" }",
+                    );
+                }
+                if n > 0 {
+                    return self.err(
+                        *at,
+                        &path,
+                        "a stream takes publishes once: a second publish:// adds nothing",
+                    );
+                }
+            }
             for (i, input) in stream.inputs.iter().enumerate() {
                 if let InputUrl::Timeshift { source, .. } = input {
                     let records = streams.get(source).is_some_and(|(_, s)| s.dvr.is_some());
@@ -248,6 +295,7 @@ impl Validator<'_> {
         Ok(Config {
             version: CONFIG_VERSION,
             http,
+            rtmp,
             archive,
             streams,
             packager,

@@ -15,6 +15,9 @@
 //!   DASH and CMAF HLS.
 //! - [`retime`]: shifting timestamps and renumbering continuity counters in
 //!   place, so a looped file is one continuous stream.
+//! - [`flv`]: FLV tag bodies (RTMP's audio and video) read and muxed to TS.
+//! - [`ts_mux`]: elementary-stream frames (H.264, AAC) muxed into MPEG-TS,
+//!   for inputs that do not carry TS (RTMP).
 //! - [`wallclock`]: media time to UTC.
 //! - [`segmenter`]: the keyframe segmenter the recorder stands on.
 //! - [`segment`]: the segment value every later stage stores and serves.
@@ -23,6 +26,7 @@
 
 pub mod codec;
 pub mod demux;
+pub mod flv;
 pub mod fmp4;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -37,6 +41,7 @@ pub(crate) mod synth;
 pub mod timestamp;
 pub mod tracks;
 pub mod ts;
+pub mod ts_mux;
 pub mod wallclock;
 
 pub use codec::{CodecSummary, TrackInfo};

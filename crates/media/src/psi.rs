@@ -159,7 +159,7 @@ impl Program {
 
 /// A section whose CRC is still to come: sets its length (which counts the
 /// bytes after it, CRC included) and appends the CRC.
-fn finish_section(mut out: Vec<u8>) -> Vec<u8> {
+pub(crate) fn finish_section(mut out: Vec<u8>) -> Vec<u8> {
     let length = u16::try_from(out.len() + 4 - 3).unwrap_or(0x3fd) & 0x0fff;
     out[1] = (out[1] & 0xf0) | (length >> 8) as u8;
     out[2] = length as u8;

@@ -21,21 +21,27 @@ pub struct Unwrapper {
 impl Unwrapper {
     /// The continuous value of a raw 33-bit timestamp.
     pub fn unwrap(&mut self, raw: u64) -> Ticks {
-        let raw = (raw & (WRAP as u64 - 1)) as i64;
+        Ticks(self.unwrap_period(raw, WRAP))
+    }
+
+    /// The continuous value of a raw timestamp that wraps every `period`
+    /// (a power of two): 2^33 for MPEG, 2^32 for RTMP's milliseconds.
+    pub fn unwrap_period(&mut self, raw: u64, period: i64) -> i64 {
+        let raw = (raw & (period as u64 - 1)) as i64;
         let value = match self.last {
             None => raw,
             Some(last) => {
-                let base = last - last.rem_euclid(WRAP);
+                let base = last - last.rem_euclid(period);
                 // The candidate in the same, previous or next period that is
                 // nearest to `last`.
-                [base - WRAP + raw, base + raw, base + WRAP + raw]
+                [base - period + raw, base + raw, base + period + raw]
                     .into_iter()
                     .min_by_key(|c| (c - last).abs())
                     .unwrap_or(base + raw)
             }
         };
         self.last = Some(value);
-        Ticks(value)
+        value
     }
 
     /// The last unwrapped value.

@@ -9,3 +9,13 @@ fn fuzz_corpus_replays_cleanly() {
         dvr_media::fuzzing::exercise_retime(data);
     });
 }
+
+/// The `flv` target's checks live in `fuzz/exercise/flv.rs`, shared with
+/// the target, so `make test` runs exactly what `make fuzz` runs.
+#[path = "../../../fuzz/exercise/flv.rs"]
+mod flv;
+
+#[test]
+fn flv_corpus_replays_cleanly() {
+    dvr_common::fuzz_corpus::replay("flv", 4, flv::exercise_flv);
+}

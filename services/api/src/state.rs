@@ -32,6 +32,9 @@ pub struct ApiState {
     /// The config's top-level `archive`: the root of a new stream's `dvr`
     /// that names none.
     pub default_archive: Option<String>,
+    /// Whether the config has an RTMP listener (`rtmp.listen`): without
+    /// one a stream with a `publish://` input is refused.
+    pub takes_publishes: bool,
     /// Lock edits are read-modify-write of `locks.json` in a store with no
     /// compare-and-set: one at a time per stream, across API replicas (a
     /// key per stream in [`dvr_proto::LOCKS_KV_BUCKET`]).
@@ -62,6 +65,7 @@ impl ApiState {
             status,
             archives,
             default_archive,
+            takes_publishes: false,
             lock_edits: Exclusive::new(locks, node),
             storage_health: Default::default(),
             runtime: None,
@@ -70,8 +74,16 @@ impl ApiState {
 
     /// Reads what the ingest reports from `runtime`
     /// ([`dvr_proto::RUNTIME_KV_BUCKET`]) into the streams' status.
+    #[must_use]
     pub fn with_runtime(mut self, runtime: Arc<dyn Kv>) -> Self {
         self.runtime = Some(runtime);
+        self
+    }
+
+    /// The same state, taking streams with `publish://` inputs when `yes`.
+    #[must_use]
+    pub fn with_publishes(mut self, yes: bool) -> Self {
+        self.takes_publishes = yes;
         self
     }
 }
@@ -157,13 +169,28 @@ impl ApiState {
         Ok(out)
     }
 
-    /// A delayed channel's source must be a stored stream that records.
+    /// A delayed channel's source must be a stored stream that records; a
+    /// `publish://` input needs the RTMP listener, and is taken once.
     pub(crate) async fn check_sources(
         &self,
         name: &StreamName,
         config: &StreamConfig,
     ) -> Result<(), ApiError> {
+        let mut publishes = 0;
         for (i, input) in config.inputs.iter().enumerate() {
+            if *input == InputUrl::Publish {
+                publishes += 1;
+                if !self.takes_publishes {
+                    return Err(ApiError::bad_request(format!(
+                        "stream.inputs[{i}]: publish:// needs the RTMP listener (rtmp.listen in the config file)"
+                    )));
+                }
+                if publishes > 1 {
+                    return Err(ApiError::bad_request(format!(
+                        "stream.inputs[{i}]: a stream takes publishes once: a second publish:// adds nothing"
+                    )));
+                }
+            }
             if let InputUrl::Timeshift { source, .. } = input {
                 let records = if source == name {
                     false

@@ -418,6 +418,10 @@ async fn streams_crud_validates_and_detects_conflicts() {
             r#"{"inputs":["timeshift://live/60"]}"#,
             "stream.inputs[0]: timeshift source \"live\"",
         ),
+        (
+            r#"{"inputs":["udp://1.2.3.4:5","publish://"]}"#,
+            "stream.inputs[1]: publish:// needs the RTMP listener",
+        ),
         ("", "body: empty"),
         ("\u{ff}", "body"),
     ] {

@@ -60,7 +60,8 @@ pub fn router(
         registry,
         config.node.archive.clone(),
     )
-    .with_runtime(buckets.runtime);
+    .with_runtime(buckets.runtime)
+    .with_publishes(config.node.rtmp.is_some());
     let service = ApiService::new(state);
     if distributed {
         Ok(service.distributed_router(api)?)

@@ -20,6 +20,7 @@ use dvr_bus::{Kv, LiveLogConfig, NatsConfig, NatsCredentials};
 use dvr_common::config::MAX_COPY_INTERVAL_MS;
 use dvr_common::config::{Config, InputUrl, StreamConfig};
 use dvr_common::{Clock, StreamName, SystemClock, UtcMs};
+use dvr_ingest::input::publish::rtmp::RtmpListener;
 use dvr_packager::{Packager, PackagerConfig};
 use dvr_proto::{
     stream_config_key, LOCKS_KV_BUCKET, RUNTIME_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET,
@@ -28,8 +29,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::RunConfig;
-use dvr_bus::Node;
 use crate::supervisor::{default_node_id, Roles, Supervisor};
+use dvr_bus::Node;
 
 /// Arguments of `dvr run`.
 #[derive(Debug, Args)]
@@ -204,12 +205,39 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut packager = Packager::new(packager_config, Arc::clone(&clock));
     let mut gate = None;
+    let mut play_authorizer = None;
     if roles.packager {
         let authorizer = authorizer(config, &clock, &node, &sessions);
         authorizers.push(Arc::clone(&authorizer));
+        play_authorizer = Some(Arc::clone(&authorizer));
         let g = Arc::new(dvr_packager::Gate::new(authorizer));
         packager = packager.with_auth(Arc::clone(&g));
         gate = Some(g);
+    }
+    // RTMP publishes: one listener for the process, in front of the
+    // streams this process ingests; a publish is authorised like a play,
+    // by the same authorizer.
+    let mut _rtmp_listener = None;
+    let mut publish_hub = None;
+    if let (Some(rtmp), true) = (config.rtmp, roles.ingest) {
+        let publish_auth = match &play_authorizer {
+            Some(a) => Arc::clone(a),
+            None => {
+                let a = authorizer(config, &clock, &node, &sessions);
+                authorizers.push(Arc::clone(&a));
+                a
+            }
+        };
+        let hub = dvr_ingest::input::PublishHub::new(Some(publish_auth));
+        let listener = RtmpListener::bind(rtmp.listen, Arc::clone(&hub))
+            .await
+            .with_context(|| format!("cannot listen for RTMP on {}", rtmp.listen))?;
+        println!(
+            "dvr takes RTMP publishes on rtmp://{}/STREAM",
+            listener.local_addr()
+        );
+        _rtmp_listener = Some(listener);
+        publish_hub = Some(hub);
     }
     if roles.auth && node.is_distributed() {
         let engine = dvr_auth::Engine::new(config, Arc::clone(&clock), Some(Arc::clone(&sessions)));
@@ -236,6 +264,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         Arc::clone(&packager),
         Arc::clone(&registry),
         authorizers,
+        publish_hub,
     );
     // A store that cannot be reached is a startup error, not a stream that
     // quietly never records.

@@ -146,6 +146,8 @@ pub struct Supervisor {
     /// Told of every change of the streams, so play authorization follows
     /// policies set through the API.
     authorizers: Vec<Arc<dyn dvr_bus::Authorizer>>,
+    /// Where the RTMP listener's publishes go, when `rtmp.listen` is set.
+    publish: Option<Arc<dvr_ingest::input::PublishHub>>,
 }
 
 struct IngestWorker {
@@ -186,6 +188,7 @@ impl Supervisor {
         packager: Arc<Packager>,
         registry: Arc<ArchiveRegistry>,
         authorizers: Vec<Arc<dyn dvr_bus::Authorizer>>,
+        publish: Option<Arc<dvr_ingest::input::PublishHub>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node,
@@ -198,6 +201,7 @@ impl Supervisor {
             status: std::sync::Mutex::default(),
             ready: watch::channel(false).0,
             authorizers,
+            publish,
         })
     }
 
@@ -591,16 +595,13 @@ impl Supervisor {
         let mut ingest = IngestConfig::new(name.to_string(), config.inputs.clone());
         ingest.segmenter = SegmenterConfig::with_target(Ticks::from_ms(segment_ms));
         ingest.resume = self.resume_point(name, config, &log).await?;
+        ingest.publish = self.publish.clone();
         info!(stream = %name, next_seq = ingest.resume.next_seq, "ingest started");
         // Nothing archives a stream without a recording dvr: its embedded
         // live log keeps the live window only (NATS: the stream's max age).
         let records = config.dvr.as_ref().is_some_and(|d| d.enabled);
-        let trim = (!records && !self.node.is_distributed()).then(|| {
-            tokio::spawn(trim_live_only(
-                Arc::clone(&log),
-                Arc::clone(&self.clock),
-            ))
-        });
+        let trim = (!records && !self.node.is_distributed())
+            .then(|| tokio::spawn(trim_live_only(Arc::clone(&log), Arc::clone(&self.clock))));
         // A queue in front of the live log: an append held up by a NATS
         // leader election (seconds; each retried under its Nats-Msg-Id)
         // does not stop the inputs being read.

@@ -3,7 +3,9 @@
 
 use dvr_media::{Resume, SegmenterConfig};
 
-use crate::input::{HttpOptions, InputUrl};
+use std::sync::Arc;
+
+use crate::input::{HttpOptions, InputUrl, PublishHub};
 
 /// Configuration of one stream's ingest.
 #[derive(Clone, Debug)]
@@ -23,6 +25,9 @@ pub struct IngestConfig {
     pub max_backlog_bytes: usize,
     /// Connection behaviour of HTTP inputs.
     pub http: HttpOptions,
+    /// The process's publish hub: the stream registers with it while it
+    /// runs, and its `publish://` input takes publishes from it.
+    pub publish: Option<Arc<PublishHub>>,
 }
 
 impl IngestConfig {
@@ -36,6 +41,7 @@ impl IngestConfig {
             source_timeout_ms: None,
             max_backlog_bytes: 32 << 20,
             http: HttpOptions::default(),
+            publish: None,
         }
     }
 

@@ -59,6 +59,14 @@ pub enum IngestError {
         /// The input, credentials masked.
         url: String,
     },
+    /// A publish to the stream ended or was replaced.
+    #[error("stream {stream}: publish ended: {reason}")]
+    Publish {
+        /// The stream's name.
+        stream: String,
+        /// Why it ended.
+        reason: String,
+    },
     /// The segment sink refused a segment.
     #[error("stream {stream}: appending segment {seq} failed: {source}")]
     Sink {
@@ -95,6 +103,7 @@ impl HasErrorKind for IngestError {
             | IngestError::Http { .. }
             | IngestError::HttpStatus { .. }
             | IngestError::Ended { .. }
+            | IngestError::Publish { .. }
             | IngestError::Sink { .. } => ErrorKind::Unavailable,
             IngestError::Hls { .. } => ErrorKind::InvalidData,
             IngestError::TaskDied { .. } => ErrorKind::Internal,

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::config::IngestConfig;
 use crate::error::IngestError;
 use crate::failover::{Action, Chunk, Failover};
-use crate::input::{open_source, HttpOptions, InputUrl};
+use crate::input::{open_source, InputUrl};
 use crate::sink::SegmentSink;
 use crate::stats::IngestStats;
 
@@ -43,12 +43,21 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 async fn run_input(
     index: usize,
     url: InputUrl,
-    http: HttpOptions,
+    config: Arc<IngestConfig>,
     clock: Arc<dyn Clock>,
     tx: mpsc::Sender<(usize, InputEvent)>,
 ) {
     let mut source = loop {
-        match open_source(&url, &http, Arc::clone(&clock)).await {
+        let publish = config.publish.as_ref();
+        match open_source(
+            &url,
+            &config.http,
+            Arc::clone(&clock),
+            &config.name,
+            publish,
+        )
+        .await
+        {
             Ok(source) => break source,
             Err(e) => {
                 if tx.send((index, InputEvent::Error(e))).await.is_err() {
@@ -223,6 +232,12 @@ pub async fn run_stream<S: SegmentSink>(
     }
     let timeout_ms = config.source_timeout_ms();
     let (tx, mut rx) = mpsc::channel(1024);
+    // Publishes find the stream while it runs.
+    let _publish_guard = config
+        .publish
+        .as_ref()
+        .map(|hub| hub.register_stream(&config.name));
+    let shared_config = Arc::new(config.clone());
     let tasks = AbortOnDrop(
         config
             .inputs
@@ -232,7 +247,7 @@ pub async fn run_stream<S: SegmentSink>(
                 tokio::spawn(run_input(
                     index,
                     url.clone(),
-                    config.http.clone(),
+                    Arc::clone(&shared_config),
                     Arc::clone(&clock),
                     tx.clone(),
                 ))

@@ -504,6 +504,8 @@ async fn http_errors_name_the_input_with_credentials_masked() {
         &input,
         &dvr_ingest::input::HttpOptions::default(),
         Arc::new(SystemClock),
+        "test",
+        None,
     )
     .await
     .expect("http sources connect lazily");
@@ -521,3 +523,5 @@ async fn http_errors_name_the_input_with_credentials_masked() {
 
 #[path = "ingest/hls.rs"]
 mod hls;
+#[path = "ingest/rtmp.rs"]
+mod rtmp;

@@ -53,6 +53,9 @@ pub enum InputUrl {
         /// How `EXT-X-PROGRAM-DATE-TIME` stamps the tape.
         pdt: PdtMode,
     },
+    /// `publish://`: what an encoder publishes over RTMP to this stream
+    /// (needs the top-level `rtmp.listen`).
+    Publish,
     /// `timeshift://OTHER/N`: OTHER's tape, N seconds behind live.
     Timeshift {
         /// The recorded stream to read.
@@ -132,7 +135,7 @@ impl FromStr for InputUrl {
             reason: reason.to_owned(),
         };
         let (scheme, rest) = input.split_once("://").ok_or_else(|| {
-            err("missing scheme (udp://, http://, https://, tshttp://, hls://, hlss://, file://, timeshift://)")
+            err("missing scheme (udp://, http://, https://, tshttp://, hls://, hlss://, file://, publish://, timeshift://)")
         })?;
         match scheme.to_ascii_lowercase().as_str() {
             "udp" => parse_udp(rest).map_err(|e| err(&e)),
@@ -156,8 +159,15 @@ impl FromStr for InputUrl {
             }
             "file" => parse_file(rest).map_err(|e| err(&e)),
             "timeshift" => parse_timeshift(rest).map_err(|e| err(&e)),
+            "publish" if rest.is_empty() => Ok(InputUrl::Publish),
+            "rtmp" | "rtmps" => Err(err(
+                "RTMP is not pulled: encoders publish to the rtmp.listen address, into a stream with a publish:// input",
+            )),
+            "publish" => Err(err(
+                "publish:// takes nothing after it: the stream's name is where encoders publish",
+            )),
             _ => Err(err(&format!(
-                "unsupported scheme {scheme:?} (use udp, http, https, tshttp, hls, hlss, file or timeshift)"
+                "unsupported scheme {scheme:?} (use udp, http, https, tshttp, hls, hlss, file, publish or timeshift)"
             ))),
         }
     }
@@ -468,6 +478,7 @@ impl fmt::Display for InputUrl {
             InputUrl::Timeshift { source, delay_ms } => {
                 write!(f, "timeshift://{source}/{}", delay_ms / 1000)
             }
+            InputUrl::Publish => f.write_str("publish://"),
         }
     }
 }
@@ -598,6 +609,7 @@ mod tests {
             "file:///a",
             "timeshift://ort/3600",
             "http://h.example/a.ts",
+            "publish://",
         ] {
             assert_eq!(ok(s).to_string(), s);
         }
@@ -656,6 +668,8 @@ mod tests {
             "timeshift://ort",
             "timeshift://../x/10",
             "timeshift://ort/-5",
+            "publish://ort",
+            "publish:///",
         ] {
             assert!(bad.parse::<InputUrl>().is_err(), "{bad}");
         }

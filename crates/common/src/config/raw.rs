@@ -17,6 +17,9 @@ pub(crate) struct RawConfig {
     pub version: Spanned<u32>,
     #[serde(default)]
     pub http: Option<RawHttp>,
+    /// The RTMP listener for `publish://` inputs.
+    #[serde(default)]
+    pub rtmp: Option<RawRtmp>,
     #[serde(default)]
     pub archive: Option<Spanned<String>>,
     #[serde(default)]
@@ -102,6 +105,12 @@ pub(crate) struct RawPackager {
     pub max_paced_streams: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_paced_streams_per_client: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRtmp {
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

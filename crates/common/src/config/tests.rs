@@ -145,7 +145,7 @@ fn semantic_errors() {
     );
     assert_eq!(
         error_of("version: 1\nstreams:\n  s:\n    inputs: [\"rtmp://x/y\"]\n"),
-        r#"config.yaml line 4: streams.s.inputs[0]: invalid input URL "rtmp://x/y": unsupported scheme "rtmp" (use udp, http, https, tshttp, hls, hlss, file or timeshift)"#
+        r#"config.yaml line 4: streams.s.inputs[0]: invalid input URL "rtmp://x/y": RTMP is not pulled: encoders publish to the rtmp.listen address, into a stream with a publish:// input"#
     );
     assert_eq!(
         error_of("version: 1\nstreams:\n  s:\n    inputs: [\"hls://h/x.m3u8?bandwith=min\"]\n"),
@@ -412,4 +412,32 @@ fn http_limits_have_safe_defaults_and_are_checked() {
         error_of("packager: { max_paced_streams_per_client: 0 }\n"),
         "c.yaml line 2: packager.max_paced_streams_per_client: must be at least 1"
     );
+}
+
+#[test]
+fn publish_inputs_need_the_rtmp_listener() {
+    let text = "version: 1\nrtmp: { listen: \"127.0.0.1:1935\" }\nstreams:\n  studio:\n    inputs: [ \"publish://\", \"udp://239.0.0.1:1234\" ]\n";
+    let c = Config::from_yaml_str(text, "config.yaml").unwrap();
+    assert_eq!(
+        c.rtmp.map(|r| r.listen.to_string()).as_deref(),
+        Some("127.0.0.1:1935")
+    );
+    assert_eq!(c.streams[&name("studio")].inputs[0], InputUrl::Publish);
+    assert!(Config::from_yaml_str("version: 1\n", "c")
+        .unwrap()
+        .rtmp
+        .is_none());
+    assert_eq!(
+        error_of("version: 1\nstreams:\n  studio:\n    inputs: [ \"udp://239.0.0.1:1\", \"publish://\" ]\n"),
+        "config.yaml line 3: streams.studio.inputs[1]: publish:// needs the RTMP listener: set rtmp: { listen: \"0.0.0.0:1935\" }"
+    );
+    assert_eq!(
+        error_of("version: 1\nrtmp: { listen: \"0.0.0.0\" }\n"),
+        "config.yaml line 2: rtmp.listen: \"0.0.0.0\" is not an address:port"
+    );
+    assert!(error_of(
+        "version: 1\nrtmp: { listen: \"0.0.0.0:1935\" }\nstreams:\n  s:\n    inputs: [ \"publish://\", \"publish://\" ]\n"
+    )
+    .contains("streams.s.inputs[1]: a stream takes publishes once"));
+    assert!(error_of("version: 1\nrtmp: { port: 1935 }\n").contains("rtmp"));
 }

@@ -116,6 +116,64 @@ pub fn audio_specific_config(header: &AdtsHeader) -> [u8; 2] {
     bits.to_be_bytes()
 }
 
+/// The fields of an AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1) that an
+/// ADTS header carries, from the config an FLV or MP4 track gives once:
+/// how an input without ADTS framing (RTMP) gets it back. HE-AAC (object
+/// types 5 and 29, explicit SBR/PS signalling) is described by its core
+/// object type and core sampling rate, as ADTS has no room for the rest;
+/// decoders find SBR in the frames. `None` for an explicit sampling rate
+/// (index 15, which ADTS cannot say), a reserved index, an object type ADTS
+/// cannot carry (only 1 to 4 fit its two bits), or a config too short.
+pub fn parse_audio_specific_config(asc: &[u8]) -> Option<AdtsHeader> {
+    let mut bits = super::nal::BitReader::new(asc);
+    let mut object_type = bits.read_bits(5)? as u8;
+    if object_type == 31 {
+        object_type = 32 + bits.read_bits(6)? as u8;
+    }
+    let sample_rate_index = bits.read_bits(4)? as u8;
+    let sample_rate = *SAMPLE_RATES.get(usize::from(sample_rate_index))?;
+    let channel_config = bits.read_bits(4)? as u8;
+    if object_type == 5 || object_type == 29 {
+        // extensionSamplingFrequencyIndex, then the core's object type.
+        if bits.read_bits(4)? == 15 {
+            bits.skip(24)?;
+        }
+        object_type = bits.read_bits(5)? as u8;
+    }
+    if !(1..=4).contains(&object_type) {
+        return None;
+    }
+    Some(AdtsHeader {
+        object_type,
+        sample_rate_index,
+        sample_rate,
+        channel_config,
+        frame_length: HEADER_LEN,
+        header_length: HEADER_LEN,
+        raw_blocks: 1,
+    })
+}
+
+/// The 7-byte ADTS header (no CRC, one raw data block) for a raw frame of
+/// `payload_len` bytes described by `config`; `None` when the frame is too
+/// long for the 13-bit frame length.
+pub fn write_adts_header(config: &AdtsHeader, payload_len: usize) -> Option<[u8; HEADER_LEN]> {
+    let length = payload_len + HEADER_LEN;
+    if length >= 1 << 13 {
+        return None;
+    }
+    let profile = config.object_type.saturating_sub(1) & 0x03;
+    Some([
+        0xff,
+        0xf1, // MPEG-4, layer 0, protection absent
+        profile << 6 | (config.sample_rate_index & 0x0f) << 2 | (config.channel_config >> 2) & 0x01,
+        (config.channel_config & 0x03) << 6 | (length >> 11) as u8 & 0x03,
+        (length >> 3) as u8,
+        ((length as u8) & 0x07) << 5 | 0x1f, // buffer fullness 0x7ff: VBR
+        0xfc,
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +252,35 @@ mod tests {
         payload.extend_from_slice(&LC_STEREO_48K);
         let params = crate::codec::probe_audio(crate::codec::Codec::Aac, &payload);
         assert_eq!(params.map(|p| p.sample_rate), Some(48000));
+    }
+
+    #[test]
+    fn adts_header_from_an_audio_specific_config_matches_ffmpegs() {
+        // ffmpeg's esds for LC stereo 48 kHz is 11 90; its ADTS header for a
+        // frame of 0x127 bytes is LC_STEREO_48K.
+        let config = parse_audio_specific_config(&[0x11, 0x90]).unwrap();
+        assert_eq!(
+            (
+                config.object_type,
+                config.sample_rate,
+                config.channel_config
+            ),
+            (2, 48000, 2)
+        );
+        let header = write_adts_header(&config, 0x127 - 7).unwrap();
+        assert_eq!(header, LC_STEREO_48K);
+        assert_eq!(parse_adts(&header).map(|h| h.frame_length), Some(0x127));
+        let mono = parse_audio_specific_config(&[0x12, 0x08]).unwrap();
+        assert_eq!(write_adts_header(&mono, 0x109 - 7), Some(LC_MONO_44K));
+        // HE-AAC v1 with explicit SBR: 5, 24 kHz core index 6, stereo, ext 3, LC.
+        let he = parse_audio_specific_config(&[0x2b, 0x11, 0x88, 0x00]).unwrap();
+        assert_eq!((he.object_type, he.sample_rate_index), (2, 6));
+        assert_eq!(
+            parse_audio_specific_config(&[0x17, 0x80]),
+            None,
+            "explicit rate"
+        );
+        assert_eq!(parse_audio_specific_config(&[0x11]), None, "too short");
+        assert_eq!(write_adts_header(&config, 8192), None);
     }
 }

@@ -101,6 +101,60 @@ pub fn codec_string(profile_idc: u8, constraint_flags: u8, level_idc: u8) -> Str
     format!("avc1.{profile_idc:02x}{constraint_flags:02x}{level_idc:02x}")
 }
 
+/// An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1, the `avcC`
+/// body an FLV sequence header carries): the NAL length prefix size and the
+/// parameter sets, which length-prefixed frames do not repeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvcDecoderConfig {
+    /// Bytes of each NAL unit's length prefix: 1, 2, 3 or 4.
+    pub nal_length_size: usize,
+    /// Sequence parameter sets, header byte included.
+    pub sps: Vec<Vec<u8>>,
+    /// Picture parameter sets, header byte included.
+    pub pps: Vec<Vec<u8>>,
+}
+
+/// `count` parameter sets after the count byte at `*at`, each with a
+/// 16-bit length; `*at` moves past them.
+fn parameter_sets(record: &[u8], at: &mut usize, count: usize) -> Option<Vec<Vec<u8>>> {
+    *at += 1;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = usize::from(u16::from_be_bytes(
+            record.get(*at..*at + 2)?.try_into().ok()?,
+        ));
+        out.push(record.get(*at + 2..*at + 2 + len)?.to_vec());
+        *at += 2 + len;
+    }
+    Some(out)
+}
+
+/// Reads an AVCDecoderConfigurationRecord; `None` when it is not version 1,
+/// lists no SPS, or a parameter set runs past its end.
+pub fn parse_avc_decoder_config(record: &[u8]) -> Option<AvcDecoderConfig> {
+    let (&version, rest) = record.split_first()?;
+    if version != 1 {
+        return None;
+    }
+    let nal_length_size = usize::from(rest.get(3)? & 0x03) + 1;
+    let mut at = 5;
+    let sps_count = usize::from(record.get(at)? & 0x1f);
+    let sps = parameter_sets(record, &mut at, sps_count)?;
+    // The PPS count may be missing from a record that lists only SPS.
+    let pps = match record.get(at) {
+        Some(&n) => parameter_sets(record, &mut at, usize::from(n))?,
+        None => Vec::new(),
+    };
+    if sps.is_empty() || sps.iter().chain(&pps).any(Vec::is_empty) {
+        return None;
+    }
+    Some(AvcDecoderConfig {
+        nal_length_size,
+        sps,
+        pps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +308,28 @@ mod tests {
             bytes.truncate(bytes.len().saturating_sub(cut % 8));
             let _ = probe(&bytes);
         }
+    }
+
+    #[test]
+    fn avc_decoder_config_record() {
+        // ffmpeg's FLV sequence header body for the HIGH_720P25 parameter sets.
+        let sps = &HIGH_720P25[4..30];
+        let pps = &HIGH_720P25[34..40];
+        let mut record = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1];
+        record.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        record.extend_from_slice(sps);
+        record.push(1);
+        record.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+        record.extend_from_slice(pps);
+        let config = parse_avc_decoder_config(&record).unwrap();
+        assert_eq!(config.nal_length_size, 4);
+        assert_eq!(config.sps, vec![sps.to_vec()]);
+        assert_eq!(config.pps, vec![pps.to_vec()]);
+        assert_eq!(parse_sps(&config.sps[0]).map(|p| p.width), Some(1280));
+        for cut in 0..record.len() - pps.len() - 3 {
+            assert_eq!(parse_avc_decoder_config(&record[..cut]), None, "{cut}");
+        }
+        record[0] = 2;
+        assert_eq!(parse_avc_decoder_config(&record), None);
     }
 }

@@ -13,6 +13,7 @@
 mod file;
 mod hls;
 mod http;
+pub mod publish;
 mod udp;
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ pub use file::{FileSource, FileTarget};
 pub use hls::playlist;
 pub use hls::HlsSource;
 pub use http::{HttpOptions, HttpSource};
+pub use publish::{PublishHub, PublishSource};
 pub use udp::{UdpSource, UdpTarget};
 
 use crate::error::IngestError;
@@ -69,11 +71,14 @@ pub trait Source: Send + fmt::Debug {
 /// and HLS (the first [`Source::next_chunk`] connects); UDP sockets are bound
 /// here. A `timeshift://` input reads another stream's tape, not the network,
 /// and is refused here. `clock` is the wall clock HLS weighs program
-/// date-times against.
+/// date-times against. A `publish://` input of stream `stream` attaches to
+/// `publish`, the process's hub (refused without one).
 pub async fn open_source(
     url: &InputUrl,
     http: &HttpOptions,
     clock: Arc<dyn Clock>,
+    stream: &str,
+    publish: Option<&Arc<PublishHub>>,
 ) -> Result<Box<dyn Source>, IngestError> {
     Ok(match url {
         InputUrl::Udp {
@@ -105,6 +110,15 @@ pub async fn open_source(
             };
             Box::new(FileSource::new(url.clone(), &target))
         }
+        InputUrl::Publish => match publish {
+            Some(hub) => Box::new(PublishSource::attach(url.clone(), stream, hub)),
+            None => {
+                return Err(IngestError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: "publish:// needs the RTMP listener (rtmp.listen)".to_owned(),
+                })
+            }
+        },
         InputUrl::Timeshift { .. } => {
             return Err(IngestError::InvalidUrl {
                 url: url.to_string(),

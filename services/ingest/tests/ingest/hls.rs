@@ -550,6 +550,8 @@ async fn masters_pick_a_variant_and_unusable_playlists_fail_the_input() {
             &url(&input),
             &dvr_ingest::input::HttpOptions::default(),
             Arc::new(SystemClock),
+            "test",
+            None,
         )
         .await
         .expect("hls sources connect lazily")
@@ -739,6 +741,8 @@ async fn aes_128_segments_are_decrypted_and_a_wrong_key_fails_the_input() {
                 &url(&input),
                 &dvr_ingest::input::HttpOptions::default(),
                 Arc::new(SystemClock),
+                "test",
+                None,
             )
             .await
             .unwrap()
