@@ -127,6 +127,17 @@ fn check_form(path: &str, form: Form) {
             );
             positive(duration_ms);
         }
+        Form::Preview { second, .. } | Form::Thumbnail { second } => {
+            // The service adds a second and turns it into milliseconds.
+            assert!(
+                second
+                    .checked_add(1)
+                    .and_then(|s| s.checked_mul(1000))
+                    .is_some(),
+                "{path:?}: second {second} overflows milliseconds"
+            );
+        }
+        Form::LivePreview => {}
         Form::RewindDash { window } => positive(window),
         Form::Fmp4Init { at, .. } | Form::Fmp4Fragment { at, .. } => {
             // Tape times are 90 kHz ticks, bounded like epoch seconds.

@@ -282,7 +282,11 @@ impl Packager {
     /// table cannot be had (lost, no program) gets an empty one and is
     /// left out of the file, with a log line: the tracks' timing closes
     /// over it.
-    async fn load_tables(&self, tape: &StreamTape, segments: &[TapeSegment]) -> Vec<SampleTable> {
+    pub(crate) async fn load_tables(
+        &self,
+        tape: &StreamTape,
+        segments: &[TapeSegment],
+    ) -> Vec<SampleTable> {
         let mut out = Vec::with_capacity(segments.len());
         let mut chunk: Option<(&str, Arc<HashMap<u64, SampleTable>>)> = None;
         for segment in segments {
@@ -314,7 +318,7 @@ impl Packager {
 /// touched segment read and converted in turn (one in memory at a time).
 /// A segment whose converted bytes no longer match its table ends the body
 /// with an error: its length was promised.
-fn body(
+pub(crate) fn body(
     tape: StreamTape,
     segments: Vec<TapeSegment>,
     layout: Arc<Layout>,

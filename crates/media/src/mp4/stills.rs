@@ -40,6 +40,8 @@ pub struct Keyframe {
     pub sample: usize,
     /// Tape time it is presented at (90 kHz ticks since the epoch).
     pub presentation: Ticks,
+    /// How long its picture lasts in the stream (90 kHz).
+    pub duration: Ticks,
 }
 
 /// How long each still is shown.
@@ -76,6 +78,7 @@ pub fn keyframes(segments: &[SegmentTables<'_>], number: usize, window: Range<Ti
                 segment,
                 sample,
                 presentation: Ticks(presentation),
+                duration: Ticks(i64::from(s.duration)),
             });
         }
     });
