@@ -1,8 +1,9 @@
 //! Pictures of the tape over clips recorded by the real segmenter, judged
 //! by independent decoders: `-preview.mp4` is one frame to ffprobe;
 //! `-preview.jpg` and the live `preview.jpg` are JPEGs that Debian's PIL
-//! decodes at the clip's size (or `?width=`), from a progressive 720p clip
-//! and from an interlaced 1080i clip made at test time with ffmpeg; `SS.jpg`
+//! decodes at the clip's size (or `?width=`), from a progressive 720p
+//! H.264 clip, an H.265 clip whose keyframes are CRAs, and an interlaced
+//! 1080i clip made at test time with ffmpeg; `SS.jpg`
 //! redirects to a keyframe's second with the query carried;
 //! `recording_status.json?request=brief_thumbnails` lists as many
 //! keyframes as ffprobe finds in the clip, spaced as ffprobe spaces them;
@@ -248,6 +249,21 @@ async fn an_interlaced_1080i_keyframe_decodes_to_a_full_frame() {
     assert_eq!(pil_size(&picture), (1920, 1080, "JPEG".to_owned()));
     let small = jpeg(&f, &format!("/ch/{}-preview.jpg?width=640", dated(T0 + 2))).await;
     assert_eq!(pil_size(&small), (640, 360, "JPEG".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h265_keyframe_decodes_and_its_mp4_is_one_frame() {
+    // x265 open GOP: the keyframe at 3 s is a CRA, not an IDR.
+    let f = recorded("h265_aac.ts");
+    let at = dated(T0 + 3);
+    let picture = jpeg(&f, &format!("/ch/{at}-preview.jpg")).await;
+    assert_eq!(pil_size(&picture), (640, 360, "JPEG".to_owned()));
+    let base = serve(&f).await;
+    let url = format!("{base}/{at}-preview.mp4");
+    let (kinds, frames) = tokio::task::spawn_blocking(move || probe_frames(&url))
+        .await
+        .unwrap();
+    assert_eq!((kinds, frames), (vec!["video".to_owned()], 1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
