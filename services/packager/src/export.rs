@@ -47,6 +47,7 @@ use dvr_media::mp4::{
 use dvr_media::{leaves_gap, SegmentMeta};
 use futures_util::stream;
 
+use crate::bounded::Bounded;
 use crate::cmaf::{run_starts, timing};
 use crate::error::PackagerError;
 use crate::http::{self, content_etag, RangeAsk};
@@ -225,26 +226,23 @@ fn placements(
 }
 
 /// At most this many bytes of `.smp` objects are kept decoded
-/// ([`TableCache`]); past it the cache is emptied.
+/// ([`TableCache`]).
 const TABLE_CACHE_BYTES: usize = 32 << 20;
 
-/// Chunks' decoded sample tables by chunk key, so a warm export (the same
-/// programme asked again, a player's next `Range`) reads no `.smp`. A
-/// chunk's objects are never rewritten with other bytes (keys are
-/// deterministic and a replay writes the same bytes), so entries need no
-/// invalidation; a chunk retention deleted is never planned again.
-#[derive(Debug, Default)]
-pub(crate) struct TableCache {
-    chunks: HashMap<String, Arc<HashMap<u64, SampleTable>>>,
-    bytes: usize,
-}
+/// Chunks' decoded sample tables by chunk key, weighed by their `.smp`
+/// bytes, so a warm export (the same programme asked again, a player's
+/// next `Range`) reads no `.smp`. A chunk's objects are never rewritten
+/// with other bytes (keys are deterministic and a replay writes the same
+/// bytes), so entries need no invalidation; a chunk retention deleted is
+/// never planned again.
+pub(crate) type TableCache = Bounded<String, Arc<HashMap<u64, SampleTable>>, TABLE_CACHE_BYTES>;
 
 impl Packager {
     /// The decoded `.smp` of chunk `key`: cached, read, or empty (none
     /// stored, or unreadable: logged, and the tables are computed).
     async fn chunk_tables(&self, tape: &StreamTape, key: &str) -> Arc<HashMap<u64, SampleTable>> {
-        if let Some(hit) = self.lock_tables().chunks.get(key) {
-            return Arc::clone(hit);
+        if let Some(hit) = self.lock_tables().get(key) {
+            return hit;
         }
         let bytes = match tape.sample_tables(key).await {
             Ok(Some(bytes)) => bytes,
@@ -261,13 +259,8 @@ impl Packager {
                 return Arc::default();
             }
         };
-        let mut cache = self.lock_tables();
-        if cache.bytes + bytes.len() > TABLE_CACHE_BYTES {
-            cache.chunks.clear();
-            cache.bytes = 0;
-        }
-        cache.bytes += bytes.len();
-        cache.chunks.insert(key.to_owned(), Arc::clone(&tables));
+        self.lock_tables()
+            .insert(key.to_owned(), Arc::clone(&tables), bytes.len());
         tables
     }
 

@@ -17,9 +17,12 @@
 //! - [`export`]: MP4 export; [`preview`]: keyframes as pictures.
 //! - [`http`]: CORS, ETags, ranges and gzip around every answer.
 //! - [`auth`]: play authorization in front of every answer.
+//! - `bounded`: the memory caches' one policy (a byte bound, emptied when
+//!   full).
 
 pub mod archived;
 pub mod auth;
+mod bounded;
 pub mod cmaf;
 pub mod config;
 pub mod dash;

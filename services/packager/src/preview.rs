@@ -29,7 +29,6 @@
 //! time, width) in a bounded memory cache, so a picture asked again (a
 //! timeline's thumbnails, a live page's refreshes) costs no decode.
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,6 +42,7 @@ use dvr_media::mp4::{first_video, keyframes, Keyframe, Layout, Pace, SampleTable
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+use crate::bounded::Bounded;
 use crate::config::PreviewConfig;
 use crate::error::PackagerError;
 use crate::export::mp4_response;
@@ -69,13 +69,9 @@ pub(crate) struct Previews {
     cache: std::sync::Mutex<JpegCache>,
 }
 
-/// Made JPEGs by (stream, keyframe tape time, width); emptied when full,
-/// like the packager's other caches.
-#[derive(Debug, Default)]
-struct JpegCache {
-    pictures: HashMap<(String, i64, Option<u32>), Bytes>,
-    bytes: usize,
-}
+/// Made JPEGs by (stream, keyframe tape time, width), at most
+/// [`JPEG_CACHE_BYTES`].
+type JpegCache = Bounded<(String, i64, Option<u32>), Bytes, JPEG_CACHE_BYTES>;
 
 /// A keyframe found on the tape, with what it takes to lay it out.
 struct Found {
@@ -426,7 +422,7 @@ impl Packager {
         }
         let width = asked.query.width;
         let key = (tape.name().to_owned(), found.frame.presentation.0, width);
-        let cached = self.previews.lock_cache().pictures.get(&key).cloned();
+        let cached = self.previews.lock_cache().get(&key);
         let jpeg = match cached {
             Some(jpeg) => jpeg,
             None => {
@@ -442,15 +438,8 @@ impl Packager {
                     .await
                     .map_err(|e| internal(format!("the keyframe could not be read: {e}")))?;
                 let jpeg = self.previews.jpeg(mp4, width).await?;
-                let mut cache = self.previews.lock_cache();
-                if cache.bytes + jpeg.len() > JPEG_CACHE_BYTES {
-                    cache.pictures.clear();
-                    cache.bytes = 0;
-                }
-                cache.bytes += jpeg.len();
-                if let Some(old) = cache.pictures.insert(key, jpeg.clone()) {
-                    cache.bytes -= old.len();
-                }
+                let weight = jpeg.len();
+                self.previews.lock_cache().insert(key, jpeg.clone(), weight);
                 jpeg
             }
         };
