@@ -22,7 +22,11 @@
 //!   request caps, timeouts, client address) with a securetoken policy
 //!   answered from the gate's cache, against plain `axum::serve` with no
 //!   policy; the same URLs, token included, so the answers are the same
-//!   bytes; alternating runs, medians compared.
+//!   bytes; alternating runs, medians compared;
+//! - what JPEG previews cost playback (issue 19): a range playlist's and
+//!   cached segments' p99 latency alone, then while wrk keeps 100
+//!   `-preview.jpg` requests open (every one a keyframe and width not yet
+//!   made, so each is a decode or a 503 from the bounded pool).
 //!
 //! The archive is written here through the archive store, as the recorder
 //! writes it: 24 hourly chunks of 1,800 small 2 s segments (PAT, PMT and
@@ -289,6 +293,21 @@ fn put_file(root: &Path, path: &str, bytes: &[u8]) {
     std::fs::write(file, bytes).expect("write nginx file");
 }
 
+/// A wrk script in `dir` asking for `paths` in turn; its path.
+fn rotate(dir: &Path, name: &str, paths: &[String]) -> String {
+    let lua = dir.join(name);
+    let list: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
+    std::fs::write(
+        &lua,
+        format!(
+            "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n",
+            list.join(",")
+        ),
+    )
+    .expect("lua");
+    lua.to_str().expect("utf-8 path").to_owned()
+}
+
 fn row(name: &str, ours: f64, peer: f64, unit: &str, verdict: &str) {
     println!("{name:<44} {ours:>12.2} {peer:>12.2}  {unit:<8} {verdict}");
 }
@@ -421,19 +440,7 @@ async fn main() {
         assert_eq!(body.len(), big.len());
         put_file(&www, path, &body);
     }
-    let rotate = |name: &str, paths: &[String]| {
-        let lua = scratch.path().join(name);
-        let list: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
-        std::fs::write(
-            &lua,
-            format!(
-                "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n",
-                list.join(",")
-            ),
-        )
-        .expect("lua");
-        lua.to_str().expect("utf-8 path").to_owned()
-    };
+    let rotate = |name: &str, paths: &[String]| rotate(scratch.path(), name, paths);
     let lua = rotate("segments.lua", &segment_paths);
     // Every request a new URL: the start moves one second each time.
     let days: Vec<String> = (0..3600)
@@ -629,6 +636,8 @@ async fn main() {
         ),
     );
 
+    previews_against_playback(ours, &scratch, &duration, from, span, &ts_pieces).await;
+
     // The edge's and the gate's cost: alternating runs of the same URLs
     // (token included) on both listeners, medians compared.
     let token = |stream: &str| {
@@ -754,4 +763,112 @@ fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[sorted.len() / 2]
+}
+
+/// Playlist and segment p99 latency of the `cmaf` stream alone and while
+/// 100 connections ask for JPEG previews of its keyframes, each URL new
+/// (a keyframe and width not yet decoded), so the pool decodes or refuses
+/// every one.
+async fn previews_against_playback(
+    ours: SocketAddr,
+    scratch: &tempfile::TempDir,
+    duration: &str,
+    from: i64,
+    span: i64,
+    segments: &[String],
+) {
+    let status = get(
+        ours,
+        &format!(
+            "/cmaf/recording_status.json?from={from}&to={}&request=brief_thumbnails",
+            from + span
+        ),
+    )
+    .await;
+    let status: serde_json::Value = serde_json::from_slice(&status).expect("json");
+    let seconds: Vec<i64> = status[0]["brief_thumbnails"]
+        .as_array()
+        .expect("brief_thumbnails")
+        .iter()
+        .filter_map(serde_json::Value::as_i64)
+        .collect();
+    let mut previews = Vec::new();
+    for width in (320..=1920).step_by(32) {
+        for &second in &seconds {
+            let c = dvr_common::CivilTime::from_utc(UtcMs::from_secs(second));
+            previews.push(format!(
+                "/cmaf/{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-preview.jpg?width={width}",
+                c.year, c.month, c.day, c.hour, c.minute, c.second
+            ));
+        }
+    }
+    let previews_lua = rotate(scratch.path(), "previews.lua", &previews);
+    let segments_lua = rotate(scratch.path(), "preview-segments.lua", segments);
+    let playlist = format!("http://{ours}/cmaf/archive-{from}-{span}.m3u8");
+    let root = format!("http://{ours}/");
+    let measure = || {
+        let p = wrk(&["-t1", "-c4", "-d", duration], &playlist);
+        let s = wrk(&["-t1", "-c4", "-d", duration, "-s", &segments_lua], &root);
+        (p.p99_ms, s.p99_ms)
+    };
+    let (playlist_alone, segment_alone) = measure();
+    let secs: u64 = duration.trim_end_matches('s').parse().unwrap_or(5);
+    let load = Command::new(env("DVR_BENCH_WRK"))
+        .args(["-t2", "-c100", "-d", &format!("{}s", 2 * secs + 4)])
+        .args(["--timeout", "30s", "-s", &previews_lua, &root])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wrk");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (playlist_loaded, segment_loaded) = measure();
+    let out = load.wait_with_output().expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let requests: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let refused: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let total = text
+        .lines()
+        .find_map(|l| l.split(" requests in ").next()?.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    println!();
+    println!(
+        "playback while 100 connections ask for JPEG previews (pool of 2 ffmpeg, queue 32): {requests:.1} previews/s asked, {} decoded, {refused} refused with 503",
+        total.saturating_sub(refused)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}  {:<8} target",
+        "", "with", "without", "unit"
+    );
+    for (name, with, without) in [
+        (
+            "range playlist, p99 latency",
+            playlist_loaded,
+            playlist_alone,
+        ),
+        (
+            "cached TS segments, p99 latency",
+            segment_loaded,
+            segment_alone,
+        ),
+    ] {
+        let rise = with / without - 1.0;
+        row(
+            name,
+            with,
+            without,
+            "ms",
+            &format!(
+                "within 20 %: {:+.0} % {}",
+                rise * 100.0,
+                if rise <= 0.2 { "met" } else { "MISSED" }
+            ),
+        );
+    }
 }

@@ -22,6 +22,7 @@
 //! `ffmpeg` process decodes the one-frame MP4 from its stdin and writes
 //! one MJPEG picture to its stdout. Decoding costs CPU that playback
 //! needs: at most `workers` processes run at once ([`PreviewConfig`]),
+//! each at `nice 19` with one thread, so playback's threads win the CPU;
 //! at most `queue` requests wait for one, and past that the answer is a
 //! `503` with `Retry-After`; a process still running after `timeout` is
 //! killed (`504`). Where no `ffmpeg` runs at the configured path the
@@ -166,40 +167,36 @@ impl Previews {
 
     async fn decode(&self, mp4: Bytes, width: Option<u32>) -> Result<Bytes, PackagerError> {
         let ffmpeg = &self.config.ffmpeg;
-        let mut command = tokio::process::Command::new(ffmpeg);
+        // At the lowest CPU priority, one thread each: playback's threads
+        // take the CPU first whenever they want it.
+        let mut command = tokio::process::Command::new("nice");
+        command.args(["-n", "19"]).arg(ffmpeg);
+        command.args(["-nostdin", "-hide_banner", "-v", "error", "-threads", "1"]);
         command.args([
-            "-nostdin",
-            "-hide_banner",
-            "-v",
-            "error",
             "-f",
             "mp4",
             "-i",
             "pipe:0",
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            "1",
         ]);
-        command.args(["-map", "0:v:0", "-frames:v", "1"]);
         if let Some(width) = width {
             // Even height, the aspect kept.
             command.args(["-vf", &format!("scale={width}:-2")]);
         }
-        command.args(["-f", "image2", "-c:v", "mjpeg", "-q:v", "3", "pipe:1"]);
+        command.args([
+            "-threads", "1", "-f", "image2", "-c:v", "mjpeg", "-q:v", "3", "pipe:1",
+        ]);
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.kind() == std::io::ErrorKind::PermissionDenied
-            {
-                PackagerError::NoDecoder(format!(
-                    "no JPEG decoder here: ffmpeg {} cannot be run ({e}); install ffmpeg or set packager.ffmpeg, or ask for -preview.mp4",
-                    ffmpeg.display()
-                ))
-            } else {
-                internal(format!("ffmpeg did not start: {e}"))
-            }
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| internal(format!("nice (to start ffmpeg) did not start: {e}")))?;
         let mut stdin = child.stdin.take().ok_or_else(|| internal("no stdin"))?;
         let mut stdout = child.stdout.take().ok_or_else(|| internal("no stdout"))?;
         let mut stderr = child.stderr.take().ok_or_else(|| internal("no stderr"))?;
@@ -224,9 +221,17 @@ impl Previews {
         let ((), jpeg, text) = tokio::join!(feed, read, complain);
         let status = child.wait().await.map_err(|e| internal(e.to_string()))?;
         let jpeg = jpeg.map_err(|e| internal(e.to_string()))?;
+        let text = String::from_utf8_lossy(&text);
+        let first = text.lines().next().unwrap_or("no picture written");
+        // nice's own answers: the program is not there (127) or cannot
+        // be run (126).
+        if matches!(status.code(), Some(126 | 127)) && jpeg.is_empty() {
+            return Err(PackagerError::NoDecoder(format!(
+                "no JPEG decoder here: ffmpeg {} cannot be run ({first}); install ffmpeg or set packager.ffmpeg, or ask for -preview.mp4",
+                ffmpeg.display()
+            )));
+        }
         if !status.success() || jpeg.is_empty() || jpeg.len() > MAX_JPEG_BYTES {
-            let text = String::from_utf8_lossy(&text);
-            let first = text.lines().next().unwrap_or("no picture written");
             return Err(PackagerError::Unprocessable(format!(
                 "the keyframe could not be decoded to JPEG: {first}"
             )));
@@ -273,7 +278,7 @@ impl Packager {
             .find(&tape, segments, numbers.as_deref(), |frames| {
                 frames.last().copied()
             })
-            .await
+            .await?
             .ok_or_else(|| {
                 PackagerError::NothingRecorded(format!(
                     "{} has no live picture: nothing recorded in its live log",
@@ -360,43 +365,56 @@ impl Packager {
         let numbers = asked.playback.tracks.map(crate::url::TrackSet::numbers);
         let target = at.0 * TICKS_PER_MS;
         let reach = MAX_SEGMENT_MS * TICKS_PER_MS;
-        Ok(self
-            .find(tape, segments, numbers.as_deref(), |frames| match near {
-                Near::Before => frames
-                    .iter()
-                    .rev()
-                    .find(|k| k.presentation.0 < target)
-                    .copied(),
-                Near::Nearest => frames
-                    .iter()
-                    .min_by_key(|k| (k.presentation.0 - target).abs())
-                    .filter(|k| (k.presentation.0 - target).abs() <= reach)
-                    .copied(),
-            })
-            .await)
+        self.find(tape, segments, numbers.as_deref(), |frames| match near {
+            Near::Before => frames
+                .iter()
+                .rev()
+                .find(|k| k.presentation.0 < target)
+                .copied(),
+            Near::Nearest => frames
+                .iter()
+                .min_by_key(|k| (k.presentation.0 - target).abs())
+                .filter(|k| (k.presentation.0 - target).abs() <= reach)
+                .copied(),
+        })
+        .await
     }
 
     /// The keyframe `pick` chooses among those of the first video track
-    /// (of `numbers`) in `segments`, with the segment it lies in.
+    /// (of `numbers`) in `segments`, with the segment it lies in; a 404
+    /// naming the selection when the segments have no video track in it.
     async fn find(
         &self,
         tape: &StreamTape,
         segments: Vec<TapeSegment>,
         numbers: Option<&[usize]>,
         pick: impl FnOnce(&[Keyframe]) -> Option<Keyframe>,
-    ) -> Option<Found> {
+    ) -> Result<Option<Found>, PackagerError> {
         if segments.is_empty() {
-            return None;
+            return Ok(None);
         }
         let tables = self.load_tables(tape, &segments).await;
         let at = placed(&tables, &segments);
-        let video = first_video(&at, numbers)?;
-        let frame = pick(&keyframes(&at, video, Ticks(i64::MIN)..Ticks(i64::MAX)))?;
+        let Some(video) = first_video(&at, numbers) else {
+            let which = numbers.map_or(String::new(), |n| format!(" among tracks {n:?}"));
+            return Err(PackagerError::NothingRecorded(format!(
+                "{} has no video track{which} to take a picture of at {}",
+                tape.name(),
+                segments[0].meta.utc_start.as_secs()
+            )));
+        };
+        let Some(frame) = pick(&keyframes(&at, video, Ticks(i64::MIN)..Ticks(i64::MAX))) else {
+            return Ok(None);
+        };
         drop(at);
         // Keep only its segment: the file reads nothing else.
-        let table = tables.into_iter().nth(frame.segment)?;
-        let segment = segments.into_iter().nth(frame.segment)?;
-        Some(Found {
+        let (Some(table), Some(segment)) = (
+            tables.into_iter().nth(frame.segment),
+            segments.into_iter().nth(frame.segment),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Found {
             segments: vec![segment],
             tables: vec![table],
             video,
@@ -404,7 +422,7 @@ impl Packager {
                 segment: 0,
                 ..frame
             },
-        })
+        }))
     }
 
     /// The keyframe as a one-frame MP4, or decoded to JPEG (cached).

@@ -7,8 +7,9 @@
 //! redirects to a keyframe's second with the query carried;
 //! `recording_status.json?request=brief_thumbnails` lists as many
 //! keyframes as ffprobe finds in the clip, spaced as ffprobe spaces them;
-//! a tiny pool answers `503` with `Retry-After` past its queue, a stuck
-//! ffmpeg is stopped (`504`), a missing one is a `415`; outside the tape
+//! a tiny pool answers `503` with `Retry-After` past its queue, ffmpeg
+//! runs at nice 19, a stuck one is stopped (`504`), a missing one is a
+//! `415`; outside the tape
 //! is a one-line `404`.
 
 mod support;
@@ -229,7 +230,7 @@ async fn previews_of_a_progressive_clip_decode_at_its_size() {
         (
             format!("/ch/tracks-2/{at}-preview.jpg"),
             StatusCode::NOT_FOUND,
-            "outside the tape",
+            "no video track among tracks [2]",
         ),
     ] {
         let (got, _, text) = get(&f, &uri).await;
@@ -390,12 +391,18 @@ async fn past_the_queue_previews_answer_503_and_playback_goes_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stuck_decoder_is_stopped_and_a_missing_one_is_a_415() {
     let dir = tempfile::tempdir().unwrap();
-    // A decoder that hangs (its pid noted, then it becomes a sleep).
+    // A decoder that hangs (its pid and niceness noted, then it becomes a
+    // sleep).
     let pid_file = dir.path().join("pid");
+    let nice_file = dir.path().join("nice");
     let f = with_previews(PreviewConfig {
         ffmpeg: fake_ffmpeg(
             dir.path(),
-            &format!("echo $$ > {}\nexec sleep 30", pid_file.display()),
+            &format!(
+                "echo $$ > {}\ncut -d' ' -f19 /proc/$$/stat > {}\nexec sleep 30",
+                pid_file.display(),
+                nice_file.display()
+            ),
         ),
         workers: 1,
         queue: 0,
@@ -413,6 +420,9 @@ async fn a_stuck_decoder_is_stopped_and_a_missing_one_is_a_415() {
         .trim()
         .parse()
         .unwrap();
+    // It ran at the lowest priority: playback's threads come first.
+    let nice = std::fs::read_to_string(&nice_file).unwrap();
+    assert_eq!(nice.trim(), "19");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !gone(pid) {
         assert!(
