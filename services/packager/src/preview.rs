@@ -24,7 +24,8 @@
 //! needs: at most `workers` processes run at once ([`PreviewConfig`]),
 //! each at `nice 19` with one thread, so playback's threads win the CPU;
 //! at most `queue` requests wait for one, and past that the answer is a
-//! `503` with `Retry-After`; a process still running after `timeout` is
+//! `503` with `Retry-After`, given before any other work while the pool
+//! is full; a process still running after `timeout` is
 //! killed (`504`). Where no `ffmpeg` runs at the configured path the
 //! answer is a `415` saying so. Pictures are kept by (stream, keyframe
 //! time, width) in a bounded memory cache, so a picture asked again (a
@@ -131,16 +132,33 @@ impl Previews {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn limit(&self) -> usize {
+        self.config.workers.max(1) + self.config.queue
+    }
+
+    fn busy(&self) -> PackagerError {
+        PackagerError::Busy(format!(
+            "all {} preview workers are busy and {} requests wait: try again shortly",
+            self.config.workers, self.config.queue
+        ))
+    }
+
+    /// A `503` at once, before any work, while every worker and queue
+    /// place is taken: a burst of refusals then costs what parsing the
+    /// URL costs (a picture already cached is refused too).
+    fn refuse_when_full(&self) -> Result<(), PackagerError> {
+        if self.admitted.load(Ordering::Acquire) >= self.limit() {
+            return Err(self.busy());
+        }
+        Ok(())
+    }
+
     /// `mp4` (one frame) decoded and encoded as JPEG, `width` wide, by one
     /// `ffmpeg` of the pool.
     async fn jpeg(&self, mp4: Bytes, width: Option<u32>) -> Result<Bytes, PackagerError> {
-        let limit = self.config.workers.max(1) + self.config.queue;
-        if self.admitted.fetch_add(1, Ordering::AcqRel) >= limit {
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.limit() {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
-            return Err(PackagerError::Busy(format!(
-                "all {} preview workers are busy and {} requests wait: try again shortly",
-                self.config.workers, self.config.queue
-            )));
+            return Err(self.busy());
         }
         struct Admitted<'a>(&'a AtomicUsize);
         impl Drop for Admitted<'_> {
@@ -253,6 +271,9 @@ impl Packager {
         second: i64,
         picture: Picture,
     ) -> Result<Response, PackagerError> {
+        if picture == Picture::Jpeg {
+            self.previews.refuse_when_full()?;
+        }
         let end = UtcMs::from_secs(second).saturating_add_ms(1000);
         let found = self
             .keyframe_near(&tape, asked, end, Near::Before)
@@ -272,6 +293,7 @@ impl Packager {
         tape: StreamTape,
         asked: &Asked<'_>,
     ) -> Result<Response, PackagerError> {
+        self.previews.refuse_when_full()?;
         let segments = tape.newest(2).await?;
         let numbers = asked.playback.tracks.map(crate::url::TrackSet::numbers);
         let found = self
