@@ -825,7 +825,7 @@ async fn previews_against_playback(
     let secs: u64 = duration.trim_end_matches('s').parse().unwrap_or(5);
     println!();
     println!(
-        "playback while 100 connections ask for JPEG previews (pool of 2 ffmpeg at nice 19, queue 32; every URL a new keyframe and width)"
+        "playback while 100 connections ask for JPEG previews (pool of 2 ffmpeg under SCHED_IDLE, queue 32; every URL a new keyframe and width)"
     );
     println!(
         "{:<44} {:>12} {:>12}  {:<8} target",

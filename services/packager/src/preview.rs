@@ -22,7 +22,8 @@
 //! `ffmpeg` process decodes the one-frame MP4 from its stdin and writes
 //! one MJPEG picture to its stdout. Decoding costs CPU that playback
 //! needs: at most `workers` processes run at once ([`PreviewConfig`]),
-//! each at `nice 19` with one thread, so playback's threads win the CPU;
+//! each under `SCHED_IDLE` (`chrt --idle`) with one thread, so it runs on
+//! CPU time nothing else wants and playback's threads preempt it at once;
 //! at most `queue` requests wait for one, and past that the answer is a
 //! `503` with `Retry-After`, given before any other work while the pool
 //! is full; a process still running after `timeout` is
@@ -185,10 +186,10 @@ impl Previews {
 
     async fn decode(&self, mp4: Bytes, width: Option<u32>) -> Result<Bytes, PackagerError> {
         let ffmpeg = &self.config.ffmpeg;
-        // At the lowest CPU priority, one thread each: playback's threads
-        // take the CPU first whenever they want it.
-        let mut command = tokio::process::Command::new("nice");
-        command.args(["-n", "19"]).arg(ffmpeg);
+        // Under SCHED_IDLE, one thread each: it runs only on CPU time no
+        // other task wants, and playback's threads preempt it at once.
+        let mut command = tokio::process::Command::new("chrt");
+        command.args(["--idle", "0"]).arg(ffmpeg);
         command.args(["-nostdin", "-hide_banner", "-v", "error", "-threads", "1"]);
         command.args([
             "-f",
@@ -214,7 +215,7 @@ impl Previews {
             .kill_on_drop(true);
         let mut child = command
             .spawn()
-            .map_err(|e| internal(format!("nice (to start ffmpeg) did not start: {e}")))?;
+            .map_err(|e| internal(format!("chrt (to start ffmpeg) did not start: {e}")))?;
         let mut stdin = child.stdin.take().ok_or_else(|| internal("no stdin"))?;
         let mut stdout = child.stdout.take().ok_or_else(|| internal("no stdout"))?;
         let mut stderr = child.stderr.take().ok_or_else(|| internal("no stderr"))?;
@@ -241,7 +242,7 @@ impl Previews {
         let jpeg = jpeg.map_err(|e| internal(e.to_string()))?;
         let text = String::from_utf8_lossy(&text);
         let first = text.lines().next().unwrap_or("no picture written");
-        // nice's own answers: the program is not there (127) or cannot
+        // chrt's own answers: the program is not there (127) or cannot
         // be run (126).
         if matches!(status.code(), Some(126 | 127)) && jpeg.is_empty() {
             return Err(PackagerError::NoDecoder(format!(

@@ -8,8 +8,8 @@
 //! `recording_status.json?request=brief_thumbnails` lists as many
 //! keyframes as ffprobe finds in the clip, spaced as ffprobe spaces them;
 //! a tiny pool answers `503` with `Retry-After` past its queue, ffmpeg
-//! runs at nice 19, a stuck one is stopped (`504`), a missing one is a
-//! `415`; outside the tape
+//! runs under SCHED_IDLE, a stuck one is stopped (`504`), a missing one
+//! is a `415`; outside the tape
 //! is a one-line `404`.
 
 mod support;
@@ -391,17 +391,17 @@ async fn past_the_queue_previews_answer_503_and_playback_goes_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stuck_decoder_is_stopped_and_a_missing_one_is_a_415() {
     let dir = tempfile::tempdir().unwrap();
-    // A decoder that hangs (its pid and niceness noted, then it becomes a
-    // sleep).
+    // A decoder that hangs (its pid and scheduling policy noted, then it
+    // becomes a sleep).
     let pid_file = dir.path().join("pid");
-    let nice_file = dir.path().join("nice");
+    let policy_file = dir.path().join("policy");
     let f = with_previews(PreviewConfig {
         ffmpeg: fake_ffmpeg(
             dir.path(),
             &format!(
-                "echo $$ > {}\ncut -d' ' -f19 /proc/$$/stat > {}\nexec sleep 30",
+                "echo $$ > {}\ncut -d' ' -f41 /proc/$$/stat > {}\nexec sleep 30",
                 pid_file.display(),
-                nice_file.display()
+                policy_file.display()
             ),
         ),
         workers: 1,
@@ -420,9 +420,9 @@ async fn a_stuck_decoder_is_stopped_and_a_missing_one_is_a_415() {
         .trim()
         .parse()
         .unwrap();
-    // It ran at the lowest priority: playback's threads come first.
-    let nice = std::fs::read_to_string(&nice_file).unwrap();
-    assert_eq!(nice.trim(), "19");
+    // It ran under SCHED_IDLE (policy 5): playback's threads come first.
+    let policy = std::fs::read_to_string(&policy_file).unwrap();
+    assert_eq!(policy.trim(), "5");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !gone(pid) {
         assert!(
