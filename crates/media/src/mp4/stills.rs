@@ -70,7 +70,11 @@ pub fn first_video(segments: &[SegmentTables<'_>], tracks: Option<&[usize]>) -> 
 
 /// The keyframes of video track `number` presented in `window`, in decode
 /// order.
-pub fn keyframes(segments: &[SegmentTables<'_>], number: usize, window: Range<Ticks>) -> Vec<Keyframe> {
+pub fn keyframes(
+    segments: &[SegmentTables<'_>],
+    number: usize,
+    window: Range<Ticks>,
+) -> Vec<Keyframe> {
     let mut out = Vec::new();
     for_each_sample(segments, number, |segment, sample, presentation, s| {
         if s.sync && window.contains(&Ticks(presentation)) {
@@ -159,7 +163,9 @@ impl Layout {
                     build.entries.len() - 1
                 }
             };
-            build.durations.push(u32::try_from(duration.max(1)).unwrap_or(u32::MAX));
+            build
+                .durations
+                .push(u32::try_from(duration.max(1)).unwrap_or(u32::MAX));
             build.sizes.push(sample.size);
             build.offsets.push(0);
             build.syncs.push(build.sizes.len() as u32);

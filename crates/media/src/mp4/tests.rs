@@ -291,7 +291,10 @@ fn stills_carry_keyframes_only_paced_as_asked() {
     let stts = find(head, b"stts").unwrap();
     assert_eq!(be32(head, stts + 12), 1, "one run of equal durations");
     assert_eq!((be32(head, stts + 16), be32(head, stts + 20)), (4, 225_000));
-    assert!(find(head, b"stss").is_none(), "every sample is a sync sample");
+    assert!(
+        find(head, b"stss").is_none(),
+        "every sample is a sync sample"
+    );
     assert!(find(head, b"mp4a").is_none(), "video only");
     let media: Vec<Span> = fit
         .spans(0..fit.len())
