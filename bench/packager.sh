@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: the packager's HTTP answers against nginx, measured with wrk
 # on loopback in one run: a 24-hour archive playlist's p99 latency, a 1-hour
-# playlist's requests/s, 1 MiB segments from the memory cache, and memory
-# per 1,000 concurrent timeshift_abs-T.ts viewers.
+# playlist's requests/s, 1 MiB segments from the memory cache, memory
+# per 1,000 concurrent timeshift_abs-T.ts viewers, and playback's p99 with
+# and without 100 connections asking for JPEG previews.
 # nginx runs here as an unprivileged process on a loopback port with a
 # temporary config, and is stopped on exit. What is measured and why:
 # bench/README.md.

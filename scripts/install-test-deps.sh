@@ -30,6 +30,9 @@ for bin in swift-proxy-server:swift-proxy swift-account-server:swift-account \
            swift-ring-builder:swift memcached:memcached; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
+# The preview tests (services/packager/tests/previews.rs) decode the JPEGs
+# with Debian's PIL under Debian's python3, a decoder independent of ffmpeg.
+/usr/bin/python3 -c 'import PIL' >/dev/null 2>&1 || need_apt+=(python3-pil)
 # The NATS TLS tests make a CA and a server certificate with openssl; the
 # HLS AES-128 test encrypts and decrypts segments with it.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)

@@ -7,7 +7,7 @@
 //! names the parameter; a query written from values reads back as them.
 
 use dvr_common::UtcMs;
-use dvr_packager::query::Query;
+use dvr_packager::query::{Query, Timelapse, MAX_PREVIEW_WIDTH, MAX_TIMELAPSE_SECS};
 
 #[path = "input.rs"]
 mod input;
@@ -34,6 +34,14 @@ fn check(raw: Option<&str>) {
             assert!(bounded(q.started, MAX_STARTED), "{text:?}: {q:?}");
             assert!(bounded(q.utc, UtcMs::LAST_SECOND), "{text:?}: {q:?}");
             assert!(bounded(q.lutc, UtcMs::LAST_SECOND), "{text:?}: {q:?}");
+            let width = q.width.map(i64::from);
+            assert!(
+                bounded(width, i64::from(MAX_PREVIEW_WIDTH)),
+                "{text:?}: {q:?}"
+            );
+            if let Some(Timelapse::Fit(n)) = q.timelapse {
+                assert!((1..=MAX_TIMELAPSE_SECS).contains(&n), "{text:?}: {q:?}");
+            }
             // The token is carried byte for byte, as one pair of the query.
             if let Some(token) = &q.token {
                 assert!(token.starts_with("token="), "{text:?}: {token:?}");
@@ -51,6 +59,7 @@ fn check(raw: Option<&str>) {
                 "precise=",
                 "dynamic=",
                 "timelapse=",
+                "width=",
             ]
             .iter()
             .any(|name| line.starts_with(name));
@@ -141,8 +150,7 @@ fn check_built(input: &mut Input<'_>) {
     check(Some(&raw));
 }
 
-/// Whether a pair names a parameter the packager reads (or refuses by
-/// name, as `timelapse`).
+/// Whether a pair names a parameter the packager reads.
 fn known(pair: &str) -> bool {
     let name = pair.split('=').next().unwrap_or_default();
     let name = form_urlencoded::parse(name.as_bytes())
@@ -162,6 +170,7 @@ fn known(pair: &str) -> bool {
         "precise",
         "dynamic",
         "timelapse",
+        "width",
     ]
     .contains(&name.as_str())
 }

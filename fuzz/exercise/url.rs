@@ -11,7 +11,7 @@ use dvr_common::{Ticks, UtcMs};
 use dvr_media::{SegmentFlags, SegmentMeta};
 use dvr_packager::metrics::form_label;
 use dvr_packager::playlist::segment_path;
-use dvr_packager::url::{self, Flavor, Form, RangeEnd, TrackSet, UrlError};
+use dvr_packager::url::{self, Flavor, Form, Picture, RangeEnd, TrackSet, UrlError};
 
 #[path = "input.rs"]
 mod input;
@@ -127,6 +127,17 @@ fn check_form(path: &str, form: Form) {
             );
             positive(duration_ms);
         }
+        Form::Preview { second, .. } | Form::Thumbnail { second } => {
+            // The service adds a second and turns it into milliseconds.
+            assert!(
+                second
+                    .checked_add(1)
+                    .and_then(|s| s.checked_mul(1000))
+                    .is_some(),
+                "{path:?}: second {second} overflows milliseconds"
+            );
+        }
+        Form::LivePreview => {}
         Form::RewindDash { window } => positive(window),
         Form::Fmp4Init { at, .. } | Form::Fmp4Fragment { at, .. } => {
             // Tape times are 90 kHz ticks, bounded like epoch seconds.
@@ -228,6 +239,8 @@ fn check_built(data: &[u8]) {
                 ..
             }
             | Form::TimeshiftRelMpegts { .. }
+            | Form::Preview { .. }
+            | Form::LivePreview
     );
     let count = input.below(4);
     let numbers: Vec<usize> = (0..count)
@@ -253,7 +266,7 @@ fn check_built(data: &[u8]) {
 
 /// The last components of a URL and the form they name.
 fn built_form(input: &mut Input<'_>) -> (String, Form) {
-    match input.below(15) {
+    match input.below(16) {
         0 => {
             let f = any_flavor(input);
             if f == Flavor::Archive {
@@ -382,6 +395,33 @@ fn built_form(input: &mut Input<'_>) -> (String, Form) {
         }
         12 => ("recording_status.json".into(), Form::RecordingStatus),
         13 => ("embed.html".into(), Form::Embed),
+        14 => {
+            // A picture of a second, as brief_thumbnails' seconds name it.
+            let second = epoch(input);
+            let c = dvr_common::CivilTime::from_utc(UtcMs::from_secs(second));
+            let dated = format!(
+                "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}",
+                c.year, c.month, c.day, c.hour, c.minute, c.second
+            );
+            match input.byte() % 4 {
+                0 => (
+                    format!("{dated}-preview.mp4"),
+                    Form::Preview {
+                        second,
+                        picture: Picture::Mp4,
+                    },
+                ),
+                1 => (
+                    format!("{dated}-preview.jpg"),
+                    Form::Preview {
+                        second,
+                        picture: Picture::Jpeg,
+                    },
+                ),
+                2 => (format!("{dated}.jpg"), Form::Thumbnail { second }),
+                _ => ("preview.jpg".into(), Form::LivePreview),
+            }
+        }
         _ => {
             // A segment as playlists name it.
             let utc = UtcMs(input.up_to(UtcMs::LAST_SECOND * 1000));

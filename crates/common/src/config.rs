@@ -392,12 +392,30 @@ impl Validator<'_> {
                 raw.max_paced_streams_per_client,
                 &mut packager.max_paced_streams_per_client,
             ),
+            (
+                "preview_workers",
+                raw.preview_workers,
+                &mut packager.preview_workers,
+            ),
         ];
         for (name, value, field) in counts {
             if let Some(v) = value {
                 *field = http::count_limit(v.value)
                     .or_else(|m| self.err(line(&v), &format!("packager.{name}"), m))?;
             }
+        }
+        if let Some(v) = raw.preview_queue {
+            packager.preview_queue = usize::try_from(v.value).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = raw.ffmpeg {
+            if v.value.trim().is_empty() || v.value.contains('\0') {
+                return self.err(
+                    line(&v),
+                    "packager.ffmpeg",
+                    "expected the path or name of the ffmpeg program",
+                );
+            }
+            packager.ffmpeg = v.value;
         }
         Ok(packager)
     }

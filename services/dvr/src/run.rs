@@ -201,6 +201,12 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let packager_config = PackagerConfig {
         max_paced_streams: config.packager.max_paced_streams,
         max_paced_streams_per_client: config.packager.max_paced_streams_per_client,
+        previews: dvr_packager::config::PreviewConfig {
+            ffmpeg: config.packager.ffmpeg.clone().into(),
+            workers: config.packager.preview_workers,
+            queue: config.packager.preview_queue,
+            ..Default::default()
+        },
         ..PackagerConfig::default()
     };
     let mut packager = Packager::new(packager_config, Arc::clone(&clock));

@@ -22,7 +22,13 @@
 //!   request caps, timeouts, client address) with a securetoken policy
 //!   answered from the gate's cache, against plain `axum::serve` with no
 //!   policy; the same URLs, token included, so the answers are the same
-//!   bytes; alternating runs, medians compared.
+//!   bytes; alternating runs, medians compared;
+//! - what JPEG previews cost playback (issue 19): a range playlist's and
+//!   cached segments' p99 latency alone, then while wrk keeps 100
+//!   `-preview.jpg` requests open (every one a keyframe and width not yet
+//!   made, so each is a decode or a 503 from the bounded pool), once with
+//!   clients asking again at once after a 503 and once with clients
+//!   waiting out its `Retry-After`.
 //!
 //! The archive is written here through the archive store, as the recorder
 //! writes it: 24 hourly chunks of 1,800 small 2 s segments (PAT, PMT and
@@ -289,6 +295,31 @@ fn put_file(root: &Path, path: &str, bytes: &[u8]) {
     std::fs::write(file, bytes).expect("write nginx file");
 }
 
+/// A wrk script in `dir` asking for `paths` in turn; its path.
+fn rotate(dir: &Path, name: &str, paths: &[String]) -> String {
+    rotate_with(dir, name, paths, "")
+}
+
+/// [`rotate`] with more of the script (`response`, `delay`) after it.
+fn rotate_with(dir: &Path, name: &str, paths: &[String], more: &str) -> String {
+    let lua = dir.join(name);
+    let list: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
+    std::fs::write(
+        &lua,
+        format!(
+            "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n{more}",
+            list.join(",")
+        ),
+    )
+    .expect("lua");
+    lua.to_str().expect("utf-8 path").to_owned()
+}
+
+/// wrk clients that wait a second after a `503` (the previews'
+/// `Retry-After: 1`) before their next request, as players and timeline
+/// pages do; per wrk thread, so roughly.
+const HONOR_RETRY_AFTER: &str = "local wait = 0\nresponse = function(status, headers, body)\n  if status == 503 then wait = 1000 else wait = 0 end\nend\ndelay = function()\n  return wait\nend\n";
+
 fn row(name: &str, ours: f64, peer: f64, unit: &str, verdict: &str) {
     println!("{name:<44} {ours:>12.2} {peer:>12.2}  {unit:<8} {verdict}");
 }
@@ -421,19 +452,7 @@ async fn main() {
         assert_eq!(body.len(), big.len());
         put_file(&www, path, &body);
     }
-    let rotate = |name: &str, paths: &[String]| {
-        let lua = scratch.path().join(name);
-        let list: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
-        std::fs::write(
-            &lua,
-            format!(
-                "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n",
-                list.join(",")
-            ),
-        )
-        .expect("lua");
-        lua.to_str().expect("utf-8 path").to_owned()
-    };
+    let rotate = |name: &str, paths: &[String]| rotate(scratch.path(), name, paths);
     let lua = rotate("segments.lua", &segment_paths);
     // Every request a new URL: the start moves one second each time.
     let days: Vec<String> = (0..3600)
@@ -629,6 +648,8 @@ async fn main() {
         ),
     );
 
+    previews_against_playback(ours, &scratch, &duration, from, span, &ts_pieces).await;
+
     // The edge's and the gate's cost: alternating runs of the same URLs
     // (token included) on both listeners, medians compared.
     let token = |stream: &str| {
@@ -754,4 +775,118 @@ fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[sorted.len() / 2]
+}
+
+/// Playlist and segment p99 latency of the `cmaf` stream alone and while
+/// 100 connections ask for JPEG previews of its keyframes, each URL new
+/// (a keyframe and width not yet decoded), so the pool decodes or refuses
+/// every one.
+async fn previews_against_playback(
+    ours: SocketAddr,
+    scratch: &tempfile::TempDir,
+    duration: &str,
+    from: i64,
+    span: i64,
+    segments: &[String],
+) {
+    let status = get(
+        ours,
+        &format!(
+            "/cmaf/recording_status.json?from={from}&to={}&request=brief_thumbnails",
+            from + span
+        ),
+    )
+    .await;
+    let status: serde_json::Value = serde_json::from_slice(&status).expect("json");
+    let seconds: Vec<i64> = status[0]["brief_thumbnails"]
+        .as_array()
+        .expect("brief_thumbnails")
+        .iter()
+        .filter_map(serde_json::Value::as_i64)
+        .collect();
+    let mut previews = Vec::new();
+    for width in (320..=1920).step_by(32) {
+        for &second in &seconds {
+            let c = dvr_common::CivilTime::from_utc(UtcMs::from_secs(second));
+            previews.push(format!(
+                "/cmaf/{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-preview.jpg?width={width}",
+                c.year, c.month, c.day, c.hour, c.minute, c.second
+            ));
+        }
+    }
+    let segments_lua = rotate(scratch.path(), "preview-segments.lua", segments);
+    let playlist = format!("http://{ours}/cmaf/archive-{from}-{span}.m3u8");
+    let root = format!("http://{ours}/");
+    let measure = || {
+        let p = wrk(&["-t1", "-c4", "-d", duration], &playlist);
+        let s = wrk(&["-t1", "-c4", "-d", duration, "-s", &segments_lua], &root);
+        (p.p99_ms, s.p99_ms)
+    };
+    let secs: u64 = duration.trim_end_matches('s').parse().unwrap_or(5);
+    println!();
+    println!(
+        "playback while 100 connections ask for JPEG previews (pool of 2 ffmpeg under SCHED_IDLE, queue 32; every URL a new keyframe and width)"
+    );
+    println!(
+        "{:<44} {:>12} {:>12}  {:<8} target",
+        "", "with", "without", "unit"
+    );
+    // Clients that ask again at once after a 503 (a refusal storm), and
+    // clients that wait out the Retry-After, each against a run alone.
+    for (name, more) in [
+        ("asking again at once", ""),
+        ("waiting out Retry-After", HONOR_RETRY_AFTER),
+    ] {
+        let lua = rotate_with(scratch.path(), "previews.lua", &previews, more);
+        let (playlist_alone, segment_alone) = measure();
+        let load = Command::new(env("DVR_BENCH_WRK"))
+            .args(["-t2", "-c100", "-d", &format!("{}s", 2 * secs + 4)])
+            .args(["--timeout", "30s", "-s", &lua, &root])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run wrk");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (playlist_loaded, segment_loaded) = measure();
+        let out = load.wait_with_output().expect("wrk");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let refused: u64 = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let total = text
+            .lines()
+            .find_map(|l| l.split(" requests in ").next()?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        println!(
+            "previews {name}: {} decoded, {refused} refused with 503 in {}s",
+            total.saturating_sub(refused),
+            2 * secs + 4
+        );
+        for (what, with, without) in [
+            (
+                "range playlist, p99 latency",
+                playlist_loaded,
+                playlist_alone,
+            ),
+            (
+                "cached TS segments, p99 latency",
+                segment_loaded,
+                segment_alone,
+            ),
+        ] {
+            let rise = with / without - 1.0;
+            row(
+                &format!("  {what}"),
+                with,
+                without,
+                "ms",
+                &format!(
+                    "within 20 %: {:+.0} % {}",
+                    rise * 100.0,
+                    if rise <= 0.2 { "met" } else { "MISSED" }
+                ),
+            );
+        }
+    }
 }

@@ -45,6 +45,7 @@ use dvr_media::codec::{FrameRate, TrackKind};
 use dvr_media::fmp4::{Fmp4Error, Fragments, InitId, SegmentTiming, TapeClock};
 use dvr_media::SegmentMeta;
 
+use crate::bounded::Bounded;
 use crate::error::PackagerError;
 use crate::playlist::{starts_new_run, tape_start, RunInit};
 use crate::service::{set, Asked, Packager};
@@ -98,32 +99,13 @@ pub(crate) struct Built {
 }
 
 /// Made pieces by stream, segment and track selection, at most
-/// [`BUILT_BYTES`]; emptied when full, like the other caches here, which
-/// costs one rebuild per segment in use.
-#[derive(Debug, Default)]
-pub(crate) struct BuiltCache {
-    pieces: HashMap<(String, u64, Option<TrackSet>), Arc<Built>>,
-    bytes: usize,
-}
+/// [`BUILT_BYTES`] ([`Bounded`]).
+pub(crate) type BuiltCache = Bounded<(String, u64, Option<TrackSet>), Arc<Built>, BUILT_BYTES>;
 
-impl BuiltCache {
-    fn get(&self, key: &(String, u64, Option<TrackSet>)) -> Option<Arc<Built>> {
-        self.pieces.get(key).cloned()
-    }
-
-    fn insert(&mut self, key: (String, u64, Option<TrackSet>), built: Arc<Built>) {
-        let size = built.init.len() + built.media.len();
-        if size > BUILT_BYTES {
-            return;
-        }
-        if self.bytes + size > BUILT_BYTES {
-            self.pieces.clear();
-            self.bytes = 0;
-        }
-        if let Some(old) = self.pieces.insert(key, built) {
-            self.bytes -= old.init.len() + old.media.len();
-        }
-        self.bytes += size;
+impl Built {
+    /// Bytes it holds.
+    fn weight(&self) -> usize {
+        self.init.len() + self.media.len()
     }
 }
 
@@ -369,7 +351,8 @@ impl Packager {
             init,
             media,
         });
-        self.lock_built().insert(key, Arc::clone(&built));
+        let weight = built.weight();
+        self.lock_built().insert(key, Arc::clone(&built), weight);
         Ok(built)
     }
 
@@ -509,35 +492,6 @@ mod tests {
         ];
         assert_eq!(run_starts(&segments), [0, 2, 3]);
         assert!(run_starts(&[]).is_empty());
-    }
-
-    #[test]
-    fn made_pieces_are_kept_within_their_bytes() {
-        let piece = |len: usize| {
-            Arc::new(Built {
-                init_id: InitId([0; 8]),
-                init: Bytes::new(),
-                media: Bytes::from(vec![0; len]),
-            })
-        };
-        let key = |seq| ("ch".to_owned(), seq, None);
-        let mut cache = BuiltCache::default();
-        cache.insert(key(1), piece(BUILT_BYTES / 2));
-        cache.insert(key(1), piece(BUILT_BYTES / 2));
-        assert_eq!(
-            cache.bytes,
-            BUILT_BYTES / 2,
-            "a replaced entry is not counted twice"
-        );
-        cache.insert(key(2), piece(BUILT_BYTES / 2));
-        assert!(cache.get(&key(1)).is_some() && cache.bytes == BUILT_BYTES);
-        // Full: emptied, then the new one kept.
-        cache.insert(key(3), piece(1));
-        assert!(cache.get(&key(1)).is_none() && cache.get(&key(3)).is_some());
-        assert_eq!(cache.bytes, 1);
-        // Larger than the whole cache: not kept.
-        cache.insert(key(4), piece(BUILT_BYTES + 1));
-        assert!(cache.get(&key(4)).is_none());
     }
 
     #[test]

@@ -17,6 +17,34 @@ pub struct PackagerConfig {
     pub max_paced_streams: usize,
     /// The same per client address.
     pub max_paced_streams_per_client: usize,
+    /// How JPEG previews are made ([`crate::preview`]).
+    pub previews: PreviewConfig,
+}
+
+/// The JPEG previews' decoder: `ffmpeg` processes, a bounded number at
+/// once.
+#[derive(Clone, Debug)]
+pub struct PreviewConfig {
+    /// The `ffmpeg` program (a path, or a name looked up on `PATH`).
+    pub ffmpeg: std::path::PathBuf,
+    /// `ffmpeg` processes running at once.
+    pub workers: usize,
+    /// Requests waiting for a worker; past it `503` with `Retry-After`.
+    pub queue: usize,
+    /// A process still running after this is killed (`504`).
+    pub timeout: std::time::Duration,
+}
+
+impl Default for PreviewConfig {
+    fn default() -> Self {
+        let settings = dvr_common::config::PackagerSettings::default();
+        Self {
+            ffmpeg: settings.ffmpeg.into(),
+            workers: settings.preview_workers,
+            queue: settings.preview_queue,
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for PackagerConfig {
@@ -28,6 +56,7 @@ impl Default for PackagerConfig {
             max_entries: 7200,
             max_paced_streams: settings.max_paced_streams,
             max_paced_streams_per_client: settings.max_paced_streams_per_client,
+            previews: PreviewConfig::default(),
         }
     }
 }

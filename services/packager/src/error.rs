@@ -21,6 +21,20 @@ pub enum PackagerError {
     /// The URL form is recognized but not served by this version.
     #[error("{0} is not supported yet")]
     NotSupported(&'static str),
+    /// A JPEG was asked for and no decoder runs here (no `ffmpeg` at the
+    /// configured path): `415`.
+    #[error("{0}")]
+    NoDecoder(String),
+    /// Every preview worker is busy and the queue is full: `503` with
+    /// `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
+    /// The decoder ran past its time and was stopped: `504`.
+    #[error("{0}")]
+    DecoderTimeout(String),
+    /// The decoder could not be run or read.
+    #[error("preview decoder: {0}")]
+    Decoder(String),
     /// Reading the tape failed.
     #[error("cannot read the tape of {stream}: {reason}")]
     Storage {
@@ -41,7 +55,10 @@ impl HasErrorKind for PackagerError {
                 ErrorKind::NotFound
             }
             PackagerError::NotSupported(_) => ErrorKind::NotFound,
-            PackagerError::Unprocessable(_) => ErrorKind::InvalidData,
+            PackagerError::Unprocessable(_) | PackagerError::NoDecoder(_) => ErrorKind::InvalidData,
+            PackagerError::Busy(_) => ErrorKind::Unavailable,
+            PackagerError::DecoderTimeout(_) => ErrorKind::Timeout,
+            PackagerError::Decoder(_) => ErrorKind::Internal,
             PackagerError::Storage {
                 transient: true, ..
             } => ErrorKind::Unavailable,
@@ -49,5 +66,22 @@ impl HasErrorKind for PackagerError {
                 transient: false, ..
             } => ErrorKind::Internal,
         }
+    }
+}
+
+impl PackagerError {
+    /// The HTTP status of the answer: its kind's, except `415` for
+    /// [`PackagerError::NoDecoder`], which no [`ErrorKind`] names.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            PackagerError::NoDecoder(_) => 415,
+            other => other.error_kind().http_status(),
+        }
+    }
+
+    /// Seconds a client should wait before asking again, for answers
+    /// that say so (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(self, PackagerError::Busy(_)).then_some(1)
     }
 }

@@ -40,13 +40,18 @@ use axum::response::Response;
 use bytes::Bytes;
 use dvr_common::Ticks;
 use dvr_media::fmp4::{Fragments, TapeClock};
-use dvr_media::mp4::{decode_chunk_tables, Layout, Mp4Error, SampleTable, SegmentTables, Span};
+use dvr_media::mp4::{
+    decode_chunk_tables, first_video, keyframes, Layout, Mp4Error, Pace, SampleTable,
+    SegmentTables, Span, MAX_STILLS,
+};
 use dvr_media::{leaves_gap, SegmentMeta};
 use futures_util::stream;
 
+use crate::bounded::Bounded;
 use crate::cmaf::{run_starts, timing};
 use crate::error::PackagerError;
 use crate::http::{self, content_etag, RangeAsk};
+use crate::query::Timelapse;
 use crate::service::{set, Asked, Packager};
 use crate::tape::{Location, StreamTape, TapeSegment};
 use crate::url::RangeEnd;
@@ -83,10 +88,15 @@ impl Packager {
             .collect();
         let numbers = asked.playback.tracks.map(crate::url::TrackSet::numbers);
         let window = Ticks(from.0 * 90)..Ticks(to.0 * 90 - joined.0);
-        let layout = if asked.query.precise {
-            Layout::precise(&at, numbers.as_deref(), window)
-        } else {
-            Layout::new(&at, numbers.as_deref(), window)
+        let layout = match (asked.query.timelapse, asked.query.precise) {
+            (Some(_), true) => {
+                return Err(PackagerError::BadRequest(
+                    "timelapse and precise=true: a timelapse shows keyframes only, so it cannot start to the frame; use one".into(),
+                ))
+            }
+            (Some(pace), false) => timelapse(&tape, &at, numbers.as_deref(), window, pace)?,
+            (None, true) => Layout::precise(&at, numbers.as_deref(), window),
+            (None, false) => Layout::new(&at, numbers.as_deref(), window),
         };
         let layout = layout.map_err(|e| match e {
             Mp4Error::Empty => crate::service::nothing_between(&tape, from, to),
@@ -99,35 +109,76 @@ impl Packager {
         })?;
         drop(at);
         drop(tables);
-        let len = layout.len();
-        let etag = {
-            let mut tagged = layout.head().to_vec();
-            tagged.extend_from_slice(&len.to_be_bytes());
-            content_etag(&tagged)
-        };
-        let layout = Arc::new(layout);
-        let mut response = match http::range_ask(asked.context.range.as_deref(), len) {
-            RangeAsk::Whole => {
-                let mut r = body(tape, segments, Arc::clone(&layout), numbers, 0..len);
-                r.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                r
-            }
-            RangeAsk::Part(start, end) => {
-                let mut r = body(tape, segments, Arc::clone(&layout), numbers, start..end);
-                r.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
-                http::partial(r, start, end, len)
-            }
-            RangeAsk::Unsatisfiable => return Ok(http::unsatisfiable(len)),
-        };
-        set(&mut response, header::CONTENT_TYPE, MP4);
-        set(&mut response, header::ACCEPT_RANGES, "bytes");
-        if let Ok(v) = HeaderValue::from_str(&etag) {
-            response.headers_mut().insert(header::ETAG, v);
-        }
-        Ok(response)
+        Ok(mp4_response(tape, segments, layout, numbers, asked))
     }
+}
+
+/// The MP4 of `layout` over `segments`: the whole file or the asked
+/// `Range`, with its exact length and an ETag of its `moov`.
+pub(crate) fn mp4_response(
+    tape: StreamTape,
+    segments: Vec<TapeSegment>,
+    layout: Layout,
+    numbers: Option<Vec<usize>>,
+    asked: &Asked<'_>,
+) -> Response {
+    let len = layout.len();
+    let etag = {
+        let mut tagged = layout.head().to_vec();
+        tagged.extend_from_slice(&len.to_be_bytes());
+        content_etag(&tagged)
+    };
+    let layout = Arc::new(layout);
+    let mut response = match http::range_ask(asked.context.range.as_deref(), len) {
+        RangeAsk::Whole => {
+            let mut r = body(tape, segments, Arc::clone(&layout), numbers, 0..len);
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            r
+        }
+        RangeAsk::Part(start, end) => {
+            let mut r = body(tape, segments, Arc::clone(&layout), numbers, start..end);
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+            http::partial(r, start, end, len)
+        }
+        RangeAsk::Unsatisfiable => return http::unsatisfiable(len),
+    };
+    set(&mut response, header::CONTENT_TYPE, MP4);
+    set(&mut response, header::ACCEPT_RANGES, "bytes");
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// `?timelapse[=N]`: the keyframes of the first video track (of the
+/// selection) presented in `window`, one in every `k` when there are more
+/// than [`MAX_STILLS`], shown at recorded pace or fitted into N seconds.
+fn timelapse(
+    tape: &StreamTape,
+    at: &[SegmentTables<'_>],
+    numbers: Option<&[usize]>,
+    window: std::ops::Range<Ticks>,
+    pace: Timelapse,
+) -> Result<Result<Layout, Mp4Error>, PackagerError> {
+    let Some(video) = first_video(at, numbers) else {
+        return Err(PackagerError::NothingRecorded(format!(
+            "a timelapse shows keyframes of a video track: {} has none in this range",
+            tape.name()
+        )));
+    };
+    let end = window.end;
+    let mut frames = keyframes(at, video, window);
+    let step = frames.len().div_ceil(MAX_STILLS).max(1);
+    if step > 1 {
+        frames = frames.into_iter().step_by(step).collect();
+    }
+    let pace = match pace {
+        Timelapse::Recorded => Pace::Recorded(end),
+        Timelapse::Fit(n) => Pace::Fit(Ticks(i64::from(n) * dvr_common::time::TICKS_PER_SEC)),
+    };
+    Ok(Layout::stills(at, video, &frames, pace))
 }
 
 /// Where each segment starts on the export's timeline (tape ticks) and how
@@ -175,26 +226,23 @@ fn placements(
 }
 
 /// At most this many bytes of `.smp` objects are kept decoded
-/// ([`TableCache`]); past it the cache is emptied.
+/// ([`TableCache`]).
 const TABLE_CACHE_BYTES: usize = 32 << 20;
 
-/// Chunks' decoded sample tables by chunk key, so a warm export (the same
-/// programme asked again, a player's next `Range`) reads no `.smp`. A
-/// chunk's objects are never rewritten with other bytes (keys are
-/// deterministic and a replay writes the same bytes), so entries need no
-/// invalidation; a chunk retention deleted is never planned again.
-#[derive(Debug, Default)]
-pub(crate) struct TableCache {
-    chunks: HashMap<String, Arc<HashMap<u64, SampleTable>>>,
-    bytes: usize,
-}
+/// Chunks' decoded sample tables by chunk key, weighed by their `.smp`
+/// bytes, so a warm export (the same programme asked again, a player's
+/// next `Range`) reads no `.smp`. A chunk's objects are never rewritten
+/// with other bytes (keys are deterministic and a replay writes the same
+/// bytes), so entries need no invalidation; a chunk retention deleted is
+/// never planned again.
+pub(crate) type TableCache = Bounded<String, Arc<HashMap<u64, SampleTable>>, TABLE_CACHE_BYTES>;
 
 impl Packager {
     /// The decoded `.smp` of chunk `key`: cached, read, or empty (none
     /// stored, or unreadable: logged, and the tables are computed).
     async fn chunk_tables(&self, tape: &StreamTape, key: &str) -> Arc<HashMap<u64, SampleTable>> {
-        if let Some(hit) = self.lock_tables().chunks.get(key) {
-            return Arc::clone(hit);
+        if let Some(hit) = self.lock_tables().get(key) {
+            return hit;
         }
         let bytes = match tape.sample_tables(key).await {
             Ok(Some(bytes)) => bytes,
@@ -211,13 +259,8 @@ impl Packager {
                 return Arc::default();
             }
         };
-        let mut cache = self.lock_tables();
-        if cache.bytes + bytes.len() > TABLE_CACHE_BYTES {
-            cache.chunks.clear();
-            cache.bytes = 0;
-        }
-        cache.bytes += bytes.len();
-        cache.chunks.insert(key.to_owned(), Arc::clone(&tables));
+        self.lock_tables()
+            .insert(key.to_owned(), Arc::clone(&tables), bytes.len());
         tables
     }
 
@@ -232,7 +275,11 @@ impl Packager {
     /// table cannot be had (lost, no program) gets an empty one and is
     /// left out of the file, with a log line: the tracks' timing closes
     /// over it.
-    async fn load_tables(&self, tape: &StreamTape, segments: &[TapeSegment]) -> Vec<SampleTable> {
+    pub(crate) async fn load_tables(
+        &self,
+        tape: &StreamTape,
+        segments: &[TapeSegment],
+    ) -> Vec<SampleTable> {
         let mut out = Vec::with_capacity(segments.len());
         let mut chunk: Option<(&str, Arc<HashMap<u64, SampleTable>>)> = None;
         for segment in segments {
@@ -264,7 +311,7 @@ impl Packager {
 /// touched segment read and converted in turn (one in memory at a time).
 /// A segment whose converted bytes no longer match its table ends the body
 /// with an error: its length was promised.
-fn body(
+pub(crate) fn body(
     tape: StreamTape,
     segments: Vec<TapeSegment>,
     layout: Arc<Layout>,

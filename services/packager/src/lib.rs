@@ -14,11 +14,15 @@
 //!   parameters they read; [`config`]: their limits.
 //! - [`dash`]: DASH manifests; [`cmaf`]: fMP4 init and media segments
 //!   made from the stored TS on request (DASH and `.fmp4.m3u8` CMAF HLS).
+//! - [`export`]: MP4 export; [`preview`]: keyframes as pictures.
 //! - [`http`]: CORS, ETags, ranges and gzip around every answer.
 //! - [`auth`]: play authorization in front of every answer.
+//! - `bounded`: the memory caches' one policy (a byte bound, emptied when
+//!   full).
 
 pub mod archived;
 pub mod auth;
+mod bounded;
 pub mod cmaf;
 pub mod config;
 pub mod dash;
@@ -30,6 +34,7 @@ pub mod metrics;
 pub mod paced;
 pub mod playlist;
 pub mod playlists;
+pub mod preview;
 pub mod query;
 pub mod service;
 pub mod status;

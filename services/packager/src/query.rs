@@ -38,7 +38,27 @@ pub struct Query {
     /// `archive-FROM-DUR.mpd`: `dynamic=true|false` forces the MPD type;
     /// `auto` (or none) is dynamic while the range is not over.
     pub dynamic: Option<bool>,
+    /// `archive-FROM-DUR.mp4`: keyframes only (`?timelapse`), fitted into
+    /// N seconds (`?timelapse=N`).
+    pub timelapse: Option<Timelapse>,
+    /// `preview.jpg` forms: scale to this width (height keeps the aspect).
+    pub width: Option<u32>,
 }
+
+/// `?timelapse` and `?timelapse=N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timelapse {
+    /// `?timelapse` (or `=true`): each keyframe shown until the next, so
+    /// the file lasts as long as the range.
+    Recorded,
+    /// `?timelapse=N`: all of them within N seconds.
+    Fit(u32),
+}
+
+/// The longest `?timelapse=N`, in seconds.
+pub const MAX_TIMELAPSE_SECS: u32 = 3600;
+/// The widest `?width=` a JPEG preview is scaled to.
+pub const MAX_PREVIEW_WIDTH: u32 = 1920;
 
 impl Query {
     /// Reads a raw query string; an `Err` is the line a `400` says.
@@ -70,12 +90,34 @@ impl Query {
                         })?),
                     };
                 }
-                // The seeds' MP4 option this packager does not do: an
-                // export of the whole range instead would be a wrong answer.
                 "timelapse" => {
-                    return Err(format!(
-                        "timelapse={value:?}: not supported: export the range without it"
-                    ));
+                    q.timelapse = Some(match &*value {
+                        "" | "true" => Timelapse::Recorded,
+                        n => Timelapse::Fit(
+                            number("timelapse", n, i64::from(MAX_TIMELAPSE_SECS))
+                                .ok()
+                                .filter(|n| *n > 0)
+                                .map(|n| n as u32)
+                                .ok_or_else(|| {
+                                    format!(
+                                        "timelapse={n:?}: expected nothing (keyframes at recorded pace) or 1 to {MAX_TIMELAPSE_SECS} seconds"
+                                    )
+                                })?,
+                        ),
+                    });
+                }
+                "width" => {
+                    q.width = Some(
+                        number("width", &value, i64::from(MAX_PREVIEW_WIDTH))?
+                            .try_into()
+                            .ok()
+                            .filter(|w| *w >= 16)
+                            .ok_or_else(|| {
+                                format!(
+                                    "width={value:?}: expected 16 to {MAX_PREVIEW_WIDTH} pixels"
+                                )
+                            })?,
+                    );
                 }
                 _ => {}
             }
@@ -125,6 +167,16 @@ mod tests {
         assert_eq!((q.utc, q.lutc), (Some(1_700_000_000), Some(1_700_000_100)));
         assert_eq!(q.request, ["ranges", "locks"]);
         assert_eq!(Query::parse(None).unwrap(), Query::default());
+        for (raw, timelapse) in [
+            ("timelapse", Timelapse::Recorded),
+            ("timelapse=", Timelapse::Recorded),
+            ("timelapse=true", Timelapse::Recorded),
+            ("timelapse=60", Timelapse::Fit(60)),
+        ] {
+            let q = Query::parse(Some(raw)).unwrap();
+            assert_eq!(q.timelapse, Some(timelapse), "{raw}");
+        }
+        assert_eq!(Query::parse(Some("width=640")).unwrap().width, Some(640));
         assert_eq!(Query::parse(Some("dynamic=auto")).unwrap().dynamic, None);
         assert_eq!(
             Query::parse(Some("dynamic=false")).unwrap().dynamic,
@@ -136,7 +188,12 @@ mod tests {
             ("utc=99999999999999999999", "out of range"),
             ("lutc=253402300800", "out of range"),
             ("event=yes", "event=\"yes\": expected true or false"),
-            ("timelapse=60", "timelapse=\"60\": not supported"),
+            ("timelapse=0", "timelapse=\"0\": expected nothing"),
+            ("timelapse=abc", "timelapse=\"abc\": expected nothing"),
+            ("timelapse=3601", "timelapse=\"3601\": expected nothing"),
+            ("width=0", "width=\"0\": expected 16 to 1920"),
+            ("width=4000", "width=\"4000\": out of range"),
+            ("width=x", "width=\"x\": expected a whole number"),
             ("ignore_gaps=", "ignore_gaps=\"\": expected true or false"),
             (
                 "dynamic=yes",

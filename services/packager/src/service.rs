@@ -9,7 +9,8 @@
 //! - [`crate::dash`]: the DASH manifests;
 //! - [`crate::cmaf`]: fMP4 init and media segments, made from the stored
 //!   TS on request (and what CMAF HLS playlists and MPDs need to name them);
-//! - [`crate::export`]: a range as one progressive MP4.
+//! - [`crate::export`]: a range as one progressive MP4;
+//! - [`crate::preview`]: keyframes as one-frame MP4s and JPEGs.
 //!
 //! Every answer is computed from the tape alone, so any replica gives the
 //! same bytes for the same URL. Errors are one line of text with the status
@@ -23,7 +24,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use dvr_common::error::HasErrorKind;
 use dvr_common::{Clock, UtcMs};
 use dvr_edge::{ClientAddr, Quota};
 use dvr_media::codec::TrackKind;
@@ -121,6 +121,8 @@ pub struct Packager {
     pub(crate) built: Mutex<crate::cmaf::BuiltCache>,
     /// Decoded `.smp` sample tables of chunks ([`crate::export`]).
     pub(crate) tables: Mutex<crate::export::TableCache>,
+    /// The JPEG previews' decoder pool and pictures ([`crate::preview`]).
+    pub(crate) previews: crate::preview::Previews,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: PackagerConfig,
     /// Play authorization in front of every answer, when any stream has
@@ -140,6 +142,7 @@ impl Packager {
             views: Mutex::default(),
             built: Mutex::default(),
             tables: Mutex::default(),
+            previews: crate::preview::Previews::new(config.previews.clone()),
             clock,
             paced: Quota::new(
                 config.max_paced_streams,
@@ -266,6 +269,9 @@ impl Packager {
             } => self.segment(tape, &asked, start_second, duration_ms).await,
             Form::RecordingStatus => self.recording_status(&tape, &asked.query, asked.now).await,
             Form::Embed => Ok(dvr_web::embed_page(tape.name())),
+            Form::Preview { second, picture } => self.preview(tape, &asked, second, picture).await,
+            Form::Thumbnail { second } => self.thumbnail(tape, &asked, second).await,
+            Form::LivePreview => self.live_preview(tape, &asked).await,
         }
     }
 
@@ -300,12 +306,18 @@ async fn handle(State(packager): State<Arc<Packager>>, request: Request) -> Resp
     match packager.answer(uri.path(), uri.query(), &context).await {
         Ok(response) => response,
         Err(err) => {
-            let status = StatusCode::from_u16(err.error_kind().http_status())
+            let status = StatusCode::from_u16(err.http_status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if status.is_server_error() {
                 tracing::warn!(path = uri.path(), error = %err, "playback request failed");
             }
-            (status, format!("{err}\n")).into_response()
+            let mut response = (status, format!("{err}\n")).into_response();
+            if let Some(secs) = err.retry_after() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
         }
     }
 }
@@ -357,5 +369,6 @@ pub(crate) fn form_name(form: Form) -> &'static str {
         Form::RecordingStatus => "recording_status",
         Form::Segment { .. } => "segments",
         Form::Embed => "the embedded player",
+        Form::Preview { .. } | Form::Thumbnail { .. } | Form::LivePreview => "previews",
     }
 }

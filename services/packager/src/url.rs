@@ -173,6 +173,24 @@ pub enum Form {
     /// consecutive segments from there lasting `MS` milliseconds (a
     /// coalesced playlist entry).
     Fmp4Fragment { at: i64, duration_ms: Option<u32> },
+    /// `YYYY/MM/DD/HH/MM/SS-preview.mp4` and `…-preview.jpg`: the last
+    /// keyframe presented before the end of that UTC second, as a
+    /// one-frame MP4 or a JPEG.
+    Preview { second: i64, picture: Picture },
+    /// `YYYY/MM/DD/HH/MM/SS.jpg`: a redirect to the `-preview.jpg` of the
+    /// keyframe nearest that second.
+    Thumbnail { second: i64 },
+    /// `preview.jpg`: the newest keyframe as a JPEG.
+    LivePreview,
+}
+
+/// What a preview is made into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Picture {
+    /// A one-frame MP4 (the keyframe's bytes, not decoded).
+    Mp4,
+    /// The keyframe decoded and encoded as JPEG.
+    Jpeg,
 }
 
 /// A parsed playback path.
@@ -237,7 +255,9 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         | Form::RewindDash { .. }
         | Form::RangeDash { .. }
         | Form::Fmp4Init { .. }
-        | Form::Fmp4Fragment { .. } => {}
+        | Form::Fmp4Fragment { .. }
+        | Form::Preview { .. }
+        | Form::LivePreview => {}
         Form::TimeshiftAbsMpegts { .. } => {
             return Err(UrlError::Invalid(format!(
                 "{dir}/ and a videoN- prefix both pick tracks: use one"
@@ -245,7 +265,7 @@ pub fn parse(path: &str) -> Result<Playback<'_>, UrlError> {
         }
         _ => {
             return Err(UrlError::Invalid(format!(
-            "{dir}/ picks tracks of HLS and DASH playlists, segments, MPEG-TS and MP4 exports only"
+            "{dir}/ picks tracks of HLS and DASH playlists, segments, MPEG-TS, MP4 exports and previews only"
         )))
         }
     }
@@ -269,9 +289,13 @@ fn parse_form(path: &str) -> Result<Playback<'_>, UrlError> {
             - 1;
         Ok(&path[..end])
     };
-    // Six trailing components: a segment.
-    if n > 6 && parts[n - 1].ends_with(".ts") {
-        if let Some(form) = segment_form(&parts[n - 6..])? {
+    // Six trailing components: a segment, a preview or a thumbnail.
+    if n > 6
+        && [".ts", ".jpg", ".mp4"]
+            .iter()
+            .any(|e| parts[n - 1].ends_with(e))
+    {
+        if let Some(form) = dated_form(&parts[n - 6..])? {
             return Ok(Playback {
                 stream: stream_of(6)?,
                 form,
@@ -346,11 +370,27 @@ fn parse_form(path: &str) -> Result<Playback<'_>, UrlError> {
     })
 }
 
-fn segment_form(p: &[&str]) -> Result<Option<Form>, UrlError> {
-    let Some((seconds_part, duration_part)) =
-        p[5].strip_suffix(".ts").and_then(|s| s.split_once('-'))
-    else {
-        return Ok(None);
+/// `YYYY/MM/DD/HH/MM/` and a last component naming a second:
+/// `SS-DDDDD.ts` (a segment), `SS-preview.mp4`, `SS-preview.jpg`, `SS.jpg`.
+fn dated_form(p: &[&str]) -> Result<Option<Form>, UrlError> {
+    let last = p[5];
+    let (seconds_part, rest) = match last.split_once(['-', '.']) {
+        Some((seconds, _)) => (seconds, &last[seconds.len()..]),
+        None => return Ok(None),
+    };
+    enum Named<'a> {
+        Segment(&'a str),
+        Preview(Picture),
+        Thumbnail,
+    }
+    let named = match rest {
+        "-preview.mp4" => Named::Preview(Picture::Mp4),
+        "-preview.jpg" => Named::Preview(Picture::Jpeg),
+        ".jpg" => Named::Thumbnail,
+        _ => match rest.strip_prefix('-').and_then(|r| r.strip_suffix(".ts")) {
+            Some(duration) => Named::Segment(duration),
+            None => return Ok(None),
+        },
     };
     let fields = [p[0], p[1], p[2], p[3], p[4], seconds_part];
     if !fields
@@ -361,7 +401,7 @@ fn segment_form(p: &[&str]) -> Result<Option<Form>, UrlError> {
     }
     let num = |s: &str| {
         s.parse::<u32>()
-            .map_err(|_| UrlError::Invalid(format!("bad number {s:?} in segment URL")))
+            .map_err(|_| UrlError::Invalid(format!("bad number {s:?} in a dated URL")))
     };
     let civil = dvr_common::CivilTime {
         year: i64::from(num(p[0])?),
@@ -373,19 +413,22 @@ fn segment_form(p: &[&str]) -> Result<Option<Form>, UrlError> {
         millis: 0,
     };
     let start = civil.to_utc().ok_or_else(|| {
-        UrlError::Invalid(format!(
-            "segment URL names an impossible time {}",
-            p.join("/")
-        ))
+        UrlError::Invalid(format!("URL names an impossible time {}", p.join("/")))
     })?;
-    let duration_ms = duration_part
-        .parse::<u32>()
-        .ok()
-        .filter(|d| *d > 0)
-        .ok_or_else(|| UrlError::Invalid(format!("bad segment duration {duration_part:?}")))?;
-    Ok(Some(Form::Segment {
-        start_second: start.as_secs(),
-        duration_ms,
+    let second = start.as_secs();
+    Ok(Some(match named {
+        Named::Segment(duration_part) => Form::Segment {
+            start_second: second,
+            duration_ms: duration_part
+                .parse::<u32>()
+                .ok()
+                .filter(|d| *d > 0)
+                .ok_or_else(|| {
+                    UrlError::Invalid(format!("bad segment duration {duration_part:?}"))
+                })?,
+        },
+        Named::Preview(picture) => Form::Preview { second, picture },
+        Named::Thumbnail => Form::Thumbnail { second },
     }))
 }
 
@@ -398,6 +441,7 @@ fn last_component_form(last: &str) -> Result<Option<Form>, UrlError> {
         "index.mpd" => return Ok(Some(Form::LiveDash)),
         "recording_status.json" => return Ok(Some(Form::RecordingStatus)),
         "embed.html" => return Ok(Some(Form::Embed)),
+        "preview.jpg" => return Ok(Some(Form::LivePreview)),
         _ => {}
     }
     let Some((stem, ext)) = last.rsplit_once('.') else {
@@ -867,6 +911,63 @@ mod tests {
             "/ort/frag--1.m4s",
         ] {
             assert!(matches!(parse(path), Err(UrlError::Invalid(_))), "{path}");
+        }
+    }
+
+    #[test]
+    fn preview_and_thumbnail_forms() {
+        let second = dvr_common::CivilTime {
+            year: 2026,
+            month: 11,
+            day: 21,
+            hour: 14,
+            minute: 5,
+            second: 32,
+            millis: 0,
+        }
+        .to_utc()
+        .unwrap()
+        .as_secs();
+        let p = parse("/live/ort/2026/11/21/14/05/32-preview.mp4").unwrap();
+        assert_eq!(p.stream, "live/ort");
+        assert_eq!(
+            p.form,
+            Form::Preview {
+                second,
+                picture: Picture::Mp4
+            }
+        );
+        assert_eq!(
+            form("/ort/2026/11/21/14/05/32-preview.jpg"),
+            Form::Preview {
+                second,
+                picture: Picture::Jpeg
+            }
+        );
+        assert_eq!(
+            form("/ort/2026/11/21/14/05/32.jpg"),
+            Form::Thumbnail { second }
+        );
+        assert_eq!(form("/ort/preview.jpg"), Form::LivePreview);
+        let p = parse("/ort/tracks-2/2026/11/21/14/05/32-preview.jpg").unwrap();
+        assert_eq!((p.stream, p.tracks), ("ort", TrackSet::of(&[2])));
+        assert!(matches!(
+            parse("/ort/tracks-1/2026/11/21/14/05/32.jpg"),
+            Err(UrlError::Invalid(_))
+        ));
+        for path in [
+            "/ort/2026/02/30/14/05/32-preview.jpg",
+            "/ort/2026/11/21/14/05/61.jpg",
+            "/ort/2026/11/21/25/05/32-preview.mp4",
+        ] {
+            assert!(matches!(parse(path), Err(UrlError::Invalid(_))), "{path}");
+        }
+        for path in [
+            "/ort/2026/11/21/14/05/32-thumb.jpg",
+            "/ort/2026/11/21/14/05/32-preview.png",
+            "/ort/2026/11/21/14/05/32.mp4",
+        ] {
+            assert_eq!(parse(path), Err(UrlError::Unknown), "{path}");
         }
     }
 

@@ -211,6 +211,12 @@ async fn nothing_of_a_protected_stream_without_an_allow() {
         format!("/ort/archive-{T0}-10.fmp4.m3u8?token={forged}"),
         format!("/ort/tracks-1/frag-{}.m4s", T0 * 90_000),
         format!("/ort/init-{}-0123456789abcdef.mp4", T0 * 90_000),
+        // So do the MP4 export and the pictures.
+        format!("/ort/archive-{T0}-10.mp4?timelapse=5"),
+        "/ort/2026/11/21/14/00/03-preview.mp4".to_owned(),
+        format!("/ort/2026/11/21/14/00/03-preview.jpg?token={forged}"),
+        "/ort/2026/11/21/14/00/03.jpg".to_owned(),
+        "/ort/preview.jpg".to_owned(),
     ] {
         let (status, body) = get_from(&s, Some(ip), &uri, None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");

@@ -437,3 +437,117 @@ async fn stored_sample_tables_let_a_range_read_only_what_it_returns() {
     assert_eq!(head, whole[..=mdat]);
     assert_eq!(counted.reads() - before, 0, "nothing read for the head");
 }
+
+/// The keyframes of a committed clip's video, by ffprobe reading the file
+/// itself (not our tables).
+fn clip_keyframes(clip: &str) -> usize {
+    let path = dvr_common::fuzz_corpus::repo_path(&format!("testdata/{clip}"));
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-skip_frame",
+            "nokey",
+        ])
+        .args(["-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (make test-deps)");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+/// ffprobe's (stream types, frames it decoded, duration) of `url`, failing
+/// on any warning.
+fn probe_frames(url: &str) -> (Vec<String>, u64, f64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "warning",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_entries",
+        ])
+        .args(["stream=codec_type,nb_read_frames:format=duration", url])
+        .output()
+        .expect("ffprobe (make test-deps)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{url}: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let streams = v["streams"].as_array().unwrap();
+    let kinds = streams
+        .iter()
+        .map(|s| s["codec_type"].as_str().unwrap().to_owned())
+        .collect();
+    let frames = streams[0]["nb_read_frames"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let duration = v["format"]["duration"].as_str().unwrap().parse().unwrap();
+    (kinds, frames, duration)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timelapse_shows_every_keyframe_of_the_range_fitted_or_at_recorded_pace() {
+    let f = recorded(CLIP);
+    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
+    let tape = tape_seconds(&segmented(&[CLIP], 0, &clock));
+    let keyframes = clip_keyframes(CLIP) as u64;
+    assert!(keyframes >= 3, "{keyframes} keyframes in the clip");
+    let base = serve(&f).await;
+    for (query, lasts) in [("timelapse=5", 5.0), ("timelapse", tape)] {
+        let url = format!("{base}/archive-{T0}-60.mp4?{query}");
+        let (kinds, frames, duration) = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || probe_frames(&url)
+        })
+        .await
+        .unwrap();
+        assert_eq!(kinds, ["video"], "{query}: video only");
+        assert_eq!(frames, keyframes, "{query}: every keyframe, nothing else");
+        assert!(
+            (duration - lasts).abs() <= 0.045,
+            "{query}: ffprobe says {duration} s, expected {lasts} s"
+        );
+        tokio::task::spawn_blocking(move || assert_decodes(&url))
+            .await
+            .unwrap();
+    }
+
+    // Ranges are spans of the whole, and the file is smaller than the export.
+    let uri = format!("/ch/archive-{T0}-60.mp4?timelapse=5");
+    let (status, _, whole) = get(&f, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, export) = get(&f, &format!("/ch/archive-{T0}-60.mp4")).await;
+    assert!(
+        whole.len() * 2 < export.len(),
+        "{} of {}",
+        whole.len(),
+        export.len()
+    );
+    let n = whole.len();
+    let range = format!("bytes={}-{}", n / 3, n - 10);
+    let r = send(&f, Method::GET, &uri, &[("range", &range)]).await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body(r).await, whole[n / 3..n - 9]);
+
+    // Bad values and a combination that cannot hold are 400s naming them.
+    for (query, why) in [
+        ("timelapse=0", "timelapse=\"0\""),
+        ("timelapse=abc", "timelapse=\"abc\""),
+        ("timelapse=99999", "timelapse=\"99999\""),
+        ("timelapse=5&precise=true", "timelapse and precise=true"),
+    ] {
+        let (status, _, text) = get(&f, &format!("/ch/archive-{T0}-60.mp4?{query}")).await;
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {text}");
+        assert!(text.contains(why), "{query}: {text}");
+    }
+}

@@ -105,6 +105,12 @@ pub(crate) struct RawPackager {
     pub max_paced_streams: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_paced_streams_per_client: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub ffmpeg: Option<Spanned<String>>,
+    #[serde(default)]
+    pub preview_workers: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub preview_queue: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -387,6 +387,27 @@ fn http_limits_have_safe_defaults_and_are_checked() {
         (2000, 500)
     );
     assert_eq!(c.packager.max_paced_streams_per_client, 1);
+    assert_eq!(
+        (
+            c.packager.ffmpeg.as_str(),
+            c.packager.preview_workers,
+            c.packager.preview_queue
+        ),
+        ("ffmpeg", 2, 32)
+    );
+    let c = Config::from_yaml_str(
+        "version: 1\npackager: { ffmpeg: /opt/ff/bin/ffmpeg, preview_workers: 4, preview_queue: 0 }\n",
+        "c.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            c.packager.ffmpeg.as_str(),
+            c.packager.preview_workers,
+            c.packager.preview_queue
+        ),
+        ("/opt/ff/bin/ffmpeg", 4, 0)
+    );
     let error_of = |yaml: &str| {
         Config::from_yaml_str(&format!("version: 1\n{yaml}"), "c.yaml")
             .unwrap_err()
@@ -395,6 +416,14 @@ fn http_limits_have_safe_defaults_and_are_checked() {
     assert_eq!(
         error_of("http: { trust_forwarded_for: true }\n"),
         "c.yaml line 2: http.trust_forwarded_for: replaced by http.trusted_proxies: list the addresses of the proxies whose X-Forwarded-For to believe"
+    );
+    assert_eq!(
+        error_of("packager: { preview_workers: 0 }\n"),
+        "c.yaml line 2: packager.preview_workers: must be at least 1"
+    );
+    assert_eq!(
+        error_of("packager: { ffmpeg: \" \" }\n"),
+        "c.yaml line 2: packager.ffmpeg: expected the path or name of the ffmpeg program"
     );
     assert_eq!(
         error_of("http: { max_requests: 0 }\n"),

@@ -31,6 +31,7 @@
 //! Nothing depends on the clock: the same tables give the same bytes on
 //! every replica.
 
+mod stills;
 mod table;
 
 use std::ops::Range;
@@ -41,6 +42,7 @@ use crate::codec::TrackKind;
 use crate::fmp4::boxes::{self, close, open, open_full, Put, Timed, TrakSpec};
 use crate::fmp4::to_timescale;
 
+pub use stills::{first_video, keyframes, Keyframe, Pace, MAX_STILLS};
 pub use table::{
     decode_chunk_tables, encode_chunk_tables, Sample, SampleTable, TableError, TableTrack,
     TABLE_VERSION,
@@ -183,7 +185,6 @@ impl Layout {
         let start = snapped_start(segments, &numbers, window.start);
         let mut builds: Vec<Build> = Vec::new();
         let mut pieces = Vec::new();
-        let mut payload = 0u64;
         for &number in &numbers {
             let Some(first) = segments.iter().find_map(|s| s.table.track(number)) else {
                 continue;
@@ -293,31 +294,38 @@ impl Layout {
         if builds.is_empty() || !ends_after_start {
             return Err(Mp4Error::Empty);
         }
-        // Chunks in file order: by segment, then track number.
-        let mut order: Vec<usize> = (0..pieces.len()).collect();
-        order.sort_by_key(|&i| (pieces[i].segment, pieces[i].track));
-        for &i in &order {
-            pieces[i].at = payload;
-            payload += pieces[i].data.end - pieces[i].data.start;
-        }
         let movie = if precise {
             precise_movie(&builds, &window)
         } else {
             movie(&builds, window.end)
         };
+        Ok(Self::finish(&builds, pieces, &movie))
+    }
+
+    /// The file of `builds` (their chunks in `pieces`) presented as
+    /// `movie`: chunks in file order (by segment, track number, then bytes),
+    /// `ftyp`, `moov` (64-bit offsets when needed) and the `mdat` header.
+    fn finish(builds: &[Build], mut pieces: Vec<Piece>, movie: &Movie) -> Layout {
+        let mut payload = 0u64;
+        let mut order: Vec<usize> = (0..pieces.len()).collect();
+        order.sort_by_key(|&i| (pieces[i].segment, pieces[i].track, pieces[i].data.start));
+        for &i in &order {
+            pieces[i].at = payload;
+            payload += pieces[i].data.end - pieces[i].data.start;
+        }
         let mut ftyp = Vec::new();
         boxes::ftyp(&mut ftyp, b"isom", &[b"isom", b"iso2", b"avc1", b"mp41"]);
         let large_mdat = payload + 8 > u64::from(u32::MAX);
         let mdat_header = if large_mdat { 16 } else { 8 };
         let fixed = (ftyp.len() + mdat_header) as u64;
-        let mut moov = write_moov(&builds, &pieces, &movie, 0, false);
+        let mut moov = write_moov(builds, &pieces, movie, 0, false);
         let last_chunk = pieces.iter().map(|p| p.at).max().unwrap_or(0);
         let wide = fixed + moov.len() as u64 + last_chunk > u64::from(u32::MAX);
         if wide {
-            moov = write_moov(&builds, &pieces, &movie, 0, true);
+            moov = write_moov(builds, &pieces, movie, 0, true);
         }
         let base = fixed + moov.len() as u64;
-        let moov = write_moov(&builds, &pieces, &movie, base, wide);
+        let moov = write_moov(builds, &pieces, movie, base, wide);
         let mut head = ftyp;
         head.extend_from_slice(&moov);
         if large_mdat {
@@ -332,13 +340,13 @@ impl Layout {
             piece.at += base;
         }
         pieces.sort_by_key(|p| p.at);
-        Ok(Layout {
+        Layout {
             len: head.len() as u64 + payload,
             head,
             pieces,
             start: Ticks(movie.start),
             duration: Ticks(movie.duration as i64),
-        })
+        }
     }
 
     /// The file's size in bytes.
@@ -402,12 +410,7 @@ impl Layout {
 /// presentation time of the last keyframe at or before `from`, or of its
 /// first keyframe when none is; `from` when no track is video.
 fn snapped_start(segments: &[SegmentTables<'_>], numbers: &[usize], from: Ticks) -> Ticks {
-    let video = numbers.iter().copied().find(|&n| {
-        segments
-            .iter()
-            .any(|s| s.table.track(n).is_some_and(|t| t.kind == TrackKind::Video))
-    });
-    let Some(video) = video else {
+    let Some(video) = first_video(segments, Some(numbers)) else {
         return from;
     };
     let mut first = None;

@@ -264,3 +264,62 @@ fn precise_exports_keep_the_lead_in_behind_one_identical_edit() {
     let video_time = i64::from_be_bytes(head[elst[0] + 24..elst[0] + 32].try_into().unwrap());
     assert_eq!(video_time, 45_000);
 }
+
+#[test]
+fn stills_carry_keyframes_only_paced_as_asked() {
+    let tables = two_segments();
+    let segments = at(&tables);
+    let video = first_video(&segments, None).unwrap();
+    assert_eq!(video, 1);
+    assert_eq!(first_video(&segments, Some(&[2])), None);
+    let all = Ticks(0)..Ticks(i64::MAX);
+    let frames = keyframes(&segments, video, all);
+    // Keyframes every 25 frames of 40 ms: 0, 1, 2 and 3 s into the tape.
+    let times: Vec<i64> = frames.iter().map(|k| k.presentation.0).collect();
+    assert_eq!(times, [1_000_000, 1_090_000, 1_180_000, 1_270_000]);
+    assert_eq!(
+        (frames[3].segment, frames[3].sample),
+        (1, 25),
+        "the second segment's second keyframe"
+    );
+
+    // Fit into 10 s: four stills of 2.5 s, only their 4 x 1000 bytes of media.
+    let fit = Layout::stills(&segments, video, &frames, Pace::Fit(Ticks(900_000))).unwrap();
+    assert_eq!(fit.len(), fit.head().len() as u64 + 4000);
+    assert_eq!(fit.duration(), Ticks(900_000));
+    let head = fit.head();
+    let stts = find(head, b"stts").unwrap();
+    assert_eq!(be32(head, stts + 12), 1, "one run of equal durations");
+    assert_eq!((be32(head, stts + 16), be32(head, stts + 20)), (4, 225_000));
+    assert!(
+        find(head, b"stss").is_none(),
+        "every sample is a sync sample"
+    );
+    assert!(find(head, b"mp4a").is_none(), "video only");
+    let media: Vec<Span> = fit
+        .spans(0..fit.len())
+        .into_iter()
+        .filter(|s| matches!(s, Span::Media { .. }))
+        .collect();
+    assert_eq!(
+        media[3],
+        Span::Media {
+            segment: 1,
+            track: 1,
+            data: 25_000..26_000
+        }
+    );
+
+    // Recorded: each until the next keyframe, the last until the end, or
+    // the tape's end (4 s in) when the end is later.
+    for (end, lasts) in [(1_300_000, 300_000), (9_000_000, 360_000)] {
+        let recorded =
+            Layout::stills(&segments, video, &frames, Pace::Recorded(Ticks(end))).unwrap();
+        assert_eq!(recorded.duration(), Ticks(lasts), "to {end}");
+        assert_eq!(recorded.start(), Ticks(1_000_000));
+    }
+    assert_eq!(
+        Layout::stills(&segments, video, &[], Pace::Fit(Ticks(1))).unwrap_err(),
+        Mp4Error::Empty
+    );
+}

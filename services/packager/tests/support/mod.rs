@@ -214,7 +214,7 @@ pub fn segmented(clips: &[&str], gap_ms: i64, clock: &Arc<SimulatedClock>) -> Ve
             SegmenterConfig::with_target(Ticks::from_secs(2)),
             Arc::clone(clock) as Arc<dyn dvr_common::Clock>,
         );
-        let bytes = std::fs::read(repo_path(&format!("testdata/{clip}"))).unwrap();
+        let bytes = std::fs::read(clip_path(clip)).unwrap();
         let mut run = segmenter.push(&bytes);
         run.extend(segmenter.finish());
         assert!(run.len() >= 3, "{clip}: {} segments", run.len());
@@ -229,11 +229,26 @@ pub fn segmented(clips: &[&str], gap_ms: i64, clock: &Arc<SimulatedClock>) -> Ve
     segments
 }
 
+/// A committed clip of `testdata/` by name, or a clip made at test time
+/// by its absolute path.
+pub fn clip_path(clip: &str) -> std::path::PathBuf {
+    if clip.starts_with('/') {
+        clip.into()
+    } else {
+        repo_path(&format!("testdata/{clip}"))
+    }
+}
+
 /// `clips` recorded one after the other as stream `ch` from T0, each by a
 /// segmenter of its own starting `gap_ms` after the one before ended (a
 /// new run of tape, its first segment flagged as a discontinuity); now is
 /// 1 s after the end.
 pub fn recorded_runs(clips: &[&str], gap_ms: i64) -> Fixture {
+    recorded_with(clips, gap_ms, PackagerConfig::default())
+}
+
+/// [`recorded_runs`] with a packager configured by `config`.
+pub fn recorded_with(clips: &[&str], gap_ms: i64, config: PackagerConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
     let segments = segmented(clips, gap_ms, &clock);
@@ -245,7 +260,7 @@ pub fn recorded_runs(clips: &[&str], gap_ms: i64) -> Fixture {
     let end = segments.last().unwrap().utc_end();
     clock.set(UtcMs(end.0 + 1000));
     let packager = Arc::new(Packager::new(
-        PackagerConfig::default(),
+        config,
         Arc::clone(&clock) as Arc<dyn dvr_common::Clock>,
     ));
     packager.add_stream(StreamTape::new("ch", log, None));
