@@ -13,9 +13,9 @@ pub mod message;
 pub mod names;
 
 pub use message::{
-    AuthDecision, AuthReply, AuthRequest, CatalogSummary, Event, EventKind, IngestReport,
-    LeaseRecord, ProtoError, SegmentDescriptor, SessionBytes, SessionRecord, SessionUsage,
-    Versioned,
+    AuthDecision, AuthReply, AuthRequest, CatalogSummary, Event, EventKind, ExportJob, ExportState,
+    IngestReport, LeaseRecord, ProtoError, SegmentDescriptor, SessionBytes, SessionRecord,
+    SessionUsage, Versioned,
 };
 pub use names::*;
 

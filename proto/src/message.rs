@@ -205,6 +205,72 @@ impl Versioned for CatalogSummary {
     }
 }
 
+/// Where an export job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportState {
+    /// Waiting for a packager to take it.
+    Queued,
+    /// Being written (by `node`).
+    Running,
+    /// Written: the object is complete.
+    Done,
+    /// Given up: `error` says why; no object claims to be complete.
+    Failed,
+}
+
+/// An MP4 export job in [`EXPORTS_KV_BUCKET`](crate::EXPORTS_KV_BUCKET):
+/// the range of a stream written as one MP4 into the stream's archive
+/// store at [`export_object_key`](crate::export_object_key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportJob {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The job's id (32 hex digits).
+    pub id: String,
+    /// The stream.
+    pub stream: StreamName,
+    /// Start, UTC epoch seconds.
+    pub from: i64,
+    /// Length in seconds.
+    pub duration: i64,
+    /// The file name under the stream's exports prefix.
+    pub file: String,
+    /// Start and end to the frame (`precise=true`).
+    #[serde(default)]
+    pub precise: bool,
+    /// Join the parts of a range with a gap (`ignore_gaps=true`).
+    #[serde(default)]
+    pub ignore_gaps: bool,
+    /// Replace an object of that name.
+    #[serde(default)]
+    pub overwrite: bool,
+    /// Where it is.
+    pub state: ExportState,
+    /// The node writing it (or that last did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Bytes written so far.
+    pub bytes: u64,
+    /// The file's length, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was asked for.
+    pub created_at: UtcMs,
+    /// When its record last changed.
+    pub updated_at: UtcMs,
+}
+
+impl Versioned for ExportJob {
+    const WHAT: &'static str = "export job";
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
 /// What the ingest running a stream reports in
 /// [`RUNTIME_KV_BUCKET`](crate::RUNTIME_KV_BUCKET): which input plays and
 /// the counters since it started, for the API's status.

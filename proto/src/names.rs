@@ -46,6 +46,28 @@ pub const RUNTIME_KV_BUCKET: &str = "dvr_v1_runtime";
 /// How long a [`RUNTIME_KV_BUCKET`] entry lives without being rewritten.
 pub const RUNTIME_MAX_AGE_SECS: u64 = 30;
 
+/// KV bucket: MP4 export jobs (`save-mp4`, the API's export), key
+/// [`export_job_key`], value an [`ExportJob`](crate::ExportJob); the
+/// replica running one holds [`export_held_key`] in the same bucket
+/// (`dvr_bus::Exclusive`), so after a crash another takes it over.
+pub const EXPORTS_KV_BUCKET: &str = "dvr_v1_exports";
+
+/// Key in [`EXPORTS_KV_BUCKET`] of an export job's record.
+pub fn export_job_key(id: &str) -> String {
+    format!("job.{id}")
+}
+
+/// Key in [`EXPORTS_KV_BUCKET`] held while a replica runs job `id`.
+pub fn export_held_key(id: &str) -> String {
+    format!("held.{id}")
+}
+
+/// Where an export is written in its stream's archive store:
+/// `exports/{stream}/{file}`.
+pub fn export_object_key(stream: &StreamName, file: &str) -> String {
+    format!("exports/{stream}/{file}")
+}
+
 /// Header: JetStream de-duplication id; the live log sets it to
 /// [`segment_msg_id`] so a retried append is stored once.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";

@@ -214,7 +214,8 @@ fn nats_password_key(service: &str) -> String {
 /// What a service may not do on the bus; everything else it may. The
 /// internet-facing packager only reads: it appends to no live log, writes
 /// no segment bytes, no setting, lock, lease, catalog entry, session or
-/// runtime report, and deletes or purges no stream. The others may not
+/// runtime report, and deletes or purges no stream (it writes export jobs,
+/// which it runs). The others may not
 /// write what only other services write. Only auth answers play checks. Subjects as
 /// `dvr-proto` names them (`$KV.bucket.key`, `$O.bucket.…` are how
 /// JetStream writes keys and objects; reads go through `$JS.API.…`).
@@ -227,6 +228,7 @@ fn nats_denials(service: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     const CATALOG: &str = "$KV.dvr_v1_catalog.>";
     const SESSIONS: &str = "$KV.dvr_v1_sessions.>";
     const RUNTIME: &str = "$KV.dvr_v1_runtime.>";
+    const EXPORTS: &str = "$KV.dvr_v1_exports.>";
     const DESTROY: [&str; 3] = [
         "$JS.API.STREAM.DELETE.>",
         "$JS.API.STREAM.PURGE.>",
@@ -241,13 +243,13 @@ fn nats_denials(service: &str) -> (Vec<&'static str>, Vec<&'static str>) {
         .chain(DESTROY)
         .collect(),
         // Every other service seeds the settings at start.
-        "ingest" => vec![LOCKS, CATALOG, SESSIONS],
-        "recorder" => vec![LIVE, SESSIONS],
+        "ingest" => vec![LOCKS, CATALOG, SESSIONS, EXPORTS],
+        "recorder" => vec![LIVE, SESSIONS, EXPORTS],
         "api" => [LIVE, SEGMENTS, LEASES, CATALOG, RUNTIME]
             .into_iter()
             .chain(DESTROY)
             .collect(),
-        "auth" => [LIVE, SEGMENTS, LOCKS, LEASES, CATALOG, RUNTIME]
+        "auth" => [LIVE, SEGMENTS, LOCKS, LEASES, CATALOG, RUNTIME, EXPORTS]
             .into_iter()
             .chain(DESTROY)
             .collect(),

@@ -37,6 +37,7 @@ use utoipa_axum::routes;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
+pub use routes::save_mp4_alias;
 pub use state::ApiState;
 pub use status::{
     IngestState, LastSegment, NothingRuns, RuntimeStatus, Span, StreamStatus, StreamStatusSource,
@@ -116,6 +117,8 @@ impl ApiService {
             .routes(routes!(list_locks, add_lock, remove_lock))
             .routes(routes!(reindex))
             .routes(routes!(export))
+            .routes(routes!(list_exports))
+            .routes(routes!(export_job))
             .routes(routes!(list_sessions))
             .routes(routes!(storage_health))
             .split_for_parts();

@@ -213,16 +213,36 @@ pub struct ReindexReport {
     pub ranges: Vec<Span>,
 }
 
-/// An export request (reserved: MP4 export comes later).
+/// An export request: the range saved as one MP4 under the stream's
+/// exports prefix.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     /// Start, UTC epoch seconds.
     pub from: i64,
-    /// Length in seconds.
+    /// Length in seconds (at most 3 hours, as `archive-FROM-DUR.mp4`).
     pub duration: i64,
-    /// File name under the export directory: relative, no `..`, no NUL.
+    /// File name under `exports/STREAM/`: relative, no `..`, ends in `.mp4`.
     pub file: Option<String>,
+    /// Start and end to the frame (`archive-FROM-DUR.mp4?precise=true`).
+    #[serde(default)]
+    pub precise: bool,
+    /// Join the recorded parts of a range with a gap.
+    #[serde(default)]
+    pub ignore_gaps: bool,
+    /// Replace an object of that name (refused with 409 otherwise).
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// Export jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportList {
+    /// Newest first: `id`, `stream`, `from`, `duration`, `file`, `state`
+    /// (`queued`, `running`, `done`, `failed`), `node`, `bytes`, `total`,
+    /// `error`, `created_at`, `updated_at` (UTC ms).
+    #[schema(value_type = Vec<Object>)]
+    pub exports: Vec<dvr_proto::ExportJob>,
 }
 
 /// Play sessions.

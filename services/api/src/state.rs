@@ -42,6 +42,11 @@ pub struct ApiState {
     /// The runtime bucket ([`dvr_proto::RUNTIME_KV_BUCKET`]) the ingest
     /// reports into, when the process has one ([`ApiState::with_runtime`]).
     pub runtime: Option<Arc<dyn Kv>>,
+    /// The exports bucket ([`dvr_proto::EXPORTS_KV_BUCKET`]) jobs are
+    /// queued in ([`ApiState::with_exports`]).
+    pub exports: Option<Arc<dyn Kv>>,
+    /// The clock jobs are stamped with.
+    pub clock: Arc<dyn dvr_common::Clock>,
     /// The last `GET /api/v1/storage` answer.
     pub(crate) storage_health: crate::routes::storage::HealthCache,
 }
@@ -69,7 +74,18 @@ impl ApiState {
             lock_edits: Exclusive::new(locks, node),
             storage_health: Default::default(),
             runtime: None,
+            exports: None,
+            clock: Arc::new(dvr_common::SystemClock),
         }
+    }
+
+    /// Queues export jobs in `exports` ([`dvr_proto::EXPORTS_KV_BUCKET`]),
+    /// stamped by `clock`.
+    #[must_use]
+    pub fn with_exports(mut self, exports: Arc<dyn Kv>, clock: Arc<dyn dvr_common::Clock>) -> Self {
+        self.exports = Some(exports);
+        self.clock = clock;
+        self
     }
 
     /// Reads what the ingest reports from `runtime`

@@ -95,15 +95,21 @@ fn api_replica(
         ROOT,
         Arc::new(ArchiveStore::new(Arc::clone(storage) as Arc<dyn Storage>)),
     );
-    ApiService::new(ApiState::new(
-        Arc::clone(streams) as Arc<dyn Kv>,
-        sessions.map(|s| Arc::clone(s) as Arc<dyn Kv>),
-        Arc::clone(locks) as Arc<dyn Kv>,
-        node,
-        Arc::new(NothingRuns),
-        archives,
-        Some(ROOT.to_owned()),
-    ))
+    ApiService::new(
+        ApiState::new(
+            Arc::clone(streams) as Arc<dyn Kv>,
+            sessions.map(|s| Arc::clone(s) as Arc<dyn Kv>),
+            Arc::clone(locks) as Arc<dyn Kv>,
+            node,
+            Arc::new(NothingRuns),
+            archives,
+            Some(ROOT.to_owned()),
+        )
+        .with_exports(
+            Arc::new(MemoryKv::new(dvr_proto::EXPORTS_KV_BUCKET)),
+            Arc::new(dvr_common::SystemClock),
+        ),
+    )
 }
 
 impl Fixture {
@@ -237,6 +243,8 @@ fn every_route() -> Vec<(&'static str, &'static str, Option<&'static str>)> {
         ),
         ("GET", "/api/v1/sessions", None),
         ("GET", "/api/v1/storage", None),
+        ("GET", "/api/v1/exports", None),
+        ("GET", "/api/v1/exports/0badf00d", None),
         ("POST", "/flussonic/api/dvr_enable/ort", None),
         ("POST", "/flussonic/api/dvr_disable/ort", None),
         (
@@ -832,8 +840,36 @@ async fn reindex_export_sessions_and_the_document() {
         Auth::Token,
     )
     .await;
-    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
-    assert!(v["error"].as_str().unwrap().contains("MP4"), "{v}");
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["state"], "queued", "{v}");
+    assert_eq!(v["file"], "ort/a.mp4", "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (s, listed) = call(&app, "GET", "/api/v1/exports", None, Auth::Token).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(listed["exports"][0], v, "{listed}");
+    let (s, one) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/exports/{id}"),
+        None,
+        Auth::Token,
+    )
+    .await;
+    assert_eq!((s, &one), (StatusCode::OK, &v));
+    let (s, _) = call(&app, "GET", "/api/v1/exports/0badf00d", None, Auth::Token).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, "GET", "/api/v1/exports/not-hex", None, Auth::Token).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A stream without an archive has nothing to export.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/v1/streams/live/dvr/export",
+        Some(r#"{"from":1700000000,"duration":60,"file":"a.mp4"}"#),
+        Auth::Token,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
 
     let record = |id: &str, stream: &str, opened: i64| SessionRecord {
         v: 1,

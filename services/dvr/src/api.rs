@@ -33,6 +33,8 @@ pub struct ApiBuckets {
     pub locks: Arc<dyn Kv>,
     /// [`dvr_proto::RUNTIME_KV_BUCKET`].
     pub runtime: Arc<dyn Kv>,
+    /// [`dvr_proto::EXPORTS_KV_BUCKET`].
+    pub exports: Arc<dyn Kv>,
 }
 
 /// The API's routes for this process: its buckets, the process's archive
@@ -61,6 +63,7 @@ pub fn router(
         config.node.archive.clone(),
     )
     .with_runtime(buckets.runtime)
+    .with_exports(buckets.exports, Arc::clone(clock))
     .with_publishes(config.node.rtmp.is_some());
     let service = ApiService::new(state);
     if distributed {

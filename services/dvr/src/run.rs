@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use axum::Router;
 use bytes::Bytes;
 use clap::Args;
 use dvr_archive::ArchiveRegistry;
@@ -23,9 +24,11 @@ use dvr_common::{Clock, StreamName, SystemClock, UtcMs};
 use dvr_ingest::input::publish::rtmp::RtmpListener;
 use dvr_packager::{Packager, PackagerConfig};
 use dvr_proto::{
-    stream_config_key, LOCKS_KV_BUCKET, RUNTIME_KV_BUCKET, SESSIONS_KV_BUCKET, STREAMS_KV_BUCKET,
+    stream_config_key, EXPORTS_KV_BUCKET, LOCKS_KV_BUCKET, RUNTIME_KV_BUCKET, SESSIONS_KV_BUCKET,
+    STREAMS_KV_BUCKET,
 };
 use tokio::sync::watch;
+use tower::Layer;
 use tracing::{info, warn};
 
 use crate::config::RunConfig;
@@ -281,8 +284,19 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let supervised = tokio::spawn(Arc::clone(&supervisor).run(Arc::clone(&streams_kv), stop_rx));
 
     let mut app = crate::health::router(Arc::clone(&supervisor));
+    let exports_kv = node.kv(EXPORTS_KV_BUCKET).await?;
     if roles.packager {
         app = app.merge(Arc::clone(&packager).router());
+        // Saved exports: any packager replica writes the queued jobs.
+        let runner = dvr_packager::exports::ExportRunner::new(
+            Arc::clone(&packager),
+            Arc::clone(&exports_kv),
+            Arc::clone(&streams_kv),
+            Arc::clone(&registry),
+            Arc::clone(&clock),
+            &node.id,
+        );
+        tokio::spawn(runner.run());
     }
     if roles.packager || roles.api {
         // The operator page and the player page's scripts (embed.html
@@ -300,6 +314,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
                 sessions,
                 locks: node.kv(LOCKS_KV_BUCKET).await?,
                 runtime: node.kv(RUNTIME_KV_BUCKET).await?,
+                exports: Arc::clone(&exports_kv),
             },
             &node.id,
             &packager,
@@ -307,6 +322,10 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
             &clock,
             node.is_distributed(),
         )?);
+        // The seeds' `POST /STREAM/save-mp4-FROM-DUR?file=` is the API's
+        // export: rewritten before routing, so it meets the API's checks.
+        app = Router::new()
+            .fallback_service(axum::middleware::from_fn(dvr_api::save_mp4_alias).layer(app));
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await

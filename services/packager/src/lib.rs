@@ -28,6 +28,7 @@ pub mod config;
 pub mod dash;
 pub mod error;
 pub mod export;
+pub mod exports;
 pub mod http;
 pub mod master;
 pub mod metrics;

@@ -303,21 +303,37 @@ async fn handle(State(packager): State<Arc<Packager>>, request: Request) -> Resp
         client: ClientAddr::of(request.extensions()),
         origin: origin(request.headers()),
     };
-    match packager.answer(uri.path(), uri.query(), &context).await {
-        Ok(response) => response,
-        Err(err) => {
-            let status = StatusCode::from_u16(err.http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if status.is_server_error() {
-                tracing::warn!(path = uri.path(), error = %err, "playback request failed");
-            }
-            let mut response = (status, format!("{err}\n")).into_response();
-            if let Some(secs) = err.retry_after() {
+    packager
+        .answer_ungated(uri.path(), uri.query(), &context)
+        .await
+}
+
+impl Packager {
+    /// The answer to a playback request, errors as their status and line,
+    /// without the playback gate: for [`handle`] (the gate is a layer in
+    /// front of it) and for jobs an admin asked for (saved exports).
+    pub(crate) async fn answer_ungated(
+        &self,
+        path: &str,
+        raw_query: Option<&str>,
+        context: &RequestContext,
+    ) -> Response {
+        match self.answer(path, raw_query, context).await {
+            Ok(response) => response,
+            Err(err) => {
+                let status = StatusCode::from_u16(err.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                if status.is_server_error() {
+                    tracing::warn!(path, error = %err, "playback request failed");
+                }
+                let mut response = (status, format!("{err}\n")).into_response();
+                if let Some(secs) = err.retry_after() {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
                 response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            response
         }
     }
 }

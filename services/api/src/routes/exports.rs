@@ -1,17 +1,35 @@
-//! Export jobs (reserved until MP4 export exists): the request is checked
-//! in full, the file name kept inside the export directory.
+//! Saved MP4 exports: `POST …/dvr/export` (and the seeds' `POST
+//! /STREAM/save-mp4-FROM-DUR?file=NAME`, rewritten to it by
+//! [`save_mp4_alias`]) queue a job in the exports bucket
+//! ([`dvr_proto::EXPORTS_KV_BUCKET`]); a packager replica writes it into
+//! the stream's archive store (`dvr_packager::exports`). The request is
+//! checked in full first: range, file name (kept inside the stream's
+//! exports prefix), a stream that records, an existing object unless
+//! `overwrite`. `GET /api/v1/exports[/{id}]` shows the jobs.
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use bytes::Bytes;
+use dvr_bus::BusError;
+use dvr_proto::{
+    export_job_key, export_object_key, ExportJob, ExportState, Versioned, PROTO_VERSION,
+};
 
 use super::locks::to_lock;
 use super::StreamParam;
 use crate::error::{ApiError, ErrorBody};
-use crate::schema::{ExportRequest, LockRange};
-use crate::state::{json_body, AppState};
+use crate::schema::{ExportList, ExportRequest, LockRange};
+use crate::state::{bus_error, json_body, AppState};
 
+/// The most jobs `GET /api/v1/exports` lists (newest first).
+const MAX_LISTED: usize = 1000;
 /// The longest file name an export request may carry.
 const MAX_FILE_NAME_LEN: usize = 255;
 
@@ -40,12 +58,13 @@ pub fn check_file_name(field: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Reserved for MP4 export jobs (the seeds' `save-mp4`): validates the
-/// request, then answers 501 until MP4 export exists.
+/// Queues an MP4 export of a range into the stream's archive store
+/// (`exports/STREAM/FILE`); answers `202` with the job, whose state
+/// `GET /api/v1/exports/{id}` follows.
 #[utoipa::path(post, path = "/api/v1/streams/{name}/dvr/export", tag = "dvr",
     params(("name" = String, Path, description = "Stream name; `/` as %2F")),
     request_body = ExportRequest,
-    responses((status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 501, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 202, description = "The job (an `ExportJob`)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn export(
     State(api): AppState,
     StreamParam(name): StreamParam,
@@ -56,22 +75,218 @@ pub async fn export(
         from: request.from,
         duration: request.duration,
     })?;
-    if let Some(file) = &request.file {
-        check_file_name("file", file)?;
+    let file = request
+        .file
+        .ok_or_else(|| ApiError::bad_request("file: required (the name to save the MP4 as)"))?;
+    check_file_name("file", &file)?;
+    if !file.ends_with(".mp4") {
+        return Err(ApiError::bad_request(format!(
+            "file: {file:?}: must end in .mp4"
+        )));
     }
-    api.existing(&name).await?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "export of stream {name} is not available yet: MP4 export jobs come with the MP4 issue; download /{name}/archive-{}-{}.ts meanwhile",
-            request.from, request.duration
-        ),
-    ))
+    let key = export_object_key(&name, &file);
+    dvr_storage::ObjectKey::parse(&key)
+        .map_err(|e| ApiError::bad_request(format!("file: {file:?}: {e}")))?;
+    let Some(jobs) = api.exports.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "exports: this process has no exports bucket",
+        ));
+    };
+    let store = api.archive_of(&name).await?;
+    if !request.overwrite {
+        let exists = store
+            .storage()
+            .stat(&key)
+            .await
+            .map_err(|e| ApiError::from_kind(&format!("checking {key}"), &e))?;
+        if exists.is_some() {
+            return Err(ApiError::conflict(format!(
+                "{key} exists; add \"overwrite\": true to replace it"
+            )));
+        }
+    }
+    let now = api.clock.now();
+    let random = RandomState::new();
+    let id = format!(
+        "{:016x}{:016x}",
+        random.hash_one((&key, request.from, request.duration, now.0)),
+        random.hash_one(now.0)
+    );
+    let job = ExportJob {
+        v: PROTO_VERSION,
+        id: id.clone(),
+        stream: name.clone(),
+        from: request.from,
+        duration: request.duration,
+        file,
+        precise: request.precise,
+        ignore_gaps: request.ignore_gaps,
+        overwrite: request.overwrite,
+        state: ExportState::Queued,
+        node: None,
+        bytes: 0,
+        total: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    jobs.create(&export_job_key(&id), Bytes::from(job.encode()))
+        .await
+        .map_err(|e| bus_error("queueing the export", &e))?;
+    tracing::info!(stream = %name, job = %id, key, "api: export queued");
+    let mut response = (StatusCode::ACCEPTED, Json(&job)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/exports/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Every export job, newest first (at most 1000).
+#[utoipa::path(get, path = "/api/v1/exports", tag = "dvr",
+    responses((status = 200, body = ExportList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list_exports(State(api): AppState) -> Result<Json<ExportList>, ApiError> {
+    let Some(jobs) = api.exports.clone() else {
+        return Ok(Json(ExportList {
+            exports: Vec::new(),
+        }));
+    };
+    let entries = jobs
+        .list("job.")
+        .await
+        .map_err(|e| bus_error("listing exports", &e))?;
+    let mut exports: Vec<ExportJob> = entries
+        .iter()
+        .filter_map(|e| ExportJob::decode(&e.value).ok())
+        .collect();
+    exports.sort_by_key(|job| std::cmp::Reverse(job.created_at));
+    exports.truncate(MAX_LISTED);
+    Ok(Json(ExportList { exports }))
+}
+
+/// One export job: `state` (`queued`, `running`, `done`, `failed`),
+/// `bytes` of `total`, `error`.
+#[utoipa::path(get, path = "/api/v1/exports/{id}", tag = "dvr",
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 200, description = "The job (an `ExportJob`)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn export_job(
+    State(api): AppState,
+    Path(id): Path<String>,
+) -> Result<Json<ExportJob>, ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!(
+            "export id {id:?}: expected hex digits"
+        )));
+    }
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no export {id}"));
+    let jobs = api.exports.clone().ok_or_else(not_found)?;
+    let entry = jobs
+        .get(&export_job_key(&id))
+        .await
+        .map_err(|e: BusError| bus_error("reading the export", &e))?
+        .ok_or_else(not_found)?;
+    ExportJob::decode(&entry.value).map(Json).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("export {id}: {e}"),
+        )
+    })
+}
+
+/// The seeds' `POST /STREAM/save-mp4-FROM-DUR?file=NAME`, rewritten to
+/// `POST /api/v1/streams/STREAM/dvr/export` before routing, so it passes
+/// the API's credentials check and answers as that route does. `precise`,
+/// `ignore_gaps` and `overwrite` are taken from the query; `meta=true`
+/// (the body stored in the file's `udta`) is refused by name. Every other
+/// request passes unchanged. Applied around the whole router by the
+/// binary (a layer on the router would run after routing).
+pub async fn save_mp4_alias(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some((stream, last)) = path.trim_start_matches('/').rsplit_once('/') else {
+        return next.run(request).await;
+    };
+    let Some(range) = last.strip_prefix("save-mp4-") else {
+        return next.run(request).await;
+    };
+    if request.method() != Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "save-mp4: POST with admin credentials\n",
+        )
+            .into_response();
+    }
+    match alias_body(range, request.uri().query().unwrap_or_default()) {
+        Ok(body) => {
+            let (mut parts, _) = request.into_parts();
+            let encoded = stream.replace('%', "%25").replace('/', "%2F");
+            let uri = format!("/api/v1/streams/{encoded}/dvr/export");
+            let Ok(uri) = uri.parse() else {
+                return ApiError::bad_request("save-mp4: the stream name does not fit a URL")
+                    .into_response();
+            };
+            parts.uri = uri;
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            next.run(Request::from_parts(parts, Body::from(body))).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The export request a `save-mp4-FROM-DUR?…` URL asks for, as JSON.
+fn alias_body(range: &str, query: &str) -> Result<String, ApiError> {
+    let bad = |why: String| ApiError::bad_request(format!("save-mp4-{range}: {why}"));
+    let (from, duration) = range
+        .split_once('-')
+        .and_then(|(f, d)| Some((f.parse::<i64>().ok()?, d.parse::<i64>().ok()?)))
+        .ok_or_else(|| bad("expected save-mp4-FROM-DURATION in whole seconds".into()))?;
+    let mut request = serde_json::json!({ "from": from, "duration": duration });
+    for (key, value) in super::url_pairs(query) {
+        let flag = || match value.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(bad(format!("{key}={other:?}: expected true or false"))),
+        };
+        match key.as_str() {
+            "file" => request["file"] = value.into(),
+            "precise" | "ignore_gaps" | "overwrite" => request[key.as_str()] = flag()?.into(),
+            "meta" if flag()? => {
+                return Err(bad(
+                    "meta=true: storing the body in the file's metadata is not supported".into(),
+                ))
+            }
+            "meta" => {}
+            other => return Err(bad(format!("unknown parameter {other:?}"))),
+        }
+    }
+    Ok(request.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seeds_save_mp4_url_becomes_an_export_request() {
+        let body = alias_body("1350274200-4200", "file=a%2Fb.mp4&precise=true").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"from": 1_350_274_200_i64, "duration": 4200, "file": "a/b.mp4", "precise": true})
+        );
+        for (range, query, why) in [
+            ("1-x", "file=a.mp4", "expected save-mp4-FROM-DURATION"),
+            ("1-2", "file=a.mp4&meta=true", "meta=true"),
+            ("1-2", "file=a.mp4&x=1", "unknown parameter \"x\""),
+            ("1-2", "file=a.mp4&overwrite=yes", "overwrite=\"yes\""),
+        ] {
+            let e = alias_body(range, query).unwrap_err();
+            assert!(e.message.contains(why), "{}", e.message);
+        }
+    }
 
     #[test]
     fn file_names_stay_inside_the_export_directory() {
