@@ -546,7 +546,8 @@ impl Supervisor {
             )) as Arc<dyn dvr_packager::ArchivedTape>),
             None => None,
         };
-        Ok(StreamTape::new(name.to_string(), log, archived))
+        let schedule = config.dvr.as_ref().and_then(|d| d.schedule.clone());
+        Ok(StreamTape::new(name.to_string(), log, archived).with_schedule(schedule))
     }
 
     /// The archive store of a stream's root (opened once per root), with

@@ -388,7 +388,7 @@ impl Packager {
         }
         let start = UtcMs(at / TICKS_PER_MS);
         let candidates = tape
-            .segments_between(start, start.saturating_add_ms(ms.max(1000) + 1000))
+            .every_segment_between(start, start.saturating_add_ms(ms.max(1000) + 1000))
             .await?;
         let first = candidates
             .iter()

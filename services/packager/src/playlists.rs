@@ -476,7 +476,7 @@ impl Packager {
         meta: &SegmentMeta,
     ) -> Result<bytes::Bytes, PackagerError> {
         let found = tape
-            .segments_between(meta.utc_start, meta.utc_start.saturating_add_ms(1))
+            .every_segment_between(meta.utc_start, meta.utc_start.saturating_add_ms(1))
             .await?;
         let segment = found
             .iter()

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dvr_archive::{recorded_ranges, IndexRecord, Lock, RecordRun, TimeRange};
 use dvr_bus::{BusError, LiveLog};
+use dvr_common::config::Schedule;
 use dvr_common::HasErrorKind;
 use dvr_common::UtcMs;
 use dvr_media::SegmentMeta;
@@ -170,6 +171,9 @@ pub struct StreamTape {
     /// For a delayed channel (`timeshift://OTHER/N`): how far behind its
     /// source's live it plays, in milliseconds; 0 for a recorded stream.
     delay_ms: i64,
+    /// The stream's recording schedule (`dvr.schedule`): live-log segments
+    /// outside it are live only, see [`StreamTape::with_schedule`].
+    schedule: Option<Schedule>,
 }
 
 impl StreamTape {
@@ -184,7 +188,27 @@ impl StreamTape {
             live,
             archive,
             delay_ms: 0,
+            schedule: None,
         }
+    }
+
+    /// The tape of a stream recording on `schedule` only. Segments made
+    /// outside it are live only: the live playlist lists them and their
+    /// URLs answer while they are in the live log, but the recorded view
+    /// (ranges and `recording_status.json`, archive, rewind and timeshift
+    /// playlists, downloads and exports) leaves them out, as the recorder
+    /// never archives them.
+    #[must_use]
+    pub fn with_schedule(mut self, schedule: Option<Schedule>) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Whether a live-log segment belongs to the recorded view.
+    fn scheduled(&self, meta: &SegmentMeta) -> bool {
+        self.schedule
+            .as_ref()
+            .is_none_or(|s| s.contains(meta.utc_start))
     }
 
     /// A delayed channel `name`: `source`'s tape, played `delay_ms` behind
@@ -197,6 +221,7 @@ impl StreamTape {
             live: Arc::clone(&source.live),
             archive: source.archive.clone(),
             delay_ms,
+            schedule: source.schedule.clone(),
         }
     }
 
@@ -221,9 +246,23 @@ impl StreamTape {
         &self.live
     }
 
-    /// Segments overlapping `[from, to)`, oldest first: archived ones, then
-    /// those only in the live log.
+    /// Recorded segments overlapping `[from, to)`, oldest first: archived
+    /// ones, then those only in the live log (within the schedule).
     pub async fn segments_between(
+        &self,
+        from: UtcMs,
+        to: UtcMs,
+    ) -> Result<Vec<TapeSegment>, PackagerError> {
+        let mut out = self.every_segment_between(from, to).await?;
+        if self.schedule.is_some() {
+            out.retain(|s| s.location != Location::LiveLog || self.scheduled(&s.meta));
+        }
+        Ok(out)
+    }
+
+    /// Every segment overlapping `[from, to)`, live-only ones included: for
+    /// the segment URLs the live playlist lists.
+    pub async fn every_segment_between(
         &self,
         from: UtcMs,
         to: UtcMs,
@@ -265,7 +304,7 @@ impl StreamTape {
             .segments_between(from, to)
             .await
             .map_err(|e| self.live_error(&e))?;
-        live.retain(|m| archived_until.is_none_or(|last| m.seq > last));
+        live.retain(|m| archived_until.is_none_or(|last| m.seq > last) && self.scheduled(m));
         Ok(TapeMetas::new(archived, live))
     }
 
@@ -360,7 +399,7 @@ impl StreamTape {
                 .await
                 .map_err(|e| self.live_error(&e))?
                 .into_iter()
-                .filter(|m| archived_until.is_none_or(|last| m.seq > last))
+                .filter(|m| archived_until.is_none_or(|last| m.seq > last) && self.scheduled(m))
                 .map(|m| TimeRange {
                     from: m.utc_start,
                     to: m.utc_end(),

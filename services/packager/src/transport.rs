@@ -108,7 +108,7 @@ impl Packager {
         let start = UtcMs::from_secs(start_second);
         let reach = i64::from(duration_ms).max(1000) + 1000;
         let candidates = tape
-            .segments_between(start, start.saturating_add_ms(reach))
+            .every_segment_between(start, start.saturating_add_ms(reach))
             .await?;
         let run = segment_run(&candidates, start_second, duration_ms)
             .ok_or_else(|| PackagerError::NothingRecorded(format!("no segment {}", asked.path)))?;
