@@ -10,7 +10,8 @@
 //! - a click in the past plays from there: the PROGRAM-DATE-TIME at the
 //!   start of what plays is within one segment of the second clicked;
 //! - a drag selects a range and offers `archive-FROM-DUR.mp4`, which
-//!   ffprobe reads with the selected duration;
+//!   ffprobe reads with the selected duration and Chromium's own `<video>`
+//!   plays and seeks in;
 //! - the calendar has a button for each day the hour bitmap has recorded
 //!   hours in, and a day's button shows that day on the timeline;
 //! - the seeds' query options: `play_duration` stops playback, `ago`
@@ -352,6 +353,20 @@ fn the_player_and_operator_pages_in_chromium() {
             .any(|s| s["codec_name"] == "h264"),
         "{probe}"
     );
+
+    // Chromium's <video> reads the same duration, seeks to its middle and
+    // plays on from there.
+    let video = step("export_video");
+    assert!(video["error"].is_null(), "{video}");
+    assert!(
+        (num(&video["duration"]) - seconds).abs() < 0.1,
+        "{video} vs ffprobe's {seconds}"
+    );
+    assert!(
+        (num(&video["at"]) - num(&video["target"])).abs() < 0.5,
+        "{video}"
+    );
+    assert!(num(&video["later"]) > num(&video["at"]) + 0.5, "{video}");
 
     // The calendar: one button per UTC day (the browser runs in UTC) with
     // a recorded hour, and a day's button shows that day.

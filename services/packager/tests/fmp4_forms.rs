@@ -22,7 +22,8 @@ use dvr_media::CodecSummary;
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_storage::{StorageConfig, StorageUri};
 use support::{
-    body, ffprobe, get, header, recorded, recorded_runs, segmented, send, serve, Fixture, T0,
+    body, ffprobe, get, gst_pictures, header, recorded, recorded_runs, segmented, send, serve,
+    Fixture, T0,
 };
 
 const MPD: &str = "application/dash+xml";
@@ -715,13 +716,6 @@ async fn every_cmaf_hls_form_lists_pieces_that_answer() {
     }
 }
 
-/// Seconds in GStreamer's `H:MM:SS.nnnnnnnnn`.
-fn gst_seconds(time: &str) -> f64 {
-    time.split(':')
-        .map(|part| part.parse::<f64>().unwrap())
-        .fold(0.0, |total, part| total * 60.0 + part)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gstreamer_plays_an_mpd_of_two_periods_to_its_end() {
     // Two runs of 10 s with 4 s between them: a static MPD of two Periods.
@@ -729,34 +723,9 @@ async fn gstreamer_plays_an_mpd_of_two_periods_to_its_end() {
     let url = format!("{}/archive-{T0}-24.mpd", serve(&f).await);
     let mpd = text_of(&f, &format!("/ch/archive-{T0}-24.mpd"), MPD).await;
     assert!(mpd.contains("type=\"static\"") && mpd.matches("<Period ").count() == 2);
-    let played = url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["120", "gst-launch-1.0", "-v", "playbin"])
-            .arg(format!("uri={played}"))
-            .args([
-                "video-sink=fakesink sync=false silent=false",
-                "audio-sink=fakesink sync=false silent=false",
-            ])
-            .output()
-            .expect("gst-launch-1.0 (make test-deps: GStreamer)")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("Got EOS from element \"playbin0\""),
-        "{url}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        stdout.lines().rev().take(8).collect::<Vec<_>>().join("\n")
-    );
     // Decoded pictures, on the tape's clock, from both Periods up to the
     // end of the tape.
-    let pictures: Vec<f64> = stdout
-        .lines()
-        .filter(|l| l.contains("vbin/GstFakeSink") && l.contains("chain"))
-        .filter_map(|l| l.split("pts: ").nth(1)?.split(',').next().map(gst_seconds))
-        .collect();
+    let pictures = gst_pictures(&url).await;
     let t0 = T0 as f64;
     assert!(pictures.len() >= 450, "{} pictures", pictures.len());
     assert!(pictures.iter().any(|&t| t < t0 + 10.0), "{pictures:?}");

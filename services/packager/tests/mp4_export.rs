@@ -22,7 +22,9 @@ use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{CodecSummary, Segment};
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_storage::{CountingStorage, Storage, StorageConfig, StorageUri};
-use support::{body, get, header, recorded, recorded_runs, segmented, send, serve, T0};
+use support::{
+    body, get, gst_pictures, header, recorded, recorded_runs, segmented, send, serve, T0,
+};
 
 const CLIP: &str = "h264_aac_720p.ts";
 
@@ -110,6 +112,29 @@ async fn an_export_plays_with_the_tapes_duration_moov_first() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_plays_an_export_through_qtdemux_to_its_end() {
+    let f = recorded(CLIP);
+    let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
+    let tape = tape_seconds(&segmented(&[CLIP], 0, &clock));
+    let url = format!("{}/archive-{T0}-60.mp4", serve(&f).await);
+    let pictures = gst_pictures(&url).await;
+    // Every picture of the 25 fps tape, from its start to its end.
+    let expected = (tape * 25.0).round() as usize;
+    assert!(
+        pictures.len().abs_diff(expected) <= 1,
+        "{} pictures of {expected}",
+        pictures.len()
+    );
+    let first = pictures.iter().copied().fold(f64::MAX, f64::min);
+    let last = pictures.iter().copied().fold(0.0, f64::max);
+    assert!(first < 0.1, "the first picture at {first}");
+    assert!(
+        (last + 0.04 - tape).abs() < 0.1,
+        "the last picture at {last}, the tape lasts {tape}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

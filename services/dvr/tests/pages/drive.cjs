@@ -112,7 +112,27 @@ async function main() {
     await page.mouse.move(tb.x + tb.width * 0.5, tb.y + 10, { steps: 5 });
     await page.mouse.up();
     await page.waitForSelector('[data-role="selection"]:not([hidden])', { timeout: 5000 });
-    report("select", { download: await page.getAttribute('[data-role="download"]', "href") });
+    const download = await page.getAttribute('[data-role="download"]', "href");
+    report("select", { download });
+    // Chromium's own <video> plays the export and seeks in it (Range).
+    const mp4 = await context.newPage();
+    await mp4.goto(`${BASE}${download}`);
+    const played = await mp4.evaluate(async () => {
+      const v = document.querySelector("video");
+      v.muted = true;
+      if (v.readyState < 1) await new Promise((r) => v.addEventListener("loadedmetadata", r, { once: true }));
+      const duration = v.duration;
+      const target = duration / 2;
+      const seeked = new Promise((r) => v.addEventListener("seeked", r, { once: true }));
+      v.currentTime = target;
+      await seeked;
+      const at = v.currentTime;
+      await v.play();
+      await new Promise((r) => setTimeout(r, 1500));
+      return { duration, target, at, later: v.currentTime, error: v.error && v.error.message };
+    });
+    report("export_video", played);
+    await mp4.close();
     await page.screenshot({ path: `${env("SHOTS")}/embed-selection-desktop.png` });
   }
 

@@ -313,3 +313,42 @@ pub async fn serve(f: &Fixture) -> String {
     tokio::spawn(async move { axum::serve(listener, router).await });
     format!("http://127.0.0.1:{port}/ch")
 }
+
+/// Seconds in GStreamer's `H:MM:SS.nnnnnnnnn`.
+pub fn gst_seconds(time: &str) -> f64 {
+    time.split(':')
+        .map(|part| part.parse::<f64>().unwrap())
+        .fold(0.0, |total, part| total * 60.0 + part)
+}
+
+/// GStreamer's `playbin` plays `url` to its end as fast as it decodes
+/// (fake sinks, `sync=false`); the presentation times of the pictures it
+/// decoded. Fails the test unless it reached EOS.
+pub async fn gst_pictures(url: &str) -> Vec<f64> {
+    let played = url.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["120", "gst-launch-1.0", "-v", "playbin"])
+            .arg(format!("uri={played}"))
+            .args([
+                "video-sink=fakesink sync=false silent=false",
+                "audio-sink=fakesink sync=false silent=false",
+            ])
+            .output()
+            .expect("gst-launch-1.0 (make test-deps: GStreamer)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Got EOS from element \"playbin0\""),
+        "{url}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        stdout.lines().rev().take(8).collect::<Vec<_>>().join("\n")
+    );
+    stdout
+        .lines()
+        .filter(|l| l.contains("vbin/GstFakeSink") && l.contains("chain"))
+        .filter_map(|l| l.split("pts: ").nth(1)?.split(',').next().map(gst_seconds))
+        .collect()
+}
