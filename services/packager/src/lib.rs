@@ -53,4 +53,4 @@ pub use config::{PackagerConfig, RequestContext};
 pub use error::PackagerError;
 pub use service::Packager;
 pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};
-pub use tapes::{follow_catalog, Tapes};
+pub use tapes::{apply_summary, follow_catalog, Tapes};

@@ -12,13 +12,17 @@
 //! last seq and chunk it wrote) to the catalog bucket after every chunk.
 //! In one process the store it writes through is the store served, so
 //! nothing more is needed. Distributed, [`follow_catalog`] watches that
-//! bucket and reloads a stream's catalog when the summary says the archive
-//! goes past what this process knows.
+//! bucket and applies each summary ([`apply_summary`]): the chunk it names
+//! is catalogued from its index (one read) when it continues the catalog,
+//! chunks before the summary's first kept seq are forgotten (retention),
+//! and only a chunk that does not continue the catalog (a missed summary,
+//! a start) re-lists the stream's prefix.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dvr_archive::store::{ArchiveStore, Followed};
 use dvr_archive::ArchiveRegistry;
 use dvr_bus::{KvOp, Node};
 use dvr_common::config::StreamConfig;
@@ -136,9 +140,23 @@ impl Tapes {
     }
 }
 
-/// Distributed packagers: reloads a stream's catalog when the recorder (in
-/// another process) says it wrote past what this one knows. Runs until
-/// aborted.
+/// Brings `store`'s catalog of `stream` up to a recorder's announcement;
+/// see the module docs. Failures are logged: the next summary tries again.
+pub async fn apply_summary(store: &ArchiveStore, stream: &StreamName, summary: &CatalogSummary) {
+    match store
+        .follow_chunk(stream, &summary.last_chunk, summary.first_seq)
+        .await
+    {
+        Ok(Followed::Reloaded(report)) => {
+            debug!(stream = %stream, chunks = report.chunks, "catalog re-listed");
+        }
+        Ok(Followed::Applied | Followed::Known) => {}
+        Err(e) => warn!(stream = %stream, error = %e, "cannot refresh the catalog"),
+    }
+}
+
+/// Distributed packagers: follows the recorders' announcements (in other
+/// processes) for every stream this process opened. Runs until aborted.
 pub async fn follow_catalog(node: Arc<Node>, registry: Arc<ArchiveRegistry>) {
     loop {
         let watch = match node.kv(CATALOG_KV_BUCKET).await {
@@ -166,12 +184,7 @@ pub async fn follow_catalog(node: Arc<Node>, registry: Arc<ArchiveRegistry>) {
             let Some(store) = registry.stream_store(&stream) else {
                 continue;
             };
-            if store.last_seq(&stream) >= Some(summary.last_seq) {
-                continue;
-            }
-            if let Err(e) = store.load(&stream).await {
-                warn!(stream = %stream, error = %e, "cannot refresh the catalog");
-            }
+            apply_summary(&store, &stream, &summary).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -20,4 +20,4 @@ pub mod worker;
 pub use config::RecorderConfig;
 pub use disk::DiskMeter;
 pub use recorder::{RecorderError, RetentionError, StreamRecorder};
-pub use worker::{RecorderContext, RecorderWorker};
+pub use worker::{catalog_summary, RecorderContext, RecorderWorker};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
+use dvr_archive::store::ArchiveStore;
 use dvr_archive::{ArchiveRegistry, ChunkEntry};
 use dvr_bus::{Exclusive, Node};
 use dvr_common::config::{DvrConfig, StreamConfig};
@@ -81,7 +82,7 @@ impl RecorderWorker {
         let recorder = StreamRecorder::new(
             name.clone(),
             log,
-            store,
+            Arc::clone(&store),
             Arc::clone(&ctx.clock),
             recorder_config,
         )
@@ -101,7 +102,7 @@ impl RecorderWorker {
         let announcer = ctx.clone();
         let stream = name.clone();
         let task = tokio::spawn(async move {
-            let announce = tokio::spawn(announce_chunks(announcer, stream, chunks));
+            let announce = tokio::spawn(announce_chunks(announcer, stream, store, chunks));
             recorder.run(stop_rx).await;
             // The recorder dropped its sender: the announcer ends after the
             // last chunk.
@@ -128,20 +129,29 @@ impl RecorderWorker {
     }
 }
 
+/// The catalog summary announcing `entry`, the chunk just written, with
+/// the oldest segment `store` still keeps, so followers forget what
+/// retention deleted.
+pub fn catalog_summary(store: &ArchiveStore, entry: &ChunkEntry) -> CatalogSummary {
+    CatalogSummary {
+        v: PROTO_VERSION,
+        last_seq: entry.last_seq,
+        last_chunk: entry.key.ts_key(),
+        to: entry.utc_end,
+        first_seq: store.chunks(&entry.key.stream).first().map(|c| c.first_seq),
+    }
+}
+
 /// Tells the other processes of each chunk written: the catalog summary in
 /// KV, and a `chunk_written` event.
 async fn announce_chunks(
     ctx: RecorderContext,
     stream: StreamName,
+    store: Arc<ArchiveStore>,
     mut chunks: mpsc::UnboundedReceiver<ChunkEntry>,
 ) {
     while let Some(entry) = chunks.recv().await {
-        let summary = CatalogSummary {
-            v: PROTO_VERSION,
-            last_seq: entry.last_seq,
-            last_chunk: entry.key.ts_key(),
-            to: entry.utc_end,
-        };
+        let summary = catalog_summary(&store, &entry);
         match ctx.node.kv(CATALOG_KV_BUCKET).await {
             Ok(kv) => {
                 if let Err(e) = kv
