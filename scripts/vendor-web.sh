@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Refreshes the third-party scripts the player page serves (services/web/assets/vendor/)
-# from the versions pinned in services/web/package-lock.json. The copied files are
+# Refreshes the third-party scripts the player page serves (crates/web/assets/vendor/)
+# from the versions pinned in crates/web/package-lock.json. The copied files are
 # committed, so `cargo build` and `make run` never need node; run this only to
 # change a version (edit package.json, `npm install` there, then this script).
 set -euo pipefail
-web="$(cd "$(dirname "$0")/../services/web" && pwd)"
+web="$(cd "$(dirname "$0")/../crates/web" && pwd)"
 cd "$web"
 npm ci --no-audit --no-fund --loglevel=error
 mkdir -p assets/vendor

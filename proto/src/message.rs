@@ -196,6 +196,10 @@ pub struct CatalogSummary {
     pub last_chunk: String,
     /// Where the archived tape ends.
     pub to: UtcMs,
+    /// The oldest archived segment still kept (retention deletes from the
+    /// front); absent in summaries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
 }
 
 impl Versioned for CatalogSummary {

@@ -47,5 +47,5 @@ pub use lock::{Lock, LocksFile};
 pub use plan::{
     plan_range, record_runs, records_in_range, ChunkRecords, PlanItem, PlannedSegment, RecordRun,
 };
-pub use registry::{ArchiveRegistry, RegistryError};
+pub use registry::{ArchiveRegistry, RegistryError, StreamArchiveError};
 pub use retention::{plan_retention, DiskUsage, RetentionPlan, RetentionPolicy};

@@ -13,15 +13,24 @@
 //! unreachable store must fail loudly. [`ArchiveRegistry::get`] makes no
 //! request, for request paths where an unreachable store fails on use with a
 //! fitting status; a later `open` of the same root still runs the check once.
+//!
+//! A stream's archive is opened through [`ArchiveRegistry::open_stream`]:
+//! the root's store, the stream's catalog loaded from a listing (so a
+//! recorder taking a stream over continues after the previous owner) and its
+//! disk cache. The registry remembers which store serves which stream, so
+//! whoever follows the catalog ([`ArchiveRegistry::stream_store`]) refreshes
+//! the one copy every part of the process reads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use dvr_common::{ErrorKind, HasErrorKind};
+use dvr_common::config::{CacheConfig, DvrConfig};
+use dvr_common::{Clock, ErrorKind, HasErrorKind, StreamName};
 use dvr_storage::{Storage, StorageConfig, StorageError, StorageUri};
+use tracing::debug;
 
 use crate::cache::MemoryCache;
-use crate::store::ArchiveStore;
+use crate::store::{ArchiveStore, StoreError};
 
 /// Why a root could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +58,38 @@ pub enum RegistryError {
     Storage(#[from] StorageError),
 }
 
+/// Why a stream's archive could not be opened; every variant names the
+/// stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamArchiveError {
+    /// The root's store.
+    #[error("stream {stream}: {source}")]
+    Root {
+        /// The stream.
+        stream: StreamName,
+        /// Why the root did not open.
+        source: RegistryError,
+    },
+    /// The stream's catalog could not be listed.
+    #[error("stream {stream}: cannot load its archive: {source}")]
+    Load {
+        /// The stream.
+        stream: StreamName,
+        /// The store's answer.
+        source: StoreError,
+    },
+    /// The stream's disk cache could not be opened.
+    #[error("stream {stream}: cannot open its cache at {path}: {source}")]
+    Cache {
+        /// The stream.
+        stream: StreamName,
+        /// The cache directory configured.
+        path: String,
+        /// The file system's answer.
+        source: std::io::Error,
+    },
+}
+
 impl HasErrorKind for RegistryError {
     fn error_kind(&self) -> ErrorKind {
         match self {
@@ -73,6 +114,9 @@ pub struct ArchiveRegistry {
     storage: StorageConfig,
     memory_cache_bytes: u64,
     open: Mutex<HashMap<String, Entry>>,
+    /// The store each stream opened with [`ArchiveRegistry::open_stream`]
+    /// is in.
+    streams: Mutex<HashMap<StreamName, Arc<ArchiveStore>>>,
 }
 
 impl ArchiveRegistry {
@@ -84,6 +128,7 @@ impl ArchiveRegistry {
             storage,
             memory_cache_bytes,
             open: Mutex::default(),
+            streams: Mutex::default(),
         }
     }
 
@@ -150,6 +195,55 @@ impl ArchiveRegistry {
         });
         entry.checked = true;
         Ok(Arc::clone(&entry.store))
+    }
+
+    /// A stream's archive: its root opened (checked), its catalog loaded
+    /// from a listing and, with `cache`, its disk cache opened.
+    pub async fn open_stream(
+        &self,
+        stream: &StreamName,
+        dvr: &DvrConfig,
+        cache: Option<&CacheConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<ArchiveStore>, StreamArchiveError> {
+        let store = self
+            .open(&dvr.root)
+            .await
+            .map_err(|source| StreamArchiveError::Root {
+                stream: stream.clone(),
+                source,
+            })?;
+        let report = store
+            .load(stream)
+            .await
+            .map_err(|source| StreamArchiveError::Load {
+                stream: stream.clone(),
+                source,
+            })?;
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(stream.clone(), Arc::clone(&store));
+        debug!(stream = %stream, chunks = report.chunks, orphans = report.orphans.len(), bad = report.bad.len(), "archive loaded");
+        if let Some(cache) = cache {
+            store
+                .enable_disk_cache(stream, cache, clock)
+                .map_err(|source| StreamArchiveError::Cache {
+                    stream: stream.clone(),
+                    path: cache.path.clone(),
+                    source,
+                })?;
+        }
+        Ok(store)
+    }
+
+    /// The store a stream was opened in by [`ArchiveRegistry::open_stream`].
+    pub fn stream_store(&self, stream: &StreamName) -> Option<Arc<ArchiveStore>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream)
+            .cloned()
     }
 
     fn resolve(&self, root: &str) -> Result<Arc<dyn Storage>, RegistryError> {

@@ -56,6 +56,17 @@ pub struct LoadReport {
     pub bad: Vec<String>,
 }
 
+/// What [`ArchiveStore::follow_chunk`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// The chunk was catalogued already.
+    Known,
+    /// The chunk was added from its index alone.
+    Applied,
+    /// The chunk did not continue the catalog: the stream was re-listed.
+    Reloaded(LoadReport),
+}
+
 /// Failures of archive I/O: the storage's, or the tape model's.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -222,6 +233,60 @@ impl ArchiveStore {
             catalog.insert(entry);
         }
         Ok(report)
+    }
+
+    /// Follows a recorder in another process: catalogs the chunk it just
+    /// wrote (`ts_key`) from its index (one read) when it continues the
+    /// catalog, and forgets chunks ending before `first_kept` (what the
+    /// recorder's retention deleted). A chunk that does not continue the
+    /// catalog (a summary missed, or nothing loaded yet) re-lists the
+    /// stream instead, as [`ArchiveStore::load`].
+    pub async fn follow_chunk(
+        &self,
+        stream: &StreamName,
+        ts_key: &str,
+        first_kept: Option<u64>,
+    ) -> Result<Followed, StoreError> {
+        let (key, _) = ChunkKey::parse(ts_key)?;
+        if &key.stream != stream {
+            return Err(ArchiveError::ChunkKeyMismatch {
+                key: ts_key.to_owned(),
+                reason: format!("announced for stream {stream}"),
+            }
+            .into());
+        }
+        if self.catalog_read().entry(&key).is_some() {
+            self.forget_before(stream, first_kept);
+            return Ok(Followed::Known);
+        }
+        let continues = self
+            .last_seq(stream)
+            .is_some_and(|last| last.checked_add(1) == Some(key.first_seq));
+        if !continues {
+            return Ok(Followed::Reloaded(self.load(stream).await?));
+        }
+        let index = self.index_sized(&key, None).await?;
+        let entry = ChunkEntry::from_index(key, &index, None)?;
+        self.catalog_mut().insert(entry);
+        self.forget_before(stream, first_kept);
+        Ok(Followed::Applied)
+    }
+
+    /// Drops the catalog's chunks of `stream` that end before seq
+    /// `first_kept`.
+    fn forget_before(&self, stream: &StreamName, first_kept: Option<u64>) {
+        let Some(first_kept) = first_kept else {
+            return;
+        };
+        let mut catalog = self.catalog_mut();
+        let gone: Vec<ChunkKey> = catalog
+            .chunks(stream)
+            .filter(|e| e.last_seq < first_kept)
+            .map(|e| e.key.clone())
+            .collect();
+        for key in &gone {
+            catalog.remove(key);
+        }
     }
 
     /// Records a chunk whose `.ts` object is fully written: writes its index

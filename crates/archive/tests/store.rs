@@ -1,11 +1,12 @@
 //! The archive store on a real `file://` archive and a simulated clock:
 //! retention never deletes a locked chunk, damage behind our back becomes a
-//! gap, and the caches never serve a chunk the catalog has forgotten.
+//! gap, the caches never serve a chunk the catalog has forgotten, and a
+//! store following another process's recorder ends with its catalog.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dvr_archive::store::{ArchiveStore, StoreError};
+use dvr_archive::store::{ArchiveStore, Followed, StoreError};
 use dvr_archive::{
     ChunkIndex, ChunkKey, DiskCache, DiskCacheConfig, Lock, MemoryCache, PlanItem, RetentionPolicy,
 };
@@ -322,4 +323,81 @@ async fn the_disk_cache_serves_reads_and_forgets_what_retention_deletes() {
         .unwrap()
         .iter()
         .all(|i| matches!(i, PlanItem::Gap { .. })));
+}
+
+#[tokio::test]
+async fn a_follower_applies_announced_chunks_and_relists_only_on_a_gap() {
+    let f = fixture();
+    let recorder = ArchiveStore::new(Arc::clone(&f.storage));
+    let follower = ArchiveStore::new(Arc::clone(&f.storage));
+    let first = write_chunk(&f, &recorder, 0, H0).await;
+
+    // Nothing loaded yet: the first announcement re-lists.
+    let followed = follower
+        .follow_chunk(&f.stream, &first.ts_key(), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(followed, Followed::Reloaded(ref r) if r.chunks == 1),
+        "{followed:?}"
+    );
+    assert_eq!(
+        follower
+            .follow_chunk(&f.stream, &first.ts_key(), None)
+            .await
+            .unwrap(),
+        Followed::Known
+    );
+
+    // The next chunk continues the catalog: its index alone is read.
+    let second = write_chunk(&f, &recorder, SEGMENTS, H0 + HOUR).await;
+    assert_eq!(
+        follower
+            .follow_chunk(&f.stream, &second.ts_key(), None)
+            .await
+            .unwrap(),
+        Followed::Applied
+    );
+    assert_eq!(follower.chunks(&f.stream), recorder.chunks(&f.stream));
+
+    // A missed announcement (the third chunk) shows as a gap in seq: the
+    // fourth re-lists and finds both.
+    write_chunk(&f, &recorder, 2 * SEGMENTS, H0 + 2 * HOUR).await;
+    let fourth = write_chunk(&f, &recorder, 3 * SEGMENTS, H0 + 3 * HOUR).await;
+    let followed = follower
+        .follow_chunk(&f.stream, &fourth.ts_key(), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(followed, Followed::Reloaded(ref r) if r.chunks == 4),
+        "{followed:?}"
+    );
+    assert_eq!(follower.chunks(&f.stream), recorder.chunks(&f.stream));
+
+    // Retention deleted the first two chunks: the announcement's first
+    // kept seq drops them without a listing.
+    let fifth = write_chunk(&f, &recorder, 4 * SEGMENTS, H0 + 4 * HOUR).await;
+    assert_eq!(
+        follower
+            .follow_chunk(&f.stream, &fifth.ts_key(), Some(2 * SEGMENTS))
+            .await
+            .unwrap(),
+        Followed::Applied
+    );
+    let kept: Vec<u64> = follower
+        .chunks(&f.stream)
+        .iter()
+        .map(|c| c.first_seq)
+        .collect();
+    assert_eq!(kept, vec![2 * SEGMENTS, 3 * SEGMENTS, 4 * SEGMENTS]);
+
+    // An announcement naming another stream's object is refused.
+    let err = follower
+        .follow_chunk(&"other".parse().unwrap(), &fifth.ts_key(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("announced for stream other"),
+        "{err}"
+    );
 }

@@ -15,8 +15,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dvr_common::StreamName;
+use dvr_common::{StreamName, UtcMs};
+use dvr_proto::{Event, EventKind, PROTO_VERSION};
 use tokio::sync::Mutex;
+use tracing::debug;
 
 use crate::{
     BusError, Events, Kv, LiveLog, LocalEvents, MemoryKv, MemoryRequests, NatsBus, NatsConfig,
@@ -134,6 +136,29 @@ impl Node {
     /// The events.
     pub fn events(&self) -> Arc<dyn Events> {
         Arc::clone(&self.events)
+    }
+
+    /// Tells whoever listens that `kind` happened to `stream` at `at`, from
+    /// this node. Events are notifications: one that cannot be published
+    /// is logged at debug level and dropped.
+    pub async fn announce(
+        &self,
+        stream: &StreamName,
+        kind: EventKind,
+        at: UtcMs,
+        details: serde_json::Map<String, serde_json::Value>,
+    ) {
+        let event = Event {
+            v: PROTO_VERSION,
+            kind,
+            stream: stream.clone(),
+            at,
+            node: self.id.clone(),
+            details,
+        };
+        if let Err(e) = self.events.publish(&event).await {
+            debug!(stream = %stream, error = %e, "cannot publish an event");
+        }
     }
 
     /// Asks services over the bus (request/reply).

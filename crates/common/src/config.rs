@@ -111,6 +111,23 @@ pub struct StreamConfig {
     pub auth: Option<AuthSpec>,
 }
 
+impl StreamConfig {
+    /// The source and delay of a delayed channel (`timeshift://OTHER/N`,
+    /// its only input); the config's validation makes sure of the rest.
+    pub fn delayed_source(&self) -> Option<(StreamName, i64)> {
+        match self.inputs.as_slice() {
+            [InputUrl::Timeshift { source, delay_ms }] => Some((source.clone(), *delay_ms)),
+            _ => None,
+        }
+    }
+
+    /// Whether it is a delayed channel: it has no ingest and no recorder of
+    /// its own, it plays its source's tape.
+    pub fn is_delayed(&self) -> bool {
+        self.delayed_source().is_some()
+    }
+}
+
 /// A configuration that cannot be used: where and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {

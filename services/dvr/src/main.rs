@@ -10,7 +10,6 @@ mod health;
 mod inspect;
 mod reindex;
 mod run;
-mod runtime;
 mod supervisor;
 
 use clap::{Parser, Subcommand};

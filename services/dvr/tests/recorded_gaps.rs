@@ -19,9 +19,9 @@ use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, KvOp, LiveLog, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::{CodecSummary, Segment, SegmentFlags};
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
-use dvr_proto::{catalog_key, CatalogSummary, Versioned, CATALOG_KV_BUCKET, PROTO_VERSION};
-use dvr_recorder::{RecorderConfig, StreamRecorder};
+use dvr_packager::{apply_summary, Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_proto::{catalog_key, CatalogSummary, Versioned, CATALOG_KV_BUCKET};
+use dvr_recorder::{catalog_summary, RecorderConfig, StreamRecorder};
 use dvr_storage::{StorageConfig, StorageUri};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -269,8 +269,8 @@ async fn nats_ranges_show_every_gap_before_and_after_the_copy() {
     let port = serve(tape, &clock).await;
 
     // The packager follows the catalog summary as `dvr run` does
-    // (supervisor `follow_catalog`): a summary past what it knows reloads
-    // the stream from the archive.
+    // (`dvr_packager::follow_catalog`): a summary past what it knows
+    // brings the stream's catalog up to it.
     let packager_kv = packager_bus.kv(CATALOG_KV_BUCKET).await.unwrap();
     let mut watch = packager_kv.watch("").await.unwrap();
     let (reloaded_tx, mut reloaded) = mpsc::unbounded_channel();
@@ -281,8 +281,8 @@ async fn nats_ranges_show_every_gap_before_and_after_the_copy() {
                 let Ok(summary) = CatalogSummary::decode(&entry.value) else {
                     continue;
                 };
-                if entry.op == KvOp::Put && store.last_seq(&stream) < Some(summary.last_seq) {
-                    store.load(&stream).await.unwrap();
+                if entry.op == KvOp::Put {
+                    apply_summary(&store, &stream, &summary).await;
                     let _ = reloaded_tx.send(summary.last_seq);
                 }
             }
@@ -295,16 +295,11 @@ async fn nats_ranges_show_every_gap_before_and_after_the_copy() {
     let mut recorder = recorder(&stream, Arc::clone(&recorder_log), &recorder_store, &clock)
         .with_observer(chunks_tx);
     copy_the_hour(&mut recorder, &*recorder_log, &clock).await;
-    // The recorder announces its chunk as `dvr run` does (supervisor
-    // `announce_chunks`).
+    // The recorder announces its chunk as `dvr run` does
+    // (`dvr_recorder::RecorderWorker`).
     let entry = chunks.recv().await.unwrap();
     assert_eq!(entry.gaps.len(), OUTAGES.len());
-    let summary = CatalogSummary {
-        v: PROTO_VERSION,
-        last_seq: entry.last_seq,
-        last_chunk: entry.key.ts_key(),
-        to: entry.utc_end,
-    };
+    let summary = catalog_summary(&recorder_store, &entry);
     recorder_bus
         .kv(CATALOG_KV_BUCKET)
         .await

@@ -6,6 +6,8 @@
 //! returns. What plays goes through the media crate's keyframe segmenter and
 //! out to a [`SegmentSink`] (the live log). [`run_stream`] is the loop;
 //! [`IngestTask`] runs it in a task with counters readable at any time.
+//! [`IngestWorker`] is one stream as a process runs it: where its tape
+//! resumes, its live log, its events and its runtime reports ([`report`]).
 //!
 //! Time comes from a [`dvr_common::Clock`]; [`TokioClock`] ties it to tokio's
 //! timer so tests with a paused clock run faster than real time.
@@ -16,9 +18,11 @@ pub mod error;
 pub mod failover;
 pub mod input;
 pub mod metrics;
+pub mod report;
 pub mod service;
 pub mod sink;
 pub mod stats;
+pub mod worker;
 
 pub use clock::TokioClock;
 pub use config::IngestConfig;
@@ -27,3 +31,4 @@ pub use input::{open_source, InputUrl, Source};
 pub use service::{run_stream, IngestTask};
 pub use sink::{Queued, QueuedError, SegmentSink};
 pub use stats::IngestStats;
+pub use worker::{IngestContext, IngestWorker};

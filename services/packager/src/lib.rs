@@ -5,7 +5,9 @@
 //! - [`url`]: the Flussonic-compatible URL grammar.
 //! - [`playlist`]: HLS media playlists over stored segments.
 //! - [`master`]: master playlists for streams with several tracks.
-//! - [`tape`]: a stream's archived and live segments, joined.
+//! - [`tape`]: a stream's archived and live segments, joined; [`tapes`]:
+//!   which tapes are served, kept equal to the streams bucket, and the
+//!   catalog followed when the recorder runs elsewhere.
 //! - [`timeshift`]: stream mode (`timeshift_abs`, `timeshift_rel`, `rewind`).
 //! - [`paced`]: endless MPEG-TS paced in real time.
 //! - [`service`]: the HTTP handler, which hands each form to its family:
@@ -40,6 +42,7 @@ pub mod query;
 pub mod service;
 pub mod status;
 pub mod tape;
+pub mod tapes;
 pub mod timeshift;
 pub mod transport;
 pub mod url;
@@ -50,3 +53,4 @@ pub use config::{PackagerConfig, RequestContext};
 pub use error::PackagerError;
 pub use service::Packager;
 pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};
+pub use tapes::{apply_summary, follow_catalog, Tapes};

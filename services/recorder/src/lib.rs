@@ -6,13 +6,18 @@
 //! the live log allowed to forget it (after a margin). Object keys are
 //! deterministic, so replaying a window after a crash rewrites the same
 //! keys: nothing is lost and nothing is duplicated.
+//!
+//! [`RecorderWorker`] is one stream's recorder as a process runs it, with
+//! the announcement of its chunks to the other processes.
 
 pub mod config;
 pub mod disk;
 pub mod metrics;
 pub mod recorder;
 pub mod upload;
+pub mod worker;
 
 pub use config::RecorderConfig;
 pub use disk::DiskMeter;
 pub use recorder::{RecorderError, RetentionError, StreamRecorder};
+pub use worker::{catalog_summary, RecorderContext, RecorderWorker};

@@ -7,7 +7,7 @@
 //!
 //! A report is written every [`REPORT_EVERY`] and at once when the input
 //! playing changes; the write runs on its own task, so a slow bus never
-//! holds up the supervisor's tick. The key is deleted when the ingest
+//! holds up the worker's tick. The key is deleted when the ingest
 //! stops; on NATS an entry not rewritten expires by itself
 //! ([`dvr_proto::RUNTIME_MAX_AGE_SECS`]), so a node that died leaves no
 //! report behind.
@@ -19,17 +19,19 @@ use bytes::Bytes;
 use dvr_bus::Kv;
 use dvr_common::config::StreamConfig;
 use dvr_common::{StreamName, UtcMs};
-use dvr_ingest::IngestStats;
 use dvr_proto::{runtime_key, IngestReport, Versioned, PROTO_VERSION};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::debug;
+
+use crate::stats::IngestStats;
 
 /// How often a running ingest rewrites its report: well inside the
 /// bucket's max age.
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// One stream's reporter.
+#[derive(Debug)]
 pub struct IngestReporter {
     kv: Arc<dyn Kv>,
     node: String,
