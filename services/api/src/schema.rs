@@ -243,6 +243,20 @@ pub struct ExportList {
     /// `error`, `created_at`, `updated_at` (UTC ms).
     #[schema(value_type = Vec<Object>)]
     pub exports: Vec<dvr_proto::ExportJob>,
+    /// More jobs are older than the last one listed: ask again with
+    /// `?before=` this cursor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Query of `GET /api/v1/exports`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Jobs in the answer: 1 to 1000, default 100.
+    pub limit: Option<usize>,
+    /// Only jobs older than this cursor (the `next` of a previous answer).
+    pub before: Option<String>,
 }
 
 /// Play sessions.

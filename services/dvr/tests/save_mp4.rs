@@ -125,4 +125,34 @@ fn save_mp4_writes_the_range_into_the_archive() {
     assert!(text.contains("overwrite"), "{text}");
     let (status, text) = save("file=news/clip.mp4&overwrite=true", &basic());
     assert_eq!(status, 202, "{text}");
+    let second: Value = serde_json::from_str(&text).unwrap();
+
+    // Listed a page at a time, newest first.
+    let list = |query: &str| {
+        let (status, _, body) = send_with(
+            http,
+            "GET",
+            &format!("/api/v1/exports?{query}"),
+            &basic(),
+            "",
+        );
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            text,
+        )
+    };
+    let (status, page, text) = list("limit=1");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(page["exports"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["exports"][0]["id"], second["id"], "{page}");
+    let next = page["next"].as_str().expect("a next cursor").to_owned();
+    let (_, page, _) = list(&format!("limit=1&before={next}"));
+    assert_eq!(page["exports"][0]["id"], id.as_str(), "{page}");
+    assert!(page.get("next").is_none(), "{page}");
+    for bad in ["limit=0", "limit=1001", "before=yesterday"] {
+        let (status, _, text) = list(bad);
+        assert_eq!(status, 400, "{bad}: {text}");
+    }
 }

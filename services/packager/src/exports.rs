@@ -19,6 +19,13 @@
 //! is, and a crash leaves no object claiming to be complete. Progress
 //! (`bytes` of `total`) is written to the job at most every
 //! [`PROGRESS_EVERY`].
+//!
+//! **Records expire.** A done or failed job's record is deleted once it
+//! has not changed for the retention (`packager.export_retention`, 7 days
+//! by default) by every runner's rescan ([`expire`]), so the bucket, and
+//! the API's list that reads it, holds the jobs of that window only. The
+//! sweep is the same on NATS and in the embedded bucket; a bucket
+//! `max_age` would also drop jobs still queued or running.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,9 +34,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use dvr_archive::ArchiveRegistry;
-use dvr_bus::{BusError, Exclusive, Kv, KvOp};
+use dvr_bus::{BusError, Exclusive, Kv, KvEntry, KvOp};
 use dvr_common::config::StreamConfig;
-use dvr_common::{Clock, HasErrorKind};
+use dvr_common::{Clock, HasErrorKind, UtcMs};
 use dvr_proto::{
     export_held_key, export_job_key, export_object_key, stream_config_key, ExportJob, ExportState,
     Versioned,
@@ -58,6 +65,7 @@ pub struct ExportRunner {
     registry: Arc<ArchiveRegistry>,
     clock: Arc<dyn Clock>,
     node: String,
+    retention: Duration,
     exclusive: Exclusive,
     /// Jobs this replica is trying or running now.
     busy: Mutex<HashSet<String>>,
@@ -66,7 +74,7 @@ pub struct ExportRunner {
 impl ExportRunner {
     /// A runner over the exports bucket `jobs` and the streams bucket
     /// `streams` (where each stream's archive root is), writing through
-    /// `registry`.
+    /// `registry`; finished jobs' records go after `retention`.
     pub fn new(
         packager: Arc<Packager>,
         jobs: Arc<dyn Kv>,
@@ -74,6 +82,7 @@ impl ExportRunner {
         registry: Arc<ArchiveRegistry>,
         clock: Arc<dyn Clock>,
         node: &str,
+        retention: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             exclusive: Exclusive::new(Arc::clone(&jobs), node)
@@ -84,6 +93,7 @@ impl ExportRunner {
             registry,
             clock,
             node: node.to_owned(),
+            retention,
             busy: Mutex::default(),
         })
     }
@@ -111,6 +121,10 @@ impl ExportRunner {
                         Ok(entries) => {
                             for entry in entries.iter().filter(|e| e.op == KvOp::Put) {
                                 self.consider(&entry.value);
+                            }
+                            let now = self.clock.now();
+                            if let Err(e) = expire(&*self.jobs, &entries, now, self.retention).await {
+                                warn!(error = %e, "exports: cannot delete expired jobs");
                             }
                         }
                         Err(e) => warn!(error = %e, "exports: cannot list the jobs"),
@@ -305,5 +319,118 @@ impl ExportRunner {
             .dvr
             .map(|d| d.root)
             .ok_or_else(|| format!("stream {} no longer records", job.stream))
+    }
+}
+
+/// Deletes the records among `entries` of jobs done or failed that have
+/// not changed for `retention` at `now`; how many went. Jobs queued or
+/// running stay whatever their age (a runner finishes or fails them).
+pub async fn expire(
+    jobs: &dyn Kv,
+    entries: &[KvEntry],
+    now: UtcMs,
+    retention: Duration,
+) -> Result<usize, BusError> {
+    let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    for entry in entries.iter().filter(|e| e.op == KvOp::Put) {
+        let Ok(job) = ExportJob::decode(&entry.value) else {
+            continue;
+        };
+        let over = matches!(job.state, ExportState::Done | ExportState::Failed);
+        if over && now.0.saturating_sub(job.updated_at.0) >= retention {
+            jobs.delete(&entry.key).await?;
+            info!(job = %job.id, state = ?job.state, "exports: job record expired");
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dvr_bus::MemoryKv;
+    use dvr_common::{SimulatedClock, StreamName};
+    use dvr_proto::PROTO_VERSION;
+
+    fn job(id: &str, state: ExportState, at: UtcMs) -> ExportJob {
+        ExportJob {
+            v: PROTO_VERSION,
+            id: id.into(),
+            stream: StreamName::new("ch1").unwrap(),
+            from: 1_700_000_000,
+            duration: 60,
+            file: format!("{id}.mp4"),
+            precise: false,
+            ignore_gaps: false,
+            overwrite: false,
+            state,
+            node: None,
+            bytes: 0,
+            total: None,
+            error: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    async fn left(kv: &MemoryKv) -> Vec<String> {
+        let mut keys = kv.keys().await.unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// On a simulated clock: finished jobs go once unchanged for the
+    /// retention, not a millisecond before; queued and running stay.
+    #[tokio::test]
+    async fn finished_jobs_expire_after_the_retention() {
+        let kv = MemoryKv::new(dvr_proto::EXPORTS_KV_BUCKET);
+        let clock = SimulatedClock::new(UtcMs(1_000_000));
+        let retention = Duration::from_secs(3600);
+        let t0 = clock.now();
+        for (id, state) in [
+            ("d0", ExportState::Done),
+            ("f0", ExportState::Failed),
+            ("q0", ExportState::Queued),
+            ("r0", ExportState::Running),
+        ] {
+            kv.put(
+                &export_job_key(id),
+                Bytes::from(job(id, state, t0).encode()),
+            )
+            .await
+            .unwrap();
+        }
+        clock.advance_ms(1_800_000);
+        kv.put(
+            &export_job_key("d1"),
+            Bytes::from(job("d1", ExportState::Done, clock.now()).encode()),
+        )
+        .await
+        .unwrap();
+        clock.advance_ms(1_800_000 - 1);
+        let entries = kv.list("job.").await.unwrap();
+        assert_eq!(
+            expire(&kv, &entries, clock.now(), retention).await.unwrap(),
+            0
+        );
+        clock.advance_ms(1);
+        let entries = kv.list("job.").await.unwrap();
+        assert_eq!(
+            expire(&kv, &entries, clock.now(), retention).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            left(&kv).await,
+            ["job.d1", "job.q0", "job.r0"].map(String::from)
+        );
+        clock.advance_ms(1_800_000);
+        let entries = kv.list("job.").await.unwrap();
+        assert_eq!(
+            expire(&kv, &entries, clock.now(), retention).await.unwrap(),
+            1
+        );
+        assert_eq!(left(&kv).await, ["job.q0", "job.r0"].map(String::from));
     }
 }

@@ -11,7 +11,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -25,11 +25,13 @@ use dvr_proto::{
 use super::locks::to_lock;
 use super::StreamParam;
 use crate::error::{ApiError, ErrorBody};
-use crate::schema::{ExportList, ExportRequest, LockRange};
+use crate::schema::{ExportList, ExportQuery, ExportRequest, LockRange};
 use crate::state::{bus_error, json_body, AppState};
 
-/// The most jobs `GET /api/v1/exports` lists (newest first).
+/// The most jobs one `GET /api/v1/exports` answer lists (newest first)…
 const MAX_LISTED: usize = 1000;
+/// …and how many unless `?limit=` says.
+const DEFAULT_LISTED: usize = 100;
 /// The longest file name an export request may carry.
 const MAX_FILE_NAME_LEN: usize = 255;
 
@@ -142,13 +144,22 @@ pub async fn export(
     Ok(response)
 }
 
-/// Every export job, newest first (at most 1000).
+/// The export jobs, newest first: `?limit=` of them (default 100, at
+/// most 1000), older than `?before=` (the `next` of the previous page).
+/// The bucket holds only the jobs of the retention (done and failed jobs
+/// expire, `packager.export_retention`), which bounds the read.
 #[utoipa::path(get, path = "/api/v1/exports", tag = "dvr",
-    responses((status = 200, body = ExportList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn list_exports(State(api): AppState) -> Result<Json<ExportList>, ApiError> {
+    params(ExportQuery),
+    responses((status = 200, body = ExportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list_exports(
+    State(api): AppState,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ExportList>, ApiError> {
+    let (limit, before) = list_query(query.as_deref().unwrap_or_default())?;
     let Some(jobs) = api.exports.clone() else {
         return Ok(Json(ExportList {
             exports: Vec::new(),
+            next: None,
         }));
     };
     let entries = jobs
@@ -158,10 +169,58 @@ pub async fn list_exports(State(api): AppState) -> Result<Json<ExportList>, ApiE
     let mut exports: Vec<ExportJob> = entries
         .iter()
         .filter_map(|e| ExportJob::decode(&e.value).ok())
+        .filter(|job| {
+            before
+                .as_ref()
+                .is_none_or(|b| order(job) < (b.0, b.1.as_str()))
+        })
         .collect();
-    exports.sort_by_key(|job| std::cmp::Reverse(job.created_at));
-    exports.truncate(MAX_LISTED);
-    Ok(Json(ExportList { exports }))
+    exports.sort_by(|a, b| order(b).cmp(&order(a)));
+    let next = (exports.len() > limit).then(|| {
+        let last = &exports[limit - 1];
+        format!("{}-{}", last.created_at.0, last.id)
+    });
+    exports.truncate(limit);
+    Ok(Json(ExportList { exports, next }))
+}
+
+/// Where a job sorts in the list (newest last).
+fn order(job: &ExportJob) -> (i64, &str) {
+    (job.created_at.0, job.id.as_str())
+}
+
+/// `?limit=` and `?before=MS-ID` of the list.
+fn list_query(query: &str) -> Result<(usize, Option<(i64, String)>), ApiError> {
+    let mut limit = DEFAULT_LISTED;
+    let mut before = None;
+    for (key, value) in super::url_pairs(query) {
+        match key.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LISTED).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit={value:?}: expected 1 to {MAX_LISTED}"
+                        ))
+                    })?;
+            }
+            "before" => {
+                let cursor = value
+                    .split_once('-')
+                    .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "before={value:?}: expected the `next` of a previous answer"
+                        ))
+                    })?;
+                before = Some(cursor);
+            }
+            _ => {}
+        }
+    }
+    Ok((limit, before))
 }
 
 /// One export job: `state` (`queued`, `running`, `done`, `failed`),
