@@ -233,6 +233,12 @@ pub struct ExportRequest {
     /// Replace an object of that name (refused with 409 otherwise).
     #[serde(default)]
     pub overwrite: bool,
+    /// Metadata stored in the file's `moov/udta/meta/ilst`: name to text.
+    /// `title`, `comment`, `artist`, `album`, `date`, `genre`, `composer`,
+    /// `description`, `copyright`, `encoder` get their iTunes atoms, other
+    /// names freeform `----` items; at most 64 KiB of names and values.
+    #[serde(default)]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 /// Export jobs.

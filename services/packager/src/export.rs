@@ -95,8 +95,13 @@ impl Packager {
                 ))
             }
             (Some(pace), false) => timelapse(&tape, &at, numbers.as_deref(), window, pace)?,
-            (None, true) => Layout::precise(&at, numbers.as_deref(), window),
-            (None, false) => Layout::new(&at, numbers.as_deref(), window),
+            (None, precise) => Layout::tagged(
+                &at,
+                numbers.as_deref(),
+                window,
+                precise,
+                &asked.context.mp4_tags,
+            ),
         };
         let layout = layout.map_err(|e| match e {
             Mp4Error::Empty => crate::service::nothing_between(&tape, from, to),

@@ -11,7 +11,8 @@
 //! start. Job state lives on the bus, never in one packager.
 //!
 //! **What is written.** The same bytes `archive-FROM-DUR.mp4` answers
-//! (with `precise` and `ignore_gaps` as asked), produced by the packager's
+//! (with `precise` and `ignore_gaps` as asked, and the job's `meta` in
+//! `moov/udta/meta/ilst`), produced by the packager's
 //! own request path without the playback gate (an export is an admin's
 //! request, checked by the API), streamed into a storage writer
 //! (`Storage::put_writer`: S3 multipart, Swift segments, a file renamed
@@ -251,7 +252,10 @@ impl ExportRunner {
             .answer_ungated(
                 &path,
                 (!query.is_empty()).then_some(query.as_str()),
-                &RequestContext::default(),
+                &RequestContext {
+                    mp4_tags: job.meta.clone(),
+                    ..RequestContext::default()
+                },
             )
             .await;
         if response.status() != StatusCode::OK {
@@ -365,6 +369,7 @@ mod tests {
             precise: false,
             ignore_gaps: false,
             overwrite: false,
+            meta: Vec::new(),
             state,
             node: None,
             bytes: 0,
