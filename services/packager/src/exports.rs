@@ -53,6 +53,14 @@ use crate::service::Packager;
 pub const RESCAN: Duration = Duration::from_secs(10);
 /// How often a running job's progress is written.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// A job's hold not renewed for this long is free (renewed every third of
+/// it while the job runs).
+pub const HOLD_TTL: Duration = Duration::from_secs(6);
+/// How long a replica waits for a held job before it lets go until the
+/// next rescan. Longer than [`HOLD_TTL`]: a waiter takes a hold over only
+/// once it has seen it unrenewed for the whole TTL, so a shorter wait
+/// would never take over the job of a replica that died.
+const HOLD_WAIT: Duration = Duration::from_secs(8);
 
 /// Runs the export jobs this replica can take; see the module docs.
 #[allow(
@@ -86,8 +94,7 @@ impl ExportRunner {
         retention: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
-            exclusive: Exclusive::new(Arc::clone(&jobs), node)
-                .with_timing(Duration::from_secs(6), Duration::from_secs(1)),
+            exclusive: Exclusive::new(Arc::clone(&jobs), node).with_timing(HOLD_TTL, HOLD_WAIT),
             packager,
             jobs,
             streams,
