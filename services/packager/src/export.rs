@@ -329,7 +329,7 @@ pub(crate) fn body(
         layout: Arc<Layout>,
         tracks: Option<Vec<usize>>,
         spans: std::vec::IntoIter<Span>,
-        converted: Option<(usize, Fragments)>,
+        converted: Option<(usize, Converted)>,
     }
     let spans = layout.spans(range).into_iter();
     let state = State {
@@ -366,10 +366,14 @@ pub(crate) fn body(
     Response::new(Body::from_stream(stream))
 }
 
+/// A segment's converted samples: each track's number and data.
+type Converted = Vec<(usize, Bytes)>;
+
 /// Bytes `data` of `track`'s converted samples in `segments[segment]`,
-/// converting the segment unless it is the one in `converted`.
+/// converting the segment unless it is the one in `converted`; a slice of
+/// the converted bytes, not a copy.
 async fn media(
-    converted: &mut Option<(usize, Fragments)>,
+    converted: &mut Option<(usize, Converted)>,
     tape: &StreamTape,
     segments: &[TapeSegment],
     tracks: Option<&[usize]>,
@@ -383,20 +387,21 @@ async fn media(
         let ts = tape.read(stored).await.map_err(|e| e.to_string())?;
         let fragments = Fragments::from_ts(&ts, &timing(&stored.meta), tracks)
             .map_err(|e| format!("segment {}: {e}", stored.meta.seq))?;
-        *converted = Some((segment, fragments));
+        *converted = Some((segment, fragments.into_data()));
     }
-    let fragments = &converted.as_ref().map(|c| &c.1).ok_or("no segment")?;
-    let bytes = fragments
-        .track(track)
-        .map(dvr_media::fmp4::Track::data)
+    let tracks = &converted.as_ref().map(|c| &c.1).ok_or("no segment")?;
+    let bytes = tracks
+        .iter()
+        .find(|(number, _)| *number == track)
+        .map(|(_, bytes)| bytes.clone())
         .unwrap_or_default();
     let (start, end) = (data.start as usize, data.end as usize);
-    let part = bytes.get(start..end).ok_or_else(|| {
-        format!(
+    if start > end || end > bytes.len() {
+        return Err(format!(
             "segment {} track {track}: {} bytes converted, the sample table says at least {end}",
             segments[segment].meta.seq,
             bytes.len()
-        )
-    })?;
-    Ok(Bytes::copy_from_slice(part))
+        ));
+    }
+    Ok(bytes.slice(start..end))
 }
