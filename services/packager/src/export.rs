@@ -71,6 +71,11 @@ impl Packager {
         from: i64,
         duration: u32,
     ) -> Result<Response, PackagerError> {
+        if asked.query.meta {
+            return Err(PackagerError::BadRequest(
+                "meta=true: a download carries no metadata; POST save-mp4-FROM-DUR?file=NAME&meta=true (admin) stores the body in a saved export".into(),
+            ));
+        }
         if duration == 0 || duration > MAX_MP4_SECS {
             return Err(PackagerError::BadRequest(format!(
                 "an MP4 export lasts 1 to {MAX_MP4_SECS} s, not {duration} s"

@@ -535,6 +535,8 @@ async fn a_timelapse_shows_every_keyframe_of_the_range_fitted_or_at_recorded_pac
         ("timelapse=abc", "timelapse=\"abc\""),
         ("timelapse=99999", "timelapse=\"99999\""),
         ("timelapse=5&precise=true", "timelapse and precise=true"),
+        ("meta=true", "meta=true: a download carries no metadata"),
+        ("meta=perhaps", "meta=\"perhaps\""),
     ] {
         let (status, _, text) = get(&f, &format!("/ch/archive-{T0}-60.mp4?{query}")).await;
         let text = String::from_utf8(text).unwrap();
