@@ -6,7 +6,8 @@
 //! an export job of all of it is queued in the exports bucket. Replica A's
 //! runner takes it and is killed in the middle: its whole runtime is shut
 //! down, as a process dies, with the multipart upload (S3) or the
-//! segments (Swift) begun and never finished. Then:
+//! segments (Swift) begun and never finished: it is killed as soon as the
+//! store holds a part of the upload. Then:
 //! - nothing is under the export key: no object claims to be complete;
 //! - replica B, its own packager and store clients over the same bucket,
 //!   takes the job over once A's hold has not been renewed for its TTL,
@@ -99,8 +100,15 @@ async fn job(jobs: &MemoryKv, id: &str) -> ExportJob {
     ExportJob::decode(&entry.value).unwrap()
 }
 
-/// The scenario of the module doc against the store at `root`.
-fn killed_mid_job_leaves_nothing_and_is_taken_over(config: &StorageConfig, root: &str) {
+/// The scenario of the module doc against the store at `root`;
+/// `parts_begun` counts the pieces of unfinished uploads the store holds
+/// (S3 multipart parts, Swift segments), which A is killed only once it
+/// has sent.
+fn killed_mid_job_leaves_nothing_and_is_taken_over(
+    config: &StorageConfig,
+    root: &str,
+    parts_begun: &dyn Fn() -> usize,
+) {
     let main = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
@@ -151,7 +159,7 @@ fn killed_mid_job_leaves_nothing_and_is_taken_over(config: &StorageConfig, root:
         .unwrap();
     let key = export_object_key(&stream, FILE);
 
-    // Replica A takes the job; once it runs, A dies.
+    // Replica A takes the job; once it has sent a part, A dies.
     let a = runtime();
     let runner = a.block_on(replica(
         config,
@@ -162,17 +170,19 @@ fn killed_mid_job_leaves_nothing_and_is_taken_over(config: &StorageConfig, root:
         "node-a",
         dir.path(),
     ));
+    assert_eq!(parts_begun(), 0);
     a.spawn(runner.run());
     let started = Instant::now();
-    while main.block_on(job(&jobs, id)).state != ExportState::Running {
+    while parts_begun() == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "A never ran it"
+            "A never sent a part: {:?}",
+            main.block_on(job(&jobs, id))
         );
         sleep(Duration::from_millis(5));
     }
-    sleep(Duration::from_millis(300));
     a.shutdown_background();
+    let parts = parts_begun();
     let killed = Instant::now();
     let at_kill = main.block_on(job(&jobs, id));
     assert_eq!(
@@ -183,7 +193,7 @@ fn killed_mid_job_leaves_nothing_and_is_taken_over(config: &StorageConfig, root:
     assert_eq!(at_kill.node.as_deref(), Some("node-a"));
     assert!(
         main.block_on(storage.stat(&key)).unwrap().is_none(),
-        "{key}: an object after A died mid-job"
+        "{key}: an object after A died mid-job, with {parts} parts sent"
     );
 
     // Replica B takes it over after A's hold expires and writes it.
@@ -238,7 +248,7 @@ fn killed_mid_job_leaves_nothing_and_is_taken_over(config: &StorageConfig, root:
         "ffprobe reads {probed} s in all from {root}, the tape has {tape} s"
     );
     eprintln!(
-        "{root}: {} bytes, {probed} s; taken over and written {took:?} after the kill",
+        "{root}: A killed with {parts} parts sent; {} bytes, {probed} s; taken over and written {took:?} after the kill",
         object.len()
     );
     b.abort();
@@ -262,7 +272,23 @@ fn video_seconds(path: &Path) -> f64 {
 fn s3_export_killed_mid_job_leaves_no_object_and_another_replica_finishes_it() {
     let rt = runtime();
     let server = rt.block_on(S3sFs::start(&["archive"]));
-    killed_mid_job_leaves_nothing_and_is_taken_over(&server.storage_config(), "s3://archive/tv");
+    // s3s-fs keeps the parts of an upload not completed as
+    // `.upload_id-{id}.part-{n}` files beside the buckets.
+    let data = server.data_dir();
+    let parts = move || {
+        std::fs::read_dir(&data)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with(".upload_id-")
+            })
+            .count()
+    };
+    killed_mid_job_leaves_nothing_and_is_taken_over(
+        &server.storage_config(),
+        "s3://archive/tv",
+        &parts,
+    );
     drop(server);
     drop(rt);
 }
@@ -272,7 +298,27 @@ fn swift_export_killed_mid_job_leaves_no_object_and_another_replica_finishes_it(
     let rt = runtime();
     let node = rt.block_on(SwiftNode::start());
     rt.block_on(node.create_container("archive"));
-    killed_mid_job_leaves_nothing_and_is_taken_over(&node.storage_config(), "swift://archive/tv");
+    // The segments of an upload whose manifest is not written yet are
+    // objects under `.segments/` of the container, as the store names them.
+    let (url, token) = rt.block_on(node.login());
+    let parts = move || {
+        let out = std::process::Command::new("curl")
+            .args(["-sSf", "-H", &format!("X-Auth-Token: {token}")])
+            .arg(format!("{url}/archive?prefix=.segments/tv/exports/"))
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    killed_mid_job_leaves_nothing_and_is_taken_over(
+        &node.storage_config(),
+        "swift://archive/tv",
+        &parts,
+    );
     drop(node);
     drop(rt);
 }
