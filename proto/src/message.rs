@@ -249,6 +249,10 @@ pub struct ExportJob {
     /// Replace an object of that name.
     #[serde(default)]
     pub overwrite: bool,
+    /// Metadata written into the file's `moov/udta/meta/ilst` (name,
+    /// value), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meta: Vec<(String, String)>,
     /// Where it is.
     pub state: ExportState,
     /// The node writing it (or that last did).

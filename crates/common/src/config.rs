@@ -424,6 +424,18 @@ impl Validator<'_> {
         if let Some(v) = raw.preview_queue {
             packager.preview_queue = usize::try_from(v.value).unwrap_or(usize::MAX);
         }
+        if let Some(v) = raw.export_retention {
+            let ms = parse_duration_ms(&v.value.0)
+                .or_else(|e| self.err(line(&v), "packager.export_retention", e.to_string()))?;
+            if ms <= 0 {
+                return self.err(
+                    line(&v),
+                    "packager.export_retention",
+                    "must be positive (e.g. 7d)",
+                );
+            }
+            packager.export_retention_ms = ms;
+        }
         if let Some(v) = raw.ffmpeg {
             if v.value.trim().is_empty() || v.value.contains('\0') {
                 return self.err(

@@ -233,6 +233,12 @@ pub struct ExportRequest {
     /// Replace an object of that name (refused with 409 otherwise).
     #[serde(default)]
     pub overwrite: bool,
+    /// Metadata stored in the file's `moov/udta/meta/ilst`: name to text.
+    /// `title`, `comment`, `artist`, `album`, `date`, `genre`, `composer`,
+    /// `description`, `copyright`, `encoder` get their iTunes atoms, other
+    /// names freeform `----` items; at most 64 KiB of names and values.
+    #[serde(default)]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 /// Export jobs.
@@ -243,6 +249,20 @@ pub struct ExportList {
     /// `error`, `created_at`, `updated_at` (UTC ms).
     #[schema(value_type = Vec<Object>)]
     pub exports: Vec<dvr_proto::ExportJob>,
+    /// More jobs are older than the last one listed: ask again with
+    /// `?before=` this cursor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Query of `GET /api/v1/exports`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Jobs in the answer: 1 to 1000, default 100.
+    pub limit: Option<usize>,
+    /// Only jobs older than this cursor (the `next` of a previous answer).
+    pub before: Option<String>,
 }
 
 /// Play sessions.

@@ -295,6 +295,9 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
             Arc::clone(&registry),
             Arc::clone(&clock),
             &node.id,
+            std::time::Duration::from_millis(
+                u64::try_from(run_config.node.packager.export_retention_ms).unwrap_or(u64::MAX),
+            ),
         );
         tokio::spawn(runner.run());
     }

@@ -70,4 +70,7 @@ pub struct RequestContext {
     pub client: Option<ClientAddr>,
     /// `scheme://host` the client addressed, from its `Host` header.
     pub origin: Option<String>,
+    /// Metadata an MP4 export writes into its `udta` (name, value): set by
+    /// the saved-export runner from its job, never from a request.
+    pub mp4_tags: Vec<(String, String)>,
 }

@@ -71,6 +71,11 @@ impl Packager {
         from: i64,
         duration: u32,
     ) -> Result<Response, PackagerError> {
+        if asked.query.meta {
+            return Err(PackagerError::BadRequest(
+                "meta=true: a download carries no metadata; POST save-mp4-FROM-DUR?file=NAME&meta=true (admin) stores the body in a saved export".into(),
+            ));
+        }
         if duration == 0 || duration > MAX_MP4_SECS {
             return Err(PackagerError::BadRequest(format!(
                 "an MP4 export lasts 1 to {MAX_MP4_SECS} s, not {duration} s"
@@ -95,8 +100,13 @@ impl Packager {
                 ))
             }
             (Some(pace), false) => timelapse(&tape, &at, numbers.as_deref(), window, pace)?,
-            (None, true) => Layout::precise(&at, numbers.as_deref(), window),
-            (None, false) => Layout::new(&at, numbers.as_deref(), window),
+            (None, precise) => Layout::tagged(
+                &at,
+                numbers.as_deref(),
+                window,
+                precise,
+                &asked.context.mp4_tags,
+            ),
         };
         let layout = layout.map_err(|e| match e {
             Mp4Error::Empty => crate::service::nothing_between(&tape, from, to),
@@ -324,7 +334,7 @@ pub(crate) fn body(
         layout: Arc<Layout>,
         tracks: Option<Vec<usize>>,
         spans: std::vec::IntoIter<Span>,
-        converted: Option<(usize, Fragments)>,
+        converted: Option<(usize, Converted)>,
     }
     let spans = layout.spans(range).into_iter();
     let state = State {
@@ -361,10 +371,14 @@ pub(crate) fn body(
     Response::new(Body::from_stream(stream))
 }
 
+/// A segment's converted samples: each track's number and data.
+type Converted = Vec<(usize, Bytes)>;
+
 /// Bytes `data` of `track`'s converted samples in `segments[segment]`,
-/// converting the segment unless it is the one in `converted`.
+/// converting the segment unless it is the one in `converted`; a slice of
+/// the converted bytes, not a copy.
 async fn media(
-    converted: &mut Option<(usize, Fragments)>,
+    converted: &mut Option<(usize, Converted)>,
     tape: &StreamTape,
     segments: &[TapeSegment],
     tracks: Option<&[usize]>,
@@ -378,20 +392,21 @@ async fn media(
         let ts = tape.read(stored).await.map_err(|e| e.to_string())?;
         let fragments = Fragments::from_ts(&ts, &timing(&stored.meta), tracks)
             .map_err(|e| format!("segment {}: {e}", stored.meta.seq))?;
-        *converted = Some((segment, fragments));
+        *converted = Some((segment, fragments.into_data()));
     }
-    let fragments = &converted.as_ref().map(|c| &c.1).ok_or("no segment")?;
-    let bytes = fragments
-        .track(track)
-        .map(dvr_media::fmp4::Track::data)
+    let tracks = &converted.as_ref().map(|c| &c.1).ok_or("no segment")?;
+    let bytes = tracks
+        .iter()
+        .find(|(number, _)| *number == track)
+        .map(|(_, bytes)| bytes.clone())
         .unwrap_or_default();
     let (start, end) = (data.start as usize, data.end as usize);
-    let part = bytes.get(start..end).ok_or_else(|| {
-        format!(
+    if start > end || end > bytes.len() {
+        return Err(format!(
             "segment {} track {track}: {} bytes converted, the sample table says at least {end}",
             segments[segment].meta.seq,
             bytes.len()
-        )
-    })?;
-    Ok(Bytes::copy_from_slice(part))
+        ));
+    }
+    Ok(bytes.slice(start..end))
 }

@@ -11,7 +11,8 @@
 //! start. Job state lives on the bus, never in one packager.
 //!
 //! **What is written.** The same bytes `archive-FROM-DUR.mp4` answers
-//! (with `precise` and `ignore_gaps` as asked), produced by the packager's
+//! (with `precise` and `ignore_gaps` as asked, and the job's `meta` in
+//! `moov/udta/meta/ilst`), produced by the packager's
 //! own request path without the playback gate (an export is an admin's
 //! request, checked by the API), streamed into a storage writer
 //! (`Storage::put_writer`: S3 multipart, Swift segments, a file renamed
@@ -19,6 +20,13 @@
 //! is, and a crash leaves no object claiming to be complete. Progress
 //! (`bytes` of `total`) is written to the job at most every
 //! [`PROGRESS_EVERY`].
+//!
+//! **Records expire.** A done or failed job's record is deleted once it
+//! has not changed for the retention (`packager.export_retention`, 7 days
+//! by default) by every runner's rescan ([`expire`]), so the bucket, and
+//! the API's list that reads it, holds the jobs of that window only. The
+//! sweep is the same on NATS and in the embedded bucket; a bucket
+//! `max_age` would also drop jobs still queued or running.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,9 +35,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use dvr_archive::ArchiveRegistry;
-use dvr_bus::{BusError, Exclusive, Kv, KvOp};
+use dvr_bus::{BusError, Exclusive, Kv, KvEntry, KvOp};
 use dvr_common::config::StreamConfig;
-use dvr_common::{Clock, HasErrorKind};
+use dvr_common::{Clock, HasErrorKind, UtcMs};
 use dvr_proto::{
     export_held_key, export_job_key, export_object_key, stream_config_key, ExportJob, ExportState,
     Versioned,
@@ -45,6 +53,14 @@ use crate::service::Packager;
 pub const RESCAN: Duration = Duration::from_secs(10);
 /// How often a running job's progress is written.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// A job's hold not renewed for this long is free (renewed every third of
+/// it while the job runs).
+pub const HOLD_TTL: Duration = Duration::from_secs(6);
+/// How long a replica waits for a held job before it lets go until the
+/// next rescan. Longer than [`HOLD_TTL`]: a waiter takes a hold over only
+/// once it has seen it unrenewed for the whole TTL, so a shorter wait
+/// would never take over the job of a replica that died.
+const HOLD_WAIT: Duration = Duration::from_secs(8);
 
 /// Runs the export jobs this replica can take; see the module docs.
 #[allow(
@@ -58,6 +74,7 @@ pub struct ExportRunner {
     registry: Arc<ArchiveRegistry>,
     clock: Arc<dyn Clock>,
     node: String,
+    retention: Duration,
     exclusive: Exclusive,
     /// Jobs this replica is trying or running now.
     busy: Mutex<HashSet<String>>,
@@ -66,7 +83,7 @@ pub struct ExportRunner {
 impl ExportRunner {
     /// A runner over the exports bucket `jobs` and the streams bucket
     /// `streams` (where each stream's archive root is), writing through
-    /// `registry`.
+    /// `registry`; finished jobs' records go after `retention`.
     pub fn new(
         packager: Arc<Packager>,
         jobs: Arc<dyn Kv>,
@@ -74,16 +91,17 @@ impl ExportRunner {
         registry: Arc<ArchiveRegistry>,
         clock: Arc<dyn Clock>,
         node: &str,
+        retention: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
-            exclusive: Exclusive::new(Arc::clone(&jobs), node)
-                .with_timing(Duration::from_secs(6), Duration::from_secs(1)),
+            exclusive: Exclusive::new(Arc::clone(&jobs), node).with_timing(HOLD_TTL, HOLD_WAIT),
             packager,
             jobs,
             streams,
             registry,
             clock,
             node: node.to_owned(),
+            retention,
             busy: Mutex::default(),
         })
     }
@@ -111,6 +129,10 @@ impl ExportRunner {
                         Ok(entries) => {
                             for entry in entries.iter().filter(|e| e.op == KvOp::Put) {
                                 self.consider(&entry.value);
+                            }
+                            let now = self.clock.now();
+                            if let Err(e) = expire(&*self.jobs, &entries, now, self.retention).await {
+                                warn!(error = %e, "exports: cannot delete expired jobs");
                             }
                         }
                         Err(e) => warn!(error = %e, "exports: cannot list the jobs"),
@@ -237,7 +259,10 @@ impl ExportRunner {
             .answer_ungated(
                 &path,
                 (!query.is_empty()).then_some(query.as_str()),
-                &RequestContext::default(),
+                &RequestContext {
+                    mp4_tags: job.meta.clone(),
+                    ..RequestContext::default()
+                },
             )
             .await;
         if response.status() != StatusCode::OK {
@@ -305,5 +330,119 @@ impl ExportRunner {
             .dvr
             .map(|d| d.root)
             .ok_or_else(|| format!("stream {} no longer records", job.stream))
+    }
+}
+
+/// Deletes the records among `entries` of jobs done or failed that have
+/// not changed for `retention` at `now`; how many went. Jobs queued or
+/// running stay whatever their age (a runner finishes or fails them).
+pub async fn expire(
+    jobs: &dyn Kv,
+    entries: &[KvEntry],
+    now: UtcMs,
+    retention: Duration,
+) -> Result<usize, BusError> {
+    let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    for entry in entries.iter().filter(|e| e.op == KvOp::Put) {
+        let Ok(job) = ExportJob::decode(&entry.value) else {
+            continue;
+        };
+        let over = matches!(job.state, ExportState::Done | ExportState::Failed);
+        if over && now.0.saturating_sub(job.updated_at.0) >= retention {
+            jobs.delete(&entry.key).await?;
+            info!(job = %job.id, state = ?job.state, "exports: job record expired");
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dvr_bus::MemoryKv;
+    use dvr_common::{SimulatedClock, StreamName};
+    use dvr_proto::PROTO_VERSION;
+
+    fn job(id: &str, state: ExportState, at: UtcMs) -> ExportJob {
+        ExportJob {
+            v: PROTO_VERSION,
+            id: id.into(),
+            stream: StreamName::new("ch1").unwrap(),
+            from: 1_700_000_000,
+            duration: 60,
+            file: format!("{id}.mp4"),
+            precise: false,
+            ignore_gaps: false,
+            overwrite: false,
+            meta: Vec::new(),
+            state,
+            node: None,
+            bytes: 0,
+            total: None,
+            error: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    async fn left(kv: &MemoryKv) -> Vec<String> {
+        let mut keys = kv.keys().await.unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// On a simulated clock: finished jobs go once unchanged for the
+    /// retention, not a millisecond before; queued and running stay.
+    #[tokio::test]
+    async fn finished_jobs_expire_after_the_retention() {
+        let kv = MemoryKv::new(dvr_proto::EXPORTS_KV_BUCKET);
+        let clock = SimulatedClock::new(UtcMs(1_000_000));
+        let retention = Duration::from_secs(3600);
+        let t0 = clock.now();
+        for (id, state) in [
+            ("d0", ExportState::Done),
+            ("f0", ExportState::Failed),
+            ("q0", ExportState::Queued),
+            ("r0", ExportState::Running),
+        ] {
+            kv.put(
+                &export_job_key(id),
+                Bytes::from(job(id, state, t0).encode()),
+            )
+            .await
+            .unwrap();
+        }
+        clock.advance_ms(1_800_000);
+        kv.put(
+            &export_job_key("d1"),
+            Bytes::from(job("d1", ExportState::Done, clock.now()).encode()),
+        )
+        .await
+        .unwrap();
+        clock.advance_ms(1_800_000 - 1);
+        let entries = kv.list("job.").await.unwrap();
+        assert_eq!(
+            expire(&kv, &entries, clock.now(), retention).await.unwrap(),
+            0
+        );
+        clock.advance_ms(1);
+        let entries = kv.list("job.").await.unwrap();
+        assert_eq!(
+            expire(&kv, &entries, clock.now(), retention).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            left(&kv).await,
+            ["job.d1", "job.q0", "job.r0"].map(String::from)
+        );
+        clock.advance_ms(1_800_000);
+        let entries = kv.list("job.").await.unwrap();
+        assert_eq!(
+            expire(&kv, &entries, clock.now(), retention).await.unwrap(),
+            1
+        );
+        assert_eq!(left(&kv).await, ["job.q0", "job.r0"].map(String::from));
     }
 }

@@ -43,6 +43,9 @@ pub struct Query {
     pub timelapse: Option<Timelapse>,
     /// `preview.jpg` forms: scale to this width (height keeps the aspect).
     pub width: Option<u32>,
+    /// `meta=true`: the seeds' metadata flag of `save-mp4`, which a GET has
+    /// no body for; `archive-FROM-DUR.mp4` refuses it by name.
+    pub meta: bool,
 }
 
 /// `?timelapse` and `?timelapse=N`.
@@ -74,6 +77,7 @@ impl Query {
                 "event" => q.event = flag("event", &value)?,
                 "ignore_gaps" => q.ignore_gaps = flag("ignore_gaps", &value)?,
                 "precise" => q.precise = flag("precise", &value)?,
+                "meta" => q.meta = flag("meta", &value)?,
                 "from" => q.from = Some(value.into_owned()),
                 "to" => q.to = Some(value.into_owned()),
                 "request" => q.request.extend(value.split(',').map(str::to_owned)),

@@ -302,6 +302,7 @@ async fn handle(State(packager): State<Arc<Packager>>, request: Request) -> Resp
             .map(str::to_owned),
         client: ClientAddr::of(request.extensions()),
         origin: origin(request.headers()),
+        mp4_tags: Vec::new(),
     };
     packager
         .answer_ungated(uri.path(), uri.query(), &context)

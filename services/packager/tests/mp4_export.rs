@@ -13,17 +13,13 @@ use std::process::Command;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
-use bytes::Bytes;
-use dvr_archive::store::ArchiveStore;
-use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
-use dvr_media::mp4::{encode_chunk_tables, SampleTable};
-use dvr_media::{CodecSummary, Segment};
+use dvr_media::Segment;
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_storage::{CountingStorage, Storage, StorageConfig, StorageUri};
 use support::{
-    body, get, gst_pictures, header, recorded, recorded_runs, segmented, send, serve, T0,
+    archive, body, get, gst_pictures, header, recorded, recorded_runs, segmented, send, serve, T0,
 };
 
 const CLIP: &str = "h264_aac_720p.ts";
@@ -352,46 +348,16 @@ async fn archived(with_tables: bool) -> (axum::Router, Arc<CountingStorage>, tem
         dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap(),
     ));
     let stream: StreamName = "ch".parse().unwrap();
-    let store = Arc::new(ArchiveStore::new(Arc::clone(&storage) as _));
     let clock = Arc::new(SimulatedClock::new(UtcMs(T0 * 1000)));
     let segments = segmented(&[CLIP], 0, &clock);
-    let half = segments.len() / 2;
-    for chunk in [&segments[..half], &segments[half..]] {
-        let first = &chunk[0];
-        let key = ChunkKey::new(stream.clone(), first.utc_start, first.seq);
-        let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.payload.to_vec()).collect();
-        storage
-            .put(&key.ts_key(), Bytes::from(bytes))
-            .await
-            .unwrap();
-        if with_tables {
-            let tables: Vec<(u64, SampleTable)> = chunk
-                .iter()
-                .map(|s| {
-                    let t = SampleTable::from_ts(&s.payload, s.pts_start, s.duration).unwrap();
-                    (s.seq, t)
-                })
-                .collect();
-            storage
-                .put(&key.smp_key(), Bytes::from(encode_chunk_tables(&tables)))
-                .await
-                .unwrap();
-        }
-        let index = ChunkIndex::from_segments(
-            CodecSummary::default(),
-            chunk.iter().map(|s| {
-                (
-                    s.seq,
-                    s.utc_start,
-                    s.duration,
-                    s.pts_start,
-                    s.payload.len() as u32,
-                    s.flags,
-                )
-            }),
-        );
-        store.commit_chunk(key, index).await.unwrap();
-    }
+    let store = archive(
+        &(Arc::clone(&storage) as Arc<dyn Storage>),
+        &stream,
+        &segments,
+        segments.len().div_ceil(2),
+        with_tables,
+    )
+    .await;
     let log =
         Arc::new(SegmentLog::open(dir.path().join("log"), SegmentLogOptions::default()).unwrap());
     let now = UtcMs(segments.last().unwrap().utc_end().0 + 1000);
@@ -569,6 +535,8 @@ async fn a_timelapse_shows_every_keyframe_of_the_range_fitted_or_at_recorded_pac
         ("timelapse=abc", "timelapse=\"abc\""),
         ("timelapse=99999", "timelapse=\"99999\""),
         ("timelapse=5&precise=true", "timelapse and precise=true"),
+        ("meta=true", "meta=true: a download carries no metadata"),
+        ("meta=perhaps", "meta=\"perhaps\""),
     ] {
         let (status, _, text) = get(&f, &format!("/ch/archive-{T0}-60.mp4?{query}")).await;
         let text = String::from_utf8(text).unwrap();

@@ -58,7 +58,15 @@ pub struct PackagerSettings {
     /// JPEG previews waiting for a worker; past it `503` with
     /// `Retry-After`. Default 32.
     pub preview_queue: usize,
+    /// How long a saved export's job record (done or failed) stays in the
+    /// exports bucket, in milliseconds; then the packagers delete it.
+    /// Default 7 days.
+    pub export_retention_ms: i64,
 }
+
+/// [`PackagerSettings::export_retention_ms`] unless
+/// `packager.export_retention` says otherwise: 7 days.
+pub const DEFAULT_EXPORT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 impl Default for PackagerSettings {
     fn default() -> Self {
@@ -69,6 +77,7 @@ impl Default for PackagerSettings {
             ffmpeg: "ffmpeg".to_owned(),
             preview_workers: 2,
             preview_queue: 32,
+            export_retention_ms: DEFAULT_EXPORT_RETENTION_MS,
         }
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct RawPackager {
     pub preview_workers: Option<Spanned<u64>>,
     #[serde(default)]
     pub preview_queue: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub export_retention: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -232,11 +232,12 @@ fn a_section_owned_by_another_crate() {
 #[test]
 fn cache_and_packager_settings_in_both_spellings() {
     let c = Config::from_yaml_str(
-        "version: 1\narchive: s3://tv/dvr\npackager: { memory_cache: 1G }\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 7d }\n    cache: \"/mount/ssd1 3d 50G\"\n  news:\n    inputs: [ \"udp://239.0.0.2:1234\" ]\n    dvr: { depth: 1d }\n    cache: { path: /ssd, max_size: 2G, depth: 2d, misses: 3 }\n",
+        "version: 1\narchive: s3://tv/dvr\npackager: { memory_cache: 1G, export_retention: 2d }\nstreams:\n  ort:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 7d }\n    cache: \"/mount/ssd1 3d 50G\"\n  news:\n    inputs: [ \"udp://239.0.0.2:1234\" ]\n    dvr: { depth: 1d }\n    cache: { path: /ssd, max_size: 2G, depth: 2d, misses: 3 }\n",
         "config.yaml",
     )
     .unwrap();
     assert_eq!(c.packager.memory_cache_bytes, 1 << 30);
+    assert_eq!(c.packager.export_retention_ms, 2 * 86_400_000);
     let ort = c.streams[&name("ort")].cache.clone().unwrap();
     assert_eq!(
         (
@@ -277,6 +278,14 @@ fn cache_errors_name_line_and_field() {
     assert_eq!(
         error_of(&format!("{base}packager: {{ memory_cache: lots }}\n")),
         r#"config.yaml line 7: packager.memory_cache: invalid size "lots": no number"#
+    );
+    assert!(
+        error_of(&format!("{base}packager: {{ export_retention: 0s }}\n"))
+            .contains("packager.export_retention: must be positive"),
+    );
+    assert!(
+        error_of(&format!("{base}packager: {{ export_retention: soon }}\n"))
+            .contains("line 7: packager.export_retention")
     );
 }
 

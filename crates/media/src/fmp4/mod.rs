@@ -360,6 +360,15 @@ impl Fragments {
         self.tracks.iter().find(|t| t.number == number)
     }
 
+    /// Each track's number and [`Track::data`], owned: what a progressive
+    /// MP4 serves slices of without copying them.
+    pub fn into_data(self) -> Vec<(usize, Bytes)> {
+        self.tracks
+            .into_iter()
+            .map(|t| (t.number, Bytes::from(t.data)))
+            .collect()
+    }
+
     /// The tracks that were asked for (all, without a selection) and cannot
     /// be written, with the reason.
     pub fn left_out(&self) -> &[LeftOut] {

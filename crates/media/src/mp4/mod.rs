@@ -33,6 +33,7 @@
 
 mod stills;
 mod table;
+mod tags;
 
 use std::ops::Range;
 
@@ -47,6 +48,7 @@ pub use table::{
     decode_chunk_tables, encode_chunk_tables, Sample, SampleTable, TableError, TableTrack,
     TABLE_VERSION,
 };
+pub use tags::udta;
 
 /// `mvhd` timescale: the tape's 90 kHz, so edits are exact for video.
 const MOVIE_TIMESCALE: u32 = 90_000;
@@ -146,7 +148,7 @@ impl Layout {
         tracks: Option<&[usize]>,
         window: Range<Ticks>,
     ) -> Result<Layout, Mp4Error> {
-        Self::build(segments, tracks, window, false)
+        Self::build(segments, tracks, window, false, &[])
     }
 
     /// [`Layout::new`], presented from the window's start to its end to
@@ -161,7 +163,19 @@ impl Layout {
         tracks: Option<&[usize]>,
         window: Range<Ticks>,
     ) -> Result<Layout, Mp4Error> {
-        Self::build(segments, tracks, window, true)
+        Self::build(segments, tracks, window, true, &[])
+    }
+
+    /// [`Layout::new`] (or [`Layout::precise`] when `precise`) with `tags`
+    /// (name, value) in `moov/udta/meta/ilst` (see [`udta`]).
+    pub fn tagged(
+        segments: &[SegmentTables<'_>],
+        tracks: Option<&[usize]>,
+        window: Range<Ticks>,
+        precise: bool,
+        tags: &[(String, String)],
+    ) -> Result<Layout, Mp4Error> {
+        Self::build(segments, tracks, window, precise, &udta(tags))
     }
 
     fn build(
@@ -169,6 +183,7 @@ impl Layout {
         tracks: Option<&[usize]>,
         window: Range<Ticks>,
         precise: bool,
+        udta: &[u8],
     ) -> Result<Layout, Mp4Error> {
         let mut numbers: Vec<usize> = segments
             .iter()
@@ -299,13 +314,14 @@ impl Layout {
         } else {
             movie(&builds, window.end)
         };
-        Ok(Self::finish(&builds, pieces, &movie))
+        Ok(Self::finish(&builds, pieces, &movie, udta))
     }
 
     /// The file of `builds` (their chunks in `pieces`) presented as
     /// `movie`: chunks in file order (by segment, track number, then bytes),
-    /// `ftyp`, `moov` (64-bit offsets when needed) and the `mdat` header.
-    fn finish(builds: &[Build], mut pieces: Vec<Piece>, movie: &Movie) -> Layout {
+    /// `ftyp`, `moov` (64-bit offsets when needed, `udta` last) and the
+    /// `mdat` header.
+    fn finish(builds: &[Build], mut pieces: Vec<Piece>, movie: &Movie, udta: &[u8]) -> Layout {
         let mut payload = 0u64;
         let mut order: Vec<usize> = (0..pieces.len()).collect();
         order.sort_by_key(|&i| (pieces[i].segment, pieces[i].track, pieces[i].data.start));
@@ -318,14 +334,14 @@ impl Layout {
         let large_mdat = payload + 8 > u64::from(u32::MAX);
         let mdat_header = if large_mdat { 16 } else { 8 };
         let fixed = (ftyp.len() + mdat_header) as u64;
-        let mut moov = write_moov(builds, &pieces, movie, 0, false);
+        let mut moov = write_moov(builds, &pieces, movie, 0, false, udta);
         let last_chunk = pieces.iter().map(|p| p.at).max().unwrap_or(0);
         let wide = fixed + moov.len() as u64 + last_chunk > u64::from(u32::MAX);
         if wide {
-            moov = write_moov(builds, &pieces, movie, 0, true);
+            moov = write_moov(builds, &pieces, movie, 0, true, udta);
         }
         let base = fixed + moov.len() as u64;
-        let moov = write_moov(builds, &pieces, movie, base, wide);
+        let moov = write_moov(builds, &pieces, movie, base, wide, udta);
         let mut head = ftyp;
         head.extend_from_slice(&moov);
         if large_mdat {
@@ -573,8 +589,16 @@ fn precise_movie(builds: &[Build], window: &Range<Ticks>) -> Movie {
 }
 
 /// `moov` with chunk offsets counted from `base` (the mdat body's first
-/// byte in the file), 64-bit when `wide`.
-fn write_moov(builds: &[Build], pieces: &[Piece], movie: &Movie, base: u64, wide: bool) -> Vec<u8> {
+/// byte in the file), 64-bit when `wide`, ending with `udta` (a whole box,
+/// or nothing).
+fn write_moov(
+    builds: &[Build],
+    pieces: &[Piece],
+    movie: &Movie,
+    base: u64,
+    wide: bool,
+    udta: &[u8],
+) -> Vec<u8> {
     let samples: usize = builds.iter().map(|b| b.sizes.len()).sum();
     let mut out = Vec::with_capacity(1024 + samples * 16);
     let moov = open(&mut out, b"moov");
@@ -604,6 +628,7 @@ fn write_moov(builds: &[Build], pieces: &[Piece], movie: &Movie, base: u64, wide
             }),
         );
     }
+    out.extend_from_slice(udta);
     close(&mut out, moov);
     out
 }

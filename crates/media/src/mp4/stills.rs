@@ -187,6 +187,6 @@ impl Layout {
             edits: vec![vec![(total, 0)]],
             media: vec![total],
         };
-        Ok(Self::finish(&[build], pieces, &movie))
+        Ok(Self::finish(&[build], pieces, &movie, &[]))
     }
 }

@@ -11,7 +11,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -25,13 +25,46 @@ use dvr_proto::{
 use super::locks::to_lock;
 use super::StreamParam;
 use crate::error::{ApiError, ErrorBody};
-use crate::schema::{ExportList, ExportRequest, LockRange};
+use crate::schema::{ExportList, ExportQuery, ExportRequest, LockRange};
 use crate::state::{bus_error, json_body, AppState};
 
-/// The most jobs `GET /api/v1/exports` lists (newest first).
+/// The most jobs one `GET /api/v1/exports` answer lists (newest first)…
 const MAX_LISTED: usize = 1000;
+/// …and how many unless `?limit=` says.
+const DEFAULT_LISTED: usize = 100;
 /// The longest file name an export request may carry.
 const MAX_FILE_NAME_LEN: usize = 255;
+/// The most bytes of metadata (names and values) one export may store in
+/// its file (`413` past it); the seeds' `meta=true` body counts whole.
+pub const MAX_META_BYTES: usize = 64 << 10;
+/// The largest export request body: the metadata's bytes JSON-escaped
+/// (at most 6 bytes a byte) and the rest.
+const MAX_EXPORT_BODY: usize = 6 * MAX_META_BYTES + 4096;
+
+fn too_large(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("{what}: more than {} KiB", MAX_META_BYTES >> 10),
+    )
+}
+
+/// Checks the metadata an export stores: names non-empty, at most 255
+/// bytes, no control characters; names and values at most
+/// [`MAX_META_BYTES`] together.
+fn check_meta(meta: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    for name in meta.keys() {
+        if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!(
+                "meta: name {name:?}: 1 to 255 bytes, no control characters"
+            )));
+        }
+    }
+    let bytes: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_META_BYTES {
+        return Err(too_large("meta"));
+    }
+    Ok(())
+}
 
 /// Checks a file name a request carries: relative, no `..`, no NUL or
 /// control characters, bounded.
@@ -70,7 +103,11 @@ pub async fn export(
     StreamParam(name): StreamParam,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if body.len() > MAX_EXPORT_BODY {
+        return Err(too_large("the export request"));
+    }
     let request: ExportRequest = json_body(&body)?;
+    check_meta(&request.meta)?;
     to_lock(&LockRange {
         from: request.from,
         duration: request.duration,
@@ -123,6 +160,7 @@ pub async fn export(
         precise: request.precise,
         ignore_gaps: request.ignore_gaps,
         overwrite: request.overwrite,
+        meta: request.meta.into_iter().collect(),
         state: ExportState::Queued,
         node: None,
         bytes: 0,
@@ -142,13 +180,22 @@ pub async fn export(
     Ok(response)
 }
 
-/// Every export job, newest first (at most 1000).
+/// The export jobs, newest first: `?limit=` of them (default 100, at
+/// most 1000), older than `?before=` (the `next` of the previous page).
+/// The bucket holds only the jobs of the retention (done and failed jobs
+/// expire, `packager.export_retention`), which bounds the read.
 #[utoipa::path(get, path = "/api/v1/exports", tag = "dvr",
-    responses((status = 200, body = ExportList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn list_exports(State(api): AppState) -> Result<Json<ExportList>, ApiError> {
+    params(ExportQuery),
+    responses((status = 200, body = ExportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list_exports(
+    State(api): AppState,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ExportList>, ApiError> {
+    let (limit, before) = list_query(query.as_deref().unwrap_or_default())?;
     let Some(jobs) = api.exports.clone() else {
         return Ok(Json(ExportList {
             exports: Vec::new(),
+            next: None,
         }));
     };
     let entries = jobs
@@ -158,10 +205,58 @@ pub async fn list_exports(State(api): AppState) -> Result<Json<ExportList>, ApiE
     let mut exports: Vec<ExportJob> = entries
         .iter()
         .filter_map(|e| ExportJob::decode(&e.value).ok())
+        .filter(|job| {
+            before
+                .as_ref()
+                .is_none_or(|b| order(job) < (b.0, b.1.as_str()))
+        })
         .collect();
-    exports.sort_by_key(|job| std::cmp::Reverse(job.created_at));
-    exports.truncate(MAX_LISTED);
-    Ok(Json(ExportList { exports }))
+    exports.sort_by(|a, b| order(b).cmp(&order(a)));
+    let next = (exports.len() > limit).then(|| {
+        let last = &exports[limit - 1];
+        format!("{}-{}", last.created_at.0, last.id)
+    });
+    exports.truncate(limit);
+    Ok(Json(ExportList { exports, next }))
+}
+
+/// Where a job sorts in the list (newest last).
+fn order(job: &ExportJob) -> (i64, &str) {
+    (job.created_at.0, job.id.as_str())
+}
+
+/// `?limit=` and `?before=MS-ID` of the list.
+fn list_query(query: &str) -> Result<(usize, Option<(i64, String)>), ApiError> {
+    let mut limit = DEFAULT_LISTED;
+    let mut before = None;
+    for (key, value) in super::url_pairs(query) {
+        match key.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LISTED).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit={value:?}: expected 1 to {MAX_LISTED}"
+                        ))
+                    })?;
+            }
+            "before" => {
+                let cursor = value
+                    .split_once('-')
+                    .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "before={value:?}: expected the `next` of a previous answer"
+                        ))
+                    })?;
+                before = Some(cursor);
+            }
+            _ => {}
+        }
+    }
+    Ok((limit, before))
 }
 
 /// One export job: `state` (`queued`, `running`, `done`, `failed`),
@@ -196,9 +291,11 @@ pub async fn export_job(
 /// The seeds' `POST /STREAM/save-mp4-FROM-DUR?file=NAME`, rewritten to
 /// `POST /api/v1/streams/STREAM/dvr/export` before routing, so it passes
 /// the API's credentials check and answers as that route does. `precise`,
-/// `ignore_gaps` and `overwrite` are taken from the query; `meta=true`
-/// (the body stored in the file's `udta`) is refused by name. Every other
-/// request passes unchanged. Applied around the whole router by the
+/// `ignore_gaps` and `overwrite` are taken from the query; with
+/// `meta=true` the body (UTF-8 text, at most [`MAX_META_BYTES`], `413`
+/// past it) is the file's `comment` (`©cmt` in `udta/meta/ilst`), as the
+/// seeds store their opaque value there. Every other request passes
+/// unchanged. Applied around the whole router by the
 /// binary (a layer on the router would run after routing).
 pub async fn save_mp4_alias(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
@@ -215,35 +312,58 @@ pub async fn save_mp4_alias(request: Request, next: Next) -> Response {
         )
             .into_response();
     }
-    match alias_body(range, request.uri().query().unwrap_or_default()) {
-        Ok(body) => {
-            let (mut parts, _) = request.into_parts();
-            let encoded = stream.replace('%', "%25").replace('/', "%2F");
-            let uri = format!("/api/v1/streams/{encoded}/dvr/export");
-            let Ok(uri) = uri.parse() else {
-                return ApiError::bad_request("save-mp4: the stream name does not fit a URL")
-                    .into_response();
-            };
-            parts.uri = uri;
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            parts.headers.remove(header::CONTENT_LENGTH);
-            next.run(Request::from_parts(parts, Body::from(body))).await
+    let (mut json, meta) = match alias_body(range, request.uri().query().unwrap_or_default()) {
+        Ok(asked) => asked,
+        Err(e) => return e.into_response(),
+    };
+    let (mut parts, body) = request.into_parts();
+    if meta {
+        match meta_body(&parts.headers, body).await {
+            Ok(text) => json["meta"] = serde_json::json!({ "comment": text }),
+            Err(e) => return e.into_response(),
         }
-        Err(e) => e.into_response(),
     }
+    let encoded = stream.replace('%', "%25").replace('/', "%2F");
+    let Ok(uri) = format!("/api/v1/streams/{encoded}/dvr/export").parse() else {
+        return ApiError::bad_request("save-mp4: the stream name does not fit a URL")
+            .into_response();
+    };
+    parts.uri = uri;
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    next.run(Request::from_parts(parts, Body::from(json.to_string())))
+        .await
 }
 
-/// The export request a `save-mp4-FROM-DUR?…` URL asks for, as JSON.
-fn alias_body(range: &str, query: &str) -> Result<String, ApiError> {
+/// The body of a `save-mp4-…&meta=true`: UTF-8 text of at most
+/// [`MAX_META_BYTES`], read no further than that.
+async fn meta_body(headers: &axum::http::HeaderMap, body: Body) -> Result<String, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_META_BYTES as u64) {
+        return Err(too_large("save-mp4: meta=true: the body"));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_META_BYTES)
+        .await
+        .map_err(|_| too_large("save-mp4: meta=true: the body (or it was not read)"))?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::bad_request("save-mp4: meta=true: the body must be UTF-8 text"))
+}
+
+/// The export request a `save-mp4-FROM-DUR?…` URL asks for, as JSON, and
+/// whether it asks for `meta=true` (the body, to be read, as metadata).
+fn alias_body(range: &str, query: &str) -> Result<(serde_json::Value, bool), ApiError> {
     let bad = |why: String| ApiError::bad_request(format!("save-mp4-{range}: {why}"));
     let (from, duration) = range
         .split_once('-')
         .and_then(|(f, d)| Some((f.parse::<i64>().ok()?, d.parse::<i64>().ok()?)))
         .ok_or_else(|| bad("expected save-mp4-FROM-DURATION in whole seconds".into()))?;
     let mut request = serde_json::json!({ "from": from, "duration": duration });
+    let mut meta = false;
     for (key, value) in super::url_pairs(query) {
         let flag = || match value.as_str() {
             "true" | "1" => Ok(true),
@@ -253,16 +373,11 @@ fn alias_body(range: &str, query: &str) -> Result<String, ApiError> {
         match key.as_str() {
             "file" => request["file"] = value.into(),
             "precise" | "ignore_gaps" | "overwrite" => request[key.as_str()] = flag()?.into(),
-            "meta" if flag()? => {
-                return Err(bad(
-                    "meta=true: storing the body in the file's metadata is not supported".into(),
-                ))
-            }
-            "meta" => {}
+            "meta" => meta = flag()?,
             other => return Err(bad(format!("unknown parameter {other:?}"))),
         }
     }
-    Ok(request.to_string())
+    Ok((request, meta))
 }
 
 #[cfg(test)]
@@ -271,15 +386,16 @@ mod tests {
 
     #[test]
     fn the_seeds_save_mp4_url_becomes_an_export_request() {
-        let body = alias_body("1350274200-4200", "file=a%2Fb.mp4&precise=true").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let (v, meta) = alias_body("1350274200-4200", "file=a%2Fb.mp4&precise=true").unwrap();
         assert_eq!(
             v,
             serde_json::json!({"from": 1_350_274_200_i64, "duration": 4200, "file": "a/b.mp4", "precise": true})
         );
+        assert!(!meta);
+        assert!(alias_body("1-2", "file=a.mp4&meta=true").unwrap().1);
         for (range, query, why) in [
             ("1-x", "file=a.mp4", "expected save-mp4-FROM-DURATION"),
-            ("1-2", "file=a.mp4&meta=true", "meta=true"),
+            ("1-2", "file=a.mp4&meta=maybe", "meta=\"maybe\""),
             ("1-2", "file=a.mp4&x=1", "unknown parameter \"x\""),
             ("1-2", "file=a.mp4&overwrite=yes", "overwrite=\"yes\""),
         ] {

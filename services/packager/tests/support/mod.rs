@@ -15,6 +15,7 @@ use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
+use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
 use futures_util::StreamExt;
@@ -351,4 +352,54 @@ pub async fn gst_pictures(url: &str) -> Vec<f64> {
         .filter(|l| l.contains("vbin/GstFakeSink") && l.contains("chain"))
         .filter_map(|l| l.split("pts: ").nth(1)?.split(',').next().map(gst_seconds))
         .collect()
+}
+
+/// `segments` archived as `stream` in `storage` as the recorder writes
+/// them: chunks of `per_chunk` segments (`.ts`, `.smp` sample tables when
+/// `with_tables`, the index committed).
+pub async fn archive(
+    storage: &Arc<dyn dvr_storage::Storage>,
+    stream: &StreamName,
+    segments: &[Segment],
+    per_chunk: usize,
+    with_tables: bool,
+) -> Arc<ArchiveStore> {
+    let store = Arc::new(ArchiveStore::new(Arc::clone(storage)));
+    for chunk in segments.chunks(per_chunk.max(1)) {
+        let first = &chunk[0];
+        let key = ChunkKey::new(stream.clone(), first.utc_start, first.seq);
+        let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.payload.to_vec()).collect();
+        storage
+            .put(&key.ts_key(), Bytes::from(bytes))
+            .await
+            .unwrap();
+        if with_tables {
+            let tables: Vec<(u64, SampleTable)> = chunk
+                .iter()
+                .map(|s| {
+                    let t = SampleTable::from_ts(&s.payload, s.pts_start, s.duration).unwrap();
+                    (s.seq, t)
+                })
+                .collect();
+            storage
+                .put(&key.smp_key(), Bytes::from(encode_chunk_tables(&tables)))
+                .await
+                .unwrap();
+        }
+        let index = ChunkIndex::from_segments(
+            CodecSummary::default(),
+            chunk.iter().map(|s| {
+                (
+                    s.seq,
+                    s.utc_start,
+                    s.duration,
+                    s.pts_start,
+                    s.payload.len() as u32,
+                    s.flags,
+                )
+            }),
+        );
+        store.commit_chunk(key, index).await.unwrap();
+    }
+    store
 }
