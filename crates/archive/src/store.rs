@@ -593,6 +593,15 @@ impl ArchiveStore {
         self.catalog_read().chunks(stream).cloned().collect()
     }
 
+    /// The seq of the oldest archived segment of a stream (what retention
+    /// kept).
+    pub fn first_seq(&self, stream: &StreamName) -> Option<u64> {
+        self.catalog_read()
+            .chunks(stream)
+            .map(|c| c.first_seq)
+            .min()
+    }
+
     /// The seq of the last archived segment of a stream.
     pub fn last_seq(&self, stream: &StreamName) -> Option<u64> {
         self.catalog_read().chunks(stream).map(|c| c.last_seq).max()

@@ -138,7 +138,7 @@ pub fn catalog_summary(store: &ArchiveStore, entry: &ChunkEntry) -> CatalogSumma
         last_seq: entry.last_seq,
         last_chunk: entry.key.ts_key(),
         to: entry.utc_end,
-        first_seq: store.chunks(&entry.key.stream).first().map(|c| c.first_seq),
+        first_seq: store.first_seq(&entry.key.stream),
     }
 }
 
