@@ -18,6 +18,8 @@
 //! - [`store`]: the archive on a storage backend, with the catalog in memory;
 //!   [`cache`] and [`disk_cache`] keep indexes and segments near the packager.
 //! - [`registry`]: one store per archive root, shared by every caller.
+//! - [`tape`]: one stream's tape, the archive joined to its live log: what
+//!   the packager serves, the API reports and ingest resumes after.
 
 pub mod cache;
 pub mod catalog;
@@ -33,6 +35,7 @@ pub mod registry;
 pub mod retention;
 pub mod status;
 pub mod store;
+pub mod tape;
 
 pub use cache::{MemoryCache, DEFAULT_MEMORY_CACHE_BYTES};
 pub use catalog::{

@@ -7,9 +7,9 @@
 //! settings as JSON in the config file's shape): creating, updating,
 //! deleting a stream and switching its DVR (`dvr.enabled`) are writes
 //! there, and whatever runs streams watches the bucket. Locks and reindex
-//! act on the stream's archive; status comes from a
-//! [`StreamStatusSource`] the runner implements; sessions are read from
-//! the auth service's bucket.
+//! act on the stream's archive; status comes from the stream's tape
+//! ([`TapeStatus`]) and the ingest's reports; sessions are read from the
+//! auth service's bucket.
 //!
 //! Every route sits behind [`auth`]: bearer tokens or basic auth from the
 //! `api:` section ([`ApiConfig`]), or, only where the operator opted in,
@@ -23,6 +23,7 @@ pub mod routes;
 pub mod schema;
 pub mod state;
 pub mod status;
+pub mod tape_status;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub use state::ApiState;
 pub use status::{
     IngestState, LastSegment, NothingRuns, RuntimeStatus, Span, StreamStatus, StreamStatusSource,
 };
+pub use tape_status::TapeStatus;
 
 use crate::auth::Gate;
 use crate::routes::*;

@@ -1,12 +1,14 @@
 //! What a running stream is doing, as the API reports it.
 //!
-//! The API does not run streams, so whatever runs them (the embedded
-//! `dvr run`, a distributed node) tells it through [`StreamStatusSource`];
-//! the API adds what the stored config says (DVR configured, enabled).
+//! The API does not run streams: it reads their tapes
+//! ([`crate::tape_status::TapeStatus`], a [`StreamStatusSource`]) and the
+//! ingest's reports in the runtime bucket, and adds what the stored config
+//! says (DVR configured, enabled).
 
 use std::fmt::Debug;
 
 use async_trait::async_trait;
+use dvr_common::config::StreamConfig;
 use dvr_common::StreamName;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -55,8 +57,9 @@ pub struct RuntimeStatus {
 /// The runtime state of streams, from whatever runs them.
 #[async_trait]
 pub trait StreamStatusSource: Send + Sync + Debug {
-    /// The stream's state, or `None` if it is not running here.
-    async fn runtime(&self, stream: &StreamName) -> Option<RuntimeStatus>;
+    /// The state of `stream` with settings `config`, or `None` when there
+    /// is nothing to tell (no tape yet, or none readable here).
+    async fn runtime(&self, stream: &StreamName, config: &StreamConfig) -> Option<RuntimeStatus>;
 }
 
 /// A status source that runs nothing: every stream is reported stopped.
@@ -66,7 +69,7 @@ pub struct NothingRuns;
 
 #[async_trait]
 impl StreamStatusSource for NothingRuns {
-    async fn runtime(&self, _: &StreamName) -> Option<RuntimeStatus> {
+    async fn runtime(&self, _: &StreamName, _: &StreamConfig) -> Option<RuntimeStatus> {
         None
     }
 }
@@ -123,7 +126,8 @@ pub struct StreamStatus {
     pub dvr_configured: bool,
     /// The config's `dvr.enabled` (the seeds' dvr_enable / dvr_disable).
     pub dvr_enabled: bool,
-    /// The stream is running in this process (or node).
+    /// The stream runs: an ingest reports it (in this process or on any
+    /// node), or its tape received a segment within the last 20 s.
     pub running: bool,
     /// What the running stream reports (defaults when not running).
     #[serde(flatten)]

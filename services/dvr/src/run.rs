@@ -320,7 +320,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
                 exports: Arc::clone(&exports_kv),
             },
             &node.id,
-            &packager,
+            Arc::clone(&node),
             registry,
             &clock,
             node.is_distributed(),

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, KvOp, LiveLog, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::{CodecSummary, Segment, SegmentFlags};
-use dvr_packager::{apply_summary, Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{apply_summary, Packager, PackagerConfig};
 use dvr_proto::{catalog_key, CatalogSummary, Versioned, CATALOG_KV_BUCKET};
 use dvr_recorder::{catalog_summary, RecorderConfig, StreamRecorder};
 use dvr_storage::{StorageConfig, StorageUri};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use dvr_archive::tape::{open_tape, StreamTape, TapeEnd};
 use dvr_archive::ArchiveRegistry;
 use dvr_bus::{LiveLog, Node};
 use dvr_common::config::StreamConfig;
@@ -171,38 +172,48 @@ impl IngestWorker {
     }
 }
 
-/// Where the stream's numbering continues: after the newest segment in the
-/// live log, or in the archive (embedded: its catalog; distributed: the
-/// catalog summary the recorder keeps on the bus), as a discontinuity.
+/// Where the stream's numbering continues: after the end of its tape
+/// ([`StreamTape::end`]: the live log and the archive, whichever is
+/// further), as a discontinuity. Distributed, the archive's end is the
+/// catalog summary the recorder keeps on the bus, so a starting ingest
+/// does not list the archive.
 async fn resume_point(
     ctx: &IngestContext,
     name: &StreamName,
     config: &StreamConfig,
     log: &Arc<dyn LiveLog>,
 ) -> anyhow::Result<Resume> {
-    let logged = log
-        .newest()
-        .await
-        .with_context(|| format!("stream {name}: cannot read its live log"))?;
-    let archived = match &config.dvr {
-        None => None,
-        Some(_) if ctx.node.is_distributed() => catalog_summary(&ctx.node, name)
+    let cannot = || format!("stream {name}: cannot read where its tape ends");
+    let end = if ctx.node.is_distributed() || config.dvr.is_none() {
+        let live = StreamTape::new(name.to_string(), Arc::clone(log), None)
+            .end()
             .await
-            .map(|c| (c.last_seq, c.to)),
-        Some(dvr) => {
-            let store = ctx
-                .registry
-                .open_stream(name, dvr, config.cache.as_ref(), Arc::clone(&ctx.clock))
-                .await?;
-            store.last_seq(name).zip(store.extent(name).map(|r| r.to))
-        }
+            .with_context(cannot)?;
+        let archived = match &config.dvr {
+            Some(_) => catalog_summary(&ctx.node, name).await.map(|c| TapeEnd {
+                last_seq: c.last_seq,
+                utc_end: c.to,
+            }),
+            None => None,
+        };
+        TapeEnd::further(live, archived)
+    } else {
+        open_tape(
+            &ctx.registry,
+            &ctx.node,
+            name,
+            config,
+            Arc::clone(&ctx.clock),
+        )
+        .await?
+        .end()
+        .await
+        .with_context(cannot)?
     };
-    let last_seq = logged.map(|m| m.seq).max(archived.map(|a| a.0));
-    let tape_end = logged.map(|m| m.utc_end()).max(archived.map(|a| a.1));
     Ok(Resume {
-        next_seq: last_seq.map_or(0, |s| s + 1),
-        tape_end,
-        discontinuity: last_seq.is_some(),
+        next_seq: end.map_or(0, |e| e.last_seq + 1),
+        tape_end: end.map(|e| e.utc_end),
+        discontinuity: end.is_some(),
     })
 }
 

@@ -27,12 +27,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
 use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{Segment, Segmenter, SegmenterConfig};
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{Storage, StorageConfig, StorageUri};
 
 /// 2026-11-21T14:00:00Z: the tape's start.

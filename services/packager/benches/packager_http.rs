@@ -48,13 +48,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{Clock, SimulatedClock, StreamName, SystemClock, Ticks, UtcMs};
 use dvr_media::retime::looped;
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{StorageConfig, StorageUri};
 
 /// Segments per hourly chunk: 2 s each.

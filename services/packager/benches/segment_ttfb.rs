@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey, DiskCache, DiskCacheConfig, MemoryCache};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::{CodecSummary, SegmentFlags};
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{StorageConfig, StorageUri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -49,9 +49,9 @@ use crate::bounded::Bounded;
 use crate::error::PackagerError;
 use crate::playlist::{starts_new_run, tape_start, RunInit};
 use crate::service::{set, Asked, Packager};
-use crate::tape::{StreamTape, TapeSegment};
 use crate::transport::{bytes_response, run_etag, run_from, IMMUTABLE, MAX_RUN_MS};
 use crate::url::TrackSet;
+use dvr_archive::tape::{StreamTape, TapeSegment};
 
 /// `Content-Type` of init segments.
 const MP4: &str = "video/mp4";

@@ -44,8 +44,8 @@ use crate::http::DASH_XML;
 use crate::playlist::{init_name, tape_start, RunInit};
 use crate::playlists::Planned;
 use crate::service::{form_name, set, Asked, Packager};
-use crate::tape::StreamTape;
 use crate::url::{Flavor, Form, RangeEnd};
+use dvr_archive::tape::StreamTape;
 
 /// One Period: a continuous run of tape and what it holds.
 #[derive(Clone, Copy, Debug)]

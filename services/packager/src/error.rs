@@ -1,5 +1,6 @@
 //! What a playback request can fail with, and the status each maps to.
 
+use dvr_archive::tape::TapeError;
 use dvr_common::error::{ErrorKind, HasErrorKind};
 
 /// A playback failure, worded for the client (one line, nothing internal).
@@ -45,6 +46,23 @@ pub enum PackagerError {
         /// Whether retrying may help.
         transient: bool,
     },
+}
+
+impl From<TapeError> for PackagerError {
+    fn from(e: TapeError) -> Self {
+        match e {
+            TapeError::NothingRecorded(what) => PackagerError::NothingRecorded(what),
+            TapeError::Storage {
+                stream,
+                reason,
+                transient,
+            } => PackagerError::Storage {
+                stream,
+                reason,
+                transient,
+            },
+        }
+    }
 }
 
 impl HasErrorKind for PackagerError {

@@ -53,8 +53,8 @@ use crate::error::PackagerError;
 use crate::http::{self, content_etag, RangeAsk};
 use crate::query::Timelapse;
 use crate::service::{set, Asked, Packager};
-use crate::tape::{Location, StreamTape, TapeSegment};
 use crate::url::RangeEnd;
+use dvr_archive::tape::{Location, StreamTape, TapeSegment};
 
 /// The longest range one MP4 export may cover, in seconds (3 hours).
 pub(crate) const MAX_MP4_SECS: u32 = 3 * 3600;

@@ -5,9 +5,9 @@
 //! - [`url`]: the Flussonic-compatible URL grammar.
 //! - [`playlist`]: HLS media playlists over stored segments.
 //! - [`master`]: master playlists for streams with several tracks.
-//! - [`tape`]: a stream's archived and live segments, joined; [`tapes`]:
-//!   which tapes are served, kept equal to the streams bucket, and the
-//!   catalog followed when the recorder runs elsewhere.
+//! - [`tapes`]: which tapes ([`dvr_archive::tape`]) are served, kept
+//!   equal to the streams bucket, and the catalog followed when the
+//!   recorder runs elsewhere.
 //! - [`timeshift`]: stream mode (`timeshift_abs`, `timeshift_rel`, `rewind`).
 //! - [`paced`]: endless MPEG-TS paced in real time.
 //! - [`service`]: the HTTP handler, which hands each form to its family:
@@ -22,7 +22,6 @@
 //! - `bounded`: the memory caches' one policy (a byte bound, emptied when
 //!   full).
 
-pub mod archived;
 pub mod auth;
 mod bounded;
 pub mod cmaf;
@@ -41,16 +40,13 @@ pub mod preview;
 pub mod query;
 pub mod service;
 pub mod status;
-pub mod tape;
 pub mod tapes;
 pub mod timeshift;
 pub mod transport;
 pub mod url;
 
-pub use archived::StoreTape;
 pub use auth::Gate;
 pub use config::{PackagerConfig, RequestContext};
 pub use error::PackagerError;
 pub use service::Packager;
-pub use tape::{ArchivedTape, Location, StreamTape, TapeSegment};
 pub use tapes::{apply_summary, follow_catalog, Tapes};

@@ -35,8 +35,8 @@ use dvr_edge::QuotaPermit;
 use futures_util::stream;
 use tokio::time::Instant;
 
-use crate::tape::{StreamTape, TapeSegment};
 use crate::url::TrackSet;
+use dvr_archive::tape::{StreamTape, TapeSegment};
 
 /// How far ahead of real time the stream may run.
 const LEAD: Duration = Duration::from_secs(3);

@@ -25,9 +25,9 @@ use crate::query::Query;
 use crate::service::{
     form_name, no_video_track, nothing_between, set, Asked, Packager, MAX_SEGMENT_MS,
 };
-use crate::tape::StreamTape;
 use crate::timeshift::{abs_head, window, WindowLimit};
 use crate::url::{Flavor, Form, Packaging, Playback, RangeEnd, TrackSet};
+use dvr_archive::tape::StreamTape;
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 /// How far past the wall-clock head `timeshift_abs?ignore_gaps=true` reads
@@ -488,7 +488,7 @@ impl Packager {
                     tape.name()
                 ))
             })?;
-        tape.read(segment).await
+        Ok(tape.read(segment).await?)
     }
 
     /// `timeshift_abs` from `at` for a viewer who started at `started`.

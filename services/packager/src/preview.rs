@@ -51,8 +51,8 @@ use crate::error::PackagerError;
 use crate::export::mp4_response;
 use crate::playlist::tape_start;
 use crate::service::{set, Asked, Packager, MAX_SEGMENT_MS};
-use crate::tape::{StreamTape, TapeSegment};
 use crate::url::Picture;
+use dvr_archive::tape::{StreamTape, TapeSegment};
 
 /// The most bytes of JPEG one `ffmpeg` may write (a 1920-wide picture is
 /// well under 1 MiB).

@@ -36,8 +36,8 @@ use crate::http::playback_http;
 use crate::master::video_track_set;
 use crate::playlists::{Probed, Rendered};
 use crate::query::Query;
-use crate::tape::StreamTape;
 use crate::url::{self, Form, Playback, TrackSet, UrlError};
+use dvr_archive::tape::StreamTape;
 
 /// `Content-Type` of MPEG-TS answers.
 pub(crate) const MPEGTS: &str = "video/mp2t";

@@ -16,7 +16,7 @@ use crate::error::PackagerError;
 use crate::preview::placed;
 use crate::query::Query;
 use crate::service::{json_response, Packager, MAX_SEGMENT_MS};
-use crate::tape::StreamTape;
+use dvr_archive::tape::StreamTape;
 
 impl Packager {
     pub(crate) async fn recording_status(

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dvr_archive::store::{ArchiveStore, Followed};
+use dvr_archive::tape::{open_tape, StreamTape};
 use dvr_archive::ArchiveRegistry;
 use dvr_bus::{KvOp, Node};
 use dvr_common::config::StreamConfig;
@@ -31,9 +32,7 @@ use dvr_proto::{stream_from_config_key, CatalogSummary, Versioned, CATALOG_KV_BU
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
-use crate::archived::StoreTape;
 use crate::service::Packager;
-use crate::tape::{ArchivedTape, StreamTape};
 
 /// The tapes a packager serves; see the module docs.
 #[allow(
@@ -124,19 +123,14 @@ impl Tapes {
     }
 
     async fn tape(&self, name: &StreamName, config: &StreamConfig) -> anyhow::Result<StreamTape> {
-        let log = self.node.live_log(name).await?;
-        let archived = match &config.dvr {
-            Some(dvr) => {
-                let store = self
-                    .registry
-                    .open_stream(name, dvr, config.cache.as_ref(), Arc::clone(&self.clock))
-                    .await?;
-                Some(Arc::new(StoreTape::new(name.clone(), store)) as Arc<dyn ArchivedTape>)
-            }
-            None => None,
-        };
-        let schedule = config.dvr.as_ref().and_then(|d| d.schedule.clone());
-        Ok(StreamTape::new(name.to_string(), log, archived).with_schedule(schedule))
+        Ok(open_tape(
+            &self.registry,
+            &self.node,
+            name,
+            config,
+            Arc::clone(&self.clock),
+        )
+        .await?)
     }
 }
 

@@ -26,8 +26,8 @@ use crate::service::{
     form_name, no_video_track, nothing_between, set, track_error, Asked, Packager, MAX_SEGMENT_MS,
     MPEGTS,
 };
-use crate::tape::{StreamTape, TapeSegment};
 use crate::url::{Flavor, Form, Playback, RangeEnd, TrackSet};
+use dvr_archive::tape::{StreamTape, TapeSegment};
 
 /// `Cache-Control` of a segment URL: it names the same bytes forever.
 pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, StreamName, UtcMs};
 use dvr_media::CodecSummary;
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{StorageConfig, StorageUri};
 use support::{
     body, ffprobe, get, gst_pictures, header, recorded, recorded_runs, segmented, send, serve,

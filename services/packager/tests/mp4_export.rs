@@ -13,10 +13,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
 use dvr_media::Segment;
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{CountingStorage, Storage, StorageConfig, StorageUri};
 use support::{
     archive, body, get, gst_pictures, header, recorded, recorded_runs, segmented, send, serve, T0,

@@ -30,12 +30,13 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::CodecSummary;
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{Storage, StorageConfig, StorageUri};
 use support::{segmented, serve, Fixture, T0};
 

@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::ArchiveRegistry;
 use dvr_bus::{Kv, MemoryKv, SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
 use dvr_media::Segment;
 use dvr_packager::exports::{ExportRunner, HOLD_TTL};
-use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use dvr_proto::{
     export_job_key, export_object_key, stream_config_key, ExportJob, ExportState, Versioned,
     PROTO_VERSION,

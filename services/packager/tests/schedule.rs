@@ -9,10 +9,11 @@ mod support;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use dvr_archive::tape::StreamTape;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::config::Schedule;
 use dvr_common::{SimulatedClock, UtcMs};
-use dvr_packager::{Packager, PackagerConfig, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use serde_json::Value;
 use support::{get, segment, Fixture, T0};
 

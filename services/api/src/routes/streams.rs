@@ -76,10 +76,10 @@ impl ApiState {
     }
 
     pub(crate) async fn status_of(&self, name: &StreamName, config: &StreamConfig) -> StreamStatus {
-        let runtime = self.status.runtime(name).await;
+        let runtime = self.status.runtime(name, config).await;
         let ingest = self.ingest_report(name).await;
         let dvr_enabled = config.dvr.as_ref().is_some_and(|d| d.enabled);
-        let running = runtime.is_some() || ingest.is_some();
+        let running = ingest.is_some() || runtime.as_ref().is_some_and(|r| r.source_alive);
         let mut runtime = runtime.unwrap_or_default();
         // The runner may not have followed a dvr_disable yet.
         runtime.recording &= dvr_enabled;

@@ -11,13 +11,14 @@ use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
+use dvr_archive::tape::StreamTape;
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
-use dvr_packager::{Packager, PackagerConfig, StreamTape};
+use dvr_packager::{Packager, PackagerConfig};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 

@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dvr_archive::store::{ArchiveStore, StoreError};
-use dvr_archive::{ChunkKey, Lock, PlanItem, RecordRun};
 use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::{StreamName, UtcMs};
 
-use crate::error::PackagerError;
-use crate::tape::{meta_of, ArchivedTape, Location, TapeSegment};
+use super::{meta_of, ArchivedTape, Location, TapeError, TapeSegment};
+use crate::store::{ArchiveStore, StoreError};
+use crate::{ChunkKey, Lock, PlanItem, RecordRun};
 
 /// One stream's chunks in an archive store.
 #[derive(Debug, Clone)]
@@ -30,8 +29,8 @@ impl StoreTape {
         Self { stream, store }
     }
 
-    fn error(&self, e: &StoreError) -> PackagerError {
-        PackagerError::Storage {
+    fn error(&self, e: &StoreError) -> TapeError {
+        TapeError::Storage {
             stream: self.stream.to_string(),
             reason: e.to_string(),
             transient: e.error_kind().is_transient(),
@@ -45,7 +44,7 @@ impl ArchivedTape for StoreTape {
         &self,
         from: UtcMs,
         to: UtcMs,
-    ) -> Result<Vec<TapeSegment>, PackagerError> {
+    ) -> Result<Vec<TapeSegment>, TapeError> {
         let plan = self
             .store
             .plan(&self.stream, from, to)
@@ -66,16 +65,16 @@ impl ArchivedTape for StoreTape {
             .collect())
     }
 
-    async fn record_runs(&self, from: UtcMs, to: UtcMs) -> Result<Vec<RecordRun>, PackagerError> {
+    async fn record_runs(&self, from: UtcMs, to: UtcMs) -> Result<Vec<RecordRun>, TapeError> {
         self.store
             .record_runs(&self.stream, from, to)
             .await
             .map_err(|e| self.error(&e))
     }
 
-    async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError> {
+    async fn read(&self, segment: &TapeSegment) -> Result<Bytes, TapeError> {
         let Location::Archive { key, offset } = &segment.location else {
-            return Err(PackagerError::Storage {
+            return Err(TapeError::Storage {
                 stream: self.stream.to_string(),
                 reason: "not an archived segment".into(),
                 transient: false,
@@ -87,19 +86,17 @@ impl ArchivedTape for StoreTape {
             .await
         {
             Ok(bytes) => Ok(bytes),
-            Err(StoreError::Damaged { reason, .. }) => {
-                Err(PackagerError::NothingRecorded(format!(
-                    "segment of {} at {} ({}) is lost from the archive: {reason}",
-                    self.stream,
-                    segment.meta.utc_start,
-                    segment.meta.utc_start.as_secs()
-                )))
-            }
+            Err(StoreError::Damaged { reason, .. }) => Err(TapeError::NothingRecorded(format!(
+                "segment of {} at {} ({}) is lost from the archive: {reason}",
+                self.stream,
+                segment.meta.utc_start,
+                segment.meta.utc_start.as_secs()
+            ))),
             Err(e) => Err(self.error(&e)),
         }
     }
 
-    async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, PackagerError> {
+    async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, TapeError> {
         let Ok((key, _)) = ChunkKey::parse(chunk_key) else {
             return Ok(None);
         };
@@ -118,7 +115,7 @@ impl ArchivedTape for StoreTape {
             .collect()
     }
 
-    async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, PackagerError> {
+    async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, TapeError> {
         Ok(self
             .store
             .locks_cached(&self.stream, now)
@@ -127,7 +124,7 @@ impl ArchivedTape for StoreTape {
             .locks)
     }
 
-    async fn breaks_before(&self, t: UtcMs) -> Result<u64, PackagerError> {
+    async fn breaks_before(&self, t: UtcMs) -> Result<u64, TapeError> {
         self.store
             .breaks_before(&self.stream, t)
             .await
@@ -138,7 +135,7 @@ impl ArchivedTape for StoreTape {
         self.store.last_seq(&self.stream)
     }
 
-    async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError> {
+    async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, TapeError> {
         Ok(self.store.extent(&self.stream).map(|r| (r.from, r.to)))
     }
 }

@@ -1,19 +1,87 @@
-//! One stream's tape as the packager sees it: the archived part and, after
-//! it, the part still only in the live log, joined seamlessly by `seq`.
+//! One stream's tape: the archived part and, after it, the part still only
+//! in the live log, joined seamlessly by `seq`.
+//!
+//! This is the one answer to "what is on the tape and where does it end":
+//! the packager serves from it, the API reports its status from it and
+//! ingest resumes after its end ([`StreamTape::end`]). [`store`] reads the
+//! archived part from an [`crate::store::ArchiveStore`]; [`open_tape`] builds
+//! a stream's tape from its settings through the process's registry.
+
+mod open;
+pub mod store;
+
+pub use open::{open_tape, OpenTapeError};
+pub use store::StoreTape;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dvr_archive::{recorded_ranges, IndexRecord, Lock, RecordRun, TimeRange};
 use dvr_bus::{BusError, LiveLog};
 use dvr_common::config::Schedule;
-use dvr_common::HasErrorKind;
+use dvr_common::error::{ErrorKind, HasErrorKind};
 use dvr_common::UtcMs;
 use dvr_media::SegmentMeta;
 
-use crate::error::PackagerError;
+use crate::{recorded_ranges, IndexRecord, Lock, RecordRun, TimeRange};
+
+/// What reading a tape can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TapeError {
+    /// The tape has nothing there (a segment trimmed from the live log, a
+    /// chunk lost from the archive); the message says which and when.
+    #[error("{0}")]
+    NothingRecorded(String),
+    /// Reading the tape failed.
+    #[error("cannot read the tape of {stream}: {reason}")]
+    Storage {
+        /// The stream.
+        stream: String,
+        /// What went wrong (no credentials or paths).
+        reason: String,
+        /// Whether retrying may help.
+        transient: bool,
+    },
+}
+
+impl HasErrorKind for TapeError {
+    fn error_kind(&self) -> ErrorKind {
+        match self {
+            TapeError::NothingRecorded(_) => ErrorKind::NotFound,
+            TapeError::Storage {
+                transient: true, ..
+            } => ErrorKind::Unavailable,
+            TapeError::Storage {
+                transient: false, ..
+            } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Where a stream's numbering continues: the last `seq` on its tape and
+/// the end of that segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TapeEnd {
+    /// The newest segment's `seq`.
+    pub last_seq: u64,
+    /// The end of the newest stretch of tape.
+    pub utc_end: UtcMs,
+}
+
+impl TapeEnd {
+    /// The further of two ends, each part on its own (the live log and the
+    /// archive of one tape may disagree on both while a chunk is copied).
+    pub fn further(a: Option<TapeEnd>, b: Option<TapeEnd>) -> Option<TapeEnd> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(TapeEnd {
+                last_seq: a.last_seq.max(b.last_seq),
+                utc_end: a.utc_end.max(b.utc_end),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+}
 
 /// Where a segment's bytes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,36 +110,33 @@ pub struct TapeSegment {
 #[async_trait]
 pub trait ArchivedTape: Send + Sync + Debug {
     /// Archived segments overlapping `[from, to)`, oldest first.
-    async fn segments_between(
-        &self,
-        from: UtcMs,
-        to: UtcMs,
-    ) -> Result<Vec<TapeSegment>, PackagerError>;
+    async fn segments_between(&self, from: UtcMs, to: UtcMs)
+        -> Result<Vec<TapeSegment>, TapeError>;
     /// Index records of the archived segments overlapping `[from, to)`,
     /// oldest first: [`ArchivedTape::segments_between`] without locations,
     /// read in place, for playlists (a day's has 43,200 segments).
-    async fn record_runs(&self, from: UtcMs, to: UtcMs) -> Result<Vec<RecordRun>, PackagerError>;
+    async fn record_runs(&self, from: UtcMs, to: UtcMs) -> Result<Vec<RecordRun>, TapeError>;
     /// The bytes of an archived segment.
-    async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError>;
+    async fn read(&self, segment: &TapeSegment) -> Result<Bytes, TapeError>;
     /// The `.smp` sample tables stored beside the chunk whose object key is
     /// `chunk_key`; `None` when there are none (chunks written before them).
-    async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, PackagerError>;
+    async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, TapeError>;
     /// Start and end of everything archived.
-    async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError>;
+    async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, TapeError>;
     /// Recorded ranges within `[from, to)`, from the catalog: no storage
     /// request, so `recording_status.json` stays cheap over weeks of tape.
     fn ranges(&self, from: UtcMs, to: UtcMs) -> Vec<(UtcMs, UtcMs)>;
     /// The stream's locks (a copy at most a few seconds old).
-    async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, PackagerError>;
+    async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, TapeError>;
     /// Timeline breaks on the archived tape at or before `t`, each counted
     /// at the segment after it.
-    async fn breaks_before(&self, t: UtcMs) -> Result<u64, PackagerError>;
+    async fn breaks_before(&self, t: UtcMs) -> Result<u64, TapeError>;
     /// The seq of the last archived segment.
     fn last_seq(&self) -> Option<u64>;
 }
 
 /// A segment's metadata from its index record.
-pub(crate) fn meta_of(r: &IndexRecord) -> SegmentMeta {
+pub fn meta_of(r: &IndexRecord) -> SegmentMeta {
     SegmentMeta {
         seq: r.seq,
         utc_start: r.utc_start,
@@ -252,7 +317,7 @@ impl StreamTape {
         &self,
         from: UtcMs,
         to: UtcMs,
-    ) -> Result<Vec<TapeSegment>, PackagerError> {
+    ) -> Result<Vec<TapeSegment>, TapeError> {
         let mut out = self.every_segment_between(from, to).await?;
         if self.schedule.is_some() {
             out.retain(|s| s.location != Location::LiveLog || self.scheduled(&s.meta));
@@ -266,7 +331,7 @@ impl StreamTape {
         &self,
         from: UtcMs,
         to: UtcMs,
-    ) -> Result<Vec<TapeSegment>, PackagerError> {
+    ) -> Result<Vec<TapeSegment>, TapeError> {
         let mut out = match &self.archive {
             Some(archive) => archive.segments_between(from, to).await?,
             None => Vec::new(),
@@ -289,7 +354,7 @@ impl StreamTape {
 
     /// Metadata of the segments overlapping `[from, to)`, oldest first:
     /// what [`StreamTape::segments_between`] finds, without locations.
-    pub async fn metas_between(&self, from: UtcMs, to: UtcMs) -> Result<TapeMetas, PackagerError> {
+    pub async fn metas_between(&self, from: UtcMs, to: UtcMs) -> Result<TapeMetas, TapeError> {
         let archived = match &self.archive {
             Some(archive) => archive.record_runs(from, to).await?,
             None => Vec::new(),
@@ -309,7 +374,7 @@ impl StreamTape {
     }
 
     /// The newest `n` segments (live).
-    pub async fn newest(&self, n: usize) -> Result<Vec<TapeSegment>, PackagerError> {
+    pub async fn newest(&self, n: usize) -> Result<Vec<TapeSegment>, TapeError> {
         Ok(self
             .live
             .last(n)
@@ -324,12 +389,12 @@ impl StreamTape {
     }
 
     /// The newest segment's metadata, `None` before the first.
-    pub async fn live_head(&self) -> Result<Option<SegmentMeta>, PackagerError> {
+    pub async fn live_head(&self) -> Result<Option<SegmentMeta>, TapeError> {
         self.live.newest().await.map_err(|e| self.live_error(&e))
     }
 
-    fn live_error(&self, e: &BusError) -> PackagerError {
-        PackagerError::Storage {
+    fn live_error(&self, e: &BusError) -> TapeError {
+        TapeError::Storage {
             stream: self.name.clone(),
             reason: e.to_string(),
             transient: e.error_kind().is_transient(),
@@ -337,13 +402,13 @@ impl StreamTape {
     }
 
     /// The bytes of a segment.
-    pub async fn read(&self, segment: &TapeSegment) -> Result<Bytes, PackagerError> {
+    pub async fn read(&self, segment: &TapeSegment) -> Result<Bytes, TapeError> {
         match &segment.location {
             Location::LiveLog => {
                 let seq = segment.meta.seq;
                 match self.live.get(seq).await {
                     Ok(Some(s)) => Ok(s.payload),
-                    Ok(None) => Err(PackagerError::NothingRecorded(format!(
+                    Ok(None) => Err(TapeError::NothingRecorded(format!(
                         "segment {seq} of {} is no longer in the live log",
                         self.name
                     ))),
@@ -352,7 +417,7 @@ impl StreamTape {
             }
             Location::Archive { .. } => match &self.archive {
                 Some(archive) => archive.read(segment).await,
-                None => Err(PackagerError::Storage {
+                None => Err(TapeError::Storage {
                     stream: self.name.clone(),
                     reason: "no archive configured".into(),
                     transient: false,
@@ -363,7 +428,7 @@ impl StreamTape {
 
     /// The `.smp` sample tables beside the archive chunk `chunk_key`;
     /// `None` when it has none or the tape has no archive.
-    pub async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, PackagerError> {
+    pub async fn sample_tables(&self, chunk_key: &str) -> Result<Option<Bytes>, TapeError> {
         match &self.archive {
             Some(archive) => archive.sample_tables(chunk_key).await,
             None => Ok(None),
@@ -373,15 +438,11 @@ impl StreamTape {
     /// Recorded ranges within `[from, to)`: the archive's from its catalog,
     /// then the live log's segments after the archive's last, merged by the
     /// tape's one gap rule ([`dvr_media::leaves_gap`], through
-    /// [`dvr_archive::recorded_ranges`]) and clipped to the request. The
+    /// [`crate::recorded_ranges`]) and clipped to the request. The
     /// catalog keeps the gaps inside each chunk, so a stretch of tape gives
     /// the same ranges before and after the recorder copies it.
-    pub async fn ranges(
-        &self,
-        from: UtcMs,
-        to: UtcMs,
-    ) -> Result<Vec<(UtcMs, UtcMs)>, PackagerError> {
-        let (wide_from, wide_to) = dvr_archive::widen(from, to);
+    pub async fn ranges(&self, from: UtcMs, to: UtcMs) -> Result<Vec<(UtcMs, UtcMs)>, TapeError> {
+        let (wide_from, wide_to) = crate::widen(from, to);
         // The last seq first: a chunk committed in between is then counted
         // twice (harmless), never missed.
         let archived_until = self.archive.as_ref().and_then(|a| a.last_seq());
@@ -417,7 +478,7 @@ impl StreamTape {
     /// archived breaks are summed from the catalog, the live log's are
     /// counted after the archive's last segment. (Retention deleting a chunk
     /// with breaks lowers the count; that happens days behind the window.)
-    pub async fn breaks_before(&self, first: &SegmentMeta) -> Result<u64, PackagerError> {
+    pub async fn breaks_before(&self, first: &SegmentMeta) -> Result<u64, TapeError> {
         let (archived, last_seq, archived_end) = match &self.archive {
             Some(a) => (
                 a.breaks_before(first.utc_start).await?,
@@ -450,8 +511,27 @@ impl StreamTape {
         Ok(count)
     }
 
+    /// Where the tape ends, `None` on a tape with nothing yet: the newest
+    /// `seq` and end in the live log or the archive, whichever is further
+    /// (the live log may have been trimmed past a restart, the archive may
+    /// lag the live log by a chunk).
+    pub async fn end(&self) -> Result<Option<TapeEnd>, TapeError> {
+        let logged = self.live_head().await?.map(|m| TapeEnd {
+            last_seq: m.seq,
+            utc_end: m.utc_end(),
+        });
+        let archived = match &self.archive {
+            Some(a) => a
+                .last_seq()
+                .zip(a.extent().await?)
+                .map(|(last_seq, (_, utc_end))| TapeEnd { last_seq, utc_end }),
+            None => None,
+        };
+        Ok(TapeEnd::further(logged, archived))
+    }
+
     /// The stream's locks; none without an archive.
-    pub async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, PackagerError> {
+    pub async fn locks(&self, now: UtcMs) -> Result<Vec<Lock>, TapeError> {
         match &self.archive {
             Some(archive) => archive.locks(now).await,
             None => Ok(Vec::new()),
@@ -459,7 +539,7 @@ impl StreamTape {
     }
 
     /// Start and end of the whole tape.
-    pub async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, PackagerError> {
+    pub async fn extent(&self) -> Result<Option<(UtcMs, UtcMs)>, TapeError> {
         let archived = match &self.archive {
             Some(a) => a.extent().await?,
             None => None,
@@ -471,5 +551,66 @@ impl StreamTape {
             (Some((a0, a1)), Some((l0, l1))) => Some((a0.min(l0), a1.max(l1))),
             (a, l) => a.or(l),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dvr_bus::{SegmentLog, SegmentLogOptions};
+    use dvr_common::Ticks;
+    use dvr_media::{CodecSummary, Segment, SegmentFlags};
+
+    fn segment(seq: u64, start_ms: i64) -> Segment {
+        Segment {
+            seq,
+            pts_start: Ticks(seq as i64 * 180_000),
+            duration: Ticks::from_secs(2),
+            utc_start: UtcMs(start_ms),
+            flags: SegmentFlags::default(),
+            codecs: Arc::new(CodecSummary::default()),
+            payload: Bytes::from(vec![0x47; 188]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tape_ends_after_its_newest_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(SegmentLog::open(dir.path(), SegmentLogOptions::default()).unwrap());
+        let tape = StreamTape::new("ort", log.clone(), None);
+        assert_eq!(tape.end().await.unwrap(), None, "an empty tape has no end");
+        for seq in 7..10 {
+            log.append(&segment(seq, 1_000_000 + seq as i64 * 2_000))
+                .unwrap();
+        }
+        assert_eq!(
+            tape.end().await.unwrap(),
+            Some(TapeEnd {
+                last_seq: 9,
+                utc_end: UtcMs(1_020_000)
+            })
+        );
+    }
+
+    #[test]
+    fn the_further_end_takes_each_part_from_the_further_side() {
+        let live = TapeEnd {
+            last_seq: 12,
+            utc_end: UtcMs(5_000),
+        };
+        let archived = TapeEnd {
+            last_seq: 10,
+            utc_end: UtcMs(9_000),
+        };
+        assert_eq!(
+            TapeEnd::further(Some(live), Some(archived)),
+            Some(TapeEnd {
+                last_seq: 12,
+                utc_end: UtcMs(9_000)
+            })
+        );
+        assert_eq!(TapeEnd::further(None, Some(archived)), Some(archived));
+        assert_eq!(TapeEnd::further(Some(live), None), Some(live));
+        assert_eq!(TapeEnd::further(None, None), None);
     }
 }
