@@ -43,6 +43,10 @@ pub struct RuntimeStatus {
     pub recording: bool,
     /// The source delivered a segment recently.
     pub source_alive: bool,
+    /// The stream records on a schedule (`dvr.schedule`) and now is outside
+    /// it: its segments are live only, never archived (and `recording` is
+    /// false for that reason).
+    pub outside_schedule: bool,
     /// Bits per second over the newest segments.
     pub bitrate_bps: Option<u64>,
     /// The newest segment.

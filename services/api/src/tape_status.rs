@@ -111,9 +111,15 @@ impl StreamStatusSource for TapeStatus {
             let skip = gaps.len().saturating_sub(MAX_GAPS);
             gaps.drain(..skip);
         }
+        let outside_schedule = config
+            .dvr
+            .as_ref()
+            .and_then(|d| d.schedule.as_ref())
+            .is_some_and(|s| !s.contains(now));
         Some(RuntimeStatus {
-            recording: tape.has_archive() && source_alive,
+            recording: tape.has_archive() && source_alive && !outside_schedule,
             source_alive,
+            outside_schedule,
             bitrate_bps,
             last_segment: last.map(|m| LastSegment {
                 seq: m.seq,

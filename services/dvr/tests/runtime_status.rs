@@ -3,7 +3,9 @@
 //! real nats-server, the API's stream status carrying the ingest node's
 //! report (the input playing, its counters); a stopped ingest deletes its
 //! report, and one killed outright leaves a report that expires with the
-//! runtime bucket's max age.
+//! runtime bucket's max age. The API process runs no other service: the
+//! tape facts (newest segment, source alive, schedule) it reads from the
+//! stream's tape over NATS itself.
 
 mod support;
 
@@ -34,19 +36,33 @@ fn start(dir: &Path, config: &Path, nats: &str, services: &str, node: &str) -> (
     (child, port)
 }
 
-/// The API's `ingest` of `ch1`; `Null` when absent or the API is not up.
-fn ingest_report(api: u16) -> Value {
+/// The API's status of `stream`; `Null` when the API is not up.
+fn stream_status(api: u16, stream: &str) -> Value {
     let (status, _, body) = send_with(
         api,
         "GET",
-        "/api/v1/streams/ch1/status",
+        &format!("/api/v1/streams/{stream}/status"),
         &format!("Authorization: Bearer {TOKEN}\r\n"),
         "",
     );
     if status != 200 {
         return Value::Null;
     }
-    serde_json::from_slice::<Value>(&body).unwrap()["ingest"].clone()
+    serde_json::from_slice::<Value>(&body).unwrap()
+}
+
+/// The API's `ingest` of `ch1`; `Null` when absent or the API is not up.
+fn ingest_report(api: u16) -> Value {
+    stream_status(api, "ch1")["ingest"].clone()
+}
+
+/// A schedule of one hour that starts two hours from now (UTC), so the
+/// whole test runs outside it.
+fn schedule_elsewhere() -> String {
+    let hour = support::wall_clock_ms()
+        .div_euclid(3_600_000)
+        .rem_euclid(24);
+    format!("{}:00-{}:00", (hour + 2) % 24, (hour + 3) % 24)
 }
 
 #[test]
@@ -61,10 +77,13 @@ fn the_api_shows_what_the_ingest_reports_until_it_is_gone() {
         format!(
             "version: 1\nhttp: {{ listen: \"127.0.0.1:0\" }}\narchive: file://{}/archive\n\
              api: {{ tokens: [ \"${{DVR_ADMIN_TOKEN}}\" ] }}\n\
-             streams:\n  ch1:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
-             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+             streams:\n  ch1:\n    inputs: [ \"file://{clip}?loop=true\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n  \
+             off-air:\n    inputs: [ \"file://{clip}?loop=true\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h, schedule: \"{}\" }}\n",
             dir.path().display(),
-            clip.display()
+            schedule_elsewhere(),
+            clip = clip.display()
         ),
     )
     .unwrap();
@@ -85,6 +104,34 @@ fn the_api_shows_what_the_ingest_reports_until_it_is_gone() {
     wait_for("a newer report", Duration::from_secs(15), || {
         ingest_report(api_port)["reported_at_ms"].as_i64() > Some(first)
     });
+    // The tape's facts come from the live log over NATS.
+    let mut status = Value::Null;
+    wait_for("ch1 recording", Duration::from_secs(20), || {
+        status = stream_status(api_port, "ch1");
+        status["recording"] == true
+    });
+    assert_eq!(
+        (status["running"].clone(), status["source_alive"].clone()),
+        (Value::Bool(true), Value::Bool(true)),
+        "{status}"
+    );
+    assert!(status["last_segment"]["seq"].is_u64(), "{status}");
+    assert_eq!(status["outside_schedule"], false, "{status}");
+    // A stream outside its recording schedule runs, is not recorded, and
+    // says why.
+    wait_for("off-air's source alive", Duration::from_secs(20), || {
+        status = stream_status(api_port, "off-air");
+        status["source_alive"] == true
+    });
+    assert_eq!(
+        (
+            status["running"].clone(),
+            status["recording"].clone(),
+            status["outside_schedule"].clone()
+        ),
+        (Value::Bool(true), Value::Bool(false), Value::Bool(true)),
+        "{status}"
+    );
 
     // Stopped, the ingest deletes its report.
     let pid = procs.0[1].id().to_string();

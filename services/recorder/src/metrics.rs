@@ -61,6 +61,7 @@ struct RecorderMetrics {
     last_chunk_timestamp_seconds: Family<StreamLabel, Gauge>,
     retention_deletions: Family<StreamLabel, Counter>,
     retention_deleted_bytes: Family<StreamLabel, Counter>,
+    unscheduled_segments: Family<StreamLabel, Counter>,
 }
 
 /// The streams whose series exist, by holder count.
@@ -73,9 +74,10 @@ const PLACES: [&str; 3] = ["upload", "retention", "live_log"];
 impl RecorderMetrics {
     /// The per-stream counters, created at zero when a stream starts and
     /// removed when its last holder stops.
-    fn stream_counters(&self) -> [&Family<StreamLabel, Counter>; 5] {
+    fn stream_counters(&self) -> [&Family<StreamLabel, Counter>; 6] {
         [
             &self.segments,
+            &self.unscheduled_segments,
             &self.uploaded_bytes,
             &self.upload_retries,
             &self.retention_deletions,
@@ -98,6 +100,7 @@ static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
         last_chunk_timestamp_seconds: Family::default(),
         retention_deletions: Family::default(),
         retention_deleted_bytes: Family::default(),
+        unscheduled_segments: Family::default(),
     };
     dvr_telemetry::metrics::register(|r| {
         r.register(
@@ -165,6 +168,11 @@ static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
             "Bytes deleted by retention",
             Unit::Bytes,
             m.retention_deleted_bytes.clone(),
+        );
+        r.register(
+            "dvr_recorder_unscheduled_segments",
+            "Segments left out of the archive because they were made outside the stream's recording schedule (dvr.schedule)",
+            m.unscheduled_segments.clone(),
         );
     });
     m
@@ -252,6 +260,14 @@ impl StreamMetrics {
                 .get_or_create(&self.stream)
                 .set(now.as_secs());
         }
+    }
+
+    /// `count` segments made outside the recording schedule, never archived.
+    pub(crate) fn unscheduled(&self, count: usize) {
+        METRICS
+            .unscheduled_segments
+            .get_or_create(&self.stream)
+            .inc_by(count as u64);
     }
 
     /// A copy that failed and will be retried.

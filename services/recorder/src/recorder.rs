@@ -247,6 +247,7 @@ impl StreamRecorder {
             .collect();
         let kept: usize = runs.iter().map(|r| r.len()).sum();
         if kept < group.len() {
+            self.metrics.unscheduled(group.len() - kept);
             debug!(
                 stream = %self.stream,
                 left_out = group.len() - kept,

@@ -351,4 +351,18 @@ async fn a_schedule_across_midnight_archives_only_what_starts_inside_it() {
         archived_seqs(&store, &f.stream).await,
         (30..90).collect::<Vec<_>>()
     );
+    // The metrics say why the other 120 are not in the archive.
+    let metrics = dvr_telemetry::metrics::render();
+    assert!(
+        metrics.contains(&format!(
+            "dvr_recorder_unscheduled_segments_total{{stream=\"{}\"}} 120\n",
+            f.stream
+        )),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("unscheduled"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
