@@ -18,21 +18,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use dvr_common::{CivilTime, UtcMs};
 use dvr_packager::config::PreviewConfig;
 use dvr_packager::PackagerConfig;
-use support::{body, clip_path, get, header, recorded, recorded_with, send, serve, Fixture, T0};
+use support::{
+    body, clip_path, dated, get, header, recorded, recorded_with, send, serve, Fixture, T0,
+};
 
 const CLIP: &str = "h264_aac_720p.ts";
-
-/// `…/YYYY/MM/DD/HH/MM/SS` of epoch second `t`.
-fn dated(t: i64) -> String {
-    let c = CivilTime::from_utc(UtcMs::from_secs(t));
-    format!(
-        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
-}
 
 /// (width, height, format) of a picture, by PIL.
 fn pil_size(bytes: &[u8]) -> (u32, u32, String) {

@@ -332,9 +332,12 @@ pub async fn gst_pictures(url: &str) -> Vec<f64> {
         Command::new("timeout")
             .args(["120", "gst-launch-1.0", "-v", "playbin"])
             .arg(format!("uri={played}"))
+            // Only the video sink prints its buffers: two sinks printing
+            // from their own threads interleave lines under load, and a
+            // mangled line is a picture lost to the count.
             .args([
                 "video-sink=fakesink sync=false silent=false",
-                "audio-sink=fakesink sync=false silent=false",
+                "audio-sink=fakesink sync=false",
             ])
             .output()
             .expect("gst-launch-1.0 (make test-deps: GStreamer)")
@@ -403,4 +406,13 @@ pub async fn archive(
         store.commit_chunk(key, index).await.unwrap();
     }
     store
+}
+
+/// `YYYY/MM/DD/HH/MM/SS` of UTC second `t`, as the picture URLs name it.
+pub fn dated(t: i64) -> String {
+    let c = dvr_common::CivilTime::from_utc(UtcMs::from_secs(t));
+    format!(
+        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
 }
