@@ -4,7 +4,9 @@
 //! the first is live and takes over once the first has been silent past
 //! the idle timeout (the first stopped with SIGSTOP, as a half-open
 //! connection looks); a publish to a stream with a securetoken policy is
-//! refused without a valid token and recorded with one.
+//! refused without a valid token and recorded with one, and an encoder
+//! reconnecting with its token takes its stream back at once while one
+//! with another valid token is still refused.
 //!
 //! ffmpeg and ffprobe are required: `make test-deps` installs them.
 
@@ -271,6 +273,76 @@ fn a_publish_without_a_valid_token_is_refused() {
         Duration::from_secs(20),
         || span(dvr.http, &format!("?token={good}")).is_some_and(|(from, to)| to - from >= 3),
     );
+}
+
+#[test]
+fn an_encoder_reconnecting_with_its_token_takes_its_stream_back_at_once() {
+    let dvr = start(Some(&format!("securetoken://${{{KEY_VAR}}}")));
+    let now = dvr_common::Clock::now(&dvr_common::SystemClock).as_secs();
+    let sign = |salt: &str| {
+        dvr_auth::securetoken::sign(
+            SECRET,
+            false,
+            "studio",
+            "127.0.0.1",
+            salt,
+            now - 60,
+            now + 3600,
+        )
+    };
+    let (mine, other) = (sign("encoder-a"), sign("encoder-b"));
+    let url = |token: &str| format!("rtmp://127.0.0.1:{}/studio?token={token}", dvr.rtmp);
+    let play = format!("?token={mine}");
+    let first_log = dvr.dir.path().join("first.log");
+    let mut first = Procs(vec![publish(&url(&mine), 60, &first_log)]);
+    wait_for(
+        "the first publish recorded",
+        Duration::from_secs(20),
+        || span(dvr.http, &play).is_some(),
+    );
+    // The connection drops half-open: the old socket stays, no media comes.
+    let pid = first.0[0].id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stopped = Instant::now();
+    // Another encoder with its own valid key is refused: the first is
+    // still within the idle timeout.
+    let other_log = dvr.dir.path().join("other.log");
+    let mut intruder = publish(&url(&other), 4, &other_log);
+    let status = exit_of(&mut intruder, Duration::from_secs(10));
+    assert!(!status.success(), "another key is refused while live");
+    assert!(
+        log_text(&other_log).contains("is already being published"),
+        "{}",
+        log_text(&other_log)
+    );
+    // The same encoder, reconnecting with its token, gets the stream back
+    // without waiting for the idle timeout.
+    let (_, before) = span(dvr.http, &play).unwrap();
+    let again_log = dvr.dir.path().join("again.log");
+    let mut again = publish(&url(&mine), 4, &again_log);
+    // What this test shows needs the first still inside the idle timeout
+    // when the reconnect is admitted (ffmpeg connects well within 2 s).
+    assert!(
+        stopped.elapsed() + Duration::from_secs(2) < IDLE_TIMEOUT,
+        "the refused publish took {:?}: too slow to show a takeover before the idle timeout",
+        stopped.elapsed()
+    );
+    wait_for("the reconnect recorded", Duration::from_secs(20), || {
+        span(dvr.http, &play).is_some_and(|(_, to)| to >= before + 3)
+    });
+    let status = exit_of(&mut again, Duration::from_secs(30));
+    assert!(status.success(), "taken back: {}", log_text(&again_log));
+    assert!(
+        !log_text(&again_log).contains("already being published"),
+        "{}",
+        log_text(&again_log)
+    );
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    first.0[0].kill().unwrap();
 }
 
 /// A publish:// input without the listener is refused at start, naming it.

@@ -14,9 +14,13 @@
 //!   the URL (`?token=`) or the stream key; a refusal is
 //!   `NetStream.Publish.Unauthorized`;
 //! - while a publisher is live, a second one is refused, unless the first
-//!   has sent no media for [`PUBLISH_IDLE_TIMEOUT`]: then the newcomer takes
-//!   the stream over and the first is disconnected. An encoder reconnecting
-//!   after a half-open drop gets its stream back that quickly.
+//!   has sent no media for [`PUBLISH_IDLE_TIMEOUT`], or the newcomer is
+//!   authorised to take over: on a stream with a play policy, a newcomer
+//!   the policy allows with the same token as the live publisher (the same
+//!   encoder, reconnecting after a half-open drop) takes the stream over at
+//!   once. Then the first is disconnected. A newcomer with other
+//!   credentials waits for the idle timeout, so two encoders with their own
+//!   keys never take a stream from each other while both send.
 //!
 //! What a publisher sends reaches the source as transport stream. The end
 //! of a publish, or its replacement, is an error of the source, so the
@@ -68,6 +72,9 @@ enum PublishEvent {
 struct Live {
     id: u64,
     peer: SocketAddr,
+    /// The BLAKE3 of the token the policy allowed it with (`None` on a
+    /// stream without a policy): a newcomer with the same one takes over.
+    credential: Option<blake3::Hash>,
     last_media: Arc<Mutex<Instant>>,
     /// Fired to disconnect it when a newcomer takes over.
     kick: Option<oneshot::Sender<()>>,
@@ -182,7 +189,7 @@ impl PublishHub {
                 Some(_) => {}
             }
         }
-        self.authorize(stream, token, peer).await?;
+        let credential = self.authorize(stream, token, peer).await?;
         let mut slots = self.slots();
         let slot = slots
             .get_mut(stream)
@@ -196,7 +203,8 @@ impl PublishHub {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .elapsed();
-            if idle < self.idle_timeout {
+            let same_credential = credential.is_some() && live.credential == credential;
+            if idle < self.idle_timeout && !same_credential {
                 return Err(Refusal::bad_name(format!(
                     "stream {stream:?} is already being published by {} (last media {} ms ago)",
                     live.peer,
@@ -208,7 +216,12 @@ impl PublishHub {
                 old = %live.peer,
                 new = %peer,
                 idle_ms = idle.as_millis() as u64,
-                "publish takes over from an idle publisher"
+                why = if idle < self.idle_timeout {
+                    "the same credentials"
+                } else {
+                    "the first went idle"
+                },
+                "publish takes over"
             );
             if let Some(kick) = live.kick.take() {
                 let _ = kick.send(());
@@ -220,6 +233,7 @@ impl PublishHub {
         slot.live = Some(Live {
             id,
             peer,
+            credential,
             last_media: Arc::clone(&last_media),
             kick: Some(kick),
         });
@@ -237,13 +251,19 @@ impl PublishHub {
         })
     }
 
-    /// Asks the authorizer when `stream` has a policy.
-    async fn authorize(&self, stream: &str, token: &str, peer: SocketAddr) -> Result<(), Refusal> {
+    /// Asks the authorizer when `stream` has a policy; an allowed publish
+    /// is told the BLAKE3 of its token, its credential for a takeover.
+    async fn authorize(
+        &self,
+        stream: &str,
+        token: &str,
+        peer: SocketAddr,
+    ) -> Result<Option<blake3::Hash>, Refusal> {
         let Some(authorizer) = &self.authorizer else {
-            return Ok(());
+            return Ok(None);
         };
         if !authorizer.protects(stream) {
-            return Ok(());
+            return Ok(None);
         }
         let unauthorized = |reason: String| Refusal {
             code: "NetStream.Publish.Unauthorized",
@@ -260,7 +280,9 @@ impl PublishHub {
             protocol: "rtmp".to_owned(),
         };
         match authorizer.check(&request).await {
-            Ok(reply) if reply.decision == AuthDecision::Allow => Ok(()),
+            Ok(reply) if reply.decision == AuthDecision::Allow => {
+                Ok((!token.is_empty()).then(|| blake3::hash(token.as_bytes())))
+            }
             Ok(reply) => Err(unauthorized(format!(
                 "publish to {stream:?} not authorised ({:?}{})",
                 reply.decision,
