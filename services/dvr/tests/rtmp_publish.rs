@@ -101,6 +101,21 @@ fn log_text(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
+/// A securetoken for `studio` from 127.0.0.1 signed with `secret`, valid
+/// from a minute ago for an hour; `salt` makes each one different.
+fn token(secret: &str, salt: &str) -> String {
+    let now = dvr_common::Clock::now(&dvr_common::SystemClock).as_secs();
+    dvr_auth::securetoken::sign(
+        secret,
+        false,
+        "studio",
+        "127.0.0.1",
+        salt,
+        now - 60,
+        now + 3600,
+    )
+}
+
 /// The recorded span of `studio` (UTC seconds), when there is one.
 fn span(http: u16, query: &str) -> Option<(i64, i64)> {
     let (status, body) = get(http, &format!("/studio/recording_status.json{query}"));
@@ -229,18 +244,7 @@ fn a_second_publisher_waits_for_the_first_to_go_silent() {
 #[test]
 fn a_publish_without_a_valid_token_is_refused() {
     let dvr = start(Some(&format!("securetoken://${{{KEY_VAR}}}")));
-    let now = dvr_common::Clock::now(&dvr_common::SystemClock).as_secs();
-    let sign = |secret: &str| {
-        dvr_auth::securetoken::sign(
-            secret,
-            false,
-            "studio",
-            "127.0.0.1",
-            "salt",
-            now - 60,
-            now + 3600,
-        )
-    };
+    let sign = |secret: &str| token(secret, "salt");
     let base = format!("rtmp://127.0.0.1:{}/studio", dvr.rtmp);
     for (what, url) in [
         ("no token", base.clone()),
@@ -278,19 +282,7 @@ fn a_publish_without_a_valid_token_is_refused() {
 #[test]
 fn an_encoder_reconnecting_with_its_token_takes_its_stream_back_at_once() {
     let dvr = start(Some(&format!("securetoken://${{{KEY_VAR}}}")));
-    let now = dvr_common::Clock::now(&dvr_common::SystemClock).as_secs();
-    let sign = |salt: &str| {
-        dvr_auth::securetoken::sign(
-            SECRET,
-            false,
-            "studio",
-            "127.0.0.1",
-            salt,
-            now - 60,
-            now + 3600,
-        )
-    };
-    let (mine, other) = (sign("encoder-a"), sign("encoder-b"));
+    let (mine, other) = (token(SECRET, "encoder-a"), token(SECRET, "encoder-b"));
     let url = |token: &str| format!("rtmp://127.0.0.1:{}/studio?token={token}", dvr.rtmp);
     let play = format!("?token={mine}");
     let first_log = dvr.dir.path().join("first.log");
