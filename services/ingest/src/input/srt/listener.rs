@@ -327,3 +327,100 @@ async fn answer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(url: &str) -> SrtInput {
+        match url.parse() {
+            Ok(dvr_common::config::InputUrl::Srt(srt)) => srt,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    fn accepted(decision: Decision) -> (String, Option<String>) {
+        match decision {
+            Decision::Accept {
+                stream, passphrase, ..
+            } => (stream, passphrase),
+            Decision::Refuse(r, why) => panic!("refused ({r:?}): {why}"),
+        }
+    }
+
+    #[test]
+    fn callers_go_by_stream_id_and_a_port_without_ids_takes_everyone() {
+        let by_id = Routes::for_fuzzing(vec![
+            (
+                "a".into(),
+                input("srt://:9000?mode=listener&streamid=cam-a"),
+            ),
+            (
+                "b".into(),
+                input("srt://:9000?mode=listener&streamid=cam-b&passphrase=0123456789"),
+            ),
+        ]);
+        assert_eq!(
+            accepted(by_id.decide(Some("cam-a"), false)),
+            ("a".into(), None)
+        );
+        assert_eq!(
+            accepted(by_id.decide(Some("cam-b"), true)),
+            ("b".into(), Some("0123456789".into()))
+        );
+        for (id, encrypted, rejection, why) in [
+            (
+                Some("cam-z"),
+                false,
+                Rejection::UnknownStream,
+                "takes this stream id",
+            ),
+            (None, false, Rejection::UnknownStream, "sent no stream id"),
+            (
+                Some("cam-a"),
+                true,
+                Rejection::BadSecret,
+                "has no passphrase",
+            ),
+        ] {
+            match by_id.decide(id, encrypted) {
+                Decision::Refuse(r, reason) => {
+                    assert_eq!(r, rejection);
+                    assert!(reason.contains(why), "{reason}");
+                }
+                other => panic!("{id:?}: {other:?}"),
+            }
+        }
+        let alone = Routes::for_fuzzing(vec![("only".into(), input("srt://:9000?mode=listener"))]);
+        assert_eq!(accepted(alone.decide(None, false)).0, "only");
+        assert_eq!(accepted(alone.decide(Some("anything"), false)).0, "only");
+    }
+
+    #[test]
+    fn a_route_that_breaks_the_port_rule_is_refused() {
+        let mut routes = Routes::default();
+        let route = |id, stream: &str, url: &str| Route {
+            id,
+            stream: stream.to_owned(),
+            input: input(url),
+            connections: mpsc::channel(1).0,
+        };
+        routes
+            .add(route(1, "a", "srt://:9000?mode=listener&streamid=a"))
+            .unwrap();
+        let e = routes
+            .add(route(2, "b", "srt://:9000?mode=listener"))
+            .unwrap_err();
+        assert!(
+            e.contains("each needs its own streamid=") && e.contains("\"a\""),
+            "{e}"
+        );
+        let e = routes
+            .add(route(3, "c", "srt://:9000?mode=listener&streamid=a"))
+            .unwrap_err();
+        assert!(e.contains("streamid \"a\" is taken"), "{e}");
+        routes
+            .add(route(4, "d", "srt://:9000?mode=listener&streamid=d"))
+            .unwrap();
+    }
+}

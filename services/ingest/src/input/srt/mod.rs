@@ -226,3 +226,71 @@ impl Source for SrtSource {
         Box::pin(self.next())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::transport::{Connecting, SrtIncoming};
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// An SRT library that panics where srt-tokio might: in a call, or
+    /// reading a connection.
+    #[derive(Debug)]
+    struct Panicking {
+        in_call: bool,
+    }
+
+    #[derive(Debug)]
+    struct PanickingConnection;
+
+    impl SrtConnection for PanickingConnection {
+        fn recv(&mut self, _max: usize) -> BoxFuture<'_, io::Result<Option<Bytes>>> {
+            Box::pin(async { panic!("odd packet") })
+        }
+    }
+
+    impl SrtTransport for Panicking {
+        fn call(&self, _remote: SocketAddr, _options: CallOptions) -> Connecting {
+            let in_call = self.in_call;
+            Box::pin(async move {
+                assert!(!in_call, "odd handshake");
+                Ok(Box::new(PanickingConnection) as Box<dyn SrtConnection>)
+            })
+        }
+
+        fn listen(
+            &self,
+            _local: SocketAddr,
+            _latency_ms: Option<u32>,
+        ) -> BoxFuture<'static, io::Result<Box<dyn SrtIncoming>>> {
+            Box::pin(async { Err(io::Error::other("not used")) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_srt_library_is_an_input_error() {
+        let url: InputUrl = "srt://127.0.0.1:9000?passphrase=0123456789abc"
+            .parse()
+            .unwrap();
+        let InputUrl::Srt(input) = url.clone() else {
+            unreachable!()
+        };
+        for (in_call, why) in [
+            (true, "ended abnormally in the SRT library"),
+            (false, "the SRT library panicked reading it"),
+        ] {
+            let mut source = SrtSource::new(
+                url.clone(),
+                input.clone(),
+                "s",
+                Arc::new(Panicking { in_call }),
+                Arc::clone(listeners()),
+            );
+            let e = source.next().await.unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+            assert!(!e.contains("0123456789abc"), "{e}");
+            // The next read tries again.
+            assert!(source.next().await.is_err());
+        }
+    }
+}

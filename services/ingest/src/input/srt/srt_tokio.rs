@@ -16,6 +16,7 @@ use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
 use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
 
+use super::listener::Routes;
 use super::transport::{
     CallOptions, Connecting, Rejection, SrtConnection, SrtIncoming, SrtRequest, SrtTransport,
 };
@@ -196,5 +197,136 @@ impl SrtRequest for TokioRequest {
         Box::pin(async move {
             let _ = self.0.reject(reason).await;
         })
+    }
+}
+
+/// Feeds `datagrams` (each from one of a few peers, by `peer % 4`) to
+/// srt-tokio's listener core, answering each caller with `routes`' decision
+/// as the accept loop does: the path every datagram sent to a listener
+/// port takes before a connection exists. For the `srt` fuzz target.
+///
+/// The listener is srt-protocol's sans-IO `MultiplexListener`, which
+/// srt-tokio's listener task drives the same way. A handshake's cookie
+/// depends on the minute, so the harness copies the cookie the listener
+/// last sent a peer into that peer's next handshake, as a real caller
+/// would: the fuzzer then reaches the conclusion and key exchange.
+///
+/// srt-protocol 0.4.4 panics on some handshakes (a caller that encrypts
+/// toward a stream without a passphrase: `unimplemented!("expected no
+/// secrets")`, which its access-control request gives no way to see
+/// coming). At run time that ends srt-tokio's listener task and the port
+/// is bound again ([`super::listener`]); here the listener is rebuilt the
+/// same way. A panic anywhere else (our routing, the harness) is a bug and
+/// goes on unwinding. Returns how many times the listener was rebuilt.
+pub fn feed_listener<'a>(
+    datagrams: impl IntoIterator<Item = (u8, &'a [u8])>,
+    routes: &Routes,
+) -> usize {
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let datagrams: Vec<(u8, &[u8])> = datagrams.into_iter().collect();
+    let mut from = 0;
+    let mut rebuilt = 0;
+    loop {
+        let in_library = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&in_library);
+        let hook = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let file = info.location().map_or("", |l| l.file());
+            flag.store(
+                file.contains("srt-protocol-") || file.contains("srt-tokio-"),
+                Ordering::SeqCst,
+            );
+        }));
+        let mut fed = 0;
+        let run = panic::catch_unwind(AssertUnwindSafe(|| {
+            drive_listener(&datagrams[from..], routes, &mut fed)
+        }));
+        panic::set_hook(hook);
+        match run {
+            Ok(()) => return rebuilt,
+            Err(_) if in_library.load(Ordering::SeqCst) => {
+                // The datagram that panicked it is gone with the old listener.
+                from += fed + 1;
+                rebuilt += 1;
+            }
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+}
+
+/// [`feed_listener`]'s run of one listener; `fed` counts the datagrams
+/// it finished.
+fn drive_listener(datagrams: &[(u8, &[u8])], routes: &Routes, fed: &mut usize) {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use srt_protocol::listener::{
+        AccessControlResponse, Action, Input, MultiplexListener, NextInputContext,
+    };
+    use srt_protocol::packet::{ControlTypes, Packet, ReceivePacketError};
+    use srt_protocol::settings::ConnInitSettings;
+
+    use super::listener::Decision;
+
+    let local = SocketAddr::from(([127, 0, 0, 1], 9000));
+    let mut now = Instant::now();
+    let mut listener = MultiplexListener::new(now, local, ConnInitSettings::default());
+    let mut cookies: HashMap<SocketAddr, i32> = HashMap::new();
+    *fed = 0;
+    for &(peer, bytes) in datagrams {
+        let from = SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::from(peer % 4)));
+        now += Duration::from_millis(10);
+        let mut packet = Packet::parse(&mut &bytes[..], false);
+        if let Ok(Packet::Control(control)) = &mut packet {
+            if let (ControlTypes::Handshake(shake), Some(cookie)) =
+                (&mut control.control_type, cookies.get(&from))
+            {
+                shake.syn_cookie = *cookie;
+            }
+        }
+        let mut input = Input::Packet(packet.map(|p| (p, from)).map_err(ReceivePacketError::Parse));
+        // Each datagram's actions, bounded: the listener answers every
+        // action with at most one more.
+        for _ in 0..64 {
+            let action = listener.handle_input(now, input);
+            let next = NextInputContext::for_action(&action);
+            input = match action {
+                Action::SendPacket((Packet::Control(control), to)) => {
+                    if let ControlTypes::Handshake(shake) = &control.control_type {
+                        cookies.insert(to, shake.syn_cookie);
+                    }
+                    next.input_from(Ok::<(), ()>(()))
+                }
+                Action::RequestAccess(session, request) => {
+                    let encrypted = request.key_size != KeySize::Unspecified;
+                    let stream_id = request.stream_id.as_ref().map(|id| id.as_str());
+                    let response = match routes.decide(stream_id, encrypted) {
+                        Decision::Accept { passphrase, .. } => {
+                            AccessControlResponse::Accepted(passphrase.map(|p| KeySettings {
+                                key_size: request.key_size,
+                                passphrase: Passphrase::from(p.as_str()),
+                            }))
+                        }
+                        Decision::Refuse(Rejection::UnknownStream, _) => {
+                            AccessControlResponse::Rejected(RejectReason::Server(
+                                ServerRejectReason::Notfound,
+                            ))
+                        }
+                        Decision::Refuse(Rejection::BadSecret, _) => {
+                            AccessControlResponse::Rejected(RejectReason::Core(
+                                CoreRejectReason::BadSecret,
+                            ))
+                        }
+                    };
+                    Input::AccessResponse(Some((session, response)))
+                }
+                Action::WaitForInput | Action::Close => break,
+                _ => next.input_from(Ok::<(), ()>(())),
+            };
+        }
+        *fed += 1;
     }
 }
