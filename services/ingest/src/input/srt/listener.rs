@@ -317,7 +317,7 @@ async fn answer(
                     "SRT caller refused: its passphrase is not the stream's, or it sent none"
                 ),
                 Ok(Err(e)) => {
-                    warn!(port, %peer, stream_id, stream, error = %e, "SRT handshake failed")
+                    warn!(port, %peer, stream_id, stream, error = %e, "SRT handshake failed");
                 }
                 Err(e) => warn!(
                     port, %peer, stream_id, stream, error = %e,

@@ -242,7 +242,7 @@ pub fn feed_listener<'a>(
         }));
         let mut fed = 0;
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
-            drive_listener(&datagrams[from..], routes, &mut fed)
+            drive_listener(&datagrams[from..], routes, &mut fed);
         }));
         panic::set_hook(hook);
         match run {
