@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`, inputs part: CPU per 5 Mbps stream of each input kind (UDP,
-# RTMP publish) in one run, each beside ffmpeg's `-c copy` of the same
+# RTMP publish, SRT listener) in one run, each beside ffmpeg's `-c copy` of the same
 # input. What is measured and why: bench/README.md and bench/inputs.py.
 #
 # Environment:

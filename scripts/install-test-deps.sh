@@ -36,6 +36,9 @@ done
 # The NATS TLS tests make a CA and a server certificate with openssl; the
 # HLS AES-128 test encrypts and decrypts segments with it.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The SRT tests (services/ingest/tests/ingest/srt.rs) call and answer
+# Debian's srt-live-transmit beside ffmpeg's libsrt.
+command -v srt-live-transmit >/dev/null 2>&1 || need_apt+=(srt-tools)
 # The players test (services/dvr/tests/players.rs): hls.js from npm plays
 # our playlists in Debian's headless Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

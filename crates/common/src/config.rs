@@ -51,7 +51,9 @@ pub use dvr::{
     MAX_SEGMENT_DURATION_MS, MIN_COPY_INTERVAL_MS, MIN_SEGMENT_DURATION_MS,
 };
 pub use http::{default_listen, HttpConfig, HttpLimits};
-pub use input::{mask_credentials, HlsBandwidth, InputUrl, InputUrlError, PdtMode};
+pub use input::{
+    mask_credentials, HlsBandwidth, InputUrl, InputUrlError, PdtMode, SrtInput, SrtMode,
+};
 pub use reads::{policy_reads, PolicyReads};
 pub use schedule::Schedule;
 pub use stream_doc::{format_duration_ms, format_size_bytes};
@@ -302,6 +304,21 @@ impl Validator<'_> {
                         );
                     }
                 }
+            }
+        }
+        // SRT listeners on one port are routed by stream id (docs/ingest.md).
+        let mut listeners: Vec<(String, &SrtInput)> = Vec::new();
+        for (name, (at, stream)) in &streams {
+            for (i, input) in stream.inputs.iter().enumerate() {
+                let InputUrl::Srt(srt) = input else { continue };
+                let path = format!("streams.{name}.inputs[{i}]");
+                if let Some((other, why)) = listeners
+                    .iter()
+                    .find_map(|(p, o)| srt.listener_conflict(o).map(|why| (p, why)))
+                {
+                    return self.err(*at, &path, format!("{why} (also {other})"));
+                }
+                listeners.push((path, srt));
             }
         }
         let streams = streams.into_iter().map(|(n, (_, s))| (n, s)).collect();

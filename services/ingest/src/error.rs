@@ -67,6 +67,14 @@ pub enum IngestError {
         /// Why it ended.
         reason: String,
     },
+    /// An SRT input cannot call, listen or read.
+    #[error("srt input {url}: {reason}")]
+    Srt {
+        /// The input, passphrase masked.
+        url: String,
+        /// What failed (never the passphrase).
+        reason: String,
+    },
     /// The segment sink refused a segment.
     #[error("stream {stream}: appending segment {seq} failed: {source}")]
     Sink {
@@ -104,6 +112,7 @@ impl HasErrorKind for IngestError {
             | IngestError::HttpStatus { .. }
             | IngestError::Ended { .. }
             | IngestError::Publish { .. }
+            | IngestError::Srt { .. }
             | IngestError::Sink { .. } => ErrorKind::Unavailable,
             IngestError::Hls { .. } => ErrorKind::InvalidData,
             IngestError::TaskDied { .. } => ErrorKind::Internal,

@@ -525,3 +525,5 @@ async fn http_errors_name_the_input_with_credentials_masked() {
 mod hls;
 #[path = "ingest/rtmp.rs"]
 mod rtmp;
+#[path = "ingest/srt.rs"]
+mod srt;

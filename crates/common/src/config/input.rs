@@ -56,6 +56,8 @@ pub enum InputUrl {
     /// `publish://`: what an encoder publishes over RTMP to this stream
     /// (needs the top-level `rtmp.listen`).
     Publish,
+    /// `srt://host:port?mode=caller|listener[&streamid=…][&passphrase=…][&latency=ms]`.
+    Srt(SrtInput),
     /// `timeshift://OTHER/N`: OTHER's tape, N seconds behind live.
     Timeshift {
         /// The recorded stream to read.
@@ -89,6 +91,96 @@ pub enum PdtMode {
     Keep,
     /// Ignore the PDT: the wall clock anchors each run.
     Wall,
+}
+
+/// Whether an SRT input calls a remote listener or listens for callers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SrtMode {
+    /// Connect to `host:port`, where an encoder or gateway listens (the default).
+    #[default]
+    Caller,
+    /// Listen on `host:port` (UDP) for encoders that call in.
+    Listener,
+}
+
+impl SrtMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            SrtMode::Caller => "caller",
+            SrtMode::Listener => "listener",
+        }
+    }
+}
+
+/// An SRT input (`srt://`), as parsed: every option here is applied.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtInput {
+    /// The remote listener (caller), or the address to bind (listener;
+    /// `srt://:PORT` binds every address, `0.0.0.0`).
+    pub host: String,
+    /// The UDP port.
+    pub port: u16,
+    /// Caller or listener.
+    pub mode: SrtMode,
+    /// The stream id: sent by a caller; for a listener, the id callers must
+    /// send to reach this stream (without one, the stream takes every caller
+    /// of its port and must be the port's only stream).
+    pub stream_id: Option<String>,
+    /// The AES passphrase, 10 to 79 bytes; never shown by `Display` or `Debug`.
+    pub passphrase: Option<String>,
+    /// The receive latency in milliseconds (`None`: SRT's default, 120 ms).
+    pub latency_ms: Option<u32>,
+}
+
+impl SrtInput {
+    /// The largest latency accepted, in milliseconds.
+    pub const MAX_LATENCY_MS: u32 = 60_000;
+    /// SRT's passphrase length rule, in bytes.
+    pub const PASSPHRASE_BYTES: std::ops::RangeInclusive<usize> = 10..=79;
+
+    /// Why two listener inputs cannot share their port, if they cannot:
+    /// `None` when they are on different ports or can be routed apart.
+    pub fn listener_conflict(&self, other: &SrtInput) -> Option<String> {
+        if self.mode != SrtMode::Listener
+            || other.mode != SrtMode::Listener
+            || self.port != other.port
+        {
+            return None;
+        }
+        let port = self.port;
+        match (&self.stream_id, &other.stream_id) {
+            (None, _) | (_, None) => Some(format!(
+                "SRT port {port} has several streams: each needs its own streamid= \
+                 (a stream without one takes every caller, so it must be alone on its port)"
+            )),
+            (Some(a), Some(b)) if a == b => Some(format!(
+                "SRT port {port}: streamid {a:?} is taken by another stream"
+            )),
+            _ if self.latency_ms != other.latency_ms => Some(format!(
+                "SRT port {port}: streams sharing a port share its latency: {} and {}",
+                latency_text(self.latency_ms),
+                latency_text(other.latency_ms)
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn latency_text(latency_ms: Option<u32>) -> String {
+    latency_ms.map_or_else(|| "the default".to_owned(), |ms| format!("{ms} ms"))
+}
+
+impl fmt::Debug for SrtInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtInput")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("mode", &self.mode)
+            .field("stream_id", &self.stream_id)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "***"))
+            .field("latency_ms", &self.latency_ms)
+            .finish()
+    }
 }
 
 impl PdtMode {
@@ -139,6 +231,7 @@ impl FromStr for InputUrl {
         })?;
         match scheme.to_ascii_lowercase().as_str() {
             "udp" => parse_udp(rest).map_err(|e| err(&e)),
+            "srt" => parse_srt(rest).map(InputUrl::Srt).map_err(|e| err(&e)),
             scheme @ ("hls" | "hlss") => {
                 check_authority(rest).map_err(err)?;
                 let fetch = if scheme == "hls" { "http" } else { "https" };
@@ -167,7 +260,7 @@ impl FromStr for InputUrl {
                 "publish:// takes nothing after it: the stream's name is where encoders publish",
             )),
             _ => Err(err(&format!(
-                "unsupported scheme {scheme:?} (use udp, http, https, tshttp, hls, hlss, file, publish or timeshift)"
+                "unsupported scheme {scheme:?} (use udp, srt, http, https, tshttp, hls, hlss, file, publish or timeshift)"
             ))),
         }
     }
@@ -232,6 +325,150 @@ fn parse_udp(rest: &str) -> Result<InputUrl, String> {
         host,
         port,
     })
+}
+
+/// An SRT input from `rest` (after `srt://`): `host:port` (or `:port` for a
+/// listener on every address) and the query options, each applied or refused.
+fn parse_srt(rest: &str) -> Result<SrtInput, String> {
+    let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if hostport.contains(['/', '@', '#']) {
+        return Err("srt takes host:port and options, no path or user info".to_owned());
+    }
+    let mut mode = SrtMode::default();
+    let mut stream_id = None;
+    let mut passphrase = None;
+    let mut latency_ms = None;
+    let mut seen: Vec<&str> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if seen.contains(&key) {
+            return Err(format!("option {key:?} is given twice"));
+        }
+        seen.push(key);
+        match key {
+            "mode" => {
+                mode = match value {
+                    "caller" => SrtMode::Caller,
+                    "listener" => SrtMode::Listener,
+                    _ => return Err(format!("mode={value}: expected caller or listener")),
+                }
+            }
+            "streamid" => {
+                let id = percent_decode(value).map_err(|e| format!("streamid: {e}"))?;
+                if id.is_empty() || id.len() > 512 {
+                    return Err(format!(
+                        "streamid is {} bytes: SRT takes 1 to 512",
+                        id.len()
+                    ));
+                }
+                stream_id = Some(id);
+            }
+            "passphrase" => {
+                // The value is never quoted back: it is a secret.
+                let secret = percent_decode(value)
+                    .map_err(|_| "passphrase: invalid percent-encoding or UTF-8".to_owned())?;
+                if !SrtInput::PASSPHRASE_BYTES.contains(&secret.len()) {
+                    return Err(format!(
+                        "passphrase is {} bytes: SRT takes 10 to 79",
+                        secret.len()
+                    ));
+                }
+                passphrase = Some(secret);
+            }
+            "latency" => {
+                latency_ms = match value.parse::<u32>() {
+                    Ok(ms) if ms <= SrtInput::MAX_LATENCY_MS => Some(ms),
+                    _ => {
+                        return Err(format!(
+                            "latency={value}: expected milliseconds from 0 to {}",
+                            SrtInput::MAX_LATENCY_MS
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown option {key:?} (known: mode, streamid, passphrase, latency)"
+                ))
+            }
+        }
+    }
+    let (host, port) = match hostport.strip_prefix(':') {
+        Some(port) if mode == SrtMode::Listener => split_host_port(&format!("0.0.0.0:{port}"))?,
+        _ => split_host_port(hostport)?,
+    };
+    Ok(SrtInput {
+        host,
+        port,
+        mode,
+        stream_id,
+        passphrase,
+        latency_ms,
+    })
+}
+
+/// `%XX` escapes decoded (a stream id may hold `&`, `#` or `%`).
+fn percent_decode(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("invalid percent-encoding at byte {i}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8 once percent-decoded".to_owned())
+}
+
+/// `value` with the characters that would end or confuse a query value escaped.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '%' | '&' | '#' | '?' | '+') || c.is_whitespace() || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The written form of an SRT input, the passphrase shown or masked.
+fn srt_written(srt: &SrtInput, show_secret: bool) -> String {
+    let mut out = if srt.host.contains(':') {
+        format!("srt://[{}]:{}", srt.host, srt.port)
+    } else {
+        format!("srt://{}:{}", srt.host, srt.port)
+    };
+    out.push_str("?mode=");
+    out.push_str(srt.mode.as_str());
+    if let Some(id) = &srt.stream_id {
+        out.push_str("&streamid=");
+        out.push_str(&percent_encode(id));
+    }
+    if let Some(secret) = &srt.passphrase {
+        out.push_str("&passphrase=");
+        out.push_str(&if show_secret {
+            percent_encode(secret)
+        } else {
+            "***".to_owned()
+        });
+    }
+    if let Some(ms) = srt.latency_ms {
+        out.push_str(&format!("&latency={ms}"));
+    }
+    out
 }
 
 fn check_authority(rest: &str) -> Result<(), &'static str> {
@@ -390,6 +627,7 @@ impl InputUrl {
                 bandwidth,
                 pdt,
             } => hls_written(url, *bandwidth, *pdt),
+            InputUrl::Srt(srt) => srt_written(srt, true),
             other => other.to_string(),
         }
     }
@@ -479,6 +717,7 @@ impl fmt::Display for InputUrl {
                 write!(f, "timeshift://{source}/{}", delay_ms / 1000)
             }
             InputUrl::Publish => f.write_str("publish://"),
+            InputUrl::Srt(srt) => f.write_str(&srt_written(srt, false)),
         }
     }
 }
@@ -494,6 +733,7 @@ const SECRET_KEYS: &[&str] = &[
     "auth",
     "sig",
     "signature",
+    "passphrase",
 ];
 
 /// `url` with the password of its user info and the values of secret-named

@@ -479,3 +479,119 @@ fn publish_inputs_need_the_rtmp_listener() {
     .contains("streams.s.inputs[1]: a stream takes publishes once"));
     assert!(error_of("version: 1\nrtmp: { port: 1935 }\n").contains("rtmp"));
 }
+
+#[test]
+fn srt_inputs_parse_with_every_option_applied_and_the_passphrase_masked() {
+    let srt = |s: &str| match s.parse::<InputUrl>() {
+        Ok(InputUrl::Srt(srt)) => srt,
+        other => panic!("{s}: {other:?}"),
+    };
+    let caller = srt("srt://encoder.example:9000");
+    assert_eq!(
+        (caller.host.as_str(), caller.port, caller.mode),
+        ("encoder.example", 9000, SrtMode::Caller)
+    );
+    assert_eq!(
+        (caller.stream_id, caller.passphrase, caller.latency_ms),
+        (None, None, None)
+    );
+    let written = "srt://0.0.0.0:9000?mode=listener&streamid=%23!::r%3Dort&passphrase=correct%20horse&latency=250";
+    let listener = srt(written);
+    assert_eq!(listener.mode, SrtMode::Listener);
+    assert_eq!(listener.stream_id.as_deref(), Some("#!::r=ort"));
+    assert_eq!(listener.passphrase.as_deref(), Some("correct horse"));
+    assert_eq!(listener.latency_ms, Some(250));
+    let url = InputUrl::Srt(listener.clone());
+    // Written back with the secret (the config round trip), shown without.
+    assert_eq!(
+        url.written(),
+        "srt://0.0.0.0:9000?mode=listener&streamid=%23!::r=ort&passphrase=correct%20horse&latency=250"
+    );
+    assert_eq!(url.written().parse::<InputUrl>().unwrap(), url);
+    let shown = url.to_string();
+    assert!(!shown.contains("horse"), "{shown}");
+    assert!(shown.contains("passphrase=***"), "{shown}");
+    assert!(!format!("{url:?}").contains("horse"));
+    // `srt://:PORT` listens on every address.
+    assert_eq!(srt("srt://:9000?mode=listener").host, "0.0.0.0");
+    assert_eq!(srt("srt://[::1]:9000").host, "::1");
+
+    for (bad, why) in [
+        (
+            "srt://h:9000?mode=rendezvous",
+            "mode=rendezvous: expected caller or listener",
+        ),
+        (
+            "srt://h:9000?pbkeylen=16",
+            "unknown option \"pbkeylen\" (known: mode, streamid, passphrase, latency)",
+        ),
+        (
+            "srt://h:9000?passphrase=short",
+            "passphrase is 5 bytes: SRT takes 10 to 79",
+        ),
+        (
+            "srt://h:9000?latency=2.5",
+            "latency=2.5: expected milliseconds from 0 to 60000",
+        ),
+        (
+            "srt://h:9000?latency=120&latency=200",
+            "option \"latency\" is given twice",
+        ),
+        ("srt://h:9000?streamid=", "streamid is 0 bytes"),
+        ("srt://h:9000/live", "no path"),
+        ("srt://:9000", "missing host"),
+        ("srt://h", "missing :port"),
+    ] {
+        let e = bad.parse::<InputUrl>().unwrap_err().to_string();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+    let long = format!("srt://h:9000?passphrase={}", "x".repeat(80));
+    let e = long.parse::<InputUrl>().unwrap_err().to_string();
+    assert!(
+        e.contains("passphrase is 80 bytes") && !e.contains("xxxxxxxxxx"),
+        "{e}"
+    );
+    let e = "srt://h:9000?passphrase=hunter2hunter2&mode=x"
+        .parse::<InputUrl>()
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn srt_listeners_sharing_a_port_are_routed_by_distinct_stream_ids() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "version: 1\nstreams:\n  a:\n    inputs: [ \"{a}\" ]\n  b:\n    inputs: [ \"{b}\" ]\n"
+        )
+    };
+    let ok = two(
+        "srt://:9000?mode=listener&streamid=a",
+        "srt://:9000?mode=listener&streamid=b",
+    );
+    Config::from_yaml_str(&ok, "config.yaml").unwrap();
+    // Callers to different ports, or a caller and a listener, never clash.
+    Config::from_yaml_str(
+        &two("srt://:9000?mode=listener", "srt://:9001?mode=listener"),
+        "c",
+    )
+    .unwrap();
+    Config::from_yaml_str(&two("srt://h:9000", "srt://h:9000"), "c").unwrap();
+    assert_eq!(
+        error_of(&two(
+            "srt://:9000?mode=listener",
+            "srt://:9000?mode=listener&streamid=b"
+        )),
+        "config.yaml line 5: streams.b.inputs[0]: SRT port 9000 has several streams: each needs its own streamid= (a stream without one takes every caller, so it must be alone on its port) (also streams.a.inputs[0])"
+    );
+    assert!(error_of(&two(
+        "srt://:9000?mode=listener&streamid=x",
+        "srt://:9000?mode=listener&streamid=x"
+    ))
+    .contains("streamid \"x\" is taken by another stream"));
+    assert!(error_of(&two(
+        "srt://:9000?mode=listener&streamid=a&latency=200",
+        "srt://:9000?mode=listener&streamid=b"
+    ))
+    .contains("streams sharing a port share its latency: the default and 200 ms"));
+}

@@ -14,6 +14,7 @@ mod file;
 mod hls;
 mod http;
 pub mod publish;
+pub mod srt;
 mod udp;
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ pub use hls::playlist;
 pub use hls::HlsSource;
 pub use http::{HttpOptions, HttpSource};
 pub use publish::{PublishHub, PublishSource};
+pub use srt::SrtSource;
 pub use udp::{UdpSource, UdpTarget};
 
 use crate::error::IngestError;
@@ -119,6 +121,16 @@ pub async fn open_source(
                 })
             }
         },
+        InputUrl::Srt(input) => {
+            let listeners = srt::listeners();
+            Box::new(SrtSource::new(
+                url.clone(),
+                input.clone(),
+                stream,
+                Arc::new(srt::srt_tokio::SrtTokio),
+                Arc::clone(listeners),
+            ))
+        }
         InputUrl::Timeshift { .. } => {
             return Err(IngestError::InvalidUrl {
                 url: url.to_string(),
