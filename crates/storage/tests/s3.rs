@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dvr_storage::testservers::{free_port, S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
 use dvr_storage::testsuite::{run_all, SuiteOptions};
 use dvr_storage::{resolve, Secret, Storage, StorageConfig, StorageError, StorageUri};
+use dvr_testkit::process::free_port;
+use dvr_testkit::s3::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
 
 fn config(endpoint: &str) -> StorageConfig {
     let mut cfg = StorageConfig {

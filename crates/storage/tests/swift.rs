@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dvr_common::{SimulatedClock, UtcMs};
-use dvr_storage::testservers::{SwiftNode, SWIFT_KEY, SWIFT_USER};
 use dvr_storage::testsuite::{run_all, SuiteOptions};
 use dvr_storage::{resolve, resolve_with_clock, Secret, Storage, StorageConfig, StorageUri};
+use dvr_testkit::swift::{SwiftNode, SWIFT_KEY, SWIFT_USER};
 
 fn swift_config(node: &SwiftNode) -> StorageConfig {
     let mut cfg = StorageConfig {

@@ -18,25 +18,20 @@ use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
+use dvr_testkit::fixtures;
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
 /// 2026-11-21T14:00:00Z
 pub const T0: i64 = 1_795_269_600;
 
+/// Segment `seq` starting at `start_ms`, `seq + 1` TS packets long.
 pub fn segment(seq: u64, start_ms: i64, discontinuity: bool) -> Segment {
-    Segment {
-        seq,
-        pts_start: Ticks(seq as i64 * 180_000),
-        duration: Ticks::from_secs(2),
-        utc_start: UtcMs(start_ms),
-        flags: SegmentFlags {
-            discontinuity,
-            independent: true,
-        },
-        codecs: Arc::new(CodecSummary::default()),
-        payload: Bytes::from(vec![0x47; 188 * (seq as usize + 1)]),
-    }
+    fixtures::segment(seq)
+        .starting_at(start_ms)
+        .discontinuity(discontinuity)
+        .sync_bytes(188 * (seq as usize + 1))
+        .build()
 }
 
 pub struct Fixture {
