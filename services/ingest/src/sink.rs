@@ -123,8 +123,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use dvr_common::{Ticks, UtcMs};
-    use dvr_media::{CodecSummary, SegmentFlags};
     use tokio::sync::Notify;
 
     fn segment(seq: u64) -> Segment {

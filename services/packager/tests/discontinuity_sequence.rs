@@ -15,7 +15,7 @@ use dvr_archive::store::ArchiveStore;
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags};
+use dvr_media::{CodecSummary, SegmentFlags};
 use dvr_packager::{Packager, PackagerConfig, StoreTape, StreamTape};
 use dvr_storage::{StorageConfig, StorageUri};
 use dvr_testkit::fixtures;

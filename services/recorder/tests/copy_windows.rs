@@ -6,12 +6,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::{Lock, RetentionPolicy};
 use dvr_bus::{Exclusive, Kv, MemoryKv, SegmentLog, SegmentLogOptions};
 use dvr_common::config::Schedule;
-use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
+use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
 use dvr_media::Segment;
 use dvr_proto::{lock_edit_key, LOCKS_KV_BUCKET};
 use dvr_recorder::{DiskMeter, RecorderConfig, StreamRecorder};

@@ -7,11 +7,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::error::HasErrorKind;
-use dvr_common::{ErrorKind, SimulatedClock, StreamName, Ticks, UtcMs};
+use dvr_common::{ErrorKind, SimulatedClock, StreamName, UtcMs};
 use dvr_media::Segment;
 use dvr_recorder::{RecorderConfig, StreamRecorder};
 use dvr_storage::StorageUri;
