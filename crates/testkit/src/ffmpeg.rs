@@ -114,6 +114,19 @@ pub fn probe_duration(input: impl AsRef<OsStr>) -> f64 {
         .unwrap_or_else(|e| panic!("ffprobe's duration {text:?}: {e}"))
 }
 
+/// The PTS of every packet of the stream `selector` (`v:0`, `a:0` …) in
+/// `input`, in file order, as ffprobe reads them (90 kHz for MPEG-TS).
+pub fn packet_pts(input: impl AsRef<OsStr>, selector: &str) -> Vec<i64> {
+    let out = run(ffprobe()
+        .args(["-select_streams", selector])
+        .args(["-show_entries", "packet=pts", "-of", "csv=p=0"])
+        .arg(input));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +145,8 @@ mod tests {
             .map(|s| s["codec_name"].as_str().unwrap())
             .collect();
         assert_eq!(codecs, ["h264", "aac"]);
+        let pts = packet_pts(&clip, "v:0");
+        assert_eq!(pts.len(), 250, "10 s at 25 fps");
     }
 
     #[test]
