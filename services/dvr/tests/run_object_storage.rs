@@ -262,7 +262,7 @@ fn plays_back_from_the_store(
         records.len(),
         "every indexed segment is listed:\n{playlist}"
     );
-    let probed = ffprobe_duration(&format!("http://127.0.0.1:{http}{path}"));
+    let probed = ffprobe_duration(format!("http://127.0.0.1:{http}{path}"));
     let indexed = indexed_ms as f64 / 1000.0;
     assert!(
         (probed - indexed).abs() <= 2.0,

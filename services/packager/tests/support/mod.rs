@@ -13,12 +13,12 @@ use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig, StreamTape};
-use dvr_testkit::fixtures;
+use dvr_testkit::ffmpeg::probe_json;
+use dvr_testkit::{clips, fixtures};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
@@ -231,7 +231,7 @@ pub fn clip_path(clip: &str) -> std::path::PathBuf {
     if clip.starts_with('/') {
         clip.into()
     } else {
-        repo_path(&format!("testdata/{clip}"))
+        clips::path(clip)
     }
 }
 
@@ -270,17 +270,13 @@ pub fn recorded_with(clips: &[&str], gap_ms: i64, config: PackagerConfig) -> Fix
 
 /// ffprobe over HTTP: the streams it finds and the duration it reports.
 pub fn ffprobe(url: &str) -> (Vec<String>, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_entries"])
-        .args(["stream=codec_type,codec_name:format=duration", url])
-        .output()
-        .expect("ffprobe (make test-deps)");
-    assert!(
-        out.status.success(),
-        "{url}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = probe_json(
+        url,
+        &[
+            "-show_entries",
+            "stream=codec_type,codec_name:format=duration",
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut streams: Vec<String> = v["streams"]
         .as_array()
         .unwrap()
