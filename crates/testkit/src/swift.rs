@@ -52,6 +52,21 @@ impl SwiftNode {
         cfg
     }
 
+    /// A storage config that reaches this node through its S3 API (the
+    /// `s3api` middleware), the tempauth user and key as S3 credentials.
+    pub fn s3api_storage_config(&self) -> StorageConfig {
+        let mut cfg = StorageConfig {
+            part_size: MIN_PART_SIZE,
+            ..StorageConfig::default()
+        };
+        cfg.s3.endpoint = Some(self.endpoint());
+        cfg.s3.region = Some("us-east-1".into());
+        cfg.s3.access_key_id = Some(SWIFT_USER.into());
+        cfg.s3.secret_access_key = Some(Secret::new(SWIFT_KEY));
+        cfg.s3.load_default_credentials = false;
+        cfg
+    }
+
     /// Starts every server and waits until each listens.
     pub async fn start() -> Self {
         let ring_builder = find_binary("swift-ring-builder", "SWIFT_RING_BUILDER", &[]);
