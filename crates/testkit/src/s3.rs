@@ -16,6 +16,22 @@ pub const S3_ACCESS_KEY: &str = "dvr-test-access";
 /// The secret key `s3s-fs` accepts.
 pub const S3_SECRET_KEY: &str = "dvr-test-secret-0123456789";
 
+/// A storage config that reaches the S3 API at `endpoint` with these
+/// credentials, the smallest part size (so multipart paths run on small
+/// objects), and nothing from the environment or `~/.aws`.
+pub fn s3_storage_config(endpoint: &str, access_key: &str, secret_key: &str) -> StorageConfig {
+    let mut cfg = StorageConfig {
+        part_size: MIN_PART_SIZE,
+        ..StorageConfig::default()
+    };
+    cfg.s3.endpoint = Some(endpoint.to_owned());
+    cfg.s3.region = Some("us-east-1".into());
+    cfg.s3.access_key_id = Some(access_key.into());
+    cfg.s3.secret_access_key = Some(Secret::new(secret_key));
+    cfg.s3.load_default_credentials = false;
+    cfg
+}
+
 /// `s3s-fs` serving a temp directory; each top-level directory is a bucket.
 #[derive(Debug)]
 pub struct S3sFs {
@@ -63,16 +79,7 @@ impl S3sFs {
     /// A storage config that reaches this server with its credentials, and
     /// nothing from the environment or `~/.aws`.
     pub fn storage_config(&self) -> StorageConfig {
-        let mut cfg = StorageConfig {
-            part_size: MIN_PART_SIZE,
-            ..StorageConfig::default()
-        };
-        cfg.s3.endpoint = Some(self.endpoint());
-        cfg.s3.region = Some("us-east-1".into());
-        cfg.s3.access_key_id = Some(S3_ACCESS_KEY.into());
-        cfg.s3.secret_access_key = Some(Secret::new(S3_SECRET_KEY));
-        cfg.s3.load_default_credentials = false;
-        cfg
+        s3_storage_config(&self.endpoint(), S3_ACCESS_KEY, S3_SECRET_KEY)
     }
 
     /// Kills the server; its data directory stays.

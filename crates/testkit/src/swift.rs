@@ -10,6 +10,7 @@ use dvr_storage::config::MIN_PART_SIZE;
 use dvr_storage::{Secret, StorageConfig};
 
 use crate::process::{find_binary, free_ports, wait_for_port, Proc, INSTALL_HINT};
+use crate::s3::s3_storage_config;
 
 /// The tempauth user of the one-node Swift (also its S3 access key).
 pub const SWIFT_USER: &str = "test:tester";
@@ -55,16 +56,7 @@ impl SwiftNode {
     /// A storage config that reaches this node through its S3 API (the
     /// `s3api` middleware), the tempauth user and key as S3 credentials.
     pub fn s3api_storage_config(&self) -> StorageConfig {
-        let mut cfg = StorageConfig {
-            part_size: MIN_PART_SIZE,
-            ..StorageConfig::default()
-        };
-        cfg.s3.endpoint = Some(self.endpoint());
-        cfg.s3.region = Some("us-east-1".into());
-        cfg.s3.access_key_id = Some(SWIFT_USER.into());
-        cfg.s3.secret_access_key = Some(Secret::new(SWIFT_KEY));
-        cfg.s3.load_default_credentials = false;
-        cfg
+        s3_storage_config(&self.endpoint(), SWIFT_USER, SWIFT_KEY)
     }
 
     /// Starts every server and waits until each listens.
