@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
-use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, LiveLog, NatsBus, NatsConfig};
 use dvr_common::StreamName;
-use dvr_storage::testservers::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
+use dvr_testkit::nats::NatsServer;
+use dvr_testkit::s3::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
 use support::{
     body_of, dvr_bin, free_tcp_port, free_udp_port, get, metric_sample, start_source, wait_for,
     Procs,

@@ -406,7 +406,7 @@ fn with_a_tls_secret_nats_and_the_services_speak_tls() {
     let text = sample_with("  tls_secret: \"\"\n", "  tls_secret: dvr-nats-tls\n");
     let manifests = render(&Values::from_yaml_str(&text, "tls.yaml").unwrap()).unwrap();
     let certs = tempfile::tempdir().unwrap();
-    dvr_bus::testserver::tls_files(certs.path());
+    dvr_testkit::nats::tls_files(certs.path());
     nats_server_accepts(&manifests, Some(certs.path()));
     let packager = manifests
         .iter()

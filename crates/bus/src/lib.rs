@@ -7,8 +7,8 @@
 //! Services see both through the [`LiveLog`] and [`Kv`] traits, which have
 //! two implementations: embedded ([`SegmentLog`], append-only files on local
 //! disk, and [`MemoryKv`]) and distributed ([`nats`], JetStream). One
-//! conformance suite ([`testsuite`], feature `testsuite`) holds both to the
-//! same contract. Both report to the same [`metrics`] and carry W3C trace
+//! conformance suite (`tests/conformance/`) holds both to the same
+//! contract. Both report to the same [`metrics`] and carry W3C trace
 //! context across the bus (request/reply and live-log descriptors), so a
 //! request is one trace whichever implementation runs.
 
@@ -23,13 +23,7 @@ pub mod nats;
 pub mod node;
 pub mod ownership;
 pub mod request;
-#[cfg(feature = "testsuite")]
-pub mod request_suite;
 pub mod segment_log;
-#[cfg(feature = "testsuite")]
-pub mod testserver;
-#[cfg(feature = "testsuite")]
-pub mod testsuite;
 
 pub use authorizer::{Authorizer, BusAuthorizer};
 pub use error::BusError;

@@ -6,7 +6,7 @@
 //! methods; an append, a file write that may wait for the disk, runs in
 //! `block_in_place` on a multi-threaded runtime so the async threads go on
 //! meanwhile. The NATS implementation is [`crate::nats::NatsLiveLog`]. Both
-//! pass [`crate::testsuite`].
+//! pass the conformance suite in `tests/conformance/`.
 
 use std::fmt;
 use std::sync::Arc;

@@ -473,27 +473,15 @@ fn io(op: &'static str, path: &Path, source: std::io::Error) -> BusError {
 
 #[cfg(test)]
 mod tests {
-    use dvr_common::Ticks;
-    use dvr_media::SegmentFlags;
-
     use super::*;
 
     fn segment(seq: u64, len: usize) -> Segment {
-        Segment {
-            seq,
-            pts_start: Ticks(seq as i64 * 180_000),
-            duration: Ticks(180_000),
-            utc_start: UtcMs(1_000_000 + seq as i64 * 2000),
-            flags: SegmentFlags {
-                discontinuity: seq == 0,
-                independent: true,
-            },
-            codecs: Arc::new(CodecSummary {
-                program_number: 1,
-                tracks: Vec::new(),
-            }),
-            payload: Bytes::from(vec![seq as u8; len]),
-        }
+        dvr_testkit::fixtures::segment(seq)
+            .on_tape_from(1_000_000)
+            .discontinuity(seq == 0)
+            .program_number(1)
+            .seq_bytes(len)
+            .build()
     }
 
     fn small_files() -> SegmentLogOptions {

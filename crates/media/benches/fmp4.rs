@@ -25,12 +25,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, UtcMs};
 use dvr_media::codec::Codec;
 use dvr_media::fmp4::{Fragments, SegmentTiming};
 use dvr_media::retime::looped;
 use dvr_media::{Segment, Segmenter, SegmenterConfig};
+use dvr_testkit::clips;
 
 const CLIPS: [&str; 9] = [
     "h264_aac_720p.ts",
@@ -81,7 +81,7 @@ struct Clip {
 }
 
 fn prepare(name: &'static str, loop_to: usize) -> Clip {
-    let clip = std::fs::read(repo_path(&format!("testdata/{name}"))).expect("a committed clip");
+    let clip = clips::read(name);
     let passes = loop_to.div_ceil(clip.len()).max(1);
     let clock = SimulatedClock::new(UtcMs(1_795_269_600_000));
     let mut segmenter = Segmenter::new(SegmenterConfig::default(), Arc::new(clock));

@@ -16,21 +16,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, UtcMs};
 use dvr_media::codec::{Codec, TrackKind};
 use dvr_media::fmp4::{Fmp4Error, Fragments, SegmentTiming, TapeClock, Track};
 use dvr_media::{Segment, Segmenter, SegmenterConfig};
+use dvr_testkit::clips::read as clip;
 use serde_json::Value;
 
 /// 2026-11-21T14:00:00Z: where the simulated recording starts.
 const T0: UtcMs = UtcMs(1_795_269_600_000);
 /// PTS, DTS and PCR are 33-bit.
 const WRAP: i64 = 1 << 33;
-
-fn clip(name: &str) -> Vec<u8> {
-    std::fs::read(repo_path(&format!("testdata/{name}"))).unwrap()
-}
 
 /// The clip cut as the recorder cuts a live input (2 s target).
 fn segments(name: &str) -> Vec<Segment> {

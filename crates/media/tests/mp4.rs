@@ -15,18 +15,18 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, Ticks, UtcMs};
 use dvr_media::fmp4::{Fragments, SegmentTiming};
 use dvr_media::mp4::{Layout, SampleTable, SegmentTables, Span};
 use dvr_media::{Segment, Segmenter, SegmenterConfig};
+use dvr_testkit::clips;
 use serde_json::Value;
 
 /// 2026-11-21T14:00:00Z: where the simulated recording starts.
 const T0: UtcMs = UtcMs(1_795_269_600_000);
 
 fn segments(name: &str) -> Vec<Segment> {
-    let clip = std::fs::read(repo_path(&format!("testdata/{name}"))).unwrap();
+    let clip = clips::read(name);
     let clock = SimulatedClock::new(T0);
     let mut segmenter = Segmenter::new(SegmenterConfig::default(), Arc::new(clock));
     let mut out = segmenter.push(&clip);

@@ -5,15 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::Ticks;
 use dvr_media::codec::TrackKind;
 use dvr_media::tracks::{probe, program_of, select, SelectError};
 use dvr_media::ts;
-
-fn clip(name: &str) -> Vec<u8> {
-    std::fs::read(repo_path(&format!("testdata/{name}"))).unwrap()
-}
+use dvr_testkit::clips::read as clip;
 
 /// `(codec_type, codec_name, language)` of each stream ffprobe finds.
 fn ffprobe_streams(path: &Path) -> Vec<(String, String, String)> {

@@ -11,8 +11,8 @@
 //! The one idea to read it: keys are relative to the root and validated
 //! before anything is sent, errors name the operation, key and masked URI,
 //! and the same conformance suite ([`testsuite`], feature `testsuite`) runs
-//! on every backend, the real servers started by `testservers` (same
-//! feature).
+//! on every backend: memory here, the real servers (started by
+//! `dvr-testkit`) in `tests/`.
 
 #![warn(missing_docs)]
 
@@ -33,9 +33,6 @@ pub mod uri;
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
-
-#[cfg(feature = "testsuite")]
-pub mod testservers;
 
 pub use self::opendal::OpendalStorage;
 pub use config::{RetryConfig, S3Config, Secret, StorageConfig, SwiftConfig, TimeoutConfig};

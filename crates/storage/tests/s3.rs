@@ -6,20 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dvr_storage::testservers::{free_port, S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
 use dvr_storage::testsuite::{run_all, SuiteOptions};
 use dvr_storage::{resolve, Secret, Storage, StorageConfig, StorageError, StorageUri};
+use dvr_testkit::process::free_port;
+use dvr_testkit::s3::{S3sFs, S3_SECRET_KEY};
 
-fn config(endpoint: &str) -> StorageConfig {
-    let mut cfg = StorageConfig {
-        part_size: 5 * 1024 * 1024,
-        ..StorageConfig::default()
-    };
-    cfg.s3.endpoint = Some(endpoint.to_owned());
-    cfg.s3.region = Some("us-east-1".into());
-    cfg.s3.access_key_id = Some(S3_ACCESS_KEY.into());
-    cfg.s3.secret_access_key = Some(Secret::new(S3_SECRET_KEY));
-    cfg.s3.load_default_credentials = false;
+/// The server's config, with retries quick enough for the fault tests.
+fn config(server: &S3sFs) -> StorageConfig {
+    let mut cfg = server.storage_config();
     cfg.retry.initial_backoff_ms = 50;
     cfg.retry.max_backoff_ms = 500;
     cfg
@@ -32,7 +26,7 @@ fn storage(uri: &str, cfg: &StorageConfig) -> Arc<dyn Storage> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3s_fs_passes_the_conformance_suite() {
     let server = S3sFs::start(&["archive"]).await;
-    let cfg = config(&server.endpoint());
+    let cfg = config(&server);
     let s = storage("s3://archive/dvr/root", &cfg);
     s.check().await.expect("check");
     let opts = SuiteOptions {
@@ -55,7 +49,7 @@ async fn s3s_fs_passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_a_missing_bucket_bad_credentials_and_a_dead_endpoint() {
     let server = S3sFs::start(&["archive"]).await;
-    let cfg = config(&server.endpoint());
+    let cfg = config(&server);
 
     let err = storage("s3://no-such-bucket/p", &cfg)
         .check()
@@ -91,7 +85,7 @@ async fn check_names_a_missing_bucket_bad_credentials_and_a_dead_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_is_transient_and_retry_rides_it_out() {
     let mut server = S3sFs::start(&["archive"]).await;
-    let mut no_retry = config(&server.endpoint());
+    let mut no_retry = config(&server);
     no_retry.retry.max_attempts = 1;
     let once = storage("s3://archive/outage", &no_retry);
     once.put("ch1/before.ts", Bytes::from_static(b"before"))
@@ -112,7 +106,7 @@ async fn outage_is_transient_and_retry_rides_it_out() {
     );
     assert!(!line.contains(S3_SECRET_KEY) && !format!("{err:?}").contains(S3_SECRET_KEY));
 
-    let mut patient = config(&server.endpoint());
+    let mut patient = config(&server);
     patient.retry.max_attempts = 30;
     patient.retry.max_backoff_ms = 300;
     let retrying = storage("s3://archive/outage", &patient);

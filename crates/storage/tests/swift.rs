@@ -7,32 +7,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dvr_common::{SimulatedClock, UtcMs};
-use dvr_storage::testservers::{SwiftNode, SWIFT_KEY, SWIFT_USER};
 use dvr_storage::testsuite::{run_all, SuiteOptions};
 use dvr_storage::{resolve, resolve_with_clock, Secret, Storage, StorageConfig, StorageUri};
+use dvr_testkit::swift::SwiftNode;
 
 fn swift_config(node: &SwiftNode) -> StorageConfig {
-    let mut cfg = StorageConfig {
-        part_size: 5 * 1024 * 1024,
-        ..StorageConfig::default()
-    };
-    cfg.swift.auth_url = Some(node.auth_url());
-    cfg.swift.user = Some(SWIFT_USER.into());
-    cfg.swift.key = Some(Secret::new(SWIFT_KEY));
+    let mut cfg = node.storage_config();
     cfg.retry.max_attempts = 2;
     cfg
 }
 
 fn s3api_config(node: &SwiftNode) -> StorageConfig {
-    let mut cfg = StorageConfig {
-        part_size: 5 * 1024 * 1024,
-        ..StorageConfig::default()
-    };
-    cfg.s3.endpoint = Some(node.endpoint());
-    cfg.s3.region = Some("us-east-1".into());
-    cfg.s3.access_key_id = Some(SWIFT_USER.into());
-    cfg.s3.secret_access_key = Some(Secret::new(SWIFT_KEY));
-    cfg.s3.load_default_credentials = false;
+    let mut cfg = node.s3api_storage_config();
     cfg.retry.max_attempts = 2;
     cfg
 }

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use dvr_auth::securetoken::sign;
 use dvr_auth::{serve, Engine};
-use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Authorizer, BusAuthorizer};
 use dvr_bus::{NatsBus, NatsConfig};
 use dvr_common::{Clock, Config, StreamName, SystemClock};
 use dvr_proto::{AuthDecision, AuthRequest, PROTO_VERSION};
+use dvr_testkit::nats::NatsServer;
 use futures::StreamExt;
 
 fn env(name: &str, default: usize) -> usize {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use dvr_auth::securetoken::sign;
 use dvr_auth::{list_sessions, serve, Engine};
-use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Authorizer, BusAuthorizer};
 use dvr_bus::{BusError, Kv, MemoryKv, MemoryRequests, NatsBus, NatsConfig, Requester, Responder};
 use dvr_common::config::PolicyReads;
@@ -17,6 +16,7 @@ use dvr_proto::{
     AuthDecision, AuthRequest, SessionBytes, SessionUsage, AUTH_CHECK_SUBJECT, AUTH_USAGE_SUBJECT,
     PROTO_VERSION, SESSIONS_KV_BUCKET,
 };
+use dvr_testkit::nats::NatsServer;
 
 const CONFIG: &str = "version: 1\nstreams:\n  news: { inputs: [ \"udp://239.0.0.1:1\" ], auth: \"securetoken://K\" }\n  free: { inputs: [ \"udp://239.0.0.1:2\" ] }\n";
 

@@ -9,8 +9,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use dvr_bus::testserver::{tls_files, NatsServer};
-use dvr_bus::testsuite::segment;
 use dvr_bus::{
     BusError, Kv, LiveLog, NatsAuth, NatsBus, NatsConfig, NatsCredentials, NatsTls, Requester,
     Responder,
@@ -18,6 +16,8 @@ use dvr_bus::{
 use dvr_common::StreamName;
 use dvr_deploy::render::{nats_authorization, nats_tls, NATS_USERS};
 use dvr_proto::{AUTH_CHECK_SUBJECT, AUTH_QUEUE_GROUP, STREAMS_KV_BUCKET};
+use dvr_testkit::fixtures::segment;
+use dvr_testkit::nats::{tls_files, NatsServer};
 use futures::StreamExt;
 
 fn password(user: &str) -> String {
@@ -110,19 +110,24 @@ async fn the_packager_reads_but_cannot_append_write_settings_or_answer_play_chec
         .await
         .unwrap();
     let log = ingest.live_log(&stream).await.unwrap();
-    log.append(&segment(0, 188 * 10)).await.unwrap();
+    log.append(&segment(0).patterned(188 * 10).build())
+        .await
+        .unwrap();
     let read_settings = packager.kv(STREAMS_KV_BUCKET).await.unwrap();
     assert!(read_settings.get("ch1").await.unwrap().is_some());
     let read_log = packager.live_log(&stream).await.unwrap();
     let got = read_log.get(0).await.unwrap().expect("segment 0");
-    assert_eq!(got.payload, segment(0, 188 * 10).payload);
+    assert_eq!(got.payload, segment(0).patterned(188 * 10).build().payload);
 
     // Writes from the packager are refused by the server.
     assert!(read_settings
         .put("ch1", Bytes::from_static(b"{\"x\":1}"))
         .await
         .is_err());
-    assert!(read_log.append(&segment(1, 188 * 10)).await.is_err());
+    assert!(read_log
+        .append(&segment(1).patterned(188 * 10).build())
+        .await
+        .is_err());
     assert_eq!(
         read_settings.get("ch1").await.unwrap().unwrap().value,
         Bytes::from_static(b"{}")

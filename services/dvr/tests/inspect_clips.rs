@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use dvr_testkit::clips::path as testdata;
+use dvr_testkit::ffmpeg::probe_json;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -748,10 +750,6 @@ fn assert_no_panic(output: &Output) {
 // ---------------------------------------------------------------------------
 // Running things
 
-fn testdata(name: &str) -> PathBuf {
-    dvr_common::fuzz_corpus::repo_path("testdata").join(name)
-}
-
 /// The binary under test: `DVR_BIN` when set (`make test` points it at the
 /// release build it just made), else the one cargo built for this test.
 fn dvr_bin() -> PathBuf {
@@ -959,25 +957,7 @@ impl ProbeStream {
 }
 
 fn ffprobe_streams(clip: &Path) -> Probe {
-    let output = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_programs",
-            "-show_streams",
-            "-of",
-            "json",
-            path_str(clip),
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "ffprobe {}: {}",
-        clip.display(),
-        describe(&output)
-    );
-    let json: Value = serde_json::from_slice(&output.stdout).expect("ffprobe prints JSON");
+    let json = probe_json(clip, &["-show_programs", "-show_streams"]);
     // Program streams list only their own entries; the full stream records
     // (with the codec tag) are in "streams", keyed by index.
     let by_index: BTreeMap<u64, &Value> = json["streams"]

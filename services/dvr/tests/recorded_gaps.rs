@@ -16,14 +16,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::tape::{StoreTape, StreamTape};
-use dvr_bus::testserver::NatsServer;
 use dvr_bus::{Kv, KvOp, LiveLog, NatsBus, NatsConfig, SegmentLog, SegmentLogOptions};
-use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags};
+use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
+use dvr_media::Segment;
 use dvr_packager::{apply_summary, Packager, PackagerConfig};
 use dvr_proto::{catalog_key, CatalogSummary, Versioned, CATALOG_KV_BUCKET};
 use dvr_recorder::{catalog_summary, RecorderConfig, StreamRecorder};
 use dvr_storage::{StorageConfig, StorageUri};
+use dvr_testkit::fixtures;
+use dvr_testkit::nats::NatsServer;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -45,18 +46,13 @@ fn tape() -> Vec<Segment> {
     let mut flagged = false;
     while t + 2000 <= T0 * 1000 + TAPE_MS {
         let seq = out.len() as u64;
-        out.push(Segment {
-            seq,
-            pts_start: Ticks(seq as i64 * 180_000),
-            duration: Ticks::from_secs(2),
-            utc_start: UtcMs(t),
-            flags: SegmentFlags {
-                discontinuity: flagged,
-                independent: true,
-            },
-            codecs: Arc::new(CodecSummary::default()),
-            payload: Bytes::from(vec![0x47; 188 * 2]),
-        });
+        out.push(
+            fixtures::segment(seq)
+                .starting_at(t)
+                .discontinuity(flagged)
+                .sync_bytes(188 * 2)
+                .build(),
+        );
         t += 2000;
         let outage = OUTAGES.iter().find(|(after, _)| *after == out.len());
         flagged = outage.is_some();

@@ -16,6 +16,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use dvr_testkit::ffmpeg;
+
 use support::{
     dvr_bin, free_tcp_port, get, let_run, segments, start_dvr_with_env, wait_for, Procs, INSTALL,
 };
@@ -70,13 +72,12 @@ fn start(auth: Option<&str>) -> Dvr {
 /// (H.264 with a keyframe a second, AAC) to `url`; its messages go to
 /// `log`.
 fn publish(url: &str, secs: u32, log: &Path) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+    ffmpeg::ffmpeg()
+        .arg("-re")
+        .args(ffmpeg::lavfi_inputs("testsrc2", 1000))
         .args(["-t", &secs.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-c:a", "aac", "-f", "flv", url])
+        .args(ffmpeg::H264_AAC)
+        .args(["-f", "flv", url])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -128,22 +129,7 @@ fn span(http: u16, query: &str) -> Option<(i64, i64)> {
 
 /// ffprobe's codec names and duration of `url`.
 fn probe(url: &str) -> (Vec<String>, f64) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name:format=duration",
-        ])
-        .args(["-of", "json", url])
-        .output()
-        .unwrap_or_else(|e| panic!("ffprobe: {e}: {INSTALL}"));
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ffmpeg::probe_json(url, &["-show_entries", "stream=codec_name:format=duration"]);
     let codecs = v["streams"]
         .as_array()
         .map(|s| {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use dvr_testkit::ffmpeg;
+
 use support::{
     dvr_bin, ffprobe_duration, free_tcp_port, free_udp_port, get, recorded_span, segments,
     start_dvr, start_source, text, wait_for, Procs,
@@ -171,7 +173,7 @@ fn the_backup_input_fills_in_with_at_most_one_segment_of_gap() {
         "{covered} ms of {} s",
         end - start
     );
-    let duration = ffprobe_duration(&format!("http://127.0.0.1:{http}{url}"));
+    let duration = ffprobe_duration(format!("http://127.0.0.1:{http}{url}"));
     assert!(
         duration >= (end - start - 5) as f64,
         "ffprobe reads {duration} s"
@@ -224,15 +226,7 @@ fn records_live_udp_and_serves_ranges() {
     );
     // The same range as one MPEG-TS download decodes cleanly.
     let ts_url = format!("http://127.0.0.1:{http}/ch1/archive-{from}-10.ts");
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", &ts_url, "-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        decode.status.success() && decode.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
+    ffmpeg::run_clean(ffmpeg::ffmpeg().args(["-i", &ts_url, "-f", "null", "-"]));
 }
 
 #[test]

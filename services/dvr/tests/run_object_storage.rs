@@ -1,6 +1,5 @@
 //! `dvr run` recording to object storage, as real processes against real
-//! servers started by `dvr_storage::testservers`: s3s-fs for S3 and a
-//! one-node Swift.
+//! servers `dvr_testkit` starts: s3s-fs for S3 and a one-node Swift.
 //!
 //! - A bucket or container that does not exist, a wrong key, an endpoint
 //!   nobody listens on: `dvr run` exits non-zero at start with one line
@@ -25,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use dvr_archive::store::ArchiveStore;
 use dvr_common::StreamName;
-use dvr_storage::testservers::{
-    free_port, S3sFs, SwiftNode, S3_ACCESS_KEY, S3_SECRET_KEY, SWIFT_KEY, SWIFT_USER,
-};
 use dvr_storage::{Storage, StorageUri};
+use dvr_testkit::process::free_port;
+use dvr_testkit::s3::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
+use dvr_testkit::swift::{SwiftNode, SWIFT_KEY, SWIFT_USER};
 use support::{
     dvr_bin, ffprobe_duration, free_tcp_port, free_udp_port, recorded_span, start_source, text,
     wait_for, Procs,
@@ -263,7 +262,7 @@ fn plays_back_from_the_store(
         records.len(),
         "every indexed segment is listed:\n{playlist}"
     );
-    let probed = ffprobe_duration(&format!("http://127.0.0.1:{http}{path}"));
+    let probed = ffprobe_duration(format!("http://127.0.0.1:{http}{path}"));
     let indexed = indexed_ms as f64 / 1000.0;
     assert!(
         (probed - indexed).abs() <= 2.0,

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use dvr_bus::testserver::NatsServer;
+use dvr_testkit::nats::NatsServer;
 use serde_json::Value;
 use support::{dvr_bin, free_tcp_port, send_with, testdata, wait_for, Procs};
 

@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use dvr_auth::securetoken::sign;
-use dvr_bus::testserver::NatsServer;
+use dvr_testkit::nats::NatsServer;
 use support::{dvr_bin, free_tcp_port, get, metric_sample, testdata, text, wait_for, Procs};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

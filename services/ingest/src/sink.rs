@@ -123,23 +123,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use dvr_common::{Ticks, UtcMs};
-    use dvr_media::{CodecSummary, SegmentFlags};
     use tokio::sync::Notify;
 
     fn segment(seq: u64) -> Segment {
-        Segment {
-            seq,
-            pts_start: Ticks(seq as i64 * 180_000),
-            duration: Ticks::from_secs(2),
-            utc_start: UtcMs(seq as i64 * 2000),
-            flags: SegmentFlags {
-                discontinuity: false,
-                independent: true,
-            },
-            codecs: Arc::new(CodecSummary::default()),
-            payload: bytes::Bytes::from_static(&[0x47; 188]),
-        }
+        dvr_testkit::fixtures::segment(seq).build()
     }
 
     /// A sink that stalls until released, then stores; it fails on `fail_at`.

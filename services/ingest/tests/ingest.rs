@@ -15,6 +15,8 @@ use dvr_common::{Clock, SystemClock, Ticks, UtcMs};
 use dvr_ingest::{IngestConfig, IngestStats, IngestTask, InputUrl, TokioClock};
 use dvr_media::ts::{self, PACKET_SIZE};
 use dvr_media::Segment;
+use dvr_testkit::clips;
+use dvr_testkit::ffmpeg::{ffprobe, lavfi_inputs, packet_pts, require_ffmpeg, run, H264_AAC};
 use tokio::sync::mpsc;
 
 const TARGET: Ticks = Ticks::from_secs(2);
@@ -29,43 +31,10 @@ fn init_logs() {
         .try_init();
 }
 
-fn require_ffmpeg() {
-    let ok = Command::new("ffmpeg")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "ffmpeg is needed by the ingest tests and was not found: run `make test-deps`"
-    );
+/// The lavfi test pattern and a 440 Hz tone, as ffmpeg input arguments.
+fn source() -> Vec<String> {
+    lavfi_inputs("testsrc2", 440)
 }
-
-/// The lavfi test pattern and tone, as ffmpeg input arguments.
-const SOURCE: &[&str] = &[
-    "-f",
-    "lavfi",
-    "-i",
-    "testsrc2=size=640x360:rate=25",
-    "-f",
-    "lavfi",
-    "-i",
-    "sine=frequency=440:sample_rate=48000",
-];
-/// H.264 (one keyframe a second) and AAC in MPEG-TS.
-const ENCODE: &[&str] = &[
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-g",
-    "25",
-    "-c:a",
-    "aac",
-    "-f",
-    "mpegts",
-];
 
 fn ffmpeg(args: &[&str]) -> Command {
     let mut cmd = Command::new("nice");
@@ -96,9 +65,11 @@ fn clip(secs: u32) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("clip-{secs}s.ts"));
     let t = secs.to_string();
-    let status = ffmpeg(SOURCE)
+    let status = ffmpeg(&[])
+        .args(source())
         .args(["-t", &t])
-        .args(ENCODE)
+        .args(H264_AAC)
+        .args(["-f", "mpegts"])
         .arg(&path)
         .status()
         .expect("ffmpeg runs");
@@ -116,9 +87,10 @@ impl Ffmpeg {
         require_ffmpeg();
         let t = secs.to_string();
         let child = ffmpeg(&["-re"])
-            .args(SOURCE)
+            .args(source())
             .args(["-t", &t])
-            .args(ENCODE)
+            .args(H264_AAC)
+            .args(["-f", "mpegts"])
             .arg(url)
             .spawn()
             .expect("ffmpeg starts");
@@ -408,16 +380,7 @@ async fn looped_file_is_one_continuous_stream() {
     let joined = clip.with_file_name("looped-3.ts");
     let bytes: Vec<u8> = looped.iter().flat_map(|s| s.payload.to_vec()).collect();
     std::fs::write(&joined, bytes).unwrap();
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts", "-of", "csv=p=0"])
-        .arg(&joined)
-        .output()
-        .expect("ffprobe runs (make test-deps)");
-    let pts: Vec<i64> = String::from_utf8_lossy(&probe.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
+    let pts = packet_pts(&joined, "v:0");
     assert_eq!(pts.len(), 3 * 50, "three passes of 50 frames");
     for pair in pts.windows(2) {
         assert_eq!(pair[1] - pair[0], 3600, "video pts step at {}", pair[0]);

@@ -51,12 +51,12 @@ use dvr_archive::store::ArchiveStore;
 use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{Clock, SimulatedClock, StreamName, SystemClock, Ticks, UtcMs};
 use dvr_media::retime::looped;
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{StorageConfig, StorageUri};
+use dvr_testkit::clips;
 
 /// Segments per hourly chunk: 2 s each.
 const PER_HOUR: u64 = 1800;
@@ -338,7 +338,7 @@ async fn main() {
     let nginx: SocketAddr = env("DVR_BENCH_NGINX").parse().expect("DVR_BENCH_NGINX");
     let www = PathBuf::from(env("DVR_BENCH_NGINX_ROOT"));
 
-    let clip = std::fs::read(repo_path("testdata/h264_aac_720p.ts")).expect("the test clip");
+    let clip = clips::read(clips::H264_AAC_720P);
     let program = dvr_media::tracks::program_of(&clip).expect("a program in the clip");
     let mut psi = BytesMut::new();
     program.write_psi(&mut psi, &mut 0, &mut 0);

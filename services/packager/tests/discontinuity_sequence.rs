@@ -16,9 +16,10 @@ use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags};
+use dvr_media::{CodecSummary, SegmentFlags};
 use dvr_packager::{Packager, PackagerConfig};
 use dvr_storage::{StorageConfig, StorageUri};
+use dvr_testkit::fixtures;
 use tower::ServiceExt;
 
 /// 2026-11-21T14:00:00Z
@@ -77,19 +78,13 @@ async fn fixture() -> Fixture {
     // until its retention trims it.
     for seq in 10..25 {
         let (at, discontinuity) = start_of(seq);
-        log.append(&Segment {
-            seq,
-            pts_start: Ticks(0),
-            duration: Ticks::from_secs(2),
-            utc_start: UtcMs((T0 + at) * 1000),
-            flags: SegmentFlags {
-                discontinuity,
-                independent: true,
-            },
-            codecs: Arc::new(CodecSummary::default()),
-            payload: Bytes::from(vec![0x47; SEG]),
-        })
-        .unwrap();
+        let segment = fixtures::segment(seq)
+            .pts_start(Ticks(0))
+            .starting_at((T0 + at) * 1000)
+            .discontinuity(discontinuity)
+            .sync_bytes(SEG)
+            .build();
+        log.append(&segment).unwrap();
     }
     let clock = Arc::new(SimulatedClock::new(UtcMs((T0 + 81) * 1000)));
     let packager = Arc::new(Packager::new(

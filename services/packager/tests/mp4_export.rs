@@ -433,7 +433,7 @@ async fn stored_sample_tables_let_a_range_read_only_what_it_returns() {
 /// The keyframes of a committed clip's video, by ffprobe reading the file
 /// itself (not our tables).
 fn clip_keyframes(clip: &str) -> usize {
-    let path = dvr_common::fuzz_corpus::repo_path(&format!("testdata/{clip}"));
+    let path = dvr_testkit::clips::path(clip);
     let out = Command::new("ffprobe")
         .args([
             "-v",

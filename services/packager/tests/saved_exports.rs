@@ -1,5 +1,5 @@
 //! Saved exports (`save-mp4`, the API's export) into real object stores:
-//! s3s-fs for S3 and a one-node Swift (`dvr_storage::testservers`).
+//! s3s-fs for S3 and a one-node Swift (`dvr_testkit::s3`, `dvr_testkit::swift`).
 //!
 //! A tape of ten minutes (the committed clip cut by the real segmenter,
 //! sixty times over) is archived in the store as the recorder writes it;
@@ -34,8 +34,9 @@ use dvr_proto::{
     export_job_key, export_object_key, stream_config_key, ExportJob, ExportState, Versioned,
     PROTO_VERSION,
 };
-use dvr_storage::testservers::{S3sFs, SwiftNode};
 use dvr_storage::StorageConfig;
+use dvr_testkit::s3::S3sFs;
+use dvr_testkit::swift::SwiftNode;
 use support::{archive, ffprobe, segmented, T0};
 
 const CLIP: &str = "h264_aac_720p.ts";

@@ -6,19 +6,16 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_archive::{Lock, RetentionPolicy};
 use dvr_bus::{Exclusive, Kv, MemoryKv, SegmentLog, SegmentLogOptions};
 use dvr_common::config::Schedule;
-use dvr_common::{Clock, SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags};
+use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
+use dvr_media::Segment;
 use dvr_proto::{lock_edit_key, LOCKS_KV_BUCKET};
 use dvr_recorder::{DiskMeter, RecorderConfig, StreamRecorder};
 use dvr_storage::{StorageConfig, StorageUri};
-
-/// 2026-11-21T14:00:00Z
-const T0: i64 = 1_795_269_600_000;
+use dvr_testkit::fixtures::{self, T0_MS as T0};
 
 fn segment(seq: u64) -> Segment {
     segment_of(seq, 4)
@@ -31,18 +28,10 @@ fn segment_of(seq: u64, packets: usize) -> Segment {
 
 /// Segment `seq` of a tape that starts at `start` (2 s segments).
 fn segment_from(start: i64, seq: u64, packets: usize) -> Segment {
-    Segment {
-        seq,
-        pts_start: Ticks(seq as i64 * 180_000),
-        duration: Ticks::from_secs(2),
-        utc_start: UtcMs(start + seq as i64 * 2000),
-        flags: SegmentFlags {
-            discontinuity: false,
-            independent: true,
-        },
-        codecs: Arc::new(CodecSummary::default()),
-        payload: Bytes::from(vec![seq as u8; 188 * packets]),
-    }
+    fixtures::segment(seq)
+        .on_tape_from(start)
+        .seq_bytes(188 * packets)
+        .build()
 }
 
 struct Fixture {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use dvr_archive::store::ArchiveStore;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, UtcMs};
 use dvr_media::mp4::{decode_chunk_tables, SampleTable};
 use dvr_media::{Segmenter, SegmenterConfig};
 use dvr_recorder::{RecorderConfig, StreamRecorder};
 use dvr_storage::{StorageConfig, StorageUri};
+use dvr_testkit::clips;
 
 /// 2026-11-21T14:00:00Z
 const T0: i64 = 1_795_269_600_000;
@@ -25,7 +25,7 @@ async fn each_chunk_has_the_sample_tables_of_its_segments() {
     let uri: StorageUri = "memory://smp".parse().unwrap();
     let storage = dvr_storage::resolve(&uri, &StorageConfig::default()).unwrap();
     let clock = SimulatedClock::new(UtcMs(T0));
-    let clip = std::fs::read(repo_path("testdata/h264_aac_720p.ts")).unwrap();
+    let clip = clips::read(clips::H264_AAC_720P);
     let mut segmenter = Segmenter::new(SegmenterConfig::default(), Arc::new(clock.clone()));
     let mut segments = segmenter.push(&clip);
     segments.extend(segmenter.finish());

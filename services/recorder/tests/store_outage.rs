@@ -7,32 +7,21 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dvr_archive::store::ArchiveStore;
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::error::HasErrorKind;
-use dvr_common::{ErrorKind, SimulatedClock, StreamName, Ticks, UtcMs};
-use dvr_media::{CodecSummary, Segment, SegmentFlags};
+use dvr_common::{ErrorKind, SimulatedClock, StreamName, UtcMs};
+use dvr_media::Segment;
 use dvr_recorder::{RecorderConfig, StreamRecorder};
-use dvr_storage::testservers::S3sFs;
 use dvr_storage::StorageUri;
-
-/// 2026-11-21T14:00:00Z
-const T0: i64 = 1_795_269_600_000;
+use dvr_testkit::fixtures::{self, T0_MS as T0};
+use dvr_testkit::s3::S3sFs;
 
 fn segment(seq: u64) -> Segment {
-    Segment {
-        seq,
-        pts_start: Ticks(seq as i64 * 180_000),
-        duration: Ticks::from_secs(2),
-        utc_start: UtcMs(T0 + seq as i64 * 2000),
-        flags: SegmentFlags {
-            discontinuity: false,
-            independent: true,
-        },
-        codecs: Arc::new(CodecSummary::default()),
-        payload: Bytes::from(vec![seq as u8; 188 * 4]),
-    }
+    fixtures::segment(seq)
+        .on_tape_from(T0)
+        .seq_bytes(188 * 4)
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

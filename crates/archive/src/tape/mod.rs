@@ -558,20 +558,7 @@ impl StreamTape {
 mod tests {
     use super::*;
     use dvr_bus::{SegmentLog, SegmentLogOptions};
-    use dvr_common::Ticks;
-    use dvr_media::{CodecSummary, Segment, SegmentFlags};
-
-    fn segment(seq: u64, start_ms: i64) -> Segment {
-        Segment {
-            seq,
-            pts_start: Ticks(seq as i64 * 180_000),
-            duration: Ticks::from_secs(2),
-            utc_start: UtcMs(start_ms),
-            flags: SegmentFlags::default(),
-            codecs: Arc::new(CodecSummary::default()),
-            payload: Bytes::from(vec![0x47; 188]),
-        }
-    }
+    use dvr_testkit::fixtures::segment;
 
     #[tokio::test]
     async fn a_tape_ends_after_its_newest_segment() {
@@ -580,7 +567,7 @@ mod tests {
         let tape = StreamTape::new("ort", log.clone(), None);
         assert_eq!(tape.end().await.unwrap(), None, "an empty tape has no end");
         for seq in 7..10 {
-            log.append(&segment(seq, 1_000_000 + seq as i64 * 2_000))
+            log.append(&segment(seq).on_tape_from(1_000_000).build())
                 .unwrap();
         }
         assert_eq!(

@@ -1,7 +1,11 @@
 //! Helpers shared by the `dvr run` process tests: ports, a bare HTTP
 //! client, playlist parsing, ffmpeg sources and ffprobe as the judge.
 
-#![allow(dead_code, reason = "each test binary uses a part of the helpers")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a part of the helpers"
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -10,6 +14,7 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dvr_common::CivilTime;
+use dvr_testkit::ffmpeg;
 
 /// Metric families only a process on NATS lists (embedded mode has no
 /// leases, no remote requests, no followers and no hot tier that expires):
@@ -40,13 +45,7 @@ impl Drop for Procs {
     }
 }
 
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use dvr_testkit::process::free_port as free_tcp_port;
 
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -102,9 +101,7 @@ pub fn write_config_streams(dir: &Path, http: u16, streams: &[(&str, Vec<String>
 }
 
 /// A committed clip under `testdata/`.
-pub fn testdata(name: &str) -> PathBuf {
-    dvr_common::fuzz_corpus::repo_path("testdata").join(name)
-}
+pub use dvr_testkit::clips::path as testdata;
 
 /// A plain HTTP/1.0 GET: (status, body).
 pub fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
@@ -277,46 +274,16 @@ pub fn wall_clock_ms() -> i64 {
         .as_millis() as i64
 }
 
-pub fn ffprobe_duration(url: &str) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            url,
-        ])
-        .output()
-        .expect("ffprobe: run `make test-deps`");
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
+/// The duration ffprobe reads at a URL, in seconds.
+pub use dvr_testkit::ffmpeg::probe_duration as ffprobe_duration;
 
-/// ffprobe's `-show_format -show_streams` of a file or URL, as JSON.
+/// ffprobe's `-show_format -show_streams` of a file or URL, as JSON; fails
+/// on anything ffprobe complains about.
 pub fn ffprobe_json(input: &Path) -> serde_json::Value {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_format",
-            "-show_streams",
-            "-of",
-            "json",
-        ])
-        .arg(input)
-        .output()
-        .expect("ffprobe: run `make test-deps`");
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "ffprobe {}: {}",
-        input.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = ffmpeg::run_clean(
+        ffmpeg::ffprobe()
+            .args(["-show_format", "-show_streams", "-of", "json"])
+            .arg(input),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -324,26 +291,12 @@ pub fn ffprobe_json(input: &Path) -> serde_json::Value {
 /// ffmpeg sending a live H.264 + AAC stream to a UDP port in real time, for
 /// `secs` seconds.
 pub fn start_source(udp: u16, pattern: &str, secs: u32) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("{pattern}=size=640x360:rate=25"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-        .args([
-            "-t",
-            &secs.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ])
-        .args(["-c:a", "aac", "-f", "mpegts"])
+    ffmpeg::ffmpeg()
+        .arg("-re")
+        .args(ffmpeg::lavfi_inputs(pattern, 1000))
+        .args(["-t", &secs.to_string()])
+        .args(ffmpeg::H264_AAC)
+        .args(["-f", "mpegts"])
         .arg(format!("udp://127.0.0.1:{udp}?pkt_size=1316"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -30,7 +30,7 @@ fn cut() -> &'static Cut {
     static CUT: OnceLock<Cut> = OnceLock::new();
     CUT.get_or_init(|| {
         require_ffmpeg();
-        let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/h264_aac_720p.ts");
+        let clip = clips::path(clips::H264_AAC_720P);
         let dir = std::env::temp_dir().join(format!("dvr-ingest-hls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let status = ffmpeg(&["-i"])
@@ -74,19 +74,10 @@ fn cut() -> &'static Cut {
             "10 s cut into 1 s segments: {}",
             files.len()
         );
-        let probe = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-read_intervals",
-                "%+#1",
-            ])
+        let probe = run(ffprobe()
+            .args(["-select_streams", "v:0", "-read_intervals", "%+#1"])
             .args(["-show_entries", "packet=pts", "-of", "csv=p=0"])
-            .arg(dir.join(&media.segments[0].uri))
-            .output()
-            .expect("ffprobe runs (make test-deps)");
+            .arg(dir.join(&media.segments[0].uri)));
         let first_pts = String::from_utf8_lossy(&probe.stdout)
             .lines()
             .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
@@ -214,7 +205,7 @@ fn separate_audio_cut() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         require_ffmpeg();
-        let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/h264_aac_720p.ts");
+        let clip = clips::path(clips::H264_AAC_720P);
         let dir = std::env::temp_dir().join(format!("dvr-ingest-hls-audio-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let status = ffmpeg(&["-i"])
@@ -263,7 +254,7 @@ fn aes_cut() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         require_ffmpeg();
-        let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/h264_aac_720p.ts");
+        let clip = clips::path(clips::H264_AAC_720P);
         let dir = std::env::temp_dir().join(format!("dvr-ingest-hls-aes-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("k.key"), AES_KEY).unwrap();
@@ -625,18 +616,9 @@ async fn a_separate_audio_rendition_is_muxed_beside_the_video() {
         master.contains("TYPE=AUDIO") && master.contains("URI="),
         "{master}"
     );
-    let video_only = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(dir.join("s0_0.ts"))
-        .output()
-        .expect("ffprobe runs");
+    let video_only = run(ffprobe()
+        .args(["-show_entries", "stream=codec_type", "-of", "csv=p=0"])
+        .arg(dir.join("s0_0.ts")));
     let kinds = String::from_utf8_lossy(&video_only.stdout);
     assert!(
         kinds.contains("video") && !kinds.contains("audio"),
@@ -654,19 +636,7 @@ async fn a_separate_audio_rendition_is_muxed_beside_the_video() {
     let recorded = dir.join("recorded.ts");
     let bytes: Vec<u8> = segments.iter().flat_map(|s| s.payload.to_vec()).collect();
     std::fs::write(&recorded, bytes).unwrap();
-    let times = |stream: &str| -> Vec<i64> {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", stream])
-            .args(["-show_entries", "packet=pts", "-of", "csv=p=0"])
-            .arg(&recorded)
-            .output()
-            .expect("ffprobe runs");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-            .collect()
-    };
-    let (video, audio) = (times("v:0"), times("a:0"));
+    let (video, audio) = (packet_pts(&recorded, "v:0"), packet_pts(&recorded, "a:0"));
     let span = |t: &[i64]| (t.iter().min().copied(), t.iter().max().copied());
     eprintln!(
         "separate audio: {} video and {} audio packets, spans {:?} and {:?}\n{listing}",

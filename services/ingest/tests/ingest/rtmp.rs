@@ -18,9 +18,9 @@ fn publish_video(url: &str, secs: u32, encoder: &str) -> Ffmpeg {
     require_ffmpeg();
     let t = secs.to_string();
     let child = ffmpeg(&["-re"])
-        .args(SOURCE)
+        .args(source())
         .args(["-t", &t])
-        .args(&ENCODE[..ENCODE.len() - 2])
+        .args(H264_AAC)
         .args(["-c:v", encoder])
         .args(["-f", "flv", url])
         .spawn()

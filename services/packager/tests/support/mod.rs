@@ -14,30 +14,25 @@ use dvr_archive::store::ArchiveStore;
 use dvr_archive::tape::StreamTape;
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
-use dvr_common::fuzz_corpus::repo_path;
 use dvr_common::{SimulatedClock, StreamName, Ticks, UtcMs};
 use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig};
+use dvr_testkit::ffmpeg::probe_json;
+use dvr_testkit::{clips, fixtures};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
 /// 2026-11-21T14:00:00Z
 pub const T0: i64 = 1_795_269_600;
 
+/// Segment `seq` starting at `start_ms`, `seq + 1` TS packets long.
 pub fn segment(seq: u64, start_ms: i64, discontinuity: bool) -> Segment {
-    Segment {
-        seq,
-        pts_start: Ticks(seq as i64 * 180_000),
-        duration: Ticks::from_secs(2),
-        utc_start: UtcMs(start_ms),
-        flags: SegmentFlags {
-            discontinuity,
-            independent: true,
-        },
-        codecs: Arc::new(CodecSummary::default()),
-        payload: Bytes::from(vec![0x47; 188 * (seq as usize + 1)]),
-    }
+    fixtures::segment(seq)
+        .starting_at(start_ms)
+        .discontinuity(discontinuity)
+        .sync_bytes(188 * (seq as usize + 1))
+        .build()
 }
 
 pub struct Fixture {
@@ -237,7 +232,7 @@ pub fn clip_path(clip: &str) -> std::path::PathBuf {
     if clip.starts_with('/') {
         clip.into()
     } else {
-        repo_path(&format!("testdata/{clip}"))
+        clips::path(clip)
     }
 }
 
@@ -276,17 +271,13 @@ pub fn recorded_with(clips: &[&str], gap_ms: i64, config: PackagerConfig) -> Fix
 
 /// ffprobe over HTTP: the streams it finds and the duration it reports.
 pub fn ffprobe(url: &str) -> (Vec<String>, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_entries"])
-        .args(["stream=codec_type,codec_name:format=duration", url])
-        .output()
-        .expect("ffprobe (make test-deps)");
-    assert!(
-        out.status.success(),
-        "{url}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = probe_json(
+        url,
+        &[
+            "-show_entries",
+            "stream=codec_type,codec_name:format=duration",
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut streams: Vec<String> = v["streams"]
         .as_array()
         .unwrap()

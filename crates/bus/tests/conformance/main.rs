@@ -1,13 +1,18 @@
 //! The bus conformance suite on both implementations, and what only NATS
 //! can do wrong: losing an acknowledged append across a server restart.
+//! The suites live beside this file (`suite.rs`, `request_suite.rs`): only these tests run
+//! them, on the implementations they set up.
+
+mod request_suite;
+mod suite;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dvr_bus::testserver::NatsServer;
-use dvr_bus::testsuite::{self, segment, Harness};
+use dvr_testkit::nats::NatsServer;
 use std::time::Duration;
+use suite::{segment, Harness};
 
 use dvr_bus::{
     Events, Kv, LiveLog, LiveLogConfig, LocalEvents, MemoryKv, NatsBus, NatsConfig, SegmentLog,
@@ -63,13 +68,13 @@ async fn embedded_passes_the_conformance_suite() {
         kvs: Mutex::default(),
         events: LocalEvents::default(),
     };
-    testsuite::run_all(&h).await;
+    suite::run_all(&h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_passes_the_request_reply_suite() {
     let hub = Arc::new(dvr_bus::MemoryRequests::new());
-    dvr_bus::request_suite::run_all("embedded", hub.clone(), hub).await;
+    request_suite::run_all("embedded", hub.clone(), hub).await;
 }
 
 /// The asker and the servers on two connections, as packager and auth are.
@@ -83,7 +88,7 @@ async fn nats_passes_the_request_reply_suite() {
             .requests()
     };
     let (asker, servers) = (connect().await, connect().await);
-    dvr_bus::request_suite::run_all("nats", Arc::new(asker), Arc::new(servers)).await;
+    request_suite::run_all("nats", Arc::new(asker), Arc::new(servers)).await;
 }
 
 /// Every handle is a new `NatsLiveLog` or `NatsKv` on one connection.
@@ -117,7 +122,7 @@ async fn nats_passes_the_conformance_suite() {
     let bus = NatsBus::connect(NatsConfig::new(&server.url()))
         .await
         .unwrap();
-    testsuite::run_all(&Nats { bus }).await;
+    suite::run_all(&Nats { bus }).await;
 }
 
 /// Appends go on while nats-server is killed (`kill -9`) and restarted on
@@ -229,8 +234,8 @@ async fn nats_retention_follows_the_config() {
 /// the leader election (each retried under its `Nats-Msg-Id`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_survive_losing_the_leading_server_of_three() {
-    use dvr_bus::testserver::NatsCluster;
     use dvr_proto::LIVE_STREAM;
+    use dvr_testkit::nats::NatsCluster;
 
     let mut cluster = NatsCluster::start(3).await;
     let mut config = NatsConfig::new(&cluster.url());

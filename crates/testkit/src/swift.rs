@@ -1,230 +1,16 @@
-//! Real servers for integration tests, started on loopback ports the
-//! harness picks and stopped when dropped: `s3s-fs` for S3 and a one-node
-//! Swift (proxy with tempauth and s3api, account, container and object
-//! servers, memcached).
-//!
-//! It lives in the library (feature `testsuite`) rather than in one crate's
-//! `tests/` so that every crate's tests (the storage conformance suite, the
-//! `dvr run` end-to-end tests) start the servers the same way. A missing
-//! server binary fails the test with the command that installs it; nothing
-//! is skipped silently. Everything here panics on failure: it is test code.
+//! A one-node OpenStack Swift under a temp directory: memcached and the
+//! account, container, object and proxy servers (tempauth, s3api, slo,
+//! bulk), on loopback ports the harness picks, stopped when dropped.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::config::MIN_PART_SIZE;
-use crate::{Secret, StorageConfig};
+use dvr_storage::config::MIN_PART_SIZE;
+use dvr_storage::{Secret, StorageConfig};
 
-/// What to run when a server binary is missing.
-pub const INSTALL_HINT: &str = "run scripts/install-storage-test-deps.sh (or `make test-deps`)";
-
-/// A free loopback port (bound then released; the servers bind it next).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
-
-/// `n` distinct free loopback ports, all held until every one is picked.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
-
-/// Waits until something accepts connections on `port`; fails early, with
-/// the server's log, if the process dies.
-pub async fn wait_for_port(port: u16, proc: &mut Proc, log: &Path, timeout: Duration) {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        proc.assert_running(log);
-        if start.elapsed() > timeout {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            panic!(
-                "{} did not listen on port {port} within {timeout:?}; log:\n{text}",
-                proc.name
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A child process killed when dropped.
-#[derive(Debug)]
-pub struct Proc {
-    /// What it is, for messages.
-    pub name: String,
-    child: Option<Child>,
-}
-
-impl Proc {
-    /// Starts `cmd` with its stdout and stderr going to `log`.
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Self {
-        let out = std::fs::File::create(log).expect("create log file");
-        let err = out.try_clone().expect("clone log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}; {INSTALL_HINT}"));
-        Self {
-            name: name.to_owned(),
-            child: Some(child),
-        }
-    }
-
-    /// Kills the process and waits for it to exit.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Panics if the process has already exited, showing its log.
-    pub fn assert_running(&mut self, log: &Path) {
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                panic!("{} exited with {status}:\n{text}", self.name);
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Finds a binary: an environment override, the tools cache, then `PATH`.
-pub fn find_binary(name: &str, env: &str, extra_dirs: &[PathBuf]) -> PathBuf {
-    if let Ok(p) = std::env::var(env) {
-        return PathBuf::from(p);
-    }
-    for dir in extra_dirs {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!("{name} not found (set {env}, or install it): {INSTALL_HINT}");
-}
-
-fn tools_bin() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/root".into());
-    home.join(".cache/dvr/tools/bin")
-}
-
-/// The access key `s3s-fs` accepts.
-pub const S3_ACCESS_KEY: &str = "dvr-test-access";
-/// The secret key `s3s-fs` accepts.
-pub const S3_SECRET_KEY: &str = "dvr-test-secret-0123456789";
-
-/// `s3s-fs` serving a temp directory; each top-level directory is a bucket.
-#[derive(Debug)]
-pub struct S3sFs {
-    /// The loopback port it listens on (the same across restarts).
-    pub port: u16,
-    /// Holds `data/` (the buckets) and the server's log.
-    dir: tempfile::TempDir,
-    proc: Option<Proc>,
-    bin: PathBuf,
-}
-
-impl S3sFs {
-    /// Starts a server with these (empty) buckets.
-    pub async fn start(buckets: &[&str]) -> Self {
-        let bin = find_binary("s3s-fs", "S3S_FS_BIN", &[tools_bin()]);
-        let dir = tempfile::tempdir().expect("tempdir");
-        for b in buckets {
-            std::fs::create_dir_all(dir.path().join("data").join(b)).expect("bucket dir");
-        }
-        let mut me = Self {
-            port: free_port(),
-            dir,
-            proc: None,
-            bin,
-        };
-        me.restart().await;
-        me
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The directory holding the buckets (one subdirectory each).
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// The server's log (both runs, if restarted: the second overwrites).
-    pub fn log(&self) -> PathBuf {
-        self.dir.path().join("s3s-fs.log")
-    }
-
-    /// A storage config that reaches this server with its credentials, and
-    /// nothing from the environment or `~/.aws`.
-    pub fn storage_config(&self) -> StorageConfig {
-        let mut cfg = StorageConfig {
-            part_size: MIN_PART_SIZE,
-            ..StorageConfig::default()
-        };
-        cfg.s3.endpoint = Some(self.endpoint());
-        cfg.s3.region = Some("us-east-1".into());
-        cfg.s3.access_key_id = Some(S3_ACCESS_KEY.into());
-        cfg.s3.secret_access_key = Some(Secret::new(S3_SECRET_KEY));
-        cfg.s3.load_default_credentials = false;
-        cfg
-    }
-
-    /// Kills the server; its data directory stays.
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.stop();
-        }
-    }
-
-    /// Starts (again) on the same port and data directory.
-    pub async fn restart(&mut self) {
-        self.stop();
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--host")
-            .arg("127.0.0.1")
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--access-key")
-            .arg(S3_ACCESS_KEY)
-            .arg("--secret-key")
-            .arg(S3_SECRET_KEY)
-            .arg(self.data_dir());
-        let log = self.log();
-        let mut p = Proc::spawn("s3s-fs", &mut cmd, &log);
-        wait_for_port(self.port, &mut p, &log, Duration::from_secs(30)).await;
-        self.proc = Some(p);
-    }
-}
+use crate::process::{find_binary, free_ports, wait_for_port, Proc, INSTALL_HINT};
+use crate::s3::s3_storage_config;
 
 /// The tempauth user of the one-node Swift (also its S3 access key).
 pub const SWIFT_USER: &str = "test:tester";
@@ -265,6 +51,12 @@ impl SwiftNode {
         cfg.swift.user = Some(SWIFT_USER.into());
         cfg.swift.key = Some(Secret::new(SWIFT_KEY));
         cfg
+    }
+
+    /// A storage config that reaches this node through its S3 API (the
+    /// `s3api` middleware), the tempauth user and key as S3 credentials.
+    pub fn s3api_storage_config(&self) -> StorageConfig {
+        s3_storage_config(&self.endpoint(), SWIFT_USER, SWIFT_KEY)
     }
 
     /// Starts every server and waits until each listens.

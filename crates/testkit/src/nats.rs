@@ -2,15 +2,14 @@
 //! port with its store in a temp dir, killed when dropped.
 //!
 //! A missing or too old binary fails the test with the command that
-//! installs one; nothing is skipped. Process handling is the storage
-//! harness's ([`dvr_storage::testservers`]), so every test server starts
-//! and dies the same way.
+//! installs one; nothing is skipped. Process handling is
+//! [`crate::process`]'s, so every test server starts and dies the same way.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use dvr_storage::testservers::{free_port, free_ports, wait_for_port, Proc};
+use crate::process::{free_port, free_ports, tools_bin, wait_for_port, Proc};
 
 /// What to run when nats-server is missing.
 pub const INSTALL_HINT: &str =
@@ -240,11 +239,10 @@ pub fn tls_files(dir: &std::path::Path) {
 /// `NATS_SERVER_BIN`, then `~/.cache/dvr/tools/bin`, then `PATH`; checks
 /// the version.
 fn find_nats_server() -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
     let candidates = std::env::var_os("NATS_SERVER_BIN")
         .map(PathBuf::from)
         .into_iter()
-        .chain([home.join(".cache/dvr/tools/bin/nats-server")])
+        .chain([tools_bin().join("nats-server")])
         .chain(
             std::env::var_os("PATH")
                 .map(|p| {

@@ -1,4 +1,4 @@
-//! The request/reply part of the conformance suite ([`crate::testsuite`]):
+//! The request/reply part of the conformance suite (`suite.rs`):
 //! replies reach their askers, error kinds cross the bus, a subject nobody
 //! serves fails at once, silence times out, and a queue group answers each
 //! request once.
@@ -14,8 +14,8 @@ use bytes::Bytes;
 use dvr_common::ErrorKind;
 use futures::StreamExt;
 
-use crate::error::BusError;
-use crate::request::{Requester, Responder};
+use dvr_bus::error::BusError;
+use dvr_bus::request::{Requester, Responder};
 
 /// A hang guard, never a measurement.
 const PATIENCE: Duration = Duration::from_secs(30);

@@ -4,7 +4,7 @@
 //! for one name gives two handles on the same log, where the
 //! implementation has such a thing); each function below checks one part
 //! of the [`LiveLog`] or [`Kv`] contract under its own names and panics,
-//! naming the implementation, when it does not hold. `tests/conformance.rs`
+//! naming the implementation, when it does not hold. `main.rs`
 //! runs it on the embedded bus and on a real nats-server.
 
 // Test code: building the failure context eagerly costs nothing that matters.
@@ -15,19 +15,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dvr_common::{Clock, StreamName, SystemClock, Ticks, UtcMs};
+use dvr_common::{Clock, StreamName, SystemClock, UtcMs};
 use dvr_proto::{Event, EventKind, LeaseRecord, Versioned, PROTO_VERSION};
 
-use crate::exclusive::Exclusive;
-use crate::ownership::{rendezvous, Ownership, OwnershipConfig};
-use dvr_media::codec::CodecSummary;
-use dvr_media::{Segment, SegmentFlags};
+use dvr_bus::exclusive::Exclusive;
+use dvr_bus::ownership::{rendezvous, Ownership, OwnershipConfig};
+use dvr_media::Segment;
+use dvr_testkit::fixtures;
 use futures::StreamExt;
 
-use crate::error::BusError;
-use crate::events::Events;
-use crate::kv::{Kv, KvEntry, KvOp, KvWatch};
-use crate::live_log::LiveLog;
+use dvr_bus::error::BusError;
+use dvr_bus::events::Events;
+use dvr_bus::kv::{Kv, KvEntry, KvOp, KvWatch};
+use dvr_bus::live_log::LiveLog;
 
 /// Where the suite gets its logs and buckets.
 #[async_trait]
@@ -64,24 +64,12 @@ pub async fn run_all(h: &dyn Harness) {
 /// A segment of `len` bytes, 2 s long, starting `seq * 2` s after a fixed
 /// epoch; its bytes depend on `seq` so mix-ups show.
 pub fn segment(seq: u64, len: usize) -> Segment {
-    Segment {
-        seq,
-        pts_start: Ticks(seq as i64 * 180_000),
-        duration: Ticks(180_000),
-        utc_start: UtcMs(1_700_000_000_000 + seq as i64 * 2000),
-        flags: SegmentFlags {
-            discontinuity: seq == 0,
-            independent: true,
-        },
-        codecs: Arc::new(CodecSummary {
-            program_number: 1,
-            tracks: Vec::new(),
-        }),
-        payload: (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seq as u8))
-            .collect::<Vec<u8>>()
-            .into(),
-    }
+    fixtures::segment(seq)
+        .on_tape_from(1_700_000_000_000)
+        .discontinuity(seq == 0)
+        .program_number(1)
+        .patterned(len)
+        .build()
 }
 
 async fn append_all(h: &dyn Harness, log: &dyn LiveLog, seqs: impl IntoIterator<Item = u64>) {
