@@ -1,9 +1,9 @@
 //! The packager's authorization layer with the real auth engine: nothing
 //! of a protected stream without an allow, tokens carried into segment
 //! URIs, one decision per session, and open sessions surviving an auth
-//! service that went away.
-
-mod support;
+//! service that went away. Two services together, so the test is the
+//! binary's, which composes them (no service crate depends on another,
+//! not even for tests).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,7 +24,7 @@ use dvr_common::{Config, SimulatedClock, UtcMs};
 use dvr_edge::Edge;
 use dvr_packager::{Gate, Packager, PackagerConfig};
 use dvr_proto::{AuthReply, AuthRequest, SessionUsage};
-use support::{segment, T0};
+use dvr_testkit::fixtures::{segment, T0_MS};
 use tower::ServiceExt;
 
 /// The real engine, counted, and able to play an unreachable service.
@@ -73,7 +73,9 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-const NOW_MS: i64 = T0 * 1000 + 41_000;
+/// 2026-11-21T14:00:00Z, where the tape starts, in seconds.
+const T0: i64 = T0_MS / 1000;
+const NOW_MS: i64 = T0_MS + 41_000;
 
 /// The packager with a securetoken stream `ort` and an open `free`,
 /// behind the HTTP edge, which believes `X-Forwarded-For` from
@@ -99,8 +101,14 @@ fn setup(trusted_proxy: Option<&str>) -> Setup {
             SegmentLog::open(dir.path().join(name), SegmentLogOptions::default()).unwrap(),
         );
         for seq in 0..10 {
-            log.append(&segment(seq, T0 * 1000 + seq as i64 * 2000, seq == 0))
-                .unwrap();
+            log.append(
+                &segment(seq)
+                    .on_tape_from(T0_MS)
+                    .discontinuity(seq == 0)
+                    .sync_bytes(188 * (seq as usize + 1))
+                    .build(),
+            )
+            .unwrap();
         }
         packager.add_stream(StreamTape::new(name, log, None));
     }
