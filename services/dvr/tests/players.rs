@@ -680,12 +680,18 @@ struct PlayerLog {
 }
 
 impl PlayerLog {
-    /// The samples from the first advance of `currentTime` on.
+    /// The samples from the first advance of `currentTime` on: an advance
+    /// no faster than twice the page's clock plus a second, so a player's
+    /// seek to the start of a dynamic MPD (0 to the tape's epoch seconds),
+    /// caught between two samples under load, is not taken for playing.
     fn playing(&self) -> &[(f64, f64)] {
         let start = self
             .samples
             .windows(2)
-            .position(|w| w[1].1 > w[0].1)
+            .position(|w| {
+                let advance = w[1].1 - w[0].1;
+                advance > 0.0 && advance <= (w[1].0 - w[0].0) / 1000.0 * 2.0 + 1.0
+            })
             .unwrap_or(self.samples.len());
         &self.samples[start..]
     }
