@@ -98,6 +98,16 @@ fn exit_of(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// Sends `sig` (`-STOP`: an encoder that hangs with its connection open;
+/// `-CONT`) to process `pid`.
+fn signal(pid: &str, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
 fn log_text(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
@@ -193,11 +203,7 @@ fn a_second_publisher_waits_for_the_first_to_go_silent() {
     );
     // The first encoder hangs: its connection stays open, no media comes.
     let pid = first.0[0].id().to_string();
-    assert!(Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(&pid, "-STOP");
     let_run(IDLE_TIMEOUT + Duration::from_millis(500));
     let (_, before) = span(dvr.http, "").unwrap();
     let third_log = dvr.dir.path().join("third.log");
@@ -207,7 +213,7 @@ fn a_second_publisher_waits_for_the_first_to_go_silent() {
     wait_for("the takeover recorded", Duration::from_secs(20), || {
         span(dvr.http, "").is_some_and(|(_, to)| to >= before + 3)
     });
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    signal(&pid, "-CONT");
     first.0[0].kill().unwrap();
     // The tape goes on (seq continues) and marks the new publish.
     let (from, to) = span(dvr.http, "").unwrap();
@@ -280,11 +286,7 @@ fn an_encoder_reconnecting_with_its_token_takes_its_stream_back_at_once() {
     );
     // The connection drops half-open: the old socket stays, no media comes.
     let pid = first.0[0].id().to_string();
-    assert!(Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(&pid, "-STOP");
     let stopped = Instant::now();
     // Another encoder with its own valid key is refused: the first is
     // still within the idle timeout.
@@ -319,7 +321,7 @@ fn an_encoder_reconnecting_with_its_token_takes_its_stream_back_at_once() {
         "{}",
         log_text(&again_log)
     );
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    signal(&pid, "-CONT");
     first.0[0].kill().unwrap();
 }
 
