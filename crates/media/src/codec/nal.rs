@@ -4,6 +4,10 @@
 //! point while looking at as few bytes as possible: it scans only until the
 //! first slice (VCL NAL unit) of the access unit, which is usually within the
 //! first TS packet and, behind large SEI messages, within the first few.
+//! The decision reads the slice's first bytes, never its end ([`UnitHeads`]):
+//! finding where a slice ends means searching the whole picture for the next
+//! start code, which the demuxer would otherwise do for every access unit
+//! before the fMP4 writer searches it once more to reframe it.
 
 /// An iterator over the NAL units of an Annex B byte stream. Each item is the
 /// NAL unit without its start code; trailing zero bytes belong to the next
@@ -44,6 +48,78 @@ impl<'a> Iterator for NalUnits<'a> {
     }
 }
 
+/// The NAL units of an Annex B byte stream by their first bytes: each item
+/// is the rest of the stream from a unit's first byte on, and the end of a
+/// unit is searched for only when the next one is asked for. The units are
+/// those of [`NalUnits`] without the empty ones (a unit's bytes start each
+/// item), so a scan that stops at a unit's header reads what [`NalUnits`]
+/// would have given it without searching that unit for its end.
+#[derive(Debug, Clone)]
+struct UnitHeads<'a> {
+    data: &'a [u8],
+    /// Where the next unit starts, once the last one's end was searched.
+    pos: usize,
+    /// The start of the unit handed out last, whose end is not yet known.
+    current: Option<usize>,
+}
+
+impl<'a> UnitHeads<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        let pos = find_start_code(data, 0).map_or(data.len(), |(_, payload)| payload);
+        Self {
+            data,
+            pos,
+            current: None,
+        }
+    }
+
+    /// The whole unit last handed out, as [`NalUnits`] gives it (up to the
+    /// next start code, trailing zeros trimmed): this searches for its end.
+    fn bounded(&self) -> &'a [u8] {
+        let start = self.current.unwrap_or(self.pos);
+        NalUnits {
+            data: self.data,
+            pos: start,
+        }
+        .next()
+        .unwrap_or_default()
+    }
+}
+
+impl<'a> Iterator for UnitHeads<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if let Some(start) = self.current.take() {
+                self.pos = find_start_code(self.data, start)
+                    .map_or(self.data.len(), |(_, payload)| payload);
+            }
+            if self.pos >= self.data.len() {
+                return None;
+            }
+            self.current = Some(self.pos);
+            if !is_empty_unit(self.data, self.pos) {
+                return Some(&self.data[self.pos..]);
+            }
+        }
+    }
+}
+
+/// Whether the unit starting at `start` is empty once [`NalUnits`] trims
+/// the zeros before the next start code, decided from its first bytes: it
+/// is when zeros run to the end of `data`, or when two or more zeros run
+/// into a `01` (a start code follows at once). Otherwise a non-zero byte
+/// comes before any start code (one needs two zeros before its `01`).
+fn is_empty_unit(data: &[u8], start: usize) -> bool {
+    let zeros = data[start..].iter().take_while(|&&b| b == 0).count();
+    match data.get(start + zeros) {
+        None => true,
+        Some(1) => zeros >= 2,
+        Some(_) => false,
+    }
+}
+
 /// Finds the next `00 00 01` at or after `from`; returns where the start code
 /// begins and where the NAL unit after it begins.
 ///
@@ -77,8 +153,9 @@ pub enum RandomAccess {
 /// Scans the start of an H.264 access unit.
 pub fn h264_random_access(es: &[u8]) -> RandomAccess {
     let mut recovery_point = false;
-    for nal in NalUnits::new(es) {
-        let Some(&header) = nal.first() else { continue };
+    let mut units = UnitHeads::new(es);
+    while let Some(nal) = units.next() {
+        let header = nal[0];
         match header & 0x1f {
             5 => return RandomAccess::Yes,
             1 => {
@@ -87,7 +164,9 @@ pub fn h264_random_access(es: &[u8]) -> RandomAccess {
                 if !recovery_point {
                     return RandomAccess::No;
                 }
-                return match h264_slice_is_intra(&nal[1..]) {
+                // The slice header is read from the unit alone, as far
+                // as it goes.
+                return match h264_slice_is_intra(&units.bounded()[1..]) {
                     Some(true) => RandomAccess::Yes,
                     Some(false) => RandomAccess::No,
                     None => RandomAccess::Undecided,
@@ -114,9 +193,8 @@ fn h264_slice_is_intra(rbsp: &[u8]) -> Option<bool> {
 /// Scans the start of an H.265 access unit: IRAP pictures (BLA, IDR, CRA,
 /// NAL unit types 16 to 23) are random-access points.
 pub fn h265_random_access(es: &[u8]) -> RandomAccess {
-    for nal in NalUnits::new(es) {
-        let Some(&header) = nal.first() else { continue };
-        let nal_type = (header >> 1) & 0x3f;
+    for nal in UnitHeads::new(es) {
+        let nal_type = (nal[0] >> 1) & 0x3f;
         match nal_type {
             16..=23 => return RandomAccess::Yes,
             0..=15 => return RandomAccess::No,
@@ -129,10 +207,10 @@ pub fn h265_random_access(es: &[u8]) -> RandomAccess {
 /// Scans the start of an MPEG-2 video access unit: a sequence header before
 /// the first picture makes it a random-access point.
 pub fn mpeg2_random_access(es: &[u8]) -> RandomAccess {
-    for unit in NalUnits::new(es) {
-        match unit.first() {
-            Some(0xb3) => return RandomAccess::Yes,
-            Some(0x00) => return RandomAccess::No,
+    for unit in UnitHeads::new(es) {
+        match unit[0] {
+            0xb3 => return RandomAccess::Yes,
+            0x00 => return RandomAccess::No,
             _ => {}
         }
     }
@@ -286,6 +364,103 @@ mod tests {
             h265_random_access(&[0, 0, 1, 0x40, 0x01]),
             RandomAccess::Undecided
         );
+    }
+
+    /// Bytes where start codes, empty units, zero runs and the headers the
+    /// random-access scans look at are common.
+    fn annex_b_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                4 => Just(0u8),
+                2 => Just(1u8),
+                1 => Just(6u8),
+                1 => Just(0x65u8),
+                1 => Just(0x41u8),
+                1 => Just(0x26u8),
+                1 => Just(0x02u8),
+                1 => Just(0xb3u8),
+                1 => Just(0b1000_1000u8),
+                1 => any::<u8>(),
+            ],
+            0..48,
+        )
+    }
+
+    /// The scans as they were written over whole units ([`NalUnits`]),
+    /// which [`UnitHeads`] must answer alike.
+    fn h264_over_whole_units(es: &[u8]) -> RandomAccess {
+        let mut recovery_point = false;
+        for nal in NalUnits::new(es) {
+            let Some(&header) = nal.first() else { continue };
+            match header & 0x1f {
+                5 => return RandomAccess::Yes,
+                1 => {
+                    if !recovery_point {
+                        return RandomAccess::No;
+                    }
+                    return match h264_slice_is_intra(&nal[1..]) {
+                        Some(true) => RandomAccess::Yes,
+                        Some(false) => RandomAccess::No,
+                        None => RandomAccess::Undecided,
+                    };
+                }
+                2..=4 => return RandomAccess::No,
+                6 if nal.get(1) == Some(&6) => recovery_point = true,
+                _ => {}
+            }
+        }
+        RandomAccess::Undecided
+    }
+
+    fn h265_over_whole_units(es: &[u8]) -> RandomAccess {
+        for nal in NalUnits::new(es) {
+            let Some(&header) = nal.first() else { continue };
+            match (header >> 1) & 0x3f {
+                16..=23 => return RandomAccess::Yes,
+                0..=15 => return RandomAccess::No,
+                _ => {}
+            }
+        }
+        RandomAccess::Undecided
+    }
+
+    fn mpeg2_over_whole_units(es: &[u8]) -> RandomAccess {
+        for unit in NalUnits::new(es) {
+            match unit.first() {
+                Some(0xb3) => return RandomAccess::Yes,
+                Some(0x00) => return RandomAccess::No,
+                _ => {}
+            }
+        }
+        RandomAccess::Undecided
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unit_heads_start_the_non_empty_units(data in annex_b_like()) {
+            let whole: Vec<&[u8]> = NalUnits::new(&data).filter(|u| !u.is_empty()).collect();
+            let mut heads = UnitHeads::new(&data);
+            let mut count = 0;
+            while let Some(head) = heads.next() {
+                proptest::prop_assert!(count < whole.len());
+                proptest::prop_assert!(head.starts_with(whole[count]));
+                proptest::prop_assert_eq!(heads.bounded(), whole[count]);
+                proptest::prop_assert_eq!(
+                    head.get(1) == Some(&6),
+                    whole[count].get(1) == Some(&6)
+                );
+                count += 1;
+            }
+            proptest::prop_assert_eq!(count, whole.len());
+        }
+
+        #[test]
+        fn random_access_reads_heads_as_it_read_whole_units(data in annex_b_like()) {
+            proptest::prop_assert_eq!(h264_random_access(&data), h264_over_whole_units(&data));
+            proptest::prop_assert_eq!(h265_random_access(&data), h265_over_whole_units(&data));
+            proptest::prop_assert_eq!(mpeg2_random_access(&data), mpeg2_over_whole_units(&data));
+        }
     }
 
     #[test]
