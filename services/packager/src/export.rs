@@ -25,7 +25,9 @@
 //! `max_range_secs`): the `moov` is O(samples), about 30 bytes a sample
 //! while it is built (tables, sample lists, the box), some 20 MB for three
 //! hours of 25 fps video with 48 kHz audio. The body is streamed segment by
-//! segment: memory holds the layout and one converted segment.
+//! segment: memory holds the layout, one converted segment, and at most
+//! [`KEPT_BUFFERS`] data buffers of segments already sent, kept to convert
+//! the next ones into ([`Recycler`]).
 //!
 //! **The same bytes everywhere.** The ETag is a hash of the `ftyp` and
 //! `moov` (which list every sample's size and time) and the file's length:
@@ -335,6 +337,7 @@ pub(crate) fn body(
         tracks: Option<Vec<usize>>,
         spans: std::vec::IntoIter<Span>,
         converted: Option<(usize, Converted)>,
+        recycler: Recycler,
     }
     let spans = layout.spans(range).into_iter();
     let state = State {
@@ -344,6 +347,7 @@ pub(crate) fn body(
         tracks,
         spans,
         converted: None,
+        recycler: Recycler::default(),
     };
     let stream = stream::unfold(state, |mut st| async move {
         let span = st.spans.next()?;
@@ -356,6 +360,7 @@ pub(crate) fn body(
             } => {
                 media(
                     &mut st.converted,
+                    &mut st.recycler,
                     &st.tape,
                     &st.segments,
                     st.tracks.as_deref(),
@@ -374,11 +379,60 @@ pub(crate) fn body(
 /// A segment's converted samples: each track's number and data.
 type Converted = Vec<(usize, Bytes)>;
 
+/// At most this many data buffers of sent segments are kept for reuse,
+/// waiting for their last slice to be written or ready to be written into
+/// (each, for 5 Mbps video in 2 s segments, about 1.3 MB).
+const KEPT_BUFFERS: usize = 4;
+
+/// The data buffers of converted segments, written again for the next
+/// ones: a buffer no slice of which is left (the connection has sent
+/// them) is emptied and handed to [`Fragments::from_ts_reusing`], so an
+/// export maps its buffers' memory once rather than faulting a fresh
+/// buffer in for every segment, which cost as much CPU as converting.
+#[derive(Default)]
+struct Recycler {
+    /// Buffers of segments handed back, some perhaps still being sent.
+    sent: Vec<Bytes>,
+    /// Emptied buffers, largest last.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Recycler {
+    /// Takes back a segment's buffers once the body has moved past it.
+    fn hand_back(&mut self, converted: Converted) {
+        self.sent
+            .extend(converted.into_iter().map(|(_, data)| data));
+        let excess = self.sent.len().saturating_sub(KEPT_BUFFERS);
+        self.sent.drain(..excess);
+    }
+
+    /// The buffers nothing refers to any more, emptied, largest last (the
+    /// video track, first in the program, takes the first).
+    fn spare(&mut self) -> &mut Vec<Vec<u8>> {
+        let mut waiting = Vec::new();
+        for data in self.sent.drain(..) {
+            match data.try_into_mut() {
+                Ok(mut unique) => {
+                    unique.clear();
+                    self.spare.push(unique.into());
+                }
+                Err(shared) => waiting.push(shared),
+            }
+        }
+        self.sent = waiting;
+        self.spare.sort_by_key(Vec::capacity);
+        let excess = self.spare.len().saturating_sub(KEPT_BUFFERS);
+        self.spare.drain(..excess);
+        &mut self.spare
+    }
+}
+
 /// Bytes `data` of `track`'s converted samples in `segments[segment]`,
 /// converting the segment unless it is the one in `converted`; a slice of
 /// the converted bytes, not a copy.
 async fn media(
     converted: &mut Option<(usize, Converted)>,
+    recycler: &mut Recycler,
     tape: &StreamTape,
     segments: &[TapeSegment],
     tracks: Option<&[usize]>,
@@ -387,11 +441,14 @@ async fn media(
     data: std::ops::Range<u64>,
 ) -> Result<Bytes, String> {
     if converted.as_ref().map(|c| c.0) != Some(segment) {
-        *converted = None; // one segment in memory at a time
+        if let Some((_, previous)) = converted.take() {
+            recycler.hand_back(previous); // one segment in memory at a time
+        }
         let stored = &segments[segment];
         let ts = tape.read(stored).await.map_err(|e| e.to_string())?;
-        let fragments = Fragments::from_ts(&ts, &timing(&stored.meta), tracks)
-            .map_err(|e| format!("segment {}: {e}", stored.meta.seq))?;
+        let fragments =
+            Fragments::from_ts_reusing(&ts, &timing(&stored.meta), tracks, recycler.spare())
+                .map_err(|e| format!("segment {}: {e}", stored.meta.seq))?;
         *converted = Some((segment, fragments.into_data()));
     }
     let tracks = &converted.as_ref().map(|c| &c.1).ok_or("no segment")?;
@@ -409,4 +466,38 @@ async fn media(
         ));
     }
     Ok(bytes.slice(start..end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_is_reused_once_no_slice_of_it_is_left() {
+        let mut recycler = Recycler::default();
+        let mut data = vec![7u8; 500];
+        data.reserve_exact(500);
+        let video = Bytes::from(data);
+        let being_sent = video.slice(100..200);
+        recycler.hand_back(vec![(1, video)]);
+        assert!(recycler.spare().is_empty(), "a slice is still being sent");
+        drop(being_sent);
+        let spare = recycler.spare();
+        assert_eq!(spare.len(), 1);
+        assert!(spare[0].is_empty() && spare[0].capacity() >= 1000);
+    }
+
+    #[test]
+    fn at_most_a_few_buffers_are_kept() {
+        let mut recycler = Recycler::default();
+        for _ in 0..3 {
+            let converted = (0..KEPT_BUFFERS)
+                .map(|n| (n, Bytes::from(vec![0u8; 64 * (n + 1)])))
+                .collect();
+            recycler.hand_back(converted);
+        }
+        let spare = recycler.spare();
+        assert_eq!(spare.len(), KEPT_BUFFERS);
+        assert!(spare.windows(2).all(|w| w[0].capacity() <= w[1].capacity()));
+    }
 }

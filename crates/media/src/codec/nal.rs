@@ -4,6 +4,10 @@
 //! point while looking at as few bytes as possible: it scans only until the
 //! first slice (VCL NAL unit) of the access unit, which is usually within the
 //! first TS packet and, behind large SEI messages, within the first few.
+//! The decision reads the slice's first bytes, never its end ([`UnitHeads`]):
+//! finding where a slice ends means searching the whole picture for the next
+//! start code, which the demuxer would otherwise do for every access unit
+//! before the fMP4 writer searches it once more to reframe it.
 
 /// An iterator over the NAL units of an Annex B byte stream. Each item is the
 /// NAL unit without its start code; trailing zero bytes belong to the next
@@ -44,22 +48,90 @@ impl<'a> Iterator for NalUnits<'a> {
     }
 }
 
+/// The NAL units of an Annex B byte stream by their first bytes: each item
+/// is the rest of the stream from a unit's first byte on, and the end of a
+/// unit is searched for only when the next one is asked for. The units are
+/// those of [`NalUnits`] without the empty ones (a unit's bytes start each
+/// item), so a scan that stops at a unit's header reads what [`NalUnits`]
+/// would have given it without searching that unit for its end.
+#[derive(Debug, Clone)]
+struct UnitHeads<'a> {
+    data: &'a [u8],
+    /// Where the next unit starts, once the last one's end was searched.
+    pos: usize,
+    /// The start of the unit handed out last, whose end is not yet known.
+    current: Option<usize>,
+}
+
+impl<'a> UnitHeads<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        let pos = find_start_code(data, 0).map_or(data.len(), |(_, payload)| payload);
+        Self {
+            data,
+            pos,
+            current: None,
+        }
+    }
+
+    /// The whole unit last handed out, as [`NalUnits`] gives it (up to the
+    /// next start code, trailing zeros trimmed): this searches for its end.
+    fn bounded(&self) -> &'a [u8] {
+        let start = self.current.unwrap_or(self.pos);
+        NalUnits {
+            data: self.data,
+            pos: start,
+        }
+        .next()
+        .unwrap_or_default()
+    }
+}
+
+impl<'a> Iterator for UnitHeads<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if let Some(start) = self.current.take() {
+                self.pos = find_start_code(self.data, start)
+                    .map_or(self.data.len(), |(_, payload)| payload);
+            }
+            if self.pos >= self.data.len() {
+                return None;
+            }
+            self.current = Some(self.pos);
+            if !is_empty_unit(self.data, self.pos) {
+                return Some(&self.data[self.pos..]);
+            }
+        }
+    }
+}
+
+/// Whether the unit starting at `start` is empty once [`NalUnits`] trims
+/// the zeros before the next start code, decided from its first bytes: it
+/// is when zeros run to the end of `data`, or when two or more zeros run
+/// into a `01` (a start code follows at once). Otherwise a non-zero byte
+/// comes before any start code (one needs two zeros before its `01`).
+fn is_empty_unit(data: &[u8], start: usize) -> bool {
+    let zeros = data[start..].iter().take_while(|&&b| b == 0).count();
+    match data.get(start + zeros) {
+        None => true,
+        Some(1) => zeros >= 2,
+        Some(_) => false,
+    }
+}
+
 /// Finds the next `00 00 01` at or after `from`; returns where the start code
 /// begins and where the NAL unit after it begins.
 ///
-/// The fMP4 writer runs this over every byte of video, so it looks for the
-/// `01` with `memchr` (a vectorised search; `01` is rare in coded slices)
-/// and only then checks the two zeros before it.
+/// The fMP4 writer runs this over every byte of video, so it searches for
+/// the three bytes at once with `memmem` (vectorised, testing two of them
+/// per position): a search for the `01` alone stops every few hundred bytes
+/// of a coded slice on a `01` that no zeros precede.
 fn find_start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
-    let mut i = from + 2;
-    while i < data.len() {
-        let one = i + memchr::memchr(1, &data[i..])?;
-        if data[one - 1] == 0 && data[one - 2] == 0 {
-            return Some((one - 2, one + 1));
-        }
-        i = one + 1;
-    }
-    None
+    static START_CODE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(&[0, 0, 1]));
+    let at = from + START_CODE.find(data.get(from..)?)?;
+    Some((at, at + 3))
 }
 
 /// What the first bytes of an access unit say about random access.
@@ -77,8 +149,9 @@ pub enum RandomAccess {
 /// Scans the start of an H.264 access unit.
 pub fn h264_random_access(es: &[u8]) -> RandomAccess {
     let mut recovery_point = false;
-    for nal in NalUnits::new(es) {
-        let Some(&header) = nal.first() else { continue };
+    let mut units = UnitHeads::new(es);
+    while let Some(nal) = units.next() {
+        let header = nal[0];
         match header & 0x1f {
             5 => return RandomAccess::Yes,
             1 => {
@@ -87,7 +160,9 @@ pub fn h264_random_access(es: &[u8]) -> RandomAccess {
                 if !recovery_point {
                     return RandomAccess::No;
                 }
-                return match h264_slice_is_intra(&nal[1..]) {
+                // The slice header is read from the unit alone, as far
+                // as it goes.
+                return match h264_slice_is_intra(&units.bounded()[1..]) {
                     Some(true) => RandomAccess::Yes,
                     Some(false) => RandomAccess::No,
                     None => RandomAccess::Undecided,
@@ -114,9 +189,8 @@ fn h264_slice_is_intra(rbsp: &[u8]) -> Option<bool> {
 /// Scans the start of an H.265 access unit: IRAP pictures (BLA, IDR, CRA,
 /// NAL unit types 16 to 23) are random-access points.
 pub fn h265_random_access(es: &[u8]) -> RandomAccess {
-    for nal in NalUnits::new(es) {
-        let Some(&header) = nal.first() else { continue };
-        let nal_type = (header >> 1) & 0x3f;
+    for nal in UnitHeads::new(es) {
+        let nal_type = (nal[0] >> 1) & 0x3f;
         match nal_type {
             16..=23 => return RandomAccess::Yes,
             0..=15 => return RandomAccess::No,
@@ -129,10 +203,10 @@ pub fn h265_random_access(es: &[u8]) -> RandomAccess {
 /// Scans the start of an MPEG-2 video access unit: a sequence header before
 /// the first picture makes it a random-access point.
 pub fn mpeg2_random_access(es: &[u8]) -> RandomAccess {
-    for unit in NalUnits::new(es) {
-        match unit.first() {
-            Some(0xb3) => return RandomAccess::Yes,
-            Some(0x00) => return RandomAccess::No,
+    for unit in UnitHeads::new(es) {
+        match unit[0] {
+            0xb3 => return RandomAccess::Yes,
+            0x00 => return RandomAccess::No,
             _ => {}
         }
     }
@@ -286,6 +360,115 @@ mod tests {
             h265_random_access(&[0, 0, 1, 0x40, 0x01]),
             RandomAccess::Undecided
         );
+    }
+
+    /// Bytes where start codes, empty units, zero runs and the headers the
+    /// random-access scans look at are common.
+    fn annex_b_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                4 => Just(0u8),
+                2 => Just(1u8),
+                1 => Just(6u8),
+                1 => Just(0x65u8),
+                1 => Just(0x41u8),
+                1 => Just(0x26u8),
+                1 => Just(0x02u8),
+                1 => Just(0xb3u8),
+                1 => Just(0b1000_1000u8),
+                1 => any::<u8>(),
+            ],
+            0..48,
+        )
+    }
+
+    /// The scans as they were written over whole units ([`NalUnits`]),
+    /// which [`UnitHeads`] must answer alike.
+    fn h264_over_whole_units(es: &[u8]) -> RandomAccess {
+        let mut recovery_point = false;
+        for nal in NalUnits::new(es) {
+            let Some(&header) = nal.first() else { continue };
+            match header & 0x1f {
+                5 => return RandomAccess::Yes,
+                1 => {
+                    if !recovery_point {
+                        return RandomAccess::No;
+                    }
+                    return match h264_slice_is_intra(&nal[1..]) {
+                        Some(true) => RandomAccess::Yes,
+                        Some(false) => RandomAccess::No,
+                        None => RandomAccess::Undecided,
+                    };
+                }
+                2..=4 => return RandomAccess::No,
+                6 if nal.get(1) == Some(&6) => recovery_point = true,
+                _ => {}
+            }
+        }
+        RandomAccess::Undecided
+    }
+
+    fn h265_over_whole_units(es: &[u8]) -> RandomAccess {
+        for nal in NalUnits::new(es) {
+            let Some(&header) = nal.first() else { continue };
+            match (header >> 1) & 0x3f {
+                16..=23 => return RandomAccess::Yes,
+                0..=15 => return RandomAccess::No,
+                _ => {}
+            }
+        }
+        RandomAccess::Undecided
+    }
+
+    fn mpeg2_over_whole_units(es: &[u8]) -> RandomAccess {
+        for unit in NalUnits::new(es) {
+            match unit.first() {
+                Some(0xb3) => return RandomAccess::Yes,
+                Some(0x00) => return RandomAccess::No,
+                _ => {}
+            }
+        }
+        RandomAccess::Undecided
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unit_heads_start_the_non_empty_units(data in annex_b_like()) {
+            let whole: Vec<&[u8]> = NalUnits::new(&data).filter(|u| !u.is_empty()).collect();
+            let mut heads = UnitHeads::new(&data);
+            let mut count = 0;
+            while let Some(head) = heads.next() {
+                proptest::prop_assert!(count < whole.len());
+                proptest::prop_assert!(head.starts_with(whole[count]));
+                proptest::prop_assert_eq!(heads.bounded(), whole[count]);
+                proptest::prop_assert_eq!(
+                    head.get(1) == Some(&6),
+                    whole[count].get(1) == Some(&6)
+                );
+                count += 1;
+            }
+            proptest::prop_assert_eq!(count, whole.len());
+        }
+
+        #[test]
+        fn start_codes_are_the_first_00_00_01_at_or_after_from(
+            data in annex_b_like(),
+            from in 0usize..50,
+        ) {
+            let expected = data
+                .get(from..)
+                .and_then(|rest| rest.windows(3).position(|w| w == [0, 0, 1]))
+                .map(|at| (from + at, from + at + 3));
+            proptest::prop_assert_eq!(find_start_code(&data, from), expected);
+        }
+
+        #[test]
+        fn random_access_reads_heads_as_it_read_whole_units(data in annex_b_like()) {
+            proptest::prop_assert_eq!(h264_random_access(&data), h264_over_whole_units(&data));
+            proptest::prop_assert_eq!(h265_random_access(&data), h265_over_whole_units(&data));
+            proptest::prop_assert_eq!(mpeg2_random_access(&data), mpeg2_over_whole_units(&data));
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! PES buffer and from there, reframed, into the track's sample data; the
 //! media segment copies them once more behind its headers. Nothing is
 //! allocated per sample: each track has one data buffer and one table of
-//! stamps, grown as needed.
+//! stamps, grown as needed. The data buffers may come from a caller's
+//! spares ([`Fragments::from_ts_reusing`]): a buffer written before is
+//! already mapped, where a fresh one costs a page fault per 4 KiB.
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ pub(super) fn collect(
     ts: &[u8],
     timing: &SegmentTiming,
     select: Option<&[usize]>,
+    spare: &mut Vec<Vec<u8>>,
 ) -> Result<Fragments, Fmp4Error> {
     // Box sizes are 32-bit; a stored segment is a few MiB at most.
     if ts.len() > (u32::MAX / 2) as usize {
@@ -53,6 +56,7 @@ pub(super) fn collect(
         select,
         shift: None,
         size_hint: ts.len(),
+        spare,
         program: None,
         error: None,
         slots: Vec::new(),
@@ -77,6 +81,8 @@ struct Collector<'t> {
     /// know (it starts afresh on each segment) plus the clock's offset.
     shift: Option<i64>,
     size_hint: usize,
+    /// Emptied buffers to hold the tracks' data, taken before allocating.
+    spare: &'t mut Vec<Vec<u8>>,
     /// The segment's (first) program.
     program: Option<Arc<Program>>,
     /// A track number asked for that the program does not have.
@@ -124,14 +130,20 @@ impl Collector<'_> {
                 self.slots.push(None);
                 continue;
             }
+            let mut buffer = |capacity: usize| {
+                let mut buffer = self.spare.pop().unwrap_or_default();
+                buffer.clear();
+                buffer.reserve(capacity);
+                buffer
+            };
             let kind = match stream.codec {
                 codec if !super::carries(codec) => Kind::Unsupported,
                 Codec::H264 | Codec::H265 => {
-                    Kind::Video(VideoBuilder::new(stream.codec, video_share))
+                    Kind::Video(VideoBuilder::new(stream.codec, buffer(video_share)))
                 }
-                Codec::Aac => Kind::Audio(AudioBuilder::new(Family::Aac, audio_share)),
+                Codec::Aac => Kind::Audio(AudioBuilder::new(Family::Aac, buffer(audio_share))),
                 Codec::Ac3 | Codec::Eac3 => {
-                    Kind::Audio(AudioBuilder::new(Family::Dolby, audio_share))
+                    Kind::Audio(AudioBuilder::new(Family::Dolby, buffer(audio_share)))
                 }
                 _ => Kind::Unsupported,
             };
@@ -390,10 +402,11 @@ struct VideoBuilder {
 }
 
 impl VideoBuilder {
-    fn new(codec: Codec, capacity: usize) -> Self {
+    /// A track writing its samples into `data` (empty).
+    fn new(codec: Codec, data: Vec<u8>) -> Self {
         Self {
             h265: codec == Codec::H265,
-            data: Vec::with_capacity(capacity),
+            data,
             stamps: Vec::with_capacity(256),
             sizes: Vec::with_capacity(256),
             pending: ParameterSets::default(),
@@ -584,10 +597,11 @@ struct AudioBuilder {
 }
 
 impl AudioBuilder {
-    fn new(family: Family, capacity: usize) -> Self {
+    /// A track writing its frames into `data` (empty).
+    fn new(family: Family, data: Vec<u8>) -> Self {
         Self {
             family,
-            data: Vec::with_capacity(capacity),
+            data,
             positions: Vec::with_capacity(128),
             sizes: Vec::with_capacity(128),
             carry: Vec::new(),

@@ -347,7 +347,22 @@ impl Fragments {
         timing: &SegmentTiming,
         tracks: Option<&[usize]>,
     ) -> Result<Fragments, Fmp4Error> {
-        collect::collect(ts, timing, tracks)
+        collect::collect(ts, timing, tracks, &mut Vec::new())
+    }
+
+    /// [`Fragments::from_ts`], writing the tracks' sample data into buffers
+    /// taken from `spare` (emptied first) before allocating any: a caller
+    /// converting segment after segment hands back the buffers of one it
+    /// has sent ([`Fragments::into_data`], then
+    /// [`bytes::Bytes::try_into_mut`]), so the next one writes into memory
+    /// already mapped. The bytes are the same either way.
+    pub fn from_ts_reusing(
+        ts: &[u8],
+        timing: &SegmentTiming,
+        tracks: Option<&[usize]>,
+        spare: &mut Vec<Vec<u8>>,
+    ) -> Result<Fragments, Fmp4Error> {
+        collect::collect(ts, timing, tracks, spare)
     }
 
     /// The tracks that can be written, in PMT order.
