@@ -46,6 +46,28 @@ pub const RUNTIME_KV_BUCKET: &str = "dvr_v1_runtime";
 /// How long a [`RUNTIME_KV_BUCKET`] entry lives without being rewritten.
 pub const RUNTIME_MAX_AGE_SECS: u64 = 30;
 
+/// KV bucket: the nonces of origin-to-origin requests signed with the
+/// cluster key (`dvr_cluster`), key `n.{nonce}`: a nonce is taken once, by
+/// whichever replica sees it first, so a request replayed to any replica is
+/// refused. Entries expire [`CLUSTER_NONCE_MAX_AGE_SECS`] after their write,
+/// longer than a signature stays acceptable
+/// ([`CLUSTER_SIGNATURE_WINDOW_SECS`] either side of its date).
+pub const CLUSTER_NONCES_KV_BUCKET: &str = "dvr_v1_cluster_nonces";
+/// How far a signed request's date may be from the receiver's clock.
+pub const CLUSTER_SIGNATURE_WINDOW_SECS: u64 = 30;
+/// How long a [`CLUSTER_NONCES_KV_BUCKET`] entry lives.
+pub const CLUSTER_NONCE_MAX_AGE_SECS: u64 = 4 * CLUSTER_SIGNATURE_WINDOW_SECS;
+
+/// How long the entries of `bucket` live after their last write; `None`
+/// for buckets whose entries stay until deleted.
+pub fn kv_max_age_secs(bucket: &str) -> Option<u64> {
+    match bucket {
+        RUNTIME_KV_BUCKET => Some(RUNTIME_MAX_AGE_SECS),
+        CLUSTER_NONCES_KV_BUCKET => Some(CLUSTER_NONCE_MAX_AGE_SECS),
+        _ => None,
+    }
+}
+
 /// KV bucket: MP4 export jobs (`save-mp4`, the API's export), key
 /// [`export_job_key`], value an [`ExportJob`](crate::ExportJob); the
 /// replica running one holds [`export_held_key`] in the same bucket

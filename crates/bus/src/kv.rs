@@ -10,14 +10,16 @@
 //! NATS' rules ([`validate_key`]) in both, so nothing that works embedded
 //! fails distributed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::error::BusError;
 use crate::metrics::Backend;
@@ -134,16 +136,62 @@ pub struct MemoryKv {
 struct MemoryInner {
     revision: u64,
     entries: BTreeMap<String, KvEntry>,
+    /// How long an entry lives after its write; `None`: until deleted.
+    max_age: Option<Duration>,
+    /// Writes in the order they expire: when, which key, which revision.
+    expiring: VecDeque<(Instant, String, u64)>,
+}
+
+impl MemoryInner {
+    /// Drops the entries older than the bucket's max age, as NATS does:
+    /// the key is gone, without a tombstone. Each write is looked at once.
+    fn expire(&mut self, now: Instant) {
+        let Some(max_age) = self.max_age else {
+            return;
+        };
+        while let Some((written, _, _)) = self.expiring.front() {
+            if now.duration_since(*written) < max_age {
+                break;
+            }
+            let Some((_, key, revision)) = self.expiring.pop_front() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.revision == revision)
+            {
+                self.entries.remove(&key);
+            }
+        }
+    }
 }
 
 impl MemoryKv {
     /// An empty bucket.
     pub fn new(bucket: &str) -> Self {
+        Self::with_max_age(bucket, Duration::ZERO)
+    }
+
+    /// An empty bucket whose entries expire `max_age` after their write
+    /// (`Duration::ZERO`: never), as a NATS bucket with that max age.
+    pub fn with_max_age(bucket: &str, max_age: Duration) -> Self {
+        let inner = MemoryInner {
+            max_age: (!max_age.is_zero()).then_some(max_age),
+            ..MemoryInner::default()
+        };
         Self {
             bucket: bucket.to_owned(),
-            inner: Mutex::new(MemoryInner::default()),
+            inner: Mutex::new(inner),
             changes: broadcast::channel(1024).0,
         }
+    }
+
+    /// The bucket's state with expired entries dropped.
+    fn current(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.expire(Instant::now());
+        inner
     }
 
     /// Writes `value` (or a tombstone) if `check` accepts the key's latest
@@ -158,9 +206,9 @@ impl MemoryKv {
         value: Bytes,
         check: impl FnOnce(Option<&KvEntry>) -> Result<(), String>,
     ) -> Result<u64, BusError> {
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         validate_key(key)?;
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.current();
         check(inner.entries.get(key)).map_err(|reason| BusError::KvConflict {
             bucket: self.bucket.clone(),
             key: key.to_owned(),
@@ -174,6 +222,12 @@ impl MemoryKv {
             op,
         };
         inner.entries.insert(key.to_owned(), entry.clone());
+        if inner.max_age.is_some() {
+            let revision = inner.revision;
+            inner
+                .expiring
+                .push_back((Instant::now(), key.to_owned(), revision));
+        }
         // Sent under the lock, so watchers see writes in revision order.
         let _ = self.changes.send(entry);
         crate::metrics::published(metric, Backend::Embedded, started);
@@ -189,7 +243,7 @@ impl Kv for MemoryKv {
 
     async fn get(&self, key: &str) -> Result<Option<KvEntry>, BusError> {
         validate_key(key)?;
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.current();
         Ok(inner
             .entries
             .get(key)
@@ -225,7 +279,7 @@ impl Kv for MemoryKv {
     }
 
     async fn keys(&self) -> Result<Vec<String>, BusError> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.current();
         Ok(inner
             .entries
             .values()
@@ -237,7 +291,7 @@ impl Kv for MemoryKv {
     async fn watch(&self, prefix: &str) -> Result<KvWatch, BusError> {
         validate_prefix(prefix)?;
         let (snapshot, rx) = {
-            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let inner = self.current();
             let snapshot: Vec<_> = inner
                 .entries
                 .values()
@@ -271,7 +325,7 @@ impl Kv for MemoryKv {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<KvEntry>, BusError> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.current();
         Ok(inner
             .entries
             .values()
@@ -284,6 +338,31 @@ impl Kv for MemoryKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn entries_expire_with_the_max_age_and_leave_no_tombstone() {
+        let kv = MemoryKv::with_max_age("b", Duration::from_millis(50));
+        kv.create("n.first", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        // Taken while it lives.
+        assert!(kv
+            .create("n.first", Bytes::from_static(b"2"))
+            .await
+            .is_err());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        kv.put("n.second", Bytes::from_static(b"3")).await.unwrap();
+        assert_eq!(kv.get("n.first").await.unwrap(), None);
+        assert_eq!(kv.keys().await.unwrap(), vec!["n.second".to_owned()]);
+        // Gone means free again; a bucket without max age keeps everything.
+        kv.create("n.first", Bytes::from_static(b"4"))
+            .await
+            .unwrap();
+        let forever = MemoryKv::new("f");
+        forever.put("k", Bytes::from_static(b"v")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(forever.get("k").await.unwrap().is_some());
+    }
 
     #[test]
     fn keys_follow_nats_rules() {

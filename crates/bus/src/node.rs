@@ -112,21 +112,19 @@ impl Node {
         Ok(log)
     }
 
-    /// A KV bucket. On NATS the runtime bucket's entries expire
-    /// ([`dvr_proto::RUNTIME_MAX_AGE_SECS`]), so a dead node's reports go;
-    /// in one process their writer deletes them when it stops.
+    /// A KV bucket. The entries of some buckets expire
+    /// ([`dvr_proto::kv_max_age_secs`]): the runtime bucket's, so a dead
+    /// node's reports go, and the cluster nonces', so the bucket stays as
+    /// small as the requests of a few minutes; in one process as on NATS.
     pub async fn kv(&self, bucket: &str) -> Result<Arc<dyn Kv>, BusError> {
         let mut kvs = self.kvs.lock().await;
         if let Some(kv) = kvs.get(bucket) {
             return Ok(Arc::clone(kv));
         }
-        let max_age = if bucket == dvr_proto::RUNTIME_KV_BUCKET {
-            Duration::from_secs(dvr_proto::RUNTIME_MAX_AGE_SECS)
-        } else {
-            Duration::ZERO
-        };
+        let max_age =
+            dvr_proto::kv_max_age_secs(bucket).map_or(Duration::ZERO, Duration::from_secs);
         let kv: Arc<dyn Kv> = match &self.kind {
-            Kind::Embedded { .. } => Arc::new(MemoryKv::new(bucket)),
+            Kind::Embedded { .. } => Arc::new(MemoryKv::with_max_age(bucket, max_age)),
             Kind::Nats(bus) => Arc::new(bus.kv_with_max_age(bucket, max_age).await?),
         };
         kvs.insert(bucket.to_owned(), Arc::clone(&kv));
