@@ -21,6 +21,7 @@
 //!     dvr: "/var/lib/dvr 3d 10G"
 //!     cache: "/mount/ssd1 3d 50G"
 //! packager: { memory_cache: 256M }
+//! cluster_key: "${DVR_CLUSTER_KEY}"   # origin-to-origin requests (segment feed)
 //! ```
 
 mod auth;
@@ -88,6 +89,10 @@ pub struct Config {
     pub auth: Option<AuthSpec>,
     /// Named rule sets and backends, for `auth://NAME`.
     pub auth_backends: BTreeMap<String, AuthBackendConfig>,
+    /// The key the origins of a cluster sign their requests with (the
+    /// seeds' `cluster_key`); `${VAR}` is read from the environment of the
+    /// process that uses it. `None`: this origin serves no segment feed.
+    pub cluster_key: Option<Secret>,
 }
 
 /// The RTMP listener (`rtmp:`), one per process: every stream with a
@@ -306,6 +311,44 @@ impl Validator<'_> {
                 }
             }
         }
+        let cluster_key = match raw.cluster_key {
+            Some(k) if k.value.trim().is_empty() => {
+                return self.err(
+                    line(&k),
+                    "cluster_key",
+                    "an empty cluster key signs nothing",
+                )
+            }
+            Some(k) => Some(Secret::new(k.value)),
+            None => None,
+        };
+        // A restreamed tape keeps its origin's seqs and bytes: it cannot
+        // also be cut here, and following it needs the cluster key.
+        for (name, (at, stream)) in &streams {
+            let restreamed = stream
+                .inputs
+                .iter()
+                .filter(|i| matches!(i, InputUrl::M4f { .. }))
+                .count();
+            if restreamed == 0 {
+                continue;
+            }
+            let path = format!("streams.{name}.inputs");
+            if restreamed != stream.inputs.len() {
+                return self.err(
+                    *at,
+                    &path,
+                    "m4f:// inputs keep their origin's seqs and bytes, so they cannot be mixed with inputs this origin segments itself",
+                );
+            }
+            if cluster_key.is_none() {
+                return self.err(
+                    *at,
+                    &path,
+                    "m4f:// needs cluster_key: the origins of a cluster sign their requests with it",
+                );
+            }
+        }
         // SRT listeners on one port are routed by stream id (docs/ingest.md).
         let mut listeners: Vec<(String, &SrtInput)> = Vec::new();
         for (name, (at, stream)) in &streams {
@@ -335,6 +378,7 @@ impl Validator<'_> {
             packager,
             auth,
             auth_backends,
+            cluster_key,
         })
     }
 

@@ -98,6 +98,52 @@ const QUOTE_MAX: usize = 80;
 #[derive(Debug)]
 pub struct Gate {
     pub(crate) config: ApiConfig,
+    /// Who checks requests signed with the cluster key; `None`: no
+    /// `cluster_key`, and such a request is judged like any other.
+    pub(crate) cluster: Option<ClusterAccess>,
+}
+
+/// The other origins' way in: a request signed with the cluster key, for
+/// the one route they need, the stream list.
+#[derive(Clone, Debug)]
+pub(crate) struct ClusterAccess {
+    pub(crate) verifier: dvr_cluster::Verifier,
+    pub(crate) clock: Arc<dyn dvr_common::Clock>,
+}
+
+/// The one route a cluster signature opens: what a restreaming origin
+/// lists to learn the source's streams.
+const CLUSTER_ROUTE: &str = "/api/v1/streams";
+
+/// The answer to a request that carries a cluster signature: the stream
+/// list when it checks, else a refusal naming why (never the key).
+async fn cluster_request(access: &ClusterAccess, request: Request, next: Next) -> Response {
+    if request.method() != Method::GET || request.uri().path() != CLUSTER_ROUTE {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("a cluster signature opens only GET {CLUSTER_ROUTE}; send admin credentials for the rest"),
+        )
+        .into_response();
+    }
+    let now = access.clock.now().0;
+    match access
+        .verifier
+        .verify_http(request.method(), request.uri(), request.headers(), now)
+        .await
+    {
+        Ok(_) => next.run(request).await,
+        Err(e) => {
+            let client = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            warn!(client = ?client, error = %e, "api: refused a cluster request");
+            let status =
+                StatusCode::from_u16(dvr_common::HasErrorKind::error_kind(&e).http_status())
+                    .unwrap_or(StatusCode::FORBIDDEN);
+            ApiError::new(status, e.to_string()).into_response()
+        }
+    }
 }
 
 /// What the `Authorization` header proved.
@@ -368,6 +414,14 @@ pub(crate) async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
+    if let Some(access) = &gate.cluster {
+        if request
+            .headers()
+            .contains_key(dvr_cluster::signature::SIGNATURE_HEADER)
+        {
+            return cluster_request(access, request, next).await;
+        }
+    }
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -449,7 +503,10 @@ mod tests {
         config.tokens.push(Secret::new("tok-1"));
         config.tokens.push(Secret::new("tok-2"));
         config.users.insert("admin".into(), Secret::new("pa:ss"));
-        Gate { config }
+        Gate {
+            config,
+            cluster: None,
+        }
     }
 
     fn basic(s: &str) -> Vec<u8> {

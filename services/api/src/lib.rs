@@ -27,6 +27,8 @@ pub mod tape_status;
 
 use std::sync::Arc;
 
+use dvr_common::Clock;
+
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tracing::{info, warn};
@@ -92,6 +94,9 @@ pub enum StartError {
 #[derive(Debug, Clone)]
 pub struct ApiService {
     state: Arc<ApiState>,
+    /// Lets the other origins of the cluster list the streams with a
+    /// request signed by the cluster key ([`auth`]).
+    cluster: Option<auth::ClusterAccess>,
 }
 
 impl ApiService {
@@ -99,6 +104,7 @@ impl ApiService {
     pub fn new(state: ApiState) -> Self {
         Self {
             state: Arc::new(state),
+            cluster: None,
         }
     }
 
@@ -143,8 +149,19 @@ impl ApiService {
         self.parts().1
     }
 
+    /// Lets requests signed with the cluster key `verifier` checks list
+    /// the streams (`GET /api/v1/streams`), as the other origins of the
+    /// cluster do; `clock` dates them.
+    pub fn with_cluster(mut self, verifier: dvr_cluster::Verifier, clock: Arc<dyn Clock>) -> Self {
+        self.cluster = Some(auth::ClusterAccess { verifier, clock });
+        self
+    }
+
     fn router(&self, config: ApiConfig) -> Router {
-        let gate = Gate { config };
+        let gate = Gate {
+            config,
+            cluster: self.cluster.clone(),
+        };
         let (router, doc) = self.parts();
         let doc = Arc::new(doc);
         router

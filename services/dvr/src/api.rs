@@ -27,18 +27,20 @@ pub struct ApiBuckets {
 }
 
 /// The API's routes for this process: its buckets, the process's archive
-/// registry (the stores its recorder and packager use) and its node's live
-/// logs, for the streams' tapes.
+/// registry (the stores its recorder and packager use), its node (the
+/// streams' live logs, its id, embedded or distributed) and, with a
+/// `cluster_key`, the checker of the other origins' requests.
 pub fn router(
     config: &RunConfig,
     api: dvr_api::ApiConfig,
     buckets: ApiBuckets,
-    node: &str,
     live: Arc<Node>,
     registry: Arc<ArchiveRegistry>,
     clock: &Arc<dyn Clock>,
-    distributed: bool,
+    cluster: Option<dvr_cluster::Verifier>,
 ) -> anyhow::Result<Router> {
+    let distributed = live.is_distributed();
+    let node = live.id.clone();
     let status = Arc::new(TapeStatus::new(
         live,
         Arc::clone(&registry),
@@ -49,7 +51,7 @@ pub fn router(
         buckets.streams,
         Some(buckets.sessions),
         buckets.locks,
-        node,
+        &node,
         status,
         registry,
         config.node.archive.clone(),
@@ -57,7 +59,10 @@ pub fn router(
     .with_runtime(buckets.runtime)
     .with_exports(buckets.exports, Arc::clone(clock))
     .with_publishes(config.node.rtmp.is_some());
-    let service = ApiService::new(state);
+    let mut service = ApiService::new(state);
+    if let Some(verifier) = cluster {
+        service = service.with_cluster(verifier, Arc::clone(clock));
+    }
     if distributed {
         Ok(service.distributed_router(api)?)
     } else {

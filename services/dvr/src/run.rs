@@ -213,6 +213,22 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         ..PackagerConfig::default()
     };
     let mut packager = Packager::new(packager_config, Arc::clone(&clock));
+    // Origin-to-origin requests: the packager's segment feed, the API's
+    // stream list, the ingest's m4f:// inputs.
+    let cluster_key = match &config.cluster_key {
+        Some(key) if roles.packager || roles.api || roles.ingest => Some(cluster_key(key)?),
+        _ => None,
+    };
+    let cluster = match &cluster_key {
+        Some(key) if roles.packager || roles.api => Some(dvr_cluster::Verifier::new(
+            key.clone(),
+            dvr_cluster::NonceGuard::new(node.kv(dvr_proto::CLUSTER_NONCES_KV_BUCKET).await?),
+        )),
+        _ => None,
+    };
+    if let (Some(verifier), true) = (&cluster, roles.packager) {
+        packager = packager.with_cluster(verifier.clone());
+    }
     let mut gate = None;
     let mut play_authorizer = None;
     if roles.packager {
@@ -273,7 +289,13 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         Arc::clone(&packager),
         Arc::clone(&registry),
         authorizers,
-        publish_hub,
+        dvr_ingest::IngestContext {
+            node: Arc::clone(&node),
+            registry: Arc::clone(&registry),
+            clock: Arc::clone(&clock),
+            publish: publish_hub,
+            cluster_key,
+        },
     );
     // A store that cannot be reached is a startup error, not a stream that
     // quietly never records.
@@ -319,11 +341,10 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
                 runtime: node.kv(RUNTIME_KV_BUCKET).await?,
                 exports: Arc::clone(&exports_kv),
             },
-            &node.id,
             Arc::clone(&node),
             registry,
             &clock,
-            node.is_distributed(),
+            cluster,
         )?);
         // The seeds' `POST /STREAM/save-mp4-FROM-DUR?file=` is the API's
         // export: rewritten before routing, so it meets the API's checks.
@@ -370,6 +391,15 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = supervised.await;
     Ok(())
+}
+
+/// The cluster key, read from this process's environment where it says
+/// `${VAR}`; the error names `cluster_key`, never the key.
+fn cluster_key(key: &dvr_common::config::Secret) -> anyhow::Result<dvr_cluster::ClusterKey> {
+    let text = key
+        .expanded(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("cluster_key: {e}"))?;
+    dvr_cluster::ClusterKey::new(text.expose()).map_err(anyhow::Error::msg)
 }
 
 /// The packager's play authorization: the engine in this process

@@ -156,14 +156,8 @@ impl Supervisor {
         packager: Arc<Packager>,
         registry: Arc<ArchiveRegistry>,
         authorizers: Vec<Arc<dyn dvr_bus::Authorizer>>,
-        publish: Option<Arc<dvr_ingest::input::PublishHub>>,
+        ingest: IngestContext,
     ) -> Arc<Self> {
-        let ingest = IngestContext {
-            node: Arc::clone(&node),
-            registry: Arc::clone(&registry),
-            clock: Arc::clone(&clock),
-            publish,
-        };
         let recorder = RecorderContext {
             node: Arc::clone(&node),
             registry: Arc::clone(&registry),

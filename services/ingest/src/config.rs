@@ -28,6 +28,8 @@ pub struct IngestConfig {
     /// The process's publish hub: the stream registers with it while it
     /// runs, and its `publish://` input takes publishes from it.
     pub publish: Option<Arc<PublishHub>>,
+    /// The cluster key `m4f://` inputs sign their requests with.
+    pub cluster_key: Option<dvr_cluster::ClusterKey>,
 }
 
 impl IngestConfig {
@@ -42,6 +44,7 @@ impl IngestConfig {
             max_backlog_bytes: 32 << 20,
             http: HttpOptions::default(),
             publish: None,
+            cluster_key: None,
         }
     }
 

@@ -4,7 +4,9 @@
 //! multicast, HTTP-TS pull, HLS pull, looped files). They all run; [`failover`] picks
 //! the first live one and switches when it is lost or when a better one
 //! returns. What plays goes through the media crate's keyframe segmenter and
-//! out to a [`SegmentSink`] (the live log). [`run_stream`] is the loop;
+//! out to a [`SegmentSink`] (the live log); a stream whose inputs are
+//! `m4f://` takes another origin's segments as they are instead
+//! ([`restream`]). [`run_stream`] is the loop;
 //! [`IngestTask`] runs it in a task with counters readable at any time.
 //! [`IngestWorker`] is one stream as a process runs it: where its tape
 //! resumes, its live log, its events and its runtime reports ([`report`]).
@@ -19,6 +21,7 @@ pub mod failover;
 pub mod input;
 pub mod metrics;
 pub mod report;
+pub mod restream;
 pub mod service;
 pub mod sink;
 pub mod stats;

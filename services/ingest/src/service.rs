@@ -230,6 +230,14 @@ pub async fn run_stream<S: SegmentSink>(
             stream: config.name,
         });
     }
+    // Another origin's tape, taken as it is: no segmenter.
+    if config
+        .inputs
+        .iter()
+        .all(|i| matches!(i, InputUrl::M4f { .. }))
+    {
+        return crate::restream::run_restream(config, clock, sink, stats, shutdown).await;
+    }
     let timeout_ms = config.source_timeout_ms();
     let (tx, mut rx) = mpsc::channel(1024);
     // Publishes find the stream while it runs.

@@ -49,6 +49,9 @@ pub struct IngestContext {
     pub clock: Arc<dyn Clock>,
     /// Where the RTMP listener's publishes go, when `rtmp.listen` is set.
     pub publish: Option<Arc<PublishHub>>,
+    /// The cluster key, for streams restreamed from other origins
+    /// (`m4f://`); `None` without `cluster_key`.
+    pub cluster_key: Option<dvr_cluster::ClusterKey>,
 }
 
 /// One stream's running ingest; see the module docs.
@@ -79,6 +82,7 @@ impl IngestWorker {
         ingest.segmenter = SegmenterConfig::with_target(Ticks::from_ms(segment_ms));
         ingest.resume = resume_point(ctx, name, config, &log).await?;
         ingest.publish = ctx.publish.clone();
+        ingest.cluster_key = ctx.cluster_key.clone();
         info!(stream = %name, next_seq = ingest.resume.next_seq, "ingest started");
         // Nothing archives a stream without a recording dvr: its embedded
         // live log keeps the live window only (NATS: the stream's max age).

@@ -19,6 +19,8 @@ pub struct PackagerConfig {
     pub max_paced_streams_per_client: usize,
     /// How JPEG previews are made ([`crate::preview`]).
     pub previews: PreviewConfig,
+    /// Segment feeds to other origins open at once ([`crate::feed`]).
+    pub max_feeds: usize,
 }
 
 /// The JPEG previews' decoder: `ffmpeg` processes, a bounded number at
@@ -57,6 +59,7 @@ impl Default for PackagerConfig {
             max_paced_streams: settings.max_paced_streams,
             max_paced_streams_per_client: settings.max_paced_streams_per_client,
             previews: PreviewConfig::default(),
+            max_feeds: 256,
         }
     }
 }

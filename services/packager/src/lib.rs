@@ -17,6 +17,7 @@
 //! - [`dash`]: DASH manifests; [`cmaf`]: fMP4 init and media segments
 //!   made from the stored TS on request (DASH and `.fmp4.m3u8` CMAF HLS).
 //! - [`export`]: MP4 export; [`preview`]: keyframes as pictures.
+//! - [`feed`]: the segment feed other origins of the cluster follow.
 //! - [`http`]: CORS, ETags, ranges and gzip around every answer.
 //! - [`auth`]: play authorization in front of every answer.
 //! - `bounded`: the memory caches' one policy (a byte bound, emptied when
@@ -30,6 +31,7 @@ pub mod dash;
 pub mod error;
 pub mod export;
 pub mod exports;
+pub mod feed;
 pub mod http;
 pub mod master;
 pub mod metrics;

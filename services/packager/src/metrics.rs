@@ -52,6 +52,9 @@ struct PackagerMetrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<FormLabel, Histogram, fn() -> Histogram>,
     sent_bytes: Family<FormLabel, Counter>,
+    feeds_opened: Counter,
+    feed_segments: Counter,
+    feed_bytes: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,6 +66,9 @@ static METRICS: LazyLock<PackagerMetrics> = LazyLock::new(|| {
         requests: Family::default(),
         latency: Family::new_with_constructor(latency_histogram),
         sent_bytes: Family::default(),
+        feeds_opened: Counter::default(),
+        feed_segments: Counter::default(),
+        feed_bytes: Counter::default(),
     };
     dvr_telemetry::metrics::register(|r| {
         r.register(
@@ -82,9 +88,36 @@ static METRICS: LazyLock<PackagerMetrics> = LazyLock::new(|| {
             Unit::Bytes,
             m.sent_bytes.clone(),
         );
+        r.register(
+            "dvr_packager_feeds_opened",
+            "Segment feeds opened by other origins of the cluster",
+            m.feeds_opened.clone(),
+        );
+        r.register(
+            "dvr_packager_feed_segments",
+            "Segments sent on segment feeds",
+            m.feed_segments.clone(),
+        );
+        r.register_with_unit(
+            "dvr_packager_feed_sent",
+            "Segment bytes sent on segment feeds",
+            Unit::Bytes,
+            m.feed_bytes.clone(),
+        );
     });
     m
 });
+
+/// A segment feed was opened.
+pub(crate) fn feed_opened() {
+    METRICS.feeds_opened.inc();
+}
+
+/// A segment of `len` bytes went out on a feed.
+pub(crate) fn feed_segment(len: usize) {
+    METRICS.feed_segments.inc();
+    METRICS.feed_bytes.inc_by(len as u64);
+}
 
 /// Registers the packager's families, so they are listed before the
 /// first request.

@@ -130,6 +130,11 @@ pub struct Packager {
     auth: Option<Arc<crate::auth::Gate>>,
     /// The open paced streams, capped in total and per client.
     pub(crate) paced: Arc<Quota>,
+    /// Checks the cluster key on segment feed requests; `None`: the feed
+    /// is off ([`crate::feed`]).
+    pub(crate) cluster: Option<Arc<dvr_cluster::Verifier>>,
+    /// The open segment feeds, capped.
+    pub(crate) feeds: Arc<Quota>,
 }
 
 impl Packager {
@@ -148,9 +153,18 @@ impl Packager {
                 config.max_paced_streams,
                 config.max_paced_streams_per_client,
             ),
+            feeds: Quota::new(config.max_feeds, config.max_feeds),
             config,
             auth: None,
+            cluster: None,
         }
+    }
+
+    /// Serves the segment feed to the origins holding the cluster key
+    /// `verifier` checks.
+    pub fn with_cluster(mut self, verifier: dvr_cluster::Verifier) -> Self {
+        self.cluster = Some(Arc::new(verifier));
+        self
     }
 
     /// Puts `gate` in front of every answer: streams with a policy serve
@@ -193,6 +207,14 @@ impl Packager {
     /// The HTTP routes: every path is a playback URL.
     pub fn router(self: Arc<Self>) -> Router {
         let auth = self.auth.clone();
+        // The segment feed: signed by the cluster key, not a play, so
+        // outside the play gate and the playback headers.
+        let feed = Router::new()
+            .route(
+                dvr_cluster::FEED_PATH,
+                axum::routing::any(crate::feed::serve_feed),
+            )
+            .with_state(Arc::clone(&self));
         let mut router = Router::new().fallback(handle).with_state(self);
         if let Some(gate) = auth {
             // Inside the HTTP layer, so refusals carry CORS headers too.
@@ -204,6 +226,7 @@ impl Packager {
         router
             .layer(axum::middleware::from_fn(playback_http))
             .layer(axum::middleware::from_fn(crate::metrics::observe))
+            .merge(feed)
     }
 
     fn streams_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, StreamTape>> {

@@ -58,6 +58,16 @@ pub enum InputUrl {
     Publish,
     /// `srt://host:port?mode=caller|listener[&streamid=…][&passphrase=…][&latency=ms]`.
     Srt(SrtInput),
+    /// `m4f://host[:port]/STREAM` (`m4fs://` over HTTPS): STREAM's tape on
+    /// another origin of the cluster, followed through its segment feed
+    /// with seqs, UTC and bytes kept (the seeds' M4F restreaming; needs
+    /// the top-level `cluster_key`).
+    M4f {
+        /// The origin, `http://host:port/` or `https://host:port/`.
+        origin: String,
+        /// The stream's name there.
+        stream: StreamName,
+    },
     /// `timeshift://OTHER/N`: OTHER's tape, N seconds behind live.
     Timeshift {
         /// The recorded stream to read.
@@ -227,7 +237,7 @@ impl FromStr for InputUrl {
             reason: reason.to_owned(),
         };
         let (scheme, rest) = input.split_once("://").ok_or_else(|| {
-            err("missing scheme (udp://, http://, https://, tshttp://, hls://, hlss://, file://, publish://, timeshift://)")
+            err("missing scheme (udp://, srt://, http://, https://, tshttp://, hls://, hlss://, file://, publish://, m4f://, timeshift://)")
         })?;
         match scheme.to_ascii_lowercase().as_str() {
             "udp" => parse_udp(rest).map_err(|e| err(&e)),
@@ -252,6 +262,10 @@ impl FromStr for InputUrl {
             }
             "file" => parse_file(rest).map_err(|e| err(&e)),
             "timeshift" => parse_timeshift(rest).map_err(|e| err(&e)),
+            scheme @ ("m4f" | "m4fs") => {
+                check_authority(rest).map_err(err)?;
+                parse_m4f(scheme == "m4fs", rest).map_err(|e| err(&e))
+            }
             "publish" if rest.is_empty() => Ok(InputUrl::Publish),
             "rtmp" | "rtmps" => Err(err(
                 "RTMP is not pulled: encoders publish to the rtmp.listen address, into a stream with a publish:// input",
@@ -260,7 +274,7 @@ impl FromStr for InputUrl {
                 "publish:// takes nothing after it: the stream's name is where encoders publish",
             )),
             _ => Err(err(&format!(
-                "unsupported scheme {scheme:?} (use udp, srt, http, https, tshttp, hls, hlss, file, publish or timeshift)"
+                "unsupported scheme {scheme:?} (use udp, srt, http, https, tshttp, hls, hlss, file, publish, m4f, m4fs or timeshift)"
             ))),
         }
     }
@@ -599,6 +613,25 @@ fn parse_hls(fetch: &str, rest: &str, origin_query: bool) -> Result<InputUrl, St
     })
 }
 
+/// An `m4f://` (`tls`: `m4fs://`) input from `rest`: `host[:port]/STREAM`.
+fn parse_m4f(tls: bool, rest: &str) -> Result<InputUrl, String> {
+    if rest.contains(['?', '#']) {
+        return Err("m4f:// takes no options: the origin and the stream name only".to_owned());
+    }
+    let (authority, stream) = rest
+        .split_once('/')
+        .ok_or("expected m4f://HOST[:PORT]/STREAM")?;
+    if authority.contains('@') {
+        return Err("m4f:// takes no credentials: origins sign with the cluster_key".to_owned());
+    }
+    let stream = StreamName::new(stream).map_err(|e| e.to_string())?;
+    let scheme = if tls { "https" } else { "http" };
+    Ok(InputUrl::M4f {
+        origin: format!("{scheme}://{authority}/"),
+        stream,
+    })
+}
+
 fn parse_timeshift(rest: &str) -> Result<InputUrl, String> {
     let (source, secs) = rest
         .rsplit_once('/')
@@ -717,6 +750,13 @@ impl fmt::Display for InputUrl {
                 write!(f, "timeshift://{source}/{}", delay_ms / 1000)
             }
             InputUrl::Publish => f.write_str("publish://"),
+            InputUrl::M4f { origin, stream } => {
+                let (scheme, authority) = match origin.strip_prefix("https://") {
+                    Some(a) => ("m4fs", a),
+                    None => ("m4f", origin.strip_prefix("http://").unwrap_or(origin)),
+                };
+                write!(f, "{scheme}://{authority}{stream}")
+            }
             InputUrl::Srt(srt) => f.write_str(&srt_written(srt, false)),
         }
     }
@@ -791,6 +831,43 @@ mod tests {
 
     fn ok(s: &str) -> InputUrl {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn m4f_names_an_origin_and_its_stream_and_writes_back_as_given() {
+        for (written, origin, stream) in [
+            (
+                "m4f://origin-a.example:8080/ch1",
+                "http://origin-a.example:8080/",
+                "ch1",
+            ),
+            (
+                "m4fs://origin-a.example/sport/hd",
+                "https://origin-a.example/",
+                "sport/hd",
+            ),
+        ] {
+            let input = ok(written);
+            assert_eq!(
+                input,
+                InputUrl::M4f {
+                    origin: origin.into(),
+                    stream: StreamName::new(stream).unwrap(),
+                }
+            );
+            assert_eq!(input.to_string(), written);
+            assert_eq!(input.written().parse::<InputUrl>().unwrap(), input);
+        }
+        for (bad, says) in [
+            ("m4f://origin-a", "expected m4f://HOST[:PORT]/STREAM"),
+            ("m4f://origin-a/ch1?x=1", "takes no options"),
+            ("m4f://u:p@origin-a/ch1", "no credentials"),
+            ("m4f://origin-a/../ch1", "invalid stream name"),
+            ("m4f:///ch1", "missing host"),
+        ] {
+            let err = bad.parse::<InputUrl>().unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

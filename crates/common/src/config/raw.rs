@@ -43,6 +43,9 @@ pub(crate) struct RawConfig {
     /// Named rule sets and backends (`auth://NAME`).
     #[serde(default)]
     pub auth_backends: Option<RawNamed<RawAuthBackend>>,
+    /// The secret the origins of a cluster sign their requests with.
+    #[serde(default)]
+    pub cluster_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -595,3 +595,39 @@ fn srt_listeners_sharing_a_port_are_routed_by_distinct_stream_ids() {
     ))
     .contains("streams sharing a port share its latency: the default and 200 ms"));
 }
+
+#[test]
+fn the_cluster_key_is_kept_as_a_secret_and_an_empty_one_refused() {
+    let base = "version: 1\nstreams: {}\n";
+    let c = Config::from_yaml_str(
+        &format!("{base}cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n"),
+        "config.yaml",
+    )
+    .unwrap();
+    let key = c.cluster_key.unwrap();
+    assert_eq!(key.expose(), "${DVR_CLUSTER_KEY}");
+    assert_eq!(format!("{key:?}"), "Secret(***)");
+    assert!(Config::from_yaml_str(base, "config.yaml")
+        .unwrap()
+        .cluster_key
+        .is_none());
+    assert_eq!(
+        error_of(&format!("{base}cluster_key: \" \"\n")),
+        "config.yaml line 3: cluster_key: an empty cluster key signs nothing"
+    );
+}
+
+#[test]
+fn m4f_inputs_need_the_cluster_key_and_stand_alone() {
+    let stream = |inputs: &str| format!("version: 1\nstreams:\n  ch1:\n    inputs: [ {inputs} ]\n");
+    let key = "cluster_key: \"${DVR_CLUSTER_KEY}\"\n";
+    let two = "\"m4f://a.example:8080/ch1\", \"m4fs://b.example/ch1\"";
+    let c = Config::from_yaml_str(&format!("{}{key}", stream(two)), "config.yaml").unwrap();
+    assert_eq!(c.streams[&name("ch1")].inputs.len(), 2);
+    assert_eq!(
+        error_of(&stream(two)),
+        "config.yaml line 3: streams.ch1.inputs: m4f:// needs cluster_key: the origins of a cluster sign their requests with it"
+    );
+    let mixed = "\"m4f://a.example:8080/ch1\", \"udp://239.0.0.1:1234\"";
+    assert!(error_of(&format!("{}{key}", stream(mixed))).contains("cannot be mixed"));
+}

@@ -131,6 +131,12 @@ pub async fn open_source(
                 Arc::clone(listeners),
             ))
         }
+        InputUrl::M4f { .. } => {
+            return Err(IngestError::InvalidUrl {
+                url: url.to_string(),
+                reason: "m4f:// carries segments, not a transport stream: a stream of m4f:// inputs is restreamed as a whole".to_owned(),
+            })
+        }
         InputUrl::Timeshift { .. } => {
             return Err(IngestError::InvalidUrl {
                 url: url.to_string(),

@@ -1,0 +1,475 @@
+//! The segment feed between origins: `dvr run` with a `cluster_key` hands
+//! its tape to a subscriber holding the key, metadata and bytes unchanged
+//! (the same bytes as its segment URLs), archived segments first and new
+//! ones as they are made, resumable after any seq; a request without the
+//! key, with another key or replayed (to the same replica or, on NATS, to
+//! another one) is refused; the key appears in no log.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use dvr_cluster::signature::{RequestLine, SignedRequest};
+use dvr_cluster::{ClusterKey, FeedClient, FeedError, FeedItem, FeedSegment, FeedStart, FEED_PATH};
+use dvr_common::{StreamName, UtcMs};
+use dvr_testkit::nats::NatsServer;
+use support::{body_of, dvr_bin, free_tcp_port, segments, testdata, wait_for, Procs};
+
+const KEY: &str = "feed-test-cluster-key-0123456789";
+
+fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let config = dir.join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: file://{}/archive\n\
+             cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n\
+             streams:\n  ch1:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+            dir.display(),
+            testdata("h264_aac_720p.ts").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `dvr run` with the cluster key in its environment, its log in `log`.
+fn start(config: &Path, data: &Path, log: &Path, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(dvr_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("DVR_CLUSTER_KEY", KEY)
+        .env("RUST_LOG", "debug")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn wall_now() -> UtcMs {
+    UtcMs(support::wall_clock_ms())
+}
+
+/// A raw signed (or not) feed request: the status and, for a refusal, the
+/// message. The answer to an accepted one never ends, so only its head is
+/// read.
+fn ask(port: u16, query: &str, headers: &[(&str, String)]) -> (u16, String) {
+    ask_as(port, port, &format!("{FEED_PATH}?{query}"), headers)
+}
+
+/// A GET of `target` (path and query) sent to `port` naming
+/// `127.0.0.1:{host_port}` as its `Host`.
+fn ask_as(port: u16, host_port: u16, target: &str, headers: &[(&str, String)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("GET {target} HTTP/1.0\r\nHost: 127.0.0.1:{host_port}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed before the head");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_string();
+    let status: u16 = head[9..12].parse().unwrap();
+    if status == 200 {
+        return (status, String::new());
+    }
+    let _ = stream.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .trim()
+        .to_owned();
+    (status, body)
+}
+
+fn signed(key: &str, port: u16, query: &str) -> Vec<(&'static str, String)> {
+    signed_get(key, &format!("127.0.0.1:{port}"), FEED_PATH, query)
+}
+
+/// Signing headers for a GET of `path?query` on `host`.
+fn signed_get(key: &str, host: &str, path: &str, query: &str) -> Vec<(&'static str, String)> {
+    let key = ClusterKey::new(key).unwrap();
+    let line = RequestLine {
+        method: "GET",
+        host,
+        path,
+        query,
+        body: b"",
+    };
+    SignedRequest::sign(&key, &line, wall_now().0)
+        .headers()
+        .to_vec()
+}
+
+/// Headers as request head lines.
+fn lines(headers: &[(&str, String)]) -> String {
+    headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect()
+}
+
+/// Reads `n` segments from the feed, within a minute.
+async fn take(sub: &mut dvr_cluster::FeedSubscription, n: usize) -> Vec<FeedSegment> {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while out.len() < n {
+            match sub.next().await.unwrap() {
+                Some(FeedItem::Segment(s)) => out.push(s),
+                Some(FeedItem::Heartbeat { .. }) => {}
+                None => panic!("the feed ended"),
+            }
+        }
+    })
+    .await
+    .expect("segments within a minute");
+    out
+}
+
+#[test]
+fn a_subscriber_with_the_key_gets_the_tape_unchanged_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let config = write_config(dir.path(), port);
+    let log = dir.path().join("dvr.log");
+    let child = start(&config, &dir.path().join("data"), &log, &[]);
+    let mut procs = Procs(vec![child]);
+
+    let mut playlist = String::new();
+    wait_for(
+        "three segments on the tape",
+        Duration::from_secs(60),
+        || {
+            let (status, body) = support::get(port, "/ch1/index.m3u8");
+            playlist = String::from_utf8_lossy(&body).into_owned();
+            status == 200 && segments(&playlist).0.len() >= 3
+        },
+    );
+    let first_seq: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (listed, _) = segments(&playlist);
+    let ch1 = StreamName::new("ch1").unwrap();
+    let base = format!("http://127.0.0.1:{port}/");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = FeedClient::new(ClusterKey::new(KEY).unwrap()).unwrap();
+
+    // From the playlist's first instant: its segments, bytes as served at
+    // their URLs, then new ones as the tape grows.
+    let mut sub = rt
+        .block_on(client.subscribe(
+            &base,
+            &ch1,
+            FeedStart::At {
+                utc: UtcMs(listed[0].0),
+                after: None,
+            },
+            wall_now(),
+        ))
+        .unwrap();
+    let want = listed.len() + 2;
+    let got = rt.block_on(take(&mut sub, want));
+    for (i, s) in got.iter().enumerate() {
+        assert_eq!(
+            s.meta.seq,
+            first_seq + i as u64,
+            "seqs in order, none missing"
+        );
+        assert_eq!(s.meta.bytes, s.payload.len() as u64);
+        assert!(s.payload.len() % 188 == 0 && s.payload[0] == 0x47);
+        if i > 0 {
+            assert!(s.meta.utc_start >= got[i - 1].meta.utc_start);
+        }
+    }
+    for (i, (start_ms, _, uri)) in listed.iter().enumerate() {
+        assert_eq!(
+            got[i].meta.utc_start.0, *start_ms,
+            "seq {}",
+            got[i].meta.seq
+        );
+        assert!(
+            body_of(port, &format!("/ch1/{uri}")) == got[i].payload,
+            "bytes of {uri}"
+        );
+    }
+    drop(sub);
+
+    // Resumed after a seq: the next one comes first.
+    let resume_after = got[1].meta.seq;
+    let mut sub = rt
+        .block_on(client.subscribe(&base, &ch1, FeedStart::After(resume_after), wall_now()))
+        .unwrap();
+    let next = rt.block_on(take(&mut sub, 1));
+    assert_eq!(next[0].meta.seq, resume_after + 1);
+    assert_eq!(next[0].payload, got[2].payload);
+    drop(sub);
+
+    // Another key, no signature, a replay: refused, saying why.
+    let stranger = FeedClient::new(ClusterKey::new("some-other-cluster-key-xyz").unwrap()).unwrap();
+    match rt.block_on(stranger.subscribe(&base, &ch1, FeedStart::Live, wall_now())) {
+        Err(FeedError::Refused {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 403);
+            assert!(message.contains("signature does not match"), "{message}");
+        }
+        other => panic!("another key was not refused: {other:?}"),
+    }
+    let (status, message) = ask(port, "stream=ch1", &[]);
+    assert_eq!(
+        (status, message.contains("not signed")),
+        (401, true),
+        "{message}"
+    );
+    let headers = signed(KEY, port, "stream=ch1");
+    assert_eq!(ask(port, "stream=ch1", &headers).0, 200);
+    let (status, message) = ask(port, "stream=ch1", &headers);
+    assert_eq!(
+        (status, message.contains("replayed")),
+        (403, true),
+        "{message}"
+    );
+    // The signature covers the query: the same headers for another stream fail.
+    let (status, message) = ask(port, "stream=ch2", &signed(KEY, port, "stream=ch1"));
+    assert_eq!(
+        (status, message.contains("does not match")),
+        (403, true),
+        "{message}"
+    );
+    // Signed, but asking for what is not there or cannot be.
+    let (status, message) = ask(port, "stream=ch9", &signed(KEY, port, "stream=ch9"));
+    assert_eq!(
+        (status, message.as_str()),
+        (404, "no stream ch9 on this origin")
+    );
+    let (status, message) = ask(
+        port,
+        "stream=ch1&since=5",
+        &signed(KEY, port, "stream=ch1&since=5"),
+    );
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("since"), "{message}");
+
+    // The API, closed without admin credentials, lists the streams to
+    // another origin of the cluster, and only that (`send_with` names
+    // `Host: localhost`).
+    let list = lines(&signed_get(KEY, "localhost", "/api/v1/streams", ""));
+    let (status, _, body) = support::send_with(port, "GET", "/api/v1/streams", &list, "");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ch1\""), "{body}");
+    let (status, _, body) = support::send_with(port, "GET", "/api/v1/streams", &list, "");
+    assert_eq!(status, 403, "a replayed list is refused");
+    assert!(String::from_utf8_lossy(&body).contains("replayed"));
+    let stranger = lines(&signed_get(
+        "some-other-cluster-key-xyz",
+        "localhost",
+        "/api/v1/streams",
+        "",
+    ));
+    assert_eq!(
+        support::send_with(port, "GET", "/api/v1/streams", &stranger, "").0,
+        403
+    );
+    let other_route = lines(&signed_get(KEY, "localhost", "/api/v1/streams/ch1", ""));
+    let (status, _, body) =
+        support::send_with(port, "GET", "/api/v1/streams/ch1", &other_route, "");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("only GET /api/v1/streams"), "{body}");
+
+    drop(procs.0.pop());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("segment feed opened"),
+        "the log shows the feeds"
+    );
+    assert!(!logged.contains(KEY), "the cluster key is in the log");
+}
+
+#[test]
+fn a_request_replayed_to_another_replica_is_refused() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(NatsServer::start());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), free_tcp_port());
+    let mut procs = Procs(Vec::new());
+    let mut ports = Vec::new();
+    for node in ["packager-a", "packager-b"] {
+        let port = free_tcp_port();
+        let listen = format!("127.0.0.1:{port}");
+        procs.0.push(start(
+            &config,
+            &dir.path().join(node),
+            &dir.path().join(format!("{node}.log")),
+            &[
+                "--nats",
+                &nats.url(),
+                "--services",
+                "packager",
+                "--node-id",
+                node,
+                "--listen",
+                &listen,
+            ],
+        ));
+        wait_for("the packager", Duration::from_secs(30), || {
+            support::get(port, "/healthz").0 == 200
+        });
+        ports.push(port);
+    }
+    let (a, b) = (ports[0], ports[1]);
+    // One signature for both (the Host it names is a's, as a load balancer
+    // in front of both would pass it on).
+    let headers = signed(KEY, a, "stream=ch1");
+    let first = ask(a, "stream=ch1", &headers);
+    assert_ne!(first.0, 403, "{first:?}");
+    let (status, message) = ask_as(b, a, &format!("{FEED_PATH}?stream=ch1"), &headers);
+    assert_eq!(
+        (status, message.contains("replayed")),
+        (403, true),
+        "{message}"
+    );
+    let (status, message) = ask(a, "stream=ch1", &headers);
+    assert_eq!(
+        (status, message.contains("replayed")),
+        (403, true),
+        "{message}"
+    );
+    drop(procs);
+    for node in ["packager-a", "packager-b"] {
+        let logged = std::fs::read_to_string(dir.path().join(format!("{node}.log"))).unwrap();
+        assert!(!logged.contains(KEY), "the cluster key is in {node}'s log");
+    }
+}
+
+/// The segment URLs of a live playlist by seq.
+fn listed_by_seq(port: u16) -> Vec<(u64, String)> {
+    let (status, body) = support::get(port, "/ch1/index.m3u8");
+    if status != 200 {
+        return Vec::new();
+    }
+    let playlist = String::from_utf8_lossy(&body).into_owned();
+    let Some(first) = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return Vec::new();
+    };
+    segments(&playlist)
+        .0
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, uri))| (first + i as u64, uri))
+        .collect()
+}
+
+#[test]
+fn an_origin_restreams_another_with_the_same_seqs_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_tcp_port(), free_tcp_port());
+    let source_dir = dir.path().join("a");
+    std::fs::create_dir_all(&source_dir).unwrap();
+    let source_config = write_config(&source_dir, a);
+    // The restreamer: a first source that is down, then the real one.
+    let dead = free_tcp_port();
+    let restreamer_dir = dir.path().join("b");
+    std::fs::create_dir_all(&restreamer_dir).unwrap();
+    let restreamer_config = restreamer_dir.join("dvr.yaml");
+    std::fs::write(
+        &restreamer_config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{b}\" }}\narchive: file://{}/archive\n\
+             cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n\
+             streams:\n  ch1:\n    inputs: [ \"m4f://127.0.0.1:{dead}/ch1\", \"m4f://127.0.0.1:{a}/ch1\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+            restreamer_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut procs = Procs(vec![start(
+        &source_config,
+        &source_dir.join("data"),
+        &source_dir.join("dvr.log"),
+        &[],
+    )]);
+    wait_for("the source's tape", Duration::from_secs(60), || {
+        listed_by_seq(a).len() >= 2
+    });
+    procs.0.push(start(
+        &restreamer_config,
+        &restreamer_dir.join("data"),
+        &restreamer_dir.join("dvr.log"),
+        &[],
+    ));
+    // Three segments made after the restreamer came up.
+    let mut on_b = Vec::new();
+    wait_for("the restreamer's tape", Duration::from_secs(90), || {
+        on_b = listed_by_seq(b);
+        on_b.len() >= 4
+    });
+    let on_a = listed_by_seq(a);
+    let mut compared = 0;
+    for (seq, uri) in &on_b {
+        let Some((_, uri_a)) = on_a.iter().find(|(s, _)| s == seq) else {
+            continue;
+        };
+        assert_eq!(uri, uri_a, "seq {seq} names the same time on both");
+        let (bytes_a, bytes_b) = (
+            body_of(a, &format!("/ch1/{uri}")),
+            body_of(b, &format!("/ch1/{uri}")),
+        );
+        assert!(
+            !bytes_a.is_empty() && bytes_a == bytes_b,
+            "seq {seq}: the same bytes"
+        );
+        compared += 1;
+    }
+    assert!(
+        compared >= 3,
+        "{compared} segments in both windows: {on_a:?} {on_b:?}"
+    );
+    // Seqs on the restreamer go up one by one.
+    for pair in on_b.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "{on_b:?}");
+    }
+    // The restreamer's status names the input it follows.
+    let metrics = String::from_utf8_lossy(&body_of(b, "/metrics")).into_owned();
+    assert!(
+        metrics.contains("dvr_ingest"),
+        "the restream's counters are exported"
+    );
+    drop(procs);
+    let logged = std::fs::read_to_string(restreamer_dir.join("dvr.log")).unwrap();
+    assert!(
+        logged.contains("restream: following"),
+        "the restreamer logs its source"
+    );
+    assert!(
+        !logged.contains(KEY),
+        "the cluster key is in the restreamer's log"
+    );
+}
