@@ -53,7 +53,7 @@ image: ## Build the container image (needs a Docker engine; IMAGE=registry/dvr:t
 clips: ## Regenerate the committed test clips with ffmpeg
 	scripts/make-clips.sh testdata
 
-bench: build ## Measure segmenter, fMP4 writer, live path, NATS path, archive uploads, segment TTFB, packager HTTP, auth overhead and MP4 export against their peers (bench/README.md)
+bench: build ## Measure segmenter, fMP4 writer, live path, NATS path, archive uploads, segment TTFB, packager HTTP, auth overhead, MP4 export and restreaming against their peers (bench/README.md)
 	bench/segmenter.sh
 	$(CARGO) bench --locked -p dvr-media --bench fmp4
 	bench/live.sh
@@ -64,3 +64,4 @@ bench: build ## Measure segmenter, fMP4 writer, live path, NATS path, archive up
 	bench/packager.sh
 	bench/export.sh
 	bench/auth.sh
+	bench/cluster.sh

@@ -229,6 +229,9 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     if let (Some(verifier), true) = (&cluster, roles.packager) {
         packager = packager.with_cluster(verifier.clone());
     }
+    if roles.packager {
+        packager = packager.with_runtime(node.kv(RUNTIME_KV_BUCKET).await?);
+    }
     let mut gate = None;
     let mut play_authorizer = None;
     if roles.packager {

@@ -452,6 +452,17 @@ fn an_origin_restreams_another_with_the_same_seqs_and_bytes() {
         compared >= 3,
         "{compared} segments in both windows: {on_a:?} {on_b:?}"
     );
+    // A time before the restreamer's tape (the source's first segment:
+    // the restreamer started from the source's newest, after two) is the
+    // source's to answer.
+    let (first_start_s, _) = support::recorded_span(a, "ch1").unwrap();
+    let range = format!("/ch1/index-{first_start_s}-2.m3u8?token=t1");
+    let (status, head, _) = support::get_with_head(b, &range);
+    assert_eq!(status, 302, "{head}");
+    let location = support::header(&head, "location").unwrap().to_owned();
+    assert_eq!(location, format!("http://127.0.0.1:{a}{range}"));
+    assert_eq!(support::get(a, &range).0, 200);
+
     // Seqs on the restreamer go up one by one.
     for pair in on_b.windows(2) {
         assert_eq!(pair[1].0, pair[0].0 + 1, "{on_b:?}");

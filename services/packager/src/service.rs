@@ -61,6 +61,40 @@ pub(crate) struct Asked<'a> {
     pub(crate) now: UtcMs,
 }
 
+/// A `302` to the same URL of the stream at `origin`
+/// (`http://host:port/STREAM`), for a restreamed stream's times this origin
+/// lacks: `path` names the stream here `stream`, the rest is kept, query
+/// included. The line says why, for a client that does not follow.
+fn to_origin(
+    origin: &str,
+    stream: &str,
+    path: &str,
+    raw_query: Option<&str>,
+    why: &str,
+) -> Response {
+    let rest = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(stream))
+        .unwrap_or("");
+    let mut location = format!("{origin}{rest}");
+    if let Some(q) = raw_query.filter(|q| !q.is_empty()) {
+        location.push('?');
+        location.push_str(q);
+    }
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return (StatusCode::NOT_FOUND, format!("{why}\n")).into_response();
+    };
+    let mut response = (
+        StatusCode::FOUND,
+        format!("{why}: answered by the origin this stream is restreamed from\n"),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::LOCATION, value);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The answer to a range with nothing in it.
 pub(crate) fn nothing_between(tape: &StreamTape, from: UtcMs, to: UtcMs) -> PackagerError {
     PackagerError::NothingRecorded(format!(
@@ -135,6 +169,11 @@ pub struct Packager {
     pub(crate) cluster: Option<Arc<dvr_cluster::Verifier>>,
     /// The open segment feeds, capped.
     pub(crate) feeds: Arc<Quota>,
+    /// Restreamed streams by name: the origins that have what this one
+    /// lacks, in the order of its inputs.
+    origins: RwLock<HashMap<String, Vec<String>>>,
+    /// The runtime bucket: which input each stream's ingest follows.
+    runtime: Option<Arc<dyn dvr_bus::Kv>>,
 }
 
 impl Packager {
@@ -157,6 +196,8 @@ impl Packager {
             config,
             auth: None,
             cluster: None,
+            origins: RwLock::default(),
+            runtime: None,
         }
     }
 
@@ -202,6 +243,59 @@ impl Packager {
     /// Stops serving a stream.
     pub fn remove_stream(&self, name: &str) {
         self.streams_mut().remove(name);
+        self.origins_mut().remove(name);
+    }
+
+    /// Sends the requests for `name` that find nothing on its tape to the
+    /// same URL of the stream on one of `origins` (`http://host:port/STREAM`
+    /// each, the stream's `m4f://` inputs in order): the one its ingest
+    /// follows now, as its runtime report says, else the first. Empty:
+    /// they are answered `404` here.
+    pub fn set_origins(&self, name: &str, origins: Vec<String>) {
+        if origins.is_empty() {
+            self.origins_mut().remove(name);
+        } else {
+            self.origins_mut().insert(name.to_owned(), origins);
+        }
+    }
+
+    /// Reads which input a stream's ingest follows from the runtime bucket
+    /// ([`dvr_proto::RUNTIME_KV_BUCKET`]), for [`Packager::set_origins`].
+    pub fn with_runtime(mut self, runtime: Arc<dyn dvr_bus::Kv>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    fn origins_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Vec<String>>> {
+        self.origins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The origin that answers for `name` what this one lacks.
+    async fn origin_of(&self, name: &str) -> Option<String> {
+        let origins = self
+            .origins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()?;
+        let following = match (&self.runtime, dvr_common::StreamName::new(name)) {
+            (Some(kv), Ok(stream)) => kv
+                .get(&dvr_proto::runtime_key("ingest", &stream))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|e| {
+                    <dvr_proto::IngestReport as dvr_proto::Versioned>::decode(&e.value).ok()
+                })
+                .and_then(|r| r.input_index),
+            _ => None,
+        };
+        following
+            .and_then(|i| origins.get(i))
+            .or(origins.first())
+            .cloned()
     }
 
     /// The HTTP routes: every path is a playback URL.
@@ -264,7 +358,7 @@ impl Packager {
             context,
             now: self.clock.now(),
         };
-        match playback.form {
+        let answer = match playback.form {
             Form::LiveDash | Form::RewindDash { .. } | Form::RangeDash { .. } => {
                 self.mpd(&tape, &asked).await
             }
@@ -295,6 +389,16 @@ impl Packager {
             Form::Preview { second, picture } => self.preview(tape, &asked, second, picture).await,
             Form::Thumbnail { second } => self.thumbnail(tape, &asked, second).await,
             Form::LivePreview => self.live_preview(tape, &asked).await,
+        };
+        // A restreamed stream's times this origin does not hold are the
+        // source's to answer.
+        match answer {
+            Err(PackagerError::NothingRecorded(why)) => match self.origin_of(playback.stream).await
+            {
+                Some(origin) => Ok(to_origin(&origin, playback.stream, path, raw_query, &why)),
+                None => Err(PackagerError::NothingRecorded(why)),
+            },
+            other => other,
         }
     }
 
@@ -410,5 +514,27 @@ pub(crate) fn form_name(form: Form) -> &'static str {
         Form::Segment { .. } => "segments",
         Form::Embed => "the embedded player",
         Form::Preview { .. } | Form::Thumbnail { .. } | Form::LivePreview => "previews",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lacking_restreamer_sends_the_client_to_the_same_url_of_the_source_stream() {
+        let response = to_origin(
+            "http://origin-a.example:8080/ch1",
+            "mine/hd",
+            "/mine/hd/index-1780000000-60.m3u8",
+            Some("token=abc"),
+            "nothing recorded on mine/hd between 1780000000 and 1780000060",
+        );
+        assert_eq!(response.status(), StatusCode::FOUND);
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            "http://origin-a.example:8080/ch1/index-1780000000-60.m3u8?token=abc"
+        );
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
     }
 }

@@ -89,6 +89,8 @@ impl Tapes {
             match self.tape(name, config).await {
                 Ok(tape) => {
                     self.packager.add_stream(tape);
+                    self.packager
+                        .set_origins(name.as_str(), restreamed_from(config));
                     self.served.insert(name.clone(), config.clone());
                 }
                 Err(e) => {
@@ -132,6 +134,21 @@ impl Tapes {
         )
         .await?)
     }
+}
+
+/// Where a restreamed stream is on the origins its `m4f://` inputs name,
+/// in their order: `http://host:port/STREAM` each.
+fn restreamed_from(config: &StreamConfig) -> Vec<String> {
+    config
+        .inputs
+        .iter()
+        .filter_map(|i| match i {
+            dvr_common::config::InputUrl::M4f { origin, stream } => {
+                Some(format!("{origin}{stream}"))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Brings `store`'s catalog of `stream` up to a recorder's announcement;
