@@ -68,6 +68,11 @@ pub fn kv_max_age_secs(bucket: &str) -> Option<u64> {
     }
 }
 
+/// KV bucket: the streams `sources:` put in [`STREAMS_KV_BUCKET`], key
+/// [`stream_config_key`]: what the sources' follower may change or delete
+/// there (a stream not listed here was configured, and wins).
+pub const SOURCES_KV_BUCKET: &str = "dvr_v1_sources";
+
 /// KV bucket: MP4 export jobs (`save-mp4`, the API's export), key
 /// [`export_job_key`], value an [`ExportJob`](crate::ExportJob); the
 /// replica running one holds [`export_held_key`] in the same bucket

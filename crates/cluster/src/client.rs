@@ -15,6 +15,22 @@ use crate::FEED_PATH;
 /// How long a feed may stay silent before the link counts as dead: the
 /// source sends a heartbeat every few seconds while nothing is new.
 pub const FEED_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest stream list read from another origin.
+pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
+/// The API route that lists an origin's streams.
+const STREAMS_PATH: &str = "/api/v1/streams";
+
+/// What is read of the stream list.
+#[derive(serde::Deserialize)]
+struct StreamList {
+    streams: Vec<ListedStream>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListedStream {
+    name: String,
+}
+
 /// The largest segment a subscriber takes by default.
 pub const DEFAULT_MAX_SEGMENT_BYTES: usize = 256 * 1024 * 1024;
 
@@ -92,7 +108,8 @@ pub enum FeedError {
     },
 }
 
-/// Follows other origins' tapes, signing every request with the cluster key.
+/// Asks other origins of the cluster, signing every request with the
+/// cluster key: their stream lists and their tapes.
 #[derive(Debug, Clone)]
 pub struct FeedClient {
     http: reqwest::Client,
@@ -121,23 +138,52 @@ impl FeedClient {
         self
     }
 
-    /// Opens the feed of `stream` on the origin at `base`
-    /// (`http://host:port`) from `start`, signed at `now`.
-    pub async fn subscribe(
+    /// The names of the streams the origin at `base` (`http://host:port/`)
+    /// has, from its API's stream list, asked with a signature (signed at
+    /// `now`). At most [`MAX_LIST_BYTES`] of answer are read.
+    pub async fn streams(&self, base: &str, now: UtcMs) -> Result<Vec<StreamName>, FeedError> {
+        let (url, shown, signed) = self.signed_get(base, STREAMS_PATH, "", now)?;
+        let mut request = self.http.get(url).timeout(Duration::from_secs(10));
+        for (name, value) in signed.headers() {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| FeedError::Transport {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refused(response, shown).await);
+        }
+        let body = capped_body(response, MAX_LIST_BYTES, &shown).await?;
+        let list: StreamList = serde_json::from_slice(&body).map_err(|e| FeedError::Transport {
+            url: shown.clone(),
+            reason: format!("not a stream list: {e}"),
+        })?;
+        Ok(list
+            .streams
+            .into_iter()
+            .filter_map(|s| StreamName::new(&s.name).ok())
+            .collect())
+    }
+
+    /// The URL of `path?query` at `base`, as shown in errors, and its
+    /// signature at `now`.
+    fn signed_get(
         &self,
         base: &str,
-        stream: &StreamName,
-        start: FeedStart,
+        path: &str,
+        query: &str,
         now: UtcMs,
-    ) -> Result<FeedSubscription, FeedError> {
-        let query = format!("stream={stream}{}", start.query());
-        let mut url = Url::parse(base)
-            .and_then(|b| b.join(FEED_PATH))
-            .map_err(|e| FeedError::Transport {
-                url: base.to_owned(),
-                reason: e.to_string(),
-            })?;
-        url.set_query(Some(&query));
+    ) -> Result<(Url, String, SignedRequest), FeedError> {
+        let mut url =
+            Url::parse(base)
+                .and_then(|b| b.join(path))
+                .map_err(|e| FeedError::Transport {
+                    url: base.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        url.set_query(Some(query).filter(|q| !q.is_empty()));
         let shown = url.to_string();
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -160,6 +206,20 @@ impl FeedClient {
             },
             now.0,
         );
+        Ok((url, shown, signed))
+    }
+
+    /// Opens the feed of `stream` on the origin at `base`
+    /// (`http://host:port`) from `start`, signed at `now`.
+    pub async fn subscribe(
+        &self,
+        base: &str,
+        stream: &StreamName,
+        start: FeedStart,
+        now: UtcMs,
+    ) -> Result<FeedSubscription, FeedError> {
+        let query = format!("stream={stream}{}", start.query());
+        let (url, shown, signed) = self.signed_get(base, FEED_PATH, &query, now)?;
         let mut request = self.http.get(url);
         for (name, value) in signed.headers() {
             request = request.header(name, value);
@@ -168,20 +228,56 @@ impl FeedClient {
             url: shown.clone(),
             reason: e.to_string(),
         })?;
-        let status = response.status();
-        if !status.is_success() {
-            let message = response.text().await.unwrap_or_default();
-            return Err(FeedError::Refused {
-                url: shown,
-                status: status.as_u16(),
-                message: message.trim().chars().take(500).collect(),
-            });
+        if !response.status().is_success() {
+            return Err(refused(response, shown).await);
         }
         Ok(FeedSubscription {
             body: response.bytes_stream().boxed(),
             decoder: FeedDecoder::new(self.key.clone(), signed.nonce, self.max_segment_bytes),
             url: shown,
         })
+    }
+}
+
+/// The body of `response`, refused past `cap` bytes.
+async fn capped_body(
+    response: reqwest::Response,
+    cap: usize,
+    shown: &str,
+) -> Result<Vec<u8>, FeedError> {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| FeedError::Transport {
+            url: shown.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if body.len() + chunk.len() > cap {
+            return Err(FeedError::Transport {
+                url: shown.to_owned(),
+                reason: format!("the answer is over {cap} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The refusal an error status says, with the first of its message.
+async fn refused(response: reqwest::Response, shown: String) -> FeedError {
+    let status = response.status().as_u16();
+    let message = match capped_body(response, 64 * 1024, &shown).await {
+        Ok(body) => String::from_utf8_lossy(&body)
+            .trim()
+            .chars()
+            .take(500)
+            .collect(),
+        Err(e) => e.to_string(),
+    };
+    FeedError::Refused {
+        url: shown,
+        status,
+        message,
     }
 }
 

@@ -12,7 +12,9 @@
 //!   the stored bytes), each carrying a MAC bound to the request, so bytes
 //!   cannot be altered, dropped or reordered on the way unnoticed.
 //! - [`client`]: the subscriber's side: a signed request and the frames
-//!   read back, verified, as a stream.
+//!   read back, verified, as a stream; an origin's stream list.
+//! - [`sources`]: `sources:`, other origins' streams kept in the streams
+//!   bucket as restreamed streams.
 //!
 //! Why framed records on one long HTTP response rather than WebSocket or
 //! long polling: the bytes go one way, HTTP/1.1 chunked bodies pass every
@@ -25,6 +27,7 @@ pub mod feed;
 pub mod key;
 pub mod nonces;
 pub mod signature;
+pub mod sources;
 
 pub use client::{FeedClient, FeedError, FeedStart, FeedSubscription};
 pub use feed::{FeedDecoder, FeedEncoder, FeedItem, FeedSegment, FrameError};
@@ -33,6 +36,7 @@ pub use nonces::NonceGuard;
 pub use signature::{
     ReceivedHeaders, RequestLine, SignatureError, SignedRequest, Verified, Verifier,
 };
+pub use sources::SourcesFollower;
 
 /// The path every origin serves its segment feed on.
 pub const FEED_PATH: &str = "/_dvr/cluster/v1/feed";

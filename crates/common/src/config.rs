@@ -22,6 +22,8 @@
 //!     cache: "/mount/ssd1 3d 50G"
 //! packager: { memory_cache: 256M }
 //! cluster_key: "${DVR_CLUSTER_KEY}"   # origin-to-origin requests (segment feed)
+//! sources:                            # other origins' streams, restreamed
+//!   - { url: "http://origin-a:8080", only: [ "ch*" ], except: [ "ch-test" ], dvr: { depth: 3d } }
 //! ```
 
 mod auth;
@@ -93,6 +95,64 @@ pub struct Config {
     /// seeds' `cluster_key`); `${VAR}` is read from the environment of the
     /// process that uses it. `None`: this origin serves no segment feed.
     pub cluster_key: Option<Secret>,
+    /// Other origins whose streams this one restreams (`sources:`), in
+    /// priority order.
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One origin whose streams this one takes (the seeds' `source`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// `http://host:port/` or `https://…/`, with the trailing `/`.
+    pub url: String,
+    /// Names taken (`*` matches any run of characters, `/` included);
+    /// empty: every stream the origin lists.
+    pub only: Vec<String>,
+    /// Names never taken; wins over `only`.
+    pub except: Vec<String>,
+    /// Recording settings for every stream taken; `None`: live only.
+    pub dvr: Option<DvrConfig>,
+}
+
+impl SourceConfig {
+    /// Whether a stream this origin lists is taken.
+    pub fn takes(&self, name: &str) -> bool {
+        let any = |patterns: &[String]| patterns.iter().any(|p| wildcard_match(p, name));
+        (self.only.is_empty() || any(&self.only)) && !any(&self.except)
+    }
+
+    /// The `m4f://` (or `m4fs://`) input of `stream` on this origin.
+    pub fn input(&self, stream: &StreamName) -> InputUrl {
+        InputUrl::M4f {
+            origin: self.url.clone(),
+            stream: stream.clone(),
+        }
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of
+/// characters (none included) and everything else for itself. Linear in
+/// the lengths: the last `*` is the only one ever backtracked to.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// The RTMP listener (`rtmp:`), one per process: every stream with a
@@ -349,6 +409,20 @@ impl Validator<'_> {
                 );
             }
         }
+        let sources = match raw.sources {
+            Some(list) if cluster_key.is_none() => return self.err(
+                line(&list),
+                "sources",
+                "sources need cluster_key: the origins of a cluster sign their requests with it",
+            ),
+            Some(list) => list
+                .value
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| self.source(&format!("sources[{i}]"), s, archive.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
         // SRT listeners on one port are routed by stream id (docs/ingest.md).
         let mut listeners: Vec<(String, &SrtInput)> = Vec::new();
         for (name, (at, stream)) in &streams {
@@ -379,6 +453,7 @@ impl Validator<'_> {
             auth,
             auth_backends,
             cluster_key,
+            sources,
         })
     }
 
@@ -590,6 +665,61 @@ impl Validator<'_> {
             );
         }
         Ok(out)
+    }
+
+    fn source(
+        &self,
+        path: &str,
+        raw: raw::RawSource,
+        archive: Option<&str>,
+    ) -> Result<SourceConfig, ConfigError> {
+        let url = raw.url.value.trim_end_matches('/');
+        let authority = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .filter(|a| !a.is_empty() && !a.contains(['/', '?', '#', '@']));
+        if authority.is_none() {
+            return self.err(
+                line(&raw.url),
+                &format!("{path}.url"),
+                format!(
+                    "{:?} is not an origin: write http://HOST[:PORT] or https://HOST[:PORT]",
+                    raw.url.value
+                ),
+            );
+        }
+        let patterns = |field: &str, list: Vec<Spanned<String>>| {
+            list.into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let ok = !p.value.is_empty()
+                        && p.value.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '*')
+                        });
+                    if ok {
+                        Ok(p.value)
+                    } else {
+                        self.err(
+                            line(&p),
+                            &format!("{path}.{field}[{i}]"),
+                            format!("{:?} is not a stream name pattern (letters, digits, _ - . / and * only)", p.value),
+                        )
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let only = patterns("only", raw.only)?;
+        let except = patterns("except", raw.except)?;
+        let dvr = match raw.dvr {
+            Some(d) => Some(self.dvr(&format!("{path}.dvr"), d, archive)?),
+            None => None,
+        };
+        Ok(SourceConfig {
+            url: format!("{url}/"),
+            only,
+            except,
+            dvr,
+        })
     }
 
     fn stream(

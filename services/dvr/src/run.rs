@@ -193,9 +193,12 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     // process but a packager-only one: the internet-facing packager may
     // not write settings on a closed bus.
     let streams_kv = node.kv(STREAMS_KV_BUCKET).await?;
-    if !node.is_distributed() || roles.ingest || roles.recorder || roles.api || roles.auth {
+    let writes_settings =
+        !node.is_distributed() || roles.ingest || roles.recorder || roles.api || roles.auth;
+    if writes_settings {
         seed_streams(&streams_kv, config, node.is_distributed()).await?;
     }
+    let follows_sources = writes_settings && !config.sources.is_empty();
 
     let sessions = node.kv(SESSIONS_KV_BUCKET).await?;
     // Play authorization: policies follow the streams bucket (the
@@ -214,11 +217,26 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut packager = Packager::new(packager_config, Arc::clone(&clock));
     // Origin-to-origin requests: the packager's segment feed, the API's
-    // stream list, the ingest's m4f:// inputs.
+    // stream list, the ingest's m4f:// inputs, the sources' lists.
     let cluster_key = match &config.cluster_key {
-        Some(key) if roles.packager || roles.api || roles.ingest => Some(cluster_key(key)?),
+        Some(key) if roles.packager || roles.api || roles.ingest || follows_sources => {
+            Some(cluster_key(key)?)
+        }
         _ => None,
     };
+    // `sources:` become streams in the streams bucket, which every role
+    // follows (the same lists give the same streams, so processes that
+    // write settings may all do it).
+    if let (true, Some(key)) = (follows_sources, &cluster_key) {
+        let follower = dvr_cluster::SourcesFollower::new(
+            config.sources.clone(),
+            dvr_cluster::FeedClient::new(key.clone()).map_err(anyhow::Error::msg)?,
+            Arc::clone(&streams_kv),
+            node.kv(dvr_proto::SOURCES_KV_BUCKET).await?,
+            Arc::clone(&clock),
+        );
+        tokio::spawn(follower.run());
+    }
     let cluster = match &cluster_key {
         Some(key) if roles.packager || roles.api => Some(dvr_cluster::Verifier::new(
             key.clone(),

@@ -484,3 +484,81 @@ fn an_origin_restreams_another_with_the_same_seqs_and_bytes() {
         "the cluster key is in the restreamer's log"
     );
 }
+
+#[test]
+fn sources_restream_what_only_and_except_let_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_tcp_port(), free_tcp_port());
+    let clip = testdata("h264_aac_720p.ts");
+    let source_dir = dir.path().join("a");
+    std::fs::create_dir_all(&source_dir).unwrap();
+    let source_config = source_dir.join("dvr.yaml");
+    let mut yaml = format!(
+        "version: 1\nhttp: {{ listen: \"127.0.0.1:{a}\" }}\narchive: file://{}/archive\n\
+         cluster_key: \"${{DVR_CLUSTER_KEY}}\"\nstreams:\n",
+        source_dir.display()
+    );
+    for name in ["ch1", "ch2", "news"] {
+        yaml.push_str(&format!(
+            "  {name}:\n    inputs: [ \"file://{}?loop=true\" ]\n    dvr: {{ depth: 1d, segment_duration: 2s }}\n",
+            clip.display()
+        ));
+    }
+    std::fs::write(&source_config, yaml).unwrap();
+    let restreamer_dir = dir.path().join("b");
+    std::fs::create_dir_all(&restreamer_dir).unwrap();
+    let restreamer_config = restreamer_dir.join("dvr.yaml");
+    std::fs::write(
+        &restreamer_config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{b}\" }}\narchive: file://{}/archive\n\
+             cluster_key: \"${{DVR_CLUSTER_KEY}}\"\nstreams: {{}}\n\
+             sources:\n  - url: http://127.0.0.1:{a}\n    only: [ \"ch*\" ]\n    except: [ \"ch2\" ]\n    \
+             dvr: {{ depth: 1d }}\n",
+            restreamer_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut procs = Procs(vec![start(
+        &source_config,
+        &source_dir.join("data"),
+        &source_dir.join("dvr.log"),
+        &[],
+    )]);
+    wait_for("the source's tapes", Duration::from_secs(60), || {
+        listed_by_seq(a).len() >= 2
+    });
+    procs.0.push(start(
+        &restreamer_config,
+        &restreamer_dir.join("data"),
+        &restreamer_dir.join("dvr.log"),
+        &[],
+    ));
+    let mut on_b = Vec::new();
+    wait_for("ch1 restreamed", Duration::from_secs(60), || {
+        on_b = listed_by_seq(b);
+        on_b.len() >= 2
+    });
+    let on_a = listed_by_seq(a);
+    let (seq, uri) = on_b.last().unwrap();
+    assert!(
+        on_a.iter().any(|(s, u)| s == seq && u == uri),
+        "{on_a:?} {on_b:?}"
+    );
+    assert_eq!(
+        body_of(a, &format!("/ch1/{uri}")),
+        body_of(b, &format!("/ch1/{uri}"))
+    );
+    // except wins over only; only leaves news out.
+    for stream in ["ch2", "news"] {
+        let (status, body) = support::get(b, &format!("/{stream}/index.m3u8"));
+        assert_eq!(status, 404, "{stream}: {}", String::from_utf8_lossy(&body));
+    }
+    drop(procs);
+    let logged = std::fs::read_to_string(restreamer_dir.join("dvr.log")).unwrap();
+    assert!(
+        logged.contains("sources: stream taken"),
+        "the follower logs what it takes"
+    );
+    assert!(!logged.contains(KEY));
+}

@@ -46,6 +46,22 @@ pub(crate) struct RawConfig {
     /// The secret the origins of a cluster sign their requests with.
     #[serde(default)]
     pub cluster_key: Option<Spanned<String>>,
+    /// Other origins whose streams this one restreams.
+    #[serde(default)]
+    pub sources: Option<Spanned<Vec<RawSource>>>,
+}
+
+/// One `sources:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSource {
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub only: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub except: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub dvr: Option<Spanned<RawDvr>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -631,3 +631,77 @@ fn m4f_inputs_need_the_cluster_key_and_stand_alone() {
     let mixed = "\"m4f://a.example:8080/ch1\", \"udp://239.0.0.1:1234\"";
     assert!(error_of(&format!("{}{key}", stream(mixed))).contains("cannot be mixed"));
 }
+
+#[test]
+fn sources_read_with_their_filters_and_extra_dvr() {
+    let text = "version: 1\narchive: file:///var/lib/dvr\ncluster_key: \"${K}\"\nstreams: {}\n\
+                sources:\n  - url: http://origin-a.example:8080\n    only: [ \"ch*\", \"sport/*\" ]\n    \
+                except: [ \"ch-test\" ]\n    dvr: { depth: 3d }\n  - url: https://origin-b.example/\n";
+    let c = Config::from_yaml_str(text, "config.yaml").unwrap();
+    assert_eq!(c.sources.len(), 2);
+    let (a, b) = (&c.sources[0], &c.sources[1]);
+    assert_eq!(a.url, "http://origin-a.example:8080/");
+    assert_eq!(b.url, "https://origin-b.example/");
+    assert_eq!(a.dvr.as_ref().unwrap().depth_ms, Some(3 * 86_400_000));
+    assert_eq!(a.dvr.as_ref().unwrap().root, "file:///var/lib/dvr");
+    assert!(b.dvr.is_none());
+    for (name, taken) in [
+        ("ch1", true),
+        ("ch-test", false),
+        ("sport/hd", true),
+        ("news", false),
+    ] {
+        assert_eq!(a.takes(name), taken, "{name}");
+        assert!(b.takes(name), "without only, {name} is taken");
+    }
+    assert_eq!(
+        a.input(&name("ch1")).to_string(),
+        "m4f://origin-a.example:8080/ch1"
+    );
+    assert_eq!(
+        b.input(&name("ch1")).to_string(),
+        "m4fs://origin-b.example/ch1"
+    );
+
+    let base = "version: 1\nstreams: {}\n";
+    assert_eq!(
+        error_of(&format!("{base}sources: [ {{ url: \"http://a:1\" }} ]\n")),
+        "config.yaml line 3: sources: sources need cluster_key: the origins of a cluster sign their requests with it"
+    );
+    let keyed = format!("{base}cluster_key: \"${{K}}\"\n");
+    assert!(
+        error_of(&format!("{keyed}sources: [ {{ url: \"ftp://a\" }} ]\n"))
+            .contains("sources[0].url: \"ftp://a\" is not an origin")
+    );
+    assert!(
+        error_of(&format!("{keyed}sources: [ {{ url: \"http://a/x\" }} ]\n"))
+            .contains("is not an origin")
+    );
+    assert!(error_of(&format!(
+        "{keyed}sources: [ {{ url: \"http://a\", only: [ \"c h\" ] }} ]\n"
+    ))
+    .contains("sources[0].only[0]"));
+    assert!(error_of(&format!(
+        "{keyed}sources: [ {{ url: \"http://a\", backups: [] }} ]\n"
+    ))
+    .contains("backups"));
+}
+
+#[test]
+fn wildcards_match_any_run_of_characters() {
+    for (pattern, name, want) in [
+        ("ch*", "ch1", true),
+        ("ch*", "ch", true),
+        ("ch*", "news", false),
+        ("*", "a/b", true),
+        ("sport/*", "sport/hd", true),
+        ("sport/*", "sports", false),
+        ("*hd", "news/hd", true),
+        ("a*b*c", "axxbyyc", true),
+        ("a*b*c", "axxbyy", false),
+        ("exact", "exact", true),
+        ("exact", "exactly", false),
+    ] {
+        assert_eq!(wildcard_match(pattern, name), want, "{pattern} {name}");
+    }
+}
