@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dvr_cluster::signature::{RequestLine, SignedRequest};
@@ -152,7 +153,7 @@ fn a_subscriber_with_the_key_gets_the_tape_unchanged_and_others_are_refused() {
     let config = write_config(dir.path(), port);
     let log = dir.path().join("dvr.log");
     let child = start(&config, &dir.path().join("data"), &log, &[]);
-    let mut procs = Procs(vec![child]);
+    let procs = Procs(vec![child]);
 
     let mut playlist = String::new();
     wait_for(
@@ -300,7 +301,7 @@ fn a_subscriber_with_the_key_gets_the_tape_unchanged_and_others_are_refused() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("only GET /api/v1/streams"), "{body}");
 
-    drop(procs.0.pop());
+    drop(procs);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         logged.contains("segment feed opened"),
@@ -561,4 +562,122 @@ fn sources_restream_what_only_and_except_let_through() {
         "the follower logs what it takes"
     );
     assert!(!logged.contains(KEY));
+}
+
+/// A TCP relay to `target` on loopback, to cut one path between origins.
+struct Relay {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    fn start(rt: &tokio::runtime::Runtime, target: u16) -> Relay {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let conns = Arc::clone(&tasks);
+        let accept = rt.spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().unwrap().push(relay);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Relay { port, tasks }
+    }
+
+    /// Stops listening and drops every relayed connection.
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[test]
+fn a_restreamer_fails_over_between_origins_of_one_tape_losing_and_repeating_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c, b) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let origin = |name: &str, port: u16, inputs: &str| {
+        let at = dir.path().join(name);
+        std::fs::create_dir_all(&at).unwrap();
+        let config = at.join("dvr.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: file://{}/archive\n\
+                 cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n\
+                 streams:\n  ch1:\n    inputs: [ {inputs} ]\n    \
+                 dvr: {{ depth: 1d, segment_duration: 2s }}\n",
+                at.display()
+            ),
+        )
+        .unwrap();
+        start(&config, &at.join("data"), &at.join("dvr.log"), &[])
+    };
+    let clip = testdata("h264_aac_720p.ts");
+    let mut procs = Procs(vec![origin(
+        "a",
+        a,
+        &format!("\"file://{}?loop=true\"", clip.display()),
+    )]);
+    wait_for("A's tape", Duration::from_secs(60), || {
+        listed_by_seq(a).len() >= 2
+    });
+    // C restreams A directly; B reaches A through a relay, and C after it.
+    procs
+        .0
+        .push(origin("c", c, &format!("\"m4f://127.0.0.1:{a}/ch1\"")));
+    let relay = Relay::start(&rt, a);
+    procs.0.push(origin(
+        "b",
+        b,
+        &format!(
+            "\"m4f://127.0.0.1:{}/ch1\", \"m4f://127.0.0.1:{c}/ch1\"",
+            relay.port
+        ),
+    ));
+    wait_for(
+        "B's tape through the relay",
+        Duration::from_secs(60),
+        || listed_by_seq(b).len() >= 2,
+    );
+    let before_cut = listed_by_seq(b).last().unwrap().0;
+    relay.cut();
+    // B goes on from C: the next seqs, none lost or repeated, A's bytes.
+    let mut on_b = Vec::new();
+    wait_for("B's tape from C", Duration::from_secs(60), || {
+        on_b = listed_by_seq(b);
+        on_b.last().is_some_and(|(seq, _)| *seq >= before_cut + 3)
+    });
+    for pair in on_b.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "seqs across the cut: {on_b:?}");
+    }
+    let on_a = listed_by_seq(a);
+    for (seq, uri) in on_b.iter().filter(|(s, _)| *s > before_cut) {
+        let Some((_, uri_a)) = on_a.iter().find(|(s, _)| s == seq) else {
+            continue;
+        };
+        assert_eq!(uri, uri_a);
+        assert!(
+            body_of(a, &format!("/ch1/{uri}")) == body_of(b, &format!("/ch1/{uri}")),
+            "seq {seq}"
+        );
+    }
+    drop(procs);
+    let logged = std::fs::read_to_string(dir.path().join("b").join("dvr.log")).unwrap();
+    assert!(
+        logged.contains(&format!("m4f://127.0.0.1:{c}/ch1"))
+            && logged.contains("restream source lost"),
+        "B logs the loss and follows C"
+    );
 }

@@ -36,6 +36,8 @@ use crate::stats::IngestStats;
 pub const PREFER_FIRST_EVERY: Duration = Duration::from_secs(10);
 /// Pause after every source failed, before the next round.
 const ROUND_PAUSE: Duration = Duration::from_secs(1);
+/// Pause after the followed feed ended, before the sources are asked again.
+const LOSS_PAUSE: Duration = Duration::from_millis(250);
 /// How far a segment may start before the end of the last one kept and
 /// still count as next (the tape's gap tolerance).
 const OVERLAP_TOLERANCE_MS: i64 = dvr_media::TIMELINE_GAP_TOLERANCE_MS;
@@ -228,7 +230,17 @@ pub async fn run_restream<S: SegmentSink>(
     };
     tokio::pin!(shutdown);
     let mut playing: Option<usize> = None;
+    let mut after_loss = false;
     'rounds: loop {
+        // A feed that ended is not asked again at once: one that answers
+        // and closes straight away would otherwise be asked in a spin.
+        if std::mem::take(&mut after_loss) {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break 'rounds,
+                () = tokio::time::sleep(LOSS_PAUSE) => {}
+            }
+        }
         // The first source that answers, in priority order.
         let mut followed = None;
         for (i, origin) in origins.iter().enumerate() {
@@ -287,10 +299,12 @@ pub async fn run_restream<S: SegmentSink>(
                     Ok(Some(FeedItem::Heartbeat { .. })) => {}
                     Ok(None) => {
                         warn!(stream = %config.name, input = %origins[index].url, "restream source ended its feed");
+                        after_loss = true;
                         continue 'rounds;
                     }
                     Err(e) => {
                         warn!(stream = %config.name, input = %origins[index].url, error = %e, "restream source lost");
+                        after_loss = true;
                         continue 'rounds;
                     }
                 },

@@ -297,7 +297,17 @@ impl Feed {
                 Ok(found) if !found.is_empty() => self.batch = found.into(),
                 Ok(_) => {
                     let woke = tokio::time::timeout(HEARTBEAT, self.appended.changed()).await;
-                    if woke.is_err() {
+                    let appended = match woke {
+                        Ok(Ok(())) => true,
+                        // The live log's sender is gone: look again after a
+                        // heartbeat's wait rather than at once.
+                        Ok(Err(_)) => {
+                            tokio::time::sleep(HEARTBEAT).await;
+                            false
+                        }
+                        Err(_) => false,
+                    };
+                    if !appended {
                         let newest = self.tape.live_head().await.ok().flatten().map(|m| m.seq);
                         self.pending.extend(self.encoder.heartbeat(newest));
                     }
