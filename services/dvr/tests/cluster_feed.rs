@@ -56,6 +56,31 @@ fn start(config: &Path, data: &Path, log: &Path, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Starts `dvr run` as origin `name` under `dir` on `port`, with the
+/// cluster key, a local archive and `body` (its `streams:` and any
+/// `sources:`) after the common head of the config; its log in
+/// `dir/name/dvr.log`.
+fn start_origin(dir: &Path, name: &str, port: u16, body: &str) -> Child {
+    let at = dir.join(name);
+    std::fs::create_dir_all(&at).unwrap();
+    let config = at.join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: file://{}/archive\n\
+             cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n{body}",
+            at.display()
+        ),
+    )
+    .unwrap();
+    start(&config, &at.join("data"), &at.join("dvr.log"), &[])
+}
+
+/// The `streams:` of one stream `ch1` from `inputs` (quoted, comma-separated).
+fn ch1_from(inputs: &str) -> String {
+    format!("streams:\n  ch1:\n    inputs: [ {inputs} ]\n    dvr: {{ depth: 1d, segment_duration: 2s }}\n")
+}
+
 fn wall_now() -> UtcMs {
     UtcMs(support::wall_clock_ms())
 }
@@ -392,39 +417,25 @@ fn listed_by_seq(port: u16) -> Vec<(u64, String)> {
 fn an_origin_restreams_another_with_the_same_seqs_and_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (free_tcp_port(), free_tcp_port());
-    let source_dir = dir.path().join("a");
-    std::fs::create_dir_all(&source_dir).unwrap();
-    let source_config = write_config(&source_dir, a);
-    // The restreamer: a first source that is down, then the real one.
-    let dead = free_tcp_port();
-    let restreamer_dir = dir.path().join("b");
-    std::fs::create_dir_all(&restreamer_dir).unwrap();
-    let restreamer_config = restreamer_dir.join("dvr.yaml");
-    std::fs::write(
-        &restreamer_config,
-        format!(
-            "version: 1\nhttp: {{ listen: \"127.0.0.1:{b}\" }}\narchive: file://{}/archive\n\
-             cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n\
-             streams:\n  ch1:\n    inputs: [ \"m4f://127.0.0.1:{dead}/ch1\", \"m4f://127.0.0.1:{a}/ch1\" ]\n    \
-             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
-            restreamer_dir.display()
-        ),
-    )
-    .unwrap();
-    let mut procs = Procs(vec![start(
-        &source_config,
-        &source_dir.join("data"),
-        &source_dir.join("dvr.log"),
-        &[],
+    let clip = testdata("h264_aac_720p.ts");
+    let mut procs = Procs(vec![start_origin(
+        dir.path(),
+        "a",
+        a,
+        &ch1_from(&format!("\"file://{}?loop=true\"", clip.display())),
     )]);
     wait_for("the source's tape", Duration::from_secs(60), || {
         listed_by_seq(a).len() >= 2
     });
-    procs.0.push(start(
-        &restreamer_config,
-        &restreamer_dir.join("data"),
-        &restreamer_dir.join("dvr.log"),
-        &[],
+    // The restreamer: a first source that is down, then the real one.
+    let dead = free_tcp_port();
+    procs.0.push(start_origin(
+        dir.path(),
+        "b",
+        b,
+        &ch1_from(&format!(
+            "\"m4f://127.0.0.1:{dead}/ch1\", \"m4f://127.0.0.1:{a}/ch1\""
+        )),
     ));
     // Three segments made after the restreamer came up.
     let mut on_b = Vec::new();
@@ -475,7 +486,7 @@ fn an_origin_restreams_another_with_the_same_seqs_and_bytes() {
         "the restream's counters are exported"
     );
     drop(procs);
-    let logged = std::fs::read_to_string(restreamer_dir.join("dvr.log")).unwrap();
+    let logged = std::fs::read_to_string(dir.path().join("b").join("dvr.log")).unwrap();
     assert!(
         logged.contains("restream: following"),
         "the restreamer logs its source"
@@ -491,49 +502,25 @@ fn sources_restream_what_only_and_except_let_through() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (free_tcp_port(), free_tcp_port());
     let clip = testdata("h264_aac_720p.ts");
-    let source_dir = dir.path().join("a");
-    std::fs::create_dir_all(&source_dir).unwrap();
-    let source_config = source_dir.join("dvr.yaml");
-    let mut yaml = format!(
-        "version: 1\nhttp: {{ listen: \"127.0.0.1:{a}\" }}\narchive: file://{}/archive\n\
-         cluster_key: \"${{DVR_CLUSTER_KEY}}\"\nstreams:\n",
-        source_dir.display()
-    );
+    let mut streams = "streams:\n".to_owned();
     for name in ["ch1", "ch2", "news"] {
-        yaml.push_str(&format!(
+        streams.push_str(&format!(
             "  {name}:\n    inputs: [ \"file://{}?loop=true\" ]\n    dvr: {{ depth: 1d, segment_duration: 2s }}\n",
             clip.display()
         ));
     }
-    std::fs::write(&source_config, yaml).unwrap();
-    let restreamer_dir = dir.path().join("b");
-    std::fs::create_dir_all(&restreamer_dir).unwrap();
-    let restreamer_config = restreamer_dir.join("dvr.yaml");
-    std::fs::write(
-        &restreamer_config,
-        format!(
-            "version: 1\nhttp: {{ listen: \"127.0.0.1:{b}\" }}\narchive: file://{}/archive\n\
-             cluster_key: \"${{DVR_CLUSTER_KEY}}\"\nstreams: {{}}\n\
-             sources:\n  - url: http://127.0.0.1:{a}\n    only: [ \"ch*\" ]\n    except: [ \"ch2\" ]\n    \
-             dvr: {{ depth: 1d }}\n",
-            restreamer_dir.display()
-        ),
-    )
-    .unwrap();
-    let mut procs = Procs(vec![start(
-        &source_config,
-        &source_dir.join("data"),
-        &source_dir.join("dvr.log"),
-        &[],
-    )]);
+    let mut procs = Procs(vec![start_origin(dir.path(), "a", a, &streams)]);
     wait_for("the source's tapes", Duration::from_secs(60), || {
         listed_by_seq(a).len() >= 2
     });
-    procs.0.push(start(
-        &restreamer_config,
-        &restreamer_dir.join("data"),
-        &restreamer_dir.join("dvr.log"),
-        &[],
+    procs.0.push(start_origin(
+        dir.path(),
+        "b",
+        b,
+        &format!(
+            "streams: {{}}\nsources:\n  - url: http://127.0.0.1:{a}\n    only: [ \"ch*\" ]\n    \
+             except: [ \"ch2\" ]\n    dvr: {{ depth: 1d }}\n"
+        ),
     ));
     let mut on_b = Vec::new();
     wait_for("ch1 restreamed", Duration::from_secs(60), || {
@@ -556,7 +543,7 @@ fn sources_restream_what_only_and_except_let_through() {
         assert_eq!(status, 404, "{stream}: {}", String::from_utf8_lossy(&body));
     }
     drop(procs);
-    let logged = std::fs::read_to_string(restreamer_dir.join("dvr.log")).unwrap();
+    let logged = std::fs::read_to_string(dir.path().join("b").join("dvr.log")).unwrap();
     assert!(
         logged.contains("sources: stream taken"),
         "the follower logs what it takes"
@@ -608,21 +595,7 @@ fn a_restreamer_fails_over_between_origins_of_one_tape_losing_and_repeating_noth
     let dir = tempfile::tempdir().unwrap();
     let (a, c, b) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
     let origin = |name: &str, port: u16, inputs: &str| {
-        let at = dir.path().join(name);
-        std::fs::create_dir_all(&at).unwrap();
-        let config = at.join("dvr.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: file://{}/archive\n\
-                 cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n\
-                 streams:\n  ch1:\n    inputs: [ {inputs} ]\n    \
-                 dvr: {{ depth: 1d, segment_duration: 2s }}\n",
-                at.display()
-            ),
-        )
-        .unwrap();
-        start(&config, &at.join("data"), &at.join("dvr.log"), &[])
+        start_origin(dir.path(), name, port, &ch1_from(inputs))
     };
     let clip = testdata("h264_aac_720p.ts");
     let mut procs = Procs(vec![origin(
