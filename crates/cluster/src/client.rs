@@ -142,19 +142,9 @@ impl FeedClient {
     /// has, from its API's stream list, asked with a signature (signed at
     /// `now`). At most [`MAX_LIST_BYTES`] of answer are read.
     pub async fn streams(&self, base: &str, now: UtcMs) -> Result<Vec<StreamName>, FeedError> {
-        let (url, shown, signed) = self.signed_get(base, STREAMS_PATH, "", now)?;
-        let mut request = self.http.get(url).timeout(Duration::from_secs(10));
-        for (name, value) in signed.headers() {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.map_err(|e| FeedError::Transport {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(refused(response, shown).await);
-        }
+        let (response, shown, _) = self
+            .get_signed(base, STREAMS_PATH, "", now, Some(Duration::from_secs(10)))
+            .await?;
         let body = capped_body(response, MAX_LIST_BYTES, &shown).await?;
         let list: StreamList = serde_json::from_slice(&body).map_err(|e| FeedError::Transport {
             url: shown.clone(),
@@ -165,6 +155,36 @@ impl FeedClient {
             .into_iter()
             .filter_map(|s| StreamName::new(&s.name).ok())
             .collect())
+    }
+
+    /// Sends a GET of `path?query` at `base` signed at `now` (answered
+    /// within `timeout` when given): the successful response, the URL as
+    /// shown in errors, and the request's nonce, which the answer's MACs
+    /// are bound to. An error status is a [`FeedError::Refused`].
+    async fn get_signed(
+        &self,
+        base: &str,
+        path: &str,
+        query: &str,
+        now: UtcMs,
+        timeout: Option<Duration>,
+    ) -> Result<(reqwest::Response, String, String), FeedError> {
+        let (url, shown, signed) = self.signed_get(base, path, query, now)?;
+        let mut request = self.http.get(url);
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
+        for (name, value) in signed.headers() {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| FeedError::Transport {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        if !response.status().is_success() {
+            return Err(refused(response, shown).await);
+        }
+        Ok((response, shown, signed.nonce))
     }
 
     /// The URL of `path?query` at `base`, as shown in errors, and its
@@ -219,21 +239,11 @@ impl FeedClient {
         now: UtcMs,
     ) -> Result<FeedSubscription, FeedError> {
         let query = format!("stream={stream}{}", start.query());
-        let (url, shown, signed) = self.signed_get(base, FEED_PATH, &query, now)?;
-        let mut request = self.http.get(url);
-        for (name, value) in signed.headers() {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.map_err(|e| FeedError::Transport {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        if !response.status().is_success() {
-            return Err(refused(response, shown).await);
-        }
+        // No overall timeout: the answer lasts as long as the feed.
+        let (response, shown, nonce) = self.get_signed(base, FEED_PATH, &query, now, None).await?;
         Ok(FeedSubscription {
             body: response.bytes_stream().boxed(),
-            decoder: FeedDecoder::new(self.key.clone(), signed.nonce, self.max_segment_bytes),
+            decoder: FeedDecoder::new(self.key.clone(), nonce, self.max_segment_bytes),
             url: shown,
         })
     }

@@ -212,9 +212,9 @@ impl SrtRequest for TokioRequest {
 /// would: the fuzzer then reaches the conclusion and key exchange.
 ///
 /// srt-protocol 0.4.4 panics on some handshakes (a caller that encrypts
-/// toward a stream without a passphrase: `unimplemented!("expected no
-/// secrets")`, which its access-control request gives no way to see
-/// coming). At run time that ends srt-tokio's listener task and the port
+/// toward a stream without a passphrase: its "not implemented: expected
+/// no secrets" panic, which its access-control request gives no way to
+/// see coming). At run time that ends srt-tokio's listener task and the port
 /// is bound again ([`super::listener`]); here the listener is rebuilt the
 /// same way. A panic anywhere else (our routing, the harness) is a bug and
 /// goes on unwinding. Returns how many times the listener was rebuilt.
