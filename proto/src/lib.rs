@@ -14,7 +14,7 @@ pub mod names;
 
 pub use message::{
     AuthDecision, AuthReply, AuthRequest, CatalogSummary, Event, EventKind, ExportJob, ExportState,
-    IngestReport, LeaseRecord, ProtoError, SegmentDescriptor, SessionBytes, SessionRecord,
+    IngestReport, LeaseRecord, ProtoError, ReplicationReport, SegmentDescriptor, SessionBytes, SessionRecord,
     SessionUsage, Versioned,
 };
 pub use names::*;

@@ -200,6 +200,11 @@ pub struct CatalogSummary {
     /// front); absent in summaries written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seq: Option<u64>,
+    /// A chunk just written before the newest one (a replication's
+    /// backfill), whose `.ts` key followers must catalog too: the rest of
+    /// the summary still describes the newest chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfilled: Option<String>,
 }
 
 impl Versioned for CatalogSummary {
@@ -308,6 +313,43 @@ pub struct IngestReport {
     pub discontinuities: u64,
     /// Bytes read from the playing inputs.
     pub bytes: u64,
+}
+
+/// What a replicating stream's backfill reports in
+/// [`RUNTIME_KV_BUCKET`](crate::RUNTIME_KV_BUCKET) (role `replication`):
+/// how far it copied the source's archive, for the API's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationReport {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The stream.
+    pub stream: StreamName,
+    /// The node running it.
+    pub node: String,
+    /// When this was written.
+    pub at: UtcMs,
+    /// `copying`, `idle` (nothing missing) or `failing`.
+    pub state: String,
+    /// The source copied from (`m4f://…`), while copying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Milliseconds of tape this origin lacks within its depth, as last
+    /// measured.
+    pub missing_ms: i64,
+    /// Segments copied since the recorder started.
+    pub segments: u64,
+    /// Bytes copied since the recorder started.
+    pub bytes: u64,
+    /// The last failure, until a pass succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Versioned for ReplicationReport {
+    const WHAT: &'static str = "replication report";
+    fn version(&self) -> u32 {
+        self.v
+    }
 }
 
 impl Versioned for IngestReport {

@@ -391,6 +391,13 @@ impl Validator<'_> {
                 .filter(|i| matches!(i, InputUrl::M4f { .. }))
                 .count();
             if restreamed == 0 {
+                if stream.dvr.as_ref().is_some_and(|d| d.replicate_rate.is_some()) {
+                    return self.err(
+                        *at,
+                        &format!("streams.{name}.dvr.replicate"),
+                        "replication copies another origin's archive: the stream needs m4f:// inputs",
+                    );
+                }
                 continue;
             }
             let path = format!("streams.{name}.inputs");
@@ -863,7 +870,18 @@ impl Validator<'_> {
                 ),
             );
         }
+        if parts.replicate_rate.is_some() && !parts.replicate {
+            return self.err(
+                at,
+                &format!("{path}.replicate_rate"),
+                "a replication rate without replicate: add `replicate` (the line) or `replicate: true`",
+            );
+        }
+        let replicate_rate = parts
+            .replicate
+            .then(|| parts.replicate_rate.unwrap_or(dvr::DEFAULT_REPLICATE_RATE));
         Ok(DvrConfig {
+            replicate_rate,
             root,
             depth_ms: parts.depth_ms,
             segment_duration_ms,
@@ -916,6 +934,12 @@ impl Validator<'_> {
             })?),
             None => None,
         };
+        let replicate_rate = match &map.replicate_rate {
+            Some(v) => Some(dvr::rate(&v.value.0).or_else(|m| {
+                self.err(line(v), &format!("{path}.replicate_rate"), m)
+            })?),
+            None => None,
+        };
         let schedule = match &map.schedule {
             Some(s) => Some(
                 Schedule::parse(&s.value)
@@ -936,6 +960,8 @@ impl Validator<'_> {
             max_disk_usage_percent,
             schedule,
             enabled: map.enabled.as_ref().map(|e| e.value),
+            replicate: map.replicate.as_ref().is_some_and(|r| r.value),
+            replicate_rate,
         })
     }
 }

@@ -48,5 +48,5 @@ pub use codec::{CodecSummary, TrackInfo};
 pub use segment::{
     breaks_timeline, leaves_gap, Segment, SegmentFlags, SegmentMeta, TIMELINE_GAP_TOLERANCE_MS,
 };
-pub use segmenter::{Resume, Segmenter, SegmenterConfig};
+pub use segmenter::{probe_codecs, Resume, Segmenter, SegmenterConfig};
 pub use stats::DemuxStats;

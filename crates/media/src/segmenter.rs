@@ -266,6 +266,16 @@ pub struct Segmenter {
     out: Vec<Segment>,
 }
 
+/// The codecs a stored segment's own tables and first keyframe describe
+/// (every segment starts with its PAT and PMT), as the ingest that cut it
+/// read them: for a segment taken whole from another origin.
+pub fn probe_codecs(payload: &[u8]) -> Arc<CodecSummary> {
+    let clock = Arc::new(dvr_common::SimulatedClock::new(UtcMs(0)));
+    let mut probe = Segmenter::new(SegmenterConfig::default(), clock);
+    drop(probe.push(payload));
+    Arc::clone(probe.codecs())
+}
+
 impl Segmenter {
     /// A segmenter for a new tape.
     pub fn new(config: SegmenterConfig, clock: Arc<dyn Clock>) -> Self {

@@ -43,7 +43,8 @@ pub use error::ApiError;
 pub use routes::save_mp4_alias;
 pub use state::ApiState;
 pub use status::{
-    IngestState, LastSegment, NothingRuns, RuntimeStatus, Span, StreamStatus, StreamStatusSource,
+    IngestState, LastSegment, NothingRuns, ReplicationState, RuntimeStatus, Span, StreamStatus,
+    StreamStatusSource,
 };
 pub use tape_status::TapeStatus;
 

@@ -140,4 +140,49 @@ pub struct StreamStatus {
     /// runs it (or reported within the last 30 s, on NATS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingest: Option<IngestState>,
+    /// What its replication (`dvr.replicate`) reports; absent when the
+    /// stream does not replicate or its recorder has not reported within
+    /// the last 30 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationState>,
+}
+
+/// How far a replicating stream copied its source's archive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ReplicationState {
+    /// The node running it.
+    pub node: String,
+    /// When it reported, UTC epoch milliseconds (every 10 s, every 5 s
+    /// while copying).
+    pub reported_at_ms: i64,
+    /// `copying`, `idle` (nothing it can copy) or `failing`.
+    pub state: String,
+    /// The source copied from, while copying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Milliseconds of tape within the depth this origin lacks (including
+    /// what no source has).
+    pub missing_ms: i64,
+    /// Segments copied since the recorder started.
+    pub segments: u64,
+    /// Bytes copied since the recorder started.
+    pub bytes: u64,
+    /// The last pass's failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<dvr_proto::ReplicationReport> for ReplicationState {
+    fn from(r: dvr_proto::ReplicationReport) -> Self {
+        Self {
+            node: r.node,
+            reported_at_ms: r.at.0,
+            state: r.state,
+            source: r.source,
+            missing_ms: r.missing_ms,
+            segments: r.segments,
+            bytes: r.bytes,
+            error: r.error,
+        }
+    }
 }

@@ -162,6 +162,7 @@ impl Supervisor {
             node: Arc::clone(&node),
             registry: Arc::clone(&registry),
             clock: Arc::clone(&clock),
+            cluster_key: ingest.cluster_key.clone(),
         };
         Arc::new(Self {
             node,

@@ -654,3 +654,126 @@ fn a_restreamer_fails_over_between_origins_of_one_tape_losing_and_repeating_noth
         "B logs the loss and follows C"
     );
 }
+
+/// The seq and segment URI of each segment of `stream`'s archive between
+/// `from_s` and `to_s` on `port`, or why not (the status and head).
+fn archived_by_seq(port: u16, from_s: i64, to_s: i64) -> Result<Vec<(u64, String)>, String> {
+    let path = format!("/ch1/index-{from_s}-{}.m3u8", to_s - from_s);
+    let (status, head, body) = support::get_with_head(port, &path);
+    if status != 200 {
+        return Err(format!("{status} {head}"));
+    }
+    let playlist = String::from_utf8_lossy(&body).into_owned();
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no media sequence in {playlist}"))?;
+    Ok(segments(&playlist)
+        .0
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, uri))| (first + i as u64, uri))
+        .collect())
+}
+
+#[test]
+fn a_replicating_restreamer_copies_what_its_source_recorded_before_it() {
+    const ADMIN: &str = "replication-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_tcp_port(), free_tcp_port());
+    let clip = testdata("h264_aac_720p.ts");
+    let mut procs = Procs(vec![start_origin(
+        dir.path(),
+        "a",
+        a,
+        &ch1_from(&format!("\"file://{}?loop=true\"", clip.display())),
+    )]);
+    // Some tape on the source before the restreamer exists.
+    wait_for("the source's tape", Duration::from_secs(90), || {
+        listed_by_seq(a).len() >= 6
+    });
+    let (from_s, _) = support::recorded_span(a, "ch1").unwrap();
+    procs.0.push(start_origin(
+        dir.path(),
+        "b",
+        b,
+        &format!(
+            "api: {{ tokens: [ \"{ADMIN}\" ] }}\nstreams:\n  ch1:\n    inputs: [ \"m4f://127.0.0.1:{a}/ch1\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m, replicate: true, replicate_rate: 8M }}\n"
+        ),
+    ));
+    // The restreamer follows from the source's newest segment; what came
+    // before is copied into its own archive, not answered by a redirect.
+    let mut first_on_b = None;
+    wait_for("the restreamer's tape", Duration::from_secs(60), || {
+        first_on_b = listed_by_seq(b).first().map(|(seq, _)| *seq);
+        first_on_b.is_some()
+    });
+    let mut copied = Vec::new();
+    let mut last = String::new();
+    wait_for("the copied tape", Duration::from_secs(90), || {
+        let (_, now_s) = support::recorded_span(b, "ch1").unwrap_or((0, 0));
+        match archived_by_seq(b, from_s, now_s.max(from_s + 1)) {
+            Ok(list) => {
+                copied = list;
+                copied.first().is_some_and(|(_, uri)| {
+                    archived_by_seq(a, from_s, now_s).is_ok_and(|on_a| on_a.first().map(|f| &f.1) == Some(uri))
+                })
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    let (_, now_s) = support::recorded_span(a, "ch1").unwrap();
+    let on_a = archived_by_seq(a, from_s, now_s).unwrap();
+    // Over the common range, the same seqs name the same times and bytes,
+    // with no seq twice or out of order.
+    let mut compared = 0;
+    for pair in copied.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "one seq after the other: {copied:?}");
+    }
+    for (seq, uri) in &copied {
+        let Some((_, uri_a)) = on_a.iter().find(|(s, _)| s == seq) else {
+            continue;
+        };
+        assert_eq!(uri, uri_a, "seq {seq} names the same time on both");
+        assert_eq!(
+            body_of(a, &format!("/ch1/{uri}")),
+            body_of(b, &format!("/ch1/{uri}")),
+            "seq {seq}: the same bytes"
+        );
+        compared += 1;
+    }
+    let first_on_b = first_on_b.unwrap();
+    assert!(
+        copied.iter().filter(|(s, _)| *s < first_on_b).count() >= 4,
+        "the tape before the restreamer's first segment {first_on_b} is copied: {copied:?} ({last})"
+    );
+    assert!(compared >= 6, "{compared} compared: {copied:?} / {on_a:?}");
+    // Status and metrics say what was copied.
+    let segments_copied = support::metric_sample(b, "dvr_recorder_backfilled_segments_total{stream=\"ch1\"}")
+        .unwrap_or(0.0);
+    assert!(segments_copied >= 4.0, "{segments_copied} segments copied");
+    let (status, _, body) = support::send_with(
+        b,
+        "GET",
+        "/api/v1/streams/ch1/status",
+        &format!("Authorization: Bearer {ADMIN}\r\n"),
+        "",
+    );
+    assert_eq!(status, 200);
+    let replication = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["replication"].clone();
+    assert!(replication["segments"].as_u64().unwrap() >= 4, "{replication}");
+    assert!(replication["bytes"].as_u64().unwrap() > 0, "{replication}");
+    assert!(replication["error"].is_null(), "{replication}");
+    drop(procs);
+    let logged = std::fs::read_to_string(dir.path().join("b").join("dvr.log")).unwrap();
+    assert!(logged.contains("replication: chunk copied"), "the copy is logged");
+    assert!(!logged.contains(KEY), "the cluster key is in the restreamer's log");
+    if std::env::var_os("KEEP_LOG").is_some() {
+        std::fs::copy(dir.path().join("b").join("dvr.log"), "/tmp/replication-b.log").unwrap();
+    }
+}

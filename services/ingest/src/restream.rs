@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use dvr_cluster::{ClusterKey, FeedClient, FeedItem, FeedSegment, FeedStart, FeedSubscription};
-use dvr_common::{Clock, SimulatedClock, StreamName, UtcMs};
-use dvr_media::{CodecSummary, Segment, Segmenter, SegmenterConfig};
+use dvr_common::{Clock, StreamName, UtcMs};
+use dvr_media::{probe_codecs, Segment};
 use tracing::{debug, info, warn};
 
 use crate::config::IngestConfig;
@@ -103,14 +103,6 @@ fn place(at: &Position, seq: u64, start: UtcMs) -> Placement {
     }
 }
 
-/// The codecs a segment's own tables and first keyframe describe.
-fn codecs_of(payload: &[u8]) -> Arc<CodecSummary> {
-    let clock = Arc::new(SimulatedClock::new(UtcMs(0)));
-    let mut probe = Segmenter::new(SegmenterConfig::default(), clock);
-    drop(probe.push(payload));
-    Arc::clone(probe.codecs())
-}
-
 struct Restream<'a, S> {
     name: &'a str,
     sink: S,
@@ -150,7 +142,7 @@ impl<S: SegmentSink> Restream<'_, S> {
             duration: meta.duration,
             utc_start: meta.utc_start,
             flags,
-            codecs: codecs_of(&s.payload),
+            codecs: probe_codecs(&s.payload),
             payload: s.payload,
         };
         let end = segment.utc_end();

@@ -154,6 +154,16 @@ fn restreamed_from(config: &StreamConfig) -> Vec<String> {
 /// Brings `store`'s catalog of `stream` up to a recorder's announcement;
 /// see the module docs. Failures are logged: the next summary tries again.
 pub async fn apply_summary(store: &ArchiveStore, stream: &StreamName, summary: &CatalogSummary) {
+    // A replication's chunk older than the newest: cataloged first (a
+    // re-listing, as it does not continue the catalog).
+    if let Some(backfilled) = &summary.backfilled {
+        if let Err(e) = store
+            .follow_chunk(stream, backfilled, summary.first_seq)
+            .await
+        {
+            warn!(stream = %stream, error = %e, "cannot catalog a replicated chunk");
+        }
+    }
     match store
         .follow_chunk(stream, &summary.last_chunk, summary.first_seq)
         .await

@@ -8,8 +8,10 @@
 //! keys: nothing is lost and nothing is duplicated.
 //!
 //! [`RecorderWorker`] is one stream's recorder as a process runs it, with
-//! the announcement of its chunks to the other processes.
+//! the announcement of its chunks to the other processes, and with
+//! [`Backfill`], the replication of a restreamed stream's older tape.
 
+pub mod backfill;
 pub mod config;
 pub mod disk;
 pub mod metrics;
@@ -17,6 +19,7 @@ pub mod recorder;
 pub mod upload;
 pub mod worker;
 
+pub use backfill::Backfill;
 pub use config::RecorderConfig;
 pub use disk::DiskMeter;
 pub use recorder::{RecorderError, RetentionError, StreamRecorder};

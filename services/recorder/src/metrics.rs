@@ -62,6 +62,10 @@ struct RecorderMetrics {
     retention_deletions: Family<StreamLabel, Counter>,
     retention_deleted_bytes: Family<StreamLabel, Counter>,
     unscheduled_segments: Family<StreamLabel, Counter>,
+    backfilled_segments: Family<StreamLabel, Counter>,
+    backfilled_bytes: Family<StreamLabel, Counter>,
+    backfill_errors: Family<StreamLabel, Counter>,
+    backfill_missing_seconds: Family<StreamLabel, Gauge>,
 }
 
 /// The streams whose series exist, by holder count.
@@ -74,8 +78,11 @@ const PLACES: [&str; 3] = ["upload", "retention", "live_log"];
 impl RecorderMetrics {
     /// The per-stream counters, created at zero when a stream starts and
     /// removed when its last holder stops.
-    fn stream_counters(&self) -> [&Family<StreamLabel, Counter>; 6] {
+    fn stream_counters(&self) -> [&Family<StreamLabel, Counter>; 9] {
         [
+            &self.backfilled_segments,
+            &self.backfilled_bytes,
+            &self.backfill_errors,
             &self.segments,
             &self.unscheduled_segments,
             &self.uploaded_bytes,
@@ -101,6 +108,10 @@ static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
         retention_deletions: Family::default(),
         retention_deleted_bytes: Family::default(),
         unscheduled_segments: Family::default(),
+        backfilled_segments: Family::default(),
+        backfilled_bytes: Family::default(),
+        backfill_errors: Family::default(),
+        backfill_missing_seconds: Family::default(),
     };
     dvr_telemetry::metrics::register(|r| {
         r.register(
@@ -173,6 +184,28 @@ static METRICS: LazyLock<RecorderMetrics> = LazyLock::new(|| {
             "dvr_recorder_unscheduled_segments",
             "Segments left out of the archive because they were made outside the stream's recording schedule (dvr.schedule)",
             m.unscheduled_segments.clone(),
+        );
+        r.register(
+            "dvr_recorder_backfilled_segments",
+            "Segments copied from a source's archive by replication (dvr.replicate)",
+            m.backfilled_segments.clone(),
+        );
+        r.register_with_unit(
+            "dvr_recorder_backfilled",
+            "Bytes copied from a source's archive by replication",
+            Unit::Bytes,
+            m.backfilled_bytes.clone(),
+        );
+        r.register(
+            "dvr_recorder_backfill_errors",
+            "Replication passes that stopped on an error (no source, a broken feed, the archive)",
+            m.backfill_errors.clone(),
+        );
+        r.register_with_unit(
+            "dvr_recorder_backfill_missing",
+            "Tape within the depth that this origin lacks and replication looks for",
+            Unit::Seconds,
+            m.backfill_missing_seconds.clone(),
         );
     });
     m
@@ -270,6 +303,28 @@ impl StreamMetrics {
             .inc_by(count as u64);
     }
 
+    /// Replication wrote a chunk of `segments` and `bytes`.
+    pub(crate) fn backfilled(&self, segments: u64, bytes: u64) {
+        let m = &*METRICS;
+        m.backfilled_segments
+            .get_or_create(&self.stream)
+            .inc_by(segments);
+        m.backfilled_bytes.get_or_create(&self.stream).inc_by(bytes);
+    }
+
+    /// A replication pass stopped on an error.
+    pub(crate) fn backfill_failed(&self) {
+        METRICS.backfill_errors.get_or_create(&self.stream).inc();
+    }
+
+    /// The tape replication looks for, in milliseconds.
+    pub(crate) fn missing(&self, ms: i64) {
+        METRICS
+            .backfill_missing_seconds
+            .get_or_create(&self.stream)
+            .set(ms / 1000);
+    }
+
     /// A copy that failed and will be retried.
     pub(crate) fn copy_failed(&self, error: &RecorderError) {
         let m = &*METRICS;
@@ -314,6 +369,7 @@ impl StreamMetrics {
             &m.copy_interval_seconds,
             &m.hot_tier_seconds,
             &m.last_chunk_timestamp_seconds,
+            &m.backfill_missing_seconds,
         ] {
             family.remove(stream);
         }

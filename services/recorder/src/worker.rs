@@ -18,13 +18,13 @@ use dvr_common::config::{DvrConfig, StreamConfig};
 use dvr_common::{Clock, StreamName};
 use dvr_proto::{
     catalog_key, CatalogSummary, EventKind, Versioned, CATALOG_KV_BUCKET, LOCKS_KV_BUCKET,
-    PROTO_VERSION,
+    PROTO_VERSION, RUNTIME_KV_BUCKET,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::{DiskMeter, RecorderConfig, StreamRecorder};
+use crate::{Backfill, DiskMeter, RecorderConfig, StreamRecorder};
 
 /// What every stream's recorder in this process shares.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct RecorderContext {
     /// The archive stores, shared with the packager and the API.
     pub registry: Arc<ArchiveRegistry>,
     pub clock: Arc<dyn Clock>,
+    /// Signs a replicating stream's requests to its sources (`m4f://`);
+    /// `None` without `cluster_key`.
+    pub cluster_key: Option<dvr_cluster::ClusterKey>,
 }
 
 /// One stream's running recorder; see the module docs.
@@ -81,12 +84,12 @@ impl RecorderWorker {
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let recorder = StreamRecorder::new(
             name.clone(),
-            log,
+            Arc::clone(&log),
             Arc::clone(&store),
             Arc::clone(&ctx.clock),
             recorder_config,
         )
-        .with_observer(chunks_tx)
+        .with_observer(chunks_tx.clone())
         .skipping_to(skip_to)
         // Retention holds the key the API holds while it edits locks.
         .with_lock_edits(Exclusive::new(
@@ -97,15 +100,35 @@ impl RecorderWorker {
             Some(path) => recorder.with_disk(DiskMeter::new(path)),
             None => recorder,
         };
-        info!(stream = %name, after_seq = ?recorder.archived_seq(), "recorder started");
+        let backfill = match Backfill::new(
+            name,
+            config,
+            ctx.cluster_key.as_ref(),
+            Arc::clone(&store),
+            log,
+            Arc::clone(&ctx.clock),
+        ) {
+            Ok(Some(b)) => Some(
+                b.with_observer(chunks_tx.clone())
+                    .with_report(ctx.node.kv(RUNTIME_KV_BUCKET).await?, &ctx.node.id),
+            ),
+            Ok(None) => None,
+            Err(e) => anyhow::bail!("stream {name}: dvr.replicate: {e}"),
+        };
+        drop(chunks_tx);
+        info!(stream = %name, after_seq = ?recorder.archived_seq(), replicates = backfill.is_some(), "recorder started");
         let (stop, stop_rx) = watch::channel(false);
         let announcer = ctx.clone();
         let stream = name.clone();
         let task = tokio::spawn(async move {
             let announce = tokio::spawn(announce_chunks(announcer, stream, store, chunks));
+            let backfill = backfill.map(|b| tokio::spawn(b.run(stop_rx.clone())));
             recorder.run(stop_rx).await;
-            // The recorder dropped its sender: the announcer ends after the
-            // last chunk.
+            if let Some(b) = backfill {
+                let _ = b.await;
+            }
+            // The recorder and the backfill dropped their senders: the
+            // announcer ends after the last chunk.
             let _ = announce.await;
         });
         Ok(Some(Self {
@@ -132,13 +155,25 @@ impl RecorderWorker {
 /// The catalog summary announcing `entry`, the chunk just written, with
 /// the oldest segment `store` still keeps, so followers forget what
 /// retention deleted.
+/// A chunk older than the newest (a replication's backfill) is named in
+/// `backfilled`, the rest describing the newest chunk as always.
 pub fn catalog_summary(store: &ArchiveStore, entry: &ChunkEntry) -> CatalogSummary {
+    let newest = store
+        .chunks(&entry.key.stream)
+        .into_iter()
+        .max_by_key(|c| c.last_seq)
+        .filter(|n| n.last_seq > entry.last_seq);
+    let (last, backfilled) = match &newest {
+        Some(n) => (n, Some(entry.key.ts_key())),
+        None => (entry, None),
+    };
     CatalogSummary {
         v: PROTO_VERSION,
-        last_seq: entry.last_seq,
-        last_chunk: entry.key.ts_key(),
-        to: entry.utc_end,
+        last_seq: last.last_seq,
+        last_chunk: last.key.ts_key(),
+        to: last.utc_end,
         first_seq: store.first_seq(&entry.key.stream),
+        backfilled,
     }
 }
 

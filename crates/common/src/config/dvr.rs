@@ -21,6 +21,11 @@ pub fn default_copy_interval_ms() -> i64 {
     3_600_000
 }
 
+/// Default rate of a replication's backfill: 64 MiB/s a stream, some
+/// hundred times real time for a broadcast channel, a small share of a
+/// server's network.
+pub const DEFAULT_REPLICATE_RATE: u64 = 64 << 20;
+
 /// Shortest accepted target segment duration.
 pub const MIN_SEGMENT_DURATION_MS: i64 = 500;
 /// Longest accepted target segment duration (the segmenter's hard cut).
@@ -58,6 +63,10 @@ pub struct DvrConfig {
     /// configured, not recording until `dvr_enable` (the API's
     /// `POST /api/v1/streams/S/dvr/enable`) sets it. Default `true`.
     pub enabled: bool,
+    /// The seeds' `replicate`: a restreamed stream (`m4f://` inputs) also
+    /// copies the source's archived tape it lacks, within `depth`, at no
+    /// more than this many bytes a second. `None`: no backfill.
+    pub replicate_rate: Option<u64>,
 }
 
 /// The one-line form split into its parts, before defaults and bounds.
@@ -71,12 +80,16 @@ pub(crate) struct DvrLine {
     pub max_disk_usage_percent: Option<u8>,
     pub schedule: Option<Schedule>,
     pub enabled: Option<bool>,
+    pub replicate: bool,
+    pub replicate_rate: Option<u64>,
 }
 
 /// Parses `PATH [DEPTH] [N%] [SIZE] [schedule=…] [copy=URI]
-/// [segment_duration=D] [copy_interval=D] [offline]` (`offline`: the
-/// seeds' `dvr_offline`, configured but not recording). A bare number as depth is
-/// minutes, as in the seeds (`dvr /storage 10080`). Errors name the token.
+/// [segment_duration=D] [copy_interval=D] [offline] [replicate]
+/// [replicate_rate=SIZE]` (`offline`: the seeds' `dvr_offline`, configured
+/// but not recording; `replicate`: the seeds' archive replication, a
+/// rate in bytes a second). A bare number as depth is minutes, as in the
+/// seeds (`dvr /storage 10080`). Errors name the token.
 pub(crate) fn parse_dvr_line(line: &str) -> Result<DvrLine, String> {
     let mut tokens = line.split_whitespace();
     let first = tokens.next().ok_or("empty dvr line")?;
@@ -88,6 +101,8 @@ pub(crate) fn parse_dvr_line(line: &str) -> Result<DvrLine, String> {
         let bad = |reason: &str| format!("dvr token {token:?}: {reason}");
         if token == "offline" {
             out.enabled = Some(false);
+        } else if token == "replicate" {
+            out.replicate = true;
         } else if let Some((key, value)) = token.split_once('=') {
             match key {
                 "schedule" => out.schedule = Some(Schedule::parse(value).map_err(|e| bad(&e))?),
@@ -100,6 +115,9 @@ pub(crate) fn parse_dvr_line(line: &str) -> Result<DvrLine, String> {
                 }
                 "segment_duration" => out.segment_duration_ms = Some(duration(value).map_err(bad)?),
                 "copy_interval" => out.copy_interval_ms = Some(duration(value).map_err(bad)?),
+                "replicate_rate" => {
+                    out.replicate_rate = Some(rate(value).map_err(|e| bad(&e))?);
+                }
                 _ => return Err(format!("unknown dvr token {token:?}")),
             }
         } else if token.ends_with('%') {
@@ -120,6 +138,17 @@ pub(crate) fn parse_dvr_line(line: &str) -> Result<DvrLine, String> {
         }
     }
     Ok(out)
+}
+
+/// A replication rate: a size a second (`200M`), at least 1 MiB.
+pub fn rate(s: &str) -> Result<u64, String> {
+    let bytes = parse_size_bytes(s).map_err(|e| format!("invalid size {s:?}: {e}"))?;
+    if bytes < 1 << 20 {
+        return Err(format!(
+            "{s:?} a second is below 1M: a backfill that slow never catches up"
+        ));
+    }
+    Ok(bytes)
 }
 
 fn duration(s: &str) -> Result<i64, &'static str> {
@@ -203,6 +232,9 @@ mod tests {
         assert_eq!(l.depth_ms, Some(6 * 3_600_000));
         assert_eq!(l.max_disk_usage_percent, Some(90));
         assert_eq!(l.schedule.map(|s| s.intervals), Some(vec![(480, 960)]));
+        let l = parse_dvr_line("/storage 7d replicate replicate_rate=200M").unwrap();
+        assert!(l.replicate);
+        assert_eq!(l.replicate_rate, Some(200 << 20));
         let l = parse_dvr_line("/storage 10080").unwrap();
         assert_eq!(l.depth_ms, Some(7 * 86_400_000), "a bare number is minutes");
         let e = parse_dvr_line("/storage copy=s3://bucket/tv 10G").unwrap_err();
@@ -220,8 +252,8 @@ mod tests {
     #[test]
     fn one_line_errors_name_the_token() {
         assert_eq!(
-            parse_dvr_line("/storage 3d replicate").unwrap_err(),
-            r#"unknown dvr token "replicate""#
+            parse_dvr_line("/storage 3d replicat").unwrap_err(),
+            r#"unknown dvr token "replicat""#
         );
         assert_eq!(
             parse_dvr_line("/storage 3x").unwrap_err(),

@@ -267,6 +267,10 @@ pub(crate) struct RawDvrMap {
     pub schedule: Option<Spanned<String>>,
     #[serde(default)]
     pub enabled: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub replicate: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub replicate_rate: Option<Spanned<Scalar>>,
 }
 
 impl<'de> Deserialize<'de> for RawDvr {

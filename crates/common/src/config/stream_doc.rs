@@ -105,6 +105,10 @@ impl Serialize for DvrConfig {
             map.serialize_entry("schedule", &sched.to_string())?;
         }
         map.serialize_entry("enabled", &self.enabled)?;
+        if let Some(rate) = self.replicate_rate {
+            map.serialize_entry("replicate", &true)?;
+            map.serialize_entry("replicate_rate", &format_size_bytes(rate))?;
+        }
         map.end()
     }
 }

@@ -58,6 +58,7 @@ fn the_full_config_reads_every_field() {
                 intervals: vec![(480, 960), (1320, 90)]
             }),
             enabled: true,
+            replicate_rate: None,
         }
     );
     let news = c.streams[&name("news/hd")].dvr.clone().unwrap();
@@ -78,7 +79,7 @@ fn a_wrong_key_names_line_stream_and_key() {
     assert_eq!(e.line, Some(7));
     assert_eq!(
         e.to_string(),
-        "config.yaml line 7: streams.ort.dvr: unknown field `dpeth`, expected one of root, depth, segment_duration, copy_interval, max_size, max_disk_usage, schedule, enabled"
+        "config.yaml line 7: streams.ort.dvr: unknown field `dpeth`, expected one of root, depth, segment_duration, copy_interval, max_size, max_disk_usage, schedule, enabled, replicate, replicate_rate"
     );
 }
 
@@ -114,7 +115,17 @@ fn semantic_errors() {
     );
     assert_eq!(
         error_of(&format!("{base}    dvr: \"/storage 3d replicate\"\n")),
-        r#"config.yaml line 6: streams.s.dvr: unknown dvr token "replicate""#
+        "config.yaml line 4: streams.s.dvr.replicate: replication copies another origin's archive: the stream needs m4f:// inputs"
+    );
+    assert_eq!(
+        error_of(&format!("{base}    dvr: {{ replicate_rate: 10M }}\n")),
+        "config.yaml line 6: streams.s.dvr.replicate_rate: a replication rate without replicate: add `replicate` (the line) or `replicate: true`"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{base}    dvr: {{ replicate: true, replicate_rate: 100K }}\n"
+        )),
+        "config.yaml line 6: streams.s.dvr.replicate_rate: \"100K\" a second is below 1M: a backfill that slow never catches up"
     );
     // Accepted means applied: what the DVR does not do is refused.
     assert_eq!(

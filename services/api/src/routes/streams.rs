@@ -8,14 +8,14 @@ use axum::Json;
 use bytes::Bytes;
 use dvr_common::config::{InputUrl, StreamConfig};
 use dvr_common::StreamName;
-use dvr_proto::{runtime_key, stream_config_key, IngestReport, Versioned};
+use dvr_proto::{runtime_key, stream_config_key, IngestReport, ReplicationReport, Versioned};
 use tracing::{debug, info};
 
 use super::StreamParam;
 use crate::error::{ApiError, ErrorBody};
 use crate::schema::{DvrSwitch, StatusList, StreamDoc, StreamEntry, StreamList};
 use crate::state::{bus_error, ApiState, AppState};
-use crate::status::{IngestState, StreamStatus};
+use crate::status::StreamStatus;
 
 pub(crate) fn entry_json(name: &StreamName, revision: u64, config: &StreamConfig) -> StreamEntry {
     StreamEntry {
@@ -77,7 +77,11 @@ impl ApiState {
 
     pub(crate) async fn status_of(&self, name: &StreamName, config: &StreamConfig) -> StreamStatus {
         let runtime = self.status.runtime(name, config).await;
-        let ingest = self.ingest_report(name).await;
+        let ingest = self.report::<IngestReport>("ingest", name).await.map(Into::into);
+        let replication = self
+            .report::<ReplicationReport>("replication", name)
+            .await
+            .map(Into::into);
         let dvr_enabled = config.dvr.as_ref().is_some_and(|d| d.enabled);
         let running = ingest.is_some() || runtime.as_ref().is_some_and(|r| r.source_alive);
         let mut runtime = runtime.unwrap_or_default();
@@ -90,18 +94,19 @@ impl ApiState {
             running,
             runtime,
             ingest,
+            replication,
         }
     }
 
-    /// The ingest's report from the runtime bucket; `None` without a
+    /// What `role` reports in the runtime bucket; `None` without a
     /// bucket, a report, or one this build reads (logged).
-    async fn ingest_report(&self, name: &StreamName) -> Option<IngestState> {
+    async fn report<R: Versioned>(&self, role: &str, name: &StreamName) -> Option<R> {
         let kv = self.runtime.as_ref()?;
-        let entry = kv.get(&runtime_key("ingest", name)).await.ok()??;
-        match IngestReport::decode(&entry.value) {
-            Ok(report) => Some(report.into()),
+        let entry = kv.get(&runtime_key(role, name)).await.ok()??;
+        match R::decode(&entry.value) {
+            Ok(report) => Some(report),
             Err(e) => {
-                debug!(stream = %name, error = %e, "unreadable ingest report");
+                debug!(stream = %name, role, error = %e, "unreadable runtime report");
                 None
             }
         }
