@@ -119,8 +119,7 @@ pub fn holes(held: &[Held], floor: UtcMs, before_first: bool) -> Vec<Hole> {
     let Some(first) = held.first() else {
         return out;
     };
-    if before_first && first.first_seq > 0 && first.start.0 - floor.0 > TIMELINE_GAP_TOLERANCE_MS
-    {
+    if before_first && first.first_seq > 0 && first.start.0 - floor.0 > TIMELINE_GAP_TOLERANCE_MS {
         out.push(Hole {
             from: floor,
             to: first.start,
@@ -379,7 +378,8 @@ impl Backfill {
                 last_seq: c.last_seq,
             })
             .collect();
-        if let (Ok(Some(oldest)), Ok(Some(newest))) = (self.log.oldest().await, self.log.newest().await)
+        if let (Ok(Some(oldest)), Ok(Some(newest))) =
+            (self.log.oldest().await, self.log.newest().await)
         {
             held.push(Held {
                 start: oldest.utc_start,
@@ -403,7 +403,12 @@ impl Backfill {
         }
         match self.dvr.max_size_bytes {
             Some(max) => {
-                let held: u64 = self.archive.chunks(&self.stream).iter().map(|c| c.bytes).sum();
+                let held: u64 = self
+                    .archive
+                    .chunks(&self.stream)
+                    .iter()
+                    .map(|c| c.bytes)
+                    .sum();
                 held < max / 10 * 9
             }
             None => true,
@@ -439,9 +444,17 @@ impl Backfill {
                 }
             }
         }
-        if failed.is_none() && holes.iter().any(|h| !self.settled.contains_key(&(h.after, h.before)))
+        if failed.is_none()
+            && holes
+                .iter()
+                .any(|h| !self.settled.contains_key(&(h.after, h.before)))
         {
-            self.progress.missing_ms = self.holes_now().await.iter().map(|h| h.to.0 - h.from.0).sum();
+            self.progress.missing_ms = self
+                .holes_now()
+                .await
+                .iter()
+                .map(|h| h.to.0 - h.from.0)
+                .sum();
             self.metrics.missing(self.progress.missing_ms);
         }
         self.progress.error = failed;
@@ -525,11 +538,7 @@ impl Backfill {
     /// index that makes it exist. Returns its segments.
     async fn commit(&mut self, mut spool: Spool) -> Result<u64, BackfillError> {
         spool.writer.flush().await?;
-        let key = ChunkKey::new(
-            self.stream.clone(),
-            spool.first.utc_start,
-            spool.first.seq,
-        );
+        let key = ChunkKey::new(self.stream.clone(), spool.first.utc_start, spool.first.seq);
         let ts_key = key.ts_key();
         let archive_err = |source: StoreError| BackfillError::Archive {
             key: ts_key.clone(),
@@ -636,7 +645,12 @@ mod tests {
             "seq 0 first: nothing can come before it"
         );
         // Consecutive seqs with a time gap: the source has the gap too.
-        assert!(holes(&[held(0, 10_000, 5, 9), held(50_000, 60_000, 10, 14)], UtcMs(0), true).is_empty());
+        assert!(holes(
+            &[held(0, 10_000, 5, 9), held(50_000, 60_000, 10, 14)],
+            UtcMs(0),
+            true
+        )
+        .is_empty());
         // Before the first stretch, from the floor; not at all when told.
         let later = [held(50_000, 60_000, 500, 504)];
         assert_eq!(
@@ -676,7 +690,15 @@ mod tests {
         assert_eq!(step(&hole, &meta(5, 10_000)), Step::Keep);
         assert_eq!(step(&hole, &meta(9, 18_000)), Step::Keep);
         assert_eq!(step(&hole, &meta(10, 20_000)), Step::Done);
-        assert_eq!(step(&hole, &meta(8, 20_000)), Step::Done, "time past the hole");
-        assert_eq!(step(&hole, &meta(8, 19_000)), Step::Done, "ends past the hole");
+        assert_eq!(
+            step(&hole, &meta(8, 20_000)),
+            Step::Done,
+            "time past the hole"
+        );
+        assert_eq!(
+            step(&hole, &meta(8, 19_000)),
+            Step::Done,
+            "ends past the hole"
+        );
     }
 }
