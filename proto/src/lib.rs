@@ -14,8 +14,8 @@ pub mod names;
 
 pub use message::{
     AuthDecision, AuthReply, AuthRequest, CatalogSummary, Event, EventKind, ExportJob, ExportState,
-    IngestReport, LeaseRecord, ProtoError, ReplicationReport, SegmentDescriptor, SessionBytes, SessionRecord,
-    SessionUsage, Versioned,
+    IngestReport, LeaseRecord, ProtoError, ReplicationReport, SegmentDescriptor, SessionBytes,
+    SessionRecord, SessionUsage, Versioned,
 };
 pub use names::*;
 

@@ -391,7 +391,11 @@ impl Validator<'_> {
                 .filter(|i| matches!(i, InputUrl::M4f { .. }))
                 .count();
             if restreamed == 0 {
-                if stream.dvr.as_ref().is_some_and(|d| d.replicate_rate.is_some()) {
+                if stream
+                    .dvr
+                    .as_ref()
+                    .is_some_and(|d| d.replicate_rate.is_some())
+                {
                     return self.err(
                         *at,
                         &format!("streams.{name}.dvr.replicate"),
@@ -935,9 +939,10 @@ impl Validator<'_> {
             None => None,
         };
         let replicate_rate = match &map.replicate_rate {
-            Some(v) => Some(dvr::rate(&v.value.0).or_else(|m| {
-                self.err(line(v), &format!("{path}.replicate_rate"), m)
-            })?),
+            Some(v) => Some(
+                dvr::rate(&v.value.0)
+                    .or_else(|m| self.err(line(v), &format!("{path}.replicate_rate"), m))?,
+            ),
             None => None,
         };
         let schedule = match &map.schedule {

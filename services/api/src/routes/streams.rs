@@ -77,7 +77,10 @@ impl ApiState {
 
     pub(crate) async fn status_of(&self, name: &StreamName, config: &StreamConfig) -> StreamStatus {
         let runtime = self.status.runtime(name, config).await;
-        let ingest = self.report::<IngestReport>("ingest", name).await.map(Into::into);
+        let ingest = self
+            .report::<IngestReport>("ingest", name)
+            .await
+            .map(Into::into);
         let replication = self
             .report::<ReplicationReport>("replication", name)
             .await
