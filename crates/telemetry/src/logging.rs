@@ -17,6 +17,7 @@ use std::str::FromStr;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -107,7 +108,8 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the process's subscriber: `format` lines to stderr filtered by
-/// `RUST_LOG` (default `info`), and OTLP span export named `service` when
+/// `RUST_LOG` (default `info`, and never below `info` for the request
+/// signers, see [`shows_no_credentials`]), and OTLP span export named `service` when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Call once, outside any async
 /// runtime (the exporter's HTTP client runs its own).
 pub fn init(format: LogFormat, service: &str) -> Result<TelemetryGuard, TelemetryError> {
@@ -141,10 +143,22 @@ pub fn init(format: LogFormat, service: &str) -> Result<TelemetryGuard, Telemetr
         crate::propagation::install();
     }
     tracing_subscriber::registry()
-        .with(lines.and_then(otel).with_filter(filter))
+        .with(
+            lines
+                .and_then(otel)
+                .with_filter(filter.and(filter_fn(shows_no_credentials))),
+        )
         .try_init()
         .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// Whether an event may be logged without exposing a storage secret: the
+/// object-store request signers (`reqsign*`) print their whole credential
+/// provider, secret key included, at `debug`, so their events below `info`
+/// are dropped whatever `RUST_LOG` asks for.
+fn shows_no_credentials(meta: &tracing::Metadata<'_>) -> bool {
+    !(meta.target().starts_with("reqsign") && *meta.level() > tracing::Level::INFO)
 }
 
 fn tracer_provider(service: &str, endpoint: &str) -> Result<SdkTracerProvider, TelemetryError> {
@@ -182,5 +196,39 @@ mod tests {
         }
         let err = "xml".parse::<LogFormat>().unwrap_err();
         assert!(err.contains("json or text"), "{err}");
+    }
+
+    #[test]
+    fn signers_debug_lines_stay_out_even_at_rust_log_debug() {
+        use std::sync::{Arc, Mutex};
+        let written = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = written.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || SharedBuf(sink.clone()))
+                .with_filter(EnvFilter::new("debug").and(filter_fn(shows_no_credentials))),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "reqsign_core::api", "secret_access_key: s3cr3t");
+            tracing::warn!(target: "reqsign_core::api", "credential expired");
+            tracing::debug!(target: "dvr_storage::s3", "put ch1/seg");
+        });
+        let written = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert!(!written.contains("s3cr3t"), "{written}");
+        assert!(written.contains("credential expired"), "{written}");
+        assert!(written.contains("put ch1/seg"), "{written}");
+    }
+
+    struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedBuf {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
