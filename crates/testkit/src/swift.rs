@@ -15,7 +15,7 @@ use crate::s3::s3_storage_config;
 /// The tempauth user of the one-node Swift (also its S3 access key).
 pub const SWIFT_USER: &str = "test:tester";
 /// The tempauth key of [`SWIFT_USER`] (also its S3 secret key).
-pub const SWIFT_KEY: &str = "testing";
+pub const SWIFT_KEY: &str = "swift-test-key-5e81c0";
 
 /// A one-node Swift under a temp directory: memcached, account, container,
 /// object and proxy servers (tempauth, s3api, slo, bulk).

@@ -41,6 +41,17 @@ fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
 
 /// `dvr run` with the cluster key in its environment, its log in `log`.
 fn start(config: &Path, data: &Path, log: &Path, extra: &[&str]) -> Child {
+    start_with_env(config, data, log, extra, &[])
+}
+
+/// [`start`] with `env` set too.
+fn start_with_env(
+    config: &Path,
+    data: &Path,
+    log: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let log = std::fs::File::create(log).unwrap();
     Command::new(dvr_bin())
         .args(["run", "--config"])
@@ -48,6 +59,7 @@ fn start(config: &Path, data: &Path, log: &Path, extra: &[&str]) -> Child {
         .arg("--data-dir")
         .arg(data)
         .args(extra)
+        .envs(env.iter().copied())
         .env("DVR_CLUSTER_KEY", KEY)
         .env("RUST_LOG", "debug")
         .stdout(log.try_clone().unwrap())
@@ -61,19 +73,54 @@ fn start(config: &Path, data: &Path, log: &Path, extra: &[&str]) -> Child {
 /// `sources:`) after the common head of the config; its log in
 /// `dir/name/dvr.log`.
 fn start_origin(dir: &Path, name: &str, port: u16, body: &str) -> Child {
+    let archive = format!("file://{}/archive", dir.join(name).display());
+    start_origin_on(dir, name, port, &Store::new(&archive), body)
+}
+
+/// Where an origin keeps its archive: the root, the `storage:` section's
+/// body (indented by two, empty for files) and the secrets' variables.
+struct Store<'a> {
+    archive: &'a str,
+    storage: String,
+    env: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Store<'a> {
+    fn new(archive: &'a str) -> Self {
+        Self {
+            archive,
+            storage: String::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// [`start_origin`] with its archive in `store`.
+fn start_origin_on(dir: &Path, name: &str, port: u16, store: &Store<'_>, body: &str) -> Child {
     let at = dir.join(name);
     std::fs::create_dir_all(&at).unwrap();
     let config = at.join("dvr.yaml");
+    let storage = if store.storage.is_empty() {
+        String::new()
+    } else {
+        format!("storage:\n{}", store.storage)
+    };
     std::fs::write(
         &config,
         format!(
-            "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: file://{}/archive\n\
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{port}\" }}\narchive: {}\n{storage}\
              cluster_key: \"${{DVR_CLUSTER_KEY}}\"\n{body}",
-            at.display()
+            store.archive
         ),
     )
     .unwrap();
-    start(&config, &at.join("data"), &at.join("dvr.log"), &[])
+    start_with_env(
+        &config,
+        &at.join("data"),
+        &at.join("dvr.log"),
+        &[],
+        &store.env,
+    )
 }
 
 /// The `streams:` of one stream `ch1` from `inputs` (quoted, comma-separated).
@@ -718,7 +765,8 @@ fn a_replicating_restreamer_copies_what_its_source_recorded_before_it() {
             Ok(list) => {
                 copied = list;
                 copied.first().is_some_and(|(_, uri)| {
-                    archived_by_seq(a, from_s, now_s).is_ok_and(|on_a| on_a.first().map(|f| &f.1) == Some(uri))
+                    archived_by_seq(a, from_s, now_s)
+                        .is_ok_and(|on_a| on_a.first().map(|f| &f.1) == Some(uri))
                 })
             }
             Err(e) => {
@@ -733,7 +781,11 @@ fn a_replicating_restreamer_copies_what_its_source_recorded_before_it() {
     // with no seq twice or out of order.
     let mut compared = 0;
     for pair in copied.windows(2) {
-        assert_eq!(pair[1].0, pair[0].0 + 1, "one seq after the other: {copied:?}");
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "one seq after the other: {copied:?}"
+        );
     }
     for (seq, uri) in &copied {
         let Some((_, uri_a)) = on_a.iter().find(|(s, _)| s == seq) else {
@@ -754,8 +806,9 @@ fn a_replicating_restreamer_copies_what_its_source_recorded_before_it() {
     );
     assert!(compared >= 6, "{compared} compared: {copied:?} / {on_a:?}");
     // Status and metrics say what was copied.
-    let segments_copied = support::metric_sample(b, "dvr_recorder_backfilled_segments_total{stream=\"ch1\"}")
-        .unwrap_or(0.0);
+    let segments_copied =
+        support::metric_sample(b, "dvr_recorder_backfilled_segments_total{stream=\"ch1\"}")
+            .unwrap_or(0.0);
     assert!(segments_copied >= 4.0, "{segments_copied} segments copied");
     let (status, _, body) = support::send_with(
         b,
@@ -765,15 +818,190 @@ fn a_replicating_restreamer_copies_what_its_source_recorded_before_it() {
         "",
     );
     assert_eq!(status, 200);
-    let replication = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["replication"].clone();
-    assert!(replication["segments"].as_u64().unwrap() >= 4, "{replication}");
+    let replication =
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["replication"].clone();
+    assert!(
+        replication["segments"].as_u64().unwrap() >= 4,
+        "{replication}"
+    );
     assert!(replication["bytes"].as_u64().unwrap() > 0, "{replication}");
     assert!(replication["error"].is_null(), "{replication}");
     drop(procs);
     let logged = std::fs::read_to_string(dir.path().join("b").join("dvr.log")).unwrap();
-    assert!(logged.contains("replication: chunk copied"), "the copy is logged");
-    assert!(!logged.contains(KEY), "the cluster key is in the restreamer's log");
-    if std::env::var_os("KEEP_LOG").is_some() {
-        std::fs::copy(dir.path().join("b").join("dvr.log"), "/tmp/replication-b.log").unwrap();
+    assert!(
+        logged.contains("replication: chunk copied"),
+        "the copy is logged"
+    );
+    assert!(
+        !logged.contains(KEY),
+        "the cluster key is in the restreamer's log"
+    );
+}
+
+/// What `port`'s tape of ch1 holds from `from_s` on, by seq; empty when
+/// it cannot answer.
+fn whole_tape(port: u16, from_s: i64) -> Vec<(u64, String)> {
+    let now_s = support::wall_clock_ms() / 1000 + 5;
+    archived_by_seq(port, from_s, now_s).unwrap_or_default()
+}
+
+/// The issue's three origins, each on its own store: A captures; C
+/// restreams and replicates A on Swift; B, started later on S3, takes
+/// ch1 from its `sources:` (A, then C, with only/except wildcards),
+/// copies what A recorded before B existed, and when A dies goes on from
+/// C with no seq twice or out of order; B's and C's tapes then hold A's
+/// seqs with the same bytes, and B serves the copied range itself.
+#[test]
+fn three_origins_replicate_and_fail_over_on_their_own_stores() {
+    use dvr_testkit::s3::{S3sFs, S3_ACCESS_KEY, S3_SECRET_KEY};
+    use dvr_testkit::swift::{SwiftNode, SWIFT_KEY, SWIFT_USER};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = rt.block_on(S3sFs::start(&["origin-a", "origin-b"]));
+    let swift = rt.block_on(SwiftNode::start());
+    rt.block_on(swift.create_container("origin-c"));
+    let s3_section = format!(
+        "  s3: {{ endpoint: \"{}\", region: us-east-1, access_key_id: {S3_ACCESS_KEY}, \
+         load_default_credentials: false }}\n",
+        s3.endpoint()
+    );
+    let on_s3 = |archive| Store {
+        archive,
+        storage: s3_section.clone(),
+        env: vec![("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)],
+    };
+    let on_swift = Store {
+        archive: "swift://origin-c/tv",
+        storage: format!(
+            "  swift: {{ auth_url: \"{}\", user: \"{SWIFT_USER}\" }}\n",
+            swift.auth_url()
+        ),
+        env: vec![("ST_KEY", SWIFT_KEY)],
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let clip = testdata("h264_aac_720p.ts");
+    let mut streams = "streams:\n".to_owned();
+    for name in ["ch1", "ch2"] {
+        streams.push_str(&format!(
+            "  {name}:\n    inputs: [ \"file://{}?loop=true\" ]\n    dvr: {{ depth: 1d, segment_duration: 2s }}\n",
+            clip.display()
+        ));
+    }
+    let mut procs = Procs(vec![start_origin_on(
+        dir.path(),
+        "a",
+        a,
+        &on_s3("s3://origin-a/tv"),
+        &streams,
+    )]);
+    wait_for("A's tape", Duration::from_secs(90), || {
+        listed_by_seq(a).len() >= 3
+    });
+    let (from_s, _) = support::recorded_span(a, "ch1").unwrap();
+    procs.0.push(start_origin_on(
+        dir.path(),
+        "c",
+        c,
+        &on_swift,
+        &format!(
+            "streams:\n  ch1:\n    inputs: [ \"m4f://127.0.0.1:{a}/ch1\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m, replicate: true }}\n"
+        ),
+    ));
+    wait_for(
+        "C's copy of A's first segment",
+        Duration::from_secs(90),
+        || {
+            whole_tape(c, from_s).first() == whole_tape(a, from_s).first()
+                && !whole_tape(c, from_s).is_empty()
+        },
+    );
+    // A few more segments on A before B exists.
+    let made_before_b = listed_by_seq(a).last().unwrap().0;
+    wait_for("more of A's tape", Duration::from_secs(60), || {
+        listed_by_seq(a).last().unwrap().0 >= made_before_b + 2
+    });
+    procs.0.push(start_origin_on(
+        dir.path(),
+        "b",
+        b,
+        &on_s3("s3://origin-b/tv"),
+        &format!(
+            "sources:\n  - url: http://127.0.0.1:{a}\n    only: [ \"ch*\" ]\n    except: [ \"ch2\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m, replicate: true }}\n  \
+             - url: http://127.0.0.1:{c}\n    only: [ \"ch*\" ]\n    except: [ \"ch2\" ]\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m, replicate: true }}\n"
+        ),
+    ));
+    wait_for(
+        "B's copy of what A made before B",
+        Duration::from_secs(120),
+        || {
+            let on_b = whole_tape(b, from_s);
+            on_b.first().is_some() && on_b.first() == whole_tape(a, from_s).first()
+        },
+    );
+    assert_eq!(
+        support::get(b, "/ch2/index.m3u8").0,
+        404,
+        "except wins over only"
+    );
+
+    // A dies mid-recording: B goes on from C.
+    let last_on_a = listed_by_seq(a).last().unwrap().0;
+    let mut killed = procs.0.remove(0);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let logged_b = dir.path().join("b").join("dvr.log");
+    wait_for("B following C", Duration::from_secs(60), || {
+        std::fs::read_to_string(&logged_b).is_ok_and(|l| {
+            l.lines().any(|line| {
+                line.contains("restream: following") && line.contains(&format!("127.0.0.1:{c}"))
+            })
+        })
+    });
+    // Both tapes settle on what A made before it died.
+    let mut on_b = Vec::new();
+    let mut on_c = Vec::new();
+    wait_for("B and C at the same end", Duration::from_secs(60), || {
+        on_b = whole_tape(b, from_s);
+        on_c = whole_tape(c, from_s);
+        !on_b.is_empty() && on_b.last() == on_c.last()
+    });
+    assert!(
+        on_b.last().unwrap().0 >= last_on_a,
+        "B holds A's last seq {last_on_a} seen before the kill: {on_b:?}"
+    );
+    for pair in on_b.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "one seq after the other on B: {on_b:?}"
+        );
+    }
+    assert_eq!(on_b, on_c, "B and C list the same seqs at the same times");
+    for (seq, uri) in &on_b {
+        assert_eq!(
+            body_of(b, &format!("/ch1/{uri}")),
+            body_of(c, &format!("/ch1/{uri}")),
+            "seq {seq}: the same bytes on B and C"
+        );
+    }
+    drop(procs);
+    for origin in ["a", "b", "c"] {
+        let logged = std::fs::read_to_string(dir.path().join(origin).join("dvr.log")).unwrap();
+        assert!(
+            !logged.contains(KEY),
+            "the cluster key is in {origin}'s log"
+        );
+        for secret in [SWIFT_KEY, S3_SECRET_KEY] {
+            let leak = logged.lines().find(|line| line.contains(secret));
+            assert!(
+                leak.is_none(),
+                "a storage secret in {origin}'s log: {leak:?}"
+            );
+        }
     }
 }
