@@ -48,7 +48,7 @@ use dvr_common::{Clock, StreamName, UtcMs};
 use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::{probe_codecs, CodecSummary, SegmentMeta, TIMELINE_GAP_TOLERANCE_MS};
 use dvr_proto::{runtime_key, ReplicationReport, Versioned, PROTO_VERSION};
-use dvr_storage::{FileUpload, UploadSource};
+use dvr_storage::FileUpload;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -57,6 +57,10 @@ use tracing::{debug, info, warn};
 /// How often the holes are looked for (and the report rewritten, well
 /// within the runtime bucket's max age).
 pub const PASS_EVERY: Duration = Duration::from_secs(10);
+/// How soon the next pass comes while this origin holds no tape at all
+/// yet: a hole is measured against the first segment, and a new
+/// replica's copy should start as soon as that segment is made.
+const UNTIL_FIRST_TAPE: Duration = Duration::from_millis(500);
 /// How long a hole the sources had nothing for is left alone.
 pub const SETTLED_FOR: Duration = Duration::from_secs(600);
 /// How often the report is rewritten while a hole is being copied.
@@ -242,6 +246,39 @@ impl Spool {
     }
 }
 
+/// What writing one chunk came to.
+type ChunkWritten = Result<ChunkEntry, BackfillError>;
+
+/// Writes `spool` as a chunk of `stream` (see [`Backfill::write_chunk`]).
+async fn write_chunk(
+    archive: Arc<ArchiveStore>,
+    stream: StreamName,
+    mut spool: Spool,
+) -> ChunkWritten {
+    spool.writer.flush().await?;
+    let key = ChunkKey::new(stream.clone(), spool.first.utc_start, spool.first.seq);
+    let ts_key = key.ts_key();
+    let archive_err = |source: StoreError| BackfillError::Archive {
+        key: ts_key.clone(),
+        source,
+    };
+    let upload = FileUpload::open(spool.file.path()).await?;
+    archive
+        .storage()
+        .put_source(&ts_key, Arc::new(upload))
+        .await
+        .map_err(|e| archive_err(e.into()))?;
+    if !spool.tables.is_empty() {
+        let smp_key = key.smp_key();
+        let tables = Bytes::from(encode_chunk_tables(&spool.tables));
+        if let Err(error) = archive.storage().put(&smp_key, tables).await {
+            warn!(%stream, key = %smp_key, %error, "sample tables not written; exports compute them from the chunk");
+        }
+    }
+    let index = ChunkIndex::from_segments((*spool.codecs).clone(), spool.records);
+    archive.commit_chunk(key, index).await.map_err(archive_err)
+}
+
 /// Counters since the backfill started, and the last measure of the holes.
 #[derive(Debug, Default)]
 struct Progress {
@@ -343,19 +380,21 @@ impl Backfill {
         self
     }
 
-    /// Runs a pass every [`PASS_EVERY`] until `shutdown` turns true; a
-    /// copy under way is dropped at once (its chunk not written).
+    /// Runs a pass every [`PASS_EVERY`] (every [`UNTIL_FIRST_TAPE`] while
+    /// nothing is held yet) until `shutdown` turns true; a copy under way
+    /// stops at once (a chunk already being written is finished, the one
+    /// being gathered is not written).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         info!(stream = %self.stream, rate = self.rate, "replication started");
-        let mut tick = tokio::time::interval(PASS_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    tokio::select! {
-                        () = self.pass() => {}
+                () = tokio::time::sleep(wait) => {
+                    let held_any = tokio::select! {
+                        held_any = self.pass() => held_any,
                         _ = shutdown.changed() => break,
-                    }
+                    };
+                    wait = if held_any { PASS_EVERY } else { UNTIL_FIRST_TAPE };
                 }
                 _ = shutdown.changed() => break,
             }
@@ -365,8 +404,9 @@ impl Backfill {
         }
     }
 
-    /// The holes now, and the tape's extent they were measured against.
-    async fn holes_now(&self) -> Vec<Hole> {
+    /// The holes now; `None` while this origin holds no tape to measure
+    /// them against.
+    async fn holes_now(&self) -> Option<Vec<Hole>> {
         let mut held: Vec<Held> = self
             .archive
             .chunks(&self.stream)
@@ -393,7 +433,7 @@ impl Backfill {
             .dvr
             .depth_ms
             .map_or(UtcMs(0), |d| UtcMs(now.0.saturating_sub(d)));
-        holes(&held, floor, self.before_first())
+        (!held.is_empty()).then(|| holes(&held, floor, self.before_first()))
     }
 
     /// Whether the tape before the first chunk may be copied (module docs).
@@ -416,9 +456,11 @@ impl Backfill {
     }
 
     /// One pass: every hole not settled, newest first (what a viewer most
-    /// likely rewinds to).
-    async fn pass(&mut self) {
-        let holes = self.holes_now().await;
+    /// likely rewinds to). False when nothing is held yet.
+    async fn pass(&mut self) -> bool {
+        let Some(holes) = self.holes_now().await else {
+            return false;
+        };
         self.progress.missing_ms = holes.iter().map(|h| h.to.0 - h.from.0).sum();
         self.metrics.missing(self.progress.missing_ms);
         self.settled.retain(|_, at| at.elapsed() < SETTLED_FOR);
@@ -452,6 +494,7 @@ impl Backfill {
             self.progress.missing_ms = self
                 .holes_now()
                 .await
+                .unwrap_or_default()
                 .iter()
                 .map(|h| h.to.0 - h.from.0)
                 .sum();
@@ -460,6 +503,7 @@ impl Backfill {
         self.progress.error = failed;
         self.progress.copying = None;
         self.publish().await;
+        true
     }
 
     /// Copies what the first answering source has of `hole`; returns the
@@ -489,6 +533,7 @@ impl Backfill {
         };
         self.progress.copying = Some(url);
         let mut spool: Option<Spool> = None;
+        let mut writing: Option<tokio::task::JoinHandle<ChunkWritten>> = None;
         let mut written = 0u64;
         let paced_from = Instant::now();
         let mut paced_bytes = 0u64;
@@ -510,7 +555,11 @@ impl Backfill {
                 .is_some_and(|s| !s.continues(&segment.meta, self.dvr.copy_interval_ms))
             {
                 if let Some(full) = spool.take() {
-                    written += self.commit(full).await?;
+                    // One chunk is written while the next one is received.
+                    if let Some(previous) = writing.take() {
+                        written += self.settle(previous).await?;
+                    }
+                    writing = Some(self.write_chunk(full));
                 }
             }
             let open = match spool.as_mut() {
@@ -528,47 +577,38 @@ impl Backfill {
         };
         // What was gathered is whole segments of the hole: kept even when
         // the feed broke off after them.
+        if let Some(previous) = writing.take() {
+            written += self.settle(previous).await?;
+        }
         if let Some(full) = spool.take() {
-            written += self.commit(full).await?;
+            let last = self.write_chunk(full);
+            written += self.settle(last).await?;
         }
         outcome.map(|()| written)
     }
 
-    /// Writes a spooled chunk: the `.ts`, its sample tables, then the
-    /// index that makes it exist. Returns its segments.
-    async fn commit(&mut self, mut spool: Spool) -> Result<u64, BackfillError> {
-        spool.writer.flush().await?;
-        let key = ChunkKey::new(self.stream.clone(), spool.first.utc_start, spool.first.seq);
-        let ts_key = key.ts_key();
-        let archive_err = |source: StoreError| BackfillError::Archive {
-            key: ts_key.clone(),
-            source,
-        };
-        let upload = FileUpload::open(spool.file.path()).await?;
-        let bytes = upload.len();
-        self.archive
-            .storage()
-            .put_source(&ts_key, Arc::new(upload))
+    /// Starts writing a spooled chunk beside the copy: the `.ts`, its
+    /// sample tables, then the index that makes it exist. Once started it
+    /// runs to the end, so a chunk is either whole or not there.
+    fn write_chunk(&self, spool: Spool) -> tokio::task::JoinHandle<ChunkWritten> {
+        let archive = self.archive.clone();
+        let stream = self.stream.clone();
+        tokio::spawn(write_chunk(archive, stream, spool))
+    }
+
+    /// Waits for a chunk's write and counts it; returns its segments.
+    async fn settle(
+        &mut self,
+        writing: tokio::task::JoinHandle<ChunkWritten>,
+    ) -> Result<u64, BackfillError> {
+        let entry = writing
             .await
-            .map_err(|e| archive_err(e.into()))?;
-        if !spool.tables.is_empty() {
-            let smp_key = key.smp_key();
-            let tables = Bytes::from(encode_chunk_tables(&spool.tables));
-            if let Err(error) = self.archive.storage().put(&smp_key, tables).await {
-                warn!(stream = %self.stream, key = %smp_key, %error, "sample tables not written; exports compute them from the chunk");
-            }
-        }
-        let segments = spool.records.len() as u64;
-        let index = ChunkIndex::from_segments((*spool.codecs).clone(), spool.records);
-        let entry = self
-            .archive
-            .commit_chunk(key, index)
-            .await
-            .map_err(archive_err)?;
-        info!(stream = %self.stream, key = %ts_key, first_seq = entry.first_seq, last_seq = entry.last_seq, bytes, "replication: chunk copied");
+            .map_err(|e| std::io::Error::other(format!("the chunk writer stopped: {e}")))??;
+        let segments = u64::from(entry.segments);
+        info!(stream = %self.stream, key = %entry.key.ts_key(), first_seq = entry.first_seq, last_seq = entry.last_seq, bytes = entry.bytes, "replication: chunk copied");
         self.progress.segments += segments;
-        self.progress.bytes += bytes;
-        self.metrics.backfilled(segments, bytes);
+        self.progress.bytes += entry.bytes;
+        self.metrics.backfilled(segments, entry.bytes);
         if let Some(observer) = &self.observer {
             let _ = observer.send(entry);
         }
