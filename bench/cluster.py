@@ -25,8 +25,19 @@ log and archive.
    newest seq on the restreamer is within one segment of the source's.
    Target: one origin restreams 100 streams.
 
-No peer is named for this: ffmpeg has no segment-exact restreaming to set
-beside it. The script prints whether each target is met and exits 0 either
+4. Backfill. The source records the whole input unpaced (`pace=false`,
+   some 400 MB of tape in seconds); then a restreamer with `dvr: {
+   replicate: true, replicate_rate: 1G }` starts, follows the newest
+   segment and copies the rest of the source's tape into its own archive
+   through the segment feed. The figure is the bytes copied over the time
+   from the restreamer's start to the last chunk copied, and its CPU; next
+   to it, a plain HTTP download of the same tape from the source
+   (`archive-FROM-DUR.ts` with curl) on the same loopback, the ceiling of
+   one stream of those bytes. Target (issue 23): 200 MB/s within the rate
+   limit.
+
+No peer is named for restreaming: ffmpeg has no segment-exact restreaming
+to set beside it. The script prints whether each target is met and exits 0 either
 way: it is a measurement, not a test.
 """
 
@@ -53,7 +64,8 @@ TARGET_P99_MS = 100.0
 TARGET_STREAMS = 100
 
 
-def start_origin(dvr: str, work: str, port: int, inputs: dict[str, str | list[str]]) -> subprocess.Popen:
+def start_origin(dvr: str, work: str, port: int, inputs: dict[str, str | list[str]],
+                 dvr_extra: str = "") -> subprocess.Popen:
     os.makedirs(work, exist_ok=True)
     config = os.path.join(work, "dvr.yaml")
     with open(config, "w") as f:
@@ -62,7 +74,7 @@ def start_origin(dvr: str, work: str, port: int, inputs: dict[str, str | list[st
         for name, urls in inputs.items():
             listed = ", ".join(f'"{u}"' for u in ([urls] if isinstance(urls, str) else urls))
             f.write(f'  {name}:\n    inputs: [ {listed} ]\n')
-            f.write("    dvr: { depth: 1d, segment_duration: 2s, copy_interval: 1m }\n")
+            f.write(f"    dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1m{dvr_extra} }}\n")
     log = open(os.path.join(work, "dvr.log"), "w")
     proc = subprocess.Popen([dvr, "run", "--config", config, "--data-dir", os.path.join(work, "data")],
                             stdout=log, stderr=subprocess.STDOUT,
@@ -267,6 +279,82 @@ def many_phase(dvr: str, source_url: str, streams: int, work: str) -> None:
     print(f"target: one origin restreams {TARGET_STREAMS} streams: {verdict}")
 
 
+def metric(conn: http.client.HTTPConnection, series: str) -> float:
+    conn.request("GET", "/metrics")
+    for line in conn.getresponse().read().decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def recorded_span(conn: http.client.HTTPConnection, stream: str) -> tuple[int, int] | None:
+    conn.request("GET", f"/{stream}/recording_status.json")
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200:
+        return None
+    import json
+    span = json.loads(body).get(stream, {})
+    return (span["from"], span["to"]) if "from" in span and "to" in span else None
+
+
+def backfill_phase(dvr: str, input_path: str, work: str) -> None:
+    a, b = free_port(), free_port()
+    source = start_origin(dvr, os.path.join(work, "bf-a"), a, {"bf": f"file://{input_path}?pace=false"})
+    conn_a = http.client.HTTPConnection("127.0.0.1", a, timeout=30)
+    # The source's tape is whole when its ingest has read the file.
+    last, steady = None, 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and steady < 10:
+        seq = head(conn_a, "bf")
+        steady = steady + 1 if seq is not None and seq == last else 0
+        last = seq
+        time.sleep(0.3)
+    span = recorded_span(conn_a, "bf")
+    if span is None:
+        print("\nBackfill: the source recorded nothing; see the logs in", work)
+        stop(source)
+        return
+    # The reference: the same tape as one HTTP download.
+    target = os.path.join(work, "download.ts")
+    url = f"http://127.0.0.1:{a}/bf/archive-{span[0]}-{span[1] - span[0] + 1}.ts"
+    started = time.monotonic()
+    subprocess.run(["curl", "-sf", "-o", target, url], check=False)
+    download_s = time.monotonic() - started
+    download_bytes = os.path.getsize(target) if os.path.exists(target) else 0
+    # The replicating restreamer.
+    restreamer = start_origin(dvr, os.path.join(work, "bf-b"), b, {"bf": f"m4f://127.0.0.1:{a}/bf"},
+                              ", replicate: true, replicate_rate: 1G")
+    started = time.monotonic()
+    cpu_before = cpu_seconds(restreamer.pid)
+    conn_b = http.client.HTTPConnection("127.0.0.1", b, timeout=30)
+    copied, changed = 0.0, started
+    first = None  # (when, bytes) of the first chunk seen copied
+    while time.monotonic() - changed < 15 and time.monotonic() - started < 300:
+        now = metric(conn_b, 'dvr_recorder_backfilled_bytes_total{stream="bf"}')
+        if now > copied:
+            copied, changed = now, time.monotonic()
+            first = first or (changed, copied)
+        time.sleep(0.05)
+    cpu = cpu_seconds(restreamer.pid) - cpu_before
+    took = changed - started
+    stop(restreamer)
+    stop(source)
+    print("\nBackfill: a replicating restreamer copies the source's tape it lacks")
+    print(f"({download_bytes / 1e6:.0f} MB of 5 Mbps tape on loopback, replicate_rate 1G)\n")
+    print(f"{'':44} {'MB':>7} {'s':>6} {'MB/s':>7} {'CPU s':>6}")
+    print(f"{'replication, restreamer start to last chunk':44} {copied / 1e6:7.0f} {took:6.1f} "
+          f"{copied / 1e6 / took if took else 0:7.0f} {cpu:6.1f}")
+    if first is not None and changed > first[0]:
+        span_s, span_bytes = changed - first[0], copied - first[1]
+        print(f"{'replication, first chunk copied to last':44} {span_bytes / 1e6:7.0f} {span_s:6.1f} "
+              f"{span_bytes / 1e6 / span_s:7.0f}")
+    print(f"{'curl archive-FROM-DUR.ts (source)':44} {download_bytes / 1e6:7.0f} {download_s:6.1f} "
+          f"{download_bytes / 1e6 / download_s if download_s else 0:7.0f} {'':>6}")
+    rate = copied / 1e6 / took if took else 0
+    print(f"target >= 200 MB/s: {'met' if rate >= 200 else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dvr", required=True)
@@ -275,15 +363,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("DVR_BENCH_SECS", "60")))
     parser.add_argument("--cuts", type=int, default=int(os.environ.get("DVR_BENCH_CUTS", "5")))
     parser.add_argument("--streams", type=int, default=int(os.environ.get("DVR_BENCH_RESTREAMS", "100")))
+    parser.add_argument("--phases", default=os.environ.get("DVR_BENCH_CLUSTER_PHASES",
+                                                           "backfill,latency,failover,many"))
     args = parser.parse_args()
     shutil.rmtree(args.scratch, ignore_errors=True)
     os.makedirs(args.scratch)
     source_url = f"file://{args.input}?loop=true"
     try:
-        for phase in (lambda: latency_phase(args.dvr, source_url, args.seconds, args.scratch),
-                      lambda: failover_phase(args.dvr, source_url, args.scratch, args.cuts),
-                      lambda: many_phase(args.dvr, source_url, args.streams, args.scratch)):
-            phase()
+        phases = {
+            "backfill": lambda: backfill_phase(args.dvr, args.input, args.scratch),
+            "latency": lambda: latency_phase(args.dvr, source_url, args.seconds, args.scratch),
+            "failover": lambda: failover_phase(args.dvr, source_url, args.scratch, args.cuts),
+            "many": lambda: many_phase(args.dvr, source_url, args.streams, args.scratch),
+        }
+        for name in args.phases.split(","):
+            if name not in phases:
+                sys.exit(f"unknown phase {name!r} (known: {', '.join(phases)})")
+            phases[name]()
             # Each phase's archives go before the next writes its own.
             for proc in STARTED:
                 stop(proc)

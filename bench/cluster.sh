@@ -8,6 +8,7 @@
 #   DVR_BENCH_CACHE      where the input is kept (default $HOME/.cache/dvr/bench)
 #   DVR_BENCH_SECS       length of the latency phase (default 60)
 #   DVR_BENCH_RESTREAMS  streams restreamed at once (default 100)
+#   DVR_BENCH_CLUSTER_PHASES  which parts run (default backfill,latency,failover,many)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
