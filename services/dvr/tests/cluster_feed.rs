@@ -940,7 +940,7 @@ fn three_origins_replicate_and_fail_over_on_their_own_stores() {
         Duration::from_secs(120),
         || {
             let on_b = whole_tape(b, from_s);
-            on_b.first().is_some() && on_b.first() == whole_tape(a, from_s).first()
+            !on_b.is_empty() && on_b.first() == whole_tape(a, from_s).first()
         },
     );
     assert_eq!(
