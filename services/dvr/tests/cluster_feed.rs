@@ -845,7 +845,7 @@ fn whole_tape(port: u16, from_s: i64) -> Vec<(u64, String)> {
     archived_by_seq(port, from_s, now_s).unwrap_or_default()
 }
 
-/// The issue's three origins, each on its own store: A captures; C
+/// The issue's three origins, each on its own store: A captures UDP; C
 /// restreams and replicates A on Swift; B, started later on S3, takes
 /// ch1 from its `sources:` (A, then C, with only/except wildcards),
 /// copies what A recorded before B existed, and when A dies goes on from
@@ -881,14 +881,16 @@ fn three_origins_replicate_and_fail_over_on_their_own_stores() {
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
-    let clip = testdata("h264_aac_720p.ts");
-    let mut streams = "streams:\n".to_owned();
-    for name in ["ch1", "ch2"] {
-        streams.push_str(&format!(
-            "  {name}:\n    inputs: [ \"file://{}?loop=true\" ]\n    dvr: {{ depth: 1d, segment_duration: 2s }}\n",
-            clip.display()
-        ));
-    }
+    // ch1 is a live UDP capture on A; ch2, looped from a file, is there
+    // to be left out by B's `except`.
+    let udp = support::free_udp_port();
+    let streams = format!(
+        "streams:\n  ch1:\n    inputs: [ \"udp://127.0.0.1:{udp}\" ]\n    \
+         dvr: {{ depth: 1d, segment_duration: 2s }}\n  \
+         ch2:\n    inputs: [ \"file://{}?loop=true\" ]\n    \
+         dvr: {{ depth: 1d, segment_duration: 2s }}\n",
+        testdata("h264_aac_720p.ts").display()
+    );
     let mut procs = Procs(vec![start_origin_on(
         dir.path(),
         "a",
@@ -896,6 +898,7 @@ fn three_origins_replicate_and_fail_over_on_their_own_stores() {
         &on_s3("s3://origin-a/tv"),
         &streams,
     )]);
+    procs.0.push(support::start_source(udp, "testsrc2", 300));
     wait_for("A's tape", Duration::from_secs(90), || {
         listed_by_seq(a).len() >= 3
     });
