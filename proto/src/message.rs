@@ -313,6 +313,9 @@ pub struct IngestReport {
     pub discontinuities: u64,
     /// Bytes read from the playing inputs.
     pub bytes: u64,
+    /// The last failure of an input, `URL: reason` (credentials masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// What a replicating stream's backfill reports in

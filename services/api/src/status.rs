@@ -103,6 +103,11 @@ pub struct IngestState {
     pub discontinuities: u64,
     /// Bytes read from the inputs.
     pub bytes: u64,
+    /// The last failure of an input, `URL: reason` (credentials masked):
+    /// a source that refuses or drops the stream, kept while a backup
+    /// plays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl From<dvr_proto::IngestReport> for IngestState {
@@ -117,6 +122,7 @@ impl From<dvr_proto::IngestReport> for IngestState {
             cc_errors: r.cc_errors,
             discontinuities: r.discontinuities,
             bytes: r.bytes,
+            last_error: r.last_error,
         }
     }
 }

@@ -44,7 +44,7 @@ fn start(config: &Path, data: &Path, log: &Path, extra: &[&str]) -> Child {
     start_with_env(config, data, log, extra, &[])
 }
 
-/// [`start`] with `env` set too.
+/// [`start`] with `env` set too (it may replace the cluster key).
 fn start_with_env(
     config: &Path,
     data: &Path,
@@ -59,9 +59,9 @@ fn start_with_env(
         .arg("--data-dir")
         .arg(data)
         .args(extra)
-        .envs(env.iter().copied())
         .env("DVR_CLUSTER_KEY", KEY)
         .env("RUST_LOG", "debug")
+        .envs(env.iter().copied())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -722,6 +722,71 @@ fn archived_by_seq(port: u16, from_s: i64, to_s: i64) -> Result<Vec<(u64, String
         .enumerate()
         .map(|(i, (_, _, uri))| (first + i as u64, uri))
         .collect())
+}
+
+/// A restreamer holding another cluster key is refused by its source, and
+/// its stream status says so (not only its log).
+#[test]
+fn a_restreamer_with_another_key_says_why_in_its_status() {
+    const ADMIN: &str = "wrong-key-admin-token";
+    const OTHER_KEY: &str = "another-cluster-key-4d1f9a0c";
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_tcp_port(), free_tcp_port());
+    let clip = testdata("h264_aac_720p.ts");
+    let mut procs = Procs(vec![start_origin(
+        dir.path(),
+        "a",
+        a,
+        &ch1_from(&format!("\"file://{}?loop=true\"", clip.display())),
+    )]);
+    let at = dir.path().join("b");
+    std::fs::create_dir_all(&at).unwrap();
+    let config = at.join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{b}\" }}\narchive: file://{}/archive\n\
+             cluster_key: \"${{DVR_CLUSTER_KEY}}\"\napi: {{ tokens: [ \"{ADMIN}\" ] }}\n{}",
+            at.display(),
+            ch1_from(&format!("\"m4f://127.0.0.1:{a}/ch1\""))
+        ),
+    )
+    .unwrap();
+    procs.0.push(start_with_env(
+        &config,
+        &at.join("data"),
+        &at.join("dvr.log"),
+        &[],
+        &[("DVR_CLUSTER_KEY", OTHER_KEY)],
+    ));
+    let mut ingest = serde_json::Value::Null;
+    wait_for("the refusal in B's status", Duration::from_secs(60), || {
+        let (status, _, body) = support::send_with(
+            b,
+            "GET",
+            "/api/v1/streams/ch1/status",
+            &format!("Authorization: Bearer {ADMIN}\r\n"),
+            "",
+        );
+        ingest = serde_json::from_slice::<serde_json::Value>(&body)
+            .map(|v| v["ingest"].clone())
+            .unwrap_or_default();
+        status == 200 && ingest["last_error"].is_string()
+    });
+    let error = ingest["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("m4f://127.0.0.1:{a}/ch1: ")) && error.contains("403"),
+        "{ingest}"
+    );
+    assert!(ingest["input"].is_null(), "nothing plays: {ingest}");
+    assert!(listed_by_seq(b).is_empty(), "no tape from a refused source");
+    drop(procs);
+    for (origin, key) in [("a", KEY), ("b", OTHER_KEY)] {
+        let logged = std::fs::read_to_string(dir.path().join(origin).join("dvr.log")).unwrap();
+        assert!(!logged.contains(key), "a cluster key is in {origin}'s log");
+    }
+    let logged = std::fs::read_to_string(dir.path().join("b").join("dvr.log")).unwrap();
+    assert!(logged.contains("403"), "B's log names the refusal");
 }
 
 #[test]

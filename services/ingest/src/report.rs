@@ -81,6 +81,7 @@ impl IngestReporter {
             cc_errors: stats.cc_errors,
             discontinuities: stats.demux.discontinuities,
             bytes: stats.bytes,
+            last_error: stats.last_error.clone(),
         };
         let kv = Arc::clone(&self.kv);
         let key = self.key.clone();

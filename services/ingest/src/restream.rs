@@ -244,7 +244,10 @@ pub async fn run_restream<S: SegmentSink>(
                         followed = Some((i, sub));
                         break;
                     }
-                    Err(e) => warn!(stream = %config.name, input = %origin.url, error = %e, "restream source unavailable"),
+                    Err(e) => {
+                        warn!(stream = %config.name, input = %origin.url, error = %e, "restream source unavailable");
+                        run.counters.last_error = Some(format!("{}: {e}", origin.url));
+                    }
                 },
             }
         }
@@ -296,6 +299,7 @@ pub async fn run_restream<S: SegmentSink>(
                     }
                     Err(e) => {
                         warn!(stream = %config.name, input = %origins[index].url, error = %e, "restream source lost");
+                        run.counters.last_error = Some(format!("{}: {e}", origins[index].url));
                         after_loss = true;
                         continue 'rounds;
                     }

@@ -297,6 +297,7 @@ pub async fn run_stream<S: SegmentSink>(
                     InputEvent::Error(e) => {
                         let now = stream.clock.now();
                         let (was_alive, action) = failover.on_error(index, false, now);
+                        stream.counters.last_error = Some(format!("{}: {e}", config.inputs[index]));
                         if was_alive {
                             warn!(stream = %config.name, input = %config.inputs[index], error = %e, "input lost");
                         } else {

@@ -21,6 +21,10 @@ pub struct IngestStats {
     pub segments: u64,
     /// The input playing now (index in the configured list).
     pub active_input: Option<usize>,
+    /// The last failure of an input, as `URL: reason` (credentials
+    /// masked): a source that refuses or drops the stream, kept while a
+    /// backup plays so the operator sees why.
+    pub last_error: Option<String>,
     /// Everything the segmenter counted.
     pub demux: DemuxStats,
 }
