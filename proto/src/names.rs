@@ -192,6 +192,17 @@ pub fn runtime_key(role: &str, stream: &StreamName) -> String {
     lease_key(role, stream)
 }
 
+/// Key in [`RUNTIME_KV_BUCKET`] that a packager puts (empty) while
+/// viewers ask for an on-demand stream: `demand.{stream}`. The ingests
+/// watch it and run the stream until none came for its `on_demand` time,
+/// judged by their own clock.
+pub fn demand_key(stream: &StreamName) -> String {
+    runtime_key(DEMAND_ROLE, stream)
+}
+
+/// The role part of [`demand_key`], for watching its prefix.
+pub const DEMAND_ROLE: &str = "demand";
+
 /// Key in [`CATALOG_KV_BUCKET`] for a stream's catalog summary.
 pub fn catalog_key(stream: &StreamName) -> String {
     stream_config_key(stream)

@@ -114,11 +114,29 @@ pub struct SourceConfig {
     pub dvr: Option<DvrConfig>,
 }
 
+/// How a stream another origin lists is taken (the seeds' white and grey
+/// lists; the black list is not taken at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Run all the time (matched by `only`, or no `only`).
+    Static,
+    /// Run while viewers ask for it (outside `only`).
+    OnDemand,
+}
+
 impl SourceConfig {
-    /// Whether a stream this origin lists is taken.
-    pub fn takes(&self, name: &str) -> bool {
+    /// How a stream this origin lists is taken: `except` leaves it out
+    /// (and wins), `only` makes it static, and a stream outside a
+    /// non-empty `only` is on demand.
+    pub fn takes(&self, name: &str) -> Option<Taken> {
         let any = |patterns: &[String]| patterns.iter().any(|p| wildcard_match(p, name));
-        (self.only.is_empty() || any(&self.only)) && !any(&self.except)
+        if any(&self.except) {
+            None
+        } else if self.only.is_empty() || any(&self.only) {
+            Some(Taken::Static)
+        } else {
+            Some(Taken::OnDemand)
+        }
     }
 
     /// The `m4f://` (or `m4fs://`) input of `stream` on this origin.
@@ -176,6 +194,34 @@ pub struct StreamConfig {
     pub cache: Option<CacheConfig>,
     /// The stream's play authorization; `None` follows the global `auth:`.
     pub auth: Option<AuthSpec>,
+    /// The seeds' `ondemand`: the ingest runs only while viewers ask for
+    /// the stream, and stops this many milliseconds after the last request
+    /// (the seeds' `client_timeout`); `None` runs it all the time.
+    pub on_demand_ms: Option<i64>,
+}
+
+/// How long an on-demand stream runs after its last request when
+/// `on_demand: true` names no time (the seeds' `client_timeout` default).
+pub const DEFAULT_ON_DEMAND_MS: i64 = 20_000;
+
+/// `on_demand:`: `true` ([`DEFAULT_ON_DEMAND_MS`]), `false`, or the time
+/// the stream runs after its last request, 1 s to 1 h.
+fn on_demand_ms(value: &str) -> Result<Option<i64>, String> {
+    match value {
+        "true" => Ok(Some(DEFAULT_ON_DEMAND_MS)),
+        "false" => Ok(None),
+        text => {
+            let ms = parse_duration_ms(text).map_err(|e| {
+                format!("{e}: give true, false, or how long the stream runs after its last request (20s)")
+            })?;
+            if !(1000..=3_600_000).contains(&ms) {
+                return Err(format!(
+                    "{text} is out of range: an on-demand stream runs 1s to 1h after its last request"
+                ));
+            }
+            Ok(Some(ms))
+        }
+    }
 }
 
 impl StreamConfig {
@@ -780,11 +826,27 @@ impl Validator<'_> {
             ),
             None => None,
         };
+        let on_demand_ms = match &raw.on_demand {
+            Some(v) => {
+                let path = format!("{path}.on_demand");
+                let ms = on_demand_ms(&v.value.0).or_else(|m| self.err(line(v), &path, m))?;
+                if ms.is_some() && matches!(inputs.as_slice(), [InputUrl::Timeshift { .. }]) {
+                    return self.err(
+                        line(v),
+                        &path,
+                        "a delayed channel plays its source's tape: it has no ingest to start on demand",
+                    );
+                }
+                ms
+            }
+            None => None,
+        };
         Ok(StreamConfig {
             inputs,
             dvr,
             cache,
             auth,
+            on_demand_ms,
         })
     }
 

@@ -173,6 +173,8 @@ pub(crate) struct RawStream {
     pub cache: Option<Spanned<RawCache>>,
     #[serde(default)]
     pub auth: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_demand: Option<Spanned<Scalar>>,
 }
 
 /// `cache:` is either the seeds' line or the map.
@@ -309,6 +311,9 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar(v.to_owned()))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {

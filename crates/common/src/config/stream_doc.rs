@@ -79,6 +79,9 @@ impl Serialize for StreamConfig {
         if let Some(auth) = &self.auth {
             map.serialize_entry("auth", &auth.written())?;
         }
+        if let Some(ms) = self.on_demand_ms {
+            map.serialize_entry("on_demand", &format_duration_ms(ms))?;
+        }
         map.end()
     }
 }
@@ -146,11 +149,12 @@ mod tests {
             cache: { path: /ssd, depth: 1d, max_size: 3000, misses: 2 }\n  \
             hmac:\n    inputs: [ \"udp://1.2.3.4:5\" ]\n    auth: \"securetoken-hmac://k3y\"\n  \
             backend:\n    inputs: [ \"udp://1.2.3.4:6\" ]\n    auth: \"http://h/a soft_limitation=true\"\n  \
-            open:\n    inputs: [ \"udp://1.2.3.4:7\" ]\n    auth: none\n";
+            open:\n    inputs: [ \"udp://1.2.3.4:7\" ]\n    auth: none\n  \
+            asked:\n    inputs: [ \"udp://1.2.3.4:8\" ]\n    on_demand: 45s\n";
         config
             .streams
             .extend(Config::from_yaml_str(extra, "extra.yaml").unwrap().streams);
-        assert_eq!(config.streams.len(), 9);
+        assert_eq!(config.streams.len(), 10);
         for (name, stream) in &config.streams {
             let json = serde_json::to_string(stream).unwrap();
             let back = StreamConfig::from_doc_str(&json, "json", "stream", None)

@@ -657,13 +657,17 @@ fn sources_read_with_their_filters_and_extra_dvr() {
     assert_eq!(a.dvr.as_ref().unwrap().root, "file:///var/lib/dvr");
     assert!(b.dvr.is_none());
     for (name, taken) in [
-        ("ch1", true),
-        ("ch-test", false),
-        ("sport/hd", true),
-        ("news", false),
+        ("ch1", Some(Taken::Static)),
+        ("ch-test", None),
+        ("sport/hd", Some(Taken::Static)),
+        ("news", Some(Taken::OnDemand)),
     ] {
         assert_eq!(a.takes(name), taken, "{name}");
-        assert!(b.takes(name), "without only, {name} is taken");
+        assert_eq!(
+            b.takes(name),
+            Some(Taken::Static),
+            "without only, {name} is static"
+        );
     }
     assert_eq!(
         a.input(&name("ch1")).to_string(),
@@ -715,4 +719,36 @@ fn wildcards_match_any_run_of_characters() {
     ] {
         assert_eq!(wildcard_match(pattern, name), want, "{pattern} {name}");
     }
+}
+
+#[test]
+fn on_demand_streams_run_for_a_while_after_their_last_request() {
+    let stream = |on_demand: &str| {
+        let text = format!(
+            "version: 1\nstreams:\n  cam:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    on_demand: {on_demand}\n"
+        );
+        Config::from_yaml_str(&text, "config.yaml").map(|c| c.streams[&name("cam")].on_demand_ms)
+    };
+    assert_eq!(stream("true").unwrap(), Some(DEFAULT_ON_DEMAND_MS));
+    assert_eq!(stream("false").unwrap(), None);
+    assert_eq!(stream("90s").unwrap(), Some(90_000));
+    for (bad, says) in [
+        ("soon", "true, false"),
+        ("500ms", "out of range"),
+        ("2h", "out of range"),
+    ] {
+        let err = stream(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("streams.cam.on_demand") && err.contains(says),
+            "{bad}: {err}"
+        );
+    }
+    let delayed = error_of(
+        "version: 1\narchive: file:///a\nstreams:\n  src:\n    inputs: [ \"udp://239.0.0.1:1234\" ]\n    dvr: { depth: 1d }\n  \
+         late:\n    inputs: [ \"timeshift://src/3600\" ]\n    on_demand: true\n",
+    );
+    assert!(
+        delayed.contains("streams.late.on_demand") && delayed.contains("no ingest"),
+        "{delayed}"
+    );
 }
