@@ -6,7 +6,9 @@
 //! changing or removing a stream takes effect without a restart. Per role:
 //!
 //! - **ingest** captures the streams it owns (every stream that is not a
-//!   delayed channel) into their live logs ([`IngestWorker`]);
+//!   delayed channel, and an on-demand stream only while a packager noted
+//!   a request for it within its `on_demand` time) into their live logs
+//!   ([`IngestWorker`]);
 //! - **recorder** copies the streams it owns (those with an enabled `dvr`)
 //!   to the archive and tells the others of every chunk ([`RecorderWorker`]);
 //! - **packager** serves every stream's tape ([`Tapes`]), following the
@@ -31,7 +33,7 @@ use dvr_common::config::StreamConfig;
 use dvr_common::{Clock, StreamName};
 use dvr_ingest::{IngestContext, IngestWorker};
 use dvr_packager::{Packager, Tapes};
-use dvr_proto::{stream_from_config_key, LEASES_KV_BUCKET};
+use dvr_proto::{stream_from_config_key, DEMAND_ROLE, LEASES_KV_BUCKET, RUNTIME_KV_BUCKET};
 use dvr_recorder::{RecorderContext, RecorderWorker};
 use futures::StreamExt;
 use serde::Serialize;
@@ -226,6 +228,14 @@ impl Supervisor {
     /// flush) and gives up the leases.
     pub async fn run(self: Arc<Self>, streams_kv: Arc<dyn Kv>, mut stop: watch::Receiver<bool>) {
         let streams = follow_streams(streams_kv).await;
+        let mut demand = match (self.roles.ingest, self.node.kv(RUNTIME_KV_BUCKET).await) {
+            (true, Ok(runtime)) => follow_demand(runtime),
+            (true, Err(e)) => {
+                warn!(error = %e, "ingest: cannot watch the demand for on-demand streams");
+                watch::channel(HashMap::new()).1
+            }
+            (false, _) => watch::channel(HashMap::new()).1,
+        };
         let distributed = self.node.is_distributed();
         let (ingest_wanted_tx, ingest_wanted) = watch::channel(BTreeSet::new());
         let (recorder_wanted_tx, recorder_wanted) = watch::channel(BTreeSet::new());
@@ -301,7 +311,8 @@ impl Supervisor {
                 }
                 policies_of = Some(current.clone());
             }
-            ingest_wanted_tx.send_if_modified(|w| replace(w, ingest_streams(&current)));
+            let asked = demand.borrow_and_update().clone();
+            ingest_wanted_tx.send_if_modified(|w| replace(w, ingest_streams(&current, &asked)));
             recorder_wanted_tx.send_if_modified(|w| replace(w, recorder_streams(&current)));
             let ingest_set = ingest_owned.borrow_and_update().clone();
             let recorder_set = recorder_owned.borrow_and_update().clone();
@@ -330,6 +341,7 @@ impl Supervisor {
             self.ready.send_replace(true);
             tokio::select! {
                 _ = streams_rx.changed() => {}
+                _ = demand.changed() => {}
                 _ = ingest_owned.changed() => {}
                 _ = recorder_owned.changed() => {}
                 _ = tick.tick() => {
@@ -542,13 +554,65 @@ fn replace(current: &mut BTreeSet<StreamName>, new: BTreeSet<StreamName>) -> boo
     changed
 }
 
-/// Streams that need an ingest owner: all but delayed channels.
-fn ingest_streams(streams: &Streams) -> BTreeSet<StreamName> {
+/// Streams that need an ingest owner: all but delayed channels, and an
+/// on-demand stream only while it was asked for within its `on_demand`
+/// time (`asked`: when, by this process's clock).
+fn ingest_streams(
+    streams: &Streams,
+    asked: &HashMap<StreamName, tokio::time::Instant>,
+) -> BTreeSet<StreamName> {
     streams
         .iter()
-        .filter(|(_, c)| !c.is_delayed())
+        .filter(|(name, c)| {
+            !c.is_delayed()
+                && c.on_demand_ms.is_none_or(|ms| {
+                    asked.get(*name).is_some_and(|at| {
+                        at.elapsed() < Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                    })
+                })
+        })
         .map(|(n, _)| n.clone())
         .collect()
+}
+
+/// When each stream was last asked for, by this process's clock: the
+/// packagers' notes (`demand.{stream}` in the runtime bucket) as they
+/// arrive. An entry is never removed; [`ingest_streams`] judges its age.
+fn follow_demand(
+    runtime: Arc<dyn Kv>,
+) -> watch::Receiver<HashMap<StreamName, tokio::time::Instant>> {
+    let (tx, rx) = watch::channel(HashMap::new());
+    let prefix = format!("{DEMAND_ROLE}.");
+    tokio::spawn(async move {
+        loop {
+            match runtime.watch(&prefix).await {
+                Ok(mut notes) => {
+                    while let Some(Ok(entry)) = notes.next().await {
+                        let stream = entry
+                            .key
+                            .strip_prefix(&prefix)
+                            .and_then(stream_from_config_key);
+                        if let (KvOp::Put, Some(stream)) = (entry.op, stream) {
+                            let now = tokio::time::Instant::now();
+                            let new = tx.borrow().get(&stream).is_none();
+                            if new {
+                                info!(stream = %stream, "on-demand stream asked for");
+                            }
+                            tx.send_modify(|asked| {
+                                asked.insert(stream, now);
+                            });
+                        }
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot watch the demand for on-demand streams yet"),
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    rx
 }
 
 /// Streams that need a recorder owner: those recording.

@@ -254,3 +254,69 @@ fn a_wrong_config_key_is_one_clear_line_naming_it() {
         "{stderr}"
     );
 }
+
+/// `on_demand: 3s`: the UDP feed is not captured until a viewer asks for
+/// the live playlist; the first one waits for a segment and gets it, and
+/// capture stops a few seconds after the last request. Archive requests
+/// (`recording_status.json`) do not start it.
+#[test]
+fn an_on_demand_stream_is_captured_only_while_viewers_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, udp) = (free_tcp_port(), free_udp_port());
+    let config = dir.path().join("dvr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nhttp: {{ listen: \"127.0.0.1:{http}\" }}\narchive: file://{}/archive\n\
+             streams:\n  ch1:\n    inputs: [ \"udp://127.0.0.1:{udp}\" ]\n    on_demand: 3s\n    \
+             dvr: {{ depth: 1d, segment_duration: 2s, copy_interval: 1h }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _procs = Procs(vec![
+        start_dvr(&config, &dir.path().join("data")),
+        start_source(udp, "testsrc2", 120),
+    ]);
+    wait_for("the server", Duration::from_secs(30), || {
+        get(http, "/ch1/recording_status.json").0 == 200
+    });
+    support::let_run(Duration::from_secs(5));
+    assert_eq!(
+        recorded_span(http, "ch1"),
+        None,
+        "captured before anyone asked"
+    );
+
+    let asked = std::time::Instant::now();
+    let asked_s = support::wall_clock_ms() / 1000;
+    let (status, body) = get(http, "/ch1/index.m3u8");
+    let live = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{live}");
+    assert!(
+        !segments(&live).0.is_empty(),
+        "the first viewer gets a segment: {live}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Viewers keep asking for 8 s: it keeps running.
+    for _ in 0..4 {
+        support::let_run(Duration::from_secs(2));
+        assert_eq!(get(http, "/ch1/index.m3u8").0, 200);
+    }
+    let (_, running_to) = recorded_span(http, "ch1").expect("recorded while asked for");
+    assert!(running_to - asked_s >= 5, "still growing after 8 s");
+
+    // Nobody asks: capture stops, so the tape stops growing.
+    support::let_run(Duration::from_secs(8));
+    let (_, stopped_at) = recorded_span(http, "ch1").unwrap();
+    support::let_run(Duration::from_secs(6));
+    assert_eq!(
+        recorded_span(http, "ch1").unwrap().1,
+        stopped_at,
+        "the tape grew with no viewer"
+    );
+}

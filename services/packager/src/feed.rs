@@ -99,6 +99,7 @@ pub(crate) async fn serve_feed(
     tracing::info!(stream = %asked.stream, client = ?client, from = start.cursor.0, after = ?start.after, "segment feed opened");
     crate::metrics::feed_opened();
     let state = Feed {
+        packager: Arc::clone(&packager),
         tape: tape.clone(),
         encoder: FeedEncoder::new(verifier.key().clone(), verified.nonce),
         cursor: start.cursor,
@@ -258,6 +259,9 @@ struct Feed {
     /// Segments found, not yet read.
     batch: VecDeque<TapeSegment>,
     appended: watch::Receiver<Option<dvr_media::SegmentMeta>>,
+    /// Notes the demand while the feed runs: a restreamer following an
+    /// on-demand stream keeps it running here.
+    packager: Arc<Packager>,
     _permit: QuotaPermit,
 }
 
@@ -290,6 +294,7 @@ impl Feed {
                 self.cursor = segment.meta.utc_start;
                 continue;
             }
+            self.packager.note_demand(self.tape.name());
             // Marked seen before looking, so an append after the look wakes
             // the wait below.
             self.appended.borrow_and_update();

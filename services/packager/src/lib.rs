@@ -28,6 +28,7 @@ mod bounded;
 pub mod cmaf;
 pub mod config;
 pub mod dash;
+pub mod demand;
 pub mod error;
 pub mod export;
 pub mod exports;

@@ -172,8 +172,11 @@ pub struct Packager {
     /// Restreamed streams by name: the origins that have what this one
     /// lacks, in the order of its inputs.
     origins: RwLock<HashMap<String, Vec<String>>>,
-    /// The runtime bucket: which input each stream's ingest follows.
+    /// The runtime bucket: which input each stream's ingest follows, and
+    /// where demand for on-demand streams is noted.
     runtime: Option<Arc<dyn dvr_bus::Kv>>,
+    /// The on-demand streams ([`crate::demand`]).
+    demand: Arc<crate::demand::Demand>,
 }
 
 impl Packager {
@@ -198,6 +201,7 @@ impl Packager {
             cluster: None,
             origins: RwLock::default(),
             runtime: None,
+            demand: Arc::default(),
         }
     }
 
@@ -244,6 +248,19 @@ impl Packager {
     pub fn remove_stream(&self, name: &str) {
         self.streams_mut().remove(name);
         self.origins_mut().remove(name);
+        self.demand.set(name, None);
+    }
+
+    /// Serves `name` on demand (its `on_demand` time) or not: requests
+    /// note the demand its ingest runs on ([`crate::demand`]).
+    pub fn set_on_demand(&self, name: &str, on_demand_ms: Option<i64>) {
+        self.demand.set(name, on_demand_ms);
+    }
+
+    /// Notes that `name` is asked for, when it is on demand; returns
+    /// whether it is.
+    pub(crate) fn note_demand(&self, name: &str) -> bool {
+        self.demand.note(name, self.runtime.as_ref())
     }
 
     /// Sends the requests for `name` that find nothing on its tape to the
@@ -350,6 +367,10 @@ impl Packager {
         let tape = self
             .tape(playback.stream)
             .ok_or_else(|| PackagerError::UnknownStream(playback.stream.to_owned()))?;
+        let on_demand = playback.form.is_live() && self.note_demand(playback.stream);
+        if on_demand {
+            crate::demand::wait_for_fresh(&tape, self.clock.as_ref()).await;
+        }
         let asked = Asked {
             path,
             raw_query,
@@ -371,6 +392,14 @@ impl Packager {
             | Form::RangePlaylist { .. }
             | Form::TimeshiftAbsPlaylist { .. }
             | Form::TimeshiftRelPlaylist { .. } => self.playlist(&tape, &asked).await,
+            Form::LiveMpegts if on_demand => self.paced_form(tape, &asked).await.map(|r| {
+                crate::demand::keeping_demand(
+                    r,
+                    Arc::clone(&self.demand),
+                    self.runtime.clone(),
+                    playback.stream,
+                )
+            }),
             Form::LiveMpegts
             | Form::TimeshiftAbsMpegts { .. }
             | Form::TimeshiftRelMpegts { .. } => self.paced_form(tape, &asked).await,

@@ -91,6 +91,8 @@ impl Tapes {
                     self.packager.add_stream(tape);
                     self.packager
                         .set_origins(name.as_str(), restreamed_from(config));
+                    self.packager
+                        .set_on_demand(name.as_str(), config.on_demand_ms);
                     self.served.insert(name.clone(), config.clone());
                 }
                 Err(e) => {

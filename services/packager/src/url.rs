@@ -184,6 +184,22 @@ pub enum Form {
     LivePreview,
 }
 
+impl Form {
+    /// Whether it follows the live edge (a window ending now), the forms
+    /// an on-demand stream's first viewer waits on while it starts.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Form::LivePlaylist(_)
+                | Form::LiveMpegts
+                | Form::LiveDash
+                | Form::RewindDash { .. }
+                | Form::Rewind { .. }
+                | Form::LivePreview
+        )
+    }
+}
+
 /// What a preview is made into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Picture {
