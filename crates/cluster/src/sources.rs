@@ -13,8 +13,10 @@
 //! streams it put there itself, which it notes in
 //! [`dvr_proto::SOURCES_KV_BUCKET`].
 //!
-//! What the seeds call on-demand streams (the grey list: streams outside
-//! `only`, started when a viewer asks) are not taken.
+//! A stream outside a source's `only` (and not in its `except`) is the
+//! seeds' grey list: it is taken as an on-demand stream
+//! ([`StreamConfig::on_demand_ms`]), whose ingest runs only while viewers
+//! ask for it, unless another source takes it as static.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dvr_bus::{BusError, Kv};
-use dvr_common::config::{SourceConfig, StreamConfig};
+use dvr_common::config::{SourceConfig, StreamConfig, Taken, DEFAULT_ON_DEMAND_MS};
 use dvr_common::{Clock, StreamName};
 use dvr_proto::stream_config_key;
 use tracing::{info, warn};
@@ -41,15 +43,20 @@ pub fn derive_streams(
     let mut out: BTreeMap<StreamName, StreamConfig> = BTreeMap::new();
     for (source, list) in sources.iter().zip(lists) {
         for name in list.iter().flatten() {
-            if !source.takes(name.as_str()) {
+            let Some(taken) = source.takes(name.as_str()) else {
                 continue;
-            }
+            };
             let stream = out.entry(name.clone()).or_insert_with(|| StreamConfig {
                 inputs: Vec::new(),
                 dvr: source.dvr.clone(),
                 cache: None,
                 auth: None,
+                on_demand_ms: Some(DEFAULT_ON_DEMAND_MS),
             });
+            // On demand only while no source takes it as static.
+            if taken == Taken::Static {
+                stream.on_demand_ms = None;
+            }
             stream.inputs.push(source.input(name));
         }
     }
@@ -173,10 +180,17 @@ mod tests {
                 .map(InputUrl::to_string)
                 .collect()
         };
-        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(inputs("ch1"), ["m4f://a:1/ch1", "m4f://b:1/ch1"]);
-        // a's except leaves ch-test to b; a's only leaves news out.
+        // a's except leaves ch-test to b.
         assert_eq!(inputs("ch-test"), ["m4f://b:1/ch-test"]);
+        // Outside a's only, news is on demand; b's static ch1 is static
+        // whatever a says.
+        assert_eq!(inputs("news"), ["m4f://a:1/news"]);
+        let on_demand = |n: &str| got[&StreamName::new(n).unwrap()].on_demand_ms;
+        assert_eq!(on_demand("news"), Some(DEFAULT_ON_DEMAND_MS));
+        assert_eq!(on_demand("ch1"), None);
+        assert_eq!(on_demand("ch-test"), None);
         // A source never listed gives nothing.
         assert!(derive_streams(&sources, &[None, None]).is_empty());
     }

@@ -544,8 +544,12 @@ fn an_origin_restreams_another_with_the_same_seqs_and_bytes() {
     );
 }
 
+/// `sources:` with `only: [ch*]` and `except: [ch2]` on a source of ch1,
+/// ch2 and news: ch1 is restreamed all the time, ch2 not at all, and news
+/// (the seeds' grey list) runs only while a viewer asks for it.
 #[test]
-fn sources_restream_what_only_and_except_let_through() {
+fn sources_take_only_as_static_the_rest_on_demand_and_leave_except_out() {
+    const ADMIN: &str = "sources-admin-token";
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (free_tcp_port(), free_tcp_port());
     let clip = testdata("h264_aac_720p.ts");
@@ -565,8 +569,8 @@ fn sources_restream_what_only_and_except_let_through() {
         "b",
         b,
         &format!(
-            "streams: {{}}\nsources:\n  - url: http://127.0.0.1:{a}\n    only: [ \"ch*\" ]\n    \
-             except: [ \"ch2\" ]\n    dvr: {{ depth: 1d }}\n"
+            "api: {{ tokens: [ \"{ADMIN}\" ] }}\nstreams: {{}}\nsources:\n  - url: http://127.0.0.1:{a}\n    \
+             only: [ \"ch*\" ]\n    except: [ \"ch2\" ]\n    dvr: {{ depth: 1d }}\n"
         ),
     ));
     let mut on_b = Vec::new();
@@ -584,17 +588,52 @@ fn sources_restream_what_only_and_except_let_through() {
         body_of(a, &format!("/ch1/{uri}")),
         body_of(b, &format!("/ch1/{uri}"))
     );
-    // except wins over only; only leaves news out.
-    for stream in ["ch2", "news"] {
-        let (status, body) = support::get(b, &format!("/{stream}/index.m3u8"));
-        assert_eq!(status, 404, "{stream}: {}", String::from_utf8_lossy(&body));
-    }
+    // except wins over only.
+    let (status, body) = support::get(b, "/ch2/index.m3u8");
+    assert_eq!(status, 404, "ch2: {}", String::from_utf8_lossy(&body));
+    // news, outside only, is on demand: no ingest until a viewer asks…
+    let ingest_of_news = || {
+        let (status, _, body) = support::send_with(
+            b,
+            "GET",
+            "/api/v1/streams/news/status",
+            &format!("Authorization: Bearer {ADMIN}\r\n"),
+            "",
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["ingest"].clone()
+    };
+    assert!(ingest_of_news().is_null(), "news runs before anyone asked");
+    // …then the first viewer waits for its first segment and gets it, with
+    // the source's bytes.
+    let (status, body) = support::get(b, "/news/index.m3u8");
+    let playlist = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{playlist}");
+    let (listed, _) = segments(&playlist);
+    let (_, _, uri) = listed.last().expect("a segment in the first answer");
+    assert_eq!(
+        body_of(b, &format!("/news/{uri}")),
+        body_of(a, &format!("/news/{uri}")),
+        "news/{uri}: the source's bytes"
+    );
+    assert!(!ingest_of_news().is_null(), "news runs while asked for");
+    // Nobody asks any more: it stops after its on_demand time (20 s).
+    let asked_last = std::time::Instant::now();
+    wait_for("news stopped", Duration::from_secs(45), || {
+        ingest_of_news().is_null()
+    });
+    assert!(
+        asked_last.elapsed() >= Duration::from_secs(15),
+        "news stopped {:?} after the last request",
+        asked_last.elapsed()
+    );
     drop(procs);
     let logged = std::fs::read_to_string(dir.path().join("b").join("dvr.log")).unwrap();
     assert!(
         logged.contains("sources: stream taken"),
         "the follower logs what it takes"
     );
+    assert!(logged.contains("on-demand stream asked for"));
     assert!(!logged.contains(KEY));
 }
 
