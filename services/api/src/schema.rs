@@ -42,7 +42,7 @@ impl PartialSchema for StreamDoc {
     fn schema() -> RefOr<Schema> {
         let inputs = ArrayBuilder::new()
             .items(string(
-                "udp://[iface@]host:port, http(s)://, tshttp://, file://PATH?loop=true, timeshift://OTHER/N",
+                "udp://[iface@]host:port, http(s)://, tshttp://, hls://, srt://, publish://, m4f://ORIGIN/STREAM, file://PATH?loop=true, timeshift://OTHER/N",
             ))
             .min_items(Some(1))
             .max_items(Some(16))
@@ -81,6 +81,18 @@ impl PartialSchema for StreamDoc {
                         .description(Some(
                             "false: configured but not recording (the seeds' dvr_offline).",
                         )),
+                )
+                .property(
+                    "replicate",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::Boolean))
+                        .description(Some(
+                            "true: copy the source's tape this origin lacks (needs m4f:// inputs).",
+                        )),
+                )
+                .property(
+                    "replicate_rate",
+                    string("Bytes a second replication may copy: 200M (default 64M)."),
                 ),
         );
         let dvr = OneOfBuilder::new()
@@ -113,6 +125,22 @@ impl PartialSchema for StreamDoc {
                 .required("inputs")
                 .property("dvr", dvr)
                 .property("cache", cache)
+                .property(
+                    "auth",
+                    string("The stream's play authorization: none, securetoken://SECRET, securetoken-hmac://SECRET, http(s)://BACKEND or auth://NAME."),
+                )
+                .property(
+                    "on_demand",
+                    OneOfBuilder::new()
+                        .item(
+                            ObjectBuilder::new()
+                                .schema_type(SchemaType::Type(Type::Boolean)),
+                        )
+                        .item(string("How long it runs after its last viewer: 20s (1s..1h)."))
+                        .description(Some(
+                            "Capture only while viewers ask for the stream live (true: 20s).",
+                        )),
+                )
                 .description(Some(
                     "A stream's settings, exactly as one entry of the config file's streams: map (YAML or JSON).",
                 )),
