@@ -616,7 +616,10 @@ fn sources_take_only_as_static_the_rest_on_demand_and_leave_except_out() {
         body_of(a, &format!("/news/{uri}")),
         "news/{uri}: the source's bytes"
     );
-    assert!(!ingest_of_news().is_null(), "news runs while asked for");
+    // Its ingest reports within a second or two of starting.
+    wait_for("news's ingest report", Duration::from_secs(10), || {
+        !ingest_of_news().is_null()
+    });
     // Nobody asks any more: it stops after its on_demand time (20 s).
     let asked_last = std::time::Instant::now();
     wait_for("news stopped", Duration::from_secs(45), || {
