@@ -18,9 +18,11 @@
 //! the hole is kept with its seq, UTC, flags and bytes unchanged; the copy
 //! stops at the first segment at or past the hole's end, or at the
 //! source's heartbeat (its tape has nothing more). Segments are spooled to
-//! a temporary file and written as chunks cut where the recorder would cut
-//! them (copy windows, seq breaks, discontinuities), each with its sample
-//! tables and index, so a chunk exists only when whole; a copy interrupted
+//! a file in the temporary directory (`TMPDIR`) and written as chunks cut
+//! where the recorder would cut them (copy windows, seq breaks,
+//! discontinuities) or at [`SPOOL_MAX_BYTES`], each with its sample tables
+//! and index, so a chunk exists only when whole; one chunk is written
+//! while the next is gathered. A copy interrupted
 //! half-way leaves its hole smaller, and the next pass asks again from
 //! there. A seq is never written twice: the hole's bounds are seqs this
 //! origin holds.
@@ -65,6 +67,10 @@ const UNTIL_FIRST_TAPE: Duration = Duration::from_millis(500);
 pub const SETTLED_FOR: Duration = Duration::from_secs(600);
 /// How often the report is rewritten while a hole is being copied.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// The largest chunk a copy gathers before writing it: a copy window of
+/// a high-bitrate stream may be gigabytes, and two spools (one written,
+/// one gathered) sit in the temporary directory at once.
+pub const SPOOL_MAX_BYTES: u64 = 256 << 20;
 
 /// Why a hole was not (fully) copied; the next pass asks again.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +194,8 @@ struct Spool {
     writer: tokio::fs::File,
     first: SegmentMeta,
     last_seq: u64,
+    /// Bytes spooled.
+    bytes: u64,
     codecs: Arc<CodecSummary>,
     records: Vec<(
         u64,
@@ -211,15 +219,18 @@ impl Spool {
             writer,
             first: first.meta,
             last_seq: first.meta.seq,
+            bytes: 0,
             codecs: probe_codecs(&first.payload),
             records: Vec::new(),
             tables: Vec::new(),
         })
     }
 
-    /// Whether `meta` continues this chunk as the recorder would cut it.
+    /// Whether `meta` continues this chunk as the recorder would cut it,
+    /// within [`SPOOL_MAX_BYTES`].
     fn continues(&self, meta: &SegmentMeta, copy_interval_ms: i64) -> bool {
-        meta.seq == self.last_seq + 1
+        self.bytes + meta.bytes <= SPOOL_MAX_BYTES
+            && meta.seq == self.last_seq + 1
             && !meta.flags.discontinuity
             && copy_window(meta.utc_start, copy_interval_ms)
                 == copy_window(self.first.utc_start, copy_interval_ms)
@@ -230,6 +241,7 @@ impl Spool {
         let length = u32::try_from(segment.payload.len())
             .map_err(|_| std::io::Error::other(format!("segment {} is over 4 GiB", meta.seq)))?;
         self.writer.write_all(&segment.payload).await?;
+        self.bytes += u64::from(length);
         if let Ok(table) = SampleTable::from_ts(&segment.payload, meta.pts_start, meta.duration) {
             self.tables.push((meta.seq, table));
         }
@@ -740,5 +752,48 @@ mod tests {
             Step::Done,
             "ends past the hole"
         );
+    }
+
+    #[tokio::test]
+    async fn a_chunk_is_cut_where_the_recorder_would_and_at_the_spool_cap() {
+        let segment = |seq: u64, start: i64, bytes: u64, discontinuity: bool| FeedSegment {
+            meta: SegmentMeta {
+                seq,
+                utc_start: UtcMs(start),
+                duration: dvr_common::Ticks::from_ms(2_000),
+                pts_start: dvr_common::Ticks(0),
+                bytes,
+                flags: dvr_media::SegmentFlags {
+                    discontinuity,
+                    ..Default::default()
+                },
+            },
+            payload: Bytes::from(vec![0x47; 188]),
+        };
+        let minute = 60_000;
+        let first = segment(1, 0, 188, false);
+        let mut spool = Spool::open(&first).unwrap();
+        spool.push(&first).await.unwrap();
+        assert!(spool.continues(&segment(2, 2_000, 188, false).meta, minute));
+        assert!(
+            !spool.continues(&segment(3, 2_000, 188, false).meta, minute),
+            "a seq skipped"
+        );
+        assert!(
+            !spool.continues(&segment(2, 2_000, 188, true).meta, minute),
+            "a discontinuity"
+        );
+        assert!(
+            !spool.continues(&segment(2, 60_000, 188, false).meta, minute),
+            "the next window"
+        );
+        assert!(
+            !spool.continues(&segment(2, 2_000, SPOOL_MAX_BYTES, false).meta, minute),
+            "over the spool cap"
+        );
+        assert!(spool.continues(
+            &segment(2, 2_000, SPOOL_MAX_BYTES - 188, false).meta,
+            minute
+        ));
     }
 }
