@@ -146,11 +146,21 @@ pub fn init(format: LogFormat, service: &str) -> Result<TelemetryGuard, Telemetr
         .with(
             lines
                 .and_then(otel)
-                .with_filter(filter.and(filter_fn(shows_no_credentials))),
+                .with_filter(filter.and(no_credentials())),
         )
         .try_init()
         .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// [`shows_no_credentials`] as a filter. It only ever drops, so its level
+/// hint is "everything" and the combined filter keeps `RUST_LOG`'s: without
+/// one the hint is lost, the `log` crate's max level becomes `trace`, and
+/// every `log::trace!` of a library (srt-protocol logs per packet) is
+/// formatted into a record and filtered at run time.
+fn no_credentials() -> tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
+    filter_fn(shows_no_credentials as fn(&tracing::Metadata<'_>) -> bool)
+        .with_max_level_hint(tracing::level_filters::LevelFilter::TRACE)
 }
 
 /// Whether an event may be logged without exposing a storage secret: the
@@ -206,7 +216,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .with_writer(move || SharedBuf(sink.clone()))
-                .with_filter(EnvFilter::new("debug").and(filter_fn(shows_no_credentials))),
+                .with_filter(EnvFilter::new("debug").and(no_credentials())),
         );
         tracing::subscriber::with_default(subscriber, || {
             tracing::debug!(target: "reqsign_core::api", "secret_access_key: s3cr3t");
@@ -217,6 +227,16 @@ mod tests {
         assert!(!written.contains("s3cr3t"), "{written}");
         assert!(written.contains("credential expired"), "{written}");
         assert!(written.contains("put ch1/seg"), "{written}");
+    }
+
+    #[test]
+    fn the_credentials_filter_keeps_rust_logs_level_hint() {
+        use tracing_subscriber::layer::Filter;
+        let combined = EnvFilter::new("info").and(no_credentials());
+        assert_eq!(
+            Filter::<tracing_subscriber::Registry>::max_level_hint(&combined),
+            Some(tracing::level_filters::LevelFilter::INFO)
+        );
     }
 
     struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
