@@ -766,6 +766,87 @@ fn archived_by_seq(port: u16, from_s: i64, to_s: i64) -> Result<Vec<(u64, String
         .collect())
 }
 
+/// Failing over to an origin with its own capture of the channel (its own
+/// seqs) goes on after the restreamer's last seq with a discontinuity,
+/// and the stream status counts it.
+#[test]
+fn failing_over_to_an_independent_capture_continues_our_seqs_with_a_discontinuity() {
+    const ADMIN: &str = "independent-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c, b) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let clip = format!(
+        "\"file://{}?loop=true\"",
+        testdata("h264_aac_720p.ts").display()
+    );
+    let mut procs = Procs(vec![start_origin(dir.path(), "a", a, &ch1_from(&clip))]);
+    // C captures the same channel later: its seqs start again from 0.
+    wait_for("A's tape", Duration::from_secs(60), || {
+        listed_by_seq(a).len() >= 4
+    });
+    procs
+        .0
+        .push(start_origin(dir.path(), "c", c, &ch1_from(&clip)));
+    procs.0.push(start_origin(
+        dir.path(),
+        "b",
+        b,
+        &format!(
+            "api: {{ tokens: [ \"{ADMIN}\" ] }}\n{}",
+            ch1_from(&format!(
+                "\"m4f://127.0.0.1:{a}/ch1\", \"m4f://127.0.0.1:{c}/ch1\""
+            ))
+        ),
+    ));
+    wait_for("B following A", Duration::from_secs(60), || {
+        listed_by_seq(b).len() >= 2 && !listed_by_seq(c).is_empty()
+    });
+    let mut killed = procs.0.remove(0);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let before = listed_by_seq(b).last().unwrap().0;
+    let mut on_b = Vec::new();
+    wait_for("B going on from C", Duration::from_secs(60), || {
+        on_b = listed_by_seq(b);
+        on_b.last().is_some_and(|(seq, _)| *seq >= before + 3)
+    });
+    for pair in on_b.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "B's seqs go on one by one: {on_b:?}"
+        );
+    }
+    let playlist = String::from_utf8_lossy(&body_of(b, "/ch1/index.m3u8")).into_owned();
+    assert!(
+        playlist.contains("#EXT-X-DISCONTINUITY"),
+        "the switch is a discontinuity in the live playlist: {playlist}"
+    );
+    // The report is rewritten every 5 s.
+    let mut status = serde_json::Value::Null;
+    wait_for(
+        "the discontinuity in B's status",
+        Duration::from_secs(15),
+        || {
+            let (_, _, body) = support::send_with(
+                b,
+                "GET",
+                "/api/v1/streams/ch1/status",
+                &format!("Authorization: Bearer {ADMIN}\r\n"),
+                "",
+            );
+            status = serde_json::from_slice(&body).unwrap_or_default();
+            status["ingest"]["discontinuities"].as_u64() >= Some(1)
+        },
+    );
+    let ingest = &status["ingest"];
+    assert_eq!(
+        ingest["input"].as_str(),
+        Some(format!("m4f://127.0.0.1:{c}/ch1").as_str()),
+        "{status}"
+    );
+    assert!(ingest["switches"].as_u64() >= Some(1), "{status}");
+}
+
 /// A restreamer holding another cluster key is refused by its source, and
 /// its stream status says so (not only its log).
 #[test]

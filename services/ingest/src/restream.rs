@@ -133,6 +133,8 @@ impl<S: SegmentSink> Restream<'_, S> {
         if renumbered && !self.renumbering {
             warn!(stream = self.name, source_seq = meta.seq, seq, "restream: the source numbers another capture; renumbered after the tape's last seq");
             flags.discontinuity = true;
+            // Shown in the stream status as the discontinuity it is.
+            self.counters.demux.discontinuities += 1;
         }
         self.renumbering = renumbered;
         let len = s.payload.len() as u64;
