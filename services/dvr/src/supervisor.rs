@@ -575,6 +575,11 @@ fn ingest_streams(
         .collect()
 }
 
+/// A gap between two notes of a stream longer than any packager's
+/// refresh ([`dvr_packager::demand::refresh_every`], 5 s at most): the
+/// stream has likely stopped, and the note should start it at once.
+const DEMAND_QUIET: Duration = Duration::from_secs(5);
+
 /// When each stream was last asked for, by this process's clock: the
 /// packagers' notes (`demand.{stream}` in the runtime bucket) as they
 /// arrive. An entry is never removed; [`ingest_streams`] judges its age.
@@ -594,13 +599,18 @@ fn follow_demand(
                             .and_then(stream_from_config_key);
                         if let (KvOp::Put, Some(stream)) = (entry.op, stream) {
                             let now = tokio::time::Instant::now();
-                            let new = tx.borrow().get(&stream).is_none();
-                            if new {
+                            // Only a stream that is likely not running wakes
+                            // the loop; a running one's note is read on its
+                            // next tick, so notes from many viewers of many
+                            // streams cost no reconcile each.
+                            let woke = tx.send_if_modified(|asked| {
+                                asked
+                                    .insert(stream.clone(), now)
+                                    .is_none_or(|at| now.duration_since(at) > DEMAND_QUIET)
+                            });
+                            if woke {
                                 info!(stream = %stream, "on-demand stream asked for");
                             }
-                            tx.send_modify(|asked| {
-                                asked.insert(stream, now);
-                            });
                         }
                     }
                 }
