@@ -862,6 +862,9 @@ fn a_restreamer_with_another_key_says_why_in_its_status() {
         a,
         &ch1_from(&format!("\"file://{}?loop=true\"", clip.display())),
     )]);
+    wait_for("A's tape", Duration::from_secs(60), || {
+        !listed_by_seq(a).is_empty()
+    });
     let at = dir.path().join("b");
     std::fs::create_dir_all(&at).unwrap();
     let config = at.join("dvr.yaml");
@@ -894,7 +897,11 @@ fn a_restreamer_with_another_key_says_why_in_its_status() {
         ingest = serde_json::from_slice::<serde_json::Value>(&body)
             .map(|v| v["ingest"].clone())
             .unwrap_or_default();
-        status == 200 && ingest["last_error"].is_string()
+        // Until A listens, the error is a refused connection.
+        status == 200
+            && ingest["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("403"))
     });
     let error = ingest["last_error"].as_str().unwrap();
     assert!(
