@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -293,7 +294,6 @@ def recorded_span(conn: http.client.HTTPConnection, stream: str) -> tuple[int, i
     body = resp.read()
     if resp.status != 200:
         return None
-    import json
     span = json.loads(body).get(stream, {})
     return (span["from"], span["to"]) if "from" in span and "to" in span else None
 

@@ -593,15 +593,9 @@ fn sources_take_only_as_static_the_rest_on_demand_and_leave_except_out() {
     assert_eq!(status, 404, "ch2: {}", String::from_utf8_lossy(&body));
     // news, outside only, is on demand: no ingest until a viewer asks…
     let ingest_of_news = || {
-        let (status, _, body) = support::send_with(
-            b,
-            "GET",
-            "/api/v1/streams/news/status",
-            &format!("Authorization: Bearer {ADMIN}\r\n"),
-            "",
-        );
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["ingest"].clone()
+        let (status, body) = stream_status(b, ADMIN, "news");
+        assert_eq!(status, 200, "{body}");
+        body["ingest"].clone()
     };
     assert!(ingest_of_news().is_null(), "news runs before anyone asked");
     // …then the first viewer waits for its first segment and gets it, with
@@ -638,6 +632,19 @@ fn sources_take_only_as_static_the_rest_on_demand_and_leave_except_out() {
     );
     assert!(logged.contains("on-demand stream asked for"));
     assert!(!logged.contains(KEY));
+}
+
+/// `GET /api/v1/streams/{stream}/status` on `port` with an API token: the
+/// HTTP status and the body as JSON (`null` when it is not JSON).
+fn stream_status(port: u16, token: &str, stream: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = support::send_with(
+        port,
+        "GET",
+        &format!("/api/v1/streams/{stream}/status"),
+        &format!("Authorization: Bearer {token}\r\n"),
+        "",
+    );
+    (status, serde_json::from_slice(&body).unwrap_or_default())
 }
 
 /// A TCP relay to `target` on loopback, to cut one path between origins.
@@ -827,14 +834,7 @@ fn failing_over_to_an_independent_capture_continues_our_seqs_with_a_discontinuit
         "the discontinuity in B's status",
         Duration::from_secs(15),
         || {
-            let (_, _, body) = support::send_with(
-                b,
-                "GET",
-                "/api/v1/streams/ch1/status",
-                &format!("Authorization: Bearer {ADMIN}\r\n"),
-                "",
-            );
-            status = serde_json::from_slice(&body).unwrap_or_default();
+            status = stream_status(b, ADMIN, "ch1").1;
             status["ingest"]["discontinuities"].as_u64() >= Some(1)
         },
     );
@@ -887,16 +887,8 @@ fn a_restreamer_with_another_key_says_why_in_its_status() {
     ));
     let mut ingest = serde_json::Value::Null;
     wait_for("the refusal in B's status", Duration::from_secs(60), || {
-        let (status, _, body) = support::send_with(
-            b,
-            "GET",
-            "/api/v1/streams/ch1/status",
-            &format!("Authorization: Bearer {ADMIN}\r\n"),
-            "",
-        );
-        ingest = serde_json::from_slice::<serde_json::Value>(&body)
-            .map(|v| v["ingest"].clone())
-            .unwrap_or_default();
+        let (status, body) = stream_status(b, ADMIN, "ch1");
+        ingest = body["ingest"].clone();
         // Until A listens, the error is a refused connection.
         status == 200
             && ingest["last_error"]
@@ -1005,16 +997,9 @@ fn a_replicating_restreamer_copies_what_its_source_recorded_before_it() {
         support::metric_sample(b, "dvr_recorder_backfilled_segments_total{stream=\"ch1\"}")
             .unwrap_or(0.0);
     assert!(segments_copied >= 4.0, "{segments_copied} segments copied");
-    let (status, _, body) = support::send_with(
-        b,
-        "GET",
-        "/api/v1/streams/ch1/status",
-        &format!("Authorization: Bearer {ADMIN}\r\n"),
-        "",
-    );
+    let (status, body) = stream_status(b, ADMIN, "ch1");
     assert_eq!(status, 200);
-    let replication =
-        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["replication"].clone();
+    let replication = body["replication"].clone();
     assert!(
         replication["segments"].as_u64().unwrap() >= 4,
         "{replication}"
