@@ -7,15 +7,16 @@
 //! one stream taking every caller, with the passphrase), then come
 //! datagrams, each a peer byte, a big-endian 16-bit length and the bytes
 //! (`fuzz/corpus/srt/` holds ffmpeg's and srt-live-transmit's handshakes
-//! and first packets in that framing). They go through srt-tokio's
-//! listener core answered by our routing
-//! ([`dvr_ingest::input::srt::srt_tokio::feed_listener`]). The check:
+//! and first packets in that framing). They go through the listener
+//! port's core, as its task drives it, answered by our routing
+//! ([`dvr_ingest::input::srt::engine::feed_listener`]). The check:
 //! nothing of ours panics. srt-protocol 0.4.4 panics on some handshakes
 //! (an encrypting caller toward a stream without a passphrase, in the
-//! corpus); that is contained and the listener rebuilt, as at run time.
+//! corpus); the port contains that and starts its handshakes over, as at
+//! run time.
 
 use dvr_common::config::{InputUrl, SrtInput};
-use dvr_ingest::input::srt::srt_tokio::feed_listener;
+use dvr_ingest::input::srt::engine::feed_listener;
 use dvr_ingest::input::srt::Routes;
 
 /// The passphrase of the corpus's encrypted callers.
@@ -58,5 +59,5 @@ pub fn exercise_srt(data: &[u8]) {
         datagrams.push((header[0], bytes));
         rest = &rest[3 + bytes.len()..];
     }
-    let _rebuilt = feed_listener(datagrams, &routes);
+    let _contained = feed_listener(datagrams, &routes);
 }

@@ -127,7 +127,7 @@ pub async fn open_source(
                 url.clone(),
                 input.clone(),
                 stream,
-                Arc::new(srt::srt_tokio::SrtTokio),
+                Arc::new(srt::engine::SrtEngine),
                 Arc::clone(listeners),
             ))
         }

@@ -2,19 +2,19 @@
 //! gateway's listener, or as a listener that encoders call, several
 //! streams sharing one port by stream id ([`listener`]).
 //!
-//! The SRT implementation sits behind [`SrtTransport`]
-//! ([`srt_tokio`] adapts the `srt-tokio` crate) so it can be swapped.
-//! That library may panic on odd packets, so nothing of it runs in the
-//! stream's own task: calls, handshakes and each connection's reads run in
-//! tasks of their own, and a panic there is an input error like a lost
-//! connection. A caller reconnects at the next read, as other live sources
+//! The SRT implementation sits behind [`SrtTransport`] so it can be
+//! swapped: [`engine`] drives the pure-Rust `srt-protocol` crate's state
+//! machines. That library may panic on odd packets, so nothing of it runs
+//! in the stream's own task: calls, handshakes and each connection's reads
+//! run in tasks of their own, and a panic there is an input error like a
+//! lost connection. A caller reconnects at the next read, as other live sources
 //! do; a listener waits for its caller to come back.
 //!
 //! What arrives is MPEG-TS, as SRT senders carry it (seven packets a
 //! message): the bytes go to the segmenter unchanged.
 
+pub mod engine;
 pub mod listener;
-pub mod srt_tokio;
 pub mod transport;
 
 use std::io;
@@ -36,10 +36,10 @@ const MAX_CHUNK: usize = 64 * 1024;
 /// Chunks a connection's reader may be ahead of the stream.
 const PUMP_CHUNKS: usize = 64;
 
-/// The process's SRT listeners, over srt-tokio.
+/// The process's SRT listeners, over [`engine::SrtEngine`].
 pub fn listeners() -> &'static Arc<SrtListeners> {
     static LISTENERS: OnceLock<Arc<SrtListeners>> = OnceLock::new();
-    LISTENERS.get_or_init(|| SrtListeners::new(Arc::new(srt_tokio::SrtTokio)))
+    LISTENERS.get_or_init(|| SrtListeners::new(Arc::new(engine::SrtEngine)))
 }
 
 /// One connection read in a task of its own.
@@ -233,7 +233,7 @@ mod tests {
     use super::*;
     use std::net::SocketAddr;
 
-    /// An SRT library that panics where srt-tokio might: in a call, or
+    /// An SRT library that panics where srt-protocol might: in a call, or
     /// reading a connection.
     #[derive(Debug)]
     struct Panicking {

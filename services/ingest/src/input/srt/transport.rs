@@ -3,7 +3,7 @@
 //!
 //! Everything above this trait (routing callers by stream id, reconnecting,
 //! turning a library panic into an input error) is ours and does not change
-//! when the implementation does; [`super::srt_tokio`] adapts the one in use.
+//! when the implementation does; [`super::engine`] is the one in use.
 
 use std::fmt;
 use std::io;
