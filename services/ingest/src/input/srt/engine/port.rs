@@ -174,6 +174,8 @@ impl PortCore {
                     })
                     .map_err(drop),
                 Action::RejectConnection(session, packet) => {
+                    // The listener forgets a refused caller.
+                    self.strangers.remove(&session);
                     self.outbox.extend(packet);
                     if let Some(reply) = self.waiting.remove(&session) {
                         let _ = reply.send(Err(io::Error::new(
@@ -205,6 +207,7 @@ impl PortCore {
                     None => Err(()),
                 },
                 Action::DropConnection(session) => {
+                    self.strangers.remove(&session);
                     self.links.remove(&session);
                     self.waiting.remove(&session);
                     Ok(())
@@ -339,5 +342,43 @@ impl SrtRequest for EngineRequest {
     fn reject(self: Box<Self>, reason: Rejection) -> BoxFuture<'static, ()> {
         let _ = self.respond(AccessControlResponse::Rejected(rejection(reason)), None);
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use srt_protocol::packet::SeqNumber;
+    use srt_protocol::protocol::pending_connection::connect::Connect;
+    use srt_protocol::protocol::pending_connection::ConnectionResult;
+
+    use super::super::settings;
+    use super::*;
+
+    /// Callers that start a handshake and never finish it (forged sources)
+    /// are tracked up to the cap, and the port still answers the next.
+    #[test]
+    fn peers_that_never_finish_a_handshake_are_bounded() {
+        let local = SocketAddr::from(([127, 0, 0, 1], 9000));
+        let now = Instant::now();
+        let (requests, _asked) = mpsc::channel(64);
+        let (answers, _answered) = mpsc::unbounded_channel();
+        let mut port = PortCore::new(now, local, settings(None, None), requests, answers);
+        for i in 0..3 * MAX_STRANGERS as u32 {
+            let peer = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 4000));
+            let mut connect = Connect::new(
+                local,
+                peer.ip(),
+                settings(None, None),
+                None,
+                SeqNumber::new_truncate(i),
+            );
+            let ConnectionResult::SendPacket((induction, _)) = connect.handle_tick(now) else {
+                panic!("a caller starts with an induction");
+            };
+            port.outbox.clear();
+            port.packet(now, Ok((induction, peer)), peer);
+            assert_eq!(port.outbox.len(), 1, "peer {i} is answered");
+            assert!(port.strangers.len() <= MAX_STRANGERS);
+        }
     }
 }
