@@ -42,7 +42,13 @@ impl Link {
             released: BytesMut::new(),
             orphaned: None,
         };
-        (link, EngineConnection { data: reader })
+        (
+            link,
+            EngineConnection {
+                data: reader,
+                error: None,
+            },
+        )
     }
 
     pub(super) fn packet(
@@ -104,11 +110,16 @@ impl Link {
 #[derive(Debug)]
 pub struct EngineConnection {
     data: mpsc::Receiver<io::Result<Bytes>>,
+    /// An error met behind data: the next call returns it.
+    error: Option<io::Error>,
 }
 
 impl SrtConnection for EngineConnection {
     fn recv(&mut self, max: usize) -> BoxFuture<'_, io::Result<Option<Bytes>>> {
         Box::pin(async move {
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
             let first = match self.data.recv().await {
                 Some(chunk) => chunk?,
                 None => return Ok(None),
@@ -126,9 +137,11 @@ impl SrtConnection for EngineConnection {
                         }
                         more.extend_from_slice(&chunk);
                     }
-                    // The error waits for the next call.
-                    Ok(Err(e)) if more.is_empty() => return Err(e),
-                    Ok(Err(_)) | Err(_) => break,
+                    Ok(Err(e)) => {
+                        self.error = Some(e);
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
             Ok(Some(if more.is_empty() {
@@ -137,5 +150,30 @@ impl SrtConnection for EngineConnection {
                 more.freeze()
             }))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks already waiting go out together; an error behind them waits
+    /// for the next call, and nothing is lost around it.
+    #[tokio::test]
+    async fn a_read_gathers_waiting_chunks_and_keeps_an_error_for_the_next() {
+        let (tx, data) = mpsc::channel(8);
+        let mut connection = EngineConnection { data, error: None };
+        tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
+        tx.send(Ok(Bytes::from_static(b"cd"))).await.unwrap();
+        tx.send(Err(io::Error::other("socket failed")))
+            .await
+            .unwrap();
+        tx.send(Ok(Bytes::from_static(b"ef"))).await.unwrap();
+        drop(tx);
+        assert_eq!(connection.recv(1024).await.unwrap().unwrap(), "abcd");
+        let e = connection.recv(1024).await.unwrap_err();
+        assert_eq!(e.to_string(), "socket failed");
+        assert_eq!(connection.recv(1024).await.unwrap().unwrap(), "ef");
+        assert!(connection.recv(1024).await.unwrap().is_none());
     }
 }
