@@ -16,15 +16,17 @@
 //! The packets of a connection go to it straight from the socket, not
 //! through the listener, whose sessions then belong only to callers still
 //! shaking hands. srt-protocol never forgets those, so the listener is
-//! rebuilt when more than [`MAX_STRANGERS`] peers without a connection
-//! have written to the port: a flood of forged sources costs bounded memory.
+//! rebuilt when more than 1,024 peers without a connection have written to
+//! the port: a flood of forged sources costs bounded memory.
 //!
-//! srt-protocol 0.4.4 panics on some handshakes (a caller that sends keys
-//! without announcing a key length, toward a stream in the clear: its "not
-//! implemented: expected no secrets"). Every step of its state machines
-//! runs under `catch_unwind`: a panic while shaking hands rebuilds the
-//! listener (the handshakes in progress start over, open connections carry
-//! on), a panic in a connection ends that connection only.
+//! srt-protocol 0.4.4 panics on some input: a caller that sends keys
+//! without announcing a key length, toward a stream in the clear (its "not
+//! implemented: expected no secrets"), a handshake extension it does not
+//! know, a control packet shorter than its type says. Every call into it
+//! runs under `catch_unwind`: a datagram it panics parsing is dropped, a
+//! panic while shaking hands rebuilds the listener (the handshakes in
+//! progress start over, open connections carry on), a panic in a
+//! connection ends that connection only.
 
 mod fuzz;
 mod link;
