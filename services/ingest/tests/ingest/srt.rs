@@ -4,7 +4,8 @@
 //! `testdata/h264_aac_720p.ts` looped in real time. Two stream ids on one
 //! port reach two streams; an unknown stream id and a wrong passphrase are
 //! refused (the sender fails) and record nothing; a caller that makes the
-//! SRT library panic leaves the port and its connections working.
+//! SRT library panic leaves the port and its connections working; packets
+//! lost on the way are sent again within the latency.
 
 use super::*;
 
@@ -72,7 +73,11 @@ fn ingest(name: &str, input: &str) -> (IngestTask, mpsc::Receiver<Segment>) {
 
 /// Stops the stream and checks it recorded most of what was sent, as
 /// whole H.264 + AAC segments of the target length.
-async fn assert_recorded(what: &str, task: IngestTask, rx: &mut mpsc::Receiver<Segment>) {
+async fn assert_recorded(
+    what: &str,
+    task: IngestTask,
+    rx: &mut mpsc::Receiver<Segment>,
+) -> IngestStats {
     let stats = task.stop().await.expect("ingest ran");
     let segments = drain(rx).await;
     assert!(!segments.is_empty(), "{what}: nothing recorded");
@@ -98,6 +103,7 @@ async fn assert_recorded(what: &str, task: IngestTask, rx: &mut mpsc::Receiver<S
         "{what}: {codecs:?}"
     );
     assert!(stats.bytes > 0);
+    stats
 }
 
 /// Stops the stream and checks nothing reached it.
@@ -247,4 +253,70 @@ async fn our_caller_records_ffmpeg_and_srt_live_transmit_listeners() {
     )
     .await;
     assert_nothing_recorded("our caller with a wrong passphrase", wrong, &mut wrong_rx).await;
+}
+
+/// A UDP relay to `target` that drops every 25th SRT data packet the
+/// caller sends (the first bit of a data packet is 0) and passes the rest
+/// both ways. Returns its port and the count of packets dropped.
+async fn lossy_relay(target: u16) -> (u16, Arc<AtomicUsize>) {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = front.local_addr().unwrap().port();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&dropped);
+    tokio::spawn(async move {
+        let (mut up, mut down) = (vec![0; 65_536], vec![0; 65_536]);
+        let mut caller = None;
+        let mut data = 0usize;
+        loop {
+            tokio::select! {
+                Ok((len, from)) = front.recv_from(&mut up) => {
+                    caller = Some(from);
+                    if up[0] & 0x80 == 0 {
+                        data += 1;
+                        if data % 25 == 0 {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
+                    let _ = back.send_to(&up[..len], ("127.0.0.1", target)).await;
+                }
+                Ok((len, _)) = back.recv_from(&mut down) => {
+                    if let Some(caller) = caller {
+                        let _ = front.send_to(&down[..len], caller).await;
+                    }
+                }
+            }
+        }
+    });
+    (port, dropped)
+}
+
+/// One packet in 25 lost between ffmpeg and our listener: the engine's
+/// ACKs and NAKs get each back within the latency, so the stream records
+/// every TS packet (no continuity error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_lost_on_the_way_are_sent_again_in_time() {
+    init_logs();
+    let port = free_udp_port();
+    let (task, mut rx) = ingest(
+        "lossy",
+        &format!("srt://127.0.0.1:{port}?mode=listener&latency=300"),
+    );
+    let (relay, dropped) = lossy_relay(port).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ffmpeg's latency is in microseconds.
+    let mut sender = send_clip(
+        &format!("srt://127.0.0.1:{relay}?pkt_size=1316&latency=300000"),
+        SEND_SECS,
+    );
+    sender.wait().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let dropped = dropped.load(Ordering::Relaxed);
+    assert!(dropped >= 10, "the relay dropped only {dropped} packets");
+    let stats = assert_recorded("a caller through a lossy relay", task, &mut rx).await;
+    assert_eq!(
+        stats.cc_errors, 0,
+        "{dropped} packets dropped on the way, and not all sent again in time"
+    );
 }
