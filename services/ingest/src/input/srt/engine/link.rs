@@ -98,6 +98,12 @@ impl Link {
         self.connection.is_open() && self.orphaned.is_none_or(|at| now - at < ORPHAN_GRACE)
     }
 
+    /// Tells the reader why the connection ends here (when its channel has
+    /// room; otherwise it sees the connection close).
+    pub(super) fn fail(&self, why: &str) {
+        let _ = self.data.try_send(Err(io::Error::other(why.to_owned())));
+    }
+
     /// Nobody reads any more: says goodbye to the peer.
     fn orphan(&mut self, now: Instant) {
         self.orphaned = Some(now);

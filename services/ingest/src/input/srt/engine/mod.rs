@@ -173,21 +173,35 @@ async fn run_caller(socket: UdpSocket, mut link: Link, remote: SocketAddr) {
     loop {
         tokio::select! {
             ready = socket.readable() => {
+                let mut panicked = false;
                 let read = ready.and_then(|()| {
                     drain(&socket, &mut buf, |bytes, from| {
-                        if let Some(packet) = parse(bytes, from, remote.is_ipv6()) {
-                            link.packet(Instant::now(), packet, &mut outbox);
+                        let Some(packet) = parse(bytes, from, remote.is_ipv6()) else {
+                            return;
+                        };
+                        if !panicked {
+                            let now = Instant::now();
+                            panicked = contained(|| link.packet(now, packet, &mut outbox)).is_none();
                         }
                     })
                 });
+                if panicked {
+                    link.fail("srt-protocol panicked on a packet of this connection");
+                    return;
+                }
                 if let Err(e) = read {
                     let _ = link.data.try_send(Err(e));
                     return;
                 }
             }
             _ = tick.tick() => {
-                if !link.tick(Instant::now(), &mut outbox) {
-                    return;
+                match contained(|| link.tick(Instant::now(), &mut outbox)) {
+                    Some(true) => {}
+                    Some(false) => return,
+                    None => {
+                        link.fail("srt-protocol panicked running this connection's timers");
+                        return;
+                    }
                 }
             }
         }

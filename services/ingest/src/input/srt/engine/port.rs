@@ -99,7 +99,9 @@ impl PortCore {
             let outbox = &mut self.outbox;
             if contained(|| link.packet(now, packet, outbox)).is_none() {
                 warn!(port = self.local.port(), peer = %from, "SRT connection dropped: srt-protocol panicked on its packet");
-                self.links.remove(&session);
+                if let Some(link) = self.links.remove(&session) {
+                    link.fail("srt-protocol panicked on a packet of this connection");
+                }
             }
             return;
         }
@@ -140,8 +142,12 @@ impl PortCore {
     pub fn tick(&mut self, now: Instant) {
         self.step(now, Input::Timer);
         let outbox = &mut self.outbox;
-        self.links
-            .retain(|_, link| contained(|| link.tick(now, outbox)).unwrap_or(false));
+        self.links.retain(|_, link| {
+            contained(|| link.tick(now, outbox)).unwrap_or_else(|| {
+                link.fail("srt-protocol panicked running this connection's timers");
+                false
+            })
+        });
         self.waiting.retain(|_, reply| !reply.is_closed());
     }
 
