@@ -11,6 +11,7 @@ use srt_protocol::packet::{Packet, ReceivePacketResult};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::contained;
 use crate::input::srt::transport::SrtConnection;
 use crate::input::BoxFuture;
 
@@ -26,7 +27,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(super) struct Link {
     connection: DuplexConnection,
-    pub(super) data: mpsc::Sender<io::Result<Bytes>>,
+    data: mpsc::Sender<io::Result<Bytes>>,
     /// Released messages not handed on yet.
     released: BytesMut,
     /// When the reader went away; the connection is then shut down.
@@ -51,19 +52,39 @@ impl Link {
         )
     }
 
+    /// Takes a packet from the peer; `false` when srt-protocol panicked on
+    /// it, which ends the connection (its reader is told why).
     pub(super) fn packet(
         &mut self,
         now: Instant,
         packet: ReceivePacketResult,
         outbox: &mut Vec<(Packet, SocketAddr)>,
-    ) {
-        self.connection.handle_packet_input(now, packet);
-        outbox.extend(std::iter::from_fn(|| self.connection.next_packet(now)));
+    ) -> bool {
+        let taken = contained(|| {
+            self.connection.handle_packet_input(now, packet);
+            outbox.extend(std::iter::from_fn(|| self.connection.next_packet(now)));
+        });
+        if taken.is_none() {
+            self.fail(io::Error::other(
+                "srt-protocol panicked on a packet of this connection",
+            ));
+        }
+        taken.is_some()
     }
 
     /// Runs the timers and hands released messages on; `false` once the
-    /// connection is over.
+    /// connection is over, or when srt-protocol panicked running them (its
+    /// reader is told why).
     pub(super) fn tick(&mut self, now: Instant, outbox: &mut Vec<(Packet, SocketAddr)>) -> bool {
+        contained(|| self.run_timers(now, outbox)).unwrap_or_else(|| {
+            self.fail(io::Error::other(
+                "srt-protocol panicked running this connection's timers",
+            ));
+            false
+        })
+    }
+
+    fn run_timers(&mut self, now: Instant, outbox: &mut Vec<(Packet, SocketAddr)>) -> bool {
         self.connection.check_timers(now);
         outbox.extend(std::iter::from_fn(|| self.connection.next_packet(now)));
         while let Some((_, message)) = self.connection.next_data(now) {
@@ -100,8 +121,8 @@ impl Link {
 
     /// Tells the reader why the connection ends here (when its channel has
     /// room; otherwise it sees the connection close).
-    pub(super) fn fail(&self, why: &str) {
-        let _ = self.data.try_send(Err(io::Error::other(why.to_owned())));
+    pub(super) fn fail(&self, error: io::Error) {
+        let _ = self.data.try_send(Err(error));
     }
 
     /// Nobody reads any more: says goodbye to the peer.

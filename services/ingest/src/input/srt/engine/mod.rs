@@ -173,35 +173,25 @@ async fn run_caller(socket: UdpSocket, mut link: Link, remote: SocketAddr) {
     loop {
         tokio::select! {
             ready = socket.readable() => {
-                let mut panicked = false;
+                let mut alive = true;
                 let read = ready.and_then(|()| {
                     drain(&socket, &mut buf, |bytes, from| {
-                        let Some(packet) = parse(bytes, from, remote.is_ipv6()) else {
-                            return;
-                        };
-                        if !panicked {
-                            let now = Instant::now();
-                            panicked = contained(|| link.packet(now, packet, &mut outbox)).is_none();
+                        if let (true, Some(packet)) = (alive, parse(bytes, from, remote.is_ipv6())) {
+                            alive = link.packet(Instant::now(), packet, &mut outbox);
                         }
                     })
                 });
-                if panicked {
-                    link.fail("srt-protocol panicked on a packet of this connection");
+                if !alive {
                     return;
                 }
                 if let Err(e) = read {
-                    let _ = link.data.try_send(Err(e));
+                    link.fail(e);
                     return;
                 }
             }
             _ = tick.tick() => {
-                match contained(|| link.tick(Instant::now(), &mut outbox)) {
-                    Some(true) => {}
-                    Some(false) => return,
-                    None => {
-                        link.fail("srt-protocol panicked running this connection's timers");
-                        return;
-                    }
+                if !link.tick(Instant::now(), &mut outbox) {
+                    return;
                 }
             }
         }

@@ -96,12 +96,9 @@ impl PortCore {
     pub fn packet(&mut self, now: Instant, packet: ReceivePacketResult, from: SocketAddr) {
         let session = SessionId(from);
         if let Some(link) = self.links.get_mut(&session) {
-            let outbox = &mut self.outbox;
-            if contained(|| link.packet(now, packet, outbox)).is_none() {
+            if !link.packet(now, packet, &mut self.outbox) {
                 warn!(port = self.local.port(), peer = %from, "SRT connection dropped: srt-protocol panicked on its packet");
-                if let Some(link) = self.links.remove(&session) {
-                    link.fail("srt-protocol panicked on a packet of this connection");
-                }
+                self.links.remove(&session);
             }
             return;
         }
@@ -142,12 +139,7 @@ impl PortCore {
     pub fn tick(&mut self, now: Instant) {
         self.step(now, Input::Timer);
         let outbox = &mut self.outbox;
-        self.links.retain(|_, link| {
-            contained(|| link.tick(now, outbox)).unwrap_or_else(|| {
-                link.fail("srt-protocol panicked running this connection's timers");
-                false
-            })
-        });
+        self.links.retain(|_, link| link.tick(now, outbox));
         self.waiting.retain(|_, reply| !reply.is_closed());
     }
 
@@ -207,7 +199,9 @@ impl PortCore {
                 }
                 Action::DelegatePacket(session, packet) => match self.links.get_mut(&session) {
                     Some(link) => {
-                        link.packet(now, Ok(packet), &mut self.outbox);
+                        if !link.packet(now, Ok(packet), &mut self.outbox) {
+                            self.links.remove(&session);
+                        }
                         Ok(())
                     }
                     None => Err(()),
