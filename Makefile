@@ -8,14 +8,17 @@ CARGO ?= cargo
 VALUES ?= charts/dvr/values.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test test-deps unit lint fmt fuzz bench clips deploy image
+.PHONY: help run build build-deps test test-deps unit lint fmt fuzz bench clips deploy image
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 
-build: ## Build the dvr binary (release)
-	$(CARGO) build --release --locked -p dvr
+build: build-deps ## Build the dvr binary and its JPEG previews' decoder (release)
+	$(CARGO) build --release --locked -p dvr -p dvr-preview-decoder
+
+build-deps: ## Install what the build needs beyond Rust (libav*-dev, libclang; idempotent)
+	scripts/install-build-deps.sh
 
 run: build ## Run the product on embedded defaults (a demo stream, archive in ./data)
 	$(BIN) run --data-dir data
@@ -23,16 +26,16 @@ run: build ## Run the product on embedded defaults (a demo stream, archive in ./
 test-deps: ## Install what the tests need (idempotent; apt-get, pip)
 	scripts/install-test-deps.sh
 
-test: test-deps ## Install test dependencies if missing, then run every test
+test: test-deps build-deps ## Install test dependencies if missing, then run every test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) build --release --locked -p dvr
+	$(CARGO) build --release --locked -p dvr -p dvr-preview-decoder
 	DVR_BIN=$(BIN) $(CARGO) test --locked --workspace --all-targets
 
-unit: ## Only the fast in-process tests
+unit: build-deps ## Only the fast in-process tests
 	$(CARGO) test --workspace --lib
 
-lint: ## Clippy with warnings as errors
+lint: build-deps ## Clippy with warnings as errors
 	$(CARGO) clippy --all-targets -- -D warnings
 
 fmt: ## Format the code

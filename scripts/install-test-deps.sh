@@ -44,6 +44,11 @@ command -v srt-live-transmit >/dev/null 2>&1 || need_apt+=(srt-tools)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 
+# What the build needs (dvr-preview-decoder's libav*-dev and libclang),
+# asked for here too so apt-get update runs once.
+read -r -a need_build <<<"$("$(dirname "$0")/install-build-deps.sh" --list)"
+need_apt+=("${need_build[@]}")
+
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

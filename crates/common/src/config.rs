@@ -629,15 +629,22 @@ impl Validator<'_> {
             }
             packager.export_retention_ms = ms;
         }
-        if let Some(v) = raw.ffmpeg {
+        if let Some(old) = raw.ffmpeg {
+            return self.err(
+                line(&old),
+                "packager.ffmpeg",
+                "replaced by packager.preview_decoder: JPEG previews are decoded by dvr-preview-decoder (libavcodec), not an ffmpeg process",
+            );
+        }
+        if let Some(v) = raw.preview_decoder {
             if v.value.trim().is_empty() || v.value.contains('\0') {
                 return self.err(
                     line(&v),
-                    "packager.ffmpeg",
-                    "expected the path or name of the ffmpeg program",
+                    "packager.preview_decoder",
+                    "expected the path or name of the dvr-preview-decoder program",
                 );
             }
-            packager.ffmpeg = v.value;
+            packager.preview_decoder = v.value;
         }
         Ok(packager)
     }

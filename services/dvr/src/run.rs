@@ -208,7 +208,7 @@ async fn serve(args: &RunArgs) -> anyhow::Result<()> {
         max_paced_streams: config.packager.max_paced_streams,
         max_paced_streams_per_client: config.packager.max_paced_streams_per_client,
         previews: dvr_packager::config::PreviewConfig {
-            ffmpeg: config.packager.ffmpeg.clone().into(),
+            decoder: config.packager.preview_decoder.clone().into(),
             workers: config.packager.preview_workers,
             queue: config.packager.preview_queue,
             ..Default::default()

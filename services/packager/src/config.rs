@@ -23,17 +23,18 @@ pub struct PackagerConfig {
     pub max_feeds: usize,
 }
 
-/// The JPEG previews' decoder: `ffmpeg` processes, a bounded number at
-/// once.
+/// The JPEG previews' decoder: `dvr-preview-decoder` processes, a bounded
+/// number at once.
 #[derive(Clone, Debug)]
 pub struct PreviewConfig {
-    /// The `ffmpeg` program (a path, or a name looked up on `PATH`).
-    pub ffmpeg: std::path::PathBuf,
-    /// `ffmpeg` processes running at once.
+    /// The `dvr-preview-decoder` program: a path, or a name looked for
+    /// next to the running executable and then on `PATH`.
+    pub decoder: std::path::PathBuf,
+    /// Decoder processes running at once.
     pub workers: usize,
     /// Requests waiting for a worker; past it `503` with `Retry-After`.
     pub queue: usize,
-    /// A process still running after this is killed (`504`).
+    /// A picture not made within this kills its process (`504`).
     pub timeout: std::time::Duration,
 }
 
@@ -41,7 +42,7 @@ impl Default for PreviewConfig {
     fn default() -> Self {
         let settings = dvr_common::config::PackagerSettings::default();
         Self {
-            ffmpeg: settings.ffmpeg.into(),
+            decoder: settings.preview_decoder.into(),
             workers: settings.preview_workers,
             queue: settings.preview_queue,
             timeout: std::time::Duration::from_secs(10),

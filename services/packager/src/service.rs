@@ -189,7 +189,7 @@ impl Packager {
             views: Mutex::default(),
             built: Mutex::default(),
             tables: Mutex::default(),
-            previews: crate::preview::Previews::new(config.previews.clone()),
+            previews: crate::preview::Previews::new(&config.previews),
             clock,
             paced: Quota::new(
                 config.max_paced_streams,

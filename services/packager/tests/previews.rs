@@ -7,10 +7,12 @@
 //! redirects to a keyframe's second with the query carried;
 //! `recording_status.json?request=brief_thumbnails` lists as many
 //! keyframes as ffprobe finds in the clip, spaced as ffprobe spaces them;
-//! a tiny pool answers `503` with `Retry-After` past its queue, ffmpeg
-//! runs under SCHED_IDLE, a stuck one is stopped (`504`), a missing one
-//! is a `415`; outside the tape
-//! is a one-line `404`.
+//! a tiny pool answers `503` with `Retry-After` past its queue and
+//! decodes one picture after another; the decoder runs under SCHED_IDLE,
+//! a stuck one is stopped (`504`), one that dies on a picture is a `422`
+//! and the next picture is made by a new one, a missing one (or one whose
+//! libraries are missing) is a `415`; outside the tape is a one-line
+//! `404`.
 
 mod support;
 
@@ -296,18 +298,53 @@ async fn thumbnails_redirect_to_listed_keyframes_spaced_as_ffprobe_sees_them() {
     }
 }
 
-/// A stand-in for `ffmpeg` running `script` (sh).
-fn fake_ffmpeg(dir: &std::path::Path, script: &str) -> std::path::PathBuf {
+/// A stand-in for `dvr-preview-decoder`: `script` run by `interpreter`.
+fn stand_in(dir: &std::path::Path, interpreter: &str, script: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("fake-ffmpeg");
-    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    let path = dir.join("stand-in-decoder");
+    std::fs::write(&path, format!("#!{interpreter}\n{script}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
 
-/// `ffmpeg` that starts `secs` late.
-fn slow_ffmpeg(dir: &std::path::Path, secs: f64) -> std::path::PathBuf {
-    fake_ffmpeg(dir, &format!("sleep {secs}\nexec ffmpeg \"$@\""))
+/// The real `dvr-preview-decoder`, built beside this test's directory by
+/// `cargo test --workspace` (its crate's own tests need it).
+fn real_decoder() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("dvr-preview-decoder");
+    assert!(
+        path.is_file(),
+        "{} is not built: cargo build -p dvr-preview-decoder",
+        path.display()
+    );
+    path
+}
+
+/// The real decoder behind a proxy that holds each picture `secs` before
+/// passing it on (the protocol: services/preview-decoder/src/main.rs).
+fn slow_decoder(dir: &std::path::Path, secs: f64) -> std::path::PathBuf {
+    let script = format!(
+        r#"import subprocess, sys, time
+real = subprocess.Popen(["{}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+asked, answered = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    head = asked.read(8)
+    if len(head) < 8:
+        break
+    body = asked.read(int.from_bytes(head[4:], "big"))
+    time.sleep({secs})
+    real.stdin.write(head + body)
+    real.stdin.flush()
+    status = real.stdout.read(5)
+    answered.write(status + real.stdout.read(int.from_bytes(status[1:], "big")))
+    answered.flush()"#,
+        real_decoder().display()
+    );
+    stand_in(dir, "/usr/bin/python3", &script)
 }
 
 /// Whether process `pid` is gone (or a zombie waiting to be reaped).
@@ -336,7 +373,7 @@ fn with_previews(previews: PreviewConfig) -> Fixture {
 async fn past_the_queue_previews_answer_503_and_playback_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let f = with_previews(PreviewConfig {
-        ffmpeg: slow_ffmpeg(dir.path(), 1.5),
+        decoder: slow_decoder(dir.path(), 1.5),
         workers: 1,
         queue: 1,
         timeout: Duration::from_secs(20),
@@ -388,8 +425,9 @@ async fn a_stuck_decoder_is_stopped_and_a_missing_one_is_a_415() {
     let pid_file = dir.path().join("pid");
     let policy_file = dir.path().join("policy");
     let f = with_previews(PreviewConfig {
-        ffmpeg: fake_ffmpeg(
+        decoder: stand_in(
             dir.path(),
+            "/bin/sh",
             &format!(
                 "echo $$ > {}\ncut -d' ' -f41 /proc/$$/stat > {}\nexec sleep 30",
                 pid_file.display(),
@@ -428,18 +466,70 @@ async fn a_stuck_decoder_is_stopped_and_a_missing_one_is_a_415() {
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
 
     let f = with_previews(PreviewConfig {
-        ffmpeg: dir.path().join("no-such-ffmpeg"),
+        decoder: dir.path().join("no-such-decoder"),
         ..PreviewConfig::default()
     });
     let (status, _, text) = get(&f, &uri).await;
     let text = String::from_utf8(text).unwrap();
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
     assert!(
-        text.contains("no JPEG decoder") && text.contains("packager.ffmpeg"),
+        text.contains("no JPEG decoder") && text.contains("packager.preview_decoder"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 1);
     // The MP4 preview needs no decoder.
     let (status, ctype, _) = get(&f, &format!("/ch/{}-preview.mp4", dated(T0 + 3))).await;
     assert_eq!((status, ctype.as_str()), (StatusCode::OK, "video/mp4"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decoder_that_dies_costs_one_picture_and_one_without_its_libraries_is_a_415() {
+    // Dies on its first picture (as a crash in libavcodec would), then
+    // the real decoder takes over.
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("died-once");
+    let f = with_previews(PreviewConfig {
+        decoder: stand_in(
+            dir.path(),
+            "/bin/sh",
+            &format!(
+                "if [ -e {mark} ]; then exec {real}; fi\ntouch {mark}\nhead -c 8 >/dev/null\necho 'Segmentation fault' >&2\nexit 139",
+                mark = mark.display(),
+                real = real_decoder().display()
+            ),
+        ),
+        workers: 1,
+        queue: 0,
+        timeout: Duration::from_secs(20),
+    });
+    let second = dated(T0 + 3);
+    let (status, _, text) = get(&f, &format!("/ch/{second}-preview.jpg?width=320")).await;
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert_eq!(
+        text.trim(),
+        "the preview decoder stopped on this keyframe: Segmentation fault"
+    );
+    // The same picture again: a new decoder makes it.
+    let (status, ctype, jpeg) = get(&f, &format!("/ch/{second}-preview.jpg?width=320")).await;
+    assert_eq!((status, ctype.as_str()), (StatusCode::OK, "image/jpeg"));
+    assert_eq!(pil_size(&jpeg), (320, 180, "JPEG".to_owned()));
+
+    // The loader cannot find libavcodec: the program cannot run here.
+    let dir = tempfile::tempdir().unwrap();
+    let f = with_previews(PreviewConfig {
+        decoder: stand_in(
+            dir.path(),
+            "/bin/sh",
+            "echo 'dvr-preview-decoder: error while loading shared libraries: libavcodec.so.59: cannot open shared object file: No such file or directory' >&2\nexit 127",
+        ),
+        ..PreviewConfig::default()
+    });
+    let (status, _, text) = get(&f, &format!("/ch/{second}-preview.jpg")).await;
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+    assert!(
+        text.contains("no JPEG decoder") && text.contains("libavcodec.so.59"),
+        "{text}"
+    );
 }

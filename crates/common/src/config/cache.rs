@@ -49,11 +49,11 @@ pub struct PackagerSettings {
     pub max_paced_streams: usize,
     /// The same per client address. Default 16.
     pub max_paced_streams_per_client: usize,
-    /// The `ffmpeg` that decodes JPEG previews: a path, or a name looked
-    /// up on `PATH`. Default `ffmpeg`; where none runs, JPEG previews
-    /// answer `415`.
-    pub ffmpeg: String,
-    /// `ffmpeg` processes making JPEG previews at once. Default 2.
+    /// The program that decodes JPEG previews: a path, or a name looked
+    /// for next to the `dvr` executable and then on `PATH`. Default
+    /// `dvr-preview-decoder`; where none runs, JPEG previews answer `415`.
+    pub preview_decoder: String,
+    /// Decoder processes making JPEG previews at once. Default 2.
     pub preview_workers: usize,
     /// JPEG previews waiting for a worker; past it `503` with
     /// `Retry-After`. Default 32.
@@ -74,7 +74,7 @@ impl Default for PackagerSettings {
             memory_cache_bytes: default_memory_cache_bytes(),
             max_paced_streams: 5000,
             max_paced_streams_per_client: 16,
-            ffmpeg: "ffmpeg".to_owned(),
+            preview_decoder: "dvr-preview-decoder".to_owned(),
             preview_workers: 2,
             preview_queue: 32,
             export_retention_ms: DEFAULT_EXPORT_RETENTION_MS,

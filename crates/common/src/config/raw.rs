@@ -125,7 +125,10 @@ pub(crate) struct RawPackager {
     #[serde(default)]
     pub max_paced_streams_per_client: Option<Spanned<u64>>,
     #[serde(default)]
+    /// Replaced by `preview_decoder`: refused with a line saying so.
     pub ffmpeg: Option<Spanned<String>>,
+    #[serde(default)]
+    pub preview_decoder: Option<Spanned<String>>,
     #[serde(default)]
     pub preview_workers: Option<Spanned<u64>>,
     #[serde(default)]

@@ -409,24 +409,24 @@ fn http_limits_have_safe_defaults_and_are_checked() {
     assert_eq!(c.packager.max_paced_streams_per_client, 1);
     assert_eq!(
         (
-            c.packager.ffmpeg.as_str(),
+            c.packager.preview_decoder.as_str(),
             c.packager.preview_workers,
             c.packager.preview_queue
         ),
-        ("ffmpeg", 2, 32)
+        ("dvr-preview-decoder", 2, 32)
     );
     let c = Config::from_yaml_str(
-        "version: 1\npackager: { ffmpeg: /opt/ff/bin/ffmpeg, preview_workers: 4, preview_queue: 0 }\n",
+        "version: 1\npackager: { preview_decoder: /opt/dvr/bin/dvr-preview-decoder, preview_workers: 4, preview_queue: 0 }\n",
         "c.yaml",
     )
     .unwrap();
     assert_eq!(
         (
-            c.packager.ffmpeg.as_str(),
+            c.packager.preview_decoder.as_str(),
             c.packager.preview_workers,
             c.packager.preview_queue
         ),
-        ("/opt/ff/bin/ffmpeg", 4, 0)
+        ("/opt/dvr/bin/dvr-preview-decoder", 4, 0)
     );
     let error_of = |yaml: &str| {
         Config::from_yaml_str(&format!("version: 1\n{yaml}"), "c.yaml")
@@ -442,8 +442,12 @@ fn http_limits_have_safe_defaults_and_are_checked() {
         "c.yaml line 2: packager.preview_workers: must be at least 1"
     );
     assert_eq!(
-        error_of("packager: { ffmpeg: \" \" }\n"),
-        "c.yaml line 2: packager.ffmpeg: expected the path or name of the ffmpeg program"
+        error_of("packager: { preview_decoder: \" \" }\n"),
+        "c.yaml line 2: packager.preview_decoder: expected the path or name of the dvr-preview-decoder program"
+    );
+    assert_eq!(
+        error_of("packager: { ffmpeg: /usr/bin/ffmpeg }\n"),
+        "c.yaml line 2: packager.ffmpeg: replaced by packager.preview_decoder: JPEG previews are decoded by dvr-preview-decoder (libavcodec), not an ffmpeg process"
     );
     assert_eq!(
         error_of("http: { max_requests: 0 }\n"),

@@ -20,20 +20,19 @@
 //! **JPEG** needs a decoder that handles what broadcast sends (H.264 High
 //! and H.265, interlaced included), which pure-Rust decoders do not, so an
 //! `ffmpeg` process decodes the one-frame MP4 from its stdin and writes
-//! one MJPEG picture to its stdout. Decoding costs CPU that playback
-//! needs: at most `workers` processes run at once ([`PreviewConfig`]),
-//! each under `SCHED_IDLE` (`chrt --idle`) with one thread, so it runs on
-//! CPU time nothing else wants and playback's threads preempt it at once;
-//! at most `queue` requests wait for one, and past that the answer is a
-//! `503` with `Retry-After`, given before any other work while the pool
-//! is full; a process still running after `timeout` is
-//! killed (`504`). Where no `ffmpeg` runs at the configured path the
+//! one MJPEG picture to its stdout ([`decoder`]). Decoding costs CPU that
+//! playback needs: at most `workers` processes run at once
+//! ([`PreviewConfig`]), each with one thread, started by a thread of the
+//! pool that runs under `SCHED_IDLE`, so the process's start, decode and
+//! exit all run on CPU time nothing else wants and playback's threads
+//! preempt them at once; at most `queue` requests wait for one, and past
+//! that the answer is a `503` with `Retry-After`, given before any other
+//! work while the pool is full; a process still running after `timeout`
+//! is killed (`504`). Where no `ffmpeg` runs at the configured path the
 //! answer is a `415` saying so. Pictures are kept by (stream, keyframe
 //! time, width) in a bounded memory cache, so a picture asked again (a
 //! timeline's thumbnails, a live page's refreshes) costs no decode.
 
-use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -42,9 +41,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use dvr_common::{Ticks, UtcMs, TICKS_PER_MS};
 use dvr_media::mp4::{first_video, keyframes, Keyframe, Layout, Pace, SampleTable, SegmentTables};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
 
+use self::decoder::internal;
 use crate::bounded::Bounded;
 use crate::config::PreviewConfig;
 use crate::error::PackagerError;
@@ -54,9 +52,8 @@ use crate::service::{set, Asked, Packager, MAX_SEGMENT_MS};
 use crate::url::Picture;
 use dvr_archive::tape::{StreamTape, TapeSegment};
 
-/// The most bytes of JPEG one `ffmpeg` may write (a 1920-wide picture is
-/// well under 1 MiB).
-const MAX_JPEG_BYTES: usize = 16 << 20;
+mod decoder;
+
 /// The most bytes of one-frame MP4 handed to `ffmpeg` (one keyframe).
 const MAX_FRAME_BYTES: usize = 32 << 20;
 /// Bytes of JPEG kept in memory; past it the cache is emptied.
@@ -65,10 +62,7 @@ const JPEG_CACHE_BYTES: usize = 32 << 20;
 /// The JPEG decoder: `ffmpeg` processes, bounded, and the pictures made.
 #[derive(Debug)]
 pub(crate) struct Previews {
-    config: PreviewConfig,
-    running: Semaphore,
-    /// Requests running or waiting.
-    admitted: AtomicUsize,
+    decoder: decoder::Decoder,
     cache: std::sync::Mutex<JpegCache>,
 }
 
@@ -118,11 +112,9 @@ impl Found {
 }
 
 impl Previews {
-    pub(crate) fn new(config: PreviewConfig) -> Self {
+    pub(crate) fn new(config: &PreviewConfig) -> Self {
         Self {
-            running: Semaphore::new(config.workers.max(1)),
-            admitted: AtomicUsize::new(0),
-            config,
+            decoder: decoder::Decoder::new(config),
             cache: std::sync::Mutex::default(),
         }
     }
@@ -133,134 +125,12 @@ impl Previews {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn limit(&self) -> usize {
-        self.config.workers.max(1) + self.config.queue
-    }
-
-    fn busy(&self) -> PackagerError {
-        PackagerError::Busy(format!(
-            "all {} preview workers are busy and {} requests wait: try again shortly",
-            self.config.workers, self.config.queue
-        ))
-    }
-
     /// A `503` at once, before any work, while every worker and queue
     /// place is taken: a burst of refusals then costs what parsing the
     /// URL costs (a picture already cached is refused too).
     fn refuse_when_full(&self) -> Result<(), PackagerError> {
-        if self.admitted.load(Ordering::Acquire) >= self.limit() {
-            return Err(self.busy());
-        }
-        Ok(())
+        self.decoder.refuse_when_full()
     }
-
-    /// `mp4` (one frame) decoded and encoded as JPEG, `width` wide, by one
-    /// `ffmpeg` of the pool.
-    async fn jpeg(&self, mp4: Bytes, width: Option<u32>) -> Result<Bytes, PackagerError> {
-        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.limit() {
-            self.admitted.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.busy());
-        }
-        struct Admitted<'a>(&'a AtomicUsize);
-        impl Drop for Admitted<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let _admitted = Admitted(&self.admitted);
-        let _permit = self
-            .running
-            .acquire()
-            .await
-            .map_err(|_| PackagerError::Busy("the preview workers are stopping".into()))?;
-        let run = self.decode(mp4, width);
-        match tokio::time::timeout(self.config.timeout, run).await {
-            Ok(result) => result,
-            // Dropping the future drops the child, which kills it.
-            Err(_) => Err(PackagerError::DecoderTimeout(format!(
-                "ffmpeg took longer than {} ms to decode the preview and was stopped",
-                self.config.timeout.as_millis()
-            ))),
-        }
-    }
-
-    async fn decode(&self, mp4: Bytes, width: Option<u32>) -> Result<Bytes, PackagerError> {
-        let ffmpeg = &self.config.ffmpeg;
-        // Under SCHED_IDLE, one thread each: it runs only on CPU time no
-        // other task wants, and playback's threads preempt it at once.
-        let mut command = tokio::process::Command::new("chrt");
-        command.args(["--idle", "0"]).arg(ffmpeg);
-        command.args(["-nostdin", "-hide_banner", "-v", "error", "-threads", "1"]);
-        command.args([
-            "-f",
-            "mp4",
-            "-i",
-            "pipe:0",
-            "-map",
-            "0:v:0",
-            "-frames:v",
-            "1",
-        ]);
-        if let Some(width) = width {
-            // Even height, the aspect kept.
-            command.args(["-vf", &format!("scale={width}:-2")]);
-        }
-        command.args([
-            "-threads", "1", "-f", "image2", "-c:v", "mjpeg", "-q:v", "3", "pipe:1",
-        ]);
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| internal(format!("chrt (to start ffmpeg) did not start: {e}")))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| internal("no stdin"))?;
-        let mut stdout = child.stdout.take().ok_or_else(|| internal("no stdout"))?;
-        let mut stderr = child.stderr.take().ok_or_else(|| internal("no stderr"))?;
-        let feed = async move {
-            // ffmpeg may stop reading once it has its frame: not an error.
-            let _ = stdin.write_all(&mp4).await;
-            drop(stdin);
-        };
-        let read = async {
-            let mut out = Vec::new();
-            (&mut stdout)
-                .take(MAX_JPEG_BYTES as u64 + 1)
-                .read_to_end(&mut out)
-                .await
-                .map(|_| out)
-        };
-        let complain = async {
-            let mut text = Vec::new();
-            let _ = (&mut stderr).take(4096).read_to_end(&mut text).await;
-            text
-        };
-        let ((), jpeg, text) = tokio::join!(feed, read, complain);
-        let status = child.wait().await.map_err(|e| internal(e.to_string()))?;
-        let jpeg = jpeg.map_err(|e| internal(e.to_string()))?;
-        let text = String::from_utf8_lossy(&text);
-        let first = text.lines().next().unwrap_or("no picture written");
-        // chrt's own answers: the program is not there (127) or cannot
-        // be run (126).
-        if matches!(status.code(), Some(126 | 127)) && jpeg.is_empty() {
-            return Err(PackagerError::NoDecoder(format!(
-                "no JPEG decoder here: ffmpeg {} cannot be run ({first}); install ffmpeg or set packager.ffmpeg, or ask for -preview.mp4",
-                ffmpeg.display()
-            )));
-        }
-        if !status.success() || jpeg.is_empty() || jpeg.len() > MAX_JPEG_BYTES {
-            return Err(PackagerError::Unprocessable(format!(
-                "the keyframe could not be decoded to JPEG: {first}"
-            )));
-        }
-        Ok(Bytes::from(jpeg))
-    }
-}
-
-fn internal(reason: impl Into<String>) -> PackagerError {
-    PackagerError::Decoder(reason.into())
 }
 
 impl Packager {
@@ -478,7 +348,7 @@ impl Packager {
                 let mp4 = axum::body::to_bytes(file.into_body(), MAX_FRAME_BYTES)
                     .await
                     .map_err(|e| internal(format!("the keyframe could not be read: {e}")))?;
-                let jpeg = self.previews.jpeg(mp4, width).await?;
+                let jpeg = self.previews.decoder.jpeg(mp4, width).await?;
                 let weight = jpeg.len();
                 self.previews.lock_cache().insert(key, jpeg.clone(), weight);
                 jpeg
