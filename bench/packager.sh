@@ -68,4 +68,6 @@ wait_port "$nginx_port"
 export DVR_BENCH_NGINX="127.0.0.1:$nginx_port" DVR_BENCH_NGINX_ROOT="$work/www" \
   DVR_BENCH_WRK="$(command -v wrk)"
 cd "$repo"
+# The JPEG previews' decoder, found beside the bench's directory.
+cargo build --release --locked -q -p dvr-preview-decoder
 cargo bench --locked -q -p dvr --bench packager_http

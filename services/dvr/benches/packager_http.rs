@@ -52,6 +52,7 @@ use dvr_archive::tape::{StoreTape, StreamTape};
 use dvr_archive::{ChunkIndex, ChunkKey};
 use dvr_bus::{SegmentLog, SegmentLogOptions};
 use dvr_common::{Clock, SimulatedClock, StreamName, SystemClock, Ticks, UtcMs};
+use dvr_media::mp4::{encode_chunk_tables, SampleTable};
 use dvr_media::retime::looped;
 use dvr_media::{CodecSummary, Segment, SegmentFlags, Segmenter, SegmenterConfig};
 use dvr_packager::{Packager, PackagerConfig};
@@ -136,7 +137,8 @@ fn real_segments(clip: &[u8], bytes: usize, start: UtcMs) -> Vec<Segment> {
     segments
 }
 
-/// Writes `segments` as one chunk, indexed with their own timing.
+/// Writes `segments` as one chunk, indexed with their own timing, with
+/// its sample tables beside it as the recorder writes them.
 async fn write_segments(
     store: &ArchiveStore,
     storage: &Arc<dyn dvr_storage::Storage>,
@@ -153,6 +155,19 @@ async fn write_segments(
         .put(&key.ts_key(), Bytes::from(body))
         .await
         .expect("put chunk");
+    let tables: Vec<(u64, SampleTable)> = segments
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.seq,
+                SampleTable::from_ts(&s.payload, s.pts_start, s.duration).ok()?,
+            ))
+        })
+        .collect();
+    storage
+        .put(&key.smp_key(), Bytes::from(encode_chunk_tables(&tables)))
+        .await
+        .expect("put tables");
     let index = ChunkIndex::from_segments(
         (*first.codecs).clone(),
         segments.iter().map(|s| {
@@ -265,6 +280,27 @@ fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
+/// CPU time (user and system) of this process's threads whose name
+/// starts with `prefix`, in ms.
+fn threads_cpu_ms(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ticks: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.split_once('(')
+                .is_some_and(|(_, rest)| rest.starts_with(prefix))
+        })
+        .filter_map(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    // Clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    ticks as f64 * 10.0
+}
+
 /// Open file descriptors of this process (one per accepted connection).
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
@@ -320,6 +356,9 @@ fn rotate_with(dir: &Path, name: &str, paths: &[String], more: &str) -> String {
 /// `Retry-After: 1`) before their next request, as players and timeline
 /// pages do; per wrk thread, so roughly.
 const HONOR_RETRY_AFTER: &str = "local wait = 0\nresponse = function(status, headers, body)\n  if status == 503 then wait = 1000 else wait = 0 end\nend\ndelay = function()\n  return wait\nend\n";
+
+/// A wrk `delay`: each connection waits 1 ms before its next request.
+const PACE: &str = "delay = function()\n  return 1\nend\n";
 
 fn row(name: &str, ours: f64, peer: f64, unit: &str, verdict: &str) {
     println!("{name:<44} {ours:>12.2} {peer:>12.2}  {unit:<8} {verdict}");
@@ -431,8 +470,25 @@ async fn main() {
     // policy: every request passes the caps and the gate's cached allow.
     let guarded_addr = guarded(&packager, Arc::clone(&clock), &[&day, &hd]).await;
 
-    // The same bytes for nginx, under the same paths.
     let from = start.as_secs();
+    let span = real.iter().map(|s| s.duration.as_ms()).sum::<i64>() / 1000;
+    // `DVR_BENCH_ONLY=previews`: that table alone (bench/packager.sh
+    // passes the variable on).
+    if std::env::var("DVR_BENCH_ONLY").as_deref() == Ok("previews") {
+        let ts_pieces = warm_pieces(ours, from, span).await;
+        previews_against_playback(
+            ours,
+            (nginx, &www),
+            &scratch,
+            &duration,
+            (from, span),
+            &ts_pieces,
+        )
+        .await;
+        return;
+    }
+
+    // The same bytes for nginx, under the same paths.
     let day_path = format!("/day/archive-{from}-86400.m3u8");
     let hour_path = format!("/day/archive-{}-3600.m3u8", from + 12 * 3600);
     for path in [&day_path, &hour_path] {
@@ -581,15 +637,14 @@ async fn main() {
 
     // fMP4 pieces against the TS segments they are made from, both warm;
     // and a day's MPD, generated for every request.
-    let span = real.iter().map(|s| s.duration.as_ms()).sum::<i64>() / 1000;
-    let ts_pieces = pieces(ours, "cmaf", &format!("/cmaf/archive-{from}-{span}.m3u8")).await;
+    let ts_pieces = warm_pieces(ours, from, span).await;
     let fmp4_pieces = pieces(
         ours,
         "cmaf",
         &format!("/cmaf/archive-{from}-{span}.fmp4.m3u8"),
     )
     .await;
-    for path in ts_pieces.iter().chain(&fmp4_pieces) {
+    for path in &fmp4_pieces {
         let body = get(ours, path).await; // into the caches
         assert!(!body.is_empty(), "{path}");
     }
@@ -649,7 +704,15 @@ async fn main() {
         ),
     );
 
-    previews_against_playback(ours, &scratch, &duration, from, span, &ts_pieces).await;
+    previews_against_playback(
+        ours,
+        (nginx, &www),
+        &scratch,
+        &duration,
+        (from, span),
+        &ts_pieces,
+    )
+    .await;
 
     // The edge's and the gate's cost: alternating runs of the same URLs
     // (token included) on both listeners, medians compared.
@@ -778,16 +841,29 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
+/// The `cmaf` range's TS segments, each asked once so that the memory
+/// cache holds them.
+async fn warm_pieces(ours: SocketAddr, from: i64, span: i64) -> Vec<String> {
+    let paths = pieces(ours, "cmaf", &format!("/cmaf/archive-{from}-{span}.m3u8")).await;
+    for path in &paths {
+        let body = get(ours, path).await;
+        assert!(!body.is_empty(), "{path}");
+    }
+    paths
+}
+
 /// Playlist and segment p99 latency of the `cmaf` stream alone and while
 /// 100 connections ask for JPEG previews of its keyframes, each URL new
 /// (a keyframe and width not yet decoded), so the pool decodes or refuses
-/// every one.
+/// every one; beside nginx serving the same playlist and segments on the
+/// same machine under the same load, which tells what the machine does to
+/// any server's p99 from what the packager does.
 async fn previews_against_playback(
     ours: SocketAddr,
+    peer: (SocketAddr, &Path),
     scratch: &tempfile::TempDir,
     duration: &str,
-    from: i64,
-    span: i64,
+    (from, span): (i64, i64),
     segments: &[String],
 ) {
     let status = get(
@@ -815,40 +891,84 @@ async fn previews_against_playback(
             ));
         }
     }
-    let segments_lua = rotate(scratch.path(), "preview-segments.lua", segments);
-    let playlist = format!("http://{ours}/cmaf/archive-{from}-{span}.m3u8");
-    let root = format!("http://{ours}/");
-    let measure = || {
-        let p = wrk(&["-t1", "-c4", "-d", duration], &playlist);
-        let s = wrk(&["-t1", "-c4", "-d", duration, "-s", &segments_lua], &root);
-        (p.p99_ms, s.p99_ms)
+    // The decoder runs here (a 415 would pass for a refusal below).
+    let jpeg = get(ours, &previews[0]).await;
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    let playlist = [format!("/cmaf/archive-{from}-{span}.m3u8")];
+    let (nginx, www) = peer;
+    put_file(www, &playlist[0], &get(ours, &playlist[0]).await);
+    // Playback as viewers ask for it (each connection waits 1 ms between
+    // requests: some 3,500 a second, what ~14,000 players polling a
+    // playlist every 4 s ask), and flat out (the node past its capacity,
+    // where p99 is the queue behind the CPU and grows with any other work).
+    let paced = [
+        rotate_with(scratch.path(), "paced-playlist.lua", &playlist, PACE),
+        rotate_with(scratch.path(), "paced-segments.lua", segments, PACE),
+    ];
+    let flat_out = [
+        rotate(scratch.path(), "flat-playlist.lua", &playlist),
+        rotate(scratch.path(), "flat-segments.lua", segments),
+    ];
+    let p99 = |script: &str, addr: SocketAddr| {
+        let root = format!("http://{addr}/");
+        wrk(&["-t1", "-c4", "-d", duration, "-s", script], &root).p99_ms
+    };
+    // The packager's playlist and segments, nginx's playlist (the peer's
+    // segments are left out: nginx's sendfile answers of this size stall
+    // on delayed ACKs here, 25-40 ms at p99, which says nothing of load).
+    let measure = |scripts: &[String; 2]| {
+        [
+            p99(&scripts[0], ours),
+            p99(&scripts[1], ours),
+            p99(&scripts[0], nginx),
+        ]
     };
     let secs: u64 = duration.trim_end_matches('s').parse().unwrap_or(5);
+    let load_secs = 3 * secs + 4;
     println!();
     println!(
-        "playback while 100 connections ask for JPEG previews (pool of 2 ffmpeg under SCHED_IDLE, queue 32; every URL a new keyframe and width)"
+        "playback while 100 connections ask the packager for JPEG previews (2 dvr-preview-decoder under SCHED_IDLE, queue 32; every URL a new keyframe and width); nginx serves the same playlist on the same machine under the same load"
     );
     println!(
         "{:<44} {:>12} {:>12}  {:<8} target",
         "", "with", "without", "unit"
     );
     // Clients that ask again at once after a 503 (a refusal storm), and
-    // clients that wait out the Retry-After, each against a run alone.
-    for (name, more) in [
-        ("asking again at once", ""),
-        ("waiting out Retry-After", HONOR_RETRY_AFTER),
+    // clients that wait out the Retry-After, each against a run alone;
+    // playback paced and flat out.
+    for (name, more, playback, scripts) in [
+        ("asking again at once", "", "paced", &paced),
+        (
+            "waiting out Retry-After",
+            HONOR_RETRY_AFTER,
+            "paced",
+            &paced,
+        ),
+        ("asking again at once", "", "flat out", &flat_out),
+        (
+            "waiting out Retry-After",
+            HONOR_RETRY_AFTER,
+            "flat out",
+            &flat_out,
+        ),
     ] {
         let lua = rotate_with(scratch.path(), "previews.lua", &previews, more);
-        let (playlist_alone, segment_alone) = measure();
+        let alone = measure(scripts);
+        let (serving_before, decoding_before) = (
+            threads_cpu_ms("tokio-rt-worker"),
+            threads_cpu_ms("preview-decoder"),
+        );
         let load = Command::new(env("DVR_BENCH_WRK"))
-            .args(["-t2", "-c100", "-d", &format!("{}s", 2 * secs + 4)])
-            .args(["--timeout", "30s", "-s", &lua, &root])
+            .args(["-t2", "-c100", "-d", &format!("{load_secs}s")])
+            .args(["--timeout", "30s", "-s", &lua, &format!("http://{ours}/")])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("run wrk");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (playlist_loaded, segment_loaded) = measure();
+        let loaded = measure(scripts);
         let out = load.wait_with_output().expect("wrk");
+        let serving = threads_cpu_ms("tokio-rt-worker") - serving_before;
+        let decoding = threads_cpu_ms("preview-decoder") - decoding_before;
         let text = String::from_utf8_lossy(&out.stdout);
         let refused: u64 = text
             .lines()
@@ -860,27 +980,21 @@ async fn previews_against_playback(
             .find_map(|l| l.split(" requests in ").next()?.trim().parse::<u64>().ok())
             .unwrap_or(0);
         println!(
-            "previews {name}: {} decoded, {refused} refused with 503 in {}s",
+            "playback {playback}, previews {name}: {} decoded, {refused} refused with 503 in {load_secs}s; CPU of the packager's runtime {serving:.0} ms, of its decoder threads {decoding:.0} ms (their processes not counted)",
             total.saturating_sub(refused),
-            2 * secs + 4
         );
-        for (what, with, without) in [
-            (
-                "range playlist, p99 latency",
-                playlist_loaded,
-                playlist_alone,
-            ),
-            (
-                "cached TS segments, p99 latency",
-                segment_loaded,
-                segment_alone,
-            ),
-        ] {
-            let rise = with / without - 1.0;
+        for (i, what) in [
+            "range playlist, p99, packager",
+            "cached TS segments, p99, packager",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let rise = loaded[i] / alone[i] - 1.0;
             row(
                 &format!("  {what}"),
-                with,
-                without,
+                loaded[i],
+                alone[i],
                 "ms",
                 &format!(
                     "within 20 %: {:+.0} % {}",
@@ -889,5 +1003,12 @@ async fn previews_against_playback(
                 ),
             );
         }
+        row(
+            "  range playlist, p99, nginx",
+            loaded[2],
+            alone[2],
+            "ms",
+            &format!("(peer: {:+.0} %)", (loaded[2] / alone[2] - 1.0) * 100.0),
+        );
     }
 }
