@@ -15,6 +15,9 @@
 #   the root filesystem read-only and mount /var/lib/dvr and /tmp writable.
 # - The demo clip is compiled into the binary, so `docker run IMAGE run`
 #   works without a config.
+# - No dvr-preview-decoder: it links Debian's libavcodec, which distroless
+#   does not have, so JPEG previews answer 415 in this image (MP4 previews
+#   need no decoder).
 FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
