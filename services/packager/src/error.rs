@@ -22,8 +22,9 @@ pub enum PackagerError {
     /// The URL form is recognized but not served by this version.
     #[error("{0} is not supported yet")]
     NotSupported(&'static str),
-    /// A JPEG was asked for and no decoder runs here (no `ffmpeg` at the
-    /// configured path): `415`.
+    /// A JPEG was asked for and no decoder runs here (no
+    /// `dvr-preview-decoder` at the configured path, or it cannot load its
+    /// libraries): `415`.
     #[error("{0}")]
     NoDecoder(String),
     /// Every preview worker is busy and the queue is full: `503` with

@@ -47,7 +47,11 @@ fn run() -> io::Result<()> {
     // What goes wrong is answered per job; libav's own lines would only
     // fill a pipe nobody reads.
     ff::util::log::set_level(ff::util::log::Level::Quiet);
-    let scratch = tempfile::tempdir()?;
+    // Removed at end of input; the packager ends its decoders that way
+    // and kills one only when a picture overruns its time.
+    let scratch = tempfile::Builder::new()
+        .prefix("dvr-preview-decoder-")
+        .tempdir()?;
     let file = scratch.path().join("keyframe.mp4");
     let mut input = BufReader::new(io::stdin().lock());
     let mut output = BufWriter::new(io::stdout().lock());
@@ -114,7 +118,10 @@ fn av(step: &'static str) -> impl FnOnce(ff::Error) -> Failed {
 /// The first picture of the MP4 at `file`'s first video track, scaled to
 /// `width` (the aspect kept, an even height) and encoded as JPEG.
 fn jpeg(file: &Path, width: Option<u32>) -> Result<Vec<u8>, Failed> {
-    let mut input = ff::format::input(file).map_err(av("reading the MP4"))?;
+    let opened = ff::format::input(file);
+    // Open, it needs no name: a process killed mid-decode leaves no file.
+    let _ = std::fs::remove_file(file);
+    let mut input = opened.map_err(av("reading the MP4"))?;
     let stream = input
         .streams()
         .best(ff::media::Type::Video)

@@ -228,7 +228,11 @@ impl Run {
                 _slot: slot,
             }) = job
             else {
-                return; // the packager is gone; dropping the helper ends it
+                // The packager is gone.
+                if let Some(helper) = self.helper.take() {
+                    runtime.block_on(helper.end());
+                }
+                return;
             };
             if reply.is_closed() {
                 continue; // nobody waits for it any more
@@ -284,6 +288,23 @@ impl Run {
             stdin,
             stdout,
         })
+    }
+}
+
+impl Helper {
+    /// End of input, so the helper exits and removes its scratch
+    /// directory; killed if it has not within a second.
+    async fn end(self) {
+        let Helper {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        if tokio::time::timeout(Duration::from_secs(1), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+        }
     }
 }
 

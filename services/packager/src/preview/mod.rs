@@ -18,18 +18,17 @@
 //! machinery: exact `Content-Length`, `Range`, ETag).
 //!
 //! **JPEG** needs a decoder that handles what broadcast sends (H.264 High
-//! and H.265, interlaced included), which pure-Rust decoders do not, so an
-//! `ffmpeg` process decodes the one-frame MP4 from its stdin and writes
-//! one MJPEG picture to its stdout ([`decoder`]). Decoding costs CPU that
-//! playback needs: at most `workers` processes run at once
-//! ([`PreviewConfig`]), each with one thread, started by a thread of the
-//! pool that runs under `SCHED_IDLE`, so the process's start, decode and
-//! exit all run on CPU time nothing else wants and playback's threads
-//! preempt them at once; at most `queue` requests wait for one, and past
-//! that the answer is a `503` with `Retry-After`, given before any other
-//! work while the pool is full; a process still running after `timeout`
-//! is killed (`504`). Where no `ffmpeg` runs at the configured path the
-//! answer is a `415` saying so. Pictures are kept by (stream, keyframe
+//! and H.265, interlaced included), which pure-Rust decoders do not, so a
+//! `dvr-preview-decoder` process (libavcodec) decodes the one-frame MP4
+//! and answers one JPEG ([`decoder`]). Decoding costs CPU that playback
+//! needs: at most `workers` decoders run at once ([`PreviewConfig`]),
+//! each long-lived, with one thread, kept by a thread of the pool that
+//! runs under `SCHED_IDLE`, so the decodes run on CPU time nothing else
+//! wants and playback's threads preempt them at once; at most `queue`
+//! requests wait for one, and past that the answer is a `503` with
+//! `Retry-After`, given before any other work while the pool is full; a
+//! picture not made within `timeout` kills its decoder (`504`). Where no
+//! decoder runs at the configured path the answer is a `415` saying so. Pictures are kept by (stream, keyframe
 //! time, width) in a bounded memory cache, so a picture asked again (a
 //! timeline's thumbnails, a live page's refreshes) costs no decode.
 
@@ -54,12 +53,12 @@ use dvr_archive::tape::{StreamTape, TapeSegment};
 
 mod decoder;
 
-/// The most bytes of one-frame MP4 handed to `ffmpeg` (one keyframe).
+/// The most bytes of one-frame MP4 handed to the decoder (one keyframe).
 const MAX_FRAME_BYTES: usize = 32 << 20;
 /// Bytes of JPEG kept in memory; past it the cache is emptied.
 const JPEG_CACHE_BYTES: usize = 32 << 20;
 
-/// The JPEG decoder: `ffmpeg` processes, bounded, and the pictures made.
+/// The JPEG decoder pool and the pictures made.
 #[derive(Debug)]
 pub(crate) struct Previews {
     decoder: decoder::Decoder,
