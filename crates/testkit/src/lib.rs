@@ -13,11 +13,13 @@
 //! - [`fixtures`]: segments of a made-up tape.
 //! - [`clips`]: the clips of `testdata/`.
 //! - [`ffmpeg`]: ffmpeg and ffprobe, run so that failures show their stderr.
+//! - [`pil`]: pictures judged by a decoder independent of libavcodec.
 
 pub mod clips;
 pub mod ffmpeg;
 pub mod fixtures;
 pub mod nats;
+pub mod pil;
 pub mod process;
 pub mod s3;
 pub mod swift;

@@ -22,35 +22,12 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use dvr_packager::config::PreviewConfig;
 use dvr_packager::PackagerConfig;
+use dvr_testkit::pil::picture_size;
 use support::{
     body, clip_path, dated, get, header, recorded, recorded_with, send, serve, Fixture, T0,
 };
 
 const CLIP: &str = "h264_aac_720p.ts";
-
-/// (width, height, format) of a picture, by PIL.
-fn pil_size(bytes: &[u8]) -> (u32, u32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p");
-    std::fs::write(&path, bytes).unwrap();
-    let out = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import sys; from PIL import Image; im = Image.open(sys.argv[1]); im.load(); print(im.width, im.height, im.format)",
-        ])
-        .arg(&path)
-        .output()
-        .expect("python3-pil (make test-deps)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "PIL: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut fields = text.split_whitespace();
-    let mut next = || fields.next().unwrap().to_owned();
-    (next().parse().unwrap(), next().parse().unwrap(), next())
-}
 
 /// Keyframe times of a clip's video in seconds, by ffprobe on the file.
 fn clip_keyframes(clip: &str) -> Vec<f64> {
@@ -183,11 +160,11 @@ async fn previews_of_a_progressive_clip_decode_at_its_size() {
     assert_eq!((kinds, frames), (vec!["video".to_owned()], 1));
 
     let picture = jpeg(&f, &format!("/ch/{at}-preview.jpg")).await;
-    assert_eq!(pil_size(&picture), (1280, 720, "JPEG".to_owned()));
+    assert_eq!(picture_size(&picture), (1280, 720, "JPEG".to_owned()));
     let small = jpeg(&f, &format!("/ch/{at}-preview.jpg?width=320")).await;
-    assert_eq!(pil_size(&small), (320, 180, "JPEG".to_owned()));
+    assert_eq!(picture_size(&small), (320, 180, "JPEG".to_owned()));
     let live = jpeg(&f, "/ch/preview.jpg").await;
-    assert_eq!(pil_size(&live), (1280, 720, "JPEG".to_owned()));
+    assert_eq!(picture_size(&live), (1280, 720, "JPEG".to_owned()));
 
     // Bad parameters and times outside the tape: one line each.
     for (uri, status, why) in [
@@ -241,9 +218,9 @@ async fn an_interlaced_1080i_keyframe_decodes_to_a_full_frame() {
     let clip = interlaced_clip(dir.path());
     let f = recorded_with(&[&clip], 0, PackagerConfig::default());
     let picture = jpeg(&f, &format!("/ch/{}-preview.jpg", dated(T0 + 2))).await;
-    assert_eq!(pil_size(&picture), (1920, 1080, "JPEG".to_owned()));
+    assert_eq!(picture_size(&picture), (1920, 1080, "JPEG".to_owned()));
     let small = jpeg(&f, &format!("/ch/{}-preview.jpg?width=640", dated(T0 + 2))).await;
-    assert_eq!(pil_size(&small), (640, 360, "JPEG".to_owned()));
+    assert_eq!(picture_size(&small), (640, 360, "JPEG".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,7 +229,7 @@ async fn an_h265_keyframe_decodes_and_its_mp4_is_one_frame() {
     let f = recorded("h265_aac.ts");
     let at = dated(T0 + 3);
     let picture = jpeg(&f, &format!("/ch/{at}-preview.jpg")).await;
-    assert_eq!(pil_size(&picture), (640, 360, "JPEG".to_owned()));
+    assert_eq!(picture_size(&picture), (640, 360, "JPEG".to_owned()));
     let base = serve(&f).await;
     let url = format!("{base}/{at}-preview.mp4");
     let (kinds, frames) = tokio::task::spawn_blocking(move || probe_frames(&url))
@@ -513,7 +490,7 @@ async fn a_decoder_that_dies_costs_one_picture_and_one_without_its_libraries_is_
     // The same picture again: a new decoder makes it.
     let (status, ctype, jpeg) = get(&f, &format!("/ch/{second}-preview.jpg?width=320")).await;
     assert_eq!((status, ctype.as_str()), (StatusCode::OK, "image/jpeg"));
-    assert_eq!(pil_size(&jpeg), (320, 180, "JPEG".to_owned()));
+    assert_eq!(picture_size(&jpeg), (320, 180, "JPEG".to_owned()));
 
     // The loader cannot find libavcodec: the program cannot run here.
     let dir = tempfile::tempdir().unwrap();

@@ -5,24 +5,30 @@
 //! size cap is refused and the process ends; end of input ends it cleanly.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use dvr_testkit::ffmpeg::{ffmpeg, run};
+use dvr_testkit::pil::picture_size;
 
 /// One 640x360 H.264 keyframe in an MP4, by ffmpeg.
 fn keyframe_mp4(dir: &std::path::Path) -> Vec<u8> {
     let path = dir.join("k.mp4");
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=640x360:rate=25")
+    run(ffmpeg()
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
         .args(["-frames:v", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .arg(&path)
-        .output()
-        .expect("ffmpeg (make test-deps)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&path));
     std::fs::read(path).unwrap()
+}
+
+/// The decoder under test, and its pipes.
+fn start() -> (Child, ChildStdin, ChildStdout) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dvr-preview-decoder"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    (child, stdin, stdout)
 }
 
 fn ask(to: &mut impl Write, width: u32, mp4: &[u8]) {
@@ -42,43 +48,16 @@ fn answer(from: &mut impl Read) -> (u8, Vec<u8>) {
     (head[0], bytes)
 }
 
-/// (width, height, format) by PIL.
-fn pil(jpeg: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p");
-    std::fs::write(&path, jpeg).unwrap();
-    let out = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import sys; from PIL import Image; im = Image.open(sys.argv[1]); im.load(); print(im.width, im.height, im.format)",
-        ])
-        .arg(&path)
-        .output()
-        .expect("python3-pil (make test-deps)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[test]
 fn pictures_one_after_another_and_bad_input_answered() {
     let dir = tempfile::tempdir().unwrap();
     let mp4 = keyframe_mp4(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dvr-preview-decoder"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let (mut child, mut stdin, mut stdout) = start();
 
     ask(&mut stdin, 0, &mp4);
     let (status, jpeg) = answer(&mut stdout);
     assert_eq!(status, 0, "{}", String::from_utf8_lossy(&jpeg));
-    assert_eq!(pil(&jpeg), "640 360 JPEG");
+    assert_eq!(picture_size(&jpeg), (640, 360, "JPEG".to_owned()));
 
     ask(&mut stdin, 0, b"not an mp4 at all");
     let (status, why) = answer(&mut stdout);
@@ -90,7 +69,7 @@ fn pictures_one_after_another_and_bad_input_answered() {
     ask(&mut stdin, 320, &mp4);
     let (status, jpeg) = answer(&mut stdout);
     assert_eq!(status, 0);
-    assert_eq!(pil(&jpeg), "320 180 JPEG");
+    assert_eq!(picture_size(&jpeg), (320, 180, "JPEG".to_owned()));
 
     drop(stdin);
     assert!(child.wait().unwrap().success());
@@ -98,13 +77,7 @@ fn pictures_one_after_another_and_bad_input_answered() {
 
 #[test]
 fn a_job_past_the_cap_is_refused_and_ends_the_process() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dvr-preview-decoder"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let (mut child, mut stdin, mut stdout) = start();
     stdin.write_all(&0u32.to_be_bytes()).unwrap();
     stdin.write_all(&(64u32 << 20).to_be_bytes()).unwrap();
     stdin.flush().unwrap();
